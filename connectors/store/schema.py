@@ -1,0 +1,418 @@
+"""Tables of the record store: the platform's records and the tracking tables of bulk work.
+
+Every platform table carries `account_id`; every read and write path filters on it. Types are
+portable: native UUID/JSONB/uuid[] on PostgreSQL, CHAR(32)/JSON text on SQLite.
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql
+
+metadata = sa.MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "ck": "ck_%(table_name)s_%(constraint_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+JSON = sa.JSON().with_variant(postgresql.JSONB(), "postgresql")
+UUID_LIST = sa.JSON().with_variant(postgresql.ARRAY(sa.Uuid()), "postgresql")
+TS = sa.DateTime(timezone=True)
+
+USER_ROLES = ("candidate", "recruiter", "admin")
+JOB_ORIGINS = ("uploaded", "public")
+BULK_JOB_STATUSES = ("pending", "processing", "completed", "failed", "cancelled")
+ITEM_STATUSES = ("pending", "succeeded", "failed", "skipped")
+IMPORT_STATUSES = ("pending", "processing", "completed", "failed", "cancelled", "rolled_back")
+
+
+def _now() -> sa.ColumnElement:
+    return sa.func.current_timestamp()
+
+
+def _id() -> sa.Column:
+    return sa.Column("id", sa.Uuid(), primary_key=True)
+
+
+def _account() -> sa.Column:
+    return sa.Column("account_id", sa.Uuid(), sa.ForeignKey("accounts.id"), nullable=False)
+
+
+def _timestamps() -> list[sa.Column]:
+    return [
+        sa.Column("created_at", TS, nullable=False, server_default=_now()),
+        sa.Column("updated_at", TS, nullable=False, server_default=_now()),
+    ]
+
+
+def _provenance() -> list[sa.Column]:
+    # which import or bulk job created the record (audit_log holds every later change)
+    return [
+        sa.Column("import_id", sa.Uuid(), nullable=True),
+        sa.Column("bulk_job_id", sa.Uuid(), nullable=True),
+    ]
+
+
+def _enum_check(column: str, values: tuple[str, ...]) -> sa.CheckConstraint:
+    quoted = ", ".join(f"'{v}'" for v in values)
+    return sa.CheckConstraint(f"{column} IN ({quoted})", name=f"{column}_values")
+
+
+accounts = sa.Table(
+    "accounts",
+    metadata,
+    _id(),
+    sa.Column("slug", sa.String(64), nullable=False, unique=True),
+    sa.Column("name", sa.String(200), nullable=False),
+    sa.Column("created_at", TS, nullable=False, server_default=_now()),
+)
+
+api_tokens = sa.Table(
+    "api_tokens",
+    metadata,
+    _id(),
+    _account(),
+    sa.Column("user_id", sa.Uuid(), sa.ForeignKey("users.id"), nullable=True),
+    sa.Column("name", sa.String(200), nullable=False),
+    sa.Column("token_sha256", sa.String(64), nullable=False, unique=True),
+    sa.Column("created_at", TS, nullable=False, server_default=_now()),
+    sa.Column("revoked_at", TS, nullable=True),
+)
+
+users = sa.Table(
+    "users",
+    metadata,
+    _id(),
+    _account(),
+    sa.Column("role", sa.String(16), nullable=False, server_default="candidate"),
+    sa.Column("email", sa.String(320), nullable=True),
+    # lower-cased, whitespace-stripped email: the duplicate-detection key
+    sa.Column("email_normalized", sa.String(320), nullable=True),
+    sa.Column("first_name", sa.String(200), nullable=True),
+    sa.Column("last_name", sa.String(200), nullable=True),
+    sa.Column("phone", sa.String(64), nullable=True),
+    sa.Column("external_id", sa.String(200), nullable=True),
+    sa.Column("data", JSON, nullable=False, server_default="{}"),
+    *_timestamps(),
+    sa.Column("deleted_at", TS, nullable=True),
+    *_provenance(),
+    _enum_check("role", USER_ROLES),
+    sa.UniqueConstraint("account_id", "email_normalized"),
+    sa.Index(None, "account_id", "external_id"),
+)
+
+jobs = sa.Table(
+    "jobs",
+    metadata,
+    _id(),
+    _account(),
+    sa.Column("code", sa.String(200), nullable=True),
+    sa.Column("title", sa.String(500), nullable=False),
+    sa.Column("description", sa.Text(), nullable=True),
+    sa.Column("location", sa.String(500), nullable=True),
+    sa.Column("status", sa.String(32), nullable=False, server_default="open"),
+    sa.Column("origin", sa.String(16), nullable=False, server_default="uploaded"),
+    sa.Column("source_url", sa.Text(), nullable=True),
+    sa.Column("external_id", sa.String(200), nullable=True),
+    sa.Column("data", JSON, nullable=False, server_default="{}"),
+    *_timestamps(),
+    sa.Column("deleted_at", TS, nullable=True),
+    *_provenance(),
+    _enum_check("origin", JOB_ORIGINS),
+    sa.UniqueConstraint("account_id", "code"),
+    sa.Index(None, "account_id", "external_id"),
+)
+
+applications = sa.Table(
+    "applications",
+    metadata,
+    _id(),
+    _account(),
+    sa.Column("candidate_id", sa.Uuid(), sa.ForeignKey("users.id"), nullable=False),
+    sa.Column("job_id", sa.Uuid(), sa.ForeignKey("jobs.id"), nullable=True),
+    sa.Column("stage", sa.String(64), nullable=False, server_default="applied"),
+    sa.Column("status", sa.String(32), nullable=False, server_default="active"),
+    sa.Column("source", sa.String(200), nullable=True),
+    sa.Column("applied_at", TS, nullable=True),
+    sa.Column("external_id", sa.String(200), nullable=True),
+    sa.Column("data", JSON, nullable=False, server_default="{}"),
+    *_timestamps(),
+    sa.Column("deleted_at", TS, nullable=True),
+    *_provenance(),
+    sa.Index(None, "account_id", "external_id"),
+    sa.Index(None, "account_id", "candidate_id", "job_id"),
+    sa.Index(None, "account_id", "stage"),
+)
+
+form_submissions = sa.Table(
+    "form_submissions",
+    metadata,
+    _id(),
+    _account(),
+    sa.Column("application_id", sa.Uuid(), sa.ForeignKey("applications.id"), nullable=False),
+    sa.Column("form_name", sa.String(200), nullable=False),
+    sa.Column("answers", JSON, nullable=False, server_default="{}"),
+    sa.Column("submitted_at", TS, nullable=True),
+    *_timestamps(),
+    *_provenance(),
+    sa.Index(None, "application_id"),
+)
+
+contracts = sa.Table(
+    "contracts",
+    metadata,
+    _id(),
+    _account(),
+    sa.Column("application_id", sa.Uuid(), sa.ForeignKey("applications.id"), nullable=True),
+    sa.Column("status", sa.String(32), nullable=False, server_default="draft"),
+    sa.Column("template", sa.String(200), nullable=True),
+    sa.Column("terms", JSON, nullable=False, server_default="{}"),
+    sa.Column("external_id", sa.String(200), nullable=True),
+    sa.Column("data", JSON, nullable=False, server_default="{}"),
+    *_timestamps(),
+    sa.Column("deleted_at", TS, nullable=True),
+    *_provenance(),
+    sa.Index(None, "application_id"),
+    sa.Index(None, "account_id", "external_id"),
+)
+
+tags = sa.Table(
+    "tags",
+    metadata,
+    _account(),
+    sa.Column("entity_type", sa.String(32), nullable=False),
+    sa.Column("entity_id", sa.Uuid(), nullable=False),
+    sa.Column("tag", sa.String(200), nullable=False),
+    sa.Column("created_at", TS, nullable=False, server_default=_now()),
+    sa.PrimaryKeyConstraint("account_id", "entity_type", "entity_id", "tag"),
+)
+
+automations = sa.Table(
+    "automations",
+    metadata,
+    _id(),
+    _account(),
+    sa.Column("name", sa.String(200), nullable=False),
+    # send_email | move_stage | webhook
+    sa.Column("action", sa.String(32), nullable=False),
+    sa.Column("config", JSON, nullable=False, server_default="{}"),
+    sa.Column("created_at", TS, nullable=False, server_default=_now()),
+    sa.UniqueConstraint("account_id", "name"),
+)
+
+automation_events = sa.Table(
+    "automation_events",
+    metadata,
+    _id(),
+    _account(),
+    sa.Column("automation", sa.String(200), nullable=False),
+    sa.Column("action", sa.String(32), nullable=False),
+    sa.Column("entity_type", sa.String(32), nullable=False),
+    sa.Column("entity_id", sa.Uuid(), nullable=False),
+    sa.Column("payload", JSON, nullable=False, server_default="{}"),
+    # pending | delivered | failed
+    sa.Column("status", sa.String(16), nullable=False, server_default="pending"),
+    sa.Column("attempts", sa.Integer(), nullable=False, server_default="0"),
+    sa.Column("last_error", sa.Text(), nullable=True),
+    sa.Column("bulk_job_id", sa.Uuid(), nullable=True),
+    sa.Column("created_at", TS, nullable=False, server_default=_now()),
+    sa.Column("delivered_at", TS, nullable=True),
+    sa.Index(None, "status", "created_at"),
+)
+
+recollection_requests = sa.Table(
+    "recollection_requests",
+    metadata,
+    _id(),
+    _account(),
+    sa.Column("application_id", sa.Uuid(), sa.ForeignKey("applications.id"), nullable=False),
+    sa.Column("candidate_id", sa.Uuid(), sa.ForeignKey("users.id"), nullable=False),
+    sa.Column("fields", JSON, nullable=False, server_default="[]"),
+    sa.Column("message", sa.Text(), nullable=True),
+    # requested | completed | cancelled
+    sa.Column("status", sa.String(16), nullable=False, server_default="requested"),
+    sa.Column("bulk_job_id", sa.Uuid(), nullable=True),
+    *_timestamps(),
+    sa.Index(None, "application_id"),
+)
+
+skills = sa.Table(
+    "skills",
+    metadata,
+    _id(),
+    sa.Column("name", sa.String(300), nullable=False),
+    sa.Column("name_normalized", sa.String(300), nullable=False, unique=True),
+    sa.Column("source", sa.String(64), nullable=True),
+    sa.Column("uri", sa.Text(), nullable=True),
+)
+
+documents = sa.Table(
+    "documents",
+    metadata,
+    _id(),
+    _account(),
+    sa.Column("content_sha256", sa.String(64), nullable=False),
+    sa.Column("filename", sa.String(500), nullable=True),
+    sa.Column("size_bytes", sa.BigInteger(), nullable=False),
+    sa.Column("media_type", sa.String(100), nullable=True),
+    # resume | job_description
+    sa.Column("kind", sa.String(32), nullable=False),
+    sa.Column("entity_type", sa.String(32), nullable=True),
+    sa.Column("entity_id", sa.Uuid(), nullable=True),
+    sa.Column("source_url", sa.Text(), nullable=True),
+    sa.Column("text", sa.Text(), nullable=True),
+    sa.Column("created_at", TS, nullable=False, server_default=_now()),
+    sa.UniqueConstraint("account_id", "content_sha256"),
+)
+
+candidate_skills = sa.Table(
+    "candidate_skills",
+    metadata,
+    _account(),
+    sa.Column("candidate_id", sa.Uuid(), sa.ForeignKey("users.id"), nullable=False),
+    sa.Column("skill_id", sa.Uuid(), sa.ForeignKey("skills.id"), nullable=False),
+    sa.Column("document_id", sa.Uuid(), sa.ForeignKey("documents.id"), nullable=True),
+    sa.Column("confidence", sa.Float(), nullable=True),
+    sa.Column("created_at", TS, nullable=False, server_default=_now()),
+    sa.PrimaryKeyConstraint("candidate_id", "skill_id"),
+)
+
+job_skills = sa.Table(
+    "job_skills",
+    metadata,
+    _account(),
+    sa.Column("job_id", sa.Uuid(), sa.ForeignKey("jobs.id"), nullable=False),
+    sa.Column("skill_id", sa.Uuid(), sa.ForeignKey("skills.id"), nullable=False),
+    sa.Column("document_id", sa.Uuid(), sa.ForeignKey("documents.id"), nullable=True),
+    sa.Column("confidence", sa.Float(), nullable=True),
+    sa.Column("created_at", TS, nullable=False, server_default=_now()),
+    sa.PrimaryKeyConstraint("job_id", "skill_id"),
+)
+
+bulk_jobs = sa.Table(
+    "bulk_jobs",
+    metadata,
+    # seed 001's job object, field for field
+    _id(),
+    _account(),
+    sa.Column("created_by", sa.Uuid(), nullable=True),
+    sa.Column("entity_type", sa.String(32), nullable=False),
+    sa.Column("operation", sa.String(64), nullable=False),
+    sa.Column("entity_ids", UUID_LIST, nullable=False),
+    sa.Column("params", JSON, nullable=False, server_default="{}"),
+    sa.Column("status", sa.String(16), nullable=False, server_default="pending"),
+    sa.Column("total_count", sa.Integer(), nullable=False, server_default="0"),
+    sa.Column("processed_count", sa.Integer(), nullable=False, server_default="0"),
+    sa.Column("failed_count", sa.Integer(), nullable=False, server_default="0"),
+    sa.Column("error_message", sa.Text(), nullable=True),
+    *_timestamps(),
+    # ours
+    sa.Column("dagster_run_id", sa.String(64), nullable=True),
+    _enum_check("status", BULK_JOB_STATUSES),
+    sa.Index(None, "account_id", "created_at"),
+    sa.Index(None, "status"),
+)
+
+bulk_job_items = sa.Table(
+    "bulk_job_items",
+    metadata,
+    sa.Column("bulk_job_id", sa.Uuid(), sa.ForeignKey("bulk_jobs.id"), nullable=False),
+    # position in the job: batches walk seq ranges, so a resumed run starts after the last commit
+    sa.Column("seq", sa.Integer(), nullable=False),
+    sa.Column("entity_id", sa.Uuid(), nullable=False),
+    sa.Column("status", sa.String(16), nullable=False, server_default="pending"),
+    sa.Column("error", sa.Text(), nullable=True),
+    sa.Column("before", JSON, nullable=True),
+    sa.Column("after", JSON, nullable=True),
+    sa.Column("updated_at", TS, nullable=True),
+    sa.PrimaryKeyConstraint("bulk_job_id", "seq"),
+    _enum_check("status", ITEM_STATUSES),
+    sa.Index(None, "bulk_job_id", "status"),
+)
+
+audit_log = sa.Table(
+    "audit_log",
+    metadata,
+    # append-only: triggers created by the migration refuse UPDATE and DELETE
+    sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), primary_key=True, autoincrement=True),
+    _account(),
+    sa.Column("occurred_at", TS, nullable=False, server_default=_now()),
+    sa.Column("actor", sa.String(200), nullable=False),
+    sa.Column("operation", sa.String(64), nullable=False),
+    sa.Column("entity_type", sa.String(32), nullable=False),
+    sa.Column("entity_id", sa.Uuid(), nullable=False),
+    sa.Column("bulk_job_id", sa.Uuid(), nullable=True),
+    sa.Column("import_id", sa.Uuid(), nullable=True),
+    sa.Column("sync_run_id", sa.Uuid(), nullable=True),
+    sa.Column("before", JSON, nullable=True),
+    sa.Column("after", JSON, nullable=True),
+    sa.Index(None, "account_id", "entity_type", "entity_id"),
+    sa.Index(None, "bulk_job_id"),
+    sa.Index(None, "import_id"),
+)
+
+import_history = sa.Table(
+    "import_history",
+    metadata,
+    _id(),
+    _account(),
+    # seed 002's columns: date/time, type, file, created, updated, skipped, errors, status
+    sa.Column("started_at", TS, nullable=False, server_default=_now()),
+    sa.Column("type", sa.String(32), nullable=False),
+    sa.Column("file", sa.String(500), nullable=True),
+    sa.Column("created", sa.Integer(), nullable=False, server_default="0"),
+    sa.Column("updated", sa.Integer(), nullable=False, server_default="0"),
+    sa.Column("skipped", sa.Integer(), nullable=False, server_default="0"),
+    sa.Column("errors", sa.Integer(), nullable=False, server_default="0"),
+    sa.Column("status", sa.String(16), nullable=False, server_default="pending"),
+    # ours
+    sa.Column("finished_at", TS, nullable=True),
+    sa.Column("source_path", sa.Text(), nullable=True),
+    sa.Column("content_sha256", sa.String(64), nullable=True),
+    sa.Column("rows_read", sa.Integer(), nullable=False, server_default="0"),
+    # rows [0, rows_committed) are written: a resumed run starts there
+    sa.Column("rows_committed", sa.Integer(), nullable=False, server_default="0"),
+    sa.Column("options", JSON, nullable=False, server_default="{}"),
+    sa.Column("error_message", sa.Text(), nullable=True),
+    sa.Column("failed_rows_path", sa.Text(), nullable=True),
+    sa.Column("dry_run", sa.Boolean(), nullable=False, server_default=sa.false()),
+    sa.Column("dagster_run_id", sa.String(64), nullable=True),
+    sa.Column("partition_key", sa.String(500), nullable=True),
+    sa.Column("created_by", sa.String(200), nullable=True),
+    _enum_check("status", IMPORT_STATUSES),
+    sa.Index(None, "account_id", "started_at"),
+    sa.Index(None, "account_id", "content_sha256"),
+)
+
+sync_runs = sa.Table(
+    "sync_runs",
+    metadata,
+    _id(),
+    _account(),
+    sa.Column("sync_name", sa.String(200), nullable=False),
+    sa.Column("started_at", TS, nullable=False, server_default=_now()),
+    sa.Column("finished_at", TS, nullable=True),
+    sa.Column("status", sa.String(16), nullable=False, server_default="processing"),
+    sa.Column("records_read", sa.Integer(), nullable=False, server_default="0"),
+    sa.Column("created", sa.Integer(), nullable=False, server_default="0"),
+    sa.Column("updated", sa.Integer(), nullable=False, server_default="0"),
+    sa.Column("skipped", sa.Integer(), nullable=False, server_default="0"),
+    sa.Column("conflicts", sa.Integer(), nullable=False, server_default="0"),
+    sa.Column("errors", sa.Integer(), nullable=False, server_default="0"),
+    sa.Column("error_message", sa.Text(), nullable=True),
+    sa.Column("details", JSON, nullable=False, server_default="{}"),
+    sa.Column("dagster_run_id", sa.String(64), nullable=True),
+    sa.Index(None, "account_id", "sync_name", "started_at"),
+)
+
+# record tables an account owns, by the entity_type name used in jobs, tags and the audit log
+ENTITY_TABLES: dict[str, sa.Table] = {
+    "applications": applications,
+    "candidates": users,
+    "jobs": jobs,
+    "contracts": contracts,
+}

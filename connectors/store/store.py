@@ -1,0 +1,97 @@
+"""Engine construction and the account-scoped entry point to the record store."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+
+from connectors import settings
+from connectors.store import migrate, schema
+
+
+class AccountNotFound(LookupError):
+    pass
+
+
+def normalize_url(url: str) -> str:
+    """Use psycopg 3 for PostgreSQL whatever driver-less spelling the user gave."""
+    for prefix in ("postgres://", "postgresql://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix) :]
+    return url
+
+
+def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA foreign_keys=ON")
+    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute("PRAGMA synchronous=NORMAL")
+    cur.execute("PRAGMA busy_timeout=30000")
+    cur.close()
+
+
+def make_engine(url: str | None = None) -> sa.Engine:
+    url = normalize_url(url or settings.database_url())
+    parsed = sa.make_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        if parsed.database and parsed.database != ":memory:":
+            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+        engine = sa.create_engine(url, connect_args={"timeout": 30})
+        sa.event.listen(engine, "connect", _sqlite_pragmas)
+        return engine
+    return sa.create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=10)
+
+
+class RecordStore:
+    """One record store database. Every method that reads or writes records takes an account."""
+
+    def __init__(self, url: str | None = None, *, check: bool = True) -> None:
+        self.engine = make_engine(url)
+        if check:
+            migrate.check_schema(self.engine)
+
+    @property
+    def dialect(self) -> str:
+        return self.engine.dialect.name
+
+    @property
+    def url(self) -> str:
+        return self.engine.url.render_as_string(hide_password=True)
+
+    @contextmanager
+    def begin(self) -> Iterator[sa.Connection]:
+        with self.engine.begin() as conn:
+            yield conn
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+
+    def ensure_account(self, slug: str, name: str | None = None) -> uuid.UUID:
+        """The account's id, creating the account when it does not exist."""
+        with self.begin() as conn:
+            found = conn.scalar(sa.select(schema.accounts.c.id).where(schema.accounts.c.slug == slug))
+            if found is not None:
+                return found
+            account_id = uuid.uuid4()
+            conn.execute(schema.accounts.insert().values(id=account_id, slug=slug, name=name or slug))
+            return account_id
+
+    def account_id(self, slug: str) -> uuid.UUID:
+        with self.engine.connect() as conn:
+            found = conn.scalar(sa.select(schema.accounts.c.id).where(schema.accounts.c.slug == slug))
+        if found is None:
+            raise AccountNotFound(f"no account with slug {slug!r}: create it with `bulkops accounts create {slug}`")
+        return found
+
+
+def write_audit(conn: sa.Connection, account_id: uuid.UUID, actor: str, rows: Iterable[Mapping[str, Any]]) -> int:
+    """Append audit rows (operation, entity_type, entity_id, before, after, and provenance ids)."""
+    values = [{"account_id": account_id, "actor": actor, **row} for row in rows]
+    if values:
+        conn.execute(schema.audit_log.insert(), values)
+    return len(values)

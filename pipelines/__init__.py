@@ -1,0 +1,1 @@
+"""The Dagster graph: one subpackage per capability, assembled by `pipelines.definitions`."""

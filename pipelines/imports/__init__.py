@@ -1,0 +1,1 @@
+"""Bulk import of CSV/Parquet files into the record store."""

@@ -1,0 +1,5 @@
+"""Dagster resources: thin, configurable wrappers around connectors."""
+
+from resources.store import RecordStoreResource
+
+__all__ = ["RecordStoreResource"]
