@@ -26,6 +26,7 @@ TS = sa.DateTime(timezone=True)
 USER_ROLES = ("candidate", "recruiter", "admin")
 JOB_ORIGINS = ("uploaded", "public")
 BULK_JOB_STATUSES = ("pending", "processing", "completed", "failed", "cancelled")
+BULK_JOB_MODES = ("execute", "preview", "dry_run")
 ITEM_STATUSES = ("pending", "succeeded", "failed", "skipped")
 IMPORT_STATUSES = ("pending", "processing", "completed", "failed", "cancelled", "rolled_back")
 
@@ -312,9 +313,25 @@ bulk_jobs = sa.Table(
     *_timestamps(),
     # ours
     sa.Column("dagster_run_id", sa.String(64), nullable=True),
+    # execute | preview (waits for confirm with plan_id) | dry_run (reports, writes no record)
+    sa.Column("mode", sa.String(16), nullable=False, server_default="execute"),
+    sa.Column("plan_id", sa.String(64), nullable=True),
+    sa.Column("planned_at", TS, nullable=True),
+    sa.Column("confirmed_at", TS, nullable=True),
+    sa.Column("cancel_requested_at", TS, nullable=True),
+    sa.Column("started_at", TS, nullable=True),
+    sa.Column("finished_at", TS, nullable=True),
+    # items [0, next_seq) are committed: a resumed run starts there
+    sa.Column("next_seq", sa.Integer(), nullable=False, server_default="0"),
+    sa.Column("skipped_count", sa.Integer(), nullable=False, server_default="0"),
+    sa.Column("summary", JSON, nullable=False, server_default="{}"),
+    sa.Column("rollback_of", sa.Uuid(), nullable=True),
     _enum_check("status", BULK_JOB_STATUSES),
+    _enum_check("mode", BULK_JOB_MODES),
     sa.Index(None, "account_id", "created_at"),
     sa.Index(None, "status"),
+    sa.Index(None, "dagster_run_id"),
+    sa.Index(None, "rollback_of"),
 )
 
 bulk_job_items = sa.Table(
@@ -332,6 +349,7 @@ bulk_job_items = sa.Table(
     sa.PrimaryKeyConstraint("bulk_job_id", "seq"),
     _enum_check("status", ITEM_STATUSES),
     sa.Index(None, "bulk_job_id", "status"),
+    sa.Index(None, "bulk_job_id", "entity_id"),
 )
 
 audit_log = sa.Table(
