@@ -7,6 +7,7 @@ databases are shared by the session and each test gets a fresh account.
 from __future__ import annotations
 
 import os
+import tempfile
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,6 +17,11 @@ import pytest
 import sqlalchemy as sa
 
 from connectors.store import RecordStore, make_engine, migrate
+
+# keep tests away from the developer's var/: every default path lands in a throwaway directory
+os.environ["BULKOPS_VAR_DIR"] = tempfile.mkdtemp(prefix="bulkops-test-var-")
+os.environ.pop("BULKOPS_DATABASE_URL", None)
+os.environ.pop("DAGSTER_HOME", None)
 
 PG_ADMIN_URL = os.environ.get("BULKOPS_TEST_PG_ADMIN_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
 

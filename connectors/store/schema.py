@@ -6,6 +6,8 @@ portable: native UUID/JSONB/uuid[] on PostgreSQL, CHAR(32)/JSON text on SQLite.
 
 from __future__ import annotations
 
+import uuid
+
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
 
@@ -19,8 +21,32 @@ metadata = sa.MetaData(
     }
 )
 
+
+
+class UuidList(sa.types.TypeDecorator):
+    """A list of UUIDs: native uuid[] on PostgreSQL, a JSON array of strings elsewhere."""
+
+    impl = sa.JSON
+    cache_ok = True
+
+    def load_dialect_impl(self, dialect: sa.Dialect) -> sa.types.TypeEngine:
+        if dialect.name == "postgresql":
+            return dialect.type_descriptor(postgresql.ARRAY(sa.Uuid()))
+        return dialect.type_descriptor(sa.JSON())
+
+    def process_bind_param(self, value, dialect):  # type: ignore[no-untyped-def]
+        if value is None or dialect.name == "postgresql":
+            return value
+        return [str(v) for v in value]
+
+    def process_result_value(self, value, dialect):  # type: ignore[no-untyped-def]
+        if value is None:
+            return None
+        return [v if isinstance(v, uuid.UUID) else uuid.UUID(str(v)) for v in value]
+
+
 JSON = sa.JSON().with_variant(postgresql.JSONB(), "postgresql")
-UUID_LIST = sa.JSON().with_variant(postgresql.ARRAY(sa.Uuid()), "postgresql")
+UUID_LIST = UuidList()
 TS = sa.DateTime(timezone=True)
 
 USER_ROLES = ("candidate", "recruiter", "admin")
