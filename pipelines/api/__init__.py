@@ -1,0 +1,1 @@
+"""The bulk-job HTTP API: FastAPI app, bearer tokens, wire format."""

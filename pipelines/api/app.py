@@ -1,0 +1,330 @@
+"""The bulk-job HTTP API (seed 001): `bulk-jobs-create`, `bulk-jobs-get` and the safety endpoints.
+
+Every route is `/api/bulk-jobs-<action>`, answers `{"ok": true, "result": ...}` or
+`{"ok": false, "error": {"code", "message", "details"}}`, and is scoped to the account of the
+bearer token. Request bodies are read raw under a size cap and parsed with `json.loads`, so a
+job of a million ids costs well under a second of parsing.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import os
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
+import dagster as dg
+from fastapi import Depends, FastAPI, Request, Security
+from fastapi.exceptions import RequestValidationError
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.responses import StreamingResponse
+
+from connectors import settings
+from connectors.store import RecordStore
+from connectors.store.schema import BULK_JOB_MODES, BULK_JOB_STATUSES
+from pipelines.api import models, tokens
+from pipelines.api.wire import (
+    ApiError,
+    EnvelopeResponse,
+    error_response,
+    int_value,
+    invalid,
+    ok,
+    read_json_object,
+    string_value,
+    uuid_list,
+    uuid_value,
+)
+from pipelines.bulk import service
+
+log = logging.getLogger("bulkops.api")
+
+# a million ids is about 40 MB of compact JSON; leave room for pretty-printed bodies
+DEFAULT_MAX_BODY_BYTES = 64 * 1024 * 1024
+MAX_LIST_LIMIT = 1000
+MAX_PREVIEW_LIMIT = 10_000
+
+STATUS_CODES = {
+    400: "bad_request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    409: "invalid_state",
+    413: "payload_too_large",
+    415: "unsupported_media_type",
+    422: "invalid_request",
+}
+
+
+def max_body_bytes_from_env() -> int:
+    return int(os.environ.get("BULKOPS_API_MAX_BODY_BYTES", DEFAULT_MAX_BODY_BYTES))
+
+
+class Api:
+    """What the routes share: the record store, the Dagster instance, the limits."""
+
+    def __init__(self, database_url: str, instance: dg.DagsterInstance | None, max_body_bytes: int) -> None:
+        self.database_url = database_url
+        self.instance = instance
+        self.max_body_bytes = max_body_bytes
+        self.store = RecordStore(database_url)
+
+    async def body(self, request: Request, *, required: bool = True) -> dict[str, Any]:
+        # GET takes its arguments from the query string, POST from a JSON object
+        if request.method == "GET":
+            return dict(request.query_params)
+        payload = await read_json_object(request, self.max_body_bytes, required=required)
+        return {**request.query_params, **payload}
+
+    async def call(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        try:
+            return await run_in_threadpool(fn, self.store, *args, **kwargs)
+        except service.BulkJobError as exc:
+            raise ApiError(exc.http_status, exc.code, str(exc), exc.details) from None
+
+    async def launch(self, job: dict[str, Any]) -> dict[str, Any]:
+        """Submit the job's Dagster run; the job is stored already, so a failure here is a 503."""
+        from pipelines.bulk import launch
+
+        try:
+            run_id = await run_in_threadpool(
+                launch.launch_bulk_job, job["id"], database_url=self.database_url, instance=self.instance
+            )
+        except Exception as exc:
+            log.exception("could not launch the run of bulk job %s", job["id"])
+            raise ApiError(
+                503,
+                "launch_failed",
+                f"the job was stored but its Dagster run could not be submitted: {exc}",
+                {"job_id": str(job["id"])},
+            ) from None
+        return {**job, "dagster_run_id": run_id}
+
+
+def _public(job: dict[str, Any], *, include_entity_ids: bool = False) -> dict[str, Any]:
+    # a million ids do not belong in every answer: get returns them on request
+    if include_entity_ids:
+        return job
+    return {k: v for k, v in job.items() if k != "entity_ids"}
+
+
+def _flag(payload: dict[str, Any], field: str) -> bool:
+    value = payload.get(field, False)
+    if isinstance(value, str):
+        value = value.lower()
+        if value in ("true", "1", "yes"):
+            return True
+        if value in ("false", "0", "no", ""):
+            return False
+    if not isinstance(value, bool):
+        raise invalid(f"{field} must be true or false", field=field, value=value)
+    return value
+
+
+def _validate_create(payload: dict[str, Any]) -> dict[str, Any]:
+    unknown = sorted(set(payload) - {"entity_type", "operation", "entity_ids", "params", "mode", "dry_run"})
+    if unknown:
+        raise invalid(f"unknown field(s): {', '.join(unknown)}", fields=unknown)
+    entity_type = string_value(payload, "entity_type")
+    if entity_type not in service.OPERATIONS:
+        raise invalid(
+            f"unknown entity_type {entity_type!r}",
+            field="entity_type",
+            value=entity_type,
+            allowed=sorted(service.OPERATIONS),
+        )
+    operation = string_value(payload, "operation")
+    allowed = service.OPERATIONS[entity_type]
+    if operation not in allowed:
+        raise invalid(
+            f"operation {operation!r} is not available for {entity_type}",
+            field="operation",
+            value=operation,
+            allowed=list(allowed),
+        )
+    params = payload.get("params")
+    if params is None:
+        params = {}
+    if not isinstance(params, dict):
+        raise invalid("params must be a JSON object", field="params", received=type(params).__name__)
+    mode = string_value(payload, "mode", required=False, default="execute")
+    if _flag(payload, "dry_run"):
+        if "mode" in payload and mode != "dry_run":
+            raise invalid("dry_run: true contradicts mode", field="mode", value=mode)
+        mode = "dry_run"
+    if mode not in BULK_JOB_MODES:
+        raise invalid(f"unknown mode {mode!r}", field="mode", value=mode, allowed=list(BULK_JOB_MODES))
+    entity_ids = uuid_list(payload, "entity_ids")
+    return {"entity_type": entity_type, "operation": operation, "entity_ids": entity_ids, "params": params, "mode": mode}
+
+
+def create_app(
+    database_url: str | None = None,
+    *,
+    instance: dg.DagsterInstance | None = None,
+    max_body_bytes: int | None = None,
+) -> FastAPI:
+    """Build the API application.
+
+    Args:
+        database_url: The record store; defaults to `$BULKOPS_DATABASE_URL` or var/bulkops.db.
+        instance: The Dagster instance runs are submitted to; `None` means `$DAGSTER_HOME`'s.
+        max_body_bytes: Largest accepted request body; defaults to `$BULKOPS_API_MAX_BODY_BYTES`
+            or 64 MiB (a million ids take about 40 MB).
+
+    Returns:
+        The FastAPI application, ready for uvicorn.
+    """
+    api = Api(database_url or settings.database_url(), instance, max_body_bytes or max_body_bytes_from_env())
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        yield
+        api.store.dispose()
+
+    app = FastAPI(
+        title="bulkops bulk-job API",
+        version="1",
+        description=models.API_DESCRIPTION,
+        openapi_url="/api/openapi.json",
+        docs_url="/api/docs",
+        redoc_url=None,
+        lifespan=lifespan,
+    )
+    app.state.api = api
+    bearer = HTTPBearer(auto_error=False, description="An account's API token (`bulkops tokens create ACCOUNT`).")
+
+    def principal(credentials: HTTPAuthorizationCredentials | None = Security(bearer)) -> tokens.Principal:
+        if credentials is None:
+            raise ApiError(401, "unauthorized", "missing bearer token: send `Authorization: Bearer <token>`")
+        try:
+            return tokens.authenticate(api.store, credentials.credentials)
+        except tokens.TokenRevoked:
+            raise ApiError(403, "token_revoked", "this API token was revoked") from None
+        except tokens.TokenNotFound:
+            raise ApiError(401, "unauthorized", "invalid bearer token") from None
+
+    @app.exception_handler(ApiError)
+    async def _api_error(_: Request, exc: ApiError) -> EnvelopeResponse:
+        return error_response(exc)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation_error(_: Request, exc: RequestValidationError) -> EnvelopeResponse:
+        errors = [{"loc": list(e.get("loc", ())), "msg": e.get("msg"), "type": e.get("type")} for e in exc.errors()]
+        message = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in errors) or "invalid request"
+        return error_response(ApiError(422, "invalid_request", message, {"errors": errors}))
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(request: Request, exc: StarletteHTTPException) -> EnvelopeResponse:
+        code = STATUS_CODES.get(exc.status_code, "error")
+        message = str(exc.detail)
+        if exc.status_code == 404:
+            message = f"no such endpoint: {request.method} {request.url.path}"
+        elif exc.status_code == 405:
+            message = f"{request.method} is not allowed on {request.url.path}"
+        return error_response(ApiError(exc.status_code, code, message))
+
+    @app.exception_handler(Exception)
+    async def _internal_error(_: Request, exc: Exception) -> EnvelopeResponse:
+        log.exception("unhandled error", exc_info=exc)
+        return error_response(ApiError(500, "internal_error", "internal server error"))
+
+    docs = models.route_docs
+
+    def get_and_post(path: str, name: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+        # two routes, not one with two methods: each operation gets its own OpenAPI id
+        def register(fn: Callable[..., Any]) -> Callable[..., Any]:
+            app.get(path, **docs(name, "get"))(fn)
+            app.post(path, **docs(name, "post"))(fn)
+            return fn
+
+        return register
+
+    @app.get("/api/health", tags=["meta"], summary="Liveness: the process answers and the store is reachable")
+    async def health() -> EnvelopeResponse:
+        return ok({"status": "ok"})
+
+    @app.post("/api/bulk-jobs-create", **docs("create", "post"))
+    async def bulk_jobs_create(request: Request, who: tokens.Principal = Depends(principal)) -> EnvelopeResponse:
+        spec = _validate_create(await api.body(request))
+        job = await api.call(service.create_job, who.account_id, created_by=who.user_id, **spec)
+        if spec["mode"] != "preview":
+            job = await api.launch(job)
+        return ok(_public(job))
+
+    @get_and_post("/api/bulk-jobs-get", "get")
+    async def bulk_jobs_get(request: Request, who: tokens.Principal = Depends(principal)) -> EnvelopeResponse:
+        payload = await api.body(request)
+        job = await api.call(service.get_job, who.account_id, uuid_value(payload, "id"))
+        return ok(_public(job, include_entity_ids=_flag(payload, "include_entity_ids")))
+
+    @get_and_post("/api/bulk-jobs-list", "list")
+    async def bulk_jobs_list(request: Request, who: tokens.Principal = Depends(principal)) -> EnvelopeResponse:
+        payload = await api.body(request, required=False)
+        status = string_value(payload, "status", required=False)
+        if status is not None and status not in BULK_JOB_STATUSES:
+            raise invalid(f"unknown status {status!r}", field="status", value=status, allowed=list(BULK_JOB_STATUSES))
+        limit = int_value(payload, "limit", default=50, low=1, high=MAX_LIST_LIMIT)
+        before = uuid_value(payload, "before") if payload.get("before") else None
+        jobs = await api.call(service.list_jobs, who.account_id, status=status, limit=limit, before=before)
+        return ok([_public(job) for job in jobs])
+
+    @app.post("/api/bulk-jobs-cancel", **docs("cancel", "post"))
+    async def bulk_jobs_cancel(request: Request, who: tokens.Principal = Depends(principal)) -> EnvelopeResponse:
+        job_id = uuid_value(await api.body(request), "id")
+        job = await api.call(service.request_cancel, who.account_id, job_id)
+        run_id = job.get("dagster_run_id")
+        if run_id:
+            from pipelines.bulk import launch
+
+            await run_in_threadpool(launch.terminate_bulk_job_run, run_id, api.instance)
+            job = await api.call(service.get_job, who.account_id, job_id)
+        return ok(_public(job))
+
+    @get_and_post("/api/bulk-jobs-preview", "preview")
+    async def bulk_jobs_preview(request: Request, who: tokens.Principal = Depends(principal)) -> EnvelopeResponse:
+        payload = await api.body(request)
+        limit = int_value(payload, "limit", default=100, low=0, high=MAX_PREVIEW_LIMIT)
+        plan = await api.call(service.preview, who.account_id, uuid_value(payload, "id"), limit=limit)
+        return ok(plan)
+
+    @app.post("/api/bulk-jobs-confirm", **docs("confirm", "post"))
+    async def bulk_jobs_confirm(request: Request, who: tokens.Principal = Depends(principal)) -> EnvelopeResponse:
+        payload = await api.body(request)
+        job_id = uuid_value(payload, "id")
+        plan_id = string_value(payload, "plan_id")
+        job = await api.call(service.confirm, who.account_id, job_id, plan_id=plan_id)
+        return ok(_public(await api.launch(job)))
+
+    @app.post("/api/bulk-jobs-rollback", **docs("rollback", "post"))
+    async def bulk_jobs_rollback(request: Request, who: tokens.Principal = Depends(principal)) -> EnvelopeResponse:
+        job_id = uuid_value(await api.body(request), "id")
+        job = await api.call(service.create_rollback, who.account_id, job_id, created_by=who.user_id)
+        return ok(_public(await api.launch(job)))
+
+    @get_and_post("/api/bulk-jobs-failed-records", "failed")
+    async def bulk_jobs_failed_records(
+        request: Request, who: tokens.Principal = Depends(principal)
+    ) -> StreamingResponse:
+        job_id = uuid_value(await api.body(request), "id")
+        rows = await api.call(service.iter_failed_items_csv, who.account_id, job_id)
+        rows = iter(rows)
+        # pull the header now, so an unknown job is a 404 and not a broken stream
+        try:
+            first = await run_in_threadpool(next, rows, None)
+        except service.BulkJobError as exc:
+            raise ApiError(exc.http_status, exc.code, str(exc), exc.details) from None
+        head = [first] if first is not None else []
+        return StreamingResponse(
+            itertools.chain(head, rows),
+            media_type="text/csv; charset=utf-8",
+            headers={"Content-Disposition": f'attachment; filename="bulk-job-{job_id}-failed.csv"'},
+        )
+
+    app.openapi = lambda: models.openapi_schema(app)  # type: ignore[method-assign]
+    return app

@@ -1,0 +1,233 @@
+"""Request and response shapes, for the OpenAPI schema only: bodies are parsed by hand (see wire.py)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+from uuid import UUID
+
+from fastapi import FastAPI
+from fastapi.openapi.utils import get_openapi
+from pydantic import BaseModel, Field
+
+API_DESCRIPTION = """\
+Bulk jobs over recruiting records, shaped like seed 001.
+
+Authenticate with `Authorization: Bearer <token>` (create one with `bulkops tokens create ACCOUNT`).
+The token's account scopes every call: another account's job ids answer 404.
+Every answer is `{"ok": true, "result": ...}` or `{"ok": false, "error": {"code", "message", "details"}}`.
+Endpoints that read take their arguments from the query string (GET) or a JSON object (POST).
+"""
+
+Status = Literal["pending", "processing", "completed", "failed", "cancelled"]
+Mode = Literal["execute", "preview", "dry_run"]
+
+
+class CreateJobRequest(BaseModel):
+    """Seed 001's create body, plus the mode."""
+
+    entity_type: str = Field(description="Record type: applications, contracts, candidates (contacts), jobs.")
+    operation: str = Field(description="Operation to perform; allowed values depend on entity_type.")
+    entity_ids: list[UUID] = Field(min_length=1, description="Record ids (up to at least 1,000,000).")
+    params: dict[str, Any] | None = Field(default=None, description="Operation-specific parameters.")
+    mode: Mode = Field(
+        default="execute",
+        description="execute runs now; preview stores a plan to confirm; dry_run reports without writing.",
+    )
+    dry_run: bool = Field(default=False, description="Shorthand for mode=dry_run.")
+
+
+class JobIdRequest(BaseModel):
+    id: UUID = Field(description="Bulk job id.")
+
+
+class GetJobRequest(JobIdRequest):
+    include_entity_ids: bool = Field(default=False, description="Also return entity_ids (large jobs: large answer).")
+
+
+class ListJobsRequest(BaseModel):
+    status: Status | None = None
+    limit: int = Field(default=50, ge=1, le=1000)
+    before: UUID | None = Field(default=None, description="A job id: list jobs created before it (paging).")
+
+
+class PreviewRequest(JobIdRequest):
+    limit: int = Field(default=100, ge=0, le=10_000, description="How many changes to list.")
+
+
+class ConfirmRequest(JobIdRequest):
+    plan_id: str = Field(description="The plan_id returned by bulk-jobs-preview.")
+
+
+class BulkJob(BaseModel):
+    """Seed 001's job object (entity_ids only on request) and our tracking fields."""
+
+    id: UUID
+    account_id: UUID
+    created_by: UUID | None = None
+    entity_type: str
+    operation: str
+    entity_ids: list[UUID] | None = Field(default=None, description="Only from bulk-jobs-get with include_entity_ids.")
+    params: dict[str, Any]
+    status: Status
+    total_count: int
+    processed_count: int
+    failed_count: int
+    error_message: str | None = None
+    created_at: datetime
+    updated_at: datetime
+    mode: Mode | None = None
+    dagster_run_id: str | None = None
+    model_config = {"extra": "allow"}
+
+
+class Plan(BaseModel):
+    plan_id: str
+    total: int
+    changes: list[dict[str, Any]]
+    not_found: Any = None
+    model_config = {"extra": "allow"}
+
+
+class Error(BaseModel):
+    code: str = Field(description="Machine-readable: malformed_json, unauthorized, token_revoked, not_found, ...")
+    message: str
+    details: dict[str, Any] = Field(default_factory=dict)
+
+
+class JobEnvelope(BaseModel):
+    ok: Literal[True]
+    result: BulkJob
+
+
+class JobListEnvelope(BaseModel):
+    ok: Literal[True]
+    result: list[BulkJob]
+
+
+class PlanEnvelope(BaseModel):
+    ok: Literal[True]
+    result: Plan
+
+
+class ErrorEnvelope(BaseModel):
+    ok: Literal[False]
+    error: Error
+
+
+_ERRORS = {
+    400: "Malformed JSON (`malformed_json`) or a bad header (`bad_request`).",
+    401: "Missing or unknown bearer token (`unauthorized`).",
+    403: "Revoked token (`token_revoked`).",
+    404: "No such job in the token's account (`not_found`).",
+    409: "The job's status does not allow this (`invalid_state`).",
+    413: "Body larger than the configured maximum (`payload_too_large`).",
+    422: "Validation failed (`invalid_request`): the message and details name the field.",
+    503: "The job was stored but its Dagster run could not be submitted (`launch_failed`).",
+}
+
+_ROUTES: dict[str, dict[str, Any]] = {
+    "create": {
+        "summary": "Create a bulk job (seed 001 bulk-jobs-create) and submit its Dagster run",
+        "body": CreateJobRequest,
+        "ok": JobEnvelope,
+        "errors": (400, 401, 403, 413, 422, 503),
+    },
+    "get": {
+        "summary": "A bulk job's status and counts (seed 001 bulk-jobs-get)",
+        "body": GetJobRequest,
+        "ok": JobEnvelope,
+        "errors": (400, 401, 403, 404, 422),
+    },
+    "list": {
+        "summary": "The account's bulk jobs, newest first",
+        "body": ListJobsRequest,
+        "ok": JobListEnvelope,
+        "errors": (400, 401, 403, 422),
+    },
+    "cancel": {
+        "summary": "Cancel a job: marks the cancel request and terminates its Dagster run",
+        "body": JobIdRequest,
+        "ok": JobEnvelope,
+        "errors": (400, 401, 403, 404, 409, 422),
+    },
+    "preview": {
+        "summary": "The records a preview-mode job would change, and the exact changes",
+        "body": PreviewRequest,
+        "ok": PlanEnvelope,
+        "errors": (400, 401, 403, 404, 409, 422),
+    },
+    "confirm": {
+        "summary": "Execute exactly the previewed plan (plan_id from bulk-jobs-preview)",
+        "body": ConfirmRequest,
+        "ok": JobEnvelope,
+        "errors": (400, 401, 403, 404, 409, 422, 503),
+    },
+    "rollback": {
+        "summary": "Roll back a completed or cancelled job from its before-images (a new bulk job)",
+        "body": JobIdRequest,
+        "ok": JobEnvelope,
+        "errors": (400, 401, 403, 404, 409, 422, 503),
+    },
+    "failed": {
+        "summary": "The job's failed records as CSV (streamed)",
+        "body": JobIdRequest,
+        "ok": None,
+        "errors": (400, 401, 403, 404, 422),
+    },
+}
+
+REQUEST_MODELS = {spec["body"].__name__: spec["body"] for spec in _ROUTES.values()}
+
+
+def route_docs(name: str, method: str) -> dict[str, Any]:
+    spec = _ROUTES[name]
+    body = spec["body"]
+    responses: dict[int | str, dict[str, Any]] = {
+        status: {"model": ErrorEnvelope, "description": _ERRORS[status]} for status in spec["errors"]
+    }
+    if spec["ok"] is None:
+        responses[200] = {"description": "CSV: one row per failed record", "content": {"text/csv": {}}}
+    else:
+        responses[200] = {"model": spec["ok"], "description": "The result"}
+    return {
+        "operation_id": f"bulk_jobs_{name}_{method}",
+        "summary": spec["summary"],
+        "tags": ["bulk jobs"],
+        "response_model": None,
+        "responses": responses,
+        "openapi_extra": {
+            "requestBody": {
+                "required": name not in ("list",),
+                "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{body.__name__}"}}},
+            }
+        },
+    }
+
+
+def openapi_schema(app: FastAPI) -> dict[str, Any]:
+    """FastAPI's schema plus the hand-parsed request bodies as components."""
+    if app.openapi_schema:
+        return app.openapi_schema
+    schema = get_openapi(
+        title=app.title, version=app.version, description=app.description, routes=app.routes
+    )
+    components = schema.setdefault("components", {}).setdefault("schemas", {})
+    for name, model in REQUEST_MODELS.items():
+        body = model.model_json_schema(ref_template="#/components/schemas/{model}")
+        components.update(body.pop("$defs", {}))
+        components[name] = body
+    # GET routes take the same fields from the query string; the body applies to POST only
+    for path in schema["paths"].values():
+        get = path.get("get")
+        if not get or "requestBody" not in get:
+            continue
+        ref = get.pop("requestBody")["content"]["application/json"]["schema"]["$ref"]
+        model = components[ref.rsplit("/", 1)[-1]]
+        required = set(model.get("required", ()))
+        get["parameters"] = [
+            {"name": field, "in": "query", "required": field in required, "schema": prop}
+            for field, prop in model["properties"].items()
+        ]
+    app.openapi_schema = schema
+    return schema
