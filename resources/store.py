@@ -8,7 +8,7 @@ import dagster as dg
 from pydantic import Field
 
 from connectors import settings
-from connectors.store import RecordStore
+from connectors.store import RecordStore, SchemaOutOfDate
 
 
 class RecordStoreResource(dg.ConfigurableResource):
@@ -24,7 +24,11 @@ class RecordStoreResource(dg.ConfigurableResource):
 
     @cached_property
     def store(self) -> RecordStore:
-        return RecordStore(self.database_url)
+        try:
+            return RecordStore(self.database_url)
+        except SchemaOutOfDate as exc:
+            # a migration is a human decision: fail the step once, no retries
+            raise dg.Failure(description=str(exc), allow_retries=False) from exc
 
     def teardown_after_execution(self, context: dg.InitResourceContext) -> None:
         if "store" in self.__dict__:

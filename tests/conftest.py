@@ -96,5 +96,7 @@ def account(store: RecordStore) -> uuid.UUID:
 
 @pytest.fixture
 def instance(tmp_path: Path) -> Iterator[dg.DagsterInstance]:
-    with dg.instance_for_test(temp_dir=str(tmp_path / "dagster")) as inst:
+    home = tmp_path / "dagster"
+    home.mkdir()
+    with dg.instance_for_test(temp_dir=str(home)) as inst:
         yield inst
