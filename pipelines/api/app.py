@@ -13,6 +13,7 @@ import logging
 import os
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from functools import cached_property
 from typing import Any
 
 import dagster as dg
@@ -72,7 +73,11 @@ class Api:
         self.database_url = database_url
         self.instance = instance
         self.max_body_bytes = max_body_bytes
-        self.store = RecordStore(database_url)
+
+    @cached_property
+    def store(self) -> RecordStore:
+        # opened on first use (or at startup), so the schema renders without a database
+        return RecordStore(self.database_url)
 
     async def body(self, request: Request, *, required: bool = True) -> dict[str, Any]:
         # GET takes its arguments from the query string, POST from a JSON object
@@ -184,6 +189,8 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        # fail at startup, naming `bulkops db upgrade`, when the schema is behind
+        await run_in_threadpool(lambda: api.store)
         yield
         api.store.dispose()
 

@@ -1,0 +1,66 @@
+"""Helpers for the API tests: seeding records, reading envelopes, polling a job."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from typing import Any
+
+import httpx
+import sqlalchemy as sa
+
+from connectors.store import RecordStore
+from connectors.store.schema import applications, users
+
+TERMINAL = ("completed", "failed", "cancelled")
+
+
+def seed_applications(store: RecordStore, account_id: uuid.UUID, n: int, *, stage: str = "applied") -> list[str]:
+    """n live applications of one candidate in the account; their ids as strings."""
+    candidate = uuid.uuid4()
+    ids = [uuid.uuid4() for _ in range(n)]
+    with store.begin() as conn:
+        conn.execute(users.insert().values(id=candidate, account_id=account_id, role="candidate", email=f"{candidate}@example.test"))
+        conn.execute(
+            applications.insert(),
+            [{"id": i, "account_id": account_id, "candidate_id": candidate, "stage": stage} for i in ids],
+        )
+    return [str(i) for i in ids]
+
+
+def deleted_flags(store: RecordStore, ids: list[str]) -> list[bool]:
+    with store.engine.connect() as conn:
+        rows = dict(
+            conn.execute(
+                sa.select(applications.c.id, applications.c.deleted_at).where(
+                    applications.c.id.in_([uuid.UUID(i) for i in ids])
+                )
+            ).all()
+        )
+    return [rows[uuid.UUID(i)] is not None for i in ids]
+
+
+def result(response: httpx.Response, status: int = 200) -> Any:
+    assert response.status_code == status, response.text
+    body = response.json()
+    assert body["ok"] is True, body
+    return body["result"]
+
+
+def error(response: httpx.Response, status: int) -> dict[str, Any]:
+    assert response.status_code == status, response.text
+    body = response.json()
+    assert body["ok"] is False and set(body["error"]) == {"code", "message", "details"}, body
+    return body["error"]
+
+
+def wait_for(client: httpx.Client, job_id: str, statuses: tuple[str, ...] = TERMINAL, timeout: float = 180) -> dict:
+    """Poll bulk-jobs-get until the job reaches one of `statuses`."""
+    deadline = time.monotonic() + timeout
+    while True:
+        job = result(client.get("/api/bulk-jobs-get", params={"id": job_id}))
+        if job["status"] in statuses:
+            return job
+        if time.monotonic() > deadline:
+            raise AssertionError(f"job {job_id} still {job['status']} after {timeout}s: {job}")
+        time.sleep(0.2)
