@@ -281,6 +281,139 @@ def demo(path: str) -> None:
     click.echo("open the UI with: DAGSTER_HOME=var/dagster .venv/bin/dagster dev -w workspace.yaml")
 
 
+def _print_history(rows: list[dict]) -> None:
+    # seed 002's import history columns
+    headers = ("date/time", "type", "file", "created", "updated", "skipped", "errors", "status", "id")
+    table = []
+    for row in rows:
+        when = row.get("started_at") or row.get("date_time") or row.get("created_at")
+        table.append(
+            (
+                f"{when:%Y-%m-%d %H:%M:%S}" if hasattr(when, "strftime") else str(when or ""),
+                str(row.get("type", "")),
+                str(row.get("file") or "--"),
+                *(str(row.get(k, 0)) for k in ("created", "updated", "skipped", "errors")),
+                str(row.get("status", "")),
+                str(row.get("id") or row.get("import_id") or ""),
+            )
+        )
+    widths = [max(len(h), *(len(r[i]) for r in table)) if table else len(h) for i, h in enumerate(headers)]
+    click.echo("  ".join(h.ljust(w) for h, w in zip(headers, widths)).rstrip())
+    for r in table:
+        click.echo("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip())
+
+
+def _launch(path: str, entity: str, account: str, options: object, mapping: str | None) -> object:
+    import dagster as dg
+
+    from pipelines.imports.launch import failure_message, launch_import
+
+    _use_local_dagster_home()
+    with dg.DagsterInstance.get() as instance:
+        run_id, result = launch_import(path, entity, account, options, instance=instance, mapping_path=mapping or "")
+        if result is None:
+            click.echo(f"dagster run {run_id} failed: {failure_message(instance, run_id)}", err=True)
+            sys.exit(1)
+    _print_history(
+        [{"started_at": "now", "type": result.type, "file": result.file, "created": result.created, "updated": result.updated,
+          "skipped": result.skipped, "errors": result.errors, "status": result.status, "id": result.import_id}]
+    )
+    if result.duplicate_of:
+        click.echo(f"identical content was already imported by {result.duplicate_of}: nothing written")
+    if result.failed_rows_path:
+        click.echo(f"failed rows: {result.failed_rows_path}")
+    if result.dry_run:
+        click.echo("dry run: nothing was written")
+    click.echo(f"dagster run: {run_id}")
+    return result
+
+
+@main.command("import")
+@click.argument("path", type=click.Path(exists=True, dir_okay=False))
+@click.option("--entity", type=click.Choice(["applications", "candidates", "jobs", "contracts"]), default="applications", show_default=True)
+@click.option("--account", default=None, help="Account slug (default $BULKOPS_ACCOUNT or demo).")
+@click.option("--mapping", type=click.Path(exists=True, dir_okay=False), default=None, help="YAML field mapping.")
+@click.option("--on-duplicate", type=click.Choice(["skip", "update", "create", "flag"]), default="update", show_default=True)
+@click.option("--duplicate-keys", default="external_id,email", show_default=True, help="Comma-separated match keys.")
+@click.option("--default-stage", default="applied", show_default=True)
+@click.option("--error-policy", type=click.Choice(["skip", "abort", "threshold"]), default="skip", show_default=True)
+@click.option("--error-threshold", type=float, default=0.1, show_default=True)
+@click.option("--batch-size", type=int, default=5000, show_default=True)
+@click.option("--no-create-missing-jobs", is_flag=True, help="Reject rows naming an unknown job instead of creating it.")
+@click.option("--encoding", default=None)
+@click.option("--delimiter", default=None)
+@click.option("--format", "file_format", type=click.Choice(["csv", "parquet"]), default=None)
+@click.option("--force", is_flag=True, help="Import even when identical content was already imported.")
+@click.option("--dry-run", is_flag=True, help="Report what would happen; write nothing.")
+def import_file(path: str, entity: str, account: str | None, mapping: str | None, on_duplicate: str, duplicate_keys: str,
+                default_stage: str, error_policy: str, error_threshold: float, batch_size: int, no_create_missing_jobs: bool,
+                encoding: str | None, delimiter: str | None, file_format: str | None, force: bool, dry_run: bool) -> None:
+    """Import PATH through the Dagster import_job (the run shows in the UI)."""
+    from pipelines.imports.options import ImportOptions
+
+    options = ImportOptions(
+        entity=entity, duplicate_keys=tuple(k.strip() for k in duplicate_keys.split(",") if k.strip()),
+        on_duplicate=on_duplicate, default_stage=default_stage, error_policy=error_policy, error_threshold=error_threshold,
+        batch_size=batch_size, dry_run=dry_run, create_missing_jobs=not no_create_missing_jobs, encoding=encoding,
+        delimiter=delimiter, file_format=file_format, force=force, actor=f"cli:{os.environ.get('USER', 'bulkops')}",
+    )
+    _launch(path, entity, account or settings.default_account(), options, mapping)
+
+
+@main.group()
+def imports() -> None:
+    """Import history and rollback."""
+
+
+@imports.command("list")
+@click.option("--type", "type_", type=click.Choice(["applications", "candidates", "jobs", "contracts"]), default=None)
+@click.option("--account", default=None, help="Account slug (default $BULKOPS_ACCOUNT or demo).")
+@click.option("--limit", type=int, default=50, show_default=True)
+def imports_list(type_: str | None, account: str | None, limit: int) -> None:
+    """Import history, newest first (seed 002's columns)."""
+    from connectors.store import RecordStore
+    from pipelines.imports.engine import list_imports
+
+    store = RecordStore()
+    _print_history(list_imports(store, store.account_id(account or settings.default_account()), type=type_, limit=limit))
+
+
+@imports.command("rollback")
+@click.argument("import_id")
+@click.option("--account", default=None, help="Account slug (default $BULKOPS_ACCOUNT or demo).")
+def imports_rollback(import_id: str, account: str | None) -> None:
+    """Undo import IMPORT_ID: delete what it created, restore what it updated (audited)."""
+    import uuid
+
+    from connectors.store import RecordStore
+    from pipelines.imports.engine import rollback_import
+
+    store = RecordStore()
+    outcome = rollback_import(store, store.account_id(account or settings.default_account()), uuid.UUID(import_id),
+                              actor=f"cli:{os.environ.get('USER', 'bulkops')}")
+    click.echo(" ".join(f"{k}={v}" for k, v in outcome.items()))
+
+
+@main.command("demo")
+@click.option("--file", "path", default="samples/applications.csv", show_default=True, type=click.Path(dir_okay=False))
+def demo(path: str) -> None:
+    """Migrate the record store, create account `demo`, import the sample applications through import_job."""
+    from connectors.store import RecordStore, make_engine, migrate
+
+    engine = make_engine()
+    migrate.upgrade(engine)
+    engine.dispose()
+    RecordStore().ensure_account("demo")
+    sample = Path(path)
+    if not sample.is_file():
+        sample = Path(__file__).resolve().parent.parent / path
+    for entity in ("applications", "candidates", "jobs", "contracts"):
+        (settings.dropzone_dir() / entity).mkdir(parents=True, exist_ok=True)
+    _launch(str(sample), "applications", "demo", None, None)
+    click.echo(f"drop more files into {settings.dropzone_dir()}/<entity>/ while the UI runs")
+    click.echo("open the UI with: DAGSTER_HOME=var/dagster .venv/bin/dagster dev -w workspace.yaml")
+
+
 def run() -> None:
     """Console entry point: known user errors print one line, not a traceback."""
     from connectors.store import AccountNotFound, SchemaOutOfDate

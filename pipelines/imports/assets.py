@@ -1,0 +1,356 @@
+"""The imported-file asset: one dynamic partition per file, materialized by the import engine."""
+
+
+import dataclasses
+import json
+import re
+import sqlite3
+import time
+from pathlib import Path
+from typing import Any, Literal
+
+import dagster as dg
+import sqlalchemy as sa
+from pydantic import Field
+
+from connectors import settings
+from pipelines.imports import dropzone
+from resources import RecordStoreResource
+
+import_files = dg.DynamicPartitionsDefinition(name="import_files")
+
+ERROR_RATE_CHECK = "error_rate_under_threshold"
+
+# transient database faults only; everything else fails the step for good
+RETRY_POLICY = dg.RetryPolicy(max_retries=3, delay=2, backoff=dg.Backoff.EXPONENTIAL, jitter=dg.Jitter.PLUS_MINUS)
+
+HISTORY_COLUMNS = ("date_time", "type", "file", "created", "updated", "skipped", "errors", "status")
+
+# postgres sqlstates worth another attempt: connection, rollback (deadlock, serialization),
+# resources, shutdown / cannot connect now, lock_not_available, query_canceled (lock/statement timeout)
+_TRANSIENT_SQLSTATE = re.compile(r"^(08|40|53|57P0[123]|55P03|57014)")
+_TRANSIENT_SQLITE = re.compile(r"locked|busy|unable to open database|disk i/o error", re.IGNORECASE)
+
+
+class ImportConfig(dg.Config):
+    """Launch options of one import; every engine option is here, so the Launchpad shows them all."""
+
+    path: str = Field(
+        default="",
+        description="File to import (CSV, TSV or Parquet). Empty: the partition's file in the drop zone "
+        "(waiting, failed/ or processed/), found from the partition key.",
+    )
+    account: str = Field(default_factory=settings.default_account, description="Slug of the account to import into.")
+    entity: str | None = Field(
+        default=None,
+        description="applications, candidates, jobs or contracts. Empty: taken from the partition key (`<entity>/<file>@<sha>`), else applications.",
+    )
+    mapping_path: str = Field(default="", description="YAML field mapping file. Empty with no mapping_yaml: map by header names.")
+    mapping_yaml: str = Field(default="", description="Inline YAML field mapping; wins over mapping_path.")
+    duplicate_keys: list[str] = Field(
+        default=["external_id", "email"],
+        description="Fields that identify an existing record, tried in order (email is case- and space-folded).",
+    )
+    on_duplicate: Literal["skip", "update", "create", "flag"] = Field(
+        default="update", description="What a row matching an existing record does: skip, update, create anyway, or flag for review."
+    )
+    default_stage: str = Field(default="applied", description="Stage of imported applications whose row names none.")
+    auto_advance: list[dict[str, Any]] = Field(
+        default=[], description="Auto-advance rules: a condition on mapped fields moves the record to a stage."
+    )
+    error_policy: Literal["skip", "abort", "threshold"] = Field(
+        default="skip", description="Bad rows: skip and continue, abort on the first, or abort past error_threshold."
+    )
+    error_threshold: float = Field(default=0.1, description="Error rate (0..1) that aborts a threshold import; also the asset check's limit.")
+    batch_size: int = Field(default=5000, description="Rows per committed batch; a killed run resumes after the last one.")
+    dry_run: bool = Field(default=False, description="Report what would be created, updated, skipped and rejected; write nothing.")
+    create_missing_jobs: bool = Field(default=True, description="Create a job on the fly when an application names an unknown job code.")
+    encoding: str | None = Field(default=None, description="Text encoding; empty: detected (UTF-8/BOM, UTF-16, cp1252).")
+    delimiter: str | None = Field(default=None, description="CSV delimiter; empty: detected.")
+    file_format: str | None = Field(default=None, description="csv or parquet; empty: from the file name.")
+    actor: str = Field(default="bulkops", description="Who the audit log names for this import.")
+    force: bool = Field(default=False, description="Import again even when identical content was already imported.")
+    form_name: str = Field(default="application", description="Name of the form submission an application import creates.")
+
+
+def import_options(config: ImportConfig, entity: str) -> Any:
+    """The engine's `ImportOptions` for a config (mapping loaded, lists made tuples)."""
+    from pipelines.imports.options import ImportOptions, load_mapping
+
+    values = config.model_dump()
+    values["entity"] = entity
+    values["duplicate_keys"] = tuple(values["duplicate_keys"])
+    values["auto_advance"] = tuple(values["auto_advance"])
+    if config.mapping_yaml.strip():
+        values["mapping"] = load_mapping(config.mapping_yaml)
+    elif config.mapping_path:
+        values["mapping"] = load_mapping(config.mapping_path)
+    names = {f.name for f in dataclasses.fields(ImportOptions)}
+    return ImportOptions(**{k: v for k, v in values.items() if k in names})
+
+
+def config_for(path: str | Path, entity: str, account: str, options: Any = None, *, mapping_path: str = "") -> ImportConfig:
+    """An `ImportConfig` from engine `ImportOptions` (used by the CLI so every route shares one config)."""
+    values: dict[str, Any] = {"path": str(path), "entity": entity, "account": account, "mapping_path": mapping_path}
+    if options is not None:
+        for f in dataclasses.fields(options):
+            v = getattr(options, f.name)
+            if f.name == "mapping":
+                if v:
+                    import yaml
+
+                    values["mapping_yaml"] = yaml.safe_dump(v, sort_keys=False)
+            elif f.name in ImportConfig.model_fields and f.name != "entity":
+                values[f.name] = list(v) if isinstance(v, tuple) else v
+    return ImportConfig(**values)
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Whether a failure is a database fault worth retrying (disconnect, restart, lock or busy timeout)."""
+    seen: set[int] = set()
+    e: BaseException | None = exc
+    while e is not None and id(e) not in seen:
+        seen.add(id(e))
+        if isinstance(e, (sa.exc.DisconnectionError, sa.exc.TimeoutError)):
+            return True
+        if isinstance(e, sa.exc.DBAPIError):
+            if e.connection_invalidated:
+                return True
+            if isinstance(e, sa.exc.OperationalError) and _transient_driver_error(e.orig):
+                return True
+        elif _transient_driver_error(e):
+            return True
+        e = e.__cause__ or e.__context__
+    return False
+
+
+def _transient_driver_error(orig: BaseException | None) -> bool:
+    if isinstance(orig, sqlite3.OperationalError):
+        return bool(_TRANSIENT_SQLITE.search(str(orig)))
+    try:
+        import psycopg
+    except ImportError:  # pragma: no cover
+        return False
+    if isinstance(orig, psycopg.OperationalError):
+        state = getattr(orig, "sqlstate", None)
+        # no sqlstate: the connection itself failed (refused, reset, server gone)
+        return state is None or bool(_TRANSIENT_SQLSTATE.match(state))
+    return False
+
+
+def _resolve_entity(config: ImportConfig, ref: dropzone.PartitionRef | None) -> str:
+    if ref is not None:
+        if config.entity and config.entity != ref.entity:
+            raise dg.Failure(
+                description=f"config entity {config.entity!r} contradicts the partition's entity {ref.entity!r}",
+                allow_retries=False,
+            )
+        return ref.entity
+    return config.entity or "applications"
+
+
+def _resolve_path(config: ImportConfig, partition_key: str, ref: dropzone.PartitionRef | None, entity: str) -> Path:
+    if config.path:
+        path = Path(config.path).expanduser()
+        if path.is_file():
+            return path.resolve()
+        # a drop-zone file moved by an earlier attempt of this partition
+        found = dropzone.locate(ref) if ref is not None and dropzone.is_in_dropzone(path, entity) else None
+        if found is not None:
+            return found
+        raise dg.Failure(description=f"file to import not found: {path}", allow_retries=False)
+    if ref is not None:
+        found = dropzone.locate(ref)
+        if found is not None:
+            return found
+    else:
+        candidate = dropzone.entity_dir(entity) / partition_key
+        if candidate.is_file():
+            return candidate
+    raise dg.Failure(
+        description=f"no file for partition {partition_key!r} in {dropzone.entity_dir(entity)} "
+        "(waiting, failed/ or processed/); set `path` in the launch config",
+        allow_retries=False,
+    )
+
+
+def _history_metadata(result: Any, started: float) -> dict[str, Any]:
+    return {
+        "date_time": dg.MetadataValue.timestamp(started),
+        "type": result.type,
+        "file": result.file or "--",
+        "created": result.created,
+        "updated": result.updated,
+        "skipped": result.skipped,
+        "errors": result.errors,
+        "status": result.status,
+    }
+
+
+def _jsonable(value: Any) -> Any:
+    return json.loads(json.dumps(value, default=str))
+
+
+def _build_imported_file(retry_policy: dg.RetryPolicy | None) -> dg.AssetsDefinition:
+    @dg.asset(
+        name="imported_file",
+        group_name="imports",
+        partitions_def=import_files,
+        retry_policy=retry_policy,
+        kinds={"csv", "parquet"},
+        tags={"bulkops/kind": "import"},
+        check_specs=[
+            dg.AssetCheckSpec(
+                ERROR_RATE_CHECK,
+                asset="imported_file",
+                description="The share of rejected rows stays under the import's error_threshold.",
+            )
+        ],
+        description=(
+            "One imported file per partition (`<entity>/<file>@<sha12>`): its rows are mapped, validated, "
+            "matched against existing records and written in committed batches to the record store. "
+            "Metadata carries the import-history row (date/time, type, file, created, updated, skipped, "
+            "errors, status) and the failed-rows CSV. Drop-folder sensors add partitions; "
+            "`bulkops import` and the Launchpad launch them too."
+        ),
+    )
+    def imported_file(context: dg.AssetExecutionContext, config: ImportConfig, record_store: RecordStoreResource) -> dg.MaterializeResult:
+        from pipelines.imports.engine import run_import
+        from pipelines.imports.errors import ImportFailed
+
+        started = time.time()
+        key = context.partition_key
+        ref = dropzone.parse_partition_key(key)
+        entity = _resolve_entity(config, ref)
+        path = _resolve_path(config, key, ref, entity)
+        sha = dropzone.file_sha256(path)
+        if ref is not None and sha[: dropzone.SHA_PREFIX_LEN] != ref.sha12:
+            raise dg.Failure(
+                description=f"{path} changed since partition {key!r} was created (sha256 {sha[:12]}…); "
+                "a changed file gets its own partition",
+                allow_retries=False,
+            )
+        in_dropzone = dropzone.is_in_dropzone(path, entity)
+        source_name = dropzone.original_name(path.name) if path.parent.name in (dropzone.PROCESSED, dropzone.FAILED) else path.name
+        last_attempt = retry_policy is None or context.retry_number >= retry_policy.max_retries
+        context.log.info(f"importing {path} as {entity} into account {config.account} (attempt {context.retry_number + 1})")
+
+        def on_progress(p: Any) -> None:
+            metadata = {
+                "import_id": str(p.import_id),
+                "rows_read": p.rows_read,
+                "created": p.created,
+                "updated": p.updated,
+                "skipped": p.skipped,
+                "errors": p.errors,
+                "batches_committed": p.batches_committed,
+            }
+            context.log_event(dg.AssetObservation(asset_key=context.asset_key, partition=key, metadata=metadata))
+            context.log.info(f"batch {p.batches_committed}: {p.rows_read} rows read, {p.created} created, "
+                             f"{p.updated} updated, {p.skipped} skipped, {p.errors} errors")
+
+        outcome: str | None = None
+        try:
+            try:
+                options = import_options(config, entity)
+                store = record_store.store
+                account_id = store.account_id(config.account)
+                result = run_import(
+                    store,
+                    account_id,
+                    path,
+                    options,
+                    source_name=source_name,
+                    failed_rows_dir=settings.var_dir() / "imports" / "failed-rows",
+                    dagster_run_id=context.run.run_id,
+                    partition_key=key,
+                    on_progress=on_progress,
+                )
+            except dg.Failure:
+                outcome = dropzone.FAILED
+                raise
+            except ImportFailed as exc:
+                outcome = dropzone.FAILED
+                raise dg.Failure(
+                    description=f"import of {source_name} failed: {exc}",
+                    metadata={"file": str(path), "partition": key, "error": type(exc).__name__},
+                    allow_retries=False,
+                ) from exc
+            except Exception as exc:
+                if is_transient(exc):
+                    if last_attempt:
+                        outcome = dropzone.FAILED
+                    context.log.warning(f"transient database error, {'giving up' if last_attempt else 'will retry'}: {exc}")
+                    raise
+                outcome = dropzone.FAILED
+                raise dg.Failure(
+                    description=f"import of {source_name} failed: {type(exc).__name__}: {exc}",
+                    metadata={"file": str(path), "partition": key, "error": type(exc).__name__},
+                    allow_retries=False,
+                ) from exc
+
+            if result.status in ("failed", "cancelled"):
+                outcome = dropzone.FAILED
+                raise dg.Failure(
+                    description=f"import of {source_name} {result.status}: {result.errors} bad rows of {result.rows_read}"
+                    + (f"; see {result.failed_rows_path}" if result.failed_rows_path else ""),
+                    metadata={"file": str(path), "partition": key, "import_id": str(result.import_id)},
+                    allow_retries=False,
+                )
+            if not result.dry_run:
+                outcome = dropzone.PROCESSED
+        finally:
+            # cancelled or retrying: the file stays put so the next attempt finds it
+            if in_dropzone and outcome is not None:
+                moved = dropzone.move_claimed(path, entity, sha, outcome)
+                if moved != path:
+                    context.log.info(f"moved {path.name} to {moved}")
+
+        rate = result.errors / result.rows_read if result.rows_read else 0.0
+        history = _history_metadata(result, started)
+        metadata: dict[str, Any] = {
+            **history,
+            "import_id": str(result.import_id),
+            "rows_read": result.rows_read,
+            "dagster/row_count": result.rows_read,
+            "error_rate": rate,
+            "elapsed_s": float(result.elapsed_s or 0.0),
+            "dry_run": bool(result.dry_run),
+            "account": config.account,
+            "source_path": dg.MetadataValue.path(str(path)),
+            "content_sha256": sha,
+            "summary": dg.MetadataValue.table(
+                records=[dg.TableRecord({k: (v if k != "date_time" else time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(started))) for k, v in history.items()})],
+                schema=dg.TableSchema(
+                    columns=[
+                        dg.TableColumn("date_time", "string"),
+                        dg.TableColumn("type", "string"),
+                        dg.TableColumn("file", "string"),
+                        dg.TableColumn("created", "int"),
+                        dg.TableColumn("updated", "int"),
+                        dg.TableColumn("skipped", "int"),
+                        dg.TableColumn("errors", "int"),
+                        dg.TableColumn("status", "string"),
+                    ]
+                ),
+            ),
+            "result": dg.MetadataValue.json(_jsonable(dataclasses.asdict(result))),
+        }
+        if result.failed_rows_path:
+            metadata["failed_rows"] = dg.MetadataValue.path(str(result.failed_rows_path))
+        if result.duplicate_of:
+            metadata["duplicate_of"] = str(result.duplicate_of)
+        if result.dry_run and result.sample:
+            metadata["sample"] = dg.MetadataValue.json(_jsonable(result.sample))
+        check = dg.AssetCheckResult(
+            check_name=ERROR_RATE_CHECK,
+            passed=rate <= config.error_threshold,
+            severity=dg.AssetCheckSeverity.WARN,
+            metadata={"error_rate": rate, "error_threshold": config.error_threshold, "errors": result.errors},
+        )
+        return dg.MaterializeResult(metadata=metadata, check_results=[check])
+
+    return imported_file
+
+
+imported_file = _build_imported_file(RETRY_POLICY)

@@ -1,0 +1,18 @@
+"""The one import job every entry point runs: Launchpad, drop-folder sensors and `bulkops import`."""
+
+from __future__ import annotations
+
+import dagster as dg
+
+from pipelines.imports.assets import imported_file
+
+import_job = dg.define_asset_job(
+    "import_job",
+    selection=dg.AssetSelection.assets(imported_file),
+    description=(
+        "Import one file (one `import_files` partition, inferred from the asset) into the record store, with its error-rate check. "
+        "Launched by the drop-folder sensors, by `bulkops import` and from the Launchpad; "
+        "configure mapping, duplicates and error policy under ops.imported_file.config."
+    ),
+    tags={"bulkops/kind": "import"},
+)

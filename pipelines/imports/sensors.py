@@ -1,0 +1,176 @@
+"""Drop-folder sensors: one per entity type, each watching `<dropzone>/<entity>/`."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import dagster as dg
+import yaml
+
+from connectors import settings
+from pipelines.imports import dropzone
+from pipelines.imports.assets import ImportConfig, import_files
+from pipelines.imports.jobs import import_job
+from pipelines.imports.options import ENTITY_TYPES
+
+# optional per-folder launch config (account, mapping_path, on_duplicate, ...): never imported itself
+FOLDER_CONFIG = "bulkops.yaml"
+
+SETTLE_SECONDS = float(os.environ.get("BULKOPS_DROPZONE_SETTLE_SECONDS", "10"))
+MAX_FILES_PER_TICK = int(os.environ.get("BULKOPS_DROPZONE_MAX_FILES_PER_TICK", "100"))
+MAX_BYTES_PER_TICK = int(os.environ.get("BULKOPS_DROPZONE_MAX_BYTES_PER_TICK", str(2 * 1024**3)))
+
+
+@dataclass(frozen=True, order=True)
+class Watermark:
+    """Newest (arrival time, name) already requested; ties on time are broken by name."""
+
+    stamp_ns: int = 0
+    name: str = ""
+
+    @classmethod
+    def parse(cls, cursor: str | None) -> Watermark:
+        if not cursor:
+            return cls()
+        data = json.loads(cursor)
+        return cls(int(data["t"]), str(data["n"]))
+
+    def dump(self) -> str:
+        return json.dumps({"t": self.stamp_ns, "n": self.name}, separators=(",", ":"))
+
+
+def _arrival_ns(st: os.stat_result) -> int:
+    # ctime moves on rename, so a file `mv`-ed in with an old mtime still counts as new
+    return max(st.st_mtime_ns, st.st_ctime_ns)
+
+
+def _folder_config(folder: Path) -> dict[str, Any]:
+    path = folder / FOLDER_CONFIG
+    if not path.is_file():
+        return {}
+    data = yaml.safe_load(path.read_text()) or {}
+    if not isinstance(data, dict):
+        raise ValueError(f"{path} must be a mapping of import config fields")
+    unknown = set(data) - set(ImportConfig.model_fields) - {"entity", "path"}
+    if unknown:
+        raise ValueError(f"{path} names unknown import config fields: {', '.join(sorted(unknown))}")
+    data.pop("path", None)
+    data.pop("entity", None)
+    return data
+
+
+def build_dropzone_sensor(
+    entity: str,
+    *,
+    clock: Callable[[], float] = time.time,
+    settle_seconds: float | None = None,
+    max_files_per_tick: int | None = None,
+    max_bytes_per_tick: int | None = None,
+    root: Path | None = None,
+) -> dg.SensorDefinition:
+    """The drop-folder sensor of one entity type.
+
+    Args:
+        entity: record type whose folder (`<dropzone>/<entity>/`) is watched.
+        clock: seconds since the epoch; injectable so tests need no sleeping.
+        settle_seconds: a file is picked up once it has not changed (mtime or ctime) for this long.
+        max_files_per_tick: run requests per evaluation; the rest wait for the next tick.
+        max_bytes_per_tick: bytes hashed per evaluation (at least one file is always taken).
+        root: drop-zone root; defaults to `settings.dropzone_dir()` at evaluation time.
+    """
+    settle_ns = int((SETTLE_SECONDS if settle_seconds is None else settle_seconds) * 1e9)
+    max_files = max_files_per_tick or MAX_FILES_PER_TICK
+    max_bytes = max_bytes_per_tick or MAX_BYTES_PER_TICK
+
+    @dg.sensor(
+        name=f"{entity}_dropzone_sensor",
+        job=import_job,
+        minimum_interval_seconds=15,
+        default_status=(
+            dg.DefaultSensorStatus.STOPPED
+            if os.environ.get("BULKOPS_DROPZONE_SENSORS", "").lower() == "stopped"
+            else dg.DefaultSensorStatus.RUNNING
+        ),
+        description=(
+            f"Watches {entity} drop folder (<dropzone>/{entity}/, default var/dropzone/{entity}/): every new file "
+            "that has stopped changing becomes an `import_files` partition and an import_job run "
+            "(run key from its content hash and arrival). Files move to processed/ or failed/ after the run; "
+            f"an optional {FOLDER_CONFIG} in the folder sets the launch config."
+        ),
+    )
+    def _sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult:
+        folder = dropzone.entity_dir(entity, root)
+        folder.mkdir(parents=True, exist_ok=True)
+        mark = Watermark.parse(context.cursor)
+        horizon_ns = int(clock() * 1e9) - settle_ns
+
+        fresh: list[tuple[int, str, int]] = []
+        settling = 0
+        with os.scandir(folder) as entries:
+            for entry in entries:
+                if entry.name == FOLDER_CONFIG or not dropzone.is_candidate(entry.name):
+                    continue
+                if not entry.is_file(follow_symlinks=False):
+                    continue
+                st = entry.stat(follow_symlinks=False)
+                stamp = _arrival_ns(st)
+                if (stamp, entry.name) <= (mark.stamp_ns, mark.name):
+                    continue
+                if stamp > horizon_ns:
+                    settling += 1
+                    continue
+                fresh.append((stamp, entry.name, st.st_size))
+        if not fresh:
+            reason = f"{settling} file(s) still being written" if settling else "no new files"
+            return dg.SensorResult(skip_reason=reason)
+
+        # settled files all arrived before any settling one, so the watermark never passes a file being written
+        fresh.sort()
+        overrides = _folder_config(folder)
+        requests: list[dg.RunRequest] = []
+        keys: list[str] = []
+        budget = max_bytes
+        for stamp, name, size in fresh[:max_files]:
+            if requests and size > budget:
+                break
+            path = folder / name
+            try:
+                sha = dropzone.file_sha256(path)
+            except FileNotFoundError:
+                # moved away between listing and hashing
+                mark = max(mark, Watermark(stamp, name))
+                continue
+            budget -= size
+            key = dropzone.partition_key(entity, name, sha)
+            config = ImportConfig(**{**overrides, "path": str(path), "entity": entity})
+            requests.append(
+                dg.RunRequest(
+                    partition_key=key,
+                    # content hash plus arrival: a re-evaluated tick never launches twice, a re-drop
+                    # launches once and the engine records it as a skipped duplicate
+                    run_key=f"{entity}:{sha}:{stamp}:{name}",
+                    run_config=dg.RunConfig(ops={"imported_file": config}),
+                    tags={"bulkops/entity": entity, "bulkops/file": name[:200], "bulkops/sha256": sha},
+                )
+            )
+            if key not in keys:
+                keys.append(key)
+            mark = max(mark, Watermark(stamp, name))
+
+        context.log.info(f"{len(requests)} new file(s) in {folder}; {len(fresh) - len(requests)} left for the next tick")
+        return dg.SensorResult(
+            run_requests=requests,
+            dynamic_partitions_requests=[import_files.build_add_request(keys)] if keys else [],
+            cursor=mark.dump(),
+        )
+
+    return _sensor
+
+
+dropzone_sensors = [build_dropzone_sensor(entity) for entity in ENTITY_TYPES]
