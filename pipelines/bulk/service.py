@@ -1,15 +1,31 @@
 """The bulk-job service layer: create, read, preview/confirm, cancel, rollback (no Dagster here).
 
-The HTTP API and the CLI call these functions; the Dagster job executes what they store.
-Every function takes the caller's account and never reads or writes another account's rows.
+The HTTP API and the CLI call these functions; the Dagster job (`pipelines.bulk.jobs.bulk_job`)
+executes what they store, and `pipelines.bulk.launch` submits that run. Every function takes
+the caller's account and never reads or writes another account's rows: a job id of another
+account is `JobNotFound`, a record id of another account fails its item as "not found".
 """
 
 from __future__ import annotations
 
+import csv
+import io
 import uuid
-from collections.abc import Iterator, Sequence
-from datetime import datetime
+from collections.abc import Iterator, Mapping, Sequence
+from datetime import datetime, timezone
 from typing import Any
+
+import sqlalchemy as sa
+
+from connectors.store import RecordStore, bulk, schema
+
+MODES = ("execute", "preview", "dry_run")
+MAX_ENTITY_IDS = 2_000_000
+STATUSES = schema.BULK_JOB_STATUSES
+TERMINAL = ("completed", "failed", "cancelled")
+
+jobs_t = schema.bulk_jobs
+items_t = schema.bulk_job_items
 
 
 class BulkJobError(Exception):
@@ -51,40 +67,411 @@ class InvalidState(BulkJobError):
     http_status = 409
 
 
-OPERATIONS: dict[str, tuple[str, ...]] = {}
+OPERATIONS: dict[str, tuple[str, ...]] = dict(bulk.OPERATIONS)
+"""Entity type -> operations a caller may create (`contacts` is accepted as an alias of `candidates`)."""
+
+FIELD_ALLOW_LIST: dict[str, tuple[str, ...]] = dict(bulk.FIELD_ALLOW_LIST)
+"""Entity type -> fields `field_update` may change."""
+
+# every column except entity_ids, which can hold millions of ids
+_SUMMARY_COLUMNS = [c for c in jobs_t.c if c.name != "entity_ids"]
 
 
-def create_job(store, account_id, *, created_by=None, entity_type, operation, entity_ids, params=None, mode="execute") -> dict:
-    raise NotImplementedError
+def _iso(value: datetime | None) -> str | None:
+    if value is None:
+        return None
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=timezone.utc)
+    return value.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
-def get_job(store, account_id, job_id) -> dict:
-    raise NotImplementedError
+def job_to_dict(row: Any) -> dict:
+    """Seed 001's bulk job object plus bulkops' fields, JSON-ready.
+
+    Args:
+        row: a `bulk_jobs` row (mapping or Row); `entity_ids` is included only when the row has it.
+    """
+    m: Mapping[str, Any] = row._mapping if hasattr(row, "_mapping") else row
+    out: dict[str, Any] = {
+        "id": str(m["id"]),
+        "account_id": str(m["account_id"]),
+        "created_by": str(m["created_by"]) if m["created_by"] else None,
+        "entity_type": m["entity_type"],
+        "operation": m["operation"],
+    }
+    if "entity_ids" in m:
+        out["entity_ids"] = [str(i) for i in (m["entity_ids"] or [])]
+    out.update({
+        "params": m["params"] or {},
+        "status": m["status"],
+        "total_count": m["total_count"],
+        "processed_count": m["processed_count"],
+        "failed_count": m["failed_count"],
+        "error_message": m["error_message"],
+        "created_at": _iso(m["created_at"]),
+        "updated_at": _iso(m["updated_at"]),
+        "skipped_count": m["skipped_count"],
+        "succeeded_count": m["processed_count"] - m["failed_count"] - m["skipped_count"],
+        "mode": m["mode"],
+        "plan_id": m["plan_id"],
+        "awaiting_confirmation": m["mode"] == "preview" and m["status"] == "pending",
+        "cancel_requested": m["cancel_requested_at"] is not None,
+        "dagster_run_id": m["dagster_run_id"],
+        "rollback_of": str(m["rollback_of"]) if m["rollback_of"] else None,
+        "started_at": _iso(m["started_at"]),
+        "finished_at": _iso(m["finished_at"]),
+        "summary": m["summary"] or {},
+    })
+    return out
 
 
-def list_jobs(store, account_id, *, status=None, limit=50, before=None) -> list[dict]:
-    raise NotImplementedError
+def _as_uuid(value: Any, what: str) -> uuid.UUID:
+    if isinstance(value, uuid.UUID):
+        return value
+    try:
+        return uuid.UUID(str(value))
+    except (ValueError, AttributeError, TypeError):
+        raise InvalidRequest(f"{what} is not a UUID: {str(value)[:80]!r}", details={"field": what}) from None
 
 
-def preview(store, account_id, job_id, *, limit=100) -> dict:
-    raise NotImplementedError
+def _row(conn: sa.Connection, account_id: uuid.UUID, job_id: Any, *, lock: bool = False, full: bool = False) -> sa.Row:
+    job_uuid = _as_job_id(job_id)
+    cols = list(jobs_t.c) if full else _SUMMARY_COLUMNS
+    stmt = sa.select(*cols).where(jobs_t.c.id == job_uuid, jobs_t.c.account_id == account_id)
+    if lock and conn.dialect.name == "postgresql":
+        stmt = stmt.with_for_update()
+    row = conn.execute(stmt).one_or_none()
+    if row is None:
+        raise JobNotFound(f"no bulk job {job_id}", details={"id": str(job_id)})
+    return row
 
 
-def confirm(store, account_id, job_id, *, plan_id) -> dict:
-    raise NotImplementedError
+def _as_job_id(job_id: Any) -> uuid.UUID:
+    try:
+        return job_id if isinstance(job_id, uuid.UUID) else uuid.UUID(str(job_id))
+    except (ValueError, TypeError, AttributeError):
+        raise JobNotFound(f"no bulk job {job_id}", details={"id": str(job_id)}) from None
 
 
-def request_cancel(store, account_id, job_id) -> dict:
-    raise NotImplementedError
+def _hiring_completions(conn: sa.Connection, account_id: uuid.UUID) -> list[uuid.UUID]:
+    a, c = schema.applications, schema.contracts
+    has_contract = sa.exists().where(c.c.application_id == a.c.id, c.c.deleted_at.is_(None))
+    return list(conn.scalars(
+        sa.select(a.c.id).where(
+            a.c.account_id == account_id, a.c.deleted_at.is_(None), a.c.stage.in_(bulk.HIRED_STAGES), ~has_contract
+        ).order_by(a.c.created_at, a.c.id)
+    ))
 
 
-def create_rollback(store, account_id, job_id, *, created_by=None) -> dict:
-    raise NotImplementedError
+def create_job(
+    store: RecordStore,
+    account_id: uuid.UUID,
+    *,
+    created_by: uuid.UUID | None,
+    entity_type: str,
+    operation: str,
+    entity_ids: Sequence[uuid.UUID],
+    params: dict | None = None,
+    mode: str = "execute",
+) -> dict:
+    """Store a bulk job and its items; a preview job also gets its plan.
+
+    Args:
+        store: the record store.
+        account_id: the caller's account; records of other accounts fail as not found.
+        created_by: the user creating the job (audit actor), or None for the system.
+        entity_type: applications, contracts, candidates (alias contacts) or jobs.
+        operation: one of `OPERATIONS[entity_type]`.
+        entity_ids: record ids (duplicates are dropped, first occurrence wins). For contracts
+            `create` they are application ids; empty means every hired/completed application
+            of the account without a contract.
+        params: operation parameters (see docs/bulk-jobs.md).
+        mode: "execute" (pending, ready to run), "preview" (plan computed now, runs only after
+            `confirm`) or "dry_run" (the run reports outcomes and writes no record).
+
+    Returns:
+        The job as `job_to_dict`.
+
+    Raises:
+        InvalidRequest: unknown entity type, operation or mode; bad params or ids; too many ids;
+            a hard delete not created in preview or dry-run mode; unknown automations.
+    """
+    entity_type = bulk.canonical_entity_type(entity_type) if isinstance(entity_type, str) else entity_type
+    if entity_type not in OPERATIONS:
+        raise InvalidRequest(f"unknown entity_type {entity_type!r}", details={
+            "field": "entity_type", "allowed": sorted(OPERATIONS) + sorted(bulk.ENTITY_ALIASES)})
+    if operation not in OPERATIONS[entity_type]:
+        raise InvalidRequest(f"operation {operation!r} is not available for {entity_type}", details={
+            "field": "operation", "allowed": list(OPERATIONS[entity_type])})
+    if mode not in MODES:
+        raise InvalidRequest(f"unknown mode {mode!r}", details={"field": "mode", "allowed": list(MODES)})
+    if params is not None and not isinstance(params, dict):
+        raise InvalidRequest("params must be an object", details={"field": "params"})
+    try:
+        clean = bulk.validate_params(entity_type, operation, params)
+    except bulk.ParamsError as exc:
+        raise InvalidRequest(str(exc), details=exc.details) from None
+    if operation == "delete" and clean["hard"] and mode == "execute":
+        raise InvalidRequest(
+            "a hard delete must be confirmed separately: create it with mode=preview, review the preview, then confirm",
+            details={"field": "mode", "required": "preview"},
+        )
+    if entity_ids is None or isinstance(entity_ids, (str, bytes)):
+        raise InvalidRequest("entity_ids must be a list of UUIDs", details={"field": "entity_ids"})
+    if len(entity_ids) > MAX_ENTITY_IDS:
+        raise InvalidRequest(f"at most {MAX_ENTITY_IDS} entity_ids per job", details={
+            "field": "entity_ids", "max": MAX_ENTITY_IDS, "got": len(entity_ids)})
+    ids = list(dict.fromkeys(_as_uuid(i, "entity_ids") for i in entity_ids))
+    if created_by is not None:
+        created_by = _as_uuid(created_by, "created_by")
+    job_id = uuid.uuid4()
+    with store.begin() as conn:
+        if not ids:
+            if entity_type == "contracts" and operation == "create":
+                ids = _hiring_completions(conn, account_id)
+            else:
+                raise InvalidRequest("entity_ids must not be empty", details={"field": "entity_ids"})
+        if operation == "trigger_automations":
+            _check_automations(conn, account_id, entity_type, clean["automations"])
+        conn.execute(jobs_t.insert().values(
+            id=job_id, account_id=account_id, created_by=created_by, entity_type=entity_type, operation=operation,
+            entity_ids=ids, params=clean, status="pending", total_count=len(ids), mode=mode,
+        ))
+        bulk.load_items(conn, job_id, ids)
+    if mode == "preview":
+        bulk.plan_job(store, job_id)
+    return get_job(store, account_id, job_id)
 
 
-def iter_failed_items_csv(store, account_id, job_id) -> Iterator[str]:
-    raise NotImplementedError
+def _check_automations(conn: sa.Connection, account_id: uuid.UUID, entity_type: str, names: list[str]) -> None:
+    rules = bulk._automations(conn, account_id, names)
+    unknown = [n for n in names if n not in rules]
+    if unknown:
+        raise InvalidRequest(f"unknown automations: {', '.join(unknown)}", details={"field": "params.automations", "unknown": unknown})
+    for name, rule in rules.items():
+        if rule.action not in bulk.AUTOMATION_ACTIONS:
+            raise InvalidRequest(f"automation {name!r} has unknown action {rule.action!r}", details={"automation": name})
+        if rule.action == "move_stage" and (entity_type != "applications" or not (rule.config or {}).get("stage")):
+            raise InvalidRequest(f"automation {name!r} moves a stage: it applies to applications and needs config.stage",
+                                 details={"automation": name})
+        if rule.action == "webhook" and not str((rule.config or {}).get("url", "")).startswith(("http://", "https://")):
+            raise InvalidRequest(f"automation {name!r} has no http(s) config.url", details={"automation": name})
 
 
-def job_to_dict(row) -> dict:
-    raise NotImplementedError
+def get_job(store: RecordStore, account_id: uuid.UUID, job_id: uuid.UUID, *, include_entity_ids: bool = False) -> dict:
+    """The job as `job_to_dict` (seed 001 shape plus mode, plan and run fields).
+
+    Raises:
+        JobNotFound: no such job in this account.
+    """
+    with store.engine.connect() as conn:
+        return job_to_dict(_row(conn, account_id, job_id, full=include_entity_ids))
+
+
+def list_jobs(
+    store: RecordStore,
+    account_id: uuid.UUID,
+    *,
+    status: str | None = None,
+    limit: int = 50,
+    before: datetime | None = None,
+) -> list[dict]:
+    """The account's jobs, newest first; `before` pages by created_at.
+
+    Raises:
+        InvalidRequest: unknown status or a limit outside 1..1000.
+    """
+    if status is not None and status not in STATUSES:
+        raise InvalidRequest(f"unknown status {status!r}", details={"field": "status", "allowed": list(STATUSES)})
+    if not isinstance(limit, int) or not 1 <= limit <= 1000:
+        raise InvalidRequest("limit must be between 1 and 1000", details={"field": "limit"})
+    stmt = sa.select(*_SUMMARY_COLUMNS).where(jobs_t.c.account_id == account_id)
+    if status is not None:
+        stmt = stmt.where(jobs_t.c.status == status)
+    if before is not None:
+        stmt = stmt.where(jobs_t.c.created_at < before)
+    stmt = stmt.order_by(jobs_t.c.created_at.desc(), jobs_t.c.id.desc()).limit(limit)
+    with store.engine.connect() as conn:
+        return [job_to_dict(r) for r in conn.execute(stmt)]
+
+
+def preview(store: RecordStore, account_id: uuid.UUID, job_id: uuid.UUID, *, limit: int = 100) -> dict:
+    """The plan of a job: affected records and the exact change of each.
+
+    A pending job without a plan is planned now and switches to preview mode (it then runs only
+    after `confirm`). A dry-run job reports its outcomes once its run completed.
+
+    Returns:
+        {"job_id", "plan_id", "total", "changes": [{"entity_id", "before", "after"}], "would_change",
+        "not_found", "skipped", "failed", "problems": [{"entity_id", "error"}]} with at most
+        `limit` changes and problems.
+
+    Raises:
+        JobNotFound, InvalidState (a job that already ran, except dry runs), InvalidRequest (bad limit).
+    """
+    if not isinstance(limit, int) or not 0 <= limit <= 10_000:
+        raise InvalidRequest("limit must be between 0 and 10000", details={"field": "limit"})
+    with store.engine.connect() as conn:
+        job = _row(conn, account_id, job_id)
+    if job.mode == "dry_run":
+        if job.status != "completed":
+            raise InvalidState(f"the dry run is {job.status}: its report is ready when it completes",
+                               details={"status": job.status})
+    elif job.status != "pending":
+        raise InvalidState(f"job is {job.status}: only pending jobs can be previewed", details={"status": job.status})
+    elif job.plan_id is None or job.mode != "preview":
+        with store.begin() as conn:
+            conn.execute(jobs_t.update().where(jobs_t.c.id == job.id, jobs_t.c.status == "pending")
+                         .values(mode="preview", updated_at=bulk.utcnow()))
+        bulk.plan_job(store, job.id)
+    with store.engine.connect() as conn:
+        job = _row(conn, account_id, job_id)
+        done = job.mode == "dry_run"
+        ok = (items_t.c.status == "succeeded") if done else sa.and_(items_t.c.status == "pending", items_t.c.error.is_(None))
+        base = sa.select(items_t.c.seq, items_t.c.entity_id, items_t.c.before, items_t.c.after, items_t.c.error).where(
+            items_t.c.bulk_job_id == job.id)
+        changes = conn.execute(base.where(ok).order_by(items_t.c.seq).limit(limit)).all()
+        problems = conn.execute(base.where(sa.not_(ok)).order_by(items_t.c.seq).limit(limit)).all()
+    plan = (job.summary or {}).get("plan", {})
+    if done:
+        plan = {"changes": job.processed_count - job.failed_count - job.skipped_count, "failed": job.failed_count,
+                "skipped": job.skipped_count, "not_found": _count_not_found(store, job.id)}
+    return {
+        "job_id": str(job.id),
+        "plan_id": job.plan_id,
+        "mode": job.mode,
+        "entity_type": job.entity_type,
+        "operation": job.operation,
+        "params": job.params or {},
+        "total": job.total_count,
+        "would_change": plan.get("changes", 0),
+        "not_found": plan.get("not_found", 0),
+        "failed": plan.get("failed", 0),
+        "skipped": plan.get("skipped", 0),
+        "changes": [{"entity_id": str(r.entity_id), "before": r.before, "after": r.after} for r in changes],
+        "problems": [{"entity_id": str(r.entity_id), "error": r.error} for r in problems],
+    }
+
+
+def _count_not_found(store: RecordStore, job_id: uuid.UUID) -> int:
+    with store.engine.connect() as conn:
+        return conn.scalar(sa.select(sa.func.count()).select_from(items_t).where(
+            items_t.c.bulk_job_id == job_id, items_t.c.error.like(f"%{bulk.NOT_FOUND}"))) or 0
+
+
+def confirm(store: RecordStore, account_id: uuid.UUID, job_id: uuid.UUID, *, plan_id: str) -> dict:
+    """Release a previewed job for execution; the run applies exactly the previewed records.
+
+    Records whose touched fields changed after the preview are skipped and reported per item
+    ("changed since preview"), never silently applied. The caller then launches the run.
+
+    Raises:
+        JobNotFound; InvalidState when the job is not a pending preview or `plan_id` is not its
+        current plan (preview again).
+    """
+    with store.begin() as conn:
+        job = _row(conn, account_id, job_id, lock=True)
+        if job.status != "pending" or job.mode != "preview":
+            raise InvalidState(f"job is {job.status} ({job.mode}): only a pending preview can be confirmed",
+                               details={"status": job.status, "mode": job.mode})
+        if not plan_id or plan_id != job.plan_id:
+            raise InvalidState("plan_id does not match the job's current plan: preview again",
+                               details={"plan_id": job.plan_id})
+        now = bulk.utcnow()
+        conn.execute(jobs_t.update().where(jobs_t.c.id == job.id).values(mode="execute", confirmed_at=now, updated_at=now))
+    return get_job(store, account_id, job_id)
+
+
+def request_cancel(store: RecordStore, account_id: uuid.UUID, job_id: uuid.UUID) -> dict:
+    """Ask a job to stop: a pending job is cancelled at once, a processing one at its next batch.
+
+    The caller also terminates the job's Dagster run (`launch.terminate_bulk_job_run`); the
+    run then marks the job cancelled with the counts of the batches it committed.
+
+    Raises:
+        JobNotFound; InvalidState when the job already finished.
+    """
+    now = bulk.utcnow()
+    with store.begin() as conn:
+        job = _row(conn, account_id, job_id, lock=True)
+        if job.status in TERMINAL:
+            raise InvalidState(f"job is already {job.status}", details={"status": job.status})
+        values: dict[str, Any] = {"cancel_requested_at": job.cancel_requested_at or now, "updated_at": now}
+        if job.status == "pending":
+            values.update(status="cancelled", finished_at=now)
+        conn.execute(jobs_t.update().where(jobs_t.c.id == job.id).values(**values))
+    return get_job(store, account_id, job_id)
+
+
+def create_rollback(store: RecordStore, account_id: uuid.UUID, job_id: uuid.UUID, *, created_by: uuid.UUID | None = None) -> dict:
+    """A new bulk job that restores the before-images of a completed or cancelled job.
+
+    It covers the records the job changed (succeeded items); a record changed again since then is
+    skipped and reported. The rollback is audited like any job; launch it like any job.
+
+    Raises:
+        JobNotFound; InvalidState when the job is not completed/cancelled, was a dry run or preview,
+        cannot be undone (trigger_automations, hard delete, a rollback), or already has a rollback.
+    """
+    with store.begin() as conn:
+        job = _row(conn, account_id, job_id, lock=True)
+        if job.status not in ("completed", "cancelled"):
+            raise InvalidState(f"job is {job.status}: only completed or cancelled jobs can be rolled back",
+                               details={"status": job.status})
+        if job.mode != "execute":
+            raise InvalidState(f"a {job.mode} job changed nothing", details={"mode": job.mode})
+        if job.operation not in bulk.ROLLBACKABLE or (job.operation == "delete" and (job.params or {}).get("hard")):
+            what = "hard delete" if job.operation == "delete" else job.operation
+            raise InvalidState(f"{what} cannot be rolled back", details={"operation": job.operation})
+        existing = conn.scalar(sa.select(jobs_t.c.id).where(
+            jobs_t.c.rollback_of == job.id, jobs_t.c.status.notin_(["failed", "cancelled"])))
+        if existing is not None:
+            raise InvalidState(f"job already has rollback {existing}", details={"rollback_id": str(existing)})
+        ids = list(conn.scalars(sa.select(items_t.c.entity_id).where(
+            items_t.c.bulk_job_id == job.id, items_t.c.status == "succeeded").order_by(items_t.c.seq)))
+        rollback_id = uuid.uuid4()
+        conn.execute(jobs_t.insert().values(
+            id=rollback_id, account_id=account_id, created_by=_as_uuid(created_by, "created_by") if created_by else None,
+            entity_type=job.entity_type, operation=bulk.ROLLBACK, entity_ids=ids,
+            params={"rollback_of": str(job.id), "operation": job.operation}, status="pending",
+            total_count=len(ids), mode="execute", rollback_of=job.id,
+        ))
+        bulk.load_items(conn, rollback_id, ids)
+    return get_job(store, account_id, rollback_id)
+
+
+def iter_failed_items_csv(store: RecordStore, account_id: uuid.UUID, job_id: uuid.UUID) -> Iterator[str]:
+    """The failed records of a job as CSV lines (header first): entity_id,error,seq,status.
+
+    Raises:
+        JobNotFound (before the first line is produced).
+    """
+    with store.engine.connect() as conn:
+        job = _row(conn, account_id, job_id)
+
+    def lines() -> Iterator[str]:
+        yield _csv_line(["entity_id", "error", "seq", "status"])
+        stmt = (
+            sa.select(items_t.c.entity_id, items_t.c.error, items_t.c.seq, items_t.c.status)
+            .where(items_t.c.bulk_job_id == job.id, items_t.c.status == "failed")
+            .order_by(items_t.c.seq)
+        )
+        with store.engine.connect() as conn:
+            for r in conn.execution_options(yield_per=5000).execute(stmt):
+                yield _csv_line([str(r.entity_id), r.error or "", r.seq, r.status])
+
+    return lines()
+
+
+def _csv_line(values: list[Any]) -> str:
+    buf = io.StringIO()
+    csv.writer(buf, lineterminator="\n").writerow(values)
+    return buf.getvalue()
+
+
+def run_job_now(store: RecordStore, account_id: uuid.UUID, job_id: uuid.UUID, *, batch_size: int | None = None) -> dict:
+    """Process a job in this process without Dagster (scripts, benchmarks); returns the job."""
+    with store.engine.connect() as conn:
+        job = _row(conn, account_id, job_id)
+    bulk.run_job(store, job.id, batch_size=batch_size)
+    return get_job(store, account_id, job_id)
