@@ -28,13 +28,12 @@ def seed_applications(store: RecordStore, account_id: uuid.UUID, n: int, *, stag
     return [str(i) for i in ids]
 
 
-def deleted_flags(store: RecordStore, ids: list[str]) -> list[bool]:
+def deleted_flags(store: RecordStore, ids: list[str], table: sa.Table = applications) -> list[bool]:
+    """For each id, whether the record is soft-deleted."""
     with store.engine.connect() as conn:
         rows = dict(
             conn.execute(
-                sa.select(applications.c.id, applications.c.deleted_at).where(
-                    applications.c.id.in_([uuid.UUID(i) for i in ids])
-                )
+                sa.select(table.c.id, table.c.deleted_at).where(table.c.id.in_([uuid.UUID(i) for i in ids]))
             ).all()
         )
     return [rows[uuid.UUID(i)] is not None for i in ids]
@@ -64,3 +63,18 @@ def wait_for(client: httpx.Client, job_id: str, statuses: tuple[str, ...] = TERM
         if time.monotonic() > deadline:
             raise AssertionError(f"job {job_id} still {job['status']} after {timeout}s: {job}")
         time.sleep(0.2)
+
+
+def seed_candidates(store: RecordStore, account_id: uuid.UUID, n: int) -> list[str]:
+    """n live candidates (users) in the account; their ids as strings."""
+    ids = [uuid.uuid4() for _ in range(n)]
+    with store.begin() as conn:
+        conn.execute(
+            users.insert(),
+            [{"id": i, "account_id": account_id, "role": "candidate", "email": f"{i}@example.test"} for i in ids],
+        )
+    return [str(i) for i in ids]
+
+
+def create(client: httpx.Client, **body: Any) -> dict:
+    return result(client.post("/api/bulk-jobs-create", json=body))

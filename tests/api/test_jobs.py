@@ -1,0 +1,186 @@
+"""Bulk jobs through the HTTP API, end to end: the server stores the job, Dagster runs it."""
+
+from __future__ import annotations
+
+import csv
+import io
+import re
+import uuid
+
+import dagster as dg
+import httpx
+import pytest
+
+from connectors.store import RecordStore
+from connectors.store.schema import users
+from tests.api.helpers import create, deleted_flags, error, result, seed_applications, seed_candidates, wait_for
+
+ISO_UTC = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z$")
+SEED_FIELDS = {
+    "id", "account_id", "created_by", "entity_type", "operation", "params", "status", "total_count",
+    "processed_count", "failed_count", "error_message", "created_at", "updated_at",
+}  # fmt: skip
+
+
+def test_create_and_get_round_trip_with_the_seed_body(
+    client: httpx.Client, store: RecordStore, account: uuid.UUID, api_instance: dg.DagsterInstance
+) -> None:
+    ids = seed_candidates(store, account, 3)
+    job = create(client, entity_type="contacts", operation="delete", entity_ids=ids)
+    assert SEED_FIELDS <= set(job)
+    assert "entity_ids" not in job
+    assert job["account_id"] == str(account)
+    assert (job["entity_type"], job["operation"], job["total_count"]) == ("contacts", "delete", 3)
+    assert job["status"] in ("pending", "processing", "completed")
+    assert ISO_UTC.match(job["created_at"]) and ISO_UTC.match(job["updated_at"])
+    # the run is in Dagster's run history
+    run_id = job["dagster_run_id"]
+    assert api_instance.get_run_by_id(run_id) is not None
+
+    done = wait_for(client, job["id"])
+    assert done["status"] == "completed", done
+    assert (done["total_count"], done["processed_count"], done["failed_count"]) == (3, 3, 0)
+    assert deleted_flags(store, ids, users) == [True, True, True]
+    assert api_instance.get_run_by_id(run_id).status == dg.DagsterRunStatus.SUCCESS
+
+    by_body = result(client.post("/api/bulk-jobs-get", json={"id": job["id"]}))
+    assert by_body == done
+    with_ids = result(client.get("/api/bulk-jobs-get", params={"id": job["id"], "include_entity_ids": "true"}))
+    assert with_ids["entity_ids"] == ids
+
+
+def test_list_is_newest_first_and_filters_by_status(client: httpx.Client, store: RecordStore, account: uuid.UUID) -> None:
+    first = create(client, entity_type="applications", operation="delete", entity_ids=seed_applications(store, account, 2), mode="preview")
+    second = create(client, entity_type="applications", operation="delete", entity_ids=seed_applications(store, account, 1), mode="preview")
+    listed = result(client.get("/api/bulk-jobs-list"))
+    assert [j["id"] for j in listed] == [second["id"], first["id"]]
+    assert all("entity_ids" not in j for j in listed)
+    assert [j["id"] for j in result(client.get("/api/bulk-jobs-list", params={"limit": 1}))] == [second["id"]]
+    assert [j["id"] for j in result(client.post("/api/bulk-jobs-list", json={"before": second["id"]}))] == [first["id"]]
+    assert result(client.get("/api/bulk-jobs-list", params={"status": "completed"})) == []
+    assert error(client.get("/api/bulk-jobs-list", params={"status": "done"}), 422)["details"]["field"] == "status"
+    assert error(client.get("/api/bulk-jobs-list", params={"limit": "0"}), 422)["details"]["field"] == "limit"
+
+
+def test_another_accounts_job_is_not_found(
+    client: httpx.Client, other_client: httpx.Client, store: RecordStore, account: uuid.UUID
+) -> None:
+    mine = seed_applications(store, account, 2)
+    job = create(client, entity_type="applications", operation="delete", entity_ids=mine, mode="preview")
+    for method, path, body in [
+        ("GET", "/api/bulk-jobs-get", None),
+        ("POST", "/api/bulk-jobs-cancel", None),
+        ("GET", "/api/bulk-jobs-preview", None),
+        ("POST", "/api/bulk-jobs-confirm", {"plan_id": "x"}),
+        ("POST", "/api/bulk-jobs-rollback", None),
+        ("GET", "/api/bulk-jobs-failed-records", None),
+    ]:
+        args = {"id": job["id"], **(body or {})}
+        kwargs = {"params": args} if method == "GET" else {"json": args}
+        assert error(other_client.request(method, path, **kwargs), 404)["code"] == "not_found", path
+    assert result(other_client.get("/api/bulk-jobs-list")) == []
+
+    # ids of my records in the other account's job: not found there, never touched
+    theirs = wait_for(other_client, create(other_client, entity_type="applications", operation="delete", entity_ids=mine)["id"])
+    assert (theirs["status"], theirs["processed_count"], theirs["failed_count"]) == ("completed", 2, 2)
+    assert deleted_flags(store, mine) == [False, False]
+
+
+def test_failed_records_download_as_csv(client: httpx.Client, store: RecordStore, account: uuid.UUID) -> None:
+    real = seed_applications(store, account, 2)
+    missing = str(uuid.uuid4())
+    job = wait_for(client, create(client, entity_type="applications", operation="delete", entity_ids=[real[0], missing, real[1]])["id"])
+    assert (job["status"], job["processed_count"], job["failed_count"]) == ("completed", 3, 1)
+
+    response = client.get("/api/bulk-jobs-failed-records", params={"id": job["id"]})
+    assert response.status_code == 200, response.text
+    assert response.headers["content-type"].startswith("text/csv")
+    assert f'filename="bulk-job-{job["id"]}-failed.csv"' in response.headers["content-disposition"]
+    rows = list(csv.DictReader(io.StringIO(response.text)))
+    assert [r["entity_id"] for r in rows] == [missing]
+    assert rows[0]["error"]
+
+
+def test_preview_then_confirm_executes_exactly_the_plan(client: httpx.Client, store: RecordStore, account: uuid.UUID) -> None:
+    ids = seed_applications(store, account, 3)
+    job = create(client, entity_type="applications", operation="delete", entity_ids=ids, mode="preview")
+    assert job["status"] == "pending" and not job.get("dagster_run_id")
+    assert deleted_flags(store, ids) == [False, False, False]
+
+    plan = result(client.get("/api/bulk-jobs-preview", params={"id": job["id"], "limit": 2}))
+    assert plan["total"] == 3 and len(plan["changes"]) == 2 and plan["plan_id"]
+    assert result(client.post("/api/bulk-jobs-preview", json={"id": job["id"]}))["plan_id"] == plan["plan_id"]
+
+    wrong = error(client.post("/api/bulk-jobs-confirm", json={"id": job["id"], "plan_id": "not-the-plan"}), 409)
+    assert wrong["code"] == "invalid_state"
+    assert error(client.post("/api/bulk-jobs-confirm", json={"id": job["id"]}), 422)["details"]["field"] == "plan_id"
+
+    confirmed = result(client.post("/api/bulk-jobs-confirm", json={"id": job["id"], "plan_id": plan["plan_id"]}))
+    assert confirmed["dagster_run_id"]
+    done = wait_for(client, job["id"])
+    assert (done["status"], done["processed_count"], done["failed_count"]) == ("completed", 3, 0)
+    assert deleted_flags(store, ids) == [True, True, True]
+    # confirmed once: a second confirm is refused
+    assert error(client.post("/api/bulk-jobs-confirm", json={"id": job["id"], "plan_id": plan["plan_id"]}), 409)["code"] == "invalid_state"
+
+
+@pytest.mark.parametrize("spelling", [{"mode": "dry_run"}, {"dry_run": True}], ids=["mode", "flag"])
+def test_dry_run_reports_and_writes_nothing(client: httpx.Client, store: RecordStore, account: uuid.UUID, spelling: dict) -> None:
+    ids = seed_applications(store, account, 3)
+    job = create(client, entity_type="applications", operation="delete", entity_ids=ids, **spelling)
+    done = wait_for(client, job["id"])
+    assert (done["status"], done["total_count"], done["failed_count"]) == ("completed", 3, 0)
+    assert done["mode"] == "dry_run"
+    assert deleted_flags(store, ids) == [False, False, False]
+
+
+def test_rollback_restores_the_before_images(client: httpx.Client, store: RecordStore, account: uuid.UUID) -> None:
+    ids = seed_applications(store, account, 3)
+    job = wait_for(client, create(client, entity_type="applications", operation="delete", entity_ids=ids)["id"])
+    assert job["status"] == "completed" and deleted_flags(store, ids) == [True, True, True]
+
+    rollback = result(client.post("/api/bulk-jobs-rollback", json={"id": job["id"]}))
+    assert rollback["id"] != job["id"] and rollback["dagster_run_id"]
+    done = wait_for(client, rollback["id"])
+    assert (done["status"], done["processed_count"], done["failed_count"]) == ("completed", 3, 0)
+    assert deleted_flags(store, ids) == [False, False, False]
+
+
+def test_rollback_of_an_unfinished_job_is_409(client: httpx.Client, store: RecordStore, account: uuid.UUID) -> None:
+    job = create(client, entity_type="applications", operation="delete", entity_ids=seed_applications(store, account, 1), mode="preview")
+    assert error(client.post("/api/bulk-jobs-rollback", json={"id": job["id"]}), 409)["code"] == "invalid_state"
+
+
+def test_cancel_stops_the_job_and_its_run(
+    client: httpx.Client, store: RecordStore, account: uuid.UUID, api_instance: dg.DagsterInstance
+) -> None:
+    ids = seed_applications(store, account, 5000)
+    job = create(client, entity_type="applications", operation="delete", entity_ids=ids)
+    cancelled = result(client.post("/api/bulk-jobs-cancel", json={"id": job["id"]}))
+    assert cancelled["id"] == job["id"]
+    done = wait_for(client, job["id"])
+    assert done["status"] == "cancelled", done
+    # counts are exact: what was processed is what was deleted
+    assert sum(deleted_flags(store, ids)) == done["processed_count"] - done["failed_count"]
+    assert done["processed_count"] < done["total_count"]
+    run = api_instance.get_run_by_id(job["dagster_run_id"])
+    assert run.status in (dg.DagsterRunStatus.CANCELED, dg.DagsterRunStatus.CANCELING, dg.DagsterRunStatus.SUCCESS)
+    # a finished job cannot be cancelled again
+    assert error(client.post("/api/bulk-jobs-cancel", json={"id": job["id"]}), 409)["code"] == "invalid_state"
+
+
+def test_concurrent_creates_all_complete_with_exact_counts(base_url: str, token: str, store: RecordStore, account: uuid.UUID) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    batches = [seed_applications(store, account, 3) for _ in range(5)]
+
+    def run(ids: list[str]) -> dict:
+        with httpx.Client(base_url=base_url, headers={"Authorization": f"Bearer {token}"}, timeout=120) as c:
+            return wait_for(c, create(c, entity_type="applications", operation="delete", entity_ids=ids)["id"])
+
+    with ThreadPoolExecutor(len(batches)) as pool:
+        jobs = list(pool.map(run, batches))
+    assert [(j["status"], j["processed_count"], j["failed_count"]) for j in jobs] == [("completed", 3, 0)] * len(batches)
+    assert all(all(deleted_flags(store, ids)) for ids in batches)
+    assert len({j["dagster_run_id"] for j in jobs}) == len(batches)
+
