@@ -148,7 +148,7 @@ def build_dropzone_sensor(
                 continue
             budget -= size
             key = dropzone.partition_key(entity, name, sha)
-            config = ImportConfig(**{**overrides, "path": str(path), "entity": entity})
+            config = ImportConfig(**{"actor": f"sensor:{entity}_dropzone_sensor", **overrides, "path": str(path), "entity": entity})
             requests.append(
                 dg.RunRequest(
                     partition_key=key,

@@ -1,0 +1,206 @@
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import dagster as dg
+import pytest
+
+from pipelines.imports import dropzone
+from pipelines.imports.sensors import FOLDER_CONFIG, Watermark, build_dropzone_sensor
+
+CSV = "Application ID,First Name,Last Name,Email,Job Code,Job Title\nAPP-1,Ada,Lovelace,ada@example.com,ENG-1,Engineer\n"
+
+
+def later(seconds: float = 60) -> float:
+    return time.time() + seconds
+
+
+def drop(root: Path, name: str, text: str = CSV, entity: str = "applications") -> Path:
+    folder = root / entity
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / name
+    path.write_text(text)
+    return path
+
+
+def tick(sensor: dg.SensorDefinition, instance: dg.DagsterInstance, cursor: str | None = None) -> dg.SensorResult:
+    return sensor(dg.build_sensor_context(instance=instance, cursor=cursor))
+
+
+def test_a_new_file_becomes_a_partition_and_a_run_request(tmp_path: Path, instance: dg.DagsterInstance) -> None:
+    path = drop(tmp_path, "spring hires.csv")
+    sensor = build_dropzone_sensor("applications", clock=later, root=tmp_path)
+
+    result = tick(sensor, instance)
+
+    sha = dropzone.file_sha256(path)
+    key = f"applications/spring-hires.csv@{sha[:12]}"
+    [request] = result.run_requests
+    assert request.partition_key == key
+    assert sha in request.run_key
+    assert request.tags["bulkops/sha256"] == sha
+    config = request.run_config["ops"]["imported_file"]["config"]
+    assert (config["path"], config["entity"], config["actor"]) == (str(path), "applications", "sensor:applications_dropzone_sensor")
+    [add] = result.dynamic_partitions_requests
+    assert (add.partitions_def_name, add.partition_keys) == ("import_files", [key])
+    assert len(result.cursor) < 100
+
+
+def test_a_file_still_being_written_is_not_picked_up(tmp_path: Path, instance: dg.DagsterInstance) -> None:
+    drop(tmp_path, "half.csv", CSV[:30])
+    now = time.time()
+
+    writing = tick(build_dropzone_sensor("applications", clock=lambda: now, settle_seconds=10, root=tmp_path), instance)
+    assert writing.run_requests == [] and "still being written" in writing.skip_reason.skip_message
+
+    settled = tick(build_dropzone_sensor("applications", clock=lambda: now + 11, settle_seconds=10, root=tmp_path), instance)
+    assert len(settled.run_requests) == 1
+
+
+@pytest.mark.parametrize("name", [".hidden.csv", "~lock.csv", "upload.csv.part", "upload.csv.tmp", "x.crdownload", FOLDER_CONFIG])
+def test_temporary_and_control_files_are_ignored(tmp_path: Path, instance: dg.DagsterInstance, name: str) -> None:
+    drop(tmp_path, name, "account: demo\n" if name == FOLDER_CONFIG else CSV)
+    result = tick(build_dropzone_sensor("applications", clock=later, root=tmp_path), instance)
+    assert result.run_requests == []
+
+
+def test_requests_per_tick_are_capped_and_the_rest_wait_for_the_next_tick(tmp_path: Path, instance: dg.DagsterInstance) -> None:
+    for i in range(5):
+        drop(tmp_path, f"f{i}.csv", CSV + f"APP-{i + 10},X,Y,x{i}@example.com,ENG-1,Engineer\n")
+    sensor = build_dropzone_sensor("applications", clock=later, max_files_per_tick=2, root=tmp_path)
+
+    seen: list[str] = []
+    cursor = None
+    for _ in range(3):
+        result = tick(sensor, instance, cursor)
+        assert 1 <= len(result.run_requests) <= 2
+        seen += [r.tags["bulkops/file"] for r in result.run_requests]
+        cursor = result.cursor
+    assert sorted(seen) == [f"f{i}.csv" for i in range(5)]
+    assert tick(sensor, instance, cursor).skip_reason.skip_message == "no new files"
+
+
+def test_the_byte_budget_caps_hashing_but_always_takes_one_file(tmp_path: Path, instance: dg.DagsterInstance) -> None:
+    drop(tmp_path, "a.csv", CSV * 50)
+    drop(tmp_path, "b.csv", CSV * 50 + "\n")
+    sensor = build_dropzone_sensor("applications", clock=later, max_bytes_per_tick=10, root=tmp_path)
+    first = tick(sensor, instance)
+    second = tick(sensor, instance, first.cursor)
+    assert [len(first.run_requests), len(second.run_requests)] == [1, 1]
+
+
+def test_thousands_of_files_keep_a_small_cursor_and_a_capped_tick(tmp_path: Path, instance: dg.DagsterInstance) -> None:
+    folder = tmp_path / "applications"
+    folder.mkdir()
+    for i in range(3000):
+        (folder / f"batch-{i:05d}.csv").write_text(f"id\n{i}\n")
+    sensor = build_dropzone_sensor("applications", clock=later, max_files_per_tick=100, root=tmp_path)
+
+    result = tick(sensor, instance)
+
+    assert len(result.run_requests) == 100
+    assert len(result.dynamic_partitions_requests[0].partition_keys) == 100
+    assert len(result.cursor) < 100
+
+
+def test_re_evaluating_a_tick_yields_the_same_run_keys(tmp_path: Path, instance: dg.DagsterInstance) -> None:
+    drop(tmp_path, "a.csv")
+    sensor = build_dropzone_sensor("applications", clock=later, root=tmp_path)
+    # the daemon stores the cursor only after a tick completes: a crashed tick is evaluated again
+    assert [r.run_key for r in tick(sensor, instance).run_requests] == [r.run_key for r in tick(sensor, instance).run_requests]
+
+
+def test_an_identical_re_drop_gets_the_same_partition_and_a_new_run_key(tmp_path: Path, instance: dg.DagsterInstance) -> None:
+    path = drop(tmp_path, "a.csv")
+    sensor = build_dropzone_sensor("applications", clock=later, root=tmp_path)
+    first = tick(sensor, instance)
+    dropzone.move_claimed(path, "applications", dropzone.file_sha256(path), dropzone.PROCESSED, tmp_path)
+
+    drop(tmp_path, "a.csv")
+    os.utime(tmp_path / "applications" / "a.csv", ns=(time.time_ns() + 5_000_000_000,) * 2)
+    second = tick(sensor, instance, first.cursor)
+
+    [a], [b] = first.run_requests, second.run_requests
+    assert a.partition_key == b.partition_key
+    # a new arrival is a new run; the engine records it as a skipped duplicate (test_assets covers that)
+    assert a.run_key != b.run_key
+
+
+def test_a_file_moved_in_with_an_old_mtime_is_still_new(tmp_path: Path, instance: dg.DagsterInstance) -> None:
+    outside = tmp_path / "elsewhere.csv"
+    outside.write_text(CSV)
+    old = time.time() - 3600
+    os.utime(outside, (old, old))
+    (tmp_path / "applications").mkdir()
+    cursor = Watermark(int((old + 60) * 1e9), "").dump()
+
+    os.replace(outside, tmp_path / "applications" / "elsewhere.csv")
+    result = tick(build_dropzone_sensor("applications", clock=later, root=tmp_path), instance, cursor)
+
+    assert [r.tags["bulkops/file"] for r in result.run_requests] == ["elsewhere.csv"]
+
+
+def test_the_folder_config_sets_the_launch_config(tmp_path: Path, instance: dg.DagsterInstance) -> None:
+    drop(tmp_path, FOLDER_CONFIG, "account: acme\non_duplicate: skip\nbatch_size: 100\n", entity="candidates")
+    drop(tmp_path, "people.csv", "email\na@example.com\n", entity="candidates")
+
+    [request] = tick(build_dropzone_sensor("candidates", clock=later, root=tmp_path), instance).run_requests
+
+    config = request.run_config["ops"]["imported_file"]["config"]
+    assert (config["account"], config["on_duplicate"], config["batch_size"], config["entity"]) == ("acme", "skip", 100, "candidates")
+
+
+def test_a_folder_config_naming_an_unknown_field_fails_the_tick(tmp_path: Path, instance: dg.DagsterInstance) -> None:
+    drop(tmp_path, FOLDER_CONFIG, "acount: acme\n")
+    drop(tmp_path, "a.csv")
+    with pytest.raises(Exception, match="acount"):
+        tick(build_dropzone_sensor("applications", clock=later, root=tmp_path), instance)
+
+
+def test_every_entity_has_a_described_running_sensor() -> None:
+    from pipelines.imports.definitions import defs
+    from pipelines.imports.options import ENTITY_TYPES
+
+    sensors = {s.name: s for s in defs.sensors}
+    assert set(sensors) == {f"{e}_dropzone_sensor" for e in ENTITY_TYPES}
+    for s in sensors.values():
+        assert s.description and s.job_name == "import_job"
+        assert s.default_status == dg.DefaultSensorStatus.RUNNING
+
+
+@pytest.mark.parametrize(
+    ("name", "expected"),
+    [
+        ("plain.csv", "applications/plain.csv@0123456789ab"),
+        ("with spaces & stuff.csv", "applications/with-spaces-stuff.csv@0123456789ab"),
+        ("dots...csv", "applications/dots.csv@0123456789ab"),
+        ("tab\tnewline\n.csv", "applications/tab-newline-.csv@0123456789ab"),
+    ],
+    ids=["plain", "spaces", "ellipsis", "control-chars"],
+)
+def test_partition_keys_are_valid_and_readable(name: str, expected: str) -> None:
+    key = dropzone.partition_key("applications", name, "0123456789ab" + "0" * 52)
+    assert key == expected
+    assert dropzone.parse_partition_key(key) == dropzone.PartitionRef("applications", expected.split("/")[1].rsplit("@")[0], "0123456789ab")
+    for bad in ("...", "\n", "\t", "\0"):
+        assert bad not in key
+
+
+def test_moved_files_are_found_again_for_a_partition_re_run(tmp_path: Path) -> None:
+    path = drop(tmp_path, "a.csv")
+    sha = dropzone.file_sha256(path)
+    ref = dropzone.parse_partition_key(dropzone.partition_key("applications", "a.csv", sha))
+    assert dropzone.locate(ref, tmp_path) == path
+    failed = dropzone.move_claimed(path, "applications", sha, dropzone.FAILED, tmp_path)
+    assert failed == tmp_path / "applications" / "failed" / f"a@{sha[:12]}.csv"
+    assert dropzone.locate(ref, tmp_path) == failed
+    assert dropzone.original_name(failed.name) == "a.csv"
+
+
+def test_files_outside_the_drop_zone_are_never_moved(tmp_path: Path) -> None:
+    path = tmp_path / "mine.csv"
+    path.write_text(CSV)
+    assert dropzone.move_claimed(path, "applications", "0" * 64, dropzone.PROCESSED, tmp_path) == path
+    assert path.exists()
