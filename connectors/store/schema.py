@@ -54,7 +54,7 @@ JOB_ORIGINS = ("uploaded", "public")
 BULK_JOB_STATUSES = ("pending", "processing", "completed", "failed", "cancelled")
 BULK_JOB_MODES = ("execute", "preview", "dry_run")
 ITEM_STATUSES = ("pending", "succeeded", "failed", "skipped")
-IMPORT_STATUSES = ("pending", "processing", "completed", "failed", "cancelled", "rolled_back")
+IMPORT_STATUSES = ("pending", "processing", "completed", "failed", "cancelled", "rolled_back", "skipped")
 
 
 def _now() -> sa.ColumnElement:
@@ -427,9 +427,30 @@ import_history = sa.Table(
     sa.Column("dagster_run_id", sa.String(64), nullable=True),
     sa.Column("partition_key", sa.String(500), nullable=True),
     sa.Column("created_by", sa.String(200), nullable=True),
+    # rows flagged for review (a subset of skipped); side counts such as candidates created
+    sa.Column("flagged", sa.Integer(), nullable=False, server_default="0"),
+    sa.Column("details", JSON, nullable=False, server_default="{}"),
     _enum_check("status", IMPORT_STATUSES),
     sa.Index(None, "account_id", "started_at"),
     sa.Index(None, "account_id", "content_sha256"),
+)
+
+import_flags = sa.Table(
+    "import_flags",
+    metadata,
+    # the review queue of the "flag" duplicate strategy: the row was not written
+    _id(),
+    _account(),
+    sa.Column("import_id", sa.Uuid(), sa.ForeignKey("import_history.id"), nullable=False),
+    sa.Column("row_number", sa.Integer(), nullable=False),
+    sa.Column("entity_type", sa.String(32), nullable=False),
+    sa.Column("entity_id", sa.Uuid(), nullable=True),
+    sa.Column("reason", sa.String(64), nullable=False),
+    sa.Column("data", JSON, nullable=False, server_default="{}"),
+    sa.Column("created_at", TS, nullable=False, server_default=_now()),
+    sa.Column("resolved_at", TS, nullable=True),
+    sa.Index(None, "import_id"),
+    sa.Index(None, "account_id", "entity_type", "entity_id"),
 )
 
 sync_runs = sa.Table(
