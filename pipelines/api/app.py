@@ -11,8 +11,10 @@ from __future__ import annotations
 import itertools
 import logging
 import os
+import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from datetime import datetime, timezone
 from functools import cached_property
 from typing import Any
 
@@ -26,6 +28,7 @@ from starlette.responses import StreamingResponse
 
 from connectors import settings
 from connectors.store import RecordStore
+from connectors.store.bulk import ENTITY_ALIASES
 from connectors.store.schema import BULK_JOB_MODES, BULK_JOB_STATUSES
 from pipelines.api import models, tokens
 from pipelines.api.wire import (
@@ -136,15 +139,16 @@ def _validate_create(payload: dict[str, Any]) -> dict[str, Any]:
     if unknown:
         raise invalid(f"unknown field(s): {', '.join(unknown)}", fields=unknown)
     entity_type = string_value(payload, "entity_type")
-    if entity_type not in service.OPERATIONS:
+    canonical = ENTITY_ALIASES.get(entity_type, entity_type)
+    if canonical not in service.OPERATIONS:
         raise invalid(
             f"unknown entity_type {entity_type!r}",
             field="entity_type",
             value=entity_type,
-            allowed=sorted(service.OPERATIONS),
+            allowed=sorted([*service.OPERATIONS, *ENTITY_ALIASES]),
         )
     operation = string_value(payload, "operation")
-    allowed = service.OPERATIONS[entity_type]
+    allowed = service.OPERATIONS[canonical]
     if operation not in allowed:
         raise invalid(
             f"operation {operation!r} is not available for {entity_type}",
@@ -164,7 +168,8 @@ def _validate_create(payload: dict[str, Any]) -> dict[str, Any]:
         mode = "dry_run"
     if mode not in BULK_JOB_MODES:
         raise invalid(f"unknown mode {mode!r}", field="mode", value=mode, allowed=list(BULK_JOB_MODES))
-    entity_ids = uuid_list(payload, "entity_ids")
+    # contracts `create` with no ids means every hired application without a contract
+    entity_ids = uuid_list(payload, "entity_ids", allow_empty=(canonical, operation) == ("contracts", "create"))
     return {"entity_type": entity_type, "operation": operation, "entity_ids": entity_ids, "params": params, "mode": mode}
 
 
@@ -267,8 +272,9 @@ def create_app(
     @get_and_post("/api/bulk-jobs-get", "get")
     async def bulk_jobs_get(request: Request, who: tokens.Principal = Depends(principal)) -> EnvelopeResponse:
         payload = await api.body(request)
-        job = await api.call(service.get_job, who.account_id, uuid_value(payload, "id"))
-        return ok(_public(job, include_entity_ids=_flag(payload, "include_entity_ids")))
+        with_ids = _flag(payload, "include_entity_ids")
+        job = await api.call(service.get_job, who.account_id, uuid_value(payload, "id"), include_entity_ids=with_ids)
+        return ok(_public(job, include_entity_ids=with_ids))
 
     @get_and_post("/api/bulk-jobs-list", "list")
     async def bulk_jobs_list(request: Request, who: tokens.Principal = Depends(principal)) -> EnvelopeResponse:
@@ -277,9 +283,27 @@ def create_app(
         if status is not None and status not in BULK_JOB_STATUSES:
             raise invalid(f"unknown status {status!r}", field="status", value=status, allowed=list(BULK_JOB_STATUSES))
         limit = int_value(payload, "limit", default=50, low=1, high=MAX_LIST_LIMIT)
-        before = uuid_value(payload, "before") if payload.get("before") else None
+        before = await _before(payload, who)
         jobs = await api.call(service.list_jobs, who.account_id, status=status, limit=limit, before=before)
         return ok([_public(job) for job in jobs])
+
+    async def _before(payload: dict[str, Any], who: tokens.Principal) -> datetime | None:
+        # a page boundary: a created_at timestamp, or the id of the last job of the previous page
+        value = payload.get("before")
+        if value in (None, ""):
+            return None
+        if not isinstance(value, str):
+            raise invalid("before must be a timestamp or a job id", field="before", value=value)
+        try:
+            job_id = uuid.UUID(value)
+        except ValueError:
+            try:
+                moment = datetime.fromisoformat(value)
+            except ValueError:
+                raise invalid("before must be an ISO 8601 timestamp or a job id", field="before", value=value) from None
+            return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+        job = await api.call(service.get_job, who.account_id, job_id)
+        return datetime.fromisoformat(job["created_at"])
 
     @app.post("/api/bulk-jobs-cancel", **docs("cancel", "post"))
     async def bulk_jobs_cancel(request: Request, who: tokens.Principal = Depends(principal)) -> EnvelopeResponse:

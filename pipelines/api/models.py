@@ -28,7 +28,10 @@ class CreateJobRequest(BaseModel):
 
     entity_type: str = Field(description="Record type: applications, contracts, candidates (contacts), jobs.")
     operation: str = Field(description="Operation to perform; allowed values depend on entity_type.")
-    entity_ids: list[UUID] = Field(min_length=1, description="Record ids (up to at least 1,000,000).")
+    entity_ids: list[UUID] = Field(
+        description="Record ids, at least one (up to 2,000,000); contracts `create` with [] means every hired "
+        "application without a contract."
+    )
     params: dict[str, Any] | None = Field(default=None, description="Operation-specific parameters.")
     mode: Mode = Field(
         default="execute",
@@ -48,7 +51,9 @@ class GetJobRequest(JobIdRequest):
 class ListJobsRequest(BaseModel):
     status: Status | None = None
     limit: int = Field(default=50, ge=1, le=1000)
-    before: UUID | None = Field(default=None, description="A job id: list jobs created before it (paging).")
+    before: str | None = Field(
+        default=None, description="List jobs created before this ISO 8601 timestamp, or before this job id (paging)."
+    )
 
 
 class PreviewRequest(JobIdRequest):

@@ -129,14 +129,16 @@ def _canonical_uuids(values: list[Any]) -> str | None:
         return None
 
 
-def uuid_list(payload: dict[str, Any], field: str) -> list[str]:
-    """`payload[field]` as a non-empty list of lower-case canonical uuid strings, else 422."""
+def uuid_list(payload: dict[str, Any], field: str, *, allow_empty: bool = False) -> list[str]:
+    """`payload[field]` as a list of lower-case canonical uuid strings, else 422."""
     if field not in payload:
         raise invalid(f"{field} is required", field=field)
     values = payload[field]
     if not isinstance(values, list):
         raise invalid(f"{field} must be an array of uuids", field=field, received=type(values).__name__)
     if not values:
+        if allow_empty:
+            return []
         raise invalid(f"{field} must not be empty", field=field)
     joined = _canonical_uuids(values)
     if joined is not None:

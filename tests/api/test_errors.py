@@ -112,6 +112,11 @@ def test_missing_required_field_is_422(client: httpx.Client, missing: str) -> No
     assert err["message"] == f"{missing} is required"
 
 
+def test_empty_ids_are_refused_outside_contracts_create(client: httpx.Client) -> None:
+    err = error(client.post("/api/bulk-jobs-create", json={**VALID, "entity_ids": [], "params": {"x": 1}}), 422)
+    assert err["message"] == "entity_ids must not be empty"
+
+
 def test_body_must_be_an_object(client: httpx.Client) -> None:
     err = error(client.post("/api/bulk-jobs-create", json=SEED_IDS), 422)
     assert err["details"] == {"received": "list"}

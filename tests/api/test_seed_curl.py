@@ -35,7 +35,7 @@ def test_the_seed_curl_example_works_against_a_local_server(base_url: str, token
     body = json.loads(out.stdout)
     assert body["ok"] is True, body
     job = body["result"]
-    assert (job["entity_type"], job["operation"], job["total_count"]) == ("contacts", "delete", 3)
+    assert (job["entity_type"], job["operation"], job["total_count"]) == ("candidates", "delete", 3)
 
     # the seed's ids exist in no account: each is recorded as not found and the job completes
     done = wait_for(client, job["id"])
