@@ -8,8 +8,10 @@ from typing import Any
 
 import dagster as dg
 
+from connectors import settings
 from pipelines.imports import dropzone
 from pipelines.imports.assets import config_for, import_files
+from resources import RecordStoreResource
 
 
 def launch_import(
@@ -56,6 +58,8 @@ def launch_import(
         instance=instance,
         partition_key=key,
         raise_on_error=False,
+        # the URL is read now, not when the definitions module was first imported
+        resources={"record_store": RecordStoreResource(database_url=settings.database_url())},
         tags={"bulkops/entity": entity, "bulkops/file": path.name[:200], "bulkops/launched_by": "cli", **(tags or {})},
     )
     if not result.success:
