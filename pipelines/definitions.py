@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import dagster as dg
 
+from pipelines.bulk.definitions import defs as bulk_defs
 from pipelines.imports.definitions import defs as imports_defs
 from resources import RecordStoreResource
 
 shared = dg.Definitions(resources={"record_store": RecordStoreResource()})
 
-defs = dg.Definitions.merge(shared, imports_defs)
+defs = dg.Definitions.merge(shared, imports_defs, bulk_defs)

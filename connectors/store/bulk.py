@@ -893,6 +893,8 @@ def process_next_batch(store: RecordStore, job_id: uuid.UUID, batch_size: int, *
         conn.execute(jobs_t.update().where(jobs_t.c.id == job_id).values(**values))
         if fault_hook is not None:
             fault_hook("before_commit", batch_number)
+    if fault_hook is not None:
+        fault_hook("after_commit", batch_number)
     return BatchResult(lo, hi, s, f, k, status, values["processed_count"], values["failed_count"], job.total_count)
 
 

@@ -1,0 +1,10 @@
+"""The bulk-jobs capability: the bulk job and the sensors that reconcile it with run history."""
+
+from __future__ import annotations
+
+import dagster as dg
+
+from pipelines.bulk.jobs import bulk_job
+from pipelines.bulk.sensors import bulk_job_canceled_sensor, bulk_job_failure_sensor
+
+defs = dg.Definitions(jobs=[bulk_job], sensors=[bulk_job_failure_sensor, bulk_job_canceled_sensor])

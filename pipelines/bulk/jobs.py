@@ -1,0 +1,24 @@
+"""The bulk job: one Dagster run per bulk_jobs row."""
+
+from __future__ import annotations
+
+import dagster as dg
+
+from pipelines.bulk.ops import apply_bulk_job, deliver_bulk_job_webhooks
+
+BULK_JOB_NAME = "bulk_job"
+
+
+@dg.job(
+    name=BULK_JOB_NAME,
+    description=(
+        "Runs one bulk job (status/stage update, delete, tags, field update, automations, recollection, "
+        "contract creation, rollback) by id: batched transactions with per-record outcomes and audit, live "
+        "progress as observations of bulkops/bulk_jobs. Terminate the run to cancel the job."
+    ),
+    tags={"bulkops/kind": "bulk_job"},
+    # one step: in-process keeps start-up short and delivers termination straight to the batch loop
+    executor_def=dg.in_process_executor,
+)
+def bulk_job() -> None:
+    deliver_bulk_job_webhooks(apply_bulk_job())
