@@ -10,15 +10,28 @@ ImportOptions.form_name; ImportResult.flagged and ImportResult.details.
 
 from __future__ import annotations
 
+import csv
 import hashlib
+import os
+import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+import pyarrow as pa
+import pyarrow.compute as pc
+import sqlalchemy as sa
+
+from connectors.files import FileReadError, RawBatch, open_tabular
+from connectors.store import schema
+from connectors.store.imports import ImportWriter
 from pipelines.imports.errors import FileFormatError, ImportFailed, MappingError
+from pipelines.imports.mapping import apply_mapping, bind_mapping
 from pipelines.imports.options import ImportOptions
+from pipelines.imports.validation import STAGE_FIELDS, prepare
 
 __all__ = [
     "FileFormatError",
@@ -78,6 +91,147 @@ def file_sha256(path: str | Path) -> str:
     return h.hexdigest()
 
 
+RESUMABLE = ("pending", "processing", "failed", "cancelled")
+FAILED_COLUMNS = ("_row", "_line", "_column", "_error")
+
+
+class _Abort(Exception):
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+def _now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+class FailedRows:
+    """The failed-rows CSV: original row plus _row, _line, _column, _error (and _raw for ragged rows).
+
+    Written to a hidden `.part` file batch by batch (before each commit) and renamed when the
+    import ends; a resumed import drops the part file's rows past the committed point.
+    """
+
+    def __init__(self, directory: Path, import_id: uuid.UUID, source: str, columns: list[str], keep_until: int) -> None:
+        directory.mkdir(parents=True, exist_ok=True)
+        self.columns = columns
+        self.part = directory / f".{import_id}.failed.csv.part"
+        self.final = directory / f"{Path(source).stem}-{import_id.hex[:8]}-failed.csv"
+        self.header = [*FAILED_COLUMNS, *columns, "_raw"]
+        self.count = 0
+        if self.part.exists() and keep_until > 0:
+            kept = self.part.with_suffix(".tmp")
+            with open(self.part, newline="", encoding="utf-8") as src, open(kept, "w", newline="", encoding="utf-8") as dst:
+                reader, writer = csv.reader(src), csv.writer(dst)
+                next(reader, None)
+                writer.writerow(self.header)
+                for rec in reader:
+                    if rec and int(rec[0]) <= keep_until:
+                        writer.writerow(rec)
+                        self.count += 1
+            os.replace(kept, self.part)
+        else:
+            with open(self.part, "w", newline="", encoding="utf-8") as f:
+                csv.writer(f).writerow(self.header)
+        self._f = open(self.part, "a", newline="", encoding="utf-8")
+        self._w = csv.writer(self._f)
+
+    def add(self, raw: RawBatch, errors: dict[int, list[tuple[str, str]]]) -> None:
+        """errors: row number -> [(column, reason)]."""
+        if not errors and not raw.issues:
+            return
+        lines = raw.lines.to_pylist() if raw.lines is not None else None
+        if errors:
+            nums = pa.array(sorted(errors), pa.int64())
+            idx = pc.index_in(nums, value_set=raw.rows).to_pylist()
+            values = raw.table.take(pa.array(idx, pa.int64())).to_pylist()
+            for row_no, i, vals in zip(nums.to_pylist(), idx, values):
+                errs = errors[row_no]
+                line = lines[i] if lines is not None else ""
+                self._w.writerow([row_no, line, "; ".join(c for c, _ in errs), "; ".join(r for _, r in errs), *vals.values(), ""])
+        for issue in raw.issues:
+            self._w.writerow([issue.row, issue.line or "", "", issue.reason, *([""] * len(self.columns)), issue.raw])
+        self.count += len(errors) + len(raw.issues)
+        self._f.flush()
+
+    def finish(self) -> Path:
+        self._f.close()
+        os.replace(self.part, self.final)
+        return self.final
+
+    def close(self) -> None:
+        if not self._f.closed:
+            self._f.close()
+
+
+def _history_row(conn: sa.Connection, import_id: uuid.UUID) -> Any:
+    return conn.execute(sa.select(schema.import_history).where(schema.import_history.c.id == import_id)).one()
+
+
+def _result(row: Any, *, elapsed: float, sample: list[dict] | None = None, duplicate_of: uuid.UUID | None = None) -> ImportResult:
+    return ImportResult(
+        import_id=row.id,
+        status=row.status,
+        file=row.file,
+        type=row.type,
+        created=row.created,
+        updated=row.updated,
+        skipped=row.skipped,
+        errors=row.errors,
+        rows_read=row.rows_read,
+        failed_rows_path=row.failed_rows_path,
+        dry_run=row.dry_run,
+        duplicate_of=duplicate_of,
+        sample=sample or [],
+        elapsed_s=round(elapsed, 3),
+        flagged=row.flagged,
+        details=dict(row.details or {}),
+    )
+
+
+def _begin(store: Any, account_id: uuid.UUID, path: Path, name: str, sha: str, options: ImportOptions, run: dict) -> tuple[uuid.UUID, Any]:
+    """Create the history row, or pick up an unfinished one of the same content; (id, duplicate_of)."""
+    h = schema.import_history
+    same = (h.c.account_id == account_id) & (h.c.type == options.entity) & (h.c.content_sha256 == sha) & (h.c.dry_run == sa.false())
+    with store.begin() as conn:
+        if not options.dry_run:
+            if not options.force:
+                done = conn.execute(
+                    sa.select(h.c.id, h.c.rows_read).where(same, h.c.status == "completed").order_by(h.c.started_at.desc()).limit(1)
+                ).first()
+                if done is not None:
+                    import_id = uuid.uuid4()
+                    conn.execute(
+                        h.insert().values(
+                            id=import_id, account_id=account_id, type=options.entity, file=name, source_path=str(path),
+                            content_sha256=sha, status="skipped", started_at=_now(), skipped=done.rows_read, rows_read=done.rows_read,
+                            options=options.to_json(), error_message=f"identical content already imported by import {done.id}",
+                            finished_at=_now(), created_by=options.actor, details={"duplicate_of": str(done.id)}, **run,
+                        )
+                    )
+                    return import_id, done.id
+            unfinished = conn.execute(
+                sa.select(h.c.id).where(same, h.c.status.in_(RESUMABLE)).order_by(h.c.started_at.desc()).limit(1)
+            ).scalar()
+            if unfinished is not None:
+                conn.execute(
+                    h.update().where(h.c.id == unfinished).values(status="processing", error_message=None, options=options.to_json(), **run)
+                )
+                return unfinished, None
+        import_id = uuid.uuid4()
+        conn.execute(
+            h.insert().values(
+                id=import_id, account_id=account_id, type=options.entity, file=name, source_path=str(path), content_sha256=sha,
+                status="processing", started_at=_now(), options=options.to_json(), dry_run=options.dry_run, created_by=options.actor, **run,
+            )
+        )
+        return import_id, None
+
+
+def _finish(conn: sa.Connection, import_id: uuid.UUID, **values: Any) -> None:
+    conn.execute(schema.import_history.update().where(schema.import_history.c.id == import_id).values(**values))
+
+
 def run_import(
     store: Any,
     account_id: uuid.UUID,
@@ -90,15 +244,175 @@ def run_import(
     partition_key: str | None = None,
     on_progress: Callable[[ImportProgress], None] | None = None,
 ) -> ImportResult:
-    """Import one file into the account's records (see docs/imports.md)."""
-    raise NotImplementedError
+    """Import one file into the account's records, batch by batch.
 
+    Identical content (same account, entity and SHA-256) already imported returns status
+    "skipped" with `duplicate_of` and a history row of status skipped, unless `options.force`.
+    An unfinished import of the same content (processing, failed or cancelled) is resumed after
+    its `rows_committed`. Dry runs write no records: each runs in one transaction rolled back
+    at the end, and leave a history row marked dry_run.
 
-def rollback_import(store: Any, account_id: uuid.UUID, import_id: uuid.UUID, *, actor: str) -> dict:
-    """Undo an import: delete what it created, restore what it updated, audit both."""
-    raise NotImplementedError
+    Raises:
+        MappingError: the mapping does not fit the file; nothing was written.
+        FileFormatError: the file cannot be read; batches before the bad spot stay committed.
+        ImportFailed: the error policy aborted the import; `.result` holds the counts.
+    """
+    t0 = time.monotonic()
+    path = Path(path)
+    name = source_name or path.name
+    failed_dir = Path(failed_rows_dir)
+    if not path.is_file():
+        raise FileFormatError(f"{name}: no such file {path}")
+    sha = file_sha256(path)
+    run = {"dagster_run_id": dagster_run_id, "partition_key": partition_key}
+    import_id, duplicate_of = _begin(store, account_id, path, name, sha, options, run)
+    if duplicate_of is not None:
+        with store.begin() as conn:
+            return _result(_history_row(conn, import_id), elapsed=time.monotonic() - t0, duplicate_of=duplicate_of)
+    failed: FailedRows | None = None
+    sample: list[dict] = []
+    try:
+        try:
+            tab = open_tabular(path, file_format=options.file_format, encoding=options.encoding, delimiter=options.delimiter)
+        except FileReadError as exc:
+            raise FileFormatError(f"{name}: {exc}".replace(f"{path.name}: ", "", 1), import_id=import_id) from exc
+        mapping = bind_mapping(options.mapping, tab.columns, options.entity)
+        with store.begin() as conn:
+            h = _history_row(conn, import_id)
+        committed, batches = h.rows_committed, 0
+        totals = {k: getattr(h, k) for k in ("created", "updated", "skipped", "flagged", "errors", "rows_read")}
+        details = {k: v for k, v in dict(h.details or {}).items() if isinstance(v, int)}
+        failed = FailedRows(failed_dir, import_id, name, tab.columns, committed)
+        if committed == 0:
+            failed.count = 0
+        with store.engine.connect() as conn:
+            writer = None
+            outer = conn.begin() if options.dry_run else None
+            try:
+                for raw in tab.batches(options.batch_size, start_after=committed):
+                    mapped = apply_mapping(mapping, raw.table)
+                    prep = prepare(
+                        options.entity, mapped, raw.num_rows, auto_advance=options.auto_advance, duplicate_keys=options.duplicate_keys
+                    )
+                    if writer is None:
+                        columns = [c for c in prep.table.column_names if c != "rnd"]
+                        writer = ImportWriter(
+                            conn, entity=options.entity, account_id=account_id, import_id=import_id, actor=options.actor,
+                            columns=columns, json_spec=prep.json, on_duplicate=options.on_duplicate,
+                            duplicate_keys=options.duplicate_keys, create_missing_jobs=options.create_missing_jobs,
+                            default_stage=options.default_stage, form_name=options.form_name,
+                        )
+                        if outer is None:
+                            with conn.begin():
+                                writer.create_stage()
+                        else:
+                            writer.create_stage()
+                    row_errors: dict[int, list[tuple[str, str]]] = {}
+                    rows = raw.rows.to_pylist() if prep.errors else None
+                    for i, col, reason in prep.errors:
+                        row_errors.setdefault(rows[i], []).append((col, reason))
+                    table = prep.table.append_column("row_no", raw.rows)
+                    if row_errors:
+                        keep = pc.invert(pc.is_in(raw.rows, value_set=pa.array(list(row_errors), pa.int64())))
+                        table = table.filter(keep)
+                    tx = conn.begin() if outer is None else conn.begin_nested()
+                    with tx:
+                        outcome = writer.write_batch(table) if table.num_rows else None
+                        if outcome is not None:
+                            for row_no, col, reason in outcome.errors:
+                                row_errors.setdefault(row_no, []).append((col, reason))
+                        batch_errors = len(row_errors) + len(raw.issues)
+                        read = raw.num_rows + len(raw.issues)
+                        if batch_errors and options.error_policy == "abort":
+                            first = min([*row_errors, *(i.row for i in raw.issues)])
+                            why = row_errors.get(first) or [(None, next(i.reason for i in raw.issues if i.row == first))]
+                            col, reason = why[0]
+                            where = f", column {col!r}" if col else ""
+                            failed.add(raw, row_errors)
+                            raise _Abort(f"{name}: row {first}{where}: {reason} (error_policy abort)")
+                        total_err, total_read = totals["errors"] + batch_errors, totals["rows_read"] + read
+                        if options.error_policy == "threshold" and total_read and total_err / total_read > options.error_threshold:
+                            failed.add(raw, row_errors)
+                            raise _Abort(
+                                f"{name}: {total_err} of {total_read} rows failed, more than the threshold "
+                                f"{options.error_threshold:.0%} (error_policy threshold); last batch ended at row {raw.last_row}"
+                            )
+                        if outcome is not None:
+                            totals["created"] += outcome.counts["created"]
+                            totals["updated"] += outcome.counts["updated"]
+                            totals["skipped"] += outcome.counts["skipped"] + outcome.counts["flagged"]
+                            totals["flagged"] += outcome.counts["flagged"]
+                            for k, v in outcome.details.items():
+                                details[k] = details.get(k, 0) + v
+                            if options.dry_run and len(sample) < 20:
+                                sample.extend(writer.sample(20 - len(sample)))
+                        totals["errors"] = total_err
+                        totals["rows_read"] = total_read
+                        failed.add(raw, row_errors)
+                        if not options.dry_run:
+                            _finish(conn, import_id, rows_committed=raw.last_row, details=details, **totals)
+                    committed = raw.last_row
+                    batches += 1
+                    if on_progress is not None:
+                        on_progress(
+                            ImportProgress(
+                                import_id=import_id, rows_read=totals["rows_read"], created=totals["created"], updated=totals["updated"],
+                                skipped=totals["skipped"], errors=totals["errors"], batches_committed=batches,
+                            )
+                        )
+            finally:
+                if outer is not None:
+                    outer.rollback()
+                if writer is not None and outer is None:
+                    with conn.begin():
+                        writer.drop_stage()
+        final = failed.finish()
+        with store.begin() as conn:
+            values: dict[str, Any] = {"status": "completed", "finished_at": _now(), "failed_rows_path": str(final)}
+            if options.dry_run:
+                values.update(rows_committed=committed, details=details, **totals)
+            _finish(conn, import_id, **values)
+            return _result(_history_row(conn, import_id), elapsed=time.monotonic() - t0, sample=sample)
+    except _Abort as exc:
+        final_path = failed.finish() if failed is not None else None
+        with store.begin() as conn:
+            _finish(conn, import_id, status="failed", finished_at=_now(), error_message=exc.message,
+                    failed_rows_path=str(final_path) if final_path else None)
+            result = _result(_history_row(conn, import_id), elapsed=time.monotonic() - t0, sample=sample)
+        raise ImportFailed(exc.message, import_id=import_id, result=result) from None
+    except ImportFailed as exc:
+        if failed is not None:
+            failed.close()
+        exc.import_id = import_id
+        with store.begin() as conn:
+            _finish(conn, import_id, status="failed", finished_at=_now(), error_message=exc.message)
+            exc.result = _result(_history_row(conn, import_id), elapsed=time.monotonic() - t0)
+        raise
+    except BaseException as exc:
+        # crash, cancellation or transient fault: committed batches stay, a re-run resumes
+        if failed is not None:
+            failed.close()
+        try:
+            with store.begin() as conn:
+                _finish(conn, import_id, status="failed" if isinstance(exc, Exception) else "cancelled",
+                        error_message=f"{type(exc).__name__}: {exc}"[:2000])
+        except Exception:  # noqa: BLE001 - the database may be what failed
+            pass
+        raise
 
 
 def list_imports(store: Any, account_id: uuid.UUID, *, type: str | None = None, limit: int = 50) -> list[dict]:
-    """Import history, newest first: seed 002's columns plus id and failed_rows_path."""
-    raise NotImplementedError
+    """Import history, newest first: seed 002's columns plus id and failed_rows_path.
+
+    Each dict: id, started_at, type, file, created, updated, skipped, errors, status,
+    flagged, rows_read, dry_run, failed_rows_path, error_message, finished_at.
+    """
+    h = schema.import_history
+    cols = [h.c.id, h.c.started_at, h.c.type, h.c.file, h.c.created, h.c.updated, h.c.skipped, h.c.errors, h.c.status,
+            h.c.flagged, h.c.rows_read, h.c.dry_run, h.c.failed_rows_path, h.c.error_message, h.c.finished_at]
+    q = sa.select(*cols).where(h.c.account_id == account_id)
+    if type is not None:
+        q = q.where(h.c.type == type)
+    q = q.order_by(h.c.started_at.desc(), h.c.id).limit(limit)
+    with store.engine.connect() as conn:
+        return [dict(r._mapping) for r in conn.execute(q)]

@@ -1,0 +1,475 @@
+"""Write paths of file imports: stage a batch, then set-based SQL decides and writes.
+
+One staging table per import (a temp table on the import's connection). Each batch:
+load it (COPY on PostgreSQL, executemany on SQLite), resolve references (jobs by code,
+candidates by normalised email, applications by external id), match duplicates, then per
+duplicate round insert new records, update matched ones (audit rows carry the before-image
+that rollback restores), queue flagged rows, and report counts. The caller wraps a batch in one
+transaction together with the import's counters, so a batch is all or nothing.
+
+Provenance: created records carry `import_id`; every created or updated record has an audit
+row with the import id, the actor, before and after.
+"""
+
+from __future__ import annotations
+
+import io
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pcsv
+import sqlalchemy as sa
+
+OUTCOMES = ("created", "updated", "skipped", "flagged")
+TIMESTAMP_COLUMNS = ("applied_at",)
+# the duplicate strategy -> outcome of a matched row
+DUPLICATE_OUTCOME = {"skip": "skipped", "update": "updated", "create": "created", "flag": "flagged"}
+
+
+@dataclass
+class BatchOutcome:
+    counts: dict[str, int]
+    errors: list[tuple[int, str, str]]  # (row_no, column, reason) found by the database
+    details: dict[str, int] = field(default_factory=dict)
+
+
+def _chunks(items: list, n: int) -> list[list]:
+    return [items[i : i + n] for i in range(0, len(items), n)] or [[]]
+
+
+class ImportWriter:
+    """Set-based import of staged batches for one entity, on one connection."""
+
+    def __init__(
+        self,
+        conn: sa.Connection,
+        *,
+        entity: str,
+        account_id: uuid.UUID,
+        import_id: uuid.UUID,
+        actor: str,
+        columns: list[str],
+        json_spec: dict[str, list[tuple[str, str]]],
+        on_duplicate: str = "update",
+        duplicate_keys: tuple[str, ...] = ("external_id", "email"),
+        create_missing_jobs: bool = True,
+        default_stage: str = "applied",
+        form_name: str = "application",
+    ) -> None:
+        self.conn = conn
+        self.pg = conn.dialect.name == "postgresql"
+        self.entity = entity
+        self.columns = columns  # staged data columns after row_no, rnd
+        self.json_spec = json_spec
+        self.on_duplicate = on_duplicate
+        self.duplicate_keys = duplicate_keys
+        self.create_missing_jobs = create_missing_jobs
+        self.default_stage = default_stage
+        self.form_name = form_name
+        self.stage = f"import_stage_{uuid.uuid4().hex[:12]}"
+        self.params: dict[str, Any] = {
+            "acct": self._uuid(account_id),
+            "imp": self._uuid(import_id),
+            "actor": actor,
+            "form": form_name,
+            "default_stage": default_stage,
+        }
+
+    # -- dialect helpers
+
+    def _uuid(self, value: uuid.UUID) -> Any:
+        return value if self.pg else value.hex
+
+    def _now(self) -> Any:
+        now = datetime.now(timezone.utc)
+        return now if self.pg else now.strftime("%Y-%m-%d %H:%M:%S.%f")
+
+    @property
+    def newid(self) -> str:
+        return "gen_random_uuid()" if self.pg else "lower(hex(randomblob(16)))"
+
+    def obj(self, pairs: list[tuple[str, str]]) -> str:
+        """A JSON object from (key, sql expression) pairs."""
+        if not pairs:
+            return "'{}'::jsonb" if self.pg else "'{}'"
+        parts = []
+        for chunk in _chunks(pairs, 40):
+            args = ", ".join(f"'{k.replace(chr(39), chr(39) * 2)}', {e}" for k, e in chunk)
+            parts.append(f"jsonb_build_object({args})" if self.pg else f"json_object({args})")
+        if self.pg:
+            return " || ".join(parts)
+        out = parts[0]
+        for p in parts[1:]:
+            out = f"json_patch({out}, {p})"
+        return out
+
+    def obj_nonnull(self, pairs: list[tuple[str, str]]) -> str:
+        if not pairs:
+            return self.obj([])
+        return f"jsonb_strip_nulls({self.obj(pairs)})" if self.pg else f"json_patch('{{}}', {self.obj(pairs)})"
+
+    def merge(self, left: str, right: str) -> str:
+        return f"({left} || {right})" if self.pg else f"json_patch({left}, {right})"
+
+    def js(self, expr: str) -> str:
+        """A stored JSON column as a JSON value inside obj()."""
+        return expr if self.pg else f"json({expr})"
+
+    def json_of(self, kind: str, alias: str = "s") -> str:
+        return self.obj_nonnull([(k, f"{alias}.{c}") for k, c in self.json_spec.get(kind, [])])
+
+    def run(self, sql: str, **extra: Any) -> sa.CursorResult:
+        return self.conn.execute(sa.text(sql), {**self.params, **extra})
+
+    # -- staging
+
+    def create_stage(self) -> None:
+        S = self.stage
+        if self.pg:
+            cols = ", ".join(f"{c} {'timestamptz' if c in TIMESTAMP_COLUMNS else 'text'}" for c in self.columns)
+            ddl = (
+                f"CREATE TEMP TABLE {S} (row_no bigint, rnd int, {cols}, new_id uuid DEFAULT gen_random_uuid(), "
+                "job_id uuid, candidate_id uuid, match_id uuid, ref_id uuid, cand_new int, outcome text, err text, err_col text)"
+            )
+        else:
+            cols = ", ".join(self.columns)
+            ddl = (
+                f"CREATE TEMP TABLE {S} (row_no INTEGER, rnd INTEGER, {cols}, new_id TEXT DEFAULT (lower(hex(randomblob(16)))), "
+                "job_id, candidate_id, match_id, ref_id, cand_new, outcome, err, err_col)"
+            )
+        self.conn.exec_driver_sql(ddl)
+        self.conn.exec_driver_sql(f"CREATE INDEX {S}_rnd ON {S} (rnd)")
+
+    def drop_stage(self) -> None:
+        self.conn.exec_driver_sql(f"DROP TABLE IF EXISTS {self.stage}")
+
+    def load(self, table: pa.Table) -> None:
+        S = self.stage
+        names = ["row_no", "rnd", *self.columns]
+        table = table.select(names)
+        self.conn.exec_driver_sql(f"DELETE FROM {S}")
+        if self.pg:
+            buf = io.BytesIO()
+            pcsv.write_csv(table, buf, pcsv.WriteOptions(include_header=False, batch_size=65536))
+            raw = self.conn.connection.dbapi_connection
+            with raw.cursor() as cur:
+                with cur.copy(f"COPY {S} ({', '.join(names)}) FROM STDIN (FORMAT csv)") as cp:
+                    cp.write(buf.getbuffer())
+            self.conn.exec_driver_sql(f"ANALYZE {S}")
+        else:
+            arrays = []
+            for name in names:
+                col = table.column(name)
+                if pa.types.is_timestamp(col.type):
+                    col = pc.strftime(col, "%Y-%m-%d %H:%M:%S")
+                arrays.append(col.to_pylist())
+            marks = ", ".join("?" * len(names))
+            self.conn.exec_driver_sql(f"INSERT INTO {S} ({', '.join(names)}) VALUES ({marks})", list(zip(*arrays)))
+
+    # -- one batch
+
+    def write_batch(self, table: pa.Table) -> BatchOutcome:
+        """Stage and write one batch (inside the caller's transaction)."""
+        self.load(table)
+        self.params["now"] = self._now()
+        details: dict[str, int] = {}
+        if self.entity == "applications":
+            details["jobs_created"] = self._resolve_jobs()
+        if self.entity == "contracts":
+            self._resolve_applications()
+        rounds = self.conn.execute(sa.text(f"SELECT max(rnd) FROM {self.stage}")).scalar() or 0
+        r = 1
+        while r <= rounds:
+            bumped = self._match(r)
+            rounds = max(rounds, r + 1) if bumped else rounds
+            if self.entity == "applications":
+                details["candidates_created"] = details.get("candidates_created", 0) + self._resolve_candidates(r)
+            self._create(r)
+            self._update(r)
+            self._flag(r)
+            r += 1
+        counts = dict.fromkeys(OUTCOMES, 0)
+        for outcome, n in self.run(f"SELECT outcome, count(*) FROM {self.stage} WHERE err IS NULL GROUP BY outcome"):
+            counts[outcome] = n
+        errors = [
+            (int(row_no), col, err)
+            for row_no, col, err in self.run(f"SELECT row_no, err_col, err FROM {self.stage} WHERE err IS NOT NULL ORDER BY row_no")
+        ]
+        return BatchOutcome(counts=counts, errors=errors, details=details)
+
+    def sample(self, limit: int = 20) -> list[dict]:
+        """The staged rows with their outcome (dry run preview)."""
+        cols = ", ".join(c for c in self.columns if not c.startswith("x_"))
+        rows = self.run(f"SELECT row_no, coalesce(outcome, 'error') AS outcome, err, {cols} FROM {self.stage} ORDER BY row_no LIMIT {int(limit)}")
+        return [{k: (str(v) if isinstance(v, datetime) else v) for k, v in row._mapping.items()} for row in rows]
+
+    # -- references
+
+    def _resolve_jobs(self) -> int:
+        S = self.stage
+        lookup = (
+            f"UPDATE {S} SET job_id = j.id FROM jobs j WHERE {S}.job_id IS NULL AND {S}.job_code IS NOT NULL "
+            f"AND {S}.err IS NULL AND j.account_id = :acct AND j.code = {S}.job_code"
+        )
+        self.run(lookup)
+        created = 0
+        if self.create_missing_jobs:
+            after = self.obj([("code", "j.code"), ("title", "j.title")])
+            created = self.run(
+                f"INSERT INTO jobs (id, account_id, code, title, status, origin, data, import_id, created_at, updated_at) "
+                f"SELECT {self.newid}, :acct, job_code, coalesce(max(job_title), job_code), 'open', 'uploaded', '{{}}', :imp, :now, :now "
+                f"FROM {S} WHERE job_id IS NULL AND job_code IS NOT NULL AND err IS NULL GROUP BY job_code"
+            ).rowcount
+            if created:
+                self.run(
+                    "INSERT INTO audit_log (account_id, occurred_at, actor, operation, entity_type, entity_id, import_id, before, after) "
+                    f"SELECT :acct, :now, :actor, 'import.create', 'jobs', j.id, :imp, NULL, {after} FROM jobs j "
+                    f"WHERE j.account_id = :acct AND j.import_id = :imp AND j.code IN "
+                    f"(SELECT job_code FROM {S} WHERE job_id IS NULL AND err IS NULL)"
+                )
+                self.run(lookup)
+        else:
+            self.run(
+                f"UPDATE {S} SET err = 'unknown job code ' || job_code || ' (create_missing_jobs is off)', err_col = 'job_code' "
+                "WHERE job_id IS NULL AND job_code IS NOT NULL AND err IS NULL"
+            )
+        return created
+
+    def _resolve_applications(self) -> None:
+        S = self.stage
+        self.run(
+            f"UPDATE {S} SET ref_id = a.id FROM applications a WHERE {S}.application_external_id IS NOT NULL "
+            f"AND a.account_id = :acct AND a.external_id = {S}.application_external_id AND a.deleted_at IS NULL"
+        )
+        self.run(
+            f"UPDATE {S} SET err = 'no application with external id ' || application_external_id, "
+            "err_col = 'application_external_id' WHERE ref_id IS NULL AND application_external_id IS NOT NULL AND err IS NULL"
+        )
+
+    def _resolve_candidates(self, r: int) -> int:
+        S = self.stage
+        lookup = (
+            f"UPDATE {S} SET candidate_id = u.id FROM users u WHERE {S}.rnd = :r AND {S}.candidate_id IS NULL "
+            f"AND {S}.outcome IN ('created', 'updated') AND u.account_id = :acct AND u.email_normalized = {S}.email_norm"
+        )
+        self.run(lookup, r=r)
+        self.run(
+            f"UPDATE {S} SET cand_new = 1 WHERE row_no IN (SELECT min(row_no) FROM {S} WHERE rnd = :r "
+            "AND candidate_id IS NULL AND outcome IN ('created', 'updated') GROUP BY email_norm)",
+            r=r,
+        )
+        n = self.run(
+            "INSERT INTO users (id, account_id, role, email, email_normalized, first_name, last_name, phone, external_id, "
+            "data, import_id, created_at, updated_at) "
+            f"SELECT {self.newid}, :acct, 'candidate', email, email_norm, first_name, last_name, phone, candidate_external_id, "
+            f"'{{}}', :imp, :now, :now FROM {S} WHERE rnd = :r AND cand_new = 1",
+            r=r,
+        ).rowcount
+        if n:
+            self.run(lookup, r=r)
+            after = self.obj([("email", "u.email"), ("first_name", "u.first_name"), ("last_name", "u.last_name"), ("phone", "u.phone")])
+            self.run(
+                "INSERT INTO audit_log (account_id, occurred_at, actor, operation, entity_type, entity_id, import_id, before, after) "
+                f"SELECT :acct, :now, :actor, 'import.create', 'candidates', u.id, :imp, NULL, {after} "
+                f"FROM {S} JOIN users u ON u.id = {S}.candidate_id WHERE {S}.rnd = :r AND {S}.cand_new = 1",
+                r=r,
+            )
+        return n
+
+    # -- duplicates
+
+    def _match(self, r: int) -> bool:
+        """Find each round-r row's existing record; returns whether rows were pushed to a later round."""
+        S, e = self.stage, self.entity
+        table = {"applications": "applications", "candidates": "users", "jobs": "jobs", "contracts": "contracts"}[e]
+        base = f"{S}.rnd = :r AND {S}.err IS NULL AND {S}.match_id IS NULL"
+        if "external_id" in self.duplicate_keys or e == "contracts":
+            self.run(
+                f"UPDATE {S} SET match_id = t.id FROM {table} t WHERE {base} AND {S}.external_id IS NOT NULL "
+                f"AND t.account_id = :acct AND t.external_id = {S}.external_id AND t.deleted_at IS NULL",
+                r=r,
+            )
+        if e == "applications" and "email" in self.duplicate_keys:
+            self.run(
+                f"UPDATE {S} SET match_id = a.id FROM users u JOIN applications a ON a.candidate_id = u.id "
+                f"WHERE {base} AND u.account_id = :acct AND u.email_normalized = {S}.email_norm "
+                f"AND a.account_id = :acct AND a.deleted_at IS NULL "
+                f"AND (a.job_id = {S}.job_id OR (a.job_id IS NULL AND {S}.job_id IS NULL))",
+                r=r,
+            )
+        unique_key = {"candidates": ("email_normalized", "email_norm"), "jobs": ("code", "code")}.get(e)
+        if unique_key:
+            col, staged = unique_key
+            # the unique key matches whatever duplicate_keys say: the store allows one record per key
+            self.run(
+                f"UPDATE {S} SET match_id = t.id FROM {table} t WHERE {base} AND t.account_id = :acct AND t.{col} = {S}.{staged}",
+                r=r,
+            )
+        dup = DUPLICATE_OUTCOME[self.on_duplicate]
+        if unique_key and dup == "created":
+            self.run(
+                f"UPDATE {S} SET err = '{e} are unique by {unique_key[1].replace('_norm', '')}: a match cannot be created again', "
+                f"err_col = '{unique_key[1].replace('_norm', '')}' WHERE rnd = :r AND err IS NULL AND match_id IS NOT NULL",
+                r=r,
+            )
+        # two rows of a round matching one record by different keys: the later one waits a round
+        bumped = self.run(
+            f"UPDATE {S} SET rnd = rnd + 1, match_id = NULL WHERE rnd = :r AND err IS NULL AND match_id IS NOT NULL "
+            f"AND row_no > (SELECT min(s2.row_no) FROM {S} s2 WHERE s2.rnd = :r AND s2.match_id = {S}.match_id)",
+            r=r,
+        ).rowcount
+        self.run(
+            f"UPDATE {S} SET outcome = CASE WHEN match_id IS NULL THEN 'created' ELSE '{dup}' END WHERE rnd = :r AND err IS NULL",
+            r=r,
+        )
+        if unique_key and dup == "updated":
+            col, staged = unique_key
+            # an external-id match whose new key belongs to another record would break uniqueness
+            self.run(
+                f"UPDATE {S} SET err = 'another {e[:-1]} already has this {staged.replace('_norm', '')}', "
+                f"err_col = '{staged.replace('_norm', '')}', outcome = NULL WHERE rnd = :r AND outcome = 'updated' AND EXISTS "
+                f"(SELECT 1 FROM {table} t WHERE t.account_id = :acct AND t.{col} = {S}.{staged} AND t.id <> {S}.match_id)",
+                r=r,
+            )
+        return bool(bumped)
+
+    # -- writes
+
+    def _spec(self) -> dict[str, Any]:
+        """Per entity: target table, insert columns -> staged expressions, update assignments, audit fields."""
+        d = self.default_stage.replace("'", "''")
+        if self.entity == "applications":
+            return {
+                "table": "applications",
+                "insert": {
+                    "candidate_id": "s.candidate_id", "job_id": "s.job_id", "stage": f"coalesce(s.stage, '{d}')",
+                    "status": "coalesce(s.status, 'active')", "source": "s.source", "applied_at": "s.applied_at",
+                    "external_id": "s.external_id", "data": self.json_of("data"),
+                },
+                "update": {
+                    "candidate_id": "s.candidate_id", "job_id": "coalesce(s.job_id, t.job_id)", "stage": "coalesce(s.stage, t.stage)",
+                    "status": "coalesce(s.status, t.status)", "source": "coalesce(s.source, t.source)",
+                    "applied_at": "coalesce(s.applied_at, t.applied_at)", "external_id": "coalesce(s.external_id, t.external_id)",
+                    "data": self.merge("t.data", self.json_of("data")),
+                },
+                "audit": ("candidate_id", "job_id", "stage", "status", "source", "applied_at", "external_id"),
+            }
+        if self.entity == "candidates":
+            return {
+                "table": "users",
+                "insert": {
+                    "role": "'candidate'", "email": "s.email", "email_normalized": "s.email_norm", "first_name": "s.first_name",
+                    "last_name": "s.last_name", "phone": "s.phone", "external_id": "s.external_id", "data": self.json_of("data"),
+                },
+                "update": {
+                    "email": "s.email", "email_normalized": "s.email_norm", "first_name": "coalesce(s.first_name, t.first_name)",
+                    "last_name": "coalesce(s.last_name, t.last_name)", "phone": "coalesce(s.phone, t.phone)",
+                    "external_id": "coalesce(s.external_id, t.external_id)", "data": self.merge("t.data", self.json_of("data")),
+                },
+                "audit": ("email", "email_normalized", "first_name", "last_name", "phone", "external_id"),
+            }
+        if self.entity == "jobs":
+            return {
+                "table": "jobs",
+                "insert": {
+                    "code": "s.code", "title": "coalesce(s.title, s.code)", "description": "s.description", "location": "s.location",
+                    "status": "coalesce(s.status, 'open')", "origin": "'uploaded'", "source_url": "s.source_url",
+                    "external_id": "s.external_id", "data": self.json_of("data"),
+                },
+                "update": {
+                    "code": "s.code", "title": "coalesce(s.title, t.title)", "description": "coalesce(s.description, t.description)",
+                    "location": "coalesce(s.location, t.location)", "status": "coalesce(s.status, t.status)",
+                    "source_url": "coalesce(s.source_url, t.source_url)", "external_id": "coalesce(s.external_id, t.external_id)",
+                    "data": self.merge("t.data", self.json_of("data")),
+                },
+                "audit": ("code", "title", "description", "location", "status", "source_url", "external_id"),
+            }
+        return {
+            "table": "contracts",
+            "insert": {
+                "application_id": "s.ref_id", "status": "coalesce(s.status, 'draft')", "template": "s.template",
+                "terms": self.json_of("terms"), "external_id": "s.external_id", "data": self.json_of("data"),
+            },
+            "update": {
+                "application_id": "coalesce(s.ref_id, t.application_id)", "status": "coalesce(s.status, t.status)",
+                "template": "coalesce(s.template, t.template)", "terms": self.merge("t.terms", self.json_of("terms")),
+                "data": self.merge("t.data", self.json_of("data")),
+            },
+            "audit": ("application_id", "status", "template", "external_id"),
+        }
+
+    def _audit_obj(self, alias: str, fields: tuple[str, ...], json_fields: tuple[str, ...]) -> str:
+        return self.obj([(f, f"{alias}.{f}") for f in fields] + [(f, self.js(f"{alias}.{f}")) for f in json_fields])
+
+    def _create(self, r: int) -> None:
+        S, spec = self.stage, self._spec()
+        table, ins = spec["table"], spec["insert"]
+        cols = ", ".join(ins)
+        exprs = ", ".join(ins.values())
+        n = self.run(
+            f"INSERT INTO {table} (id, account_id, {cols}, import_id, created_at, updated_at) "
+            f"SELECT s.new_id, :acct, {exprs}, :imp, :now, :now FROM {S} s WHERE s.rnd = :r AND s.outcome = 'created'",
+            r=r,
+        ).rowcount
+        if not n:
+            return
+        json_fields = ("data", "terms") if table == "contracts" else ("data",)
+        after = self._audit_obj("t", spec["audit"], json_fields)
+        self.run(
+            "INSERT INTO audit_log (account_id, occurred_at, actor, operation, entity_type, entity_id, import_id, before, after) "
+            f"SELECT :acct, :now, :actor, 'import.create', '{self.entity}', t.id, :imp, NULL, {after} "
+            f"FROM {S} s JOIN {table} t ON t.id = s.new_id WHERE s.rnd = :r AND s.outcome = 'created'",
+            r=r,
+        )
+        if self.entity == "applications":
+            self.run(
+                "INSERT INTO form_submissions (id, account_id, application_id, form_name, answers, submitted_at, import_id, created_at, updated_at) "
+                f"SELECT {self.newid}, :acct, s.new_id, :form, {self.json_of('answers')}, s.applied_at, :imp, :now, :now "
+                f"FROM {S} s WHERE s.rnd = :r AND s.outcome = 'created'",
+                r=r,
+            )
+            after = self.obj([("application_id", "f.application_id"), ("form_name", "f.form_name"), ("answers", self.js("f.answers"))])
+            self.run(
+                "INSERT INTO audit_log (account_id, occurred_at, actor, operation, entity_type, entity_id, import_id, before, after) "
+                f"SELECT :acct, :now, :actor, 'import.create', 'form_submissions', f.id, :imp, NULL, {after} "
+                f"FROM {S} s JOIN form_submissions f ON f.application_id = s.new_id WHERE s.rnd = :r AND s.outcome = 'created'",
+                r=r,
+            )
+
+    def _update(self, r: int) -> None:
+        S, spec = self.stage, self._spec()
+        table, upd = spec["table"], spec["update"]
+        json_fields = tuple(c for c in ("data", "terms") if c in upd)
+        plain = tuple(c for c in spec["audit"] if c in upd)
+        before = self._audit_obj("t", plain, json_fields)
+        after = self.obj([(c, upd[c]) for c in plain] + [(c, upd[c]) for c in json_fields])
+        # before-image first: rollback restores it
+        n = self.run(
+            "INSERT INTO audit_log (account_id, occurred_at, actor, operation, entity_type, entity_id, import_id, before, after) "
+            f"SELECT :acct, :now, :actor, 'import.update', '{self.entity}', t.id, :imp, {before}, {after} "
+            f"FROM {S} s JOIN {table} t ON t.id = s.match_id WHERE s.rnd = :r AND s.outcome = 'updated'",
+            r=r,
+        ).rowcount
+        if not n:
+            return
+        sets = ", ".join(f"{c} = {e}" for c, e in upd.items())
+        self.run(
+            f"UPDATE {table} AS t SET {sets}, updated_at = :now FROM {S} s "
+            "WHERE s.rnd = :r AND s.outcome = 'updated' AND t.id = s.match_id",
+            r=r,
+        )
+
+    def _flag(self, r: int) -> None:
+        S = self.stage
+        fields = [c for c in self.columns if not c.startswith("x_") and c not in TIMESTAMP_COLUMNS]
+        data = self.obj_nonnull([(c, f"s.{c}") for c in fields])
+        self.run(
+            "INSERT INTO import_flags (id, account_id, import_id, row_number, entity_type, entity_id, reason, data, created_at) "
+            f"SELECT s.new_id, :acct, :imp, s.row_no, '{self.entity}', s.match_id, 'duplicate', {data}, :now "
+            f"FROM {S} s WHERE s.rnd = :r AND s.outcome = 'flagged'",
+            r=r,
+        )
