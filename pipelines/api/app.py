@@ -101,7 +101,7 @@ class Api:
 
         try:
             run_id = await run_in_threadpool(
-                launch.launch_bulk_job, job["id"], database_url=self.database_url, instance=self.instance
+                launch.launch_bulk_job, uuid.UUID(str(job["id"])), database_url=self.database_url, instance=self.instance
             )
         except Exception as exc:
             log.exception("could not launch the run of bulk job %s", job["id"])

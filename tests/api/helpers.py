@@ -78,3 +78,15 @@ def seed_candidates(store: RecordStore, account_id: uuid.UUID, n: int) -> list[s
 
 def create(client: httpx.Client, **body: Any) -> dict:
     return result(client.post("/api/bulk-jobs-create", json=body))
+
+
+def wait_for_run(instance: Any, run_id: str, timeout: float = 120) -> Any:
+    """Poll the Dagster instance until the run is finished; the run."""
+    deadline = time.monotonic() + timeout
+    while True:
+        run = instance.get_run_by_id(run_id)
+        if run is not None and run.is_finished:
+            return run
+        if time.monotonic() > deadline:
+            raise AssertionError(f"run {run_id} still {run.status if run else 'missing'} after {timeout}s")
+        time.sleep(0.2)
