@@ -191,6 +191,148 @@ def _jsonable(value: Any) -> Any:
     return json.loads(json.dumps(value, default=str))
 
 
+def _import_partition(
+    context: dg.AssetExecutionContext, config: ImportConfig, record_store: RecordStoreResource, retry_policy: dg.RetryPolicy | None
+) -> dg.MaterializeResult:
+    from pipelines.imports.engine import run_import
+    from pipelines.imports.errors import ImportFailed
+
+    started = time.time()
+    key = context.partition_key
+    ref = dropzone.parse_partition_key(key)
+    entity = _resolve_entity(config, ref)
+    path = _resolve_path(config, key, ref, entity)
+    sha = dropzone.file_sha256(path)
+    if ref is not None and sha[: dropzone.SHA_PREFIX_LEN] != ref.sha12:
+        raise dg.Failure(
+            description=f"{path} changed since partition {key!r} was created (sha256 {sha[:12]}…); "
+            "a changed file gets its own partition",
+            allow_retries=False,
+        )
+    in_dropzone = dropzone.is_in_dropzone(path, entity)
+    source_name = dropzone.original_name(path.name) if path.parent.name in (dropzone.PROCESSED, dropzone.FAILED) else path.name
+    last_attempt = retry_policy is None or context.retry_number >= retry_policy.max_retries
+    context.log.info(f"importing {path} as {entity} into account {config.account} (attempt {context.retry_number + 1})")
+
+    def on_progress(p: Any) -> None:
+        metadata = {
+            "import_id": str(p.import_id),
+            "rows_read": p.rows_read,
+            "created": p.created,
+            "updated": p.updated,
+            "skipped": p.skipped,
+            "errors": p.errors,
+            "batches_committed": p.batches_committed,
+        }
+        context.log_event(dg.AssetObservation(asset_key=context.asset_key, partition=key, metadata=metadata))
+        context.log.info(f"batch {p.batches_committed}: {p.rows_read} rows read, {p.created} created, "
+                         f"{p.updated} updated, {p.skipped} skipped, {p.errors} errors")
+
+    outcome: str | None = None
+    try:
+        try:
+            options = import_options(config, entity)
+            store = record_store.store
+            account_id = store.account_id(config.account)
+            result = run_import(
+                store,
+                account_id,
+                path,
+                options,
+                source_name=source_name,
+                failed_rows_dir=settings.var_dir() / "imports" / "failed-rows",
+                dagster_run_id=context.run.run_id,
+                partition_key=key,
+                on_progress=on_progress,
+            )
+        except dg.Failure:
+            outcome = dropzone.FAILED
+            raise
+        except ImportFailed as exc:
+            outcome = dropzone.FAILED
+            failure_md: dict[str, Any] = {"file": str(path), "partition": key, "error": type(exc).__name__}
+            failed = getattr(exc, "result", None)
+            if failed is not None:
+                failure_md.update({k: getattr(failed, k) for k in ("created", "updated", "skipped", "errors", "rows_read")})
+                failure_md["import_id"] = str(failed.import_id)
+                if failed.failed_rows_path:
+                    failure_md["failed_rows"] = dg.MetadataValue.path(str(failed.failed_rows_path))
+            raise dg.Failure(description=f"import of {source_name} failed: {exc}", metadata=failure_md, allow_retries=False) from exc
+        except Exception as exc:
+            if is_transient(exc):
+                if last_attempt:
+                    outcome = dropzone.FAILED
+                context.log.warning(f"transient database error, {'giving up' if last_attempt else 'will retry'}: {exc}")
+                raise
+            outcome = dropzone.FAILED
+            raise dg.Failure(
+                description=f"import of {source_name} failed: {type(exc).__name__}: {exc}",
+                metadata={"file": str(path), "partition": key, "error": type(exc).__name__},
+                allow_retries=False,
+            ) from exc
+
+        if result.status in ("failed", "cancelled"):
+            outcome = dropzone.FAILED
+            raise dg.Failure(
+                description=f"import of {source_name} {result.status}: {result.errors} bad rows of {result.rows_read}"
+                + (f"; see {result.failed_rows_path}" if result.failed_rows_path else ""),
+                metadata={"file": str(path), "partition": key, "import_id": str(result.import_id)},
+                allow_retries=False,
+            )
+        if not result.dry_run:
+            outcome = dropzone.PROCESSED
+    finally:
+        # cancelled or retrying: the file stays put so the next attempt finds it
+        if in_dropzone and outcome is not None:
+            moved = dropzone.move_claimed(path, entity, sha, outcome)
+            if moved != path:
+                context.log.info(f"moved {path.name} to {moved}")
+
+    rate = result.errors / result.rows_read if result.rows_read else 0.0
+    history = _history_metadata(result, started)
+    metadata: dict[str, Any] = {
+        **history,
+        "import_id": str(result.import_id),
+        "rows_read": result.rows_read,
+        "dagster/row_count": result.rows_read,
+        "error_rate": rate,
+        "elapsed_s": float(result.elapsed_s or 0.0),
+        "dry_run": bool(result.dry_run),
+        "account": config.account,
+        "source_path": dg.MetadataValue.path(str(path)),
+        "content_sha256": sha,
+        "summary": dg.MetadataValue.table(
+            records=[dg.TableRecord({k: (v if k != "date_time" else time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(started))) for k, v in history.items()})],
+            schema=dg.TableSchema(
+                columns=[
+                    dg.TableColumn("date_time", "string"),
+                    dg.TableColumn("type", "string"),
+                    dg.TableColumn("file", "string"),
+                    dg.TableColumn("created", "int"),
+                    dg.TableColumn("updated", "int"),
+                    dg.TableColumn("skipped", "int"),
+                    dg.TableColumn("errors", "int"),
+                    dg.TableColumn("status", "string"),
+                ]
+            ),
+        ),
+        "result": dg.MetadataValue.json(_jsonable(dataclasses.asdict(result))),
+    }
+    if result.failed_rows_path:
+        metadata["failed_rows"] = dg.MetadataValue.path(str(result.failed_rows_path))
+    if result.duplicate_of:
+        metadata["duplicate_of"] = str(result.duplicate_of)
+    if result.dry_run and result.sample:
+        metadata["sample"] = dg.MetadataValue.json(_jsonable(result.sample))
+    check = dg.AssetCheckResult(
+        check_name=ERROR_RATE_CHECK,
+        passed=rate <= config.error_threshold,
+        severity=dg.AssetCheckSeverity.WARN,
+        metadata={"error_rate": rate, "error_threshold": config.error_threshold, "errors": result.errors},
+    )
+    return dg.MaterializeResult(metadata=metadata, check_results=[check])
+
+
 def _build_imported_file(retry_policy: dg.RetryPolicy | None) -> dg.AssetsDefinition:
     @dg.asset(
         name="imported_file",
@@ -215,140 +357,18 @@ def _build_imported_file(retry_policy: dg.RetryPolicy | None) -> dg.AssetsDefini
         ),
     )
     def imported_file(context: dg.AssetExecutionContext, config: ImportConfig, record_store: RecordStoreResource) -> dg.MaterializeResult:
-        from pipelines.imports.engine import run_import
-        from pipelines.imports.errors import ImportFailed
-
-        started = time.time()
-        key = context.partition_key
-        ref = dropzone.parse_partition_key(key)
-        entity = _resolve_entity(config, ref)
-        path = _resolve_path(config, key, ref, entity)
-        sha = dropzone.file_sha256(path)
-        if ref is not None and sha[: dropzone.SHA_PREFIX_LEN] != ref.sha12:
-            raise dg.Failure(
-                description=f"{path} changed since partition {key!r} was created (sha256 {sha[:12]}…); "
-                "a changed file gets its own partition",
-                allow_retries=False,
-            )
-        in_dropzone = dropzone.is_in_dropzone(path, entity)
-        source_name = dropzone.original_name(path.name) if path.parent.name in (dropzone.PROCESSED, dropzone.FAILED) else path.name
-        last_attempt = retry_policy is None or context.retry_number >= retry_policy.max_retries
-        context.log.info(f"importing {path} as {entity} into account {config.account} (attempt {context.retry_number + 1})")
-
-        def on_progress(p: Any) -> None:
-            metadata = {
-                "import_id": str(p.import_id),
-                "rows_read": p.rows_read,
-                "created": p.created,
-                "updated": p.updated,
-                "skipped": p.skipped,
-                "errors": p.errors,
-                "batches_committed": p.batches_committed,
-            }
-            context.log_event(dg.AssetObservation(asset_key=context.asset_key, partition=key, metadata=metadata))
-            context.log.info(f"batch {p.batches_committed}: {p.rows_read} rows read, {p.created} created, "
-                             f"{p.updated} updated, {p.skipped} skipped, {p.errors} errors")
-
-        outcome: str | None = None
         try:
-            try:
-                options = import_options(config, entity)
-                store = record_store.store
-                account_id = store.account_id(config.account)
-                result = run_import(
-                    store,
-                    account_id,
-                    path,
-                    options,
-                    source_name=source_name,
-                    failed_rows_dir=settings.var_dir() / "imports" / "failed-rows",
-                    dagster_run_id=context.run.run_id,
-                    partition_key=key,
-                    on_progress=on_progress,
-                )
-            except dg.Failure:
-                outcome = dropzone.FAILED
+            return _import_partition(context, config, record_store, retry_policy)
+        except dg.Failure:
+            raise
+        except Exception as exc:
+            # only transient database faults reach the retry policy
+            if is_transient(exc):
                 raise
-            except ImportFailed as exc:
-                outcome = dropzone.FAILED
-                raise dg.Failure(
-                    description=f"import of {source_name} failed: {exc}",
-                    metadata={"file": str(path), "partition": key, "error": type(exc).__name__},
-                    allow_retries=False,
-                ) from exc
-            except Exception as exc:
-                if is_transient(exc):
-                    if last_attempt:
-                        outcome = dropzone.FAILED
-                    context.log.warning(f"transient database error, {'giving up' if last_attempt else 'will retry'}: {exc}")
-                    raise
-                outcome = dropzone.FAILED
-                raise dg.Failure(
-                    description=f"import of {source_name} failed: {type(exc).__name__}: {exc}",
-                    metadata={"file": str(path), "partition": key, "error": type(exc).__name__},
-                    allow_retries=False,
-                ) from exc
-
-            if result.status in ("failed", "cancelled"):
-                outcome = dropzone.FAILED
-                raise dg.Failure(
-                    description=f"import of {source_name} {result.status}: {result.errors} bad rows of {result.rows_read}"
-                    + (f"; see {result.failed_rows_path}" if result.failed_rows_path else ""),
-                    metadata={"file": str(path), "partition": key, "import_id": str(result.import_id)},
-                    allow_retries=False,
-                )
-            if not result.dry_run:
-                outcome = dropzone.PROCESSED
-        finally:
-            # cancelled or retrying: the file stays put so the next attempt finds it
-            if in_dropzone and outcome is not None:
-                moved = dropzone.move_claimed(path, entity, sha, outcome)
-                if moved != path:
-                    context.log.info(f"moved {path.name} to {moved}")
-
-        rate = result.errors / result.rows_read if result.rows_read else 0.0
-        history = _history_metadata(result, started)
-        metadata: dict[str, Any] = {
-            **history,
-            "import_id": str(result.import_id),
-            "rows_read": result.rows_read,
-            "dagster/row_count": result.rows_read,
-            "error_rate": rate,
-            "elapsed_s": float(result.elapsed_s or 0.0),
-            "dry_run": bool(result.dry_run),
-            "account": config.account,
-            "source_path": dg.MetadataValue.path(str(path)),
-            "content_sha256": sha,
-            "summary": dg.MetadataValue.table(
-                records=[dg.TableRecord({k: (v if k != "date_time" else time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(started))) for k, v in history.items()})],
-                schema=dg.TableSchema(
-                    columns=[
-                        dg.TableColumn("date_time", "string"),
-                        dg.TableColumn("type", "string"),
-                        dg.TableColumn("file", "string"),
-                        dg.TableColumn("created", "int"),
-                        dg.TableColumn("updated", "int"),
-                        dg.TableColumn("skipped", "int"),
-                        dg.TableColumn("errors", "int"),
-                        dg.TableColumn("status", "string"),
-                    ]
-                ),
-            ),
-            "result": dg.MetadataValue.json(_jsonable(dataclasses.asdict(result))),
-        }
-        if result.failed_rows_path:
-            metadata["failed_rows"] = dg.MetadataValue.path(str(result.failed_rows_path))
-        if result.duplicate_of:
-            metadata["duplicate_of"] = str(result.duplicate_of)
-        if result.dry_run and result.sample:
-            metadata["sample"] = dg.MetadataValue.json(_jsonable(result.sample))
-        check = dg.AssetCheckResult(
-            check_name=ERROR_RATE_CHECK,
-            passed=rate <= config.error_threshold,
-            severity=dg.AssetCheckSeverity.WARN,
-            metadata={"error_rate": rate, "error_threshold": config.error_threshold, "errors": result.errors},
-        )
-        return dg.MaterializeResult(metadata=metadata, check_results=[check])
+            raise dg.Failure(
+                description=f"import of partition {context.partition_key!r} failed: {type(exc).__name__}: {exc}",
+                allow_retries=False,
+            ) from exc
 
     return imported_file
 

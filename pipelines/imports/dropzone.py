@@ -82,8 +82,9 @@ def original_name(moved: str) -> str:
 
 
 def is_in_dropzone(path: Path, entity: str, root: Path | None = None) -> bool:
-    """True for a file directly inside `<dropzone>/<entity>/` (only those are moved after import)."""
-    return path.resolve().parent == entity_dir(entity, root).resolve()
+    """True for a file of the entity's drop folder: waiting in it, or in its failed/ or processed/."""
+    base = entity_dir(entity, root).resolve()
+    return path.resolve().parent in (base, base / FAILED, base / PROCESSED)
 
 
 def move_claimed(path: Path, entity: str, sha256: str, outcome: str, root: Path | None = None) -> Path:
@@ -94,8 +95,10 @@ def move_claimed(path: Path, entity: str, sha256: str, outcome: str, root: Path 
     if outcome not in (PROCESSED, FAILED) or not is_in_dropzone(path, entity, root) or not path.exists():
         return path
     target_dir = entity_dir(entity, root) / outcome
+    target = target_dir / moved_name(original_name(path.name) if path.parent.name in (FAILED, PROCESSED) else path.name, sha256)
+    if target.resolve() == path.resolve():
+        return path
     target_dir.mkdir(parents=True, exist_ok=True)
-    target = target_dir / moved_name(path.name, sha256)
     # same name and sha: the same bytes, so replacing is harmless
     os.replace(path, target)
     return target

@@ -23,6 +23,7 @@ def launch_import(
     instance: dg.DagsterInstance | None = None,
     mapping_path: str = "",
     tags: dict[str, str] | None = None,
+    log_level: str = "INFO",
 ) -> tuple[str, Any]:
     """Import PATH by running `import_job` in this process against the instance.
 
@@ -37,6 +38,7 @@ def launch_import(
         instance: Dagster instance; defaults to `DagsterInstance.get()` (needs DAGSTER_HOME).
         mapping_path: YAML mapping file, when options carry no parsed mapping.
         tags: extra run tags.
+        log_level: console log level of the run (the event log in the instance keeps everything).
 
     Returns:
         The run id and the engine's `ImportResult`, or None when the run failed
@@ -54,7 +56,9 @@ def launch_import(
     config = config_for(path, entity, account, options, mapping_path=mapping_path)
     job = defs.resolve_job_def("import_job")
     result = job.execute_in_process(
-        run_config=dg.RunConfig(ops={"imported_file": config}),
+        run_config=dg.RunConfig(
+            ops={"imported_file": config}, loggers={"console": {"config": {"log_level": log_level}}}
+        ),
         instance=instance,
         partition_key=key,
         raise_on_error=False,
