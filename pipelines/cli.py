@@ -171,6 +171,8 @@ def _print_history(rows: list[dict]) -> None:
 
 
 def _launch(path: str, entity: str, account: str, options: object, mapping: str | None) -> object:
+    from datetime import datetime, timezone
+
     import dagster as dg
 
     from pipelines.imports.launch import failure_message, launch_import
@@ -182,13 +184,13 @@ def _launch(path: str, entity: str, account: str, options: object, mapping: str 
             click.echo(f"dagster run {run_id} failed: {failure_message(instance, run_id)}", err=True)
             sys.exit(1)
     _print_history(
-        [{"started_at": "now", "type": result.type, "file": result.file, "created": result.created, "updated": result.updated,
+        [{"started_at": datetime.now(timezone.utc), "type": result.type, "file": result.file, "created": result.created, "updated": result.updated,
           "skipped": result.skipped, "errors": result.errors, "status": result.status, "id": result.import_id}]
     )
     if result.duplicate_of:
         click.echo(f"identical content was already imported by {result.duplicate_of}: nothing written")
-    if result.failed_rows_path:
-        click.echo(f"failed rows: {result.failed_rows_path}")
+    if result.errors and result.failed_rows_path:
+        click.echo(f"failed rows ({result.errors}): {result.failed_rows_path}")
     if result.dry_run:
         click.echo("dry run: nothing was written")
     click.echo(f"dagster run: {run_id}")
