@@ -808,6 +808,10 @@ def _lock_job(conn: sa.Connection, job_id: uuid.UUID) -> sa.Row:
     stmt = sa.select(jobs_t).where(jobs_t.c.id == job_id)
     if conn.dialect.name == "postgresql":
         stmt = stmt.with_for_update()
+    else:
+        # a write first: pysqlite then opens a real transaction (a bare SAVEPOINT would commit on
+        # release) and takes the database write lock, sqlite's FOR UPDATE
+        conn.execute(jobs_t.update().where(jobs_t.c.id == job_id).values(id=jobs_t.c.id))
     job = conn.execute(stmt).one_or_none()
     if job is None:
         raise JobGone(f"bulk job {job_id} does not exist")
