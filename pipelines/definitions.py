@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import dagster as dg
 
-from pipelines.bulk.definitions import defs as bulk_defs
-from pipelines.imports.definitions import defs as imports_defs
+from pipelines.bulk import definitions as bulk
+from pipelines.imports import definitions as imports
 from resources import RecordStoreResource
 
-shared = dg.Definitions(resources={"record_store": RecordStoreResource()})
-
-defs = dg.Definitions.merge(shared, imports_defs, bulk_defs)
+# dagster refuses a module with more than one Definitions at module scope: merge inline
+defs = dg.Definitions.merge(
+    dg.Definitions(resources={"record_store": RecordStoreResource()}),
+    imports.defs,
+    bulk.defs,
+)

@@ -13,6 +13,16 @@ from pipelines.definitions import defs
 ROOT = Path(__file__).resolve().parents[1]
 
 
+def test_the_code_location_loads_as_dagster_loads_it() -> None:
+    # `dagster dev -w workspace.yaml` autodiscovers the module: exactly one Definitions at module scope
+    import importlib
+
+    from dagster._core.workspace.autodiscovery import loadable_targets_from_loaded_module
+
+    targets = loadable_targets_from_loaded_module(importlib.import_module("pipelines.definitions"))
+    assert [t.attribute for t in targets] == ["defs"]
+
+
 def test_definitions_load_with_the_record_store_resource() -> None:
     repo = defs.get_repository_def()
     assert "record_store" in defs.resources
