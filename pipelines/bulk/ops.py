@@ -29,6 +29,13 @@ def _run_cancelling(context: dg.OpExecutionContext) -> bool:
     run = context.instance.get_run_by_id(context.run.run_id)
     return run is not None and run.status in (dg.DagsterRunStatus.CANCELING, dg.DagsterRunStatus.CANCELED)
 
+def _terminated(job_id: uuid.UUID) -> dg.Failure:
+    return dg.Failure(
+        description=f"run terminated: bulk job {job_id} cancelled, its committed batches are kept",
+        allow_retries=False,
+    )
+
+
 def _job_row(store, job_id: uuid.UUID) -> sa.Row:
     with store.engine.connect() as conn:
         return conn.execute(sa.select(*service._SUMMARY_COLUMNS).where(schema.bulk_jobs.c.id == job_id)).one()
@@ -66,7 +73,7 @@ def apply_bulk_job(context: dg.OpExecutionContext, config: BulkJobConfig, record
         while True:
             if _run_cancelling(context):
                 bulk.finish_job(store, job_id, "cancelled")
-                break
+                raise _terminated(job_id)
             result = bulk.process_next_batch(store, job_id, size, batch_number=number, run_id=context.run.run_id)
             number += 1
             if result is None:
@@ -81,14 +88,19 @@ def apply_bulk_job(context: dg.OpExecutionContext, config: BulkJobConfig, record
             ))
             if result.job_status != "processing":
                 break
+    except dg.Failure:
+        raise
     except Exception as exc:
         if bulk.is_transient(exc):
             raise
         bulk.finish_job(store, job_id, "failed", error=f"{type(exc).__name__}: {exc}")
         raise dg.Failure(description=f"bulk job {job_id} failed: {exc}", allow_retries=False) from exc
-    except BaseException:
+    except BaseException as exc:
         # run terminated: committed batches stay, the job stops here
         bulk.finish_job(store, job_id, "cancelled")
+        if _run_cancelling(context):
+            # a failed step of a CANCELING run ends CANCELED; re-raising would be retried in-process
+            raise _terminated(job_id) from exc
         raise
     return _report(context, store, job_id)
 

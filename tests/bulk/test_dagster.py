@@ -231,9 +231,12 @@ def test_terminating_a_launched_run_cancels_between_batches(pg_url, instance) ->
             assert time.monotonic() < deadline, "run did not reach the locked record"
             time.sleep(0.1)
         assert launch.terminate_bulk_job_run(run_id, instance=instance)
+        # the interrupt lands while the batch waits on the lock; that batch must roll back
+        tx.rollback()
         launch.wait_for_local_run(run_id, timeout=120)
     finally:
-        tx.rollback()
+        if tx.is_active:
+            tx.rollback()
         blocker.close()
     job = service.get_job(store, account, job_id)
     assert (job["status"], job["processed_count"]) == ("cancelled", 6)
