@@ -11,6 +11,7 @@ from __future__ import annotations
 import itertools
 import logging
 import os
+import time
 import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -263,11 +264,20 @@ def create_app(
 
     @app.post("/api/bulk-jobs-create", **docs("create", "post"))
     async def bulk_jobs_create(request: Request, who: tokens.Principal = Depends(principal)) -> EnvelopeResponse:
+        marks = [("parse", time.perf_counter())]
         spec = _validate_create(await api.body(request))
+        marks.append(("store", time.perf_counter()))
         job = await api.call(service.create_job, who.account_id, created_by=who.user_id, **spec)
+        marks.append(("launch", time.perf_counter()))
         if spec["mode"] != "preview":
             job = await api.launch(job)
-        return ok(_public(job))
+        marks.append(("", time.perf_counter()))
+        response = ok(_public(job))
+        # where the time of a create went (read+parse+validate, store, submit the run), in ms
+        response.headers["Server-Timing"] = ", ".join(
+            f"{name};dur={(end - start) * 1000:.1f}" for (name, start), (_, end) in itertools.pairwise(marks)
+        )
+        return response
 
     @get_and_post("/api/bulk-jobs-get", "get")
     async def bulk_jobs_get(request: Request, who: tokens.Principal = Depends(principal)) -> EnvelopeResponse:
