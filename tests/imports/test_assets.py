@@ -365,3 +365,15 @@ def test_the_config_exposes_every_engine_option() -> None:
     options = {f.name for f in dataclasses.fields(ImportOptions)} - {"mapping"}
     assert options <= set(ImportConfig.model_fields)
     assert all(ImportConfig.model_fields[name].description for name in ImportConfig.model_fields)
+
+
+def test_the_code_location_holds_the_import_graph_described_and_grouped() -> None:
+    from pipelines.definitions import defs
+
+    spec = next(s for s in defs.resolve_all_asset_specs() if s.key == dg.AssetKey("imported_file"))
+    assert (spec.group_name, spec.partitions_def.name) == ("imports", "import_files")
+    assert spec.description
+    assert [c.name for c in defs.resolve_asset_graph().get_check_keys_for_assets({spec.key})] == [ERROR_RATE_CHECK]
+    job = defs.resolve_job_def("import_job")
+    assert job.description and job.tags["bulkops/kind"] == "import"
+    assert {s.name for s in defs.sensors} >= {f"{e}_dropzone_sensor" for e in ("applications", "candidates", "jobs", "contracts")}
