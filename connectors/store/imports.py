@@ -143,6 +143,7 @@ class ImportWriter:
             )
         self.conn.exec_driver_sql(ddl)
         self.conn.exec_driver_sql(f"CREATE INDEX {S}_rnd ON {S} (rnd)")
+        self.conn.exec_driver_sql(f"CREATE INDEX {S}_row ON {S} (row_no)")
 
     def drop_stage(self) -> None:
         self.conn.exec_driver_sql(f"DROP TABLE IF EXISTS {self.stage}")
@@ -318,8 +319,9 @@ class ImportWriter:
             )
         # two rows of a round matching one record by different keys: the later one waits a round
         bumped = self.run(
-            f"UPDATE {S} SET rnd = rnd + 1, match_id = NULL WHERE rnd = :r AND err IS NULL AND match_id IS NOT NULL "
-            f"AND row_no > (SELECT min(s2.row_no) FROM {S} s2 WHERE s2.rnd = :r AND s2.match_id = {S}.match_id)",
+            f"UPDATE {S} SET rnd = rnd + 1, match_id = NULL FROM (SELECT row_no, row_number() OVER "
+            f"(PARTITION BY match_id ORDER BY row_no) AS n FROM {S} WHERE rnd = :r AND err IS NULL AND match_id IS NOT NULL) d "
+            f"WHERE {S}.row_no = d.row_no AND d.n > 1",
             r=r,
         ).rowcount
         self.run(
