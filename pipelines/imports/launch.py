@@ -49,7 +49,8 @@ def launch_import(
     path = Path(path).expanduser().resolve()
     if not path.is_file():
         raise FileNotFoundError(f"no such file: {path}")
-    key = dropzone.partition_key(entity, path.name, dropzone.file_sha256(path))
+    sha = dropzone.file_sha256(path)
+    key = dropzone.partition_key(entity, path.name, sha)
     instance = instance or dg.DagsterInstance.get()
     if not instance.has_dynamic_partition(import_files.name, key):
         instance.add_dynamic_partitions(import_files.name, [key])
@@ -64,7 +65,13 @@ def launch_import(
         raise_on_error=False,
         # the URL is read now, not when the definitions module was first imported
         resources={"record_store": RecordStoreResource(database_url=settings.database_url())},
-        tags={"bulkops/entity": entity, "bulkops/file": path.name[:200], "bulkops/launched_by": "cli", **(tags or {})},
+        tags={
+            "bulkops/entity": entity,
+            "bulkops/file": path.name[:200],
+            "bulkops/sha256": sha,
+            "bulkops/launched_by": "cli",
+            **(tags or {}),
+        },
     )
     if not result.success:
         return result.run_id, None
