@@ -355,7 +355,7 @@ class ImportWriter:
                 "update": {
                     "candidate_id": "s.candidate_id", "job_id": "coalesce(s.job_id, t.job_id)", "stage": "coalesce(s.stage, t.stage)",
                     "status": "coalesce(s.status, t.status)", "source": "coalesce(s.source, t.source)",
-                    "applied_at": "coalesce(s.applied_at, t.applied_at)", "external_id": "coalesce(s.external_id, t.external_id)",
+                    "applied_at": "coalesce(s.applied_at, t.applied_at)", "external_id": "coalesce(t.external_id, s.external_id)",
                     "data": self.merge("t.data", self.json_of("data")),
                 },
                 "audit": ("candidate_id", "job_id", "stage", "status", "source", "applied_at", "external_id"),
@@ -370,7 +370,7 @@ class ImportWriter:
                 "update": {
                     "email": "s.email", "email_normalized": "s.email_norm", "first_name": "coalesce(s.first_name, t.first_name)",
                     "last_name": "coalesce(s.last_name, t.last_name)", "phone": "coalesce(s.phone, t.phone)",
-                    "external_id": "coalesce(s.external_id, t.external_id)", "data": self.merge("t.data", self.json_of("data")),
+                    "external_id": "coalesce(t.external_id, s.external_id)", "data": self.merge("t.data", self.json_of("data")),
                 },
                 "audit": ("email", "email_normalized", "first_name", "last_name", "phone", "external_id"),
             }
@@ -385,7 +385,7 @@ class ImportWriter:
                 "update": {
                     "code": "s.code", "title": "coalesce(s.title, t.title)", "description": "coalesce(s.description, t.description)",
                     "location": "coalesce(s.location, t.location)", "status": "coalesce(s.status, t.status)",
-                    "source_url": "coalesce(s.source_url, t.source_url)", "external_id": "coalesce(s.external_id, t.external_id)",
+                    "source_url": "coalesce(s.source_url, t.source_url)", "external_id": "coalesce(t.external_id, s.external_id)",
                     "data": self.merge("t.data", self.json_of("data")),
                 },
                 "audit": ("code", "title", "description", "location", "status", "source_url", "external_id"),

@@ -10,6 +10,7 @@ ImportOptions.form_name; ImportResult.flagged and ImportResult.details.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import hashlib
 import os
@@ -315,7 +316,8 @@ def run_import(
                     if row_errors:
                         keep = pc.invert(pc.is_in(raw.rows, value_set=pa.array(list(row_errors), pa.int64())))
                         table = table.filter(keep)
-                    tx = conn.begin() if outer is None else conn.begin_nested()
+                    # a dry run is one transaction rolled back at the end (sqlite savepoints would commit it)
+                    tx = conn.begin() if outer is None else contextlib.nullcontext()
                     with tx:
                         outcome = writer.write_batch(table) if table.num_rows else None
                         if outcome is not None:
