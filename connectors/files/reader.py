@@ -71,19 +71,19 @@ def detect_encoding(sample: bytes) -> str:
             continue
     from charset_normalizer import from_bytes
 
-    matches = from_bytes(sample)
-    best = matches.best()
+    best = from_bytes(sample).best()
+    multibyte = ("utf_16", "utf_32", "shift_jis", "cp932", "euc", "gb", "big5", "cp949", "iso2022", "johab", "hz")
+    if best is not None and best.encoding.startswith(multibyte):
+        return best.encoding
+    # small samples make single-byte guesses unreliable: western cp1252 (superset of latin-1's
+    # printable range) is by far the most common legacy spreadsheet encoding
+    try:
+        sample.decode("cp1252")
+        return "cp1252"
+    except UnicodeDecodeError:
+        pass
     if best is None:
         raise FileReadError("cannot detect the text encoding; set it explicitly")
-    western = {"cp1252", "latin_1", "iso8859_15"}
-    if best.encoding in western or any(m.encoding == "cp1252" for m in matches):
-        try:
-            sample.decode("cp1252")
-            return "cp1252"
-        except UnicodeDecodeError:
-            pass
-    if best.encoding in ("ascii", "utf_8"):
-        return "utf-8-sig"
     return best.encoding
 
 
