@@ -22,6 +22,12 @@ CSV = "Application ID,First Name,Last Name,Email,Job Code,Job Title\n" + "".join
 
 
 @pytest.fixture
+def store_url(sqlite_url: str) -> str:
+    # the CLI is plumbing over import_job; test_assets covers both backends
+    return sqlite_url
+
+
+@pytest.fixture
 def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, store_url: str) -> Path:
     """A private var/ and Dagster home, the record store under test, a fresh account as default."""
     var = tmp_path / "var"
