@@ -24,6 +24,12 @@ ERROR_RATE_CHECK = "error_rate_under_threshold"
 # transient database faults only; everything else fails the step for good
 RETRY_POLICY = dg.RetryPolicy(max_retries=3, delay=2, backoff=dg.Backoff.EXPONENTIAL, jitter=dg.Jitter.PLUS_MINUS)
 
+SHA_TAG = "bulkops/sha256"
+ACTIVE_STATUSES = [dg.DagsterRunStatus.STARTING, dg.DagsterRunStatus.STARTED, dg.DagsterRunStatus.CANCELING]
+# an identical file launched while another run imports it waits up to BUSY_RETRIES x BUSY_WAIT_SECONDS
+BUSY_RETRIES = 20
+BUSY_WAIT_SECONDS = 30
+
 HISTORY_COLUMNS = ("date_time", "type", "file", "created", "updated", "skipped", "errors", "status")
 
 # postgres sqlstates worth another attempt: connection, rollback (deadlock, serialization),
@@ -174,6 +180,24 @@ def _resolve_path(config: ImportConfig, partition_key: str, ref: dropzone.Partit
     )
 
 
+def _earlier_run_importing(context: dg.AssetExecutionContext, sha: str) -> str | None:
+    """The id of an earlier, still active run importing the same content, if any."""
+    instance, me = context.instance, context.run.run_id
+    if context.run.tags.get(SHA_TAG) != sha:
+        # UI-launched runs lack the tag the sensor and the CLI set
+        instance.add_run_tags(me, {SHA_TAG: sha})
+    active = instance.get_run_records(filters=dg.RunsFilter(tags={SHA_TAG: sha}, statuses=ACTIVE_STATUSES))
+    mine = instance.get_run_record_by_id(me)
+    if mine is None:
+        return None
+    earlier = [
+        r.dagster_run.run_id
+        for r in active
+        if r.dagster_run.run_id != me and (r.create_timestamp, r.dagster_run.run_id) < (mine.create_timestamp, me)
+    ]
+    return earlier[0] if earlier else None
+
+
 def _history_metadata(result: Any, started: float) -> dict[str, Any]:
     return {
         "date_time": dg.MetadataValue.timestamp(started),
@@ -209,6 +233,11 @@ def _import_partition(
             "a changed file gets its own partition",
             allow_retries=False,
         )
+    busy = _earlier_run_importing(context, sha)
+    if busy is not None:
+        # the engine would resume the same unfinished import twice at once; wait for the earlier run
+        context.log.info(f"run {busy} is importing the same content; waiting {BUSY_WAIT_SECONDS}s")
+        raise dg.RetryRequested(max_retries=BUSY_RETRIES, seconds_to_wait=BUSY_WAIT_SECONDS)
     in_dropzone = dropzone.is_in_dropzone(path, entity)
     source_name = dropzone.original_name(path.name) if path.parent.name in (dropzone.PROCESSED, dropzone.FAILED) else path.name
     last_attempt = retry_policy is None or context.retry_number >= retry_policy.max_retries
@@ -359,7 +388,7 @@ def _build_imported_file(retry_policy: dg.RetryPolicy | None) -> dg.AssetsDefini
     def imported_file(context: dg.AssetExecutionContext, config: ImportConfig, record_store: RecordStoreResource) -> dg.MaterializeResult:
         try:
             return _import_partition(context, config, record_store, retry_policy)
-        except dg.Failure:
+        except (dg.Failure, dg.RetryRequested):
             raise
         except Exception as exc:
             # only transient database faults reach the retry policy

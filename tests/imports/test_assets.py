@@ -377,3 +377,31 @@ def test_the_code_location_holds_the_import_graph_described_and_grouped() -> Non
     job = defs.resolve_job_def("import_job")
     assert job.description and job.tags["bulkops/kind"] == "import"
     assert {s.name for s in defs.sensors} >= {f"{e}_dropzone_sensor" for e in ("applications", "candidates", "jobs", "contracts")}
+
+
+def test_a_run_waits_while_an_earlier_run_imports_the_same_content(
+    tmp_path: Path, instance: dg.DagsterInstance, sqlite_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from pipelines.imports import assets
+
+    monkeypatch.setattr(assets, "BUSY_RETRIES", 1)
+    monkeypatch.setattr(assets, "BUSY_WAIT_SECONDS", 0)
+    slug = f"t-{uuid.uuid4().hex[:10]}"
+    store = RecordStore(sqlite_url)
+    store.ensure_account(slug)
+    path = write(tmp_path / "twice.csv")
+    earlier = instance.add_run(
+        dg.DagsterRun(job_name="import_job", run_id=str(uuid.uuid4()), status=dg.DagsterRunStatus.STARTED,
+                      tags={assets.SHA_TAG: dropzone.file_sha256(path)})
+    )
+
+    waited = materialize(instance, sqlite_url, path, account=slug)
+
+    assert not waited.success and retries(waited) == 1
+    assert count(store, schema.applications, slug) == 0
+
+    instance.report_run_failed(earlier)
+    after = materialize(instance, sqlite_url, path, account=slug)
+
+    assert after.success and retries(after) == 0
+    assert count(store, schema.applications, slug) == len(ROWS)
