@@ -670,39 +670,44 @@ def _write_outcomes(conn: sa.Connection, job: sa.Row, outcomes: list[Outcome], n
             conn.execute(schema.audit_log.insert(), rows)
 
 
+# locks the batch's records first (in id order, so concurrent jobs cannot deadlock): the
+# before-images read by the main statement are then the rows it updates
+_PG_LOCK_BATCH = """
+SELECT count(*) FROM (
+    SELECT t.id FROM {table} t JOIN bulk_job_items i ON t.id = i.entity_id
+    WHERE i.bulk_job_id = :job AND i.seq >= :lo AND i.seq < :hi AND t.account_id = :acct
+    ORDER BY t.id FOR UPDATE OF t
+) locked
+"""
+
+# every CTE joins a table by its index, never another CTE: no plan can go quadratic on stale stats
 _PG_SET_BATCH = """
 WITH it AS (
     SELECT seq, entity_id, before AS planned FROM bulk_job_items
-    WHERE bulk_job_id = :job AND seq >= :lo AND seq < :hi AND status = 'pending'
+    WHERE bulk_job_id = :job AND seq >= :lo AND seq < :hi
 ),
-cur AS (
-    SELECT it.seq, t.id, jsonb_build_object({before_pairs}) AS before, it.planned
-    FROM it JOIN {table} t ON t.id = it.entity_id
-    WHERE t.account_id = :acct AND t.deleted_at IS NULL
-    FOR UPDATE OF t
-),
-ok AS (
-    SELECT * FROM cur WHERE NOT :check_plan OR cur.before = cur.planned
+dec AS (
+    SELECT it.seq, it.planned, t.id,
+           CASE WHEN t.id IS NOT NULL THEN jsonb_build_object({before_pairs}) END AS before,
+           (t.id IS NOT NULL AND (NOT :check_plan OR jsonb_build_object({before_pairs}) = it.planned)) AS ok
+    FROM it LEFT JOIN {table} t ON t.id = it.entity_id AND t.account_id = :acct AND t.deleted_at IS NULL
 ),
 upd AS (
-    UPDATE {table} t SET {set_clause}, updated_at = :now
-    FROM ok WHERE t.id = ok.id
-    RETURNING t.id, ok.seq, ok.before
+    UPDATE {table} t SET {set_clause}, updated_at = :now FROM dec WHERE dec.ok AND t.id = dec.id
 ),
 aud AS (
     INSERT INTO audit_log (account_id, occurred_at, actor, operation, entity_type, entity_id, bulk_job_id, before, after)
-    SELECT :acct, :now, :actor, :op, :etype, upd.id, :job, upd.before, CAST(:after AS jsonb) FROM upd
+    SELECT :acct, :now, :actor, :op, :etype, dec.id, :job, dec.before, CAST(:after AS jsonb) FROM dec WHERE dec.ok
 ),
 itm AS (
     UPDATE bulk_job_items bi SET
-        status = CASE WHEN upd.seq IS NOT NULL THEN 'succeeded' WHEN cur.seq IS NULL THEN 'failed' ELSE 'skipped' END,
-        error = CASE WHEN upd.seq IS NOT NULL THEN NULL WHEN cur.seq IS NULL THEN 'not found'
-                ELSE 'changed since preview: planned ' || coalesce(cur.planned::text, 'null') || ', now ' || cur.before::text END,
-        before = CASE WHEN upd.seq IS NOT NULL THEN upd.before ELSE bi.before END,
-        after = CASE WHEN upd.seq IS NOT NULL THEN CAST(:after AS jsonb) END,
+        status = CASE WHEN dec.ok THEN 'succeeded' WHEN dec.id IS NULL THEN 'failed' ELSE 'skipped' END,
+        error = CASE WHEN dec.ok THEN NULL WHEN dec.id IS NULL THEN 'not found'
+                ELSE 'changed since preview: planned ' || coalesce(dec.planned::text, 'null') || ', now ' || dec.before::text END,
+        before = CASE WHEN dec.ok THEN dec.before ELSE bi.before END,
+        after = CASE WHEN dec.ok THEN CAST(:after AS jsonb) END,
         updated_at = :now
-    FROM it LEFT JOIN cur ON cur.seq = it.seq LEFT JOIN upd ON upd.seq = it.seq
-    WHERE bi.bulk_job_id = :job AND bi.seq = it.seq
+    FROM dec WHERE bi.bulk_job_id = :job AND bi.seq = dec.seq
     RETURNING bi.status
 )
 SELECT count(*) FILTER (WHERE status = 'succeeded'), count(*) FILTER (WHERE status = 'failed'),
@@ -712,9 +717,11 @@ FROM itm
 
 
 def _pg_set_batch(conn: sa.Connection, job: sa.Row, lo: int, hi: int, *, check_plan: bool, now: datetime) -> tuple[int, int, int]:
+    # items in [next_seq, total) are pending by construction: no status filter, the PK range is the plan
     values = _set_spec(job.entity_type, job.operation, job.params or {}, now)
     assert values is not None
     table = schema.ENTITY_TABLES[job.entity_type]
+    conn.execute(sa.text(_PG_LOCK_BATCH.format(table=table.name)), {"job": job.id, "lo": lo, "hi": hi, "acct": job.account_id})
     before_pairs = ", ".join(f"'{c}', t.{c}" for c in values)
     set_clause = ", ".join(f"{c} = :v_{c}" for c in values)
     sql = sa.text(_PG_SET_BATCH.format(table=table.name, before_pairs=before_pairs, set_clause=set_clause))
