@@ -67,6 +67,7 @@ _HARD_DELETE_BLOCKERS: dict[str, tuple[tuple[sa.Table, str], ...]] = {
     "contracts": (),
 }
 DEFAULT_BATCH_SIZE = {"postgresql": 20_000, "sqlite": 500}
+ANALYZE_THRESHOLD = 10_000
 
 NOT_FOUND = "not found"
 
@@ -707,7 +708,7 @@ itm AS (
         before = CASE WHEN dec.ok THEN dec.before ELSE bi.before END,
         after = CASE WHEN dec.ok THEN CAST(:after AS jsonb) END,
         updated_at = :now
-    FROM dec WHERE bi.bulk_job_id = :job AND bi.seq = dec.seq
+    FROM dec WHERE bi.bulk_job_id = :job AND bi.seq >= :lo AND bi.seq < :hi AND bi.seq = dec.seq
     RETURNING bi.status
 )
 SELECT count(*) FILTER (WHERE status = 'succeeded'), count(*) FILTER (WHERE status = 'failed'),
@@ -735,13 +736,13 @@ def _pg_set_batch(conn: sa.Connection, job: sa.Row, lo: int, hi: int, *, check_p
     return int(row[0]), int(row[1]), int(row[2])
 
 
-def _pending_items(conn: sa.Connection, job_id: uuid.UUID, lo: int, hi: int, *, pending_only: bool = True) -> list[_Item]:
-    stmt = sa.select(items_t.c.seq, items_t.c.entity_id, items_t.c.before).where(
+def _pending_items(conn: sa.Connection, job_id: uuid.UUID, lo: int, hi: int) -> list[_Item]:
+    # status is checked here, not in SQL: a status predicate lures the planner onto the
+    # (bulk_job_id, status) index, which scans every pending item of the job per batch
+    stmt = sa.select(items_t.c.seq, items_t.c.entity_id, items_t.c.before, items_t.c.status).where(
         items_t.c.bulk_job_id == job_id, items_t.c.seq >= lo, items_t.c.seq < hi
     ).order_by(items_t.c.seq)
-    if pending_only:
-        stmt = stmt.where(items_t.c.status == "pending")
-    return [_Item(r.seq, r.entity_id, r.before) for r in conn.execute(stmt)]
+    return [_Item(r.seq, r.entity_id, r.before) for r in conn.execute(stmt) if r.status == "pending"]
 
 
 def _uses_pg_fast_path(conn: sa.Connection, job: sa.Row) -> bool:
@@ -834,6 +835,10 @@ def load_items(conn: sa.Connection, job_id: uuid.UUID, entity_ids: Sequence[uuid
             "SELECT j.id, u.ord - 1, u.entity_id, 'pending' "
             "FROM bulk_jobs j, unnest(j.entity_ids) WITH ORDINALITY AS u(entity_id, ord) WHERE j.id = :job"
         ), {"job": job_id})
+        if len(entity_ids) >= ANALYZE_THRESHOLD:
+            # fresh statistics, or the planner takes a million new items for a handful and
+            # joins each batch by nested loops over the whole job
+            conn.execute(sa.text("ANALYZE bulk_job_items"))
         return
     chunk = 5000
     for start in range(0, len(entity_ids), chunk):
