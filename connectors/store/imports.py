@@ -14,6 +14,8 @@ row with the import id, the actor, before and after.
 from __future__ import annotations
 
 import io
+import os
+import time
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -35,6 +37,16 @@ class BatchOutcome:
     counts: dict[str, int]
     errors: list[tuple[int, str, str]]  # (row_no, column, reason) found by the database
     details: dict[str, int] = field(default_factory=dict)
+
+
+def _id_prefix() -> str:
+    """The first 24 hex digits of time-ordered ids (UUIDv7 layout: ms timestamp, version 7,
+    variant, random bits); ids are prefix + the row number as 8 hex digits, so one import's
+    ids ascend in file order and index inserts append instead of landing on random pages."""
+    ms = time.time_ns() // 1_000_000
+    r = int.from_bytes(os.urandom(6), "big")
+    hexed = f"{ms & ((1 << 48) - 1):012x}7{(r >> 36) & 0xFFF:03x}{0x8 | ((r >> 34) & 0x3):x}{(r >> 22) & 0xFFF:03x}{(r >> 6) & 0xFFFF:04x}"
+    return f"{hexed[:8]}-{hexed[8:12]}-{hexed[12:16]}-{hexed[16:20]}-{hexed[20:24]}"
 
 
 def _chunks(items: list, n: int) -> list[list]:
@@ -78,6 +90,8 @@ class ImportWriter:
             "form": form_name,
             "default_stage": default_stage,
         }
+        # PostgreSQL: ids of created records (application/candidate/job..., user, form submission)
+        self.prefix = {"rec": _id_prefix(), "user": _id_prefix(), "form": _id_prefix()}
 
     # -- dialect helpers
 
@@ -91,6 +105,12 @@ class ImportWriter:
     @property
     def newid(self) -> str:
         return "gen_random_uuid()" if self.pg else "lower(hex(randomblob(16)))"
+
+    def rowid(self, kind: str, alias: str = "s") -> str:
+        """A new record id derived from the staged row (time-ordered on PostgreSQL)."""
+        if not self.pg:
+            return self.newid
+        return f"('{self.prefix[kind]}' || lpad(to_hex({alias}.row_no), 8, '0'))::uuid"
 
     def obj(self, pairs: list[tuple[str, str]]) -> str:
         """A JSON object from (key, sql expression) pairs."""
@@ -132,7 +152,8 @@ class ImportWriter:
         if self.pg:
             cols = ", ".join(f"{c} {'timestamptz' if c in TIMESTAMP_COLUMNS else 'text'}" for c in self.columns)
             ddl = (
-                f"CREATE TEMP TABLE {S} (row_no bigint, rnd int, {cols}, new_id uuid DEFAULT gen_random_uuid(), "
+                f"CREATE TEMP TABLE {S} (row_no bigint, rnd int, {cols}, "
+                f"new_id uuid GENERATED ALWAYS AS (('{self.prefix['rec']}' || lpad(to_hex(row_no), 8, '0'))::uuid) STORED, "
                 "job_id uuid, candidate_id uuid, match_id uuid, ref_id uuid, cand_new int, outcome text, err text, err_col text)"
             )
         else:
@@ -141,6 +162,14 @@ class ImportWriter:
                 f"CREATE TEMP TABLE {S} (row_no INTEGER, rnd INTEGER, {cols}, new_id TEXT DEFAULT (lower(hex(randomblob(16)))), "
                 "job_id, candidate_id, match_id, ref_id, cand_new, outcome, err, err_col)"
             )
+        if self.pg:
+            # the staging table lives in local buffers: 8 MB by default would spill every batch to
+            # disk; the setting only takes before the session's first temp table (else keep it)
+            try:
+                with self.conn.begin_nested():
+                    self.conn.exec_driver_sql("SET temp_buffers = '256MB'")
+            except sa.exc.DBAPIError:
+                pass
         self.conn.exec_driver_sql(ddl)
         self.conn.exec_driver_sql(f"CREATE INDEX {S}_rnd ON {S} (rnd)")
         self.conn.exec_driver_sql(f"CREATE INDEX {S}_row ON {S} (row_no)")
@@ -152,8 +181,9 @@ class ImportWriter:
         S = self.stage
         names = ["row_no", "rnd", *self.columns]
         table = table.select(names)
-        self.conn.exec_driver_sql(f"DELETE FROM {S}")
         if self.pg:
+            # TRUNCATE, not DELETE: temp tables are never vacuumed, dead rows would pile up batch after batch
+            self.conn.exec_driver_sql(f"TRUNCATE {S}")
             buf = io.BytesIO()
             pcsv.write_csv(table, buf, pcsv.WriteOptions(include_header=False, batch_size=65536))
             raw = self.conn.connection.dbapi_connection
@@ -162,6 +192,7 @@ class ImportWriter:
                     cp.write(buf.getbuffer())
             self.conn.exec_driver_sql(f"ANALYZE {S}")
         else:
+            self.conn.exec_driver_sql(f"DELETE FROM {S}")
             arrays = []
             for name in names:
                 col = table.column(name)
@@ -175,6 +206,12 @@ class ImportWriter:
 
     def write_batch(self, table: pa.Table) -> BatchOutcome:
         """Stage and write one batch (inside the caller's transaction)."""
+        if self.pg:
+            # a batch commits together with its counters, so a commit lost in a server crash is
+            # simply redone by the resume; JIT compilation costs more than it saves here
+            self.conn.exec_driver_sql("SET LOCAL synchronous_commit = off")
+            self.conn.exec_driver_sql("SET LOCAL jit = off")
+            self.conn.exec_driver_sql("SET LOCAL work_mem = '64MB'")
         self.load(table)
         self.params["now"] = self._now()
         details: dict[str, int] = {}
@@ -258,6 +295,26 @@ class ImportWriter:
             f"AND {S}.outcome IN ('created', 'updated') AND u.account_id = :acct AND u.email_normalized = {S}.email_norm"
         )
         self.run(lookup, r=r)
+        if self.pg:
+            # one statement: the first row per new email creates the user (DISTINCT ON keeps the
+            # lowest row number), its audit row comes from RETURNING, and the round's rows get its id
+            after = self.obj([("email", "u.email"), ("first_name", "u.first_name"), ("last_name", "u.last_name"), ("phone", "u.phone")])
+            need = f"rnd = :r AND candidate_id IS NULL AND outcome IN ('created', 'updated')"
+            return self.run(
+                "WITH u AS (INSERT INTO users (id, account_id, role, email, email_normalized, first_name, last_name, phone, "
+                "external_id, data, import_id, created_at, updated_at) "
+                f"SELECT DISTINCT ON (email_norm) {self.rowid('user', S)}, :acct, 'candidate', email, email_norm, first_name, "
+                f"last_name, phone, candidate_external_id, '{{}}', :imp, :now, :now FROM {S} WHERE {need} ORDER BY email_norm, row_no "
+                "RETURNING id, email, email_normalized, first_name, last_name, phone), "
+                "a AS (INSERT INTO audit_log (account_id, occurred_at, actor, operation, entity_type, entity_id, import_id, before, after) "
+                f"SELECT :acct, :now, :actor, 'import.create', 'candidates', u.id, :imp, NULL, {after} FROM u), "
+                # the id is derived from the first row's number: no join with the inserted rows
+                f"st AS (UPDATE {S} SET candidate_id = ('{self.prefix['user']}' || lpad(to_hex(d.first_row), 8, '0'))::uuid "
+                f"FROM (SELECT row_no, min(row_no) OVER (PARTITION BY email_norm) AS first_row FROM {S} WHERE {need}) d "
+                f"WHERE {S}.row_no = d.row_no) "
+                "SELECT count(*) FROM u",
+                r=r,
+            ).scalar()
         self.run(
             f"UPDATE {S} SET cand_new = 1 WHERE row_no IN (SELECT min(row_no) FROM {S} WHERE rnd = :r "
             "AND candidate_id IS NULL AND outcome IN ('created', 'updated') GROUP BY email_norm)",
@@ -266,7 +323,7 @@ class ImportWriter:
         n = self.run(
             "INSERT INTO users (id, account_id, role, email, email_normalized, first_name, last_name, phone, external_id, "
             "data, import_id, created_at, updated_at) "
-            f"SELECT {self.newid}, :acct, 'candidate', email, email_norm, first_name, last_name, phone, candidate_external_id, "
+            f"SELECT {self.rowid('user', S)}, :acct, 'candidate', email, email_norm, first_name, last_name, phone, candidate_external_id, "
             f"'{{}}', :imp, :now, :now FROM {S} WHERE rnd = :r AND cand_new = 1",
             r=r,
         ).rowcount
@@ -412,6 +469,29 @@ class ImportWriter:
         table, ins = spec["table"], spec["insert"]
         cols = ", ".join(ins)
         exprs = ", ".join(ins.values())
+        json_fields = ("data", "terms") if table == "contracts" else ("data",)
+        audit = "INSERT INTO audit_log (account_id, occurred_at, actor, operation, entity_type, entity_id, import_id, before, after) "
+        if self.pg:
+            # the audit rows come from the inserted rows (RETURNING), not from re-joining the table
+            after = self._audit_obj("t", spec["audit"], json_fields)
+            self.run(
+                f"WITH t AS (INSERT INTO {table} (id, account_id, {cols}, import_id, created_at, updated_at) "
+                f"SELECT s.new_id, :acct, {exprs}, :imp, :now, :now FROM {self.stage} s WHERE s.rnd = :r AND s.outcome = 'created' "
+                f"RETURNING id, {', '.join(spec['audit'])}, {', '.join(json_fields)}) "
+                f"{audit}SELECT :acct, :now, :actor, 'import.create', '{self.entity}', t.id, :imp, NULL, {after} FROM t",
+                r=r,
+            )
+            if self.entity == "applications":
+                after = self.obj([("application_id", "f.application_id"), ("form_name", "f.form_name"), ("answers", "f.answers")])
+                self.run(
+                    "WITH f AS (INSERT INTO form_submissions (id, account_id, application_id, form_name, answers, submitted_at, import_id, "
+                    f"created_at, updated_at) SELECT {self.rowid('form')}, :acct, s.new_id, :form, {self.json_of('answers')}, s.applied_at, "
+                    f":imp, :now, :now FROM {self.stage} s WHERE s.rnd = :r AND s.outcome = 'created' "
+                    "RETURNING id, application_id, form_name, answers) "
+                    f"{audit}SELECT :acct, :now, :actor, 'import.create', 'form_submissions', f.id, :imp, NULL, {after} FROM f",
+                    r=r,
+                )
+            return
         n = self.run(
             f"INSERT INTO {table} (id, account_id, {cols}, import_id, created_at, updated_at) "
             f"SELECT s.new_id, :acct, {exprs}, :imp, :now, :now FROM {S} s WHERE s.rnd = :r AND s.outcome = 'created'",
@@ -419,7 +499,6 @@ class ImportWriter:
         ).rowcount
         if not n:
             return
-        json_fields = ("data", "terms") if table == "contracts" else ("data",)
         after = self._audit_obj("t", spec["audit"], json_fields)
         self.run(
             "INSERT INTO audit_log (account_id, occurred_at, actor, operation, entity_type, entity_id, import_id, before, after) "
