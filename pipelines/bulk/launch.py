@@ -206,12 +206,33 @@ def _execute_child(run_id: str) -> int:
         with instance:
             if instance.get_run_by_id(run_id) is None:
                 return 2
+            if _cancelled_before_start(instance, run_id):
+                return 0
             instance.add_run_tags(run_id, {PID_TAG: str(os.getpid())})
+            # a terminate that read the run before the pid tag landed only marked it CANCELING
+            if _cancelled_before_start(instance, run_id):
+                return 0
             # import by module path: run as __main__, this file's functions are not reconstructable
             from pipelines.bulk.launch import bulk_job_definition as target
 
-            result = execute_run(dg.reconstructable(target), instance.get_run_by_id(run_id), instance)
+            try:
+                result = execute_run(dg.reconstructable(target), instance.get_run_by_id(run_id), instance)
+            except Exception:
+                # the run turned CANCELING between the check and execute_run's own invariant
+                if _cancelled_before_start(instance, run_id):
+                    return 0
+                raise
             return 0 if result.success else 1
+
+
+def _cancelled_before_start(instance: dg.DagsterInstance, run_id: str) -> bool:
+    """Finish a run terminated before its step began: CANCELING becomes CANCELED, nothing runs."""
+    run = instance.get_run_by_id(run_id)
+    if run is None or run.status not in (dg.DagsterRunStatus.CANCELING, dg.DagsterRunStatus.CANCELED):
+        return False
+    if run.status == dg.DagsterRunStatus.CANCELING:
+        instance.report_run_canceled(run, message="terminated before the run started")
+    return True
 
 
 if __name__ == "__main__":
