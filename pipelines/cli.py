@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 from pathlib import Path
@@ -281,6 +282,175 @@ def demo(path: str) -> None:
     _launch(str(sample), "applications", "demo", None, None)
     click.echo(f"drop more files into {settings.dropzone_dir()}/<entity>/ while the UI runs")
     click.echo("open the UI with: DAGSTER_HOME=var/dagster .venv/bin/dagster dev -w workspace.yaml")
+
+
+@main.group()
+def jobs() -> None:
+    """Bulk jobs (seed 001): create, watch, cancel, roll back — each run is a Dagster run."""
+
+
+def _account_arg(account: str | None):  # type: ignore[no-untyped-def]
+    from connectors.store import RecordStore
+
+    store = RecordStore()
+    return store, store.account_id(account or settings.default_account())
+
+
+def _echo_job(job: dict) -> None:
+    click.echo(json.dumps(job, indent=2, default=str))
+
+
+@jobs.command("create")
+@click.argument("entity_type")
+@click.argument("operation")
+@click.option("--ids", "ids_file", type=click.File("r"), default="-", show_default=True,
+              help="File with one record id per line (first CSV column is used; a header line is skipped).")
+@click.option("--params", default="{}", help='Operation params as JSON, e.g. \'{"status": "rejected"}\'.')
+@click.option("--mode", type=click.Choice(["execute", "preview", "dry_run"]), default="execute", show_default=True)
+@click.option("--account", default=None, help="Account slug (default $BULKOPS_ACCOUNT or demo).")
+@click.option("--wait/--no-wait", default=True, show_default=True, help="Wait for the run and print the finished job.")
+def jobs_create(entity_type: str, operation: str, ids_file, params: str, mode: str, account: str | None, wait: bool) -> None:  # type: ignore[no-untyped-def]
+    """Create a bulk job on ENTITY_TYPE records and launch its Dagster run (not for --mode preview)."""
+    import uuid
+
+    from pipelines.bulk import launch, service
+
+    ids: list[uuid.UUID] = []
+    for n, line in enumerate(ids_file, start=1):
+        cell = line.split(",", 1)[0].strip().strip('"')
+        if not cell:
+            continue
+        try:
+            ids.append(uuid.UUID(cell))
+        except ValueError:
+            if n == 1:
+                continue  # header
+            raise click.BadParameter(f"line {n}: {cell!r} is not a uuid", param_hint="--ids") from None
+    _use_local_dagster_home()
+    store, account_id = _account_arg(account)
+    try:
+        job = service.create_job(store, account_id, created_by=None, entity_type=entity_type, operation=operation,
+                                 entity_ids=ids, params=json.loads(params), mode=mode)
+    except service.BulkJobError as exc:
+        raise click.ClickException(f"{exc.code}: {exc}") from exc
+    if mode == "preview":
+        _echo_job(service.preview(store, account_id, uuid.UUID(job["id"]), limit=20))
+        click.echo(f"confirm with: bulkops jobs confirm {job['id']} --plan-id <plan_id>")
+        return
+    run_id = launch.launch_bulk_job(uuid.UUID(job["id"]), database_url=settings.database_url())
+    if wait:
+        launch.wait_for_local_run(run_id)
+    _echo_job(service.get_job(store, account_id, uuid.UUID(job["id"])))
+
+
+@jobs.command("confirm")
+@click.argument("job_id")
+@click.option("--plan-id", required=True)
+@click.option("--account", default=None)
+@click.option("--wait/--no-wait", default=True, show_default=True)
+def jobs_confirm(job_id: str, plan_id: str, account: str | None, wait: bool) -> None:
+    """Execute exactly the previewed plan of JOB_ID."""
+    import uuid
+
+    from pipelines.bulk import launch, service
+
+    _use_local_dagster_home()
+    store, account_id = _account_arg(account)
+    try:
+        service.confirm(store, account_id, uuid.UUID(job_id), plan_id=plan_id)
+    except service.BulkJobError as exc:
+        raise click.ClickException(f"{exc.code}: {exc}") from exc
+    run_id = launch.launch_bulk_job(uuid.UUID(job_id), database_url=settings.database_url())
+    if wait:
+        launch.wait_for_local_run(run_id)
+    _echo_job(service.get_job(store, account_id, uuid.UUID(job_id)))
+
+
+@jobs.command("get")
+@click.argument("job_id")
+@click.option("--account", default=None)
+def jobs_get(job_id: str, account: str | None) -> None:
+    """Show bulk job JOB_ID (seed 001's job object)."""
+    import uuid
+
+    from pipelines.bulk import service
+
+    store, account_id = _account_arg(account)
+    try:
+        _echo_job(service.get_job(store, account_id, uuid.UUID(job_id)))
+    except service.BulkJobError as exc:
+        raise click.ClickException(f"{exc.code}: {exc}") from exc
+
+
+@jobs.command("list")
+@click.option("--status", default=None)
+@click.option("--limit", type=int, default=20, show_default=True)
+@click.option("--account", default=None)
+def jobs_list(status: str | None, limit: int, account: str | None) -> None:
+    """Bulk jobs of the account, newest first."""
+    from pipelines.bulk import service
+
+    store, account_id = _account_arg(account)
+    click.echo(f"{'created_at':<20} {'entity_type':<12} {'operation':<20} {'status':<10} {'total':>8} {'done':>8} {'failed':>7}  id")
+    for j in service.list_jobs(store, account_id, status=status, limit=limit):
+        click.echo(f"{str(j['created_at'])[:19]:<20} {j['entity_type']:<12} {j['operation']:<20} {j['status']:<10} "
+                   f"{j['total_count']:>8} {j['processed_count']:>8} {j['failed_count']:>7}  {j['id']}")
+
+
+@jobs.command("cancel")
+@click.argument("job_id")
+@click.option("--account", default=None)
+def jobs_cancel(job_id: str, account: str | None) -> None:
+    """Cancel JOB_ID: a pending job at once, a running one at its next batch (its run is terminated)."""
+    import uuid
+
+    from pipelines.bulk import launch, service
+
+    _use_local_dagster_home()
+    store, account_id = _account_arg(account)
+    try:
+        job = service.request_cancel(store, account_id, uuid.UUID(job_id))
+    except service.BulkJobError as exc:
+        raise click.ClickException(f"{exc.code}: {exc}") from exc
+    if job.get("dagster_run_id"):
+        launch.terminate_bulk_job_run(job["dagster_run_id"])
+    _echo_job(job)
+
+
+@jobs.command("rollback")
+@click.argument("job_id")
+@click.option("--account", default=None)
+@click.option("--wait/--no-wait", default=True, show_default=True)
+def jobs_rollback(job_id: str, account: str | None, wait: bool) -> None:
+    """Undo completed or cancelled JOB_ID from its before-images, as a new audited job."""
+    import uuid
+
+    from pipelines.bulk import launch, service
+
+    _use_local_dagster_home()
+    store, account_id = _account_arg(account)
+    try:
+        job = service.create_rollback(store, account_id, uuid.UUID(job_id))
+    except service.BulkJobError as exc:
+        raise click.ClickException(f"{exc.code}: {exc}") from exc
+    run_id = launch.launch_bulk_job(uuid.UUID(job["id"]), database_url=settings.database_url())
+    if wait:
+        launch.wait_for_local_run(run_id)
+    _echo_job(service.get_job(store, account_id, uuid.UUID(job["id"])))
+
+
+@jobs.command("failed")
+@click.argument("job_id")
+@click.option("--account", default=None)
+def jobs_failed(job_id: str, account: str | None) -> None:
+    """Failed records of JOB_ID as CSV (entity id and error per record)."""
+    import uuid
+
+    from pipelines.bulk import service
+
+    store, account_id = _account_arg(account)
+    for line in service.iter_failed_items_csv(store, account_id, uuid.UUID(job_id)):
+        click.echo(line, nl=False)
 
 
 def run() -> None:

@@ -1,0 +1,69 @@
+from __future__ import annotations
+
+import json
+import uuid
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+from click.testing import CliRunner
+
+from connectors.store import RecordStore, make_engine, migrate
+from connectors.store import schema as s
+from pipelines.cli import main
+
+
+@pytest.fixture
+def var(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> RecordStore:
+    monkeypatch.setenv("BULKOPS_VAR_DIR", str(tmp_path / "var"))
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "var" / "dagster"))
+    monkeypatch.delenv("BULKOPS_DAGSTER_GRAPHQL_URL", raising=False)
+    engine = make_engine()
+    migrate.upgrade(engine)
+    engine.dispose()
+    return RecordStore()
+
+
+def _seed(store: RecordStore, account: uuid.UUID, n: int) -> list[uuid.UUID]:
+    cand, ids = uuid.uuid4(), [uuid.uuid4() for _ in range(n)]
+    with store.begin() as conn:
+        conn.execute(s.users.insert().values(id=cand, account_id=account, email_normalized=f"{cand.hex}@x.io"))
+        conn.execute(s.applications.insert(), [{"id": i, "account_id": account, "candidate_id": cand} for i in ids])
+    return ids
+
+
+def _statuses(store: RecordStore, ids: list[uuid.UUID]) -> list[str]:
+    with store.begin() as conn:
+        return [r.status for r in conn.execute(sa.select(s.applications.c.status).where(s.applications.c.id.in_(ids)))]
+
+
+def test_jobs_create_runs_the_job_and_rollback_restores_it(var: RecordStore, tmp_path: Path) -> None:
+    account = var.ensure_account("demo")
+    ids = _seed(var, account, 4)
+    ids_file = tmp_path / "ids.csv"
+    ids_file.write_text("id\n" + "\n".join(map(str, ids)) + "\n" + str(uuid.uuid4()) + "\n")
+    runner = CliRunner()
+
+    out = runner.invoke(main, ["jobs", "create", "applications", "status_update", "--ids", str(ids_file),
+                               "--params", '{"status": "rejected"}'])
+    assert out.exit_code == 0, out.output
+    job = json.loads(out.output[out.output.index("{"): out.output.rindex("}") + 1])
+    assert (job["status"], job["total_count"], job["processed_count"], job["failed_count"]) == ("completed", 5, 5, 1)
+    assert _statuses(var, ids) == ["rejected"] * 4
+
+    failed = runner.invoke(main, ["jobs", "failed", job["id"]])
+    assert "not found" in failed.output and failed.output.count("\n") == 2
+
+    back = runner.invoke(main, ["jobs", "rollback", job["id"]])
+    assert back.exit_code == 0, back.output
+    assert _statuses(var, ids) == ["active"] * 4
+    listed = runner.invoke(main, ["jobs", "list"])
+    assert listed.output.count("completed") == 2
+
+
+def test_jobs_create_names_a_bad_id_line(var: RecordStore, tmp_path: Path) -> None:
+    var.ensure_account("demo")
+    ids_file = tmp_path / "ids.txt"
+    ids_file.write_text(f"{uuid.uuid4()}\nnot-a-uuid\n")
+    out = CliRunner().invoke(main, ["jobs", "create", "applications", "delete", "--ids", str(ids_file)])
+    assert out.exit_code == 2 and "line 2: 'not-a-uuid' is not a uuid" in out.output
