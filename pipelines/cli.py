@@ -300,6 +300,17 @@ def _echo_job(job: dict) -> None:
     click.echo(json.dumps(job, indent=2, default=str))
 
 
+def _launch_and_show(store, account_id, job_id: str, wait: bool) -> None:  # type: ignore[no-untyped-def]
+    import uuid
+
+    from pipelines.bulk import launch, service
+
+    run_id = launch.launch_bulk_job(uuid.UUID(job_id), database_url=settings.database_url())
+    if wait:
+        launch.wait_for_local_run(run_id)
+    _echo_job(service.get_job(store, account_id, uuid.UUID(job_id)))
+
+
 @jobs.command("create")
 @click.argument("entity_type")
 @click.argument("operation")
@@ -313,7 +324,7 @@ def jobs_create(entity_type: str, operation: str, ids_file, params: str, mode: s
     """Create a bulk job on ENTITY_TYPE records and launch its Dagster run (not for --mode preview)."""
     import uuid
 
-    from pipelines.bulk import launch, service
+    from pipelines.bulk import service
 
     ids: list[uuid.UUID] = []
     for n, line in enumerate(ids_file, start=1):
@@ -337,10 +348,7 @@ def jobs_create(entity_type: str, operation: str, ids_file, params: str, mode: s
         _echo_job(service.preview(store, account_id, uuid.UUID(job["id"]), limit=20))
         click.echo(f"confirm with: bulkops jobs confirm {job['id']} --plan-id <plan_id>")
         return
-    run_id = launch.launch_bulk_job(uuid.UUID(job["id"]), database_url=settings.database_url())
-    if wait:
-        launch.wait_for_local_run(run_id)
-    _echo_job(service.get_job(store, account_id, uuid.UUID(job["id"])))
+    _launch_and_show(store, account_id, job["id"], wait)
 
 
 @jobs.command("confirm")
@@ -352,7 +360,7 @@ def jobs_confirm(job_id: str, plan_id: str, account: str | None, wait: bool) -> 
     """Execute exactly the previewed plan of JOB_ID."""
     import uuid
 
-    from pipelines.bulk import launch, service
+    from pipelines.bulk import service
 
     _use_local_dagster_home()
     store, account_id = _account_arg(account)
@@ -360,10 +368,7 @@ def jobs_confirm(job_id: str, plan_id: str, account: str | None, wait: bool) -> 
         service.confirm(store, account_id, uuid.UUID(job_id), plan_id=plan_id)
     except service.BulkJobError as exc:
         raise click.ClickException(f"{exc.code}: {exc}") from exc
-    run_id = launch.launch_bulk_job(uuid.UUID(job_id), database_url=settings.database_url())
-    if wait:
-        launch.wait_for_local_run(run_id)
-    _echo_job(service.get_job(store, account_id, uuid.UUID(job_id)))
+    _launch_and_show(store, account_id, job_id, wait)
 
 
 @jobs.command("get")
@@ -425,7 +430,7 @@ def jobs_rollback(job_id: str, account: str | None, wait: bool) -> None:
     """Undo completed or cancelled JOB_ID from its before-images, as a new audited job."""
     import uuid
 
-    from pipelines.bulk import launch, service
+    from pipelines.bulk import service
 
     _use_local_dagster_home()
     store, account_id = _account_arg(account)
@@ -433,10 +438,7 @@ def jobs_rollback(job_id: str, account: str | None, wait: bool) -> None:
         job = service.create_rollback(store, account_id, uuid.UUID(job_id))
     except service.BulkJobError as exc:
         raise click.ClickException(f"{exc.code}: {exc}") from exc
-    run_id = launch.launch_bulk_job(uuid.UUID(job["id"]), database_url=settings.database_url())
-    if wait:
-        launch.wait_for_local_run(run_id)
-    _echo_job(service.get_job(store, account_id, uuid.UUID(job["id"])))
+    _launch_and_show(store, account_id, job["id"], wait)
 
 
 @jobs.command("failed")
