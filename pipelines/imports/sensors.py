@@ -13,7 +13,6 @@ from typing import Any
 import dagster as dg
 import yaml
 
-from connectors import settings
 from pipelines.imports import dropzone
 from pipelines.imports.assets import ImportConfig, import_files
 from pipelines.imports.jobs import import_job
