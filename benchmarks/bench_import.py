@@ -112,7 +112,7 @@ def run_size(url: str, rows: int, batch: int, workdir: Path) -> dict:
     again = bulkops_import(url, account, path, True, batch)
     raw_rps = rows / copy_s
     out = {
-        "rows": rows, "file_mb": round(size_mb, 1), "batch_size": batch,
+        "rows": rows, "file_mb": round(size_mb, 1), "batch_size": batch, "load_avg": [round(x, 1) for x in os.getloadavg()],
         "raw_copy_s": round(copy_s, 2), "raw_copy_rows_s": round(raw_rps),
         "first_s": round(first["elapsed"], 2), "first_rows_s": round(rows / first["elapsed"]),
         "first_ratio": round(rows / first["elapsed"] / raw_rps, 3), "first_rss_mb": round(first["rss_mb"]),

@@ -4,6 +4,13 @@ CSV goes through the csv module on a decoding text stream, so rows keep exact nu
 the record's ordinal among data rows (1 = first row after the header), `line` the physical line
 it starts on (quoted newlines make the two differ). Ragged rows never reach the batch; they come
 back as `RowIssue`s with both numbers and the raw text.
+
+Fast path: a UTF-8 file whose header is its first line is parsed by Arrow's C++ CSV reader
+(about 10x faster). Its rows then have no gaps (no blank lines, no ragged rows: Arrow rejects
+both, see below), so `row` is the ordinal and `line` follows from the line breaks inside values.
+At the first thing Arrow refuses (a blank line, a ragged row, invalid UTF-8, bad quoting, a NUL
+byte) the reader hands over to the csv module after the last row already yielded, which reports
+the problem exactly as before.
 """
 
 from __future__ import annotations
@@ -20,6 +27,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 SAMPLE_BYTES = 1 << 16
+ARROW_BLOCK = 1 << 20
 DELIMITERS = (",", ";", "\t", "|")
 
 csv.field_size_limit(min(sys.maxsize, 1 << 28))
@@ -176,6 +184,7 @@ class TabularFile:
                 header = next((r for r in reader if r), None)
             except (csv.Error, UnicodeDecodeError) as exc:
                 raise FileReadError(f"{self.path.name}: cannot read the header: {exc}") from exc
+            self._header_lines = reader.line_num
         if header is None:
             raise FileReadError(f"{self.path.name}: the file is empty")
         self.columns = _unique_names(header)
@@ -209,6 +218,92 @@ class TabularFile:
             raise FileReadError(f"{self.path.name}: cannot read parquet data after row {pos}: {exc}") from exc
 
     def _csv_batches(self, batch_size: int, start_after: int) -> Iterator[RawBatch]:
+        if self.encoding == "utf-8-sig" and self._header_lines == 1 and len(self.columns) > 1:
+            done = [start_after]
+            try:
+                for batch in self._arrow_batches(batch_size, start_after):
+                    done[0] = batch.last_row
+                    yield batch
+                return
+            except _HandOver:
+                start_after = done[0]
+        yield from self._python_batches(batch_size, start_after)
+
+    def _arrow_batches(self, batch_size: int, start_after: int) -> Iterator[RawBatch]:
+        """Arrow's CSV reader; raises _HandOver (nothing of the failing block yielded) when it refuses the data."""
+        import pyarrow.csv as pcsv
+
+        try:
+            reader = pcsv.open_csv(
+                self.path,
+                read_options=pcsv.ReadOptions(column_names=self.columns, skip_rows=1, block_size=ARROW_BLOCK),
+                parse_options=pcsv.ParseOptions(delimiter=self.delimiter, newlines_in_values=True, ignore_empty_lines=False),
+                convert_options=pcsv.ConvertOptions(column_types={c: pa.string() for c in self.columns}, strings_can_be_null=False),
+            )
+        except (pa.ArrowException, OSError) as exc:
+            raise _HandOver from exc
+        pos = 0  # records read
+        line = 2  # physical line the next record starts on
+        pending: list[pa.RecordBatch] = []
+        pending_rows = 0
+        first_row = start_after + 1
+        lines: list[pa.Array] = []
+        while True:
+            try:
+                rb = reader.read_next_batch()
+            except StopIteration:
+                break
+            except (pa.ArrowException, OSError) as exc:
+                raise _HandOver from exc
+            n = rb.num_rows
+            if n == 0:
+                continue
+            breaks = None
+            for col in rb.columns:
+                if not pc.any(pc.match_substring_regex(col, "[\\x00\r\n]")).as_py():
+                    continue
+                if pc.any(pc.match_substring(col, "\x00")).as_py():
+                    raise _HandOver
+                if True:
+                    # line breaks inside quoted values: \r\n, \r or \n each count as one line (like csv)
+                    c = pc.subtract(pc.add(pc.count_substring(col, "\n"), pc.count_substring(col, "\r")), pc.count_substring(col, "\r\n"))
+                    breaks = c if breaks is None else pc.add(breaks, c)
+            starts = pa.array(range(line, line + n), pa.int64())
+            extra = 0
+            if breaks is not None:
+                breaks = pc.cast(breaks, pa.int64())
+                before = pc.subtract(pc.cumulative_sum(breaks), breaks)
+                starts = pc.add(starts, before)
+                extra = pc.sum(breaks).as_py() or 0
+            line += n + extra
+            lo, pos = pos, pos + n
+            if pos <= start_after:
+                continue
+            if lo < start_after:
+                rb, starts = rb.slice(start_after - lo), starts.slice(start_after - lo)
+            pending.append(rb)
+            lines.append(starts)
+            pending_rows += rb.num_rows
+            while pending_rows >= batch_size:
+                table = pa.Table.from_batches(pending).combine_chunks()
+                all_lines = pa.concat_arrays(lines)
+                head, tail = table.slice(0, batch_size), table.slice(batch_size)
+                yield self._arrow_batch(head, first_row, all_lines.slice(0, batch_size))
+                first_row += batch_size
+                pending = tail.to_batches()
+                lines = [all_lines.slice(batch_size)]
+                pending_rows = tail.num_rows
+        if pending_rows:
+            table = pa.Table.from_batches(pending).combine_chunks()
+            yield self._arrow_batch(table, first_row, pa.concat_arrays(lines))
+
+    def _arrow_batch(self, table: pa.Table, first_row: int, lines: pa.Array) -> RawBatch:
+        n = table.num_rows
+        arrays = [table.column(i).combine_chunks() if table.column(i).num_chunks != 1 else table.column(i).chunk(0) for i in range(table.num_columns)]
+        table = pa.Table.from_arrays(arrays, names=self.columns)
+        return RawBatch(table, pa.array(range(first_row, first_row + n), pa.int64()), lines, [], first_row + n - 1)
+
+    def _python_batches(self, batch_size: int, start_after: int) -> Iterator[RawBatch]:
         width = len(self.columns)
         name = self.path.name
         with self._text() as f:
@@ -265,6 +360,10 @@ class TabularFile:
             arrays = [pa.array([], pa.string()) for _ in self.columns]
         table = pa.Table.from_arrays(arrays, names=self.columns)
         return RawBatch(table, pa.array(nums, pa.int64()), pa.array(lines, pa.int64()), issues, last)
+
+
+class _HandOver(Exception):
+    """Arrow's reader refused the data: continue with the csv module."""
 
 
 def _as_string(arr: pa.Array) -> pa.Array:

@@ -257,6 +257,19 @@ class ImportWriter:
         created = 0
         if self.create_missing_jobs:
             after = self.obj([("code", "j.code"), ("title", "j.title")])
+            if self.pg:
+                # the audit rows come from RETURNING; then the lookup finds the new jobs
+                created = self.run(
+                    "WITH j AS (INSERT INTO jobs (id, account_id, code, title, status, origin, data, import_id, created_at, updated_at) "
+                    f"SELECT gen_random_uuid(), :acct, job_code, coalesce(max(job_title), job_code), 'open', 'uploaded', '{{}}', :imp, "
+                    f":now, :now FROM {S} WHERE job_id IS NULL AND job_code IS NOT NULL AND err IS NULL GROUP BY job_code "
+                    "RETURNING id, code, title) "
+                    "INSERT INTO audit_log (account_id, occurred_at, actor, operation, entity_type, entity_id, import_id, before, after) "
+                    f"SELECT :acct, :now, :actor, 'import.create', 'jobs', j.id, :imp, NULL, {after} FROM j"
+                ).rowcount
+                if created:
+                    self.run(lookup)
+                return created
             created = self.run(
                 f"INSERT INTO jobs (id, account_id, code, title, status, origin, data, import_id, created_at, updated_at) "
                 f"SELECT {self.newid}, :acct, job_code, coalesce(max(job_title), job_code), 'open', 'uploaded', '{{}}', :imp, :now, :now "

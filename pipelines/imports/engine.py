@@ -14,9 +14,11 @@ import contextlib
 import csv
 import hashlib
 import os
+import queue
+import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -165,6 +167,58 @@ class FailedRows:
             self._f.close()
 
 
+def _prefetch(produce: Callable[[], Iterator[Any]], depth: int = 1) -> Iterator[Any]:
+    """Run a generator in a worker thread, `depth` items ahead of the consumer.
+
+    Reading, mapping and validating the next batch (Python and Arrow work) overlaps the database
+    writing the current one. The worker's exceptions re-raise in the consumer, in order; when the
+    consumer stops early (error, cancellation) the worker stops at its next item and closes the file.
+    """
+    q: queue.Queue = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+    done = object()
+
+    def work() -> None:
+        gen = produce()
+        try:
+            for item in gen:
+                while not stop.is_set():
+                    try:
+                        q.put((item, None), timeout=0.2)
+                        break
+                    except queue.Full:
+                        continue
+                if stop.is_set():
+                    return
+            q.put((done, None))
+        except BaseException as exc:  # noqa: BLE001 - handed to the consumer
+            q.put((None, exc))
+        finally:
+            gen.close()
+
+    worker = threading.Thread(target=work, name="import-prefetch", daemon=True)
+    worker.start()
+    try:
+        while True:
+            try:
+                item, exc = q.get(timeout=0.5)  # wake up now and then: signals (cancellation) reach us
+            except queue.Empty:
+                continue
+            if exc is not None:
+                raise exc
+            if item is done:
+                return
+            yield item
+    finally:
+        stop.set()
+        while worker.is_alive():
+            try:
+                q.get(timeout=0.05)
+            except queue.Empty:
+                pass
+        worker.join()
+
+
 def _history_row(conn: sa.Connection, import_id: uuid.UUID) -> Any:
     return conn.execute(sa.select(schema.import_history).where(schema.import_history.c.id == import_id)).one()
 
@@ -289,12 +343,16 @@ def run_import(
         with store.engine.connect() as conn:
             writer = None
             outer = conn.begin() if options.dry_run else None
-            try:
-                for raw in tab.batches(options.batch_size, start_after=committed):
+
+            def prepared(start_after: int = committed) -> Iterator[tuple[Any, Any]]:
+                for raw in tab.batches(options.batch_size, start_after=start_after):
                     mapped = apply_mapping(mapping, raw.table)
-                    prep = prepare(
+                    yield raw, prepare(
                         options.entity, mapped, raw.num_rows, auto_advance=options.auto_advance, duplicate_keys=options.duplicate_keys
                     )
+
+            try:
+                for raw, prep in _prefetch(prepared):
                     if writer is None:
                         columns = [c for c in prep.table.column_names if c != "rnd"]
                         writer = ImportWriter(
