@@ -826,15 +826,23 @@ def _lock_job(conn: sa.Connection, job_id: uuid.UUID) -> sa.Row:
     return job
 
 
-def load_items(conn: sa.Connection, job_id: uuid.UUID, entity_ids: Sequence[uuid.UUID]) -> None:
-    """Write one pending item per entity id, numbered from 0 (ids already de-duplicated)."""
+def load_items(conn: sa.Connection, job_id: uuid.UUID, entity_ids: Sequence[uuid.UUID | str]) -> None:
+    """Write one pending item per entity id, numbered from 0.
+
+    The ids are already de-duplicated and valid: uuid.UUID objects or canonical uuid strings.
+    PostgreSQL gets them in one COPY (a million in a few seconds); others use executemany.
+    """
     if conn.dialect.name == "postgresql":
-        # the ids are already on the job row: expand them server-side instead of sending them twice
-        conn.execute(sa.text(
-            "INSERT INTO bulk_job_items (bulk_job_id, seq, entity_id, status) "
-            "SELECT j.id, u.ord - 1, u.entity_id, 'pending' "
-            "FROM bulk_jobs j, unnest(j.entity_ids) WITH ORDINALITY AS u(entity_id, ord) WHERE j.id = :job"
-        ), {"job": job_id})
+        job = str(job_id)
+        chunk = 100_000
+        cursor = conn.connection.driver_connection.cursor()
+        with cursor.copy("COPY bulk_job_items (bulk_job_id, seq, entity_id, status) FROM STDIN") as copy:
+            for start in range(0, len(entity_ids), chunk):
+                copy.write("".join(
+                    f"{job}\t{seq}\t{eid}\tpending\n"
+                    for seq, eid in enumerate(entity_ids[start:start + chunk], start)
+                ))
+        cursor.close()
         if len(entity_ids) >= ANALYZE_THRESHOLD:
             # fresh statistics, or the planner takes a million new items for a handful and
             # joins each batch by nested loops over the whole job
@@ -843,7 +851,8 @@ def load_items(conn: sa.Connection, job_id: uuid.UUID, entity_ids: Sequence[uuid
     chunk = 5000
     for start in range(0, len(entity_ids), chunk):
         conn.execute(items_t.insert(), [
-            {"bulk_job_id": job_id, "seq": start + n, "entity_id": eid, "status": "pending"}
+            {"bulk_job_id": job_id, "seq": start + n, "entity_id": eid if isinstance(eid, uuid.UUID) else uuid.UUID(eid),
+             "status": "pending"}
             for n, eid in enumerate(entity_ids[start:start + chunk])
         ])
 

@@ -329,6 +329,7 @@ bulk_jobs = sa.Table(
     sa.Column("created_by", sa.Uuid(), nullable=True),
     sa.Column("entity_type", sa.String(32), nullable=False),
     sa.Column("operation", sa.String(64), nullable=False),
+    # no longer written (new jobs store []): the ids live once, in bulk_job_items by seq
     sa.Column("entity_ids", UUID_LIST, nullable=False),
     sa.Column("params", JSON, nullable=False, server_default="{}"),
     sa.Column("status", sa.String(16), nullable=False, server_default="pending"),
@@ -363,7 +364,9 @@ bulk_jobs = sa.Table(
 bulk_job_items = sa.Table(
     "bulk_job_items",
     metadata,
-    sa.Column("bulk_job_id", sa.Uuid(), sa.ForeignKey("bulk_jobs.id"), nullable=False),
+    # no foreign key: items are written only with their job, in its transaction, and jobs are never
+    # deleted (the per-row RI check was most of a 1M-id create)
+    sa.Column("bulk_job_id", sa.Uuid(), nullable=False),
     # position in the job: batches walk seq ranges, so a resumed run starts after the last commit
     sa.Column("seq", sa.Integer(), nullable=False),
     sa.Column("entity_id", sa.Uuid(), nullable=False),
@@ -374,8 +377,9 @@ bulk_job_items = sa.Table(
     sa.Column("updated_at", TS, nullable=True),
     sa.PrimaryKeyConstraint("bulk_job_id", "seq"),
     _enum_check("status", ITEM_STATUSES),
-    sa.Index(None, "bulk_job_id", "status"),
-    sa.Index(None, "bulk_job_id", "entity_id"),
+    # status reads walk the job's primary-key range; a rollback looks up succeeded items by entity
+    sa.Index("ix_bulk_job_items_succeeded_entity_id", "bulk_job_id", "entity_id",
+             postgresql_where=sa.text("status = 'succeeded'"), sqlite_where=sa.text("status = 'succeeded'")),
 )
 
 audit_log = sa.Table(

@@ -18,6 +18,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from connectors.store import RecordStore, bulk, schema
+from connectors.store.ids import canonical_uuid_strings
 
 MODES = ("execute", "preview", "dry_run")
 MAX_ENTITY_IDS = 2_000_000
@@ -221,7 +222,14 @@ def create_job(
     if len(entity_ids) > MAX_ENTITY_IDS:
         raise InvalidRequest(f"at most {MAX_ENTITY_IDS} entity_ids per job", details={
             "field": "entity_ids", "max": MAX_ENTITY_IDS, "got": len(entity_ids)})
-    ids = list(dict.fromkeys(_as_uuid(i, "entity_ids") for i in entity_ids))
+    # canonical uuid strings (what the API hands over) are checked in one vectorised pass and
+    # de-duplicated as strings; anything else is parsed id by id
+    fast = canonical_uuid_strings(entity_ids) if isinstance(entity_ids, list) else None
+    ids: list[Any]
+    if fast is not None:
+        ids = list(dict.fromkeys(fast))
+    else:
+        ids = list(dict.fromkeys(_as_uuid(i, "entity_ids") for i in entity_ids))
     if created_by is not None:
         created_by = _as_uuid(created_by, "created_by")
     job_id = uuid.uuid4()
@@ -235,7 +243,7 @@ def create_job(
             _check_automations(conn, account_id, entity_type, clean["automations"])
         conn.execute(jobs_t.insert().values(
             id=job_id, account_id=account_id, created_by=created_by, entity_type=entity_type, operation=operation,
-            entity_ids=ids, params=clean, status="pending", total_count=len(ids), mode=mode,
+            entity_ids=[], params=clean, status="pending", total_count=len(ids), mode=mode,
         ))
         bulk.load_items(conn, job_id, ids)
     if mode == "preview":
@@ -265,7 +273,12 @@ def get_job(store: RecordStore, account_id: uuid.UUID, job_id: uuid.UUID, *, inc
         JobNotFound: no such job in this account.
     """
     with store.engine.connect() as conn:
-        return job_to_dict(_row(conn, account_id, job_id, full=include_entity_ids))
+        row = _row(conn, account_id, job_id)
+        if not include_entity_ids:
+            return job_to_dict(row)
+        # the ids live once, in bulk_job_items (seq order); bulk_jobs.entity_ids is no longer written
+        ids = conn.scalars(sa.select(items_t.c.entity_id).where(items_t.c.bulk_job_id == row.id).order_by(items_t.c.seq))
+        return job_to_dict({**row._mapping, "entity_ids": list(ids)})
 
 
 def list_jobs(
@@ -432,7 +445,7 @@ def create_rollback(store: RecordStore, account_id: uuid.UUID, job_id: uuid.UUID
         rollback_id = uuid.uuid4()
         conn.execute(jobs_t.insert().values(
             id=rollback_id, account_id=account_id, created_by=_as_uuid(created_by, "created_by") if created_by else None,
-            entity_type=job.entity_type, operation=bulk.ROLLBACK, entity_ids=ids,
+            entity_type=job.entity_type, operation=bulk.ROLLBACK, entity_ids=[],
             params={"rollback_of": str(job.id), "operation": job.operation}, status="pending",
             total_count=len(ids), mode="execute", rollback_of=job.id,
         ))
