@@ -312,7 +312,7 @@ class ImportWriter:
             # one statement: the first row per new email creates the user (DISTINCT ON keeps the
             # lowest row number), its audit row comes from RETURNING, and the round's rows get its id
             after = self.obj([("email", "u.email"), ("first_name", "u.first_name"), ("last_name", "u.last_name"), ("phone", "u.phone")])
-            need = f"rnd = :r AND candidate_id IS NULL AND outcome IN ('created', 'updated')"
+            need = "rnd = :r AND candidate_id IS NULL AND outcome IN ('created', 'updated')"
             return self.run(
                 "WITH u AS (INSERT INTO users (id, account_id, role, email, email_normalized, first_name, last_name, phone, "
                 "external_id, data, import_id, created_at, updated_at) "

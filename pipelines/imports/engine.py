@@ -34,7 +34,7 @@ from connectors.store.imports import ImportWriter
 from pipelines.imports.errors import FileFormatError, ImportFailed, MappingError
 from pipelines.imports.mapping import apply_mapping, bind_mapping
 from pipelines.imports.options import ImportOptions
-from pipelines.imports.validation import STAGE_FIELDS, prepare
+from pipelines.imports.validation import prepare
 
 __all__ = [
     "FileFormatError",

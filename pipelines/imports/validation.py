@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
 from pipelines.imports.errors import ImportFailed
+from pipelines.imports.mapping import Mapped, slug
 
 AUTO_ADVANCE_OPS = ("==", "!=", ">", ">=", "<", "<=", "in", "contains")
 
@@ -14,15 +20,6 @@ def check_auto_advance(rules: tuple[dict, ...]) -> None:
             raise ImportFailed(f"auto_advance rule {i + 1} needs when: {{field, op ({', '.join(AUTO_ADVANCE_OPS)}), value}}")
         if not rule.get("stage"):
             raise ImportFailed(f"auto_advance rule {i + 1} needs a stage")
-
-
-import re  # noqa: E402
-from dataclasses import dataclass, field  # noqa: E402
-
-import pyarrow as pa  # noqa: E402
-import pyarrow.compute as pc  # noqa: E402
-
-from pipelines.imports.mapping import Mapped, slug  # noqa: E402
 
 EMAIL_RE = r"^[^@\s]+@[^@\s]+\.[^@\s]+$"
 NUMBER_RE = r"^[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?$"
