@@ -558,7 +558,9 @@ class _Batch:
         done = {
             r.entity_id: r for r in self.conn.execute(
                 sa.select(items_t.c.entity_id, items_t.c.before, items_t.c.after).where(
-                    items_t.c.bulk_job_id == original_id, items_t.c.entity_id.in_(ids), items_t.c.status == "succeeded"
+                    # a literal, not a bind parameter: a generic plan must still match the partial index
+                    items_t.c.bulk_job_id == original_id, items_t.c.entity_id.in_(ids),
+                    items_t.c.status == sa.literal_column("'succeeded'"),
                 )
             )
         }
