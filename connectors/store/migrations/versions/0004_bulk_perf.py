@@ -11,7 +11,7 @@ and foreign key on them is paid a million times at each step.
 - `(bulk_job_id, entity_id)` becomes partial on `status = 'succeeded'`: its only reader, a
   rollback, looks up succeeded items; pending items (all of them at create) are not indexed.
 
-Revision ID: 0005
+Revision ID: 0004
 Revises: 0003
 Create Date: 2026-11-22
 """
@@ -21,7 +21,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0005"
+revision = "0004"
 down_revision = "0003"
 branch_labels = None
 depends_on = None
