@@ -14,6 +14,7 @@ from connectors.store import RecordStore
 from connectors.store.schema import api_tokens
 
 # 32 random bytes, url-safe base64: 43 characters
+TOKEN_PREFIX = "bko_"
 TOKEN_BYTES = 32
 
 
@@ -66,7 +67,9 @@ def create_token(
     Returns:
         The token id and the secret itself; only its sha256 digest is stored.
     """
-    token = secrets.token_urlsafe(TOKEN_BYTES)
+    # a fixed prefix: never starts with "-" (a command line would read it as an option) and
+    # secret scanners can recognise it
+    token = TOKEN_PREFIX + secrets.token_urlsafe(TOKEN_BYTES)
     token_id = uuid.uuid4()
     with store.begin() as conn:
         conn.execute(

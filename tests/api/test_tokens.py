@@ -58,3 +58,11 @@ def test_cli_refuses_an_unknown_account(store_url: str, monkeypatch: pytest.Monk
     monkeypatch.setenv("BULKOPS_DATABASE_URL", store_url)
     out = CliRunner().invoke(main, ["tokens", "create", f"nobody-{uuid.uuid4().hex[:8]}"])
     assert out.exit_code != 0
+
+
+def test_tokens_never_look_like_command_line_options(store: RecordStore, account: uuid.UUID) -> None:
+    from pipelines.api.tokens import TOKEN_PREFIX
+
+    tokens = [create_token(store, account, name=f"t{i}").token for i in range(200)]
+    assert all(t.startswith(TOKEN_PREFIX) for t in tokens)
+    assert len(set(tokens)) == len(tokens)
