@@ -230,6 +230,14 @@ def import_file(path: str, entity: str, account: str | None, mapping: str | None
     _launch(path, entity, account or settings.default_account(), options, mapping)
 
 
+def _store_and_account(account: str | None):  # type: ignore[no-untyped-def]
+    """The record store and the id of ACCOUNT (default $BULKOPS_ACCOUNT or demo)."""
+    from connectors.store import RecordStore
+
+    store = RecordStore()
+    return store, store.account_id(account or settings.default_account())
+
+
 @main.group()
 def imports() -> None:
     """Import history and rollback."""
@@ -241,11 +249,10 @@ def imports() -> None:
 @click.option("--limit", type=int, default=50, show_default=True)
 def imports_list(type_: str | None, account: str | None, limit: int) -> None:
     """Import history, newest first (seed 002's columns)."""
-    from connectors.store import RecordStore
     from pipelines.imports.engine import list_imports
 
-    store = RecordStore()
-    _print_history(list_imports(store, store.account_id(account or settings.default_account()), type=type_, limit=limit))
+    store, account_id = _store_and_account(account)
+    _print_history(list_imports(store, account_id, type=type_, limit=limit))
 
 
 @imports.command("rollback")
@@ -255,11 +262,10 @@ def imports_rollback(import_id: str, account: str | None) -> None:
     """Undo import IMPORT_ID: delete what it created, restore what it updated (audited)."""
     import uuid
 
-    from connectors.store import RecordStore
     from pipelines.imports.engine import rollback_import
 
-    store = RecordStore()
-    outcome = rollback_import(store, store.account_id(account or settings.default_account()), uuid.UUID(import_id),
+    store, account_id = _store_and_account(account)
+    outcome = rollback_import(store, account_id, uuid.UUID(import_id),
                               actor=f"cli:{os.environ.get('USER', 'bulkops')}")
     click.echo(" ".join(f"{k}={v}" for k, v in outcome.items()))
 
@@ -284,16 +290,21 @@ def demo(path: str) -> None:
     click.echo("open the UI with: DAGSTER_HOME=var/dagster .venv/bin/dagster dev -w workspace.yaml")
 
 
-@main.group()
+class _JobsGroup(click.Group):
+    """Service errors (unknown job, bad params, wrong state) print as one line, exit 1."""
+
+    def invoke(self, ctx: click.Context):  # type: ignore[no-untyped-def]
+        from pipelines.bulk.service import BulkJobError
+
+        try:
+            return super().invoke(ctx)
+        except BulkJobError as exc:
+            raise click.ClickException(f"{exc.code}: {exc}") from exc
+
+
+@main.group(cls=_JobsGroup)
 def jobs() -> None:
     """Bulk jobs (seed 001): create, watch, cancel, roll back — each run is a Dagster run."""
-
-
-def _account_arg(account: str | None):  # type: ignore[no-untyped-def]
-    from connectors.store import RecordStore
-
-    store = RecordStore()
-    return store, store.account_id(account or settings.default_account())
 
 
 def _echo_job(job: dict) -> None:
@@ -338,12 +349,9 @@ def jobs_create(entity_type: str, operation: str, ids_file, params: str, mode: s
                 continue  # header
             raise click.BadParameter(f"line {n}: {cell!r} is not a uuid", param_hint="--ids") from None
     _use_local_dagster_home()
-    store, account_id = _account_arg(account)
-    try:
-        job = service.create_job(store, account_id, created_by=None, entity_type=entity_type, operation=operation,
-                                 entity_ids=ids, params=json.loads(params), mode=mode)
-    except service.BulkJobError as exc:
-        raise click.ClickException(f"{exc.code}: {exc}") from exc
+    store, account_id = _store_and_account(account)
+    job = service.create_job(store, account_id, created_by=None, entity_type=entity_type, operation=operation,
+                             entity_ids=ids, params=json.loads(params), mode=mode)
     if mode == "preview":
         _echo_job(service.preview(store, account_id, uuid.UUID(job["id"]), limit=20))
         click.echo(f"confirm with: bulkops jobs confirm {job['id']} --plan-id <plan_id>")
@@ -363,11 +371,8 @@ def jobs_confirm(job_id: str, plan_id: str, account: str | None, wait: bool) -> 
     from pipelines.bulk import service
 
     _use_local_dagster_home()
-    store, account_id = _account_arg(account)
-    try:
-        service.confirm(store, account_id, uuid.UUID(job_id), plan_id=plan_id)
-    except service.BulkJobError as exc:
-        raise click.ClickException(f"{exc.code}: {exc}") from exc
+    store, account_id = _store_and_account(account)
+    service.confirm(store, account_id, uuid.UUID(job_id), plan_id=plan_id)
     _launch_and_show(store, account_id, job_id, wait)
 
 
@@ -380,11 +385,8 @@ def jobs_get(job_id: str, account: str | None) -> None:
 
     from pipelines.bulk import service
 
-    store, account_id = _account_arg(account)
-    try:
-        _echo_job(service.get_job(store, account_id, uuid.UUID(job_id)))
-    except service.BulkJobError as exc:
-        raise click.ClickException(f"{exc.code}: {exc}") from exc
+    store, account_id = _store_and_account(account)
+    _echo_job(service.get_job(store, account_id, uuid.UUID(job_id)))
 
 
 @jobs.command("list")
@@ -395,7 +397,7 @@ def jobs_list(status: str | None, limit: int, account: str | None) -> None:
     """Bulk jobs of the account, newest first."""
     from pipelines.bulk import service
 
-    store, account_id = _account_arg(account)
+    store, account_id = _store_and_account(account)
     click.echo(f"{'created_at':<20} {'entity_type':<12} {'operation':<20} {'status':<10} {'total':>8} {'done':>8} {'failed':>7}  id")
     for j in service.list_jobs(store, account_id, status=status, limit=limit):
         click.echo(f"{str(j['created_at'])[:19]:<20} {j['entity_type']:<12} {j['operation']:<20} {j['status']:<10} "
@@ -412,11 +414,8 @@ def jobs_cancel(job_id: str, account: str | None) -> None:
     from pipelines.bulk import launch, service
 
     _use_local_dagster_home()
-    store, account_id = _account_arg(account)
-    try:
-        job = service.request_cancel(store, account_id, uuid.UUID(job_id))
-    except service.BulkJobError as exc:
-        raise click.ClickException(f"{exc.code}: {exc}") from exc
+    store, account_id = _store_and_account(account)
+    job = service.request_cancel(store, account_id, uuid.UUID(job_id))
     if job.get("dagster_run_id"):
         launch.terminate_bulk_job_run(job["dagster_run_id"])
     _echo_job(job)
@@ -433,11 +432,8 @@ def jobs_rollback(job_id: str, account: str | None, wait: bool) -> None:
     from pipelines.bulk import service
 
     _use_local_dagster_home()
-    store, account_id = _account_arg(account)
-    try:
-        job = service.create_rollback(store, account_id, uuid.UUID(job_id))
-    except service.BulkJobError as exc:
-        raise click.ClickException(f"{exc.code}: {exc}") from exc
+    store, account_id = _store_and_account(account)
+    job = service.create_rollback(store, account_id, uuid.UUID(job_id))
     _launch_and_show(store, account_id, job["id"], wait)
 
 
@@ -450,7 +446,7 @@ def jobs_failed(job_id: str, account: str | None) -> None:
 
     from pipelines.bulk import service
 
-    store, account_id = _account_arg(account)
+    store, account_id = _store_and_account(account)
     for line in service.iter_failed_items_csv(store, account_id, uuid.UUID(job_id)):
         click.echo(line, nl=False)
 
