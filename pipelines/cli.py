@@ -10,18 +10,7 @@ from pathlib import Path
 import click
 
 from connectors import settings
-
-
-def _use_local_dagster_home() -> None:
-    # runs launched by the CLI land in the same instance `dagster dev` shows
-    home = settings.dagster_home()
-    home.mkdir(parents=True, exist_ok=True)
-    os.environ.setdefault("DAGSTER_HOME", str(home))
-    config = home / "dagster.yaml"
-    if not config.exists():
-        from importlib.resources import files
-
-        config.write_text(files("pipelines").joinpath("dagster.local.yaml").read_text())
+from pipelines.instance import use_local_dagster_home
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -93,7 +82,7 @@ def api_serve(host: str, port: int, workers: int, max_body_mb: float | None, wri
 
         click.echo(f"wrote {write(write_openapi)}")
         return
-    _use_local_dagster_home()
+    use_local_dagster_home()
     if max_body_mb is not None:
         os.environ["BULKOPS_API_MAX_BODY_BYTES"] = str(int(max_body_mb * 1024 * 1024))
     import uvicorn
@@ -178,7 +167,7 @@ def _launch(path: str, entity: str, account: str, options: object, mapping: str 
 
     from pipelines.imports.launch import failure_message, launch_import
 
-    _use_local_dagster_home()
+    use_local_dagster_home()
     with dg.DagsterInstance.get() as instance:
         run_id, result = launch_import(path, entity, account, options, instance=instance, mapping_path=mapping or "")
         if result is None:
@@ -348,7 +337,7 @@ def jobs_create(entity_type: str, operation: str, ids_file, params: str, mode: s
             if n == 1:
                 continue  # header
             raise click.BadParameter(f"line {n}: {cell!r} is not a uuid", param_hint="--ids") from None
-    _use_local_dagster_home()
+    use_local_dagster_home()
     store, account_id = _store_and_account(account)
     job = service.create_job(store, account_id, created_by=None, entity_type=entity_type, operation=operation,
                              entity_ids=ids, params=json.loads(params), mode=mode)
@@ -370,7 +359,7 @@ def jobs_confirm(job_id: str, plan_id: str, account: str | None, wait: bool) -> 
 
     from pipelines.bulk import service
 
-    _use_local_dagster_home()
+    use_local_dagster_home()
     store, account_id = _store_and_account(account)
     service.confirm(store, account_id, uuid.UUID(job_id), plan_id=plan_id)
     _launch_and_show(store, account_id, job_id, wait)
@@ -413,7 +402,7 @@ def jobs_cancel(job_id: str, account: str | None) -> None:
 
     from pipelines.bulk import launch, service
 
-    _use_local_dagster_home()
+    use_local_dagster_home()
     store, account_id = _store_and_account(account)
     job = service.request_cancel(store, account_id, uuid.UUID(job_id))
     if job.get("dagster_run_id"):
@@ -431,7 +420,7 @@ def jobs_rollback(job_id: str, account: str | None, wait: bool) -> None:
 
     from pipelines.bulk import service
 
-    _use_local_dagster_home()
+    use_local_dagster_home()
     store, account_id = _store_and_account(account)
     job = service.create_rollback(store, account_id, uuid.UUID(job_id))
     _launch_and_show(store, account_id, job["id"], wait)

@@ -25,6 +25,7 @@ import sqlalchemy as sa
 
 from connectors import settings
 from connectors.store import RecordStore, schema
+from pipelines.instance import use_local_dagster_home
 
 GRAPHQL_URL_ENV = "BULKOPS_DAGSTER_GRAPHQL_URL"
 LOCATION_ENV = "BULKOPS_DAGSTER_LOCATION"
@@ -122,9 +123,7 @@ def _store_run_id(store: RecordStore, job_id: uuid.UUID, run_id: str) -> None:
 
 
 def _local_instance() -> dg.DagsterInstance:
-    home = settings.dagster_home()
-    home.mkdir(parents=True, exist_ok=True)
-    os.environ.setdefault("DAGSTER_HOME", str(home))
+    use_local_dagster_home()
     return dg.DagsterInstance.get()
 
 
