@@ -27,6 +27,20 @@ import pyarrow.csv as pcsv
 import sqlalchemy as sa
 
 OUTCOMES = ("created", "updated", "skipped", "flagged")
+# staged columns that joins and filters use
+STAGE_KEYS = ("email_norm", "external_id", "job_code", "code", "application_external_id")
+# staged columns the statements fill in (all NULL when a batch is loaded)
+STATE_COLUMNS = ("job_id", "candidate_id", "match_id", "ref_id", "cand_new", "outcome", "err", "err_col")
+# the record tables each entity's import looks records up in (and grows)
+LOOKUP_TABLES = {
+    "applications": ("applications", "users", "jobs"),
+    "candidates": ("users",),
+    "jobs": ("jobs",),
+    "contracts": ("contracts", "applications"),
+}
+# re-analyze a lookup table once the rows an import added reach this share of its analyzed size
+ANALYZE_GROWTH = 1.0
+ANALYZE_MIN_ROWS = 1000
 TIMESTAMP_COLUMNS = ("applied_at",)
 # the duplicate strategy -> outcome of a matched row
 DUPLICATE_OUTCOME = {"skip": "skipped", "update": "updated", "create": "created", "flag": "flagged"}
@@ -92,6 +106,8 @@ class ImportWriter:
         }
         # PostgreSQL: ids of created records (application/candidate/job..., user, form submission)
         self.prefix = {"rec": _id_prefix(), "user": _id_prefix(), "form": _id_prefix()}
+        # lookup table -> (rows at its last ANALYZE, rows this import added since); None = not read yet
+        self.table_growth: dict[str, list[float]] | None = None
 
     # -- dialect helpers
 
@@ -154,7 +170,7 @@ class ImportWriter:
             ddl = (
                 f"CREATE TEMP TABLE {S} (row_no bigint, rnd int, {cols}, "
                 f"new_id uuid GENERATED ALWAYS AS (('{self.prefix['rec']}' || lpad(to_hex(row_no), 8, '0'))::uuid) STORED, "
-                "job_id uuid, candidate_id uuid, match_id uuid, ref_id uuid, cand_new int, outcome text, err text, err_col text)"
+                "job_id uuid, candidate_id uuid, match_id uuid, ref_id uuid, cand_new int, outcome text, err text, err_col text) WITH (fillfactor = 20)"
             )
         else:
             cols = ", ".join(self.columns)
@@ -190,7 +206,9 @@ class ImportWriter:
             with raw.cursor() as cur:
                 with cur.copy(f"COPY {S} ({', '.join(names)}) FROM STDIN (FORMAT csv)") as cp:
                     cp.write(buf.getbuffer())
-            self.conn.exec_driver_sql(f"ANALYZE {S}")
+            # the planner needs the join keys' statistics, not those of every text column
+            keys = [c for c in ("rnd", *STAGE_KEYS) if c in names]
+            self.conn.exec_driver_sql(f"ANALYZE {S} (row_no, {', '.join(keys)}, {', '.join(STATE_COLUMNS)})")
         else:
             self.conn.exec_driver_sql(f"DELETE FROM {S}")
             arrays = []
@@ -201,6 +219,41 @@ class ImportWriter:
                 arrays.append(col.to_pylist())
             marks = ", ".join("?" * len(names))
             self.conn.exec_driver_sql(f"INSERT INTO {S} ({', '.join(names)}) VALUES ({marks})", list(zip(*arrays)))
+
+    # -- planner statistics
+
+    def refresh_statistics(self) -> list[str]:
+        """ANALYZE the lookup tables this import has grown enough to mislead the planner.
+
+        Call between batches, in a transaction of its own (ANALYZE holds a lock until commit). A
+        table never analyzed, or one the import has doubled since its last ANALYZE, gets one:
+        without it the matching joins hash the account's whole table every batch, and a re-import
+        slows down as the table grows. Autovacuum does this too, when it runs and catches up; an
+        import cannot count on it. PostgreSQL only; returns the tables analyzed.
+        """
+        if not self.pg:
+            return []
+        tables = LOOKUP_TABLES[self.entity]
+        if self.table_growth is None:
+            rows = dict(self.conn.execute(
+                sa.text("SELECT relname, reltuples FROM pg_class WHERE relname IN :names AND relkind = 'r' "
+                        "AND relnamespace = 'public'::regnamespace").bindparams(sa.bindparam("names", expanding=True)),
+                {"names": list(tables)},
+            ).all())
+            # reltuples -1: never analyzed
+            self.table_growth = {t: [float(rows.get(t, -1)), 0.0] for t in tables}
+        done = []
+        for table, (size, added) in self.table_growth.items():
+            if size < 0 or added >= max(ANALYZE_MIN_ROWS, ANALYZE_GROWTH * size):
+                self.conn.exec_driver_sql(f"ANALYZE {table}")
+                size = self.conn.execute(sa.text("SELECT reltuples FROM pg_class WHERE oid = CAST(:t AS regclass)"), {"t": table}).scalar()
+                self.table_growth[table] = [max(float(size), 0.0), 0.0]
+                done.append(table)
+        return done
+
+    def _grew(self, table: str, rows: int) -> None:
+        if self.table_growth is not None and table in self.table_growth:
+            self.table_growth[table][1] += rows
 
     # -- one batch
 
@@ -233,6 +286,9 @@ class ImportWriter:
         counts = dict.fromkeys(OUTCOMES, 0)
         for outcome, n in self.run(f"SELECT outcome, count(*) FROM {self.stage} WHERE err IS NULL GROUP BY outcome"):
             counts[outcome] = n
+        self._grew(self._spec()["table"], counts["created"])
+        self._grew("users", details.get("candidates_created", 0))
+        self._grew("jobs", details.get("jobs_created", 0))
         errors = [
             (int(row_no), col, err)
             for row_no, col, err in self.run(f"SELECT row_no, err_col, err FROM {self.stage} WHERE err IS NOT NULL ORDER BY row_no")

@@ -374,6 +374,11 @@ def run_import(
                     if row_errors:
                         keep = pc.invert(pc.is_in(raw.rows, value_set=pa.array(list(row_errors), pa.int64())))
                         table = table.filter(keep)
+                    if outer is None:
+                        with conn.begin():
+                            writer.refresh_statistics()
+                    else:
+                        writer.refresh_statistics()
                     # a dry run is one transaction rolled back at the end (sqlite savepoints would commit it)
                     tx = conn.begin() if outer is None else contextlib.nullcontext()
                     with tx:
