@@ -38,9 +38,10 @@ LOOKUP_TABLES = {
     "jobs": ("jobs",),
     "contracts": ("contracts", "applications"),
 }
-# re-analyze a lookup table once the rows an import added reach this share of its analyzed size
+# re-analyze a lookup table once the rows an import added reach this share of the account's rows
+# it held at the last ANALYZE (so: each time the import doubles the account there), and at least
 ANALYZE_GROWTH = 1.0
-ANALYZE_MIN_ROWS = 1000
+ANALYZE_MIN_ROWS = 10_000
 TIMESTAMP_COLUMNS = ("applied_at",)
 # the duplicate strategy -> outcome of a matched row
 DUPLICATE_OUTCOME = {"skip": "skipped", "update": "updated", "create": "created", "flag": "flagged"}
@@ -106,7 +107,7 @@ class ImportWriter:
         }
         # PostgreSQL: ids of created records (application/candidate/job..., user, form submission)
         self.prefix = {"rec": _id_prefix(), "user": _id_prefix(), "form": _id_prefix()}
-        # lookup table -> (rows at its last ANALYZE, rows this import added since); None = not read yet
+        # lookup table -> [account's rows at the last ANALYZE (-1: never analyzed), rows added since]
         self.table_growth: dict[str, list[float]] | None = None
 
     # -- dialect helpers
@@ -223,33 +224,44 @@ class ImportWriter:
     # -- planner statistics
 
     def refresh_statistics(self) -> list[str]:
-        """ANALYZE the lookup tables this import has grown enough to mislead the planner.
+        """ANALYZE the lookup tables whose statistics no longer describe this account's rows.
 
         Call between batches, in a transaction of its own (ANALYZE holds a lock until commit). A
-        table never analyzed, or one the import has doubled since its last ANALYZE, gets one:
-        without it the matching joins hash the account's whole table every batch, and a re-import
-        slows down as the table grows. Autovacuum does this too, when it runs and catches up; an
-        import cannot count on it. PostgreSQL only; returns the tables analyzed.
+        table never analyzed gets one, so does one where the account had no rows before this
+        import added some, and one where this import has doubled the
+        account's rows since the last one (at least ANALYZE_MIN_ROWS). Statistics that miss the
+        account (a new tenant in a table another account filled) make the planner believe it has
+        no rows, and then any index starting with account_id looks as good as the right one: a
+        lookup walked all the account's rows per probe, minutes per batch. Autovacuum would do
+        this when it runs and catches up; an import cannot count on it. PostgreSQL only; returns
+        the tables analyzed.
         """
         if not self.pg:
             return []
-        tables = LOOKUP_TABLES[self.entity]
         if self.table_growth is None:
-            rows = dict(self.conn.execute(
-                sa.text("SELECT relname, reltuples FROM pg_class WHERE relname IN :names AND relkind = 'r' "
-                        "AND relnamespace = 'public'::regnamespace").bindparams(sa.bindparam("names", expanding=True)),
-                {"names": list(tables)},
-            ).all())
-            # reltuples -1: never analyzed
-            self.table_growth = {t: [float(rows.get(t, -1)), 0.0] for t in tables}
+            self.table_growth = {}
+            for table in LOOKUP_TABLES[self.entity]:
+                analyzed = self.conn.execute(sa.text("SELECT reltuples >= 0 FROM pg_class WHERE oid = CAST(:t AS regclass)"), {"t": table}).scalar()
+                mine = self.conn.execute(sa.text(f"SELECT count(*) FROM {table} WHERE account_id = :acct"), self.params).scalar()
+                self.table_growth[table] = [float(mine) if analyzed else -1.0, 0.0]
         done = []
         for table, (size, added) in self.table_growth.items():
-            if size < 0 or added >= max(ANALYZE_MIN_ROWS, ANALYZE_GROWTH * size):
+            if size < 0 or (size == 0 and added > 0) or added >= max(ANALYZE_MIN_ROWS, ANALYZE_GROWTH * size):
                 self.conn.exec_driver_sql(f"ANALYZE {table}")
-                size = self.conn.execute(sa.text("SELECT reltuples FROM pg_class WHERE oid = CAST(:t AS regclass)"), {"t": table}).scalar()
-                self.table_growth[table] = [max(float(size), 0.0), 0.0]
+                self.table_growth[table] = [max(size, 0.0) + added, 0.0]
                 done.append(table)
         return done
+
+    def _analyze_new_account(self) -> None:
+        """Mid-batch ANALYZE of the tables where the account had no rows before this import.
+
+        The later rounds of the first batch look up rows its first round wrote; statistics
+        without the account would send each of those lookups through all of them.
+        """
+        for table, growth in (self.table_growth or {}).items():
+            if growth[0] == 0:
+                self.conn.exec_driver_sql(f"ANALYZE {table}")
+                growth[0] = 1.0  # known now: the doubling rule takes over
 
     def _grew(self, table: str, rows: int) -> None:
         if self.table_growth is not None and table in self.table_growth:
@@ -282,6 +294,8 @@ class ImportWriter:
             self._create(r)
             self._update(r)
             self._flag(r)
+            if r == 1 and rounds > 1:
+                self._analyze_new_account()
             r += 1
         counts = dict.fromkeys(OUTCOMES, 0)
         for outcome, n in self.run(f"SELECT outcome, count(*) FROM {self.stage} WHERE err IS NULL GROUP BY outcome"):
@@ -301,15 +315,39 @@ class ImportWriter:
         rows = self.run(f"SELECT row_no, coalesce(outcome, 'error') AS outcome, err, {cols} FROM {self.stage} ORDER BY row_no LIMIT {int(limit)}")
         return [{k: (str(v) if isinstance(v, datetime) else v) for k, v in row._mapping.items()} for row in rows]
 
+    # -- lookups
+
+    def probe(self, column: str, record: str, where: str, **extra: Any) -> sa.CursorResult:
+        """Set `column` of the staged rows matching `where` to the id `record` finds, where it finds one.
+
+        `record` is a scalar subquery on the record tables that refers to the staged row as `s`
+        (one index probe per staged row; `where` must include `column IS NULL`). A subquery, not
+        a join, on purpose: the planner cannot turn it around. As a join it hashed the account's
+        whole table every batch, or, when the statistics missed the account's rows, drove from
+        the record table and scanned the staging table once per record.
+        """
+        S = self.stage
+        # `column` is NULL on every row `where` selects, so rows without a match keep NULL
+        return self.run(f"UPDATE {S} AS s SET {column} = ({record}) WHERE {where}", **extra)
+
     # -- references
 
     def _resolve_jobs(self) -> int:
         S = self.stage
-        lookup = (
-            f"UPDATE {S} SET job_id = j.id FROM jobs j WHERE {S}.job_id IS NULL AND {S}.job_code IS NOT NULL "
-            f"AND {S}.err IS NULL AND j.account_id = :acct AND j.code = {S}.job_code"
-        )
-        self.run(lookup)
+
+        def lookup() -> None:
+            # the account's jobs are few next to a batch: hash them once (a nested loop, which the
+            # planner takes when its statistics see no jobs yet, scans them once per row)
+            if self.pg:
+                self.conn.exec_driver_sql("SET LOCAL enable_nestloop = off")
+            self.run(
+                f"UPDATE {S} SET job_id = j.id FROM jobs j WHERE {S}.job_id IS NULL AND {S}.job_code IS NOT NULL "
+                f"AND {S}.err IS NULL AND j.account_id = :acct AND j.code = {S}.job_code"
+            )
+            if self.pg:
+                self.conn.exec_driver_sql("SET LOCAL enable_nestloop = on")
+
+        lookup()
         created = 0
         if self.create_missing_jobs:
             after = self.obj([("code", "j.code"), ("title", "j.title")])
@@ -324,7 +362,7 @@ class ImportWriter:
                     f"SELECT :acct, :now, :actor, 'import.create', 'jobs', j.id, :imp, NULL, {after} FROM j"
                 ).rowcount
                 if created:
-                    self.run(lookup)
+                    lookup()
                 return created
             created = self.run(
                 f"INSERT INTO jobs (id, account_id, code, title, status, origin, data, import_id, created_at, updated_at) "
@@ -338,7 +376,7 @@ class ImportWriter:
                     f"WHERE j.account_id = :acct AND j.import_id = :imp AND j.code IN "
                     f"(SELECT job_code FROM {S} WHERE job_id IS NULL AND err IS NULL)"
                 )
-                self.run(lookup)
+                lookup()
         else:
             self.run(
                 f"UPDATE {S} SET err = 'unknown job code ' || job_code || ' (create_missing_jobs is off)', err_col = 'job_code' "
@@ -348,9 +386,11 @@ class ImportWriter:
 
     def _resolve_applications(self) -> None:
         S = self.stage
-        self.run(
-            f"UPDATE {S} SET ref_id = a.id FROM applications a WHERE {S}.application_external_id IS NOT NULL "
-            f"AND a.account_id = :acct AND a.external_id = {S}.application_external_id AND a.deleted_at IS NULL"
+        self.probe(
+            "ref_id",
+            "SELECT a.id FROM applications a WHERE a.account_id = :acct AND a.external_id = s.application_external_id "
+            "AND a.deleted_at IS NULL ORDER BY a.created_at, a.id LIMIT 1",
+            "s.application_external_id IS NOT NULL",
         )
         self.run(
             f"UPDATE {S} SET err = 'no application with external id ' || application_external_id, "
@@ -359,11 +399,12 @@ class ImportWriter:
 
     def _resolve_candidates(self, r: int) -> int:
         S = self.stage
-        lookup = (
-            f"UPDATE {S} SET candidate_id = u.id FROM users u WHERE {S}.rnd = :r AND {S}.candidate_id IS NULL "
-            f"AND {S}.outcome IN ('created', 'updated') AND u.account_id = :acct AND u.email_normalized = {S}.email_norm"
-        )
-        self.run(lookup, r=r)
+
+        def lookup() -> None:
+            self.probe("candidate_id", "SELECT u.id FROM users u WHERE u.account_id = :acct AND u.email_normalized = s.email_norm",
+                       "s.rnd = :r AND s.candidate_id IS NULL AND s.outcome IN ('created', 'updated')", r=r)
+
+        lookup()
         if self.pg:
             # one statement: the first row per new email creates the user (DISTINCT ON keeps the
             # lowest row number), its audit row comes from RETURNING, and the round's rows get its id
@@ -397,7 +438,7 @@ class ImportWriter:
             r=r,
         ).rowcount
         if n:
-            self.run(lookup, r=r)
+            lookup()
             after = self.obj([("email", "u.email"), ("first_name", "u.first_name"), ("last_name", "u.last_name"), ("phone", "u.phone")])
             self.run(
                 "INSERT INTO audit_log (account_id, occurred_at, actor, operation, entity_type, entity_id, import_id, before, after) "
@@ -413,29 +454,30 @@ class ImportWriter:
         """Find each round-r row's existing record; returns whether rows were pushed to a later round."""
         S, e = self.stage, self.entity
         table = {"applications": "applications", "candidates": "users", "jobs": "jobs", "contracts": "contracts"}[e]
-        base = f"{S}.rnd = :r AND {S}.err IS NULL AND {S}.match_id IS NULL"
+        base = "s.rnd = :r AND s.err IS NULL AND s.match_id IS NULL"
         if "external_id" in self.duplicate_keys or e == "contracts":
-            self.run(
-                f"UPDATE {S} SET match_id = t.id FROM {table} t WHERE {base} AND {S}.external_id IS NOT NULL "
-                f"AND t.account_id = :acct AND t.external_id = {S}.external_id AND t.deleted_at IS NULL",
+            # the oldest live record with the external id (the key is not unique in the store)
+            self.probe(
+                "match_id",
+                f"SELECT t.id FROM {table} t WHERE t.account_id = :acct AND t.external_id = s.external_id AND t.deleted_at IS NULL "
+                "ORDER BY t.created_at, t.id LIMIT 1",
+                f"{base} AND s.external_id IS NOT NULL",
                 r=r,
             )
         if e == "applications" and "email" in self.duplicate_keys:
-            self.run(
-                f"UPDATE {S} SET match_id = a.id FROM users u JOIN applications a ON a.candidate_id = u.id "
-                f"WHERE {base} AND u.account_id = :acct AND u.email_normalized = {S}.email_norm "
-                f"AND a.account_id = :acct AND a.deleted_at IS NULL "
-                f"AND (a.job_id = {S}.job_id OR (a.job_id IS NULL AND {S}.job_id IS NULL))",
+            self.probe(
+                "match_id",
+                "SELECT a.id FROM users u JOIN applications a ON a.candidate_id = u.id "
+                "WHERE u.account_id = :acct AND u.email_normalized = s.email_norm AND a.account_id = :acct AND a.deleted_at IS NULL "
+                "AND (a.job_id = s.job_id OR (a.job_id IS NULL AND s.job_id IS NULL)) ORDER BY a.created_at, a.id LIMIT 1",
+                base,
                 r=r,
             )
         unique_key = {"candidates": ("email_normalized", "email_norm"), "jobs": ("code", "code")}.get(e)
         if unique_key:
             col, staged = unique_key
             # the unique key matches whatever duplicate_keys say: the store allows one record per key
-            self.run(
-                f"UPDATE {S} SET match_id = t.id FROM {table} t WHERE {base} AND t.account_id = :acct AND t.{col} = {S}.{staged}",
-                r=r,
-            )
+            self.probe("match_id", f"SELECT t.id FROM {table} t WHERE t.account_id = :acct AND t.{col} = s.{staged}", base, r=r)
         dup = DUPLICATE_OUTCOME[self.on_duplicate]
         if unique_key and dup == "created":
             self.run(
@@ -459,8 +501,9 @@ class ImportWriter:
             # an external-id match whose new key belongs to another record would break uniqueness
             self.run(
                 f"UPDATE {S} SET err = 'another {e[:-1]} already has this {staged.replace('_norm', '')}', "
-                f"err_col = '{staged.replace('_norm', '')}', outcome = NULL WHERE rnd = :r AND outcome = 'updated' AND EXISTS "
-                f"(SELECT 1 FROM {table} t WHERE t.account_id = :acct AND t.{col} = {S}.{staged} AND t.id <> {S}.match_id)",
+                f"err_col = '{staged.replace('_norm', '')}', outcome = NULL WHERE rnd = :r AND outcome = 'updated' AND "
+                # a scalar subquery, not EXISTS: the planner would turn EXISTS into a join (see probe)
+                f"(SELECT t.id FROM {table} t WHERE t.account_id = :acct AND t.{col} = {S}.{staged} AND t.id <> {S}.match_id LIMIT 1) IS NOT NULL",
                 r=r,
             )
         return bool(bumped)
