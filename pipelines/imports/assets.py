@@ -215,6 +215,12 @@ def _jsonable(value: Any) -> Any:
     return json.loads(json.dumps(value, default=str))
 
 
+def _run_terminating(context: dg.AssetExecutionContext) -> bool:
+    """Whether someone terminated this run (UI, API, `dagster run terminate`)."""
+    run = context.instance.get_run_by_id(context.run.run_id)
+    return run is not None and run.status in (dg.DagsterRunStatus.CANCELING, dg.DagsterRunStatus.CANCELED)
+
+
 def _import_partition(
     context: dg.AssetExecutionContext, config: ImportConfig, record_store: RecordStoreResource, retry_policy: dg.RetryPolicy | None
 ) -> dg.MaterializeResult:
@@ -273,6 +279,7 @@ def _import_partition(
                 dagster_run_id=context.run.run_id,
                 partition_key=key,
                 on_progress=on_progress,
+                should_stop=lambda: _run_terminating(context),
             )
         except dg.Failure:
             outcome = dropzone.FAILED
@@ -300,7 +307,16 @@ def _import_partition(
                 allow_retries=False,
             ) from exc
 
-        if result.status in ("failed", "cancelled"):
+        if result.status == "cancelled":
+            # terminated: the file stays where it is and a re-run of the partition resumes
+            raise dg.Failure(
+                description=f"run terminated: import of {source_name} stopped after {result.rows_read} rows; "
+                "its committed batches are kept and a re-run of the partition resumes",
+                metadata={"file": str(path), "partition": key, "import_id": str(result.import_id),
+                          "created": result.created, "updated": result.updated, "rows_read": result.rows_read},
+                allow_retries=False,
+            )
+        if result.status == "failed":
             outcome = dropzone.FAILED
             raise dg.Failure(
                 description=f"import of {source_name} {result.status}: {result.errors} bad rows of {result.rows_read}"
@@ -396,6 +412,15 @@ def _build_imported_file(retry_policy: dg.RetryPolicy | None) -> dg.AssetsDefini
                 raise
             raise dg.Failure(
                 description=f"import of partition {context.partition_key!r} failed: {type(exc).__name__}: {exc}",
+                allow_retries=False,
+            ) from exc
+        except (KeyboardInterrupt, dg.DagsterExecutionInterruptedError) as exc:
+            # terminated or Ctrl-C: Dagster turns an interrupt into a retry when the step has a
+            # retry policy (only the multiprocess executor ignores that for a terminated run), and
+            # the retry would resume the import the user just stopped
+            raise dg.Failure(
+                description=f"interrupted: import of partition {context.partition_key!r} stopped; "
+                "its committed batches are kept and a re-run of the partition resumes",
                 allow_retries=False,
             ) from exc
 

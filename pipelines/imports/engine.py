@@ -98,6 +98,10 @@ RESUMABLE = ("pending", "processing", "failed", "cancelled")
 FAILED_COLUMNS = ("_row", "_line", "_column", "_error")
 
 
+class _Stopped(Exception):
+    """`should_stop` said so between two batches."""
+
+
 class _Abort(Exception):
     def __init__(self, message: str) -> None:
         super().__init__(message)
@@ -298,13 +302,15 @@ def run_import(
     dagster_run_id: str | None = None,
     partition_key: str | None = None,
     on_progress: Callable[[ImportProgress], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
 ) -> ImportResult:
     """Import one file into the account's records, batch by batch.
 
     Identical content (same account, entity and SHA-256) already imported returns status
     "skipped" with `duplicate_of` and a history row of status skipped, unless `options.force`.
     An unfinished import of the same content (processing, failed or cancelled) is resumed after
-    its `rows_committed`. Dry runs write no records: each runs in one transaction rolled back
+    its `rows_committed`. `should_stop` is asked before each batch is written; when it answers
+    True the import ends "cancelled" after its committed batches (a later run resumes it). Dry runs write no records: each runs in one transaction rolled back
     at the end, and leave a history row marked dry_run.
 
     Raises:
@@ -353,6 +359,8 @@ def run_import(
 
             try:
                 for raw, prep in _prefetch(prepared):
+                    if should_stop is not None and should_stop():
+                        raise _Stopped()
                     if writer is None:
                         columns = [c for c in prep.table.column_names if c != "rnd"]
                         writer = ImportWriter(
@@ -438,6 +446,14 @@ def run_import(
                 values.update(rows_committed=committed, details=details, **totals)
             _finish(conn, import_id, **values)
             return _result(_history_row(conn, import_id), elapsed=time.monotonic() - t0, sample=sample)
+    except _Stopped:
+        if failed is not None:
+            failed.close()  # the part file stays: the resumed import appends to it
+        with store.begin() as conn:
+            h = _history_row(conn, import_id)
+            _finish(conn, import_id, status="cancelled", finished_at=_now(),
+                    error_message=f"stopped on request after {h.rows_committed} committed rows; a re-run resumes there")
+            return _result(_history_row(conn, import_id), elapsed=time.monotonic() - t0, sample=sample)
     except _Abort as exc:
         final_path = failed.finish() if failed is not None else None
         with store.begin() as conn:
@@ -460,7 +476,7 @@ def run_import(
         try:
             with store.begin() as conn:
                 _finish(conn, import_id, status="failed" if isinstance(exc, Exception) else "cancelled",
-                        error_message=f"{type(exc).__name__}: {exc}"[:2000])
+                        finished_at=_now(), error_message=f"{type(exc).__name__}: {exc}"[:2000])
         except Exception:  # noqa: BLE001 - the database may be what failed
             pass
         raise

@@ -179,6 +179,23 @@ def test_killed_run_resumes_without_duplicates(store, account, tmp_path) -> None
         assert [x["_row"] for x in csv.DictReader(f)] == ["13"]
 
 
+def test_should_stop_ends_cancelled_between_batches_and_a_rerun_resumes(store, account, tmp_path) -> None:
+    path = apps_csv(tmp_path, [f"A-{i},F{i},L{i},p{i}@x.org,J-{i % 3},Applied,2026-01-01,{i}" for i in range(30)])
+    committed: list[int] = []
+
+    r = run_import(store, account, path, ImportOptions(batch_size=5), failed_rows_dir=tmp_path,
+                   on_progress=lambda p: committed.append(p.batches_committed), should_stop=lambda: len(committed) == 2)
+    assert (r.status, r.rows_read, r.created) == ("cancelled", 10, 10)
+    row = list_imports(store, account)[0]
+    assert row["status"] == "cancelled" and row["finished_at"] is not None
+    assert "after 10 committed rows" in row["error_message"]
+    assert count(store, "applications", account) == 10
+    r = run_import(store, account, path, ImportOptions(batch_size=5), failed_rows_dir=tmp_path)
+    assert (r.status, r.rows_read, r.created) == ("completed", 30, 30)
+    assert count(store, "applications", account) == 30
+    assert len(list_imports(store, account)) == 1
+
+
 def test_auto_advance_and_default_stage(store, account, tmp_path) -> None:
     path = apps_csv(tmp_path, ["A-1,Ann,One,ann@x.org,J-1,,2026-01-01,7", "A-2,Bob,Two,bob@x.org,J-1,,2026-01-01,2"])
     rule = {"when": {"field": "years_experience", "op": ">=", "value": 5}, "stage": "interview"}

@@ -13,6 +13,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -300,3 +301,40 @@ def test_a_killed_database_connection_fails_the_attempt_and_the_retry_resumes(
     assert completed(done) == (rows, rows, rows, 0, 0)
     assert done.dagster_run_id == result.run_id
     assert records(acct, done.id) == exactly(rows)
+
+
+def test_terminate_stops_an_in_process_import_at_the_next_batch(
+    pg_url: str, instance: dg.DagsterInstance, acct: Account, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`bulkops import` runs in process: Terminate can only mark the run, the import must notice."""
+    from pipelines.imports.launch import launch_import
+    from pipelines.imports.options import ImportOptions
+
+    monkeypatch.setenv("BULKOPS_DATABASE_URL", pg_url)
+    path = applicants_csv(tmp_path / "inproc.csv", 5 * BATCH, late_from=2 * BATCH + 1)
+    with job_row_locked(acct, LATE_JOB) as lock:
+
+        def mark_canceling() -> None:
+            try:
+                wait_for(lock.waiters, "the import to wait inside batch 3")
+                [run] = instance.get_runs(limit=1)
+                instance.report_run_canceling(run)
+            finally:
+                lock.release()
+
+        marker = threading.Thread(target=mark_canceling)
+        marker.start()
+        try:
+            run_id, result = launch_import(path, "applications", acct.slug, ImportOptions(entity="applications", batch_size=BATCH),
+                                           instance=instance, log_level="ERROR")
+        finally:
+            marker.join()
+    assert result is None
+    assert instance.get_run_by_id(run_id).status == dg.DagsterRunStatus.CANCELED
+    types = event_types(instance, run_id)
+    assert "STEP_UP_FOR_RETRY" not in types and "STEP_RESTARTED" not in types
+    # batch 3 was already being written when the run was marked: it commits, batch 4 never starts
+    [row] = history(acct)
+    assert (row.status, row.rows_committed, row.created) == ("cancelled", 3 * BATCH, 3 * BATCH)
+    assert row.finished_at is not None and "stopped on request" in row.error_message
+    assert records(acct, row.id) == exactly(3 * BATCH)
