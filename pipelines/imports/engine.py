@@ -475,8 +475,13 @@ def run_import(
             failed.close()
         try:
             with store.begin() as conn:
-                _finish(conn, import_id, status="failed" if isinstance(exc, Exception) else "cancelled",
-                        finished_at=_now(), error_message=f"{type(exc).__name__}: {exc}"[:2000])
+                if isinstance(exc, Exception):
+                    status, message = "failed", f"{type(exc).__name__}: {exc}"
+                else:
+                    status = "cancelled"
+                    message = (f"interrupted ({type(exc).__name__}{': ' + str(exc) if str(exc) else ''}) after "
+                               f"{_history_row(conn, import_id).rows_committed} committed rows; a re-run resumes there")
+                _finish(conn, import_id, status=status, finished_at=_now(), error_message=message[:2000])
         except Exception:  # noqa: BLE001 - the database may be what failed
             pass
         raise

@@ -170,7 +170,9 @@ def test_killed_run_resumes_without_duplicates(store, account, tmp_path) -> None
     with pytest.raises(KeyboardInterrupt):
         run_import(store, account, path, ImportOptions(batch_size=5), failed_rows_dir=tmp_path, on_progress=kill_after_two)
     assert count(store, "applications", account) == 10
-    assert list_imports(store, account)[0]["status"] == "cancelled"
+    row = list_imports(store, account)[0]
+    assert row["status"] == "cancelled" and row["finished_at"] is not None
+    assert row["error_message"] == "interrupted (KeyboardInterrupt: killed) after 10 committed rows; a re-run resumes there"
     r = run_import(store, account, path, ImportOptions(batch_size=5), failed_rows_dir=tmp_path)
     assert (r.rows_read, r.created, r.errors) == (30, 29, 1)
     assert count(store, "applications", account) == 29
