@@ -126,8 +126,10 @@ def schema_floor(url: str, path: Path, account: uuid.UUID) -> float:
         _stage_file(cur, path)
         cur.execute("INSERT INTO jobs (id, account_id, code, title, status, origin, data, created_at, updated_at) "
                     "SELECT gen_random_uuid(), %(a)s, c5, max(c6), 'open', 'uploaded', '{}', now(), now() FROM raw GROUP BY c5", a)
-        cur.execute("CREATE TEMP TABLE s ON COMMIT DROP AS SELECT gen_random_uuid() AS uid, gen_random_uuid() AS aid, "
-                    "gen_random_uuid() AS fid, lower(trim(c3)) AS email, * FROM raw")
+        # ascending ids, like the import's time-ordered ones (random ones would split index pages)
+        ids = ", ".join(f"(left(md5(%(a)s || '{k}')::uuid::text, 24) || lpad(to_hex(n), 12, '0'))::uuid AS {k}" for k in ("uid", "aid", "fid"))
+        cur.execute(f"CREATE TEMP TABLE s ON COMMIT DROP AS SELECT {ids}, lower(trim(c3)) AS email, * "
+                    "FROM (SELECT row_number() OVER () AS n, * FROM raw) r", a)
         cur.execute(
             "WITH u AS (INSERT INTO users (id, account_id, role, email, email_normalized, first_name, last_name, phone, data, "
             "created_at, updated_at) SELECT DISTINCT ON (email) uid, %(a)s, 'candidate', c3, email, c1, c2, c4, '{}', now(), now() "
