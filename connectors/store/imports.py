@@ -227,9 +227,9 @@ class ImportWriter:
         """ANALYZE the lookup tables whose statistics no longer describe this account's rows.
 
         Call between batches, in a transaction of its own (ANALYZE holds a lock until commit). A
-        table never analyzed gets one, so does one where the account had no rows before this
-        import added some, and one where this import has doubled the
-        account's rows since the last one (at least ANALYZE_MIN_ROWS). Statistics that miss the
+        table gets one when it was never analyzed, when the account had no rows there before
+        this import added some, and when this import has doubled the account's rows since the
+        last one (at least ANALYZE_MIN_ROWS). Statistics that miss the
         account (a new tenant in a table another account filled) make the planner believe it has
         no rows, and then any index starting with account_id looks as good as the right one: a
         lookup walked all the account's rows per probe, minutes per batch. Autovacuum would do
@@ -390,7 +390,7 @@ class ImportWriter:
             "ref_id",
             "SELECT a.id FROM applications a WHERE a.account_id = :acct AND a.external_id = s.application_external_id "
             "AND a.deleted_at IS NULL ORDER BY a.created_at, a.id LIMIT 1",
-            "s.application_external_id IS NOT NULL",
+            "s.ref_id IS NULL AND s.application_external_id IS NOT NULL",
         )
         self.run(
             f"UPDATE {S} SET err = 'no application with external id ' || application_external_id, "
