@@ -9,6 +9,7 @@ from pydantic import Field
 from connectors import webhooks
 from connectors.store import bulk, schema
 from pipelines.bulk import service
+from pipelines.instance import run_terminating
 from resources import RecordStoreResource
 
 PROGRESS_ASSET = dg.AssetKey(["bulkops", "bulk_jobs"])
@@ -24,10 +25,6 @@ class BulkJobConfig(dg.Config):
         default=0, ge=0,
         description="Records per transaction; 0 picks 20,000 on PostgreSQL and 500 on SQLite.",
     )
-
-def _run_cancelling(context: dg.OpExecutionContext) -> bool:
-    run = context.instance.get_run_by_id(context.run.run_id)
-    return run is not None and run.status in (dg.DagsterRunStatus.CANCELING, dg.DagsterRunStatus.CANCELED)
 
 def _terminated(job_id: uuid.UUID) -> dg.Failure:
     return dg.Failure(
@@ -71,7 +68,7 @@ def apply_bulk_job(context: dg.OpExecutionContext, config: BulkJobConfig, record
     number = 0
     try:
         while True:
-            if _run_cancelling(context):
+            if run_terminating(context):
                 bulk.finish_job(store, job_id, "cancelled")
                 raise _terminated(job_id)
             result = bulk.process_next_batch(store, job_id, size, batch_number=number, run_id=context.run.run_id)
@@ -98,7 +95,7 @@ def apply_bulk_job(context: dg.OpExecutionContext, config: BulkJobConfig, record
     except BaseException as exc:
         # run terminated: committed batches stay, the job stops here
         bulk.finish_job(store, job_id, "cancelled")
-        if _run_cancelling(context):
+        if run_terminating(context):
             # a failed step of a CANCELING run ends CANCELED; re-raising would be retried in-process
             raise _terminated(job_id) from exc
         raise

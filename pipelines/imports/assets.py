@@ -15,6 +15,7 @@ from pydantic import Field
 
 from connectors import settings
 from pipelines.imports import dropzone
+from pipelines.instance import run_terminating
 from resources import RecordStoreResource
 
 import_files = dg.DynamicPartitionsDefinition(name="import_files")
@@ -215,12 +216,6 @@ def _jsonable(value: Any) -> Any:
     return json.loads(json.dumps(value, default=str))
 
 
-def _run_terminating(context: dg.AssetExecutionContext) -> bool:
-    """Whether someone terminated this run (UI, API, `dagster run terminate`)."""
-    run = context.instance.get_run_by_id(context.run.run_id)
-    return run is not None and run.status in (dg.DagsterRunStatus.CANCELING, dg.DagsterRunStatus.CANCELED)
-
-
 def _import_partition(
     context: dg.AssetExecutionContext, config: ImportConfig, record_store: RecordStoreResource, retry_policy: dg.RetryPolicy | None
 ) -> dg.MaterializeResult:
@@ -279,7 +274,7 @@ def _import_partition(
                 dagster_run_id=context.run.run_id,
                 partition_key=key,
                 on_progress=on_progress,
-                should_stop=lambda: _run_terminating(context),
+                should_stop=lambda: run_terminating(context),
             )
         except dg.Failure:
             outcome = dropzone.FAILED
