@@ -26,6 +26,8 @@ import pyarrow.compute as pc
 import pyarrow.csv as pcsv
 import sqlalchemy as sa
 
+from connectors.store.schema import ENTITY_TABLES
+
 OUTCOMES = ("created", "updated", "skipped", "flagged")
 # staged columns that joins and filters use
 STAGE_KEYS = ("email_norm", "external_id", "job_code", "code", "application_external_id")
@@ -300,7 +302,7 @@ class ImportWriter:
         counts = dict.fromkeys(OUTCOMES, 0)
         for outcome, n in self.run(f"SELECT outcome, count(*) FROM {self.stage} WHERE err IS NULL GROUP BY outcome"):
             counts[outcome] = n
-        self._grew(self._spec()["table"], counts["created"])
+        self._grew(ENTITY_TABLES[self.entity].name, counts["created"])
         self._grew("users", details.get("candidates_created", 0))
         self._grew("jobs", details.get("jobs_created", 0))
         errors = [
@@ -453,7 +455,7 @@ class ImportWriter:
     def _match(self, r: int) -> bool:
         """Find each round-r row's existing record; returns whether rows were pushed to a later round."""
         S, e = self.stage, self.entity
-        table = {"applications": "applications", "candidates": "users", "jobs": "jobs", "contracts": "contracts"}[e]
+        table = ENTITY_TABLES[e].name
         base = "s.rnd = :r AND s.err IS NULL AND s.match_id IS NULL"
         if "external_id" in self.duplicate_keys or e == "contracts":
             # the oldest live record with the external id (the key is not unique in the store)
@@ -511,11 +513,10 @@ class ImportWriter:
     # -- writes
 
     def _spec(self) -> dict[str, Any]:
-        """Per entity: target table, insert columns -> staged expressions, update assignments, audit fields."""
+        """Per entity: insert columns -> staged expressions, update assignments, audit fields."""
         d = self.default_stage.replace("'", "''")
         if self.entity == "applications":
             return {
-                "table": "applications",
                 "insert": {
                     "candidate_id": "s.candidate_id", "job_id": "s.job_id", "stage": f"coalesce(s.stage, '{d}')",
                     "status": "coalesce(s.status, 'active')", "source": "s.source", "applied_at": "s.applied_at",
@@ -531,7 +532,6 @@ class ImportWriter:
             }
         if self.entity == "candidates":
             return {
-                "table": "users",
                 "insert": {
                     "role": "'candidate'", "email": "s.email", "email_normalized": "s.email_norm", "first_name": "s.first_name",
                     "last_name": "s.last_name", "phone": "s.phone", "external_id": "s.external_id", "data": self.json_of("data"),
@@ -545,7 +545,6 @@ class ImportWriter:
             }
         if self.entity == "jobs":
             return {
-                "table": "jobs",
                 "insert": {
                     "code": "s.code", "title": "coalesce(s.title, s.code)", "description": "s.description", "location": "s.location",
                     "status": "coalesce(s.status, 'open')", "origin": "'uploaded'", "source_url": "s.source_url",
@@ -560,7 +559,6 @@ class ImportWriter:
                 "audit": ("code", "title", "description", "location", "status", "source_url", "external_id"),
             }
         return {
-            "table": "contracts",
             "insert": {
                 "application_id": "s.ref_id", "status": "coalesce(s.status, 'draft')", "template": "s.template",
                 "terms": self.json_of("terms"), "external_id": "s.external_id", "data": self.json_of("data"),
@@ -578,7 +576,7 @@ class ImportWriter:
 
     def _create(self, r: int) -> None:
         S, spec = self.stage, self._spec()
-        table, ins = spec["table"], spec["insert"]
+        table, ins = ENTITY_TABLES[self.entity].name, spec["insert"]
         cols = ", ".join(ins)
         exprs = ", ".join(ins.values())
         json_fields = ("data", "terms") if table == "contracts" else ("data",)
@@ -635,7 +633,7 @@ class ImportWriter:
 
     def _update(self, r: int) -> None:
         S, spec = self.stage, self._spec()
-        table, upd = spec["table"], spec["update"]
+        table, upd = ENTITY_TABLES[self.entity].name, spec["update"]
         json_fields = tuple(c for c in ("data", "terms") if c in upd)
         plain = tuple(c for c in spec["audit"] if c in upd)
         before = self._audit_obj("t", plain, json_fields)

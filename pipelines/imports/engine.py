@@ -291,6 +291,13 @@ def _finish(conn: sa.Connection, import_id: uuid.UUID, **values: Any) -> None:
     conn.execute(schema.import_history.update().where(schema.import_history.c.id == import_id).values(**values))
 
 
+def _cancelled(conn: sa.Connection, import_id: uuid.UUID, why: str) -> None:
+    """End the history row 'cancelled', saying where a re-run resumes."""
+    committed = _history_row(conn, import_id).rows_committed
+    _finish(conn, import_id, status="cancelled", finished_at=_now(),
+            error_message=f"{why} after {committed} committed rows; a re-run resumes there")
+
+
 def run_import(
     store: Any,
     account_id: uuid.UUID,
@@ -310,8 +317,9 @@ def run_import(
     "skipped" with `duplicate_of` and a history row of status skipped, unless `options.force`.
     An unfinished import of the same content (processing, failed or cancelled) is resumed after
     its `rows_committed`. `should_stop` is asked before each batch is written; when it answers
-    True the import ends "cancelled" after its committed batches (a later run resumes it). Dry runs write no records: each runs in one transaction rolled back
-    at the end, and leave a history row marked dry_run.
+    True the import ends "cancelled" after its committed batches (a later run resumes it). Dry
+    runs write no records: each runs in one transaction rolled back at the end, and leave a
+    history row marked dry_run.
 
     Raises:
         MappingError: the mapping does not fit the file; nothing was written.
@@ -350,6 +358,11 @@ def run_import(
             writer = None
             outer = conn.begin() if options.dry_run else None
 
+            def step() -> Any:
+                """A transaction of its own; inside a dry run's one outer transaction, none."""
+                # a dry run is one transaction rolled back at the end (sqlite savepoints would commit it)
+                return conn.begin() if outer is None else contextlib.nullcontext()
+
             def prepared(start_after: int = committed) -> Iterator[tuple[Any, Any]]:
                 for raw in tab.batches(options.batch_size, start_after=start_after):
                     mapped = apply_mapping(mapping, raw.table)
@@ -369,10 +382,7 @@ def run_import(
                             duplicate_keys=options.duplicate_keys, create_missing_jobs=options.create_missing_jobs,
                             default_stage=options.default_stage, form_name=options.form_name,
                         )
-                        if outer is None:
-                            with conn.begin():
-                                writer.create_stage()
-                        else:
+                        with step():
                             writer.create_stage()
                     row_errors: dict[int, list[tuple[str, str]]] = {}
                     rows = raw.rows.to_pylist() if prep.errors else None
@@ -382,14 +392,9 @@ def run_import(
                     if row_errors:
                         keep = pc.invert(pc.is_in(raw.rows, value_set=pa.array(list(row_errors), pa.int64())))
                         table = table.filter(keep)
-                    if outer is None:
-                        with conn.begin():
-                            writer.refresh_statistics()
-                    else:
+                    with step():
                         writer.refresh_statistics()
-                    # a dry run is one transaction rolled back at the end (sqlite savepoints would commit it)
-                    tx = conn.begin() if outer is None else contextlib.nullcontext()
-                    with tx:
+                    with step():
                         outcome = writer.write_batch(table) if table.num_rows else None
                         if outcome is not None:
                             for row_no, col, reason in outcome.errors:
@@ -450,9 +455,7 @@ def run_import(
         if failed is not None:
             failed.close()  # the part file stays: the resumed import appends to it
         with store.begin() as conn:
-            h = _history_row(conn, import_id)
-            _finish(conn, import_id, status="cancelled", finished_at=_now(),
-                    error_message=f"stopped on request after {h.rows_committed} committed rows; a re-run resumes there")
+            _cancelled(conn, import_id, "stopped on request")
             return _result(_history_row(conn, import_id), elapsed=time.monotonic() - t0, sample=sample)
     except _Abort as exc:
         final_path = failed.finish() if failed is not None else None
@@ -476,12 +479,9 @@ def run_import(
         try:
             with store.begin() as conn:
                 if isinstance(exc, Exception):
-                    status, message = "failed", f"{type(exc).__name__}: {exc}"
+                    _finish(conn, import_id, status="failed", finished_at=_now(), error_message=f"{type(exc).__name__}: {exc}"[:2000])
                 else:
-                    status = "cancelled"
-                    message = (f"interrupted ({type(exc).__name__}{': ' + str(exc) if str(exc) else ''}) after "
-                               f"{_history_row(conn, import_id).rows_committed} committed rows; a re-run resumes there")
-                _finish(conn, import_id, status=status, finished_at=_now(), error_message=message[:2000])
+                    _cancelled(conn, import_id, f"interrupted ({type(exc).__name__}{': ' + str(exc) if str(exc) else ''})"[:1900])
         except Exception:  # noqa: BLE001 - the database may be what failed
             pass
         raise
@@ -502,9 +502,6 @@ def list_imports(store: Any, account_id: uuid.UUID, *, type: str | None = None, 
     q = q.order_by(h.c.started_at.desc(), h.c.id).limit(limit)
     with store.engine.connect() as conn:
         return [dict(r._mapping) for r in conn.execute(q)]
-
-
-_TABLES = {"applications": schema.applications, "candidates": schema.users, "jobs": schema.jobs, "contracts": schema.contracts}
 
 
 def _restore_value(column: sa.Column, value: Any) -> Any:
@@ -552,7 +549,7 @@ def rollback_import(store: Any, account_id: uuid.UUID, import_id: uuid.UUID, *, 
             raise ImportFailed(f"import {import_id} is already rolled back", import_id=import_id)
         audit_rows: list[dict] = []
         # restore updates, newest import state first is irrelevant: the first before-image is the original
-        for entity, table in _TABLES.items():
+        for entity, table in schema.ENTITY_TABLES.items():
             updates = conn.execute(
                 sa.select(audit.c.entity_id, audit.c.before)
                 .where(audit.c.import_id == import_id, audit.c.operation == "import.update", audit.c.entity_type == entity)
