@@ -35,14 +35,18 @@ from pipelines.imports.errors import MappingError
 
 # target fields per entity, with the maximum length the record store accepts (None = text)
 TEXT, DATETIME = "text", "datetime"
+_PERSON: dict[str, tuple[str, int | None]] = {
+    "external_id": (TEXT, 200),
+    "email": (TEXT, 320),
+    "first_name": (TEXT, 200),
+    "last_name": (TEXT, 200),
+    "full_name": (TEXT, 401),
+    "phone": (TEXT, 64),
+}
 FIELDS: dict[str, dict[str, tuple[str, int | None]]] = {
+    # an application row carries its candidate (external_id is the application's)
     "applications": {
-        "external_id": (TEXT, 200),
-        "email": (TEXT, 320),
-        "first_name": (TEXT, 200),
-        "last_name": (TEXT, 200),
-        "full_name": (TEXT, 401),
-        "phone": (TEXT, 64),
+        **_PERSON,
         "candidate_external_id": (TEXT, 200),
         "job_code": (TEXT, 200),
         "job_title": (TEXT, 500),
@@ -52,14 +56,7 @@ FIELDS: dict[str, dict[str, tuple[str, int | None]]] = {
         "source": (TEXT, 200),
         "applied_at": (DATETIME, None),
     },
-    "candidates": {
-        "external_id": (TEXT, 200),
-        "email": (TEXT, 320),
-        "first_name": (TEXT, 200),
-        "last_name": (TEXT, 200),
-        "full_name": (TEXT, 401),
-        "phone": (TEXT, 64),
-    },
+    "candidates": _PERSON,
     "jobs": {
         "external_id": (TEXT, 200),
         "code": (TEXT, 200),
