@@ -37,6 +37,8 @@ import sqlalchemy as sa  # noqa: E402
 ADMIN = os.environ.get("BULKOPS_BENCH_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
 HEADER = ["Application ID", "First Name", "Last Name", "Email", "Phone", "Job Code", "Job Title", "Stage", "Source",
           "Applied At", "Years Experience", "Cover Letter"]
+# the all-text table the file is COPYed into: one text column per header column
+TEXT_COLUMNS = ", ".join(f"c{i} text" for i in range(len(HEADER)))
 STAGES = ["Applied", "Phone Screen", "In Review", "Interview", "Offer", "  applied ", "IN REVIEW"]
 
 
@@ -64,28 +66,28 @@ def generate(path: Path, rows: int, seed: int = 7) -> None:
                         rnd.choice(["LinkedIn", "Referral", "Careers page"]), applied, str(k % 20), cover])
 
 
+def _copy_file(cur: psycopg.Cursor, table: str, path: Path) -> None:
+    with open(path, "rb") as f, cur.copy(f"COPY {table} FROM STDIN (FORMAT csv, HEADER true)") as cp:
+        while chunk := f.read(1 << 20):
+            cp.write(chunk)
+
+
 def raw_copy(url: str, path: Path, *, unlogged: bool = False) -> float:
     """(a) COPY of the file into an all-text table: the issue's baseline (logged, like any table)."""
-    cols = ", ".join(f"c{i} text" for i in range(len(HEADER)))
     with psycopg.connect(url, autocommit=True) as conn:
-        conn.execute(f"DROP TABLE IF EXISTS raw_copy; CREATE {'UNLOGGED ' if unlogged else ''}TABLE raw_copy ({cols})")
+        conn.execute(f"DROP TABLE IF EXISTS raw_copy; CREATE {'UNLOGGED ' if unlogged else ''}TABLE raw_copy ({TEXT_COLUMNS})")
         conn.execute("CHECKPOINT")
         t = time.perf_counter()
-        with conn.cursor() as cur, open(path, "rb") as f:
-            with cur.copy("COPY raw_copy FROM STDIN (FORMAT csv, HEADER true)") as cp:
-                while chunk := f.read(1 << 20):
-                    cp.write(chunk)
+        with conn.cursor() as cur:
+            _copy_file(cur, "raw_copy", path)
         elapsed = time.perf_counter() - t
         conn.execute("DROP TABLE raw_copy")
     return elapsed
 
 
 def _stage_file(cur: psycopg.Cursor, path: Path) -> None:
-    cols = ", ".join(f"c{i} text" for i in range(len(HEADER)))
-    cur.execute(f"CREATE TEMP TABLE raw ({cols}) ON COMMIT DROP")
-    with open(path, "rb") as f, cur.copy("COPY raw FROM STDIN (FORMAT csv, HEADER true)") as cp:
-        while chunk := f.read(1 << 20):
-            cp.write(chunk)
+    cur.execute(f"CREATE TEMP TABLE raw ({TEXT_COLUMNS}) ON COMMIT DROP")
+    _copy_file(cur, "raw", path)
 
 
 def single_table_upsert(url: str, path: Path) -> float:
