@@ -10,8 +10,11 @@ the same file (all updates, `force=True` bypasses the identical-content skip). T
 points are printed with them: the issue's "COPY into staging, then INSERT ... ON CONFLICT" into a
 single table, and the schema floors: the rows a first import writes (users, applications, form
 submissions, an audit row each) and the rows a re-import writes (application updates with an
-audit row holding before and after), written set-based with no logic at all. Each bulkops import runs in a child process so its peak RSS is its
-own. Prints figures; nothing is asserted.
+audit row holding before and after), written set-based with no logic at all, and the bare
+floor: the first import's user, application and form-submission rows into copies of those tables
+with primary keys only (no foreign keys, other indexes or audit rows), the bound for any design of
+constraints, indexes and audit. Each bulkops import runs in a child process so its peak RSS is
+its own. Prints figures; nothing is asserted.
 """
 
 from __future__ import annotations
@@ -110,49 +113,64 @@ def single_table_upsert(url: str, path: Path) -> float:
     return elapsed
 
 
-def schema_floor(url: str, path: Path, account: uuid.UUID) -> float:
+def schema_floor(url: str, path: Path, account: uuid.UUID, *, bare: bool = False) -> float:
     """The rows a first import writes, written set-based with no logic at all.
 
     Same file, same record tables (indexes, foreign keys, append-only audit): COPY into staging,
     then users (one per email), applications, form submissions and an audit row for each, with
     plain expressions: no mapping, validation, duplicate matching or error handling. What the
     data model costs on this server; an import cannot be faster than this.
+
+    `bare=True`: the same rows into copies of the three record tables with their columns and
+    primary keys only (no foreign keys, no other index, no check) and no audit rows: a bound
+    no design of constraints, indexes or audit could beat with these three tables.
     """
     a = {"a": str(account)}
+    t_users, t_apps, t_forms = (f"bare_{t}" if bare else t for t in ("users", "applications", "form_submissions"))
     audit = ("INSERT INTO audit_log (account_id, occurred_at, actor, operation, entity_type, entity_id, import_id, before, after) "
              "SELECT %(a)s, now(), 'bench', 'import.create', '{etype}', id, NULL, NULL, {after} FROM {src}")
+
+    def audited(insert: str, etype: str, returning: str, after: str, src: str) -> str:
+        return insert if bare else f"WITH {src} AS ({insert} RETURNING {returning}) " + audit.format(etype=etype, after=after, src=src)
+
     with psycopg.connect(url) as conn, conn.cursor() as cur:
+        if bare:
+            for t in ("users", "applications", "form_submissions"):
+                cur.execute(f"DROP TABLE IF EXISTS bare_{t}; CREATE TABLE bare_{t} (LIKE {t} INCLUDING DEFAULTS, PRIMARY KEY (id))")
+            conn.commit()
         cur.execute("CHECKPOINT")
         t = time.perf_counter()
         cur.execute("SET LOCAL synchronous_commit = off")
         _stage_file(cur, path)
         cur.execute("INSERT INTO jobs (id, account_id, code, title, status, origin, data, created_at, updated_at) "
-                    "SELECT gen_random_uuid(), %(a)s, c5, max(c6), 'open', 'uploaded', '{}', now(), now() FROM raw GROUP BY c5", a)
+                    "SELECT gen_random_uuid(), %(a)s, c5, max(c6), 'open', 'uploaded', '{}', now(), now() FROM raw GROUP BY c5 "
+                    "ON CONFLICT DO NOTHING", a)
         # ascending ids, like the import's time-ordered ones (random ones would split index pages)
         ids = ", ".join(f"(left(md5(%(a)s || '{k}')::uuid::text, 24) || lpad(to_hex(n), 12, '0'))::uuid AS {k}" for k in ("uid", "aid", "fid"))
         cur.execute(f"CREATE TEMP TABLE s ON COMMIT DROP AS SELECT {ids}, lower(trim(c3)) AS email, * "
                     "FROM (SELECT row_number() OVER () AS n, * FROM raw) r", a)
-        cur.execute(
-            "WITH u AS (INSERT INTO users (id, account_id, role, email, email_normalized, first_name, last_name, phone, data, "
+        cur.execute(audited(
+            f"INSERT INTO {t_users} (id, account_id, role, email, email_normalized, first_name, last_name, phone, data, "
             "created_at, updated_at) SELECT DISTINCT ON (email) uid, %(a)s, 'candidate', c3, email, c1, c2, c4, '{}', now(), now() "
-            "FROM s ORDER BY email RETURNING id, email, first_name, last_name) "
-            + audit.format(etype="candidates", after="jsonb_build_object('email', email, 'first_name', first_name)", src="u"), a)
-        cur.execute("ANALYZE users")
-        cur.execute(
-            "WITH x AS (INSERT INTO applications (id, account_id, candidate_id, job_id, stage, status, source, external_id, data, "
+            "FROM s ORDER BY email", "candidates", "id, email, first_name, last_name", "jsonb_build_object('email', email, 'first_name', first_name)", "u"), a)
+        cur.execute(f"ANALYZE {t_users}")
+        cur.execute(audited(
+            f"INSERT INTO {t_apps} (id, account_id, candidate_id, job_id, stage, status, source, external_id, data, "
             "created_at, updated_at) SELECT s.aid, %(a)s, u.id, j.id, lower(trim(s.c7)), 'active', s.c8, s.c0, "
-            "jsonb_build_object('years', s.c10), now(), now() FROM s JOIN users u ON u.account_id = %(a)s AND u.email_normalized = s.email "
-            "JOIN jobs j ON j.account_id = %(a)s AND j.code = s.c5 RETURNING id, candidate_id, job_id, stage) "
-            + audit.format(etype="applications", after="jsonb_build_object('candidate_id', candidate_id, 'job_id', job_id, 'stage', stage)",
-                           src="x"), a)
-        cur.execute(
-            "WITH f AS (INSERT INTO form_submissions (id, account_id, application_id, form_name, answers, created_at, updated_at) "
+            f"jsonb_build_object('years', s.c10), now(), now() FROM s JOIN {t_users} u ON u.account_id = %(a)s "
+            "AND u.email_normalized = s.email JOIN jobs j ON j.account_id = %(a)s AND j.code = s.c5",
+            "applications", "id, candidate_id, job_id, stage", "jsonb_build_object('candidate_id', candidate_id, 'job_id', job_id, 'stage', stage)", "x"), a)
+        cur.execute(audited(
+            f"INSERT INTO {t_forms} (id, account_id, application_id, form_name, answers, created_at, updated_at) "
             "SELECT fid, %(a)s, aid, 'application', jsonb_build_object('cover_letter', c11), now(), now() FROM s "
-            "WHERE aid IN (SELECT id FROM applications WHERE account_id = %(a)s) RETURNING id, application_id, answers) "
-            + audit.format(etype="form_submissions", after="jsonb_build_object('application_id', application_id, 'answers', answers)",
-                           src="f"), a)
+            f"WHERE aid IN (SELECT id FROM {t_apps} WHERE account_id = %(a)s)",
+            "form_submissions", "id, application_id, answers", "jsonb_build_object('application_id', application_id, 'answers', answers)", "f"), a)
         conn.commit()
-        return time.perf_counter() - t
+        elapsed = time.perf_counter() - t
+        if bare:
+            cur.execute("DROP TABLE bare_form_submissions, bare_applications, bare_users")
+            conn.commit()
+        return elapsed
 
 
 def schema_floor_reimport(url: str, path: Path, account: uuid.UUID) -> float:
@@ -222,6 +240,7 @@ def run_size(url: str, rows: int, batch: int, workdir: Path) -> dict:
     floor_account = store.ensure_account(f"floor-{uuid.uuid4().hex[:8]}")
     store.dispose()
     floor_s = schema_floor(plain, path, floor_account)
+    bare_s = schema_floor(plain, path, floor_account, bare=True)
     floor_re_s = schema_floor_reimport(plain, path, floor_account)
     first = bulkops_import(url, account, path, False, batch)
     again = bulkops_import(url, account, path, True, batch)
@@ -233,7 +252,7 @@ def run_size(url: str, rows: int, batch: int, workdir: Path) -> dict:
     out = {
         "rows": rows, "file_mb": round(size_mb, 1), "batch_size": batch, "load_avg": [round(x, 1) for x in os.getloadavg()],
         "raw_copy_s": round(copy_s, 2), "raw_copy_rows_s": round(raw_rps), "raw_copy_unlogged_rows_s": round(rows / copy_unlogged_s),
-        "single_table_upsert": rate(upsert_s), "schema_floor": rate(floor_s),
+        "single_table_upsert": rate(upsert_s), "schema_floor": rate(floor_s), "bare_floor": rate(bare_s),
         "first_s": round(first["elapsed"], 2), "first_rows_s": round(rows / first["elapsed"]),
         "first_ratio": round(rows / first["elapsed"] / raw_rps, 3), "first_vs_floor": round(floor_s / first["elapsed"], 2),
         "first_rss_mb": round(first["rss_mb"]),

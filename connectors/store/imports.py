@@ -341,13 +341,15 @@ class ImportWriter:
             # the account's jobs are few next to a batch: hash them once (a nested loop, which the
             # planner takes when its statistics see no jobs yet, scans them once per row)
             if self.pg:
+                was = self.conn.exec_driver_sql("SELECT current_setting('enable_nestloop')").scalar()
                 self.conn.exec_driver_sql("SET LOCAL enable_nestloop = off")
             self.run(
                 f"UPDATE {S} SET job_id = j.id FROM jobs j WHERE {S}.job_id IS NULL AND {S}.job_code IS NOT NULL "
                 f"AND {S}.err IS NULL AND j.account_id = :acct AND j.code = {S}.job_code"
             )
             if self.pg:
-                self.conn.exec_driver_sql("SET LOCAL enable_nestloop = on")
+                # back to the value it had (the server's or the session's), not to PostgreSQL's default
+                self.conn.execute(sa.text("SELECT set_config('enable_nestloop', :was, true)"), {"was": was})
 
         lookup()
         created = 0

@@ -63,3 +63,26 @@ def test_a_new_account_is_in_the_statistics_before_its_first_batch_looks_up_its_
     with fresh_store.engine.connect() as c:
         common = c.execute(sa.text("SELECT most_common_vals::text FROM pg_stats WHERE tablename = 'applications' AND attname = 'account_id'")).scalar()
     assert str(second) in common and str(first) in common
+
+
+@pytest.mark.parametrize("server_value", ["on", "off"])
+def test_the_job_lookup_gives_back_the_servers_enable_nestloop(fresh_store, tmp_path, monkeypatch, server_value) -> None:
+    # the job lookup switches nested loops off for one statement; the rest of the batch runs
+    # with the value the server (here: the database) set, not with PostgreSQL's default
+    with fresh_store.engine.connect() as c:
+        db = c.execute(sa.text("SELECT current_database()")).scalar()
+    with fresh_store.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as c:
+        c.execute(sa.text(f'ALTER DATABASE "{db}" SET enable_nestloop = {server_value}'))
+    fresh_store.engine.dispose()  # new sessions read the database's setting
+    seen: list[str] = []
+    resolve = imports.ImportWriter._resolve_candidates
+
+    def spy(self, r):
+        seen.append(self.conn.exec_driver_sql("SHOW enable_nestloop").scalar())
+        return resolve(self, r)
+
+    monkeypatch.setattr(imports.ImportWriter, "_resolve_candidates", spy)
+    account = fresh_store.ensure_account("nestloop")
+    r = run_import(fresh_store, account, _csv(tmp_path, 30, "n"), ImportOptions(batch_size=10), failed_rows_dir=tmp_path)
+    assert (r.status, r.created) == ("completed", 30)
+    assert seen == [server_value] * 3
