@@ -23,7 +23,7 @@ demo: $(BIN)/bulkops $(DAGSTER_HOME)/dagster.yaml
 
 ## set up and run the whole test suite (SQLite and the real PostgreSQL server)
 test: $(BIN)/bulkops
-	$(BIN)/pytest -n 2
+	$(BIN)/pytest -n 2 --dist loadgroup
 
 ## the Dagster UI on http://127.0.0.1:3000 (webserver + daemon for sensors and schedules)
 dev: $(BIN)/bulkops $(DAGSTER_HOME)/dagster.yaml

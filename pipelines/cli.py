@@ -204,10 +204,21 @@ def _launch(path: str, entity: str, account: str, options: object, mapping: str 
 @click.option("--format", "file_format", type=click.Choice(["csv", "parquet"]), default=None)
 @click.option("--force", is_flag=True, help="Import even when identical content was already imported.")
 @click.option("--dry-run", is_flag=True, help="Report what would happen; write nothing.")
+@click.option("--submit", is_flag=True,
+              help="Queue the run on the running Dagster webserver ($BULKOPS_DAGSTER_GRAPHQL_URL, default "
+                   "http://127.0.0.1:3000) instead of running it here: the daemon starts it under the run queue's limits.")
+@click.option("--no-wait", is_flag=True, help="With --submit: print the run id and return at once.")
+@click.option("--timeout", type=float, default=None, help="With --submit: stop waiting after SECONDS (the run goes on); exit 2.")
 def import_file(path: str, entity: str, account: str | None, mapping: str | None, on_duplicate: str, duplicate_keys: str,
                 default_stage: str, error_policy: str, error_threshold: float, batch_size: int, no_create_missing_jobs: bool,
-                encoding: str | None, delimiter: str | None, file_format: str | None, force: bool, dry_run: bool) -> None:
-    """Import PATH through the Dagster import_job (the run shows in the UI)."""
+                encoding: str | None, delimiter: str | None, file_format: str | None, force: bool, dry_run: bool,
+                submit: bool, no_wait: bool, timeout: float | None) -> None:
+    """Import PATH through the Dagster import_job (the run shows in the UI).
+
+    By default the run executes in this process, at once. With --submit it is queued on the
+    Dagster deployment like a sensor's run: at most two imports run at once there, and the run
+    worker must see PATH.
+    """
     from pipelines.imports.options import ImportOptions
 
     options = ImportOptions(
@@ -216,7 +227,46 @@ def import_file(path: str, entity: str, account: str | None, mapping: str | None
         batch_size=batch_size, dry_run=dry_run, create_missing_jobs=not no_create_missing_jobs, encoding=encoding,
         delimiter=delimiter, file_format=file_format, force=force, actor=f"cli:{os.environ.get('USER', 'bulkops')}",
     )
-    _launch(path, entity, account or settings.default_account(), options, mapping)
+    if submit:
+        _submit(path, entity, account or settings.default_account(), options, mapping, wait=not no_wait, timeout=timeout)
+    else:
+        _launch(path, entity, account or settings.default_account(), options, mapping)
+
+
+def _submit(path: str, entity: str, account: str, options: object, mapping: str | None, *, wait: bool,
+            timeout: float | None) -> None:
+    from pipelines.imports.engine import list_imports
+    from pipelines.imports.launch import run_page, submit_import, wait_for_run
+
+    try:
+        run_id = submit_import(path, entity, account, options, mapping_path=str(Path(mapping).resolve()) if mapping else "")
+    except (RuntimeError, OSError) as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(f"queued dagster run: {run_id}")
+    if not wait:
+        return
+    try:
+        status = wait_for_run(run_id, timeout=timeout)
+    except TimeoutError as exc:
+        click.echo(f"{exc}; it goes on (bulkops imports list shows it when done)", err=True)
+        sys.exit(2)
+    try:
+        store, account_id = _store_and_account(account)
+    except LookupError:
+        rows = []  # the run failed on it: the run's page says so
+    else:
+        rows = list_imports(store, account_id, dagster_run_id=run_id)
+        store.dispose()
+    if rows:
+        _print_history(rows)
+        if rows[0].get("error_message"):
+            click.echo(rows[0]["error_message"], err=True)
+        if rows[0].get("errors") and rows[0].get("failed_rows_path"):
+            click.echo(f"failed rows ({rows[0]['errors']}): {rows[0]['failed_rows_path']}")
+    click.echo(f"dagster run {run_id}: {status}")
+    if status != "SUCCESS":
+        click.echo(f"why: {run_page(run_id)}", err=True)
+        sys.exit(1)
 
 
 def _store_and_account(account: str | None):  # type: ignore[no-untyped-def]

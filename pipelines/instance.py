@@ -32,3 +32,27 @@ def run_terminating(context: dg.OpExecutionContext | dg.AssetExecutionContext) -
 
     run = context.instance.get_run_by_id(context.run.run_id)
     return run is not None and run.status in (dg.DagsterRunStatus.CANCELING, dg.DagsterRunStatus.CANCELED)
+
+
+# the running Dagster webserver that queued submissions go to (bulk jobs, `bulkops import --submit`)
+GRAPHQL_URL_ENV = "BULKOPS_DAGSTER_GRAPHQL_URL"
+LOCATION_ENV = "BULKOPS_DAGSTER_LOCATION"
+DEFAULT_GRAPHQL_URL = "http://127.0.0.1:3000"  # `make dev`
+DEFAULT_LOCATION = "bulkops"  # workspace.yaml
+
+
+def graphql_client(url: str | None = None):  # type: ignore[no-untyped-def]
+    """A `DagsterGraphQLClient` for URL (default `$BULKOPS_DAGSTER_GRAPHQL_URL`), path prefix included."""
+    from urllib.parse import urlparse
+
+    from dagster_graphql import DagsterGraphQLClient
+
+    parsed = urlparse(url or os.environ[GRAPHQL_URL_ENV])
+    prefix = parsed.path.rstrip("/")
+    kwargs = {"path_prefix": prefix} if prefix else {}
+    return DagsterGraphQLClient(parsed.hostname or "127.0.0.1", port_number=parsed.port, use_https=parsed.scheme == "https", **kwargs)
+
+
+def code_location() -> str:
+    """The code location name runs are submitted to (`$BULKOPS_DAGSTER_LOCATION`, default bulkops)."""
+    return os.environ.get(LOCATION_ENV, DEFAULT_LOCATION)

@@ -18,18 +18,14 @@ import signal
 import subprocess
 import sys
 import uuid
-from urllib.parse import urlparse
 
 import dagster as dg
 import sqlalchemy as sa
 
 from connectors import settings
 from connectors.store import RecordStore, schema
-from pipelines.instance import use_local_dagster_home
+from pipelines.instance import GRAPHQL_URL_ENV, code_location, graphql_client, use_local_dagster_home
 
-GRAPHQL_URL_ENV = "BULKOPS_DAGSTER_GRAPHQL_URL"
-LOCATION_ENV = "BULKOPS_DAGSTER_LOCATION"
-DEFAULT_LOCATION = "bulkops"
 JOB_NAME = "bulk_job"
 PID_TAG = "bulkops/pid"
 _REF_ENV = "BULKOPS_INSTANCE_REF"
@@ -60,15 +56,6 @@ def _tags_for(job: sa.Row) -> dict[str, str]:
         "bulkops/account_id": str(job.account_id),
         "bulkops/operation": f"{job.entity_type}.{job.operation}",
     }
-
-
-def _graphql_client():
-    from dagster_graphql import DagsterGraphQLClient
-
-    url = urlparse(os.environ[GRAPHQL_URL_ENV])
-    prefix = url.path.rstrip("/")
-    kwargs = {"path_prefix": prefix} if prefix else {}
-    return DagsterGraphQLClient(url.hostname or "127.0.0.1", port_number=url.port, use_https=url.scheme == "https", **kwargs)
 
 
 def launch_bulk_job(
@@ -105,8 +92,8 @@ def launch_bulk_job(
         run_config = run_config_for(job_id, database_url, batch_size)
         tags = _tags_for(job)
         if instance is None and os.environ.get(GRAPHQL_URL_ENV):
-            run_id = _graphql_client().submit_job_execution(
-                JOB_NAME, repository_location_name=os.environ.get(LOCATION_ENV, DEFAULT_LOCATION),
+            run_id = graphql_client().submit_job_execution(
+                JOB_NAME, repository_location_name=code_location(),
                 run_config=run_config, tags=tags,
             )
             _store_run_id(store, job_id, run_id)
@@ -169,7 +156,7 @@ def terminate_bulk_job_run(run_id: str, instance: dg.DagsterInstance | None = No
         from dagster_graphql import DagsterGraphQLClientError
 
         try:
-            _graphql_client().terminate_run(run_id)
+            graphql_client().terminate_run(run_id)
             return True
         except DagsterGraphQLClientError:
             return False

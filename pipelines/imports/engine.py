@@ -487,8 +487,11 @@ def run_import(
         raise
 
 
-def list_imports(store: Any, account_id: uuid.UUID, *, type: str | None = None, limit: int = 50) -> list[dict]:
+def list_imports(store: Any, account_id: uuid.UUID, *, type: str | None = None, limit: int = 50,
+                 dagster_run_id: str | None = None) -> list[dict]:
     """Import history, newest first: seed 002's columns plus id and failed_rows_path.
+
+    `dagster_run_id`: only the import(s) that Dagster run wrote (one, or none when it failed first).
 
     Each dict: id, started_at, type, file, created, updated, skipped, errors, status,
     flagged, rows_read, dry_run, failed_rows_path, error_message, finished_at.
@@ -499,6 +502,8 @@ def list_imports(store: Any, account_id: uuid.UUID, *, type: str | None = None, 
     q = sa.select(*cols).where(h.c.account_id == account_id)
     if type is not None:
         q = q.where(h.c.type == type)
+    if dagster_run_id is not None:
+        q = q.where(h.c.dagster_run_id == dagster_run_id)
     q = q.order_by(h.c.started_at.desc(), h.c.id).limit(limit)
     with store.engine.connect() as conn:
         return [dict(r._mapping) for r in conn.execute(q)]

@@ -1,4 +1,9 @@
-"""Launch an import of one file through `import_job`, in process, recorded in the Dagster instance."""
+"""Launch an import of one file through `import_job`, recorded in the Dagster instance.
+
+Two ways: `launch_import` runs it in this process at once (the CLI's default, the demo);
+`submit_import` queues it on a running Dagster webserver (GraphQL), where the daemon starts it
+under the instance's run queue and concurrency limits like a sensor's run.
+"""
 
 from __future__ import annotations
 
@@ -77,6 +82,116 @@ def launch_import(
         return result.run_id, None
     materializations = result.asset_materializations_for_node("imported_file")
     return result.run_id, import_result_from_metadata(materializations[-1].metadata) if materializations else None
+
+
+_ADD_PARTITION = """
+mutation AddPartition($selector: RepositorySelector!, $name: String!, $key: String!) {
+  addDynamicPartition(repositorySelector: $selector, partitionsDefName: $name, partitionKey: $key) {
+    __typename
+    ... on PythonError { message }
+    ... on UnauthorizedError { message }
+  }
+}
+"""
+TERMINAL = ("SUCCESS", "FAILURE", "CANCELED")
+# the repository name Dagster gives a code location's `Definitions`
+REPOSITORY = "__repository__"
+
+
+def submit_import(
+    path: str | Path,
+    entity: str,
+    account: str,
+    options: Any = None,
+    *,
+    url: str | None = None,
+    mapping_path: str = "",
+    tags: dict[str, str] | None = None,
+) -> str:
+    """Queue an import of PATH as an `import_job` run on the Dagster webserver at URL.
+
+    The file's partition is added through GraphQL, then the run is submitted with it: it waits in
+    the instance's run queue (`bulkops/kind: import` limits apply) and the daemon starts it. The run
+    worker reads PATH, so it must be a path that machine sees (same host or a shared volume).
+
+    Args:
+        path: file to import.
+        entity, account, options, mapping_path, tags: as for `launch_import`.
+        url: the webserver (default `$BULKOPS_DAGSTER_GRAPHQL_URL`, else http://127.0.0.1:3000).
+
+    Returns:
+        The Dagster run id.
+
+    Raises:
+        FileNotFoundError: no such file.
+        RuntimeError: the webserver refused the partition or the run (its message included).
+    """
+    import os
+
+    from dagster_graphql import DagsterGraphQLClientError
+
+    from pipelines.instance import DEFAULT_GRAPHQL_URL, GRAPHQL_URL_ENV, code_location, graphql_client
+
+    path = Path(path).expanduser().resolve()
+    if not path.is_file():
+        raise FileNotFoundError(f"no such file: {path}")
+    sha = dropzone.file_sha256(path)
+    key = dropzone.partition_key(entity, path.name, sha)
+    url = url or os.environ.get(GRAPHQL_URL_ENV) or DEFAULT_GRAPHQL_URL
+    client = graphql_client(url)
+    selector = {"repositoryLocationName": code_location(), "repositoryName": REPOSITORY}
+    try:
+        added = client._execute(_ADD_PARTITION, {"selector": selector, "name": import_files.name, "key": key})["addDynamicPartition"]
+        if added["__typename"] not in ("AddDynamicPartitionSuccess", "DuplicateDynamicPartitionError"):
+            raise RuntimeError(f"{url} refused partition {key}: {added.get('message') or added['__typename']}")
+        config = config_for(path, entity, account, options, mapping_path=mapping_path)
+        return client.submit_job_execution(
+            "import_job",
+            repository_location_name=code_location(),
+            repository_name=REPOSITORY,
+            run_config={"ops": {"imported_file": {"config": config.model_dump()}}},
+            tags={
+                "dagster/partition": key,
+                "bulkops/entity": entity,
+                "bulkops/file": path.name[:200],
+                "bulkops/sha256": sha,
+                "bulkops/launched_by": "cli-submit",
+                **(tags or {}),
+            },
+        )
+    except DagsterGraphQLClientError as exc:
+        raise RuntimeError(f"{url}: {exc}") from exc
+
+
+def wait_for_run(run_id: str, *, url: str | None = None, timeout: float | None = None, poll: float = 1.0) -> str:
+    """Poll the webserver until run RUN_ID ends; returns SUCCESS, FAILURE or CANCELED.
+
+    Raises:
+        TimeoutError: still running after TIMEOUT seconds (None: wait as long as it takes).
+    """
+    import os
+    import time
+
+    from pipelines.instance import DEFAULT_GRAPHQL_URL, GRAPHQL_URL_ENV, graphql_client
+
+    client = graphql_client(url or os.environ.get(GRAPHQL_URL_ENV) or DEFAULT_GRAPHQL_URL)
+    deadline = None if timeout is None else time.monotonic() + timeout
+    while True:
+        status = client.get_run_status(run_id).value
+        if status in TERMINAL:
+            return status
+        if deadline is not None and time.monotonic() > deadline:
+            raise TimeoutError(f"run {run_id} is still {status} after {timeout:.0f} s")
+        time.sleep(poll)
+
+
+def run_page(run_id: str, url: str | None = None) -> str:
+    """The run's page in the UI of the webserver at URL (default as for `submit_import`)."""
+    import os
+
+    from pipelines.instance import DEFAULT_GRAPHQL_URL, GRAPHQL_URL_ENV
+
+    return f"{(url or os.environ.get(GRAPHQL_URL_ENV) or DEFAULT_GRAPHQL_URL).rstrip('/')}/runs/{run_id}"
 
 
 def import_result_from_metadata(metadata: dict[str, Any]) -> Any:
