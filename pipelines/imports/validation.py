@@ -88,6 +88,14 @@ def prepare(entity: str, mapped: Mapped, n: int, *, auto_advance: tuple[dict, ..
         bad = pc.and_(pc.is_valid(norm), pc.invert(pc.fill_null(pc.match_substring_regex(norm, EMAIL_RE), False)))
         for i in pc.indices_nonzero(pc.fill_null(bad, False)).to_pylist():
             errors.append((i, "email", f"invalid email {email[i].as_py()!r}"))
+    # PostgreSQL text cannot hold NUL (its COPY refuses the whole batch); SQLite would keep it
+    checked: set[int] = set()  # one column can feed data and answers both
+    for name, arr in [*((k, v) for k, v in fields.items() if k != "email_norm"), *mapped.data, *mapped.answers, *mapped.terms]:
+        if id(arr) not in checked and (pa.types.is_string(arr.type) or pa.types.is_large_string(arr.type)):
+            checked.add(id(arr))
+            for i in pc.indices_nonzero(pc.fill_null(pc.match_substring(arr, "\x00"), False)).to_pylist():
+                errors.append((i, name.replace("_norm", ""), "contains a NUL character (byte 0x00), which cannot be stored; "
+                               "is the file's encoding right?"))
     required = {"applications": "email_norm", "candidates": "email_norm", "jobs": "code", "contracts": "external_id"}[entity]
     req = fields.get(required, pa.nulls(n, pa.string()))
     for i in pc.indices_nonzero(pc.is_null(req)).to_pylist():

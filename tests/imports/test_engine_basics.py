@@ -133,6 +133,20 @@ def test_error_policy_skip_keeps_good_rows_and_writes_failed_rows_csv(store, acc
     assert not list((tmp_path / "failed").glob(".*.part"))
 
 
+def test_nul_bytes_reject_their_row_on_both_backends(store, account, tmp_path) -> None:
+    # PostgreSQL's COPY refused the whole batch ("invalid byte sequence 0x00"); SQLite kept the NUL
+    path = apps_csv(tmp_path, ["N-1,Ann,Lee,ann@example.com,JOB-1,Applied,2026-01-02,3",
+                               "N-2,B\x00b,Ray,bob@example.com,JOB-1,Applied,2026-01-02,4",
+                               "N-3,Cy,Doe,cy@example.com,JOB-1,Applied,2026-01-02,5\x00"])
+    r = run_import(store, account, path, ImportOptions(), failed_rows_dir=tmp_path / "failed")
+    assert (r.status, r.created, r.errors) == ("completed", 1, 2)
+    assert [a.external_id for a in rows(store, "applications", account)] == ["N-1"]
+    with open(r.failed_rows_path, newline="") as f:
+        failed = list(csv.DictReader(f))
+    assert [(x["_row"], x["_column"]) for x in failed] == [("2", "first_name"), ("3", "years_experience")]
+    assert all("NUL character" in x["_error"] for x in failed)
+
+
 def test_error_policy_abort_stops_at_first_error(store, account, tmp_path) -> None:
     with pytest.raises(ImportFailed, match=r"row 2, column 'email'") as exc:
         run_import(store, account, _bad_rows_csv(tmp_path), ImportOptions(error_policy="abort", batch_size=1), failed_rows_dir=tmp_path)
