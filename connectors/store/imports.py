@@ -13,10 +13,12 @@ row with the import id, the actor, before and after.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import time
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
@@ -64,6 +66,28 @@ def _id_prefix() -> str:
     r = int.from_bytes(os.urandom(6), "big")
     hexed = f"{ms & ((1 << 48) - 1):012x}7{(r >> 36) & 0xFFF:03x}{0x8 | ((r >> 34) & 0x3):x}{(r >> 22) & 0xFFF:03x}{(r >> 6) & 0xFFFF:04x}"
     return f"{hexed[:8]}-{hexed[8:12]}-{hexed[12:16]}-{hexed[16:20]}-{hexed[20:24]}"
+
+
+@contextlib.contextmanager
+def serialized_batches(conn: sa.Connection) -> Iterator[None]:
+    """On SQLite, make CONN's transactions start with `BEGIN IMMEDIATE` while the block runs.
+
+    A batch reads the records it matches against, then writes; begun deferred, a batch that read
+    before a concurrent import's batch committed cannot write any more ("database is locked",
+    which no busy timeout cures). Immediate, it waits (busy_timeout) for the write lock first and
+    then reads what the other batch committed. PostgreSQL batches take an advisory lock instead
+    (`write_batch`).
+    """
+    if conn.dialect.name != "sqlite":
+        yield
+        return
+    dbapi = conn.connection.dbapi_connection
+    before = dbapi.isolation_level
+    dbapi.isolation_level = "IMMEDIATE"
+    try:
+        yield
+    finally:
+        dbapi.isolation_level = before
 
 
 def _chunks(items: list, n: int) -> list[list]:
@@ -280,6 +304,12 @@ class ImportWriter:
             self.conn.exec_driver_sql("SET LOCAL jit = off")
             self.conn.exec_driver_sql("SET LOCAL work_mem = '64MB'")
         self.load(table)
+        if self.pg:
+            # one batch at a time per account: a concurrent import's batch (the queue runs two)
+            # would not see this one's uncommitted records, create the same job or candidate
+            # again and fail on the unique key, or duplicate an application that has none. The
+            # lock waits for the other batch's commit; the statements below then see its rows.
+            self.run("SELECT pg_advisory_xact_lock(hashtext('bulkops.import'), hashtext(CAST(:acct AS text)))")
         self.params["now"] = self._now()
         details: dict[str, int] = {}
         if self.entity == "applications":

@@ -30,7 +30,7 @@ import sqlalchemy as sa
 
 from connectors.files import FileReadError, RawBatch, open_tabular
 from connectors.store import schema
-from connectors.store.imports import ImportWriter
+from connectors.store.imports import ImportWriter, serialized_batches
 from pipelines.imports.errors import FileFormatError, ImportFailed, MappingError
 from pipelines.imports.mapping import apply_mapping, bind_mapping
 from pipelines.imports.options import ImportOptions
@@ -354,7 +354,7 @@ def run_import(
         failed = FailedRows(failed_dir, import_id, name, tab.columns, committed)
         if committed == 0:
             failed.count = 0
-        with store.engine.connect() as conn:
+        with store.engine.connect() as conn, serialized_batches(conn):
             writer = None
             outer = conn.begin() if options.dry_run else None
 
