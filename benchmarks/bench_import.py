@@ -6,7 +6,8 @@ Generates an applications CSV (about 5% duplicate emails, messy values: upper ca
 emails, mixed stages, a few bad dates and bad emails, quoted newlines), then on a throwaway
 PostgreSQL database measures (a) COPY of the file into an all-text table (logged, the issue's
 baseline; an UNLOGGED one is printed beside it), (b) the first bulkops import, (c) a re-import of
-the same file (all updates, `force=True` bypasses the identical-content skip). Two reference
+the same file (all updates, `force=True` bypasses the identical-content skip), then (d) the
+rollback of the re-import and of the first import. Two reference
 points are printed with them: the issue's "COPY into staging, then INSERT ... ON CONFLICT" into a
 single table, and the schema floors: the rows a first import writes (users, applications, form
 submissions, an audit row each) and the rows a re-import writes (application updates with an
@@ -212,16 +213,34 @@ def _child(url: str, account: str, path: str, force: bool, batch: int, q: mp.Que
     elapsed = time.perf_counter() - t
     rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     q.put({"elapsed": elapsed, "rss_mb": rss_mb, "created": r.created, "updated": r.updated, "skipped": r.skipped,
-           "errors": r.errors, "rows": r.rows_read, "details": r.details})
+           "errors": r.errors, "rows": r.rows_read, "details": r.details, "import_id": str(r.import_id)})
 
 
-def bulkops_import(url: str, account: uuid.UUID, path: Path, force: bool, batch: int) -> dict:
-    q: mp.Queue = mp.get_context("spawn").Queue()
-    p = mp.get_context("spawn").Process(target=_child, args=(url, str(account), str(path), force, batch, q))
+def _rollback_child(url: str, account: str, import_id: str, q: mp.Queue) -> None:
+    from connectors.store import RecordStore
+    from pipelines.imports.engine import rollback_import
+
+    store = RecordStore(url)
+    t = time.perf_counter()
+    out = rollback_import(store, uuid.UUID(account), uuid.UUID(import_id), actor="bench")
+    elapsed = time.perf_counter() - t
+    q.put({"elapsed": elapsed, "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+           "deleted": out["deleted"], "restored": out["restored"], "conflicts": out["conflicts"]})
+
+
+def _in_child(target, *args) -> dict:  # type: ignore[no-untyped-def]
+    """Run TARGET(*args, queue) in a fresh process (its own peak RSS); its queued answer."""
+    ctx = mp.get_context("spawn")
+    q: mp.Queue = ctx.Queue()
+    p = ctx.Process(target=target, args=(*args, q))
     p.start()
     out = q.get()
     p.join()
     return out
+
+
+def bulkops_import(url: str, account: uuid.UUID, path: Path, force: bool, batch: int) -> dict:
+    return _in_child(_child, url, str(account), str(path), force, batch)
 
 
 def run_size(url: str, rows: int, batch: int, workdir: Path) -> dict:
@@ -244,6 +263,10 @@ def run_size(url: str, rows: int, batch: int, workdir: Path) -> dict:
     floor_re_s = schema_floor_reimport(plain, path, floor_account)
     first = bulkops_import(url, account, path, False, batch)
     again = bulkops_import(url, account, path, True, batch)
+    # undo the re-import (every application gets its before-image back), then the first import
+    # (everything it created is deleted): set-based, audited
+    undo_re = _in_child(_rollback_child, url, str(account), again["import_id"])
+    undo_first = _in_child(_rollback_child, url, str(account), first["import_id"])
     raw_rps = rows / copy_s
 
     def rate(seconds: float) -> dict:
@@ -261,6 +284,9 @@ def run_size(url: str, rows: int, batch: int, workdir: Path) -> dict:
         "reimport_ratio": round(rows / again["elapsed"] / raw_rps, 3), "reimport_vs_floor": round(floor_re_s / again["elapsed"], 2),
         "reimport_rss_mb": round(again["rss_mb"]), "schema_floor_reimport": rate(floor_re_s),
         "reimport_counts": {k: again[k] for k in ("created", "updated", "skipped", "errors")},
+        "rollback_reimport": {"s": round(undo_re["elapsed"], 2), "restored": undo_re["restored"].get("applications"),
+                              "rss_mb": round(undo_re["rss_mb"])},
+        "rollback_first": {"s": round(undo_first["elapsed"], 2), "deleted": undo_first["deleted"], "rss_mb": round(undo_first["rss_mb"])},
     }
     return out
 

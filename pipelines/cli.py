@@ -297,16 +297,29 @@ def imports_list(type_: str | None, account: str | None, limit: int) -> None:
 @imports.command("rollback")
 @click.argument("import_id")
 @click.option("--account", default=None, help="Account slug (default $BULKOPS_ACCOUNT or demo).")
-def imports_rollback(import_id: str, account: str | None) -> None:
-    """Undo import IMPORT_ID: delete what it created, restore what it updated (audited)."""
+@click.option("--force", is_flag=True, help="Also undo records something else changed after the import (default: leave them).")
+def imports_rollback(import_id: str, account: str | None, force: bool) -> None:
+    """Undo import IMPORT_ID: delete what it created, restore what it updated (audited).
+
+    Records changed after the import by something else (another import, a bulk job) are
+    conflicts: left as they are and counted, unless --force.
+    """
     import uuid
 
-    from pipelines.imports.engine import rollback_import
+    from pipelines.imports.engine import ImportFailed, rollback_import
 
     store, account_id = _store_and_account(account)
-    outcome = rollback_import(store, account_id, uuid.UUID(import_id),
-                              actor=f"cli:{os.environ.get('USER', 'bulkops')}")
-    click.echo(" ".join(f"{k}={v}" for k, v in outcome.items()))
+    try:
+        outcome = rollback_import(store, account_id, uuid.UUID(import_id),
+                                  actor=f"cli:{os.environ.get('USER', 'bulkops')}", force=force)
+    except ImportFailed as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(f"import {outcome['import_id']}: {outcome['status']}")
+    for what in ("deleted", "restored", "kept", "conflicts"):
+        counts = {k: v for k, v in outcome.get(what, {}).items() if v}
+        click.echo(f"  {what}: " + (", ".join(f"{k} {v}" for k, v in counts.items()) or "none"))
+    if any(outcome.get("conflicts", {}).values()):
+        click.echo("  conflicts were changed after the import and left as they are (--force undoes them too)")
 
 
 @main.command("demo")

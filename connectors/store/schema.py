@@ -171,7 +171,9 @@ applications = sa.Table(
     sa.Column("deleted_at", TS, nullable=True),
     *_provenance(),
     sa.Index(None, "account_id", "external_id"),
-    sa.Index(None, "account_id", "candidate_id", "job_id"),
+    # lead with the referencing column: deleting a user or a job checks it per row (migration 0006)
+    sa.Index(None, "candidate_id", "job_id"),
+    sa.Index(None, "job_id"),
     sa.Index(None, "account_id", "stage"),
 )
 
@@ -265,6 +267,7 @@ recollection_requests = sa.Table(
     sa.Column("bulk_job_id", sa.Uuid(), nullable=True),
     *_timestamps(),
     sa.Index(None, "application_id"),
+    sa.Index(None, "candidate_id"),
 )
 
 skills = sa.Table(

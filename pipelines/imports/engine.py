@@ -30,7 +30,7 @@ import sqlalchemy as sa
 
 from connectors.files import FileReadError, RawBatch, open_tabular
 from connectors.store import schema
-from connectors.store.imports import ImportWriter, serialized_batches
+from connectors.store.imports import ImportRollback, ImportWriter, RollbackBlocked, serialized_batches
 from pipelines.imports.errors import FileFormatError, ImportFailed, MappingError
 from pipelines.imports.mapping import apply_mapping, bind_mapping
 from pipelines.imports.options import ImportOptions
@@ -509,42 +509,28 @@ def list_imports(store: Any, account_id: uuid.UUID, *, type: str | None = None, 
         return [dict(r._mapping) for r in conn.execute(q)]
 
 
-def _restore_value(column: sa.Column, value: Any) -> Any:
-    if value is None:
-        return None
-    if isinstance(column.type, sa.Uuid):
-        return uuid.UUID(str(value))
-    if isinstance(column.type, sa.DateTime):
-        d = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
-        return d if d.tzinfo else d.replace(tzinfo=timezone.utc)
-    return value
-
-
-def _image(row: Any, cols: list[str]) -> dict:
-    out = {}
-    for c in cols:
-        v = getattr(row, c)
-        out[c] = str(v) if isinstance(v, (uuid.UUID, datetime)) else v
-    return out
-
-
-def rollback_import(store: Any, account_id: uuid.UUID, import_id: uuid.UUID, *, actor: str) -> dict:
+def rollback_import(store: Any, account_id: uuid.UUID, import_id: uuid.UUID, *, actor: str, force: bool = False) -> dict:
     """Undo an import: delete what it created, restore what it updated, audit both.
 
     Created records are deleted (hard delete, so a re-import can create them again), with
     an `import.rollback.delete` audit row holding the deleted record. Updated records get the
     before-image of their first update by this import back (`import.rollback.restore`).
-    Candidates and jobs the import created but that records of other imports now use are kept.
-    One transaction; the history row ends `rolled_back`.
+    Candidates and jobs the import created but that other records now use are kept, and so are
+    applications other records point at (recollection requests). Records something else changed
+    after the import (another import, a bulk job: any later audit row) are conflicts, left as
+    they are and counted, unless `force`. Set-based (`ImportRollback`), one transaction; the
+    history row ends `rolled_back` with the counts in its details.
+
+    Returns:
+        {"import_id", "status", "deleted", "restored", "kept", "conflicts"}: counts per entity.
 
     Raises:
         ImportFailed: unknown import, a dry run, already rolled back, or contracts of another
             import reference applications this import created.
     """
-    h, audit = schema.import_history, schema.audit_log
-    counts: dict[str, dict[str, int]] = {"deleted": {}, "restored": {}, "kept": {}}
+    h = schema.import_history
     now = _now()
-    with store.begin() as conn:
+    with store.engine.connect() as conn, serialized_batches(conn), conn.begin():
         row = conn.execute(sa.select(h).where(h.c.id == import_id, h.c.account_id == account_id)).first()
         if row is None:
             raise ImportFailed(f"no import {import_id} in this account", import_id=import_id)
@@ -552,71 +538,13 @@ def rollback_import(store: Any, account_id: uuid.UUID, import_id: uuid.UUID, *, 
             raise ImportFailed(f"import {import_id} was a dry run: nothing to roll back", import_id=import_id)
         if row.status == "rolled_back":
             raise ImportFailed(f"import {import_id} is already rolled back", import_id=import_id)
-        audit_rows: list[dict] = []
-        # restore updates, newest import state first is irrelevant: the first before-image is the original
-        for entity, table in schema.ENTITY_TABLES.items():
-            updates = conn.execute(
-                sa.select(audit.c.entity_id, audit.c.before)
-                .where(audit.c.import_id == import_id, audit.c.operation == "import.update", audit.c.entity_type == entity)
-                .order_by(audit.c.id)
-            ).all()
-            first: dict[uuid.UUID, dict] = {}
-            for entity_id, before in updates:
-                first.setdefault(entity_id, before or {})
-            for entity_id, before in first.items():
-                values = {k: _restore_value(table.c[k], v) for k, v in before.items() if k in table.c}
-                current = conn.execute(sa.select(table).where(table.c.id == entity_id, table.c.account_id == account_id)).first()
-                if current is None:
-                    continue
-                conn.execute(table.update().where(table.c.id == entity_id).values(**values, updated_at=now))
-                audit_rows.append({"operation": "import.rollback.restore", "entity_type": entity, "entity_id": entity_id,
-                                   "import_id": import_id, "before": _image(current, list(before)), "after": before})
-            counts["restored"][entity] = len(first)
-        apps, forms, contracts = schema.applications, schema.form_submissions, schema.contracts
-        created_apps = sa.select(apps.c.id).where(apps.c.account_id == account_id, apps.c.import_id == import_id)
-        blocking = conn.execute(
-            sa.select(sa.func.count()).select_from(contracts).where(
-                contracts.c.application_id.in_(created_apps), sa.or_(contracts.c.import_id.is_(None), contracts.c.import_id != import_id)
-            )
-        ).scalar()
-        if blocking:
-            raise ImportFailed(
-                f"cannot roll back import {import_id}: {blocking} contract(s) created elsewhere reference its applications", import_id=import_id
-            )
-
-        def delete(entity: str, table: sa.Table, where: Any, cols: list[str]) -> None:
-            doomed = conn.execute(sa.select(table).where(where)).all()
-            for rec in doomed:
-                audit_rows.append({"operation": "import.rollback.delete", "entity_type": entity, "entity_id": rec.id,
-                                   "import_id": import_id, "before": _image(rec, cols), "after": None})
-            if doomed:
-                conn.execute(table.delete().where(table.c.id.in_([r.id for r in doomed])))
-            counts["deleted"][entity] = len(doomed)
-
-        delete("form_submissions", forms, sa.and_(forms.c.account_id == account_id, sa.or_(forms.c.import_id == import_id, forms.c.application_id.in_(created_apps))),
-               ["application_id", "form_name", "answers", "submitted_at"])
-        delete("contracts", contracts, sa.and_(contracts.c.account_id == account_id, contracts.c.import_id == import_id),
-               ["application_id", "status", "template", "terms", "external_id", "data"])
-        delete("applications", apps, sa.and_(apps.c.account_id == account_id, apps.c.import_id == import_id),
-               ["candidate_id", "job_id", "stage", "status", "source", "applied_at", "external_id", "data"])
-        users, jobs = schema.users, schema.jobs
-        used_users = sa.select(apps.c.candidate_id).where(apps.c.account_id == account_id)
-        used_jobs = sa.select(apps.c.job_id).where(apps.c.account_id == account_id, apps.c.job_id.is_not(None))
-        for entity, table, used in (("candidates", users, used_users), ("jobs", jobs, used_jobs)):
-            mine = sa.and_(table.c.account_id == account_id, table.c.import_id == import_id)
-            counts["kept"][entity] = conn.execute(sa.select(sa.func.count()).select_from(table).where(mine, table.c.id.in_(used))).scalar()
-            cols = ["email", "first_name", "last_name", "phone", "external_id"] if entity == "candidates" else ["code", "title", "status", "external_id"]
-            delete(entity, table, sa.and_(mine, table.c.id.not_in(used)), cols)
-        write_audit_rows(conn, account_id, actor, audit_rows)
+        try:
+            counts = ImportRollback(conn, account_id=account_id, import_id=import_id, actor=actor, force=force).execute()
+        except RollbackBlocked as exc:
+            raise ImportFailed(f"cannot roll back import {import_id}: {exc}", import_id=import_id) from exc
         conn.execute(schema.import_flags.update().where(schema.import_flags.c.import_id == import_id, schema.import_flags.c.resolved_at.is_(None)).values(resolved_at=now))
         details = dict(row.details or {})
         details["rollback"] = counts
         conn.execute(h.update().where(h.c.id == import_id).values(status="rolled_back", finished_at=now, details=details))
     return {"import_id": import_id, "status": "rolled_back", **counts}
 
-
-def write_audit_rows(conn: sa.Connection, account_id: uuid.UUID, actor: str, rows: list[dict]) -> None:
-    from connectors.store.store import write_audit
-
-    for i in range(0, len(rows), 5000):
-        write_audit(conn, account_id, actor, rows[i : i + 5000])

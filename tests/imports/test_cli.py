@@ -111,6 +111,9 @@ def test_rollback_from_the_cli_removes_what_the_import_created(tmp_path: Path, h
 
     assert rolled.exit_code == 0, rolled.output
     assert applications(store_url) == 0
+    assert "deleted: form_submissions 4, applications 4, candidates 4, jobs 1" in rolled.output
+    again = CliRunner().invoke(main, ["imports", "rollback", str(import_id)])
+    assert again.exit_code == 1 and "already rolled back" in again.output and "Traceback" not in again.output
 
 
 def test_bulkops_demo_imports_the_sample_into_a_fresh_var_dir(tmp_path: Path) -> None:
