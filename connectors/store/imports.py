@@ -48,6 +48,8 @@ LOOKUP_TABLES = {
 ANALYZE_GROWTH = 1.0
 ANALYZE_MIN_ROWS = 10_000
 TIMESTAMP_COLUMNS = ("applied_at",)
+# PostgreSQL: held by each import batch and each rollback until it commits, per account (:acct)
+ACCOUNT_IMPORT_LOCK = "SELECT pg_advisory_xact_lock(hashtext('bulkops.import'), hashtext(CAST(:acct AS text)))"
 # the duplicate strategy -> outcome of a matched row
 DUPLICATE_OUTCOME = {"skip": "skipped", "update": "updated", "create": "created", "flag": "flagged"}
 
@@ -93,6 +95,22 @@ def serialized_batches(conn: sa.Connection) -> Iterator[None]:
 
 def _chunks(items: list, n: int) -> list[list]:
     return [items[i : i + n] for i in range(0, len(items), n)] or [[]]
+
+
+def _json_object(pg: bool, pairs: list[tuple[str, str]]) -> str:
+    """SQL for a JSON object from (key, sql expression) pairs (chunks: jsonb_build_object takes 100 args)."""
+    if not pairs:
+        return "'{}'::jsonb" if pg else "'{}'"
+    parts = []
+    for chunk in _chunks(pairs, 40):
+        args = ", ".join(f"'{k.replace(chr(39), chr(39) * 2)}', {e}" for k, e in chunk)
+        parts.append(f"jsonb_build_object({args})" if pg else f"json_object({args})")
+    if pg:
+        return " || ".join(parts)
+    out = parts[0]
+    for p in parts[1:]:
+        out = f"json_patch({out}, {p})"
+    return out
 
 
 class ImportWriter:
@@ -158,18 +176,7 @@ class ImportWriter:
 
     def obj(self, pairs: list[tuple[str, str]]) -> str:
         """A JSON object from (key, sql expression) pairs."""
-        if not pairs:
-            return "'{}'::jsonb" if self.pg else "'{}'"
-        parts = []
-        for chunk in _chunks(pairs, 40):
-            args = ", ".join(f"'{k.replace(chr(39), chr(39) * 2)}', {e}" for k, e in chunk)
-            parts.append(f"jsonb_build_object({args})" if self.pg else f"json_object({args})")
-        if self.pg:
-            return " || ".join(parts)
-        out = parts[0]
-        for p in parts[1:]:
-            out = f"json_patch({out}, {p})"
-        return out
+        return _json_object(self.pg, pairs)
 
     def obj_nonnull(self, pairs: list[tuple[str, str]]) -> str:
         if not pairs:
@@ -310,7 +317,7 @@ class ImportWriter:
             # would not see this one's uncommitted records, create the same job or candidate
             # again and fail on the unique key, or duplicate an application that has none. The
             # lock waits for the other batch's commit; the statements below then see its rows.
-            self.run("SELECT pg_advisory_xact_lock(hashtext('bulkops.import'), hashtext(CAST(:acct AS text)))")
+            self.run(ACCOUNT_IMPORT_LOCK)
         self.params["now"] = self._now()
         details: dict[str, int] = {}
         if self.entity == "applications":
@@ -702,22 +709,6 @@ class ImportWriter:
 # -- rollback
 
 
-def _json_object(pg: bool, pairs: list[tuple[str, str]]) -> str:
-    """SQL for a JSON object from (key, sql expression) pairs (chunks: jsonb_build_object takes 100 args)."""
-    if not pairs:
-        return "'{}'::jsonb" if pg else "'{}'"
-    parts = []
-    for chunk in _chunks(pairs, 40):
-        args = ", ".join(f"'{k.replace(chr(39), chr(39) * 2)}', {e}" for k, e in chunk)
-        parts.append(f"jsonb_build_object({args})" if pg else f"json_object({args})")
-    if pg:
-        return " || ".join(parts)
-    out = parts[0]
-    for p in parts[1:]:
-        out = f"json_patch({out}, {p})"
-    return out
-
-
 # the columns a rollback's delete audit row keeps of each record
 DELETE_IMAGES = {
     "form_submissions": ("application_id", "form_name", "answers", "submitted_at"),
@@ -798,7 +789,7 @@ class ImportRollback:
     def execute(self) -> dict[str, dict[str, int]]:
         if self.pg:
             # the account's imports take turns with this (see write_batch)
-            self.run("SELECT pg_advisory_xact_lock(hashtext('bulkops.import'), hashtext(CAST(:acct AS text)))")
+            self.run(ACCOUNT_IMPORT_LOCK)
         kind, image = ("uuid", "jsonb") if self.pg else ("TEXT", "TEXT")
         self.conn.exec_driver_sql(f"CREATE TEMP TABLE {self.ids} (entity_id {kind} PRIMARY KEY, image {image})")
         try:
