@@ -734,6 +734,7 @@ class ImportRollback:
         self.pg = conn.dialect.name == "postgresql"
         self.force = force
         self.ids = f"rollback_ids_{uuid.uuid4().hex[:12]}"
+        self.apps = f"rollback_apps_{uuid.uuid4().hex[:12]}"
         now = datetime.now(timezone.utc)
         self.params: dict[str, Any] = {
             "acct": account_id if self.pg else account_id.hex,
@@ -751,8 +752,8 @@ class ImportRollback:
         later = f" AND l.id > {after}" if after else ""
         # an import rolled back since undid its changes (or they are the later ones' conflicts)
         return (f"EXISTS (SELECT 1 FROM audit_log l WHERE l.account_id = :acct AND l.entity_type = '{etype}' "
-                f"AND l.entity_id = {alias}.id{later} AND (l.import_id IS NULL OR (l.import_id <> :imp AND l.import_id NOT IN "
-                "(SELECT h.id FROM import_history h WHERE h.account_id = :acct AND h.status = 'rolled_back'))))")
+                f"AND l.entity_id = {alias}.id{later} AND (l.import_id IS NULL OR (l.import_id <> :imp AND NOT EXISTS "
+                "(SELECT 1 FROM import_history h WHERE h.id = l.import_id AND h.status = 'rolled_back'))))")
 
     def _value(self, column: sa.Column, image: str) -> str:
         """SQL: COLUMN's value in the JSON image `image`, typed for the column."""
@@ -790,14 +791,18 @@ class ImportRollback:
         if self.pg:
             # the account's imports take turns with this (see write_batch)
             self.run(ACCOUNT_IMPORT_LOCK)
+            # hash joins and aggregates over a million audit rows or ids stay in memory
+            self.conn.exec_driver_sql("SET LOCAL work_mem = '64MB'")
         kind, image = ("uuid", "jsonb") if self.pg else ("TEXT", "TEXT")
         self.conn.exec_driver_sql(f"CREATE TEMP TABLE {self.ids} (entity_id {kind} PRIMARY KEY, image {image})")
+        self.conn.exec_driver_sql(f"CREATE TEMP TABLE {self.apps} (entity_id {kind} PRIMARY KEY)")
         try:
             for etype, table in ENTITY_TABLES.items():
                 self._restore(etype, table)
             self._delete_created()
         finally:
             self.conn.exec_driver_sql(f"DROP TABLE {self.ids}")
+            self.conn.exec_driver_sql(f"DROP TABLE {self.apps}")
         return self.counts
 
     def _restore(self, etype: str, table: sa.Table) -> None:
@@ -860,22 +865,26 @@ class ImportRollback:
         ).scalar()
         if blocking:
             raise RollbackBlocked(f"{blocking} contract(s) created elsewhere reference its applications")
+        changed_created = {}
         for etype in ("contracts", "applications"):
+            changed_created[etype] = 0 if self.force else self.run(
+                f"SELECT count(*) FROM {etype} t WHERE t.account_id = :acct AND t.import_id = :imp AND {self._changed_since(etype, 't')}"
+            ).scalar()
             if not self.force:
-                self.counts["conflicts"][etype] = self.counts["conflicts"].get(etype, 0) + self.run(
-                    f"SELECT count(*) FROM {etype} t WHERE t.account_id = :acct AND t.import_id = :imp AND {self._changed_since(etype, 't')}"
-                ).scalar()
+                self.counts["conflicts"][etype] = self.counts["conflicts"].get(etype, 0) + changed_created[etype]
         untouched = {e: "" if self.force else f" AND NOT {self._changed_since(e, 'a')}" for e in ("contracts", "applications")}
         self._delete("contracts", contracts, "t.id IN (SELECT a.id FROM contracts a WHERE a.import_id = :imp" + untouched["contracts"] + ")")
-        # applications with nothing but their form submission pointing at them (recollection requests keep one)
-        apps = ("(SELECT a.id FROM applications a WHERE a.account_id = :acct AND a.import_id = :imp" + untouched["applications"]
-                + f" AND {self._unused(applications, 'a', skip=('form_submissions',))})")
-        held = self.run(
-            f"SELECT count(*) FROM applications t WHERE t.account_id = :acct AND t.import_id = :imp AND t.id NOT IN {apps}"
-        ).scalar()
-        self.counts["kept"]["applications"] = held - self.counts["conflicts"].get("applications", 0)
-        self._delete("form_submissions", form_submissions, f"t.application_id IN {apps}")
-        self._delete("applications", applications, f"t.id IN {apps}")
+        # the applications to delete: nothing but their form submission points at them (a
+        # recollection request keeps one); listed once, for their form submissions and themselves
+        self.run(f"DELETE FROM {self.apps}")
+        doomed = self.run(
+            f"INSERT INTO {self.apps} (entity_id) SELECT a.id FROM applications a WHERE a.account_id = :acct AND a.import_id = :imp"
+            + untouched["applications"] + f" AND {self._unused(applications, 'a', skip=('form_submissions',))}"
+        ).rowcount
+        created = self.run("SELECT count(*) FROM applications t WHERE t.account_id = :acct AND t.import_id = :imp").scalar()
+        self.counts["kept"]["applications"] = created - doomed - changed_created["applications"]
+        self._delete("form_submissions", form_submissions, f"t.application_id IN (SELECT entity_id FROM {self.apps})")
+        self._delete("applications", applications, f"t.id IN (SELECT entity_id FROM {self.apps})")
         for etype in ("candidates", "jobs"):
             table = ENTITY_TABLES[etype]
             unused = self._unused(table, "t")
