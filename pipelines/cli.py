@@ -339,7 +339,7 @@ def demo(path: str) -> None:
         (settings.dropzone_dir() / entity).mkdir(parents=True, exist_ok=True)
     _launch(str(sample), "applications", "demo", None, None)
     click.echo(f"drop more files into {settings.dropzone_dir()}/<entity>/ while the UI runs")
-    click.echo("open the UI with: DAGSTER_HOME=var/dagster .venv/bin/dagster dev -w workspace.yaml")
+    click.echo("open the UI with: make dev  (or: DAGSTER_HOME=var/dagster .venv/bin/dagster dev -w workspace.yaml)")
 
 
 class _JobsGroup(click.Group):
