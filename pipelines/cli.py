@@ -319,7 +319,7 @@ def imports_rollback(import_id: str, account: str | None, force: bool) -> None:
         counts = {k: v for k, v in outcome.get(what, {}).items() if v}
         click.echo(f"  {what}: " + (", ".join(f"{k} {v}" for k, v in counts.items()) or "none"))
     if any(outcome.get("conflicts", {}).values()):
-        click.echo("  conflicts were changed after the import and left as they are (--force undoes them too)")
+        click.echo("  conflicts were changed after the import and are left as they are; run it again with --force to undo them too")
 
 
 @main.command("demo")

@@ -826,6 +826,9 @@ class ImportRollback:
             f"JOIN {table.name} t ON t.id = f.entity_id AND t.account_id = :acct WHERE a.before IS NOT NULL"
             # what the import created and updated again (in-file duplicates) goes with its creation
             + " AND (t.import_id IS NULL OR t.import_id <> :imp)"
+            # restored by an earlier pass of this rollback (a forced pass after conflicts)
+            + f" AND NOT EXISTS (SELECT 1 FROM audit_log x WHERE x.account_id = :acct AND x.entity_type = '{etype}' "
+            "AND x.entity_id = t.id AND x.import_id = :imp AND x.operation = 'import.rollback.restore')"
             + ("" if self.force else f" AND NOT {changed}")
         )
         self.counts["restored"][etype] = restored

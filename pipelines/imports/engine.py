@@ -521,6 +521,10 @@ def rollback_import(store: Any, account_id: uuid.UUID, import_id: uuid.UUID, *, 
     they are and counted, unless `force`. Set-based (`ImportRollback`), one transaction; the
     history row ends `rolled_back` with the counts in its details.
 
+    An import already rolled back is refused, except with `force` when its rollback left
+    conflicts: that second pass undoes what the first left (records restored then are not
+    restored again).
+
     Returns:
         {"import_id", "status", "deleted", "restored", "kept", "conflicts"}: counts per entity.
 
@@ -536,14 +540,19 @@ def rollback_import(store: Any, account_id: uuid.UUID, import_id: uuid.UUID, *, 
             raise ImportFailed(f"no import {import_id} in this account", import_id=import_id)
         if row.dry_run:
             raise ImportFailed(f"import {import_id} was a dry run: nothing to roll back", import_id=import_id)
-        if row.status == "rolled_back":
-            raise ImportFailed(f"import {import_id} is already rolled back", import_id=import_id)
+        details = dict(row.details or {})
+        left = sum((details.get("rollback") or {}).get("conflicts", {}).values()) if row.status == "rolled_back" else 0
+        if row.status == "rolled_back" and not (force and left):
+            hint = f"; {left} conflict(s) were left as they are: --force (force: true) undoes them" if left else ""
+            raise ImportFailed(f"import {import_id} is already rolled back{hint}", import_id=import_id)
         try:
             counts = ImportRollback(conn, account_id=account_id, import_id=import_id, actor=actor, force=force).execute()
         except RollbackBlocked as exc:
             raise ImportFailed(f"cannot roll back import {import_id}: {exc}", import_id=import_id) from exc
         conn.execute(schema.import_flags.update().where(schema.import_flags.c.import_id == import_id, schema.import_flags.c.resolved_at.is_(None)).values(resolved_at=now))
-        details = dict(row.details or {})
+        if row.status == "rolled_back":
+            # a forced second pass over what the first one left
+            details["rollback_passes"] = [*details.get("rollback_passes", [details["rollback"]]), counts]
         details["rollback"] = counts
         conn.execute(h.update().where(h.c.id == import_id).values(status="rolled_back", finished_at=now, details=details))
     return {"import_id": import_id, "status": "rolled_back", **counts}

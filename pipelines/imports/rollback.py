@@ -61,7 +61,7 @@ def rollback_import_op(context: dg.OpExecutionContext, config: RollbackImportCon
     context.add_output_metadata(metadata)
     conflicts = sum(out["conflicts"].values())
     context.log.info(f"import {import_id} rolled back: " + ", ".join(f"{k} {v}" for k, v in counts.items())
-                     + (f"; {conflicts} record(s) changed since were left as they are (force undoes them)" if conflicts else ""))
+                     + (f"; {conflicts} record(s) changed since were left as they are (run it again with force: true to undo them)" if conflicts else ""))
     return {k: v for k, v in out.items() if k != "import_id"}
 
 

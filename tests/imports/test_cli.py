@@ -126,7 +126,7 @@ def test_bulkops_demo_imports_the_sample_into_a_fresh_var_dir(tmp_path: Path) ->
     )
 
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert "open the UI with: DAGSTER_HOME=var/dagster .venv/bin/dagster dev -w workspace.yaml" in proc.stdout
+    assert "open the UI with: make dev" in proc.stdout
     assert "applications.csv" in proc.stdout
     [run] = runs(tmp_path / "var" / "dagster")
     assert (run.job_name, run.status) == ("import_job", dg.DagsterRunStatus.SUCCESS)

@@ -110,3 +110,20 @@ def test_rollback_is_audited_and_refused_twice(store, account, tmp_path) -> None
     assert all(r.before and r.after is None for r in deletes)
     with pytest.raises(ImportFailed, match="already rolled back"):
         rollback_import(store, account, second.import_id, actor="tester")
+
+
+def test_a_forced_second_pass_undoes_only_what_the_first_left(store, account, tmp_path) -> None:
+    _, second, before = _two_imports(store, account, tmp_path)
+    after = _apps(store, account)
+    _bulk(store, account, [after["R-1"][0], after["R-4"][0]])
+    first_pass = rollback_import(store, account, second.import_id, actor="tester")
+    assert first_pass["conflicts"]["applications"] == 2
+    with pytest.raises(ImportFailed, match="--force"):
+        rollback_import(store, account, second.import_id, actor="tester")
+
+    out = rollback_import(store, account, second.import_id, actor="tester", force=True)
+
+    assert out["restored"]["applications"] == 1 and out["deleted"]["applications"] == 1  # nothing else
+    assert _apps(store, account) == before
+    with pytest.raises(ImportFailed, match="already rolled back"):
+        rollback_import(store, account, second.import_id, actor="tester", force=True)
