@@ -35,6 +35,14 @@ def _two_imports(store, account, tmp_path):
     return first, second, before
 
 
+def _changed_since(store, account, tmp_path):
+    """Both imports, then a bulk job moves R-1 (updated by the second import) and R-4 (created by it)."""
+    _, second, before = _two_imports(store, account, tmp_path)
+    after = _apps(store, account)
+    _bulk(store, account, [after["R-1"][0], after["R-4"][0]])
+    return second, before
+
+
 def _bulk(store, account, ids, operation="stage_transition", params=None) -> None:
     job = service.create_job(store, account, created_by=None, entity_type="applications", operation=operation,
                              entity_ids=ids, params=params or {"stage": "withdrawn"})
@@ -52,10 +60,7 @@ def test_rollback_gives_back_every_field_exactly(store, account, tmp_path) -> No
 
 
 def test_records_changed_since_are_conflicts_left_alone_unless_forced(store, account, tmp_path) -> None:
-    _, second, before = _two_imports(store, account, tmp_path)
-    after = _apps(store, account)
-    # a bulk job moves R-1 (updated by the import) and R-4 (created by it) after the import
-    _bulk(store, account, [after["R-1"][0], after["R-4"][0]])
+    second, before = _changed_since(store, account, tmp_path)
     out = rollback_import(store, account, second.import_id, actor="tester")
     assert out["conflicts"]["applications"] == 2
     assert out["restored"]["applications"] == 2 and out["deleted"]["applications"] == 0
@@ -66,9 +71,7 @@ def test_records_changed_since_are_conflicts_left_alone_unless_forced(store, acc
 
 
 def test_force_rolls_back_records_changed_since(store, account, tmp_path) -> None:
-    _, second, before = _two_imports(store, account, tmp_path)
-    after = _apps(store, account)
-    _bulk(store, account, [after["R-1"][0], after["R-4"][0]])
+    second, before = _changed_since(store, account, tmp_path)
     out = rollback_import(store, account, second.import_id, actor="tester", force=True)
     assert out["restored"]["applications"] == 3 and out["deleted"]["applications"] == 1
     assert _apps(store, account) == before
@@ -113,9 +116,7 @@ def test_rollback_is_audited_and_refused_twice(store, account, tmp_path) -> None
 
 
 def test_a_forced_second_pass_undoes_only_what_the_first_left(store, account, tmp_path) -> None:
-    _, second, before = _two_imports(store, account, tmp_path)
-    after = _apps(store, account)
-    _bulk(store, account, [after["R-1"][0], after["R-4"][0]])
+    second, before = _changed_since(store, account, tmp_path)
     first_pass = rollback_import(store, account, second.import_id, actor="tester")
     assert first_pass["conflicts"]["applications"] == 2
     with pytest.raises(ImportFailed, match="--force"):
