@@ -29,7 +29,7 @@ import pyarrow.compute as pc
 import pyarrow.csv as pcsv
 import sqlalchemy as sa
 
-from connectors.store.schema import ENTITY_TABLES
+from connectors.store.schema import ENTITY_TABLES, applications, contracts, form_submissions
 
 OUTCOMES = ("created", "updated", "skipped", "flagged")
 # staged columns that joins and filters use
@@ -48,6 +48,8 @@ LOOKUP_TABLES = {
 ANALYZE_GROWTH = 1.0
 ANALYZE_MIN_ROWS = 10_000
 TIMESTAMP_COLUMNS = ("applied_at",)
+# every audit row an import or a rollback writes: INSERT ... SELECT of these columns
+AUDIT_INSERT = "INSERT INTO audit_log (account_id, occurred_at, actor, operation, entity_type, entity_id, import_id, before, after) "
 # PostgreSQL: held by each import batch and each rollback until it commits, per account (:acct)
 ACCOUNT_IMPORT_LOCK = "SELECT pg_advisory_xact_lock(hashtext('bulkops.import'), hashtext(CAST(:acct AS text)))"
 # the duplicate strategy -> outcome of a matched row
@@ -91,6 +93,17 @@ def serialized_batches(conn: sa.Connection) -> Iterator[None]:
         yield
     finally:
         dbapi.isolation_level = before
+
+
+def _db_uuid(pg: bool, value: uuid.UUID) -> Any:
+    """A uuid bound into raw SQL as each dialect stores it (SQLite: 32 hex digits)."""
+    return value if pg else value.hex
+
+
+def _db_now(pg: bool) -> Any:
+    """Now, bound into raw SQL as each dialect stores timestamps."""
+    now = datetime.now(timezone.utc)
+    return now if pg else now.strftime("%Y-%m-%d %H:%M:%S.%f")
 
 
 def _chunks(items: list, n: int) -> list[list]:
@@ -158,11 +171,10 @@ class ImportWriter:
     # -- dialect helpers
 
     def _uuid(self, value: uuid.UUID) -> Any:
-        return value if self.pg else value.hex
+        return _db_uuid(self.pg, value)
 
     def _now(self) -> Any:
-        now = datetime.now(timezone.utc)
-        return now if self.pg else now.strftime("%Y-%m-%d %H:%M:%S.%f")
+        return _db_now(self.pg)
 
     @property
     def newid(self) -> str:
@@ -400,7 +412,7 @@ class ImportWriter:
                     f"SELECT gen_random_uuid(), :acct, job_code, coalesce(max(job_title), job_code), 'open', 'uploaded', '{{}}', :imp, "
                     f":now, :now FROM {S} WHERE job_id IS NULL AND job_code IS NOT NULL AND err IS NULL GROUP BY job_code "
                     "RETURNING id, code, title) "
-                    "INSERT INTO audit_log (account_id, occurred_at, actor, operation, entity_type, entity_id, import_id, before, after) "
+                    f"{AUDIT_INSERT}"
                     f"SELECT :acct, :now, :actor, 'import.create', 'jobs', j.id, :imp, NULL, {after} FROM j"
                 ).rowcount
                 if created:
@@ -413,7 +425,7 @@ class ImportWriter:
             ).rowcount
             if created:
                 self.run(
-                    "INSERT INTO audit_log (account_id, occurred_at, actor, operation, entity_type, entity_id, import_id, before, after) "
+                    f"{AUDIT_INSERT}"
                     f"SELECT :acct, :now, :actor, 'import.create', 'jobs', j.id, :imp, NULL, {after} FROM jobs j "
                     f"WHERE j.account_id = :acct AND j.import_id = :imp AND j.code IN "
                     f"(SELECT job_code FROM {S} WHERE job_id IS NULL AND err IS NULL)"
@@ -458,7 +470,7 @@ class ImportWriter:
                 f"SELECT DISTINCT ON (email_norm) {self.rowid('user', S)}, :acct, 'candidate', email, email_norm, first_name, "
                 f"last_name, phone, candidate_external_id, '{{}}', :imp, :now, :now FROM {S} WHERE {need} ORDER BY email_norm, row_no "
                 "RETURNING id, email, email_normalized, first_name, last_name, phone), "
-                "a AS (INSERT INTO audit_log (account_id, occurred_at, actor, operation, entity_type, entity_id, import_id, before, after) "
+                f"a AS ({AUDIT_INSERT}"
                 f"SELECT :acct, :now, :actor, 'import.create', 'candidates', u.id, :imp, NULL, {after} FROM u), "
                 # the id is derived from the first row's number: no join with the inserted rows
                 f"st AS (UPDATE {S} SET candidate_id = ('{self.prefix['user']}' || lpad(to_hex(d.first_row), 8, '0'))::uuid "
@@ -483,7 +495,7 @@ class ImportWriter:
             lookup()
             after = self.obj([("email", "u.email"), ("first_name", "u.first_name"), ("last_name", "u.last_name"), ("phone", "u.phone")])
             self.run(
-                "INSERT INTO audit_log (account_id, occurred_at, actor, operation, entity_type, entity_id, import_id, before, after) "
+                f"{AUDIT_INSERT}"
                 f"SELECT :acct, :now, :actor, 'import.create', 'candidates', u.id, :imp, NULL, {after} "
                 f"FROM {S} JOIN users u ON u.id = {S}.candidate_id WHERE {S}.rnd = :r AND {S}.cand_new = 1",
                 r=r,
@@ -620,7 +632,7 @@ class ImportWriter:
         cols = ", ".join(ins)
         exprs = ", ".join(ins.values())
         json_fields = ("data", "terms") if table == "contracts" else ("data",)
-        audit = "INSERT INTO audit_log (account_id, occurred_at, actor, operation, entity_type, entity_id, import_id, before, after) "
+        audit = AUDIT_INSERT
         if self.pg:
             # the audit rows come from the inserted rows (RETURNING), not from re-joining the table
             after = self._audit_obj("t", spec["audit"], json_fields)
@@ -651,7 +663,7 @@ class ImportWriter:
             return
         after = self._audit_obj("t", spec["audit"], json_fields)
         self.run(
-            "INSERT INTO audit_log (account_id, occurred_at, actor, operation, entity_type, entity_id, import_id, before, after) "
+            f"{AUDIT_INSERT}"
             f"SELECT :acct, :now, :actor, 'import.create', '{self.entity}', t.id, :imp, NULL, {after} "
             f"FROM {S} s JOIN {table} t ON t.id = s.new_id WHERE s.rnd = :r AND s.outcome = 'created'",
             r=r,
@@ -665,7 +677,7 @@ class ImportWriter:
             )
             after = self.obj([("application_id", "f.application_id"), ("form_name", "f.form_name"), ("answers", self.js("f.answers"))])
             self.run(
-                "INSERT INTO audit_log (account_id, occurred_at, actor, operation, entity_type, entity_id, import_id, before, after) "
+                f"{AUDIT_INSERT}"
                 f"SELECT :acct, :now, :actor, 'import.create', 'form_submissions', f.id, :imp, NULL, {after} "
                 f"FROM {S} s JOIN form_submissions f ON f.application_id = s.new_id WHERE s.rnd = :r AND s.outcome = 'created'",
                 r=r,
@@ -680,7 +692,7 @@ class ImportWriter:
         after = self.obj([(c, upd[c]) for c in plain] + [(c, upd[c]) for c in json_fields])
         # before-image first: rollback restores it
         n = self.run(
-            "INSERT INTO audit_log (account_id, occurred_at, actor, operation, entity_type, entity_id, import_id, before, after) "
+            f"{AUDIT_INSERT}"
             f"SELECT :acct, :now, :actor, 'import.update', '{self.entity}', t.id, :imp, {before}, {after} "
             f"FROM {S} s JOIN {table} t ON t.id = s.match_id WHERE s.rnd = :r AND s.outcome = 'updated'",
             r=r,
@@ -735,12 +747,11 @@ class ImportRollback:
         self.force = force
         self.ids = f"rollback_ids_{uuid.uuid4().hex[:12]}"
         self.apps = f"rollback_apps_{uuid.uuid4().hex[:12]}"
-        now = datetime.now(timezone.utc)
         self.params: dict[str, Any] = {
-            "acct": account_id if self.pg else account_id.hex,
-            "imp": import_id if self.pg else import_id.hex,
+            "acct": _db_uuid(self.pg, account_id),
+            "imp": _db_uuid(self.pg, import_id),
             "actor": actor,
-            "now": now if self.pg else now.strftime("%Y-%m-%d %H:%M:%S.%f"),
+            "now": _db_now(self.pg),
         }
         self.counts: dict[str, dict[str, int]] = {"deleted": {}, "restored": {}, "kept": {}, "conflicts": {}}
 
@@ -778,7 +789,7 @@ class ImportRollback:
         # SQLite's json_object() would store a JSON column as a string: json() keeps it an object
         pairs = [(c, f"t.{c}" if self.pg or not isinstance(table.c[c].type, sa.JSON) else f"json(t.{c})") for c in cols]
         self.run(
-            "INSERT INTO audit_log (account_id, occurred_at, actor, operation, entity_type, entity_id, import_id, before, after) "
+            f"{AUDIT_INSERT}"
             f"SELECT :acct, :now, :actor, '{operation}', '{etype}', t.id, :imp, {_json_object(self.pg, pairs)}, {after} "
             f"FROM {table.name} t JOIN {self.ids} r ON r.entity_id = t.id"
         )
@@ -860,8 +871,6 @@ class ImportRollback:
 
     def _delete_created(self) -> None:
         """Delete what the import created; keep what others changed since or still point at."""
-        from connectors.store.schema import applications, contracts, form_submissions
-
         blocking = self.run(
             "SELECT count(*) FROM contracts c JOIN applications a ON a.id = c.application_id "
             "WHERE a.account_id = :acct AND a.import_id = :imp AND (c.import_id IS NULL OR c.import_id <> :imp)"
