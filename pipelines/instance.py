@@ -41,13 +41,18 @@ DEFAULT_GRAPHQL_URL = "http://127.0.0.1:3000"  # `make dev`
 DEFAULT_LOCATION = "bulkops"  # workspace.yaml
 
 
+def graphql_url(url: str | None = None) -> str:
+    """URL, else `$BULKOPS_DAGSTER_GRAPHQL_URL`, else `make dev`'s webserver."""
+    return url or os.environ.get(GRAPHQL_URL_ENV) or DEFAULT_GRAPHQL_URL
+
+
 def graphql_client(url: str | None = None):  # type: ignore[no-untyped-def]
-    """A `DagsterGraphQLClient` for URL (default `$BULKOPS_DAGSTER_GRAPHQL_URL`), path prefix included."""
+    """A `DagsterGraphQLClient` for `graphql_url(URL)`, path prefix included."""
     from urllib.parse import urlparse
 
     from dagster_graphql import DagsterGraphQLClient
 
-    parsed = urlparse(url or os.environ[GRAPHQL_URL_ENV])
+    parsed = urlparse(graphql_url(url))
     prefix = parsed.path.rstrip("/")
     kwargs = {"path_prefix": prefix} if prefix else {}
     return DagsterGraphQLClient(parsed.hostname or "127.0.0.1", port_number=parsed.port, use_https=parsed.scheme == "https", **kwargs)

@@ -8,6 +8,7 @@ under the instance's run queue and concurrency limits like a sensor's run.
 from __future__ import annotations
 
 import dataclasses
+import time
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,7 @@ import dagster as dg
 from connectors import settings
 from pipelines.imports import dropzone
 from pipelines.imports.assets import config_for, import_files
+from pipelines.instance import code_location, graphql_client, graphql_url
 from resources import RecordStoreResource
 
 
@@ -126,18 +128,14 @@ def submit_import(
         FileNotFoundError: no such file.
         RuntimeError: the webserver refused the partition or the run (its message included).
     """
-    import os
-
     from dagster_graphql import DagsterGraphQLClientError
-
-    from pipelines.instance import DEFAULT_GRAPHQL_URL, GRAPHQL_URL_ENV, code_location, graphql_client
 
     path = Path(path).expanduser().resolve()
     if not path.is_file():
         raise FileNotFoundError(f"no such file: {path}")
     sha = dropzone.file_sha256(path)
     key = dropzone.partition_key(entity, path.name, sha)
-    url = url or os.environ.get(GRAPHQL_URL_ENV) or DEFAULT_GRAPHQL_URL
+    url = graphql_url(url)
     client = graphql_client(url)
     selector = {"repositoryLocationName": code_location(), "repositoryName": REPOSITORY}
     try:
@@ -169,12 +167,7 @@ def wait_for_run(run_id: str, *, url: str | None = None, timeout: float | None =
     Raises:
         TimeoutError: still running after TIMEOUT seconds (None: wait as long as it takes).
     """
-    import os
-    import time
-
-    from pipelines.instance import DEFAULT_GRAPHQL_URL, GRAPHQL_URL_ENV, graphql_client
-
-    client = graphql_client(url or os.environ.get(GRAPHQL_URL_ENV) or DEFAULT_GRAPHQL_URL)
+    client = graphql_client(url)
     deadline = None if timeout is None else time.monotonic() + timeout
     while True:
         status = client.get_run_status(run_id).value
@@ -187,11 +180,7 @@ def wait_for_run(run_id: str, *, url: str | None = None, timeout: float | None =
 
 def run_page(run_id: str, url: str | None = None) -> str:
     """The run's page in the UI of the webserver at URL (default as for `submit_import`)."""
-    import os
-
-    from pipelines.instance import DEFAULT_GRAPHQL_URL, GRAPHQL_URL_ENV
-
-    return f"{(url or os.environ.get(GRAPHQL_URL_ENV) or DEFAULT_GRAPHQL_URL).rstrip('/')}/runs/{run_id}"
+    return f"{graphql_url(url).rstrip('/')}/runs/{run_id}"
 
 
 def import_result_from_metadata(metadata: dict[str, Any]) -> Any:
