@@ -23,48 +23,24 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from connectors.store import schema
+from connectors.store import registry, schema
 from connectors.store.store import RecordStore
 
-ENTITY_ALIASES = {"contacts": "candidates"}
-GENERIC_OPERATIONS = ("delete", "tags_add", "tags_remove", "tags_set", "field_update")
-OPERATIONS: dict[str, tuple[str, ...]] = {
-    "applications": (
-        "status_update", "stage_transition", "trigger_automations", "recollection", *GENERIC_OPERATIONS,
-    ),
-    "contracts": ("create", "status_update", "trigger_automations", *GENERIC_OPERATIONS),
-    "candidates": GENERIC_OPERATIONS,
-    "jobs": GENERIC_OPERATIONS,
-}
+ENTITY_ALIASES = registry.ALIASES
+GENERIC_OPERATIONS = registry.GENERIC_OPERATIONS
+OPERATIONS: dict[str, tuple[str, ...]] = {n: e.operations for n, e in registry.ENTITIES.items()}
 ROLLBACK = "rollback"
 # operations whose effects can be undone from item before-images
 ROLLBACKABLE = {
     "status_update", "stage_transition", "field_update", "delete", "tags_add", "tags_remove", "tags_set",
     "recollection", "create",
 }
-FIELD_ALLOW_LIST: dict[str, tuple[str, ...]] = {
-    "applications": ("source", "external_id"),
-    "candidates": ("first_name", "last_name", "phone", "external_id"),
-    "jobs": ("title", "description", "location", "status", "code", "external_id"),
-    "contracts": ("template", "terms", "external_id"),
-}
+FIELD_ALLOW_LIST: dict[str, tuple[str, ...]] = {n: e.field_update_fields for n, e in registry.ENTITIES.items()}
 HIRED_STAGES = ("hired", "completed")
 AUTOMATION_ACTIONS = ("send_email", "move_stage", "webhook")
-# dependents that block a hard delete (table, column)
+# dependents that block a hard delete (table, column), from the schema's foreign keys
 _HARD_DELETE_BLOCKERS: dict[str, tuple[tuple[sa.Table, str], ...]] = {
-    "applications": (
-        (schema.contracts, "application_id"),
-        (schema.form_submissions, "application_id"),
-        (schema.recollection_requests, "application_id"),
-    ),
-    "candidates": (
-        (schema.applications, "candidate_id"),
-        (schema.recollection_requests, "candidate_id"),
-        (schema.candidate_skills, "candidate_id"),
-        (schema.api_tokens, "user_id"),
-    ),
-    "jobs": ((schema.applications, "job_id"), (schema.job_skills, "job_id")),
-    "contracts": (),
+    n: e.delete_blockers for n, e in registry.ENTITIES.items()
 }
 DEFAULT_BATCH_SIZE = {"postgresql": 20_000, "sqlite": 500}
 ANALYZE_THRESHOLD = 10_000

@@ -31,101 +31,18 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import yaml
 
+from connectors.store import registry
 from pipelines.imports.errors import MappingError
 
-# target fields per entity, with the maximum length the record store accepts (None = text)
-TEXT, DATETIME = "text", "datetime"
-_PERSON: dict[str, tuple[str, int | None]] = {
-    "external_id": (TEXT, 200),
-    "email": (TEXT, 320),
-    "first_name": (TEXT, 200),
-    "last_name": (TEXT, 200),
-    "full_name": (TEXT, 401),
-    "phone": (TEXT, 64),
-}
-FIELDS: dict[str, dict[str, tuple[str, int | None]]] = {
-    # an application row carries its candidate (external_id is the application's)
-    "applications": {
-        **_PERSON,
-        "candidate_external_id": (TEXT, 200),
-        "job_code": (TEXT, 200),
-        "job_title": (TEXT, 500),
-        "job_location": (TEXT, 500),
-        "stage": (TEXT, 64),
-        "status": (TEXT, 32),
-        "source": (TEXT, 200),
-        "applied_at": (DATETIME, None),
-    },
-    "candidates": _PERSON,
-    "jobs": {
-        "external_id": (TEXT, 200),
-        "code": (TEXT, 200),
-        "title": (TEXT, 500),
-        "description": (TEXT, None),
-        "location": (TEXT, 500),
-        "status": (TEXT, 32),
-        "source_url": (TEXT, None),
-    },
-    "contracts": {
-        "external_id": (TEXT, 200),
-        "application_external_id": (TEXT, 200),
-        "status": (TEXT, 32),
-        "template": (TEXT, 200),
-    },
-}
-REQUIRED: dict[str, tuple[str, ...]] = {
-    "applications": ("email",),
-    "candidates": ("email",),
-    "jobs": ("code",),
-    "contracts": ("external_id",),
-}
-# dict-valued targets: data.<key> everywhere, answers.<key> (applications), terms.<key> (contracts)
-PREFIXES: dict[str, tuple[str, ...]] = {
-    "applications": ("data", "answers"),
-    "candidates": ("data",),
-    "jobs": ("data",),
-    "contracts": ("data", "terms"),
-}
+# per-entity knowledge comes from the registry
+TEXT, DATETIME = registry.TEXT, registry.DATETIME
+FIELDS: dict[str, Any] = {n: e.fields for n, e in registry.ENTITIES.items()}
+REQUIRED: dict[str, tuple[str, ...]] = {n: e.required for n, e in registry.ENTITIES.items()}
+PREFIXES: dict[str, tuple[str, ...]] = {n: e.prefixes for n, e in registry.ENTITIES.items()}
 TRANSFORMS = ("trim", "lower", "upper", "title", "collapse_whitespace", "digits", "slug")
 
 # automatic mapping: normalised header -> target
-SYNONYMS: dict[str, dict[str, str]] = {
-    "applications": {
-        "application_id": "external_id", "external_id": "external_id", "id": "external_id", "application_ref": "external_id",
-        "email": "email", "email_address": "email", "e_mail": "email", "candidate_email": "email",
-        "first_name": "first_name", "firstname": "first_name", "given_name": "first_name",
-        "last_name": "last_name", "lastname": "last_name", "surname": "last_name", "family_name": "last_name",
-        "name": "full_name", "full_name": "full_name", "candidate_name": "full_name",
-        "phone": "phone", "phone_number": "phone", "mobile": "phone", "telephone": "phone",
-        "candidate_id": "candidate_external_id", "candidate_external_id": "candidate_external_id",
-        "job_code": "job_code", "job": "job_code", "job_id": "job_code", "requisition": "job_code", "requisition_id": "job_code",
-        "job_title": "job_title", "position": "job_title", "role": "job_title",
-        "job_location": "job_location", "location": "job_location",
-        "stage": "stage", "status": "status", "source": "source",
-        "applied_at": "applied_at", "applied_on": "applied_at", "applied": "applied_at", "date_applied": "applied_at",
-        "application_date": "applied_at",
-    },
-    "candidates": {
-        "candidate_id": "external_id", "external_id": "external_id", "id": "external_id",
-        "email": "email", "email_address": "email", "e_mail": "email",
-        "first_name": "first_name", "firstname": "first_name", "given_name": "first_name",
-        "last_name": "last_name", "lastname": "last_name", "surname": "last_name", "family_name": "last_name",
-        "name": "full_name", "full_name": "full_name",
-        "phone": "phone", "phone_number": "phone", "mobile": "phone", "telephone": "phone",
-    },
-    "jobs": {
-        "job_code": "code", "code": "code", "requisition": "code", "requisition_id": "code",
-        "job_id": "external_id", "external_id": "external_id", "id": "external_id",
-        "title": "title", "job_title": "title", "position": "title",
-        "description": "description", "job_description": "description",
-        "location": "location", "status": "status", "url": "source_url", "source_url": "source_url",
-    },
-    "contracts": {
-        "contract_id": "external_id", "external_id": "external_id", "id": "external_id",
-        "application_id": "application_external_id", "application_external_id": "application_external_id",
-        "status": "status", "template": "template", "contract_template": "template",
-    },
-}
+SYNONYMS: dict[str, Any] = {n: e.synonyms for n, e in registry.ENTITIES.items()}
 
 ISO_RE = r"^\d{4}-\d{2}-\d{2}([T ]\d{2}:\d{2}(:\d{2}(\.\d{1,9})?)?)?(Z|[+-]\d{2}:?\d{2})?$"
 

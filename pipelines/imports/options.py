@@ -7,7 +7,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-ENTITY_TYPES = ("applications", "candidates", "jobs", "contracts")
+from connectors.store import registry
+
+ENTITY_TYPES = registry.ENTITY_NAMES
 DUPLICATE_KEYS = ("external_id", "email")
 ON_DUPLICATE = ("skip", "update", "create", "flag")
 ERROR_POLICIES = ("skip", "abort", "threshold")

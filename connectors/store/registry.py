@@ -1,0 +1,223 @@
+"""The entity registry: one declaration per entity that everything else reads.
+
+An entity is what users import, operate on, export and sync: its table, the fields a file can
+fill (type and length from the schema), the required fields, header synonyms for automatic
+mapping, duplicate match keys, the bulk operations it supports, the fields a `field_update`
+may touch, the declared value sets of its status/stage fields, and the tables whose rows block
+a hard delete (derived from the schema's foreign keys).
+
+Adding an entity is one `Entity(...)` entry here plus a migration for its table.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, NamedTuple
+
+import sqlalchemy as sa
+
+from connectors.store import schema
+
+TEXT, DATETIME = "text", "datetime"
+
+
+class FieldSpec(NamedTuple):
+    """A field a file can fill: its kind and the longest value the record store accepts."""
+
+    kind: str
+    max_length: int | None
+
+
+@dataclass(frozen=True)
+class Entity:
+    name: str
+    table: sa.Table
+    # importable fields: name -> spec
+    fields: Mapping[str, FieldSpec]
+    required: tuple[str, ...]
+    # normalised header -> field, for automatic mapping
+    synonyms: Mapping[str, str]
+    # fields that identify an existing record, in the order duplicates are matched
+    match_keys: tuple[str, ...]
+    # dict-valued targets: data.<key>, answers.<key>, terms.<key>
+    prefixes: tuple[str, ...]
+    operations: tuple[str, ...]
+    field_update_fields: tuple[str, ...]
+    # declared value sets (defaults; an account may override them)
+    value_sets: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    aliases: tuple[str, ...] = ()
+
+    @property
+    def delete_blockers(self) -> tuple[tuple[sa.Table, str], ...]:
+        """(table, column) pairs whose rows point at a record of this entity: they block a hard delete."""
+        return tuple(
+            (other, fk.parent.name)
+            for other in schema.metadata.sorted_tables
+            for fk in other.foreign_keys
+            if fk.column.table is self.table
+        )
+
+
+def _text(n: int | None) -> FieldSpec:
+    return FieldSpec(TEXT, n)
+
+
+_PERSON: dict[str, FieldSpec] = {
+    "external_id": _text(200),
+    "email": _text(320),
+    "first_name": _text(200),
+    "last_name": _text(200),
+    "full_name": _text(401),
+    "phone": _text(64),
+}
+_PERSON_SYNONYMS: dict[str, str] = {
+    "email": "email", "email_address": "email", "e_mail": "email",
+    "first_name": "first_name", "firstname": "first_name", "given_name": "first_name",
+    "last_name": "last_name", "lastname": "last_name", "surname": "last_name", "family_name": "last_name",
+    "name": "full_name", "full_name": "full_name",
+    "phone": "phone", "phone_number": "phone", "mobile": "phone", "telephone": "phone",
+}
+GENERIC_OPERATIONS = ("delete", "tags_add", "tags_remove", "tags_set", "field_update")
+
+# default value sets; `bulkops accounts values` overrides them per account
+APPLICATION_STAGES = (
+    "new", "applied", "screening", "review", "interview", "assessment", "offer", "hired", "completed",
+    "rejected", "withdrawn",
+)
+APPLICATION_STATUSES = ("active", "on_hold", "hired", "rejected", "withdrawn", "archived")
+JOB_STATUSES = ("draft", "open", "active", "on_hold", "closed", "filled", "archived")
+CONTRACT_STATUSES = ("draft", "sent", "signed", "active", "completed", "expired", "cancelled", "terminated")
+
+ENTITIES: dict[str, Entity] = {
+    e.name: e
+    for e in (
+        Entity(
+            name="applications",
+            table=schema.applications,
+            # an application row carries its candidate (external_id is the application's)
+            fields={
+                **_PERSON,
+                "candidate_external_id": _text(200),
+                "job_code": _text(200),
+                "job_title": _text(500),
+                "job_location": _text(500),
+                "stage": _text(64),
+                "status": _text(32),
+                "source": _text(200),
+                "applied_at": FieldSpec(DATETIME, None),
+            },
+            required=("email",),
+            synonyms={
+                **_PERSON_SYNONYMS,
+                "application_id": "external_id", "external_id": "external_id", "id": "external_id",
+                "application_ref": "external_id", "candidate_email": "email", "candidate_name": "full_name",
+                "candidate_id": "candidate_external_id", "candidate_external_id": "candidate_external_id",
+                "job_code": "job_code", "job": "job_code", "job_id": "job_code", "requisition": "job_code",
+                "requisition_id": "job_code",
+                "job_title": "job_title", "position": "job_title", "role": "job_title",
+                "job_location": "job_location", "location": "job_location",
+                "stage": "stage", "status": "status", "source": "source",
+                "applied_at": "applied_at", "applied_on": "applied_at", "applied": "applied_at",
+                "date_applied": "applied_at", "application_date": "applied_at",
+            },
+            match_keys=("external_id", "email"),
+            prefixes=("data", "answers"),
+            operations=("status_update", "stage_transition", "trigger_automations", "recollection", *GENERIC_OPERATIONS),
+            field_update_fields=("source", "external_id"),
+            value_sets={"stage": APPLICATION_STAGES, "status": APPLICATION_STATUSES},
+        ),
+        Entity(
+            name="candidates",
+            table=schema.users,
+            fields=_PERSON,
+            required=("email",),
+            synonyms={**_PERSON_SYNONYMS, "candidate_id": "external_id", "external_id": "external_id", "id": "external_id"},
+            match_keys=("external_id", "email"),
+            prefixes=("data",),
+            operations=GENERIC_OPERATIONS,
+            field_update_fields=("first_name", "last_name", "phone", "external_id"),
+            aliases=("contacts",),
+        ),
+        Entity(
+            name="jobs",
+            table=schema.jobs,
+            fields={
+                "external_id": _text(200),
+                "code": _text(200),
+                "title": _text(500),
+                "description": _text(None),
+                "location": _text(500),
+                "status": _text(32),
+                "source_url": _text(None),
+            },
+            required=("code",),
+            synonyms={
+                "job_code": "code", "code": "code", "requisition": "code", "requisition_id": "code",
+                "job_id": "external_id", "external_id": "external_id", "id": "external_id",
+                "title": "title", "job_title": "title", "position": "title",
+                "description": "description", "job_description": "description",
+                "location": "location", "status": "status", "url": "source_url", "source_url": "source_url",
+            },
+            match_keys=("external_id", "code"),
+            prefixes=("data",),
+            operations=GENERIC_OPERATIONS,
+            field_update_fields=("title", "description", "location", "status", "code", "external_id"),
+            value_sets={"status": JOB_STATUSES},
+        ),
+        Entity(
+            name="contracts",
+            table=schema.contracts,
+            fields={
+                "external_id": _text(200),
+                "application_external_id": _text(200),
+                "status": _text(32),
+                "template": _text(200),
+            },
+            required=("external_id",),
+            synonyms={
+                "contract_id": "external_id", "external_id": "external_id", "id": "external_id",
+                "application_id": "application_external_id", "application_external_id": "application_external_id",
+                "status": "status", "template": "template", "contract_template": "template",
+            },
+            match_keys=("external_id",),
+            prefixes=("data", "terms"),
+            operations=("create", "status_update", "trigger_automations", *GENERIC_OPERATIONS),
+            field_update_fields=("template", "terms", "external_id"),
+            value_sets={"status": CONTRACT_STATUSES},
+        ),
+    )
+}
+ENTITY_NAMES: tuple[str, ...] = tuple(ENTITIES)
+ALIASES: dict[str, str] = {alias: e.name for e in ENTITIES.values() for alias in e.aliases}
+
+
+class UnknownEntity(LookupError):
+    def __init__(self, name: str) -> None:
+        self.name = name
+        choices = ", ".join(ENTITY_NAMES + tuple(ALIASES))
+        super().__init__(f"unknown entity {name!r}: choose one of {choices}")
+
+
+def canonical(name: str) -> str:
+    """'contacts' -> 'candidates'; unknown names raise UnknownEntity."""
+    name = ALIASES.get(name, name)
+    if name not in ENTITIES:
+        raise UnknownEntity(name)
+    return name
+
+
+def get(name: str) -> Entity:
+    return ENTITIES[canonical(name)]
+
+
+def value_set(entity: str, field_name: str, overrides: Mapping[str, Any] | None = None) -> tuple[str, ...] | None:
+    """The allowed values of a field, or None when the field has no declared set.
+
+    `overrides` is an account's settings: {"value_sets": {"applications.stage": [...]}}.
+    """
+    e = get(entity)
+    custom = ((overrides or {}).get("value_sets") or {}).get(f"{e.name}.{field_name}")
+    if custom:
+        return tuple(str(v) for v in custom)
+    return e.value_sets.get(field_name)
