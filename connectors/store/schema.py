@@ -96,6 +96,8 @@ accounts = sa.Table(
     sa.Column("slug", sa.String(64), nullable=False, unique=True),
     sa.Column("name", sa.String(200), nullable=False),
     sa.Column("created_at", TS, nullable=False, server_default=_now()),
+    # per-account configuration: {"value_sets": {"applications.stage": [...]}} (migration 0007)
+    sa.Column("settings", JSON, nullable=False, server_default="{}"),
 )
 
 api_tokens = sa.Table(
