@@ -83,9 +83,12 @@ def test_parquet_streams_batches_as_strings(tmp_path: Path) -> None:
     assert [r for b in batches for r in b.rows.to_pylist()] == [2, 3]
 
 
-def test_undecodable_bytes_name_the_line(tmp_path: Path) -> None:
+def test_undecodable_bytes_reject_their_row_with_the_exact_line(tmp_path: Path) -> None:
     path = tmp_path / "f.csv"
-    path.write_bytes(b"a,b\n" + b"x,y\n" * 30000 + b"\xff\xfe\xfa,1\n")
+    path.write_bytes(b"a,b\n" + b"x,y\n" * 30000 + b"\xff\xfe\xfa,1\n" + b"z,2\n")
     f = open_tabular(path, encoding="utf-8")
-    with pytest.raises(FileReadError, match="cannot decode"):
-        list(f.batches(1000))
+    batches = list(f.batches(1000))
+    issues = [i for b in batches for i in b.issues]
+    assert [(i.row, i.line, i.column) for i in issues] == [(30001, 30002, "a")]
+    assert "\\xff\\xfe\\xfa" in issues[0].reason and "line 30002" in issues[0].reason
+    assert sum(b.num_rows for b in batches) == 30001 and batches[-1].last_row == 30002
