@@ -201,7 +201,17 @@ def _launch(path: str, entity: str, account: str, options: object, mapping: str 
 @click.option("--no-create-missing-jobs", is_flag=True, help="Reject rows naming an unknown job instead of creating it.")
 @click.option("--encoding", default=None)
 @click.option("--delimiter", default=None)
-@click.option("--format", "file_format", type=click.Choice(["csv", "parquet"]), default=None)
+@click.option("--format", "file_format", type=click.Choice(["csv", "parquet", "xlsx"]), default=None,
+              help="Default: from the file's bytes (gzip, bzip2, xz or a zip of one file are opened).")
+@click.option("--decode-errors", "decode_fallback", default=None, metavar="ENCODING",
+              help="Decode bytes the file's encoding cannot with ENCODING (e.g. cp1252); default: reject those rows.")
+@click.option("--skip-rows", type=click.IntRange(min=0), default=None, help="Lines above the header to skip (default: detected).")
+@click.option("--comment", default=None, metavar="CHARS", help="Skip lines starting with CHARS, e.g. '#'.")
+@click.option("--sheet", default=None, help="Workbook sheet to read (default: the first).")
+@click.option("--null-values", default=None, metavar="LIST",
+              help="Comma-separated spellings of empty in mapped fields (default: NULL,null,N/A,n/a,#N/A,NA,-,None,none); '' for none.")
+@click.option("--max-cell-kib", type=click.IntRange(min=1), default=128, show_default=True,
+              help="A row with a longer cell is rejected.")
 @click.option("--force", is_flag=True, help="Import even when identical content was already imported.")
 @click.option("--dry-run", is_flag=True, help="Report what would happen; write nothing.")
 @click.option("--submit", is_flag=True,
@@ -211,8 +221,9 @@ def _launch(path: str, entity: str, account: str, options: object, mapping: str 
 @click.option("--timeout", type=float, default=None, help="With --submit: stop waiting after SECONDS (the run goes on); exit 2.")
 def import_file(path: str, entity: str, account: str | None, mapping: str | None, on_duplicate: str, duplicate_keys: str,
                 default_stage: str, error_policy: str, error_threshold: float, batch_size: int, no_create_missing_jobs: bool,
-                encoding: str | None, delimiter: str | None, file_format: str | None, force: bool, dry_run: bool,
-                submit: bool, no_wait: bool, timeout: float | None) -> None:
+                encoding: str | None, delimiter: str | None, file_format: str | None, decode_fallback: str | None,
+                skip_rows: int | None, comment: str | None, sheet: str | None, null_values: str | None, max_cell_kib: int,
+                force: bool, dry_run: bool, submit: bool, no_wait: bool, timeout: float | None) -> None:
     """Import PATH through the Dagster import_job (the run shows in the UI).
 
     By default the run executes in this process, at once. With --submit it is queued on the
@@ -226,6 +237,8 @@ def import_file(path: str, entity: str, account: str | None, mapping: str | None
         on_duplicate=on_duplicate, default_stage=default_stage, error_policy=error_policy, error_threshold=error_threshold,
         batch_size=batch_size, dry_run=dry_run, create_missing_jobs=not no_create_missing_jobs, encoding=encoding,
         delimiter=delimiter, file_format=file_format, force=force, actor=f"cli:{os.environ.get('USER', 'bulkops')}",
+        decode_fallback=decode_fallback, skip_rows=skip_rows, comment=comment, sheet=sheet, max_cell_bytes=max_cell_kib * 1024,
+        **({} if null_values is None else {"null_values": ("", *(v for v in null_values.split(",") if v))}),
     )
     if submit:
         _submit(path, entity, account or settings.default_account(), options, mapping, wait=not no_wait, timeout=timeout)

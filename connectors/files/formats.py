@@ -121,9 +121,24 @@ def sniff(head: bytes) -> tuple[str, str, str]:
         if b"urn:schemas-microsoft-com:office:spreadsheet" in h:
             return "refused", "an Excel 2003 XML spreadsheet", SAVE_AS
         return "refused", "an XML document", EXPORT
-    if b"\x00" in h and not _utf16_or_32(h):
+    if _binary(h):
         return "refused", "binary data, not text", EXPORT
     return "text", "a text file", ""
+
+
+_CONTROL = bytes(b for b in range(32) if b not in b"\t\n\r\f\v\x1b")
+
+
+def _binary(h: bytes) -> bool:
+    """Many NULs or control bytes outside UTF-16/32 text (a stray NUL in a CSV is still text)."""
+    if not h or _utf16_or_32(h):
+        return False
+    control = len(h) - len(h.translate(None, _CONTROL))
+    return h.count(0) > len(h) // 20 or control > len(h) // 10
+
+
+def utf16_or_32(h: bytes) -> bool:
+    return _utf16_or_32(h)
 
 
 def _utf16_or_32(h: bytes) -> bool:

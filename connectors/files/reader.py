@@ -38,7 +38,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from connectors.files.formats import Source, UnreadableFile, identify
+from connectors.files.formats import Source, UnreadableFile, identify, utf16_or_32
 
 SAMPLE_BYTES = 1 << 16
 SCAN_CHUNK = 1 << 20
@@ -146,7 +146,7 @@ def detect_encoding(sample: bytes, stream: Iterable[bytes] | None = None) -> str
         return "utf-8-sig"
     if sample.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
         return "utf-16"
-    if b"\x00" in sample:
+    if b"\x00" in sample and utf16_or_32(sample):
         return _legacy_encoding(sample)
     decoder = codecs.getincrementaldecoder("utf-8")("surrogateescape")
     invalid = multibyte = False

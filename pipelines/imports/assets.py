@@ -74,7 +74,16 @@ class ImportConfig(dg.Config):
     create_missing_jobs: bool = Field(default=True, description="Create a job on the fly when an application names an unknown job code.")
     encoding: str | None = Field(default=None, description="Text encoding; empty: detected (UTF-8/BOM, UTF-16, cp1252).")
     delimiter: str | None = Field(default=None, description="CSV delimiter; empty: detected.")
-    file_format: str | None = Field(default=None, description="csv or parquet; empty: from the file name.")
+    file_format: str | None = Field(default=None, description="csv, parquet or xlsx; empty: from the file's bytes (gzip, bzip2, xz, zip of one file opened).")
+    decode_fallback: str | None = Field(default=None, description="Encoding for bytes the file's encoding cannot decode (e.g. cp1252); empty: reject those rows.")
+    skip_rows: int | None = Field(default=None, description="Lines above the header to skip; empty: the header is found past title and comment rows.")
+    comment: str | None = Field(default=None, description="Skip lines starting with these characters, e.g. '#'.")
+    sheet: str | None = Field(default=None, description="Workbook sheet to read; empty: the first.")
+    null_values: list[str] = Field(
+        default=["", "NULL", "null", "Null", "N/A", "n/a", "#N/A", "NA", "-", "None", "none"],
+        description="Spellings of empty in columns mapped to record fields (columns kept in data keep their text).",
+    )
+    max_cell_bytes: int = Field(default=128 * 1024, description="A row with a cell longer than this many bytes is rejected.")
     actor: str = Field(default="bulkops", description="Who the audit log names for this import.")
     force: bool = Field(default=False, description="Import again even when identical content was already imported.")
     form_name: str = Field(default="application", description="Name of the form submission an application import creates.")
@@ -358,6 +367,10 @@ def _import_partition(
         ),
         "result": dg.MetadataValue.json(_jsonable(dataclasses.asdict(result))),
     }
+    read = (result.details or {}).get("file")
+    if read:
+        metadata["encoding"] = str(read.get("encoding") or read.get("format"))
+        metadata["file_read"] = dg.MetadataValue.json(_jsonable(read))
     if result.failed_rows_path:
         metadata["failed_rows"] = dg.MetadataValue.path(str(result.failed_rows_path))
     if result.duplicate_of:

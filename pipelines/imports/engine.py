@@ -157,7 +157,7 @@ class FailedRows:
                 line = lines[i] if lines is not None else ""
                 self._w.writerow([row_no, line, "; ".join(c for c, _ in errs), "; ".join(r for _, r in errs), *vals.values(), ""])
         for issue in raw.issues:
-            self._w.writerow([issue.row, issue.line or "", "", issue.reason, *([""] * len(self.columns)), issue.raw])
+            self._w.writerow([issue.row, issue.line or "", issue.column or "", issue.reason, *([""] * len(self.columns)), issue.raw])
         self.count += len(errors) + len(raw.issues)
         self._f.flush()
 
@@ -342,15 +342,24 @@ def run_import(
     sample: list[dict] = []
     try:
         try:
-            tab = open_tabular(path, file_format=options.file_format, encoding=options.encoding, delimiter=options.delimiter)
+            tab = open_tabular(
+                path, file_format=options.file_format, encoding=options.encoding, delimiter=options.delimiter,
+                decode_fallback=options.decode_fallback, skip_rows=options.skip_rows, comment=options.comment,
+                sheet=options.sheet, null_values=options.null_values, max_cell_bytes=options.max_cell_bytes,
+            )
         except FileReadError as exc:
             raise FileFormatError(f"{name}: {exc}".replace(f"{path.name}: ", "", 1), import_id=import_id) from exc
         mapping = bind_mapping(options.mapping, tab.columns, options.entity)
+        # null spellings ('N/A', 'NULL', '-') empty the columns mapped to record fields; data keeps the text
+        null_columns = [r.source for r in mapping.rules if r.target and "." not in r.target]
         with store.begin() as conn:
             h = _history_row(conn, import_id)
+            # how the file was read (format, encoding, header, renamed columns), before the first batch
+            _finish(conn, import_id, details={**dict(h.details or {}), "file": tab.detected})
         committed, batches = h.rows_committed, 0
         totals = {k: getattr(h, k) for k in ("created", "updated", "skipped", "flagged", "errors", "rows_read")}
         details = {k: v for k, v in dict(h.details or {}).items() if isinstance(v, int)}
+        details["file"] = tab.detected
         failed = FailedRows(failed_dir, import_id, name, tab.columns, committed)
         if committed == 0:
             failed.count = 0
@@ -364,7 +373,7 @@ def run_import(
                 return conn.begin() if outer is None else contextlib.nullcontext()
 
             def prepared(start_after: int = committed) -> Iterator[tuple[Any, Any]]:
-                for raw in tab.batches(options.batch_size, start_after=start_after):
+                for raw in tab.batches(options.batch_size, start_after=start_after, null_columns=null_columns):
                     mapped = apply_mapping(mapping, raw.table)
                     yield raw, prepare(
                         options.entity, mapped, raw.num_rows, auto_advance=options.auto_advance, duplicate_keys=options.duplicate_keys
@@ -424,6 +433,8 @@ def run_import(
                                 details[k] = details.get(k, 0) + v
                             if options.dry_run and len(sample) < 20:
                                 sample.extend(writer.sample(20 - len(sample)))
+                        for k, v in raw.counts.items():
+                            details[k] = details.get(k, 0) + v
                         totals["errors"] = total_err
                         totals["rows_read"] = total_read
                         failed.add(raw, row_errors)

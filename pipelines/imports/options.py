@@ -13,7 +13,8 @@ ENTITY_TYPES = registry.ENTITY_NAMES
 DUPLICATE_KEYS = ("external_id", "email")
 ON_DUPLICATE = ("skip", "update", "create", "flag")
 ERROR_POLICIES = ("skip", "abort", "threshold")
-FILE_FORMATS = ("csv", "parquet")
+FILE_FORMATS = ("csv", "parquet", "xlsx")
+DEFAULT_NULL_VALUES = ("", "NULL", "null", "Null", "N/A", "n/a", "#N/A", "NA", "-", "None", "none")
 
 
 @dataclass(frozen=True)
@@ -32,9 +33,17 @@ class ImportOptions:
         batch_size: rows per transaction.
         dry_run: report what would happen, write no records.
         create_missing_jobs: an unknown job code creates the job (True) or rejects the row.
-        encoding: None detects (BOM, UTF-8, else charset-normalizer).
+        encoding: None detects (BOM, UTF-8 over the whole file, else charset-normalizer, else cp1252).
         delimiter: None sniffs among , ; tab |.
-        file_format: csv | parquet | None (by extension).
+        file_format: csv | parquet | xlsx | None (from the file's bytes); a given one must match them.
+        decode_fallback: encoding for bytes the file's encoding cannot decode (e.g. cp1252);
+            None rejects the rows holding such bytes.
+        skip_rows: lines above the header to skip; None finds the header past title and comment rows.
+        comment: lines starting with this are skipped (e.g. "#"); None skips none.
+        sheet: the workbook sheet to read; None reads the first.
+        null_values: cell spellings read as empty in columns mapped to record fields
+            (not in columns that go to `data`/`answers`, which keep the text as written).
+        max_cell_bytes: a row with a cell longer than this (UTF-8 bytes) is rejected.
         actor: who the audit log names.
         force: import even when identical content was already imported (re-import).
         form_name: name of the form submission an application import creates.
@@ -54,6 +63,12 @@ class ImportOptions:
     encoding: str | None = None
     delimiter: str | None = None
     file_format: str | None = None
+    decode_fallback: str | None = None
+    skip_rows: int | None = None
+    comment: str | None = None
+    sheet: str | None = None
+    null_values: tuple[str, ...] = DEFAULT_NULL_VALUES
+    max_cell_bytes: int = 128 * 1024
     actor: str = "bulkops"
     force: bool = False
     form_name: str = "application"
@@ -78,6 +93,22 @@ class ImportOptions:
             bad("batch_size must be positive")
         if self.file_format not in (None, *FILE_FORMATS):
             bad(f"file_format {self.file_format!r} is not one of {', '.join(FILE_FORMATS)}")
+        if self.skip_rows is not None and self.skip_rows < 0:
+            bad("skip_rows must be 0 or more")
+        if self.max_cell_bytes < 1:
+            bad("max_cell_bytes must be positive")
+        if self.comment is not None and len(self.comment) > 8:
+            bad(f"comment {self.comment!r}: give the characters a comment line starts with, such as #")
+        for name in ("encoding", "decode_fallback"):
+            value = getattr(self, name)
+            if value:
+                import codecs
+
+                try:
+                    codecs.lookup(value)
+                except LookupError:
+                    bad(f"{name} {value!r} is not a known encoding (for example utf-8, cp1252, latin-1)")
+        object.__setattr__(self, "null_values", tuple(self.null_values))
         # tuples keep the dataclass hashable when built from lists (yaml, dagster config)
         object.__setattr__(self, "duplicate_keys", tuple(self.duplicate_keys))
         object.__setattr__(self, "auto_advance", tuple(self.auto_advance))
@@ -90,6 +121,7 @@ class ImportOptions:
         out = dataclasses.asdict(self)
         out["duplicate_keys"] = list(self.duplicate_keys)
         out["auto_advance"] = [dict(r) for r in self.auto_advance]
+        out["null_values"] = list(self.null_values)
         return out
 
 
