@@ -138,7 +138,7 @@ class ImportWriter:
         import_id: uuid.UUID,
         actor: str,
         columns: list[str],
-        json_spec: dict[str, list[tuple[str, str]]],
+        json_spec: dict[str, str | None],
         on_duplicate: str = "update",
         duplicate_keys: tuple[str, ...] = ("external_id", "email"),
         create_missing_jobs: bool = True,
@@ -203,7 +203,11 @@ class ImportWriter:
         return expr if self.pg else f"json({expr})"
 
     def json_of(self, kind: str, alias: str = "s") -> str:
-        return self.obj_nonnull([(k, f"{alias}.{c}") for k, c in self.json_spec.get(kind, [])])
+        """The staged JSON object of `kind` (one text column, built by validation.json_objects)."""
+        col = self.json_spec.get(kind)
+        if not col:
+            return self.obj([])
+        return f"CAST({alias}.{col} AS jsonb)" if self.pg else f"json({alias}.{col})"
 
     def run(self, sql: str, **extra: Any) -> sa.CursorResult:
         return self.conn.execute(sa.text(sql), {**self.params, **extra})

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 
 import pyarrow as pa
@@ -35,16 +36,53 @@ STAGE_FIELDS: dict[str, tuple[str, ...]] = {
 }
 
 
+_JSON_SPECIAL = r'[\\"\x00-\x1f]'
+_JSON_ESCAPES = (("\\", "\\\\"), ('"', '\\"'), ("\n", "\\n"), ("\r", "\\r"), ("\t", "\\t"), ("\b", "\\b"), ("\f", "\\f"))
+
+
+def _json_string_body(arr: pa.Array) -> pa.Array:
+    """Values escaped for the inside of a JSON string (quotes, backslashes, control characters)."""
+    if not pc.any(pc.match_substring_regex(arr, _JSON_SPECIAL)).as_py():
+        return arr
+    if pc.any(pc.match_substring_regex(arr, r"[\x00-\x07\x0b\x0e-\x1f]")).as_py():
+        return pa.array([None if v is None else json.dumps(v, ensure_ascii=False)[1:-1] for v in arr.to_pylist()], pa.string())
+    for raw, escaped in _JSON_ESCAPES:
+        arr = pc.replace_substring(arr, raw, escaped)
+    return arr
+
+
+def json_objects(items: list[tuple[str, pa.Array]], n: int) -> pa.Array:
+    """One JSON object text per row from (key, string values): null values left out, the last of a repeated key wins."""
+    last: dict[str, pa.Array] = {}
+    for key, arr in items:
+        last[key] = arr
+    empty = pa.scalar(None, pa.string())
+    parts: list[pa.Array] = []
+    pairs = list(last.items())
+    for i in range(0, len(pairs), 100):
+        frags = []
+        for key, arr in pairs[i : i + 100]:
+            if not (pa.types.is_string(arr.type) or pa.types.is_large_string(arr.type)):
+                arr = pc.cast(arr, pa.string())
+            head = pa.scalar(json.dumps(str(key), ensure_ascii=False) + ':"', pa.string())
+            frags.append(pc.binary_join_element_wise(head, _json_string_body(arr), pa.scalar('"', pa.string()), ""))
+        joined = pc.binary_join_element_wise(*frags, ",", null_handling="skip")
+        parts.append(pc.if_else(pc.equal(joined, ""), empty, joined))
+    body = pc.binary_join_element_wise(*parts, ",", null_handling="skip") if len(parts) > 1 else pc.fill_null(parts[0], "")
+    return pc.binary_join_element_wise(pa.scalar("{", pa.string()), body, pa.scalar("}", pa.string()), "")
+
+
 @dataclass
 class Prepared:
     """A validated batch ready for the record store.
 
-    `table` holds row_no, rnd (duplicate round), the entity's STAGE_FIELDS and x_0..x_k extra
-    columns; `json` says which extra columns build which JSON object (data, answers, terms).
+    `table` holds row_no, rnd (duplicate round), the entity's STAGE_FIELDS and one JSON text
+    column per object (x_data, x_answers, x_terms); `json` names the column of each object
+    (data, answers, terms), None when the file gives it no key.
     """
 
     table: pa.Table
-    json: dict[str, list[tuple[str, str]]]
+    json: dict[str, str | None]
     errors: list[tuple[int, str, str]] = field(default_factory=list)  # (row index in batch, column, reason)
 
 
@@ -126,16 +164,18 @@ def prepare(entity: str, mapped: Mapped, n: int, *, auto_advance: tuple[dict, ..
     arrays: dict[str, pa.Array] = {}
     for name in STAGE_FIELDS[entity]:
         arrays[name] = _stage_column(entity, name, fields, n)
-    json_spec: dict[str, list[tuple[str, str]]] = {"data": [], "answers": [], "terms": []}
-    seen: dict[int, str] = {}
+    # each JSON object (data, answers, terms) is one staged text column, however many source columns feed it
+    json_spec: dict[str, str | None] = {"data": None, "answers": None, "terms": None}
+    built: dict[tuple, str] = {}
     for kind, items in (("data", mapped.data), ("answers", mapped.answers), ("terms", mapped.terms)):
-        for key, arr in items:
-            col = seen.get(id(arr))
-            if col is None:
-                col = f"x_{len(seen)}"
-                seen[id(arr)] = col
-                arrays[col] = arr
-            json_spec[kind].append((key, col))
+        if not items:
+            continue
+        ident = tuple((key, id(arr)) for key, arr in items)
+        col = built.get(ident)
+        if col is None:
+            col = built[ident] = f"x_{kind}"
+            arrays[col] = json_objects(items, n)
+        json_spec[kind] = col
     del cols, sources
     rnd = rounds(entity, arrays, n, duplicate_keys)
     table = pa.Table.from_arrays([rnd, *arrays.values()], names=["rnd", *arrays.keys()])
