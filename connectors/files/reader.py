@@ -61,6 +61,7 @@ csv.field_size_limit(min(sys.maxsize, 1 << 28))
 _UNDECODED = re.compile("[\udc80-\udcff]+")
 _NON_ASCII_TEXT = re.compile("[^\x00-\x7f\udc80-\udcff]")
 _HIGH_LINE = re.compile(rb"[^\n]*[\x80-\xff][^\n]*\n?")
+_HIGH_BYTES = bytes(range(128, 256))
 MULTIBYTE = ("utf_16", "utf_32", "shift_jis", "cp932", "euc", "gb", "big5", "cp949", "iso2022", "johab", "hz")
 
 
@@ -120,7 +121,11 @@ def _legacy_encoding(sample: bytes) -> str:
 
     best = from_bytes(sample).best()
     if best is not None and best.encoding.startswith(MULTIBYTE):
-        return best.encoding
+        # a few high bytes say nothing of a multibyte encoding; UTF-16/32 text has NULs
+        wide = best.encoding.startswith(("utf_16", "utf_32"))
+        if (wide and utf16_or_32(sample)) or (not wide and len(sample) - len(sample.translate(None, _HIGH_BYTES)) >= 16):
+            return best.encoding
+        best = None
     try:
         western = sample.decode("cp1252")
     except UnicodeDecodeError:
