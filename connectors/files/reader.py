@@ -485,7 +485,8 @@ class TabularFile:
         column = self.columns[i] if i < len(self.columns) else f"column {i + 1}"
         raw_cell = cell.encode("utf-8", "surrogateescape")
         bad = b"".join(m.group().encode("utf-8", "surrogateescape") for m in _UNDECODED.finditer(cell))
-        reason = (f"line {bad_line}: cannot decode byte(s) {_shown(bad, 24)} as {self.encoding} in {_shown(raw_cell)!r}; "
+        encoding = self.encoding.removesuffix("-sig")
+        reason = (f"line {bad_line}: cannot decode byte(s) {_shown(bad, 24)} as {encoding} in '{_shown(raw_cell)}'; "
                   "set decode_fallback (--decode-errors cp1252) to read such bytes in another encoding")
         raw = self.delimiter.join(c.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace") for c in rec)
         return None, RowIssue(row_no, line, reason, raw, column)
