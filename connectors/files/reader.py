@@ -59,7 +59,7 @@ TITLE_ROWS_MAX = 10  # leading title/comment records the header detection may sk
 csv.field_size_limit(min(sys.maxsize, 1 << 28))
 # undecodable bytes, kept by the "surrogateescape" error handler as U+DC80..U+DCFF
 _UNDECODED = re.compile("[\udc80-\udcff]+")
-_NON_ASCII_TEXT = re.compile("[^\x00-\x7f\udc80-\udcff]")
+_UTF8_SEQUENCE = re.compile(rb"[\xc2-\xdf][\x80-\xbf]|[\xe0-\xef][\x80-\xbf]{2}|[\xf0-\xf4][\x80-\xbf]{3}")
 _HIGH_LINE = re.compile(rb"[^\n]*[\x80-\xff][^\n]*\n?")
 _HIGH_BYTES = bytes(range(128, 256))
 MULTIBYTE = ("utf_16", "utf_32", "shift_jis", "cp932", "euc", "gb", "big5", "cp949", "iso2022", "johab", "hz")
@@ -153,15 +153,18 @@ def detect_encoding(sample: bytes, stream: Iterable[bytes] | None = None) -> str
         return "utf-16"
     if b"\x00" in sample and utf16_or_32(sample):
         return _legacy_encoding(sample)
-    decoder = codecs.getincrementaldecoder("utf-8")("surrogateescape")
+    decoder = codecs.getincrementaldecoder("utf-8")("strict")
     invalid = multibyte = False
     high = bytearray()
     for chunk in stream if stream is not None else [sample]:
         if chunk.isascii() and not decoder.getstate()[0]:
             continue
-        text = decoder.decode(chunk)
-        multibyte = multibyte or bool(_NON_ASCII_TEXT.search(text))
-        invalid = invalid or bool(_UNDECODED.search(text))
+        multibyte = multibyte or bool(_UTF8_SEQUENCE.search(chunk))
+        if not invalid:
+            try:
+                decoder.decode(chunk)
+            except UnicodeDecodeError:
+                invalid = True
         if len(high) < SAMPLE_BYTES:
             for m in _HIGH_LINE.finditer(chunk):
                 high += m.group()
@@ -170,8 +173,11 @@ def detect_encoding(sample: bytes, stream: Iterable[bytes] | None = None) -> str
         if invalid and multibyte:
             break
     else:
-        if stream is not None:  # the whole file was seen: a sequence cut off at its end is invalid too
-            invalid = invalid or bool(_UNDECODED.search(decoder.decode(b"", final=True)))
+        if stream is not None and not invalid:  # the whole file was seen: a sequence cut off at its end is invalid too
+            try:
+                decoder.decode(b"", final=True)
+            except UnicodeDecodeError:
+                invalid = True
     if not invalid or multibyte:
         return "utf-8-sig"
     return _legacy_encoding(bytes(high))
@@ -652,6 +658,95 @@ class TabularFile:
         return RawBatch(table, pa.array(range(first_row, first_row + n), pa.int64()), lines, [], first_row + n - 1)
 
     def _python_batches(self, batch_size: int, start_after: int) -> Iterator[RawBatch]:
+        if self.format == "xlsx" or self.comment:
+            yield from self._record_batches(batch_size, start_after)
+        else:
+            yield from self._csv_batches(batch_size, start_after)
+
+    def _csv_batches(self, batch_size: int, start_after: int) -> Iterator[RawBatch]:
+        """The csv module straight on the text stream (no per-line Python): the common case, kept fast.
+
+        Undecodable bytes are found when a batch's columns are built (Arrow refuses the lone
+        surrogates they decode to), so clean batches pay nothing for them.
+        """
+        width = len(self.columns)
+        header_line = self._header_line
+        with self._text() as f:
+            reader = csv.reader(f, delimiter=self.delimiter)
+            row_no = 0
+            prev_line = 0
+            good: list[list[str]] = []
+            nums: list[int] = []
+            lines: list[int] = []
+            issues: list[RowIssue] = []
+            while True:
+                try:
+                    rec = next(reader)
+                except StopIteration:
+                    break
+                except csv.Error as exc:
+                    raise FileReadError(f"{self.name}: malformed CSV at line {prev_line + 1}: {exc}") from exc
+                except UnicodeDecodeError as exc:
+                    raise FileReadError(f"{self.name}: cannot decode as {self.encoding} after line {prev_line}: {exc.reason}") from exc
+                start_line, prev_line = prev_line + 1, reader.line_num
+                if not rec or start_line <= header_line:
+                    continue
+                row_no += 1
+                if row_no <= start_after:
+                    continue
+                if len(rec) != width:
+                    if len(rec) > width and not any(v.strip() for v in rec[width:]):
+                        rec = rec[:width]
+                    else:
+                        issues.append(self._ragged(rec, row_no, start_line, width))
+                        if len(good) + len(issues) >= batch_size:
+                            yield self._text_batch(good, nums, lines, issues, row_no)
+                            good, nums, lines, issues = [], [], [], []
+                        continue
+                good.append(rec)
+                nums.append(row_no)
+                lines.append(start_line)
+                if len(good) + len(issues) >= batch_size:
+                    yield self._text_batch(good, nums, lines, issues, row_no)
+                    good, nums, lines, issues = [], [], [], []
+            if good or issues:
+                yield self._text_batch(good, nums, lines, issues, row_no)
+
+    def _text_batch(self, good: list[list[str]], nums: list[int], lines: list[int], issues: list[RowIssue], last: int) -> RawBatch:
+        try:
+            return self._batch(good, nums, lines, issues, last, {})
+        except UnicodeEncodeError:
+            pass
+        # some rows hold undecodable bytes (lone surrogates): reject them, or decode them with the fallback
+        kept: tuple[list, list, list] = ([], [], [])
+        counts: dict[str, int] = {}
+        for rec, row_no, line in zip(good, nums, lines):
+            joined = "\x00".join(rec)
+            m = _UNDECODED.search(joined) if not joined.isascii() else None
+            if m is not None:
+                before = joined[: m.start()]
+                bad_line = line + before.count("\n") + before.count("\r") - before.count("\r\n")
+                rec, issue = self._undecodable(rec, row_no, line, bad_line)
+                if issue is not None:
+                    issues.append(issue)
+                    continue
+                counts["rows_decoded_with_fallback"] = counts.get("rows_decoded_with_fallback", 0) + 1
+            kept[0].append(rec)
+            kept[1].append(row_no)
+            kept[2].append(line)
+        issues.sort(key=lambda i: i.row)
+        return self._batch(*kept, issues, last, counts)
+
+    def _ragged(self, rec: list[str], row_no: int, line: int, width: int) -> RowIssue:
+        raw = (self.delimiter or ",").join(rec)
+        raw = raw.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace") if not raw.isascii() else raw
+        why = f"expected {width} columns, found {len(rec)}"
+        if len(rec) > width and "dropped_columns" in self.detected:
+            why += " (a value under the header's trailing empty column)"
+        return RowIssue(row_no, line, why, raw)
+
+    def _record_batches(self, batch_size: int, start_after: int) -> Iterator[RawBatch]:
+        """Batches from `_records()`: workbooks, and CSV with comment lines (filtered line by line)."""
         width = len(self.columns)
         header_line = self._header_line
         row_no = 0
@@ -684,11 +779,7 @@ class TabularFile:
                     elif len(rec) < width and self.format == "xlsx":
                         rec = rec + [""] * (width - len(rec))  # a sheet row ends at its last filled cell
                     else:
-                        raw = self.delimiter.join(rec) if self.delimiter else ",".join(rec)
-                        why = f"expected {width} columns, found {len(rec)}"
-                        if len(rec) > width and "dropped_columns" in self.detected:
-                            why += " (a value under the header's trailing empty column)"
-                        issues.append(RowIssue(row_no, start_line, why, raw))
+                        issues.append(self._ragged(rec, row_no, start_line, width))
                         if len(good) + len(issues) >= batch_size:
                             yield self._batch(good, nums, lines, issues, row_no, counts)
                             good, nums, lines, issues, counts = [], [], [], [], {}
