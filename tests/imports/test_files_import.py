@@ -218,3 +218,19 @@ def test_null_spellings_are_empty_in_mapped_fields_and_kept_in_data(store, accou
     a, b = rows(store, "users", account, "email_normalized")
     assert (a.first_name, a.phone, a.data) == (None, None, {"notes": "N/A"})
     assert (b.first_name, b.phone, b.data) == ("Bo", None, {"notes": "-"})
+
+
+def test_packed_json_objects_equal_the_values_for_any_text() -> None:
+    import random
+
+    import pyarrow as pa
+
+    from pipelines.imports.validation import json_objects
+
+    rnd = random.Random(3)
+    alphabet = ['"', "\\", "\n", "\r", "\t", "\b", "\f", "\x01", "\x1f", "é", "🎉", "a", " ", "/", "\u2028"]
+    cols = {f"k{i}": [None if rnd.random() < 0.2 else "".join(rnd.choices(alphabet, k=rnd.randint(0, 8))) for _ in range(300)]
+            for i in range(150)}
+    out = json_objects([(k, pa.array(v, pa.string())) for k, v in cols.items()], 300).to_pylist()
+    for i, text in enumerate(out):
+        assert json.loads(text) == {k: v[i] for k, v in cols.items() if v[i] is not None}
