@@ -407,6 +407,11 @@ class TabularFile:
         if header is None:
             raise FileReadError(f"{self.name}: the file is empty" + (f" after {self.skip_rows} skipped lines" if self.skip_rows else ""))
         cells, line = header[0], header[1]
+        if header[2] is not None:
+            # a header name with bytes the encoding cannot decode: read them as the fallback (or cp1252) says
+            fb = self.decode_fallback or "cp1252"
+            cells = [_UNDECODED.sub(lambda m: m.group().encode("utf-8", "surrogateescape").decode(fb, "replace"), c) for c in cells]
+            self.detected["header_decoded_as"] = fb
         if index:
             self.detected["title_rows"] = [self._rejoin(r[0])[:120] for r in first[:index]]
         self._header_line = line
@@ -422,7 +427,8 @@ class TabularFile:
             self.detected["renamed_columns"] = renamed
 
     def _rejoin(self, rec: list[str]) -> str:
-        return (self.delimiter or ",").join(rec).rstrip(self.delimiter or ",")
+        text = (self.delimiter or ",").join(rec).rstrip(self.delimiter or ",")
+        return text if text.isascii() else text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
 
     # -- records
 

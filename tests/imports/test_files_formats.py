@@ -255,3 +255,11 @@ def test_null_spellings_empty_only_the_columns_asked_for(tmp_path: Path) -> None
                     {"Email": "Na@x.org", "Phone": "Na", "Notes": "Na"}]
     custom = open_tabular(path, null_values=("-",))
     assert [r["Email"] for r in _rows(custom, null_columns=["Email", "Phone"])] == ["N/A", " NULL ", "Na@x.org"]
+
+
+def test_an_undecodable_byte_in_the_header_is_read_with_the_fallback(tmp_path: Path) -> None:
+    path = tmp_path / "f.csv"
+    path.write_bytes(b"Email,Pr\xe9nom\n" + "a@x.org,Zoë\n".encode())
+    f = open_tabular(path)
+    assert (f.encoding, f.columns, f.detected["header_decoded_as"]) == ("utf-8-sig", ["Email", "Prénom"], "cp1252")
+    assert _rows(f) == [{"Email": "a@x.org", "Prénom": "Zoë"}]
