@@ -21,9 +21,9 @@ from typing import IO
 HEAD_BYTES = 8192
 READABLE = ("csv", "parquet", "xlsx")
 COMPRESSED: dict[str, Callable[[str | Path], IO[bytes]]] = {
-    "gzip": lambda p: gzip.open(p, "rb"),
-    "bz2": lambda p: bz2.open(p, "rb"),
-    "xz": lambda p: lzma.open(p, "rb"),
+    "gzip": lambda p: gzip.open(p, "rb"),  # noqa: SIM115 - the caller closes the stream
+    "bz2": lambda p: bz2.open(p, "rb"),  # noqa: SIM115
+    "xz": lambda p: lzma.open(p, "rb"),  # noqa: SIM115
 }
 # files a zip tool adds beside the real one
 ZIP_JUNK = ("__MACOSX/", ".DS_Store", "Thumbs.db", "desktop.ini")
@@ -131,17 +131,13 @@ _CONTROL = bytes(b for b in range(32) if b not in b"\t\n\r\f\v\x1b")
 
 def _binary(h: bytes) -> bool:
     """Many NULs or control bytes outside UTF-16/32 text (a stray NUL in a CSV is still text)."""
-    if not h or _utf16_or_32(h):
+    if not h or utf16_or_32(h):
         return False
     control = len(h) - len(h.translate(None, _CONTROL))
     return h.count(0) > len(h) // 20 or control > len(h) // 10
 
 
 def utf16_or_32(h: bytes) -> bool:
-    return _utf16_or_32(h)
-
-
-def _utf16_or_32(h: bytes) -> bool:
     """Text in UTF-16/32 (BOM or not): NULs fall on every other (or three of four) byte."""
     if h.startswith((b"\xff\xfe", b"\xfe\xff", b"\x00\x00\xfe\xff")):
         return True
@@ -189,7 +185,7 @@ def _zip_kind(path: Path, name: str) -> tuple[str, str | None]:
 
 def _spool(stream: IO[bytes], suffix: str, src: Source) -> Path:
     """Copy a decompressed stream to a temporary file (Parquet and xlsx need to seek); removed with `src`."""
-    tmp = tempfile.NamedTemporaryFile(prefix="bulkops-", suffix=suffix, delete=False)
+    tmp = tempfile.NamedTemporaryFile(prefix="bulkops-", suffix=suffix, delete=False)  # noqa: SIM115 - closed below
     with tmp, stream:
         shutil.copyfileobj(stream, tmp, 1 << 20)
     path = Path(tmp.name)

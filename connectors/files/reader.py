@@ -28,6 +28,7 @@ import math
 import re
 import sys
 import unicodedata
+import weakref
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -130,9 +131,8 @@ def _legacy_encoding(sample: bytes) -> str:
         western = sample.decode("cp1252")
     except UnicodeDecodeError:
         western = None
-    if best is not None and best.encoding not in ("ascii", "utf_8"):
-        if western is None or not _western(str(best)):
-            return best.encoding
+    if best is not None and best.encoding not in ("ascii", "utf_8") and (western is None or not _western(str(best))):
+        return best.encoding
     return "cp1252" if western is not None else "latin-1"
 
 
@@ -343,9 +343,11 @@ class TabularFile:
         import openpyxl
 
         try:
-            self._xlsx_file = open(self.source.path, "rb")  # a file object: openpyxl checks a path's extension
+            # a file object, not the path: openpyxl refuses a path whose extension is not .xlsx
+            self._xlsx_file = open(self.source.path, "rb")  # noqa: SIM115 - closed with this object
+            weakref.finalize(self, self._xlsx_file.close)
             self._wb = openpyxl.load_workbook(self._xlsx_file, read_only=True, data_only=True)
-        except Exception as exc:  # noqa: BLE001 - openpyxl raises many kinds for a damaged workbook
+        except Exception as exc:
             raise FileReadError(f"{self.name}: not a readable .xlsx workbook: {exc}") from exc
         names = self._wb.sheetnames
         if self.sheet is not None and self.sheet not in names:

@@ -30,7 +30,7 @@ def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, sqlite_url: str) -> Pa
 def test_reader_flags_reach_the_import_and_what_was_read_is_in_history_and_metadata(tmp_path: Path, home: Path, sqlite_url: str) -> None:
     path = tmp_path / "candidates.csv"  # gzip under a .csv name
     path.write_bytes(gzip.compress(
-        "Export of 2026,,\nEmail,First Name,Notes\n; checked by Ann,,\n".encode()
+        b"Export of 2026,,\nEmail,First Name,Notes\n; checked by Ann,,\n"
         + "a@example.com,Zoë,ok\n".encode() + b"b@example.com,Ren\xe9e,fine\n" + b"c@example.com,?,none\n"
     ))
     out = CliRunner().invoke(main, ["import", str(path), "--entity", "candidates", "--skip-rows", "1", "--comment", ";",

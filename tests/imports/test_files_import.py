@@ -7,14 +7,18 @@ import gzip
 import io
 import json
 import zipfile
-from pathlib import Path
 
 import openpyxl
 import pytest
 import sqlalchemy as sa
 
 from connectors.store import schema
-from pipelines.imports.engine import FileFormatError, ImportOptions, list_imports, run_import
+from pipelines.imports.engine import (
+    FileFormatError,
+    ImportOptions,
+    list_imports,
+    run_import,
+)
 from pipelines.imports.mapping import normalize_header
 from tests.imports.helpers import count, rows
 
