@@ -263,3 +263,23 @@ def test_an_undecodable_byte_in_the_header_is_read_with_the_fallback(tmp_path: P
     f = open_tabular(path)
     assert (f.encoding, f.columns, f.detected["header_decoded_as"]) == ("utf-8-sig", ["Email", "Prénom"], "cp1252")
     assert _rows(f) == [{"Email": "a@x.org", "Prénom": "Zoë"}]
+
+
+def test_parquet_and_workbooks_inside_gzip_or_zip_are_spooled_and_read(tmp_path: Path) -> None:
+    buf = io.BytesIO()
+    pq.write_table(pa.table({"Email": ["a@x.org"], "Years": [3]}), buf)
+    zipped = tmp_path / "a.csv"
+    zipped.write_bytes(_zip({"data/a.parquet": buf.getvalue()}))
+    f = open_tabular(zipped)
+    assert (f.format, f.detected["compression"], _rows(f)) == ("parquet", "zip", [{"Email": "a@x.org", "Years": "3"}])
+    gz = tmp_path / "b.csv"
+    gz.write_bytes(gzip.compress(_xlsx({"S": [["Email"], ["b@x.org"]]})))
+    g = open_tabular(gz)
+    assert (g.format, g.detected["compression"], _rows(g)) == ("xlsx", "gzip", [{"Email": "b@x.org"}])
+    spooled = g.source.path
+    assert spooled.exists()
+    del g
+    import gc
+
+    gc.collect()
+    assert not spooled.exists()  # the temporary copy goes with the reader
