@@ -412,7 +412,7 @@ def run_import(
                         read = raw.num_rows + len(raw.issues)
                         if batch_errors and options.error_policy == "abort":
                             first = min([*row_errors, *(i.row for i in raw.issues)])
-                            why = row_errors.get(first) or [(None, next(i.reason for i in raw.issues if i.row == first))]
+                            why = row_errors.get(first) or [next((i.column, i.reason) for i in raw.issues if i.row == first)]
                             col, reason = why[0]
                             where = f", column {col!r}" if col else ""
                             failed.add(raw, row_errors)

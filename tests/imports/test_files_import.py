@@ -238,3 +238,13 @@ def test_packed_json_objects_equal_the_values_for_any_text() -> None:
     out = json_objects([(k, pa.array(v, pa.string())) for k, v in cols.items()], 300).to_pylist()
     for i, text in enumerate(out):
         assert json.loads(text) == {k: v[i] for k, v in cols.items() if v[i] is not None}
+
+
+def test_abort_on_an_undecodable_row_names_file_row_and_column(store, account, tmp_path) -> None:
+    from pipelines.imports.engine import ImportFailed
+
+    path = tmp_path / "people.csv"
+    path.write_bytes(_people(30, bad_line=12))
+    with pytest.raises(ImportFailed, match=r"^people\.csv: row 11, column 'First Name': line 12: cannot decode byte\(s\) \\xe9"):
+        run_import(store, account, path, ImportOptions(entity="candidates", error_policy="abort", batch_size=5), failed_rows_dir=tmp_path)
+    assert count(store, "users", account) == 10  # the batches before it stay committed
