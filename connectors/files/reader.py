@@ -61,7 +61,7 @@ csv.field_size_limit(min(sys.maxsize, 1 << 28))
 # undecodable bytes, kept by the "surrogateescape" error handler as U+DC80..U+DCFF
 _UNDECODED = re.compile("[\udc80-\udcff]+")
 _UTF8_SEQUENCE = re.compile(rb"[\xc2-\xdf][\x80-\xbf]|[\xe0-\xef][\x80-\xbf]{2}|[\xf0-\xf4][\x80-\xbf]{3}")
-_HIGH_LINE = re.compile(rb"[^\n]*[\x80-\xff][^\n]*\n?")
+_HIGH_BYTE = re.compile(rb"[\x80-\xff]")
 _HIGH_BYTES = bytes(range(128, 256))
 MULTIBYTE = ("utf_16", "utf_32", "shift_jis", "cp932", "euc", "gb", "big5", "cp949", "iso2022", "johab", "hz")
 
@@ -121,11 +121,14 @@ def _legacy_encoding(sample: bytes) -> str:
     from charset_normalizer import from_bytes
 
     best = from_bytes(sample).best()
+    # a few non-ASCII bytes say little: only with enough of them is another script's encoding believed
+    enough = len(sample) - len(sample.translate(None, _HIGH_BYTES)) >= 16
     if best is not None and best.encoding.startswith(MULTIBYTE):
-        # a few high bytes say nothing of a multibyte encoding; UTF-16/32 text has NULs
-        wide = best.encoding.startswith(("utf_16", "utf_32"))
-        if (wide and utf16_or_32(sample)) or (not wide and len(sample) - len(sample.translate(None, _HIGH_BYTES)) >= 16):
+        # UTF-16/32 text has NULs
+        if utf16_or_32(sample) if best.encoding.startswith(("utf_16", "utf_32")) else enough:
             return best.encoding
+        best = None
+    if not enough:
         best = None
     try:
         western = sample.decode("cp1252")
@@ -165,11 +168,13 @@ def detect_encoding(sample: bytes, stream: Iterable[bytes] | None = None) -> str
                 decoder.decode(chunk)
             except UnicodeDecodeError:
                 invalid = True
-        if len(high) < SAMPLE_BYTES:
-            for m in _HIGH_LINE.finditer(chunk):
-                high += m.group()
-                if len(high) >= SAMPLE_BYTES:
-                    break
+        pos = 0
+        while len(high) < SAMPLE_BYTES and (m := _HIGH_BYTE.search(chunk, pos)) is not None:
+            # the whole line around a non-ASCII byte, for the detector
+            start = chunk.rfind(b"\n", 0, m.start()) + 1
+            end = chunk.find(b"\n", m.start())
+            pos = len(chunk) if end < 0 else end + 1
+            high += chunk[start:pos]
         if invalid and multibyte:
             break
     else:
