@@ -283,3 +283,10 @@ def test_parquet_and_workbooks_inside_gzip_or_zip_are_spooled_and_read(tmp_path:
 
     gc.collect()
     assert not spooled.exists()  # the temporary copy goes with the reader
+
+
+def test_one_western_byte_after_long_ascii_lines_is_cp1252(tmp_path: Path) -> None:
+    path = tmp_path / "f.csv"
+    path.write_bytes(b"Name,Note\n" + (b"Ann," + b"x" * 2000 + b"\n") * 600 + b"Bo,caf\xe9\n")
+    f = open_tabular(path)
+    assert f.encoding == "cp1252" and _rows(f)[-1]["Note"] == "café"
