@@ -8,6 +8,7 @@ under the instance's run queue and concurrency limits like a sensor's run.
 from __future__ import annotations
 
 import dataclasses
+import re
 import time
 from pathlib import Path
 from typing import Any
@@ -194,7 +195,11 @@ def import_result_from_metadata(metadata: dict[str, Any]) -> Any:
 
 
 def failure_message(instance: dg.DagsterInstance, run_id: str) -> str:
-    """The description of the step failure (or run failure) that ended a run."""
+    """Why a run failed, in one line: its last step failure's description, or its run failure.
+
+    An unexpected step error is told by its first line, without the exception's class path and
+    without any SQL statement or parameters a database error carries.
+    """
     messages: list[str] = []
     for record in instance.all_logs(run_id):
         event = record.dagster_event
@@ -205,7 +210,18 @@ def failure_message(instance: dg.DagsterInstance, run_id: str) -> str:
             if data.user_failure_data and data.user_failure_data.description:
                 messages.append(data.user_failure_data.description)
             elif data.error:
-                messages.append(data.error.message.strip())
+                messages.append(_error_line(data.error))
         elif event.is_run_failure and not messages:
             messages.append(event.message or "run failed")
-    return messages[-1] if messages else "run failed"
+    return " ".join(messages[-1].split()) if messages else "run failed"
+
+
+def _error_line(error: Any) -> str:
+    """'OperationalError: (psycopg.OperationalError) ... [SQL: ...]' -> the driver's message alone."""
+    text = error.message.split("\n[SQL:", 1)[0].strip()
+    prefix = f"{error.cls_name}: "
+    if prefix in text:
+        text = text.split(prefix, 1)[1]
+    text = re.sub(r"^\([\w.]+\)\s*", "", text)
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+    return f"{error.cls_name}: {lines[0]}" if lines else error.cls_name
