@@ -168,7 +168,7 @@ class JsonObject(click.ParamType):
         return parsed
 
 
-@click.group(cls=BulkopsGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.group("bulkops", cls=BulkopsGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="bulkops", prog_name="bulkops", message="%(prog)s %(version)s")
 @click.option("-v", "--verbose", is_flag=True,
               help=f"Show tracebacks and the Dagster event log of in-process runs (also ${DEBUG_ENV}=1).")
