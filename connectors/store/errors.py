@@ -12,6 +12,7 @@ import sqlite3
 import sqlalchemy as sa
 
 MAX_REASON = 300
+CONTEXT_NOTE = "while writing: "
 
 # driver messages that mean the server was never reached
 _UNREACHABLE = (
@@ -48,7 +49,8 @@ def describe_error(exc: BaseException, *, url: str | sa.URL | None = None, conte
             else (told as its first line, with the type name for Python's built-in errors).
         url: the record store's URL, named (without password) when it cannot be reached or the
             connection was lost.
-        context: what was being written, e.g. "the batch at rows 20001-40000".
+        context: what was being written, e.g. "the batch at rows 20001-40000"; by default the
+            one `add_context` attached to EXC on its way up.
 
     Returns:
         For example "the record store refused the batch at rows 20001-40000: value too long
@@ -60,6 +62,8 @@ def describe_error(exc: BaseException, *, url: str | sa.URL | None = None, conte
     db = _database_error(exc)
     if db is None:
         return _plain(exc)
+    if context is None:
+        context = next((n[len(CONTEXT_NOTE):] for n in reversed(getattr(exc, "__notes__", ())) if n.startswith(CONTEXT_NOTE)), None)
     orig = db.orig if isinstance(db, sa.exc.DBAPIError) else db
     reason = _reason(orig if orig is not None else db)
     lowered = reason.lower()
@@ -70,6 +74,11 @@ def describe_error(exc: BaseException, *, url: str | sa.URL | None = None, conte
     if _is_operational(db) and any(s in lowered for s in _UNREACHABLE):
         return f"cannot reach the record store{where}: {reason}"
     return f"the record store refused {context or 'the statement'}: {reason}"
+
+
+def add_context(exc: BaseException, context: str) -> None:
+    """Say what was being written when EXC was raised (a note that `describe_error` reads later)."""
+    exc.add_note(f"{CONTEXT_NOTE}{context}")
 
 
 def is_unreachable(exc: BaseException) -> bool:

@@ -31,7 +31,7 @@ import sqlalchemy as sa
 
 from connectors.files import FileReadError, RawBatch, open_tabular
 from connectors.store import schema
-from connectors.store.errors import describe_error
+from connectors.store.errors import add_context, describe_error
 from connectors.store.imports import ImportRollback, ImportWriter, RollbackBlocked, serialized_batches
 from pipelines.imports.errors import FileFormatError, ImportFailed, MappingError
 from pipelines.imports.mapping import apply_mapping, bind_mapping
@@ -482,10 +482,12 @@ def run_import(
         # crash, cancellation or transient fault: committed batches stay, a re-run resumes
         if failed is not None:
             failed.close()
+        if batch_at:
+            add_context(exc, f"the batch at {batch_at}")
         try:
             with store.begin() as conn:
                 if isinstance(exc, Exception):
-                    why = describe_error(exc, url=store.engine.url, context=f"the batch at {batch_at}" if batch_at else None)
+                    why = describe_error(exc, url=store.engine.url)
                     _finish(conn, import_id, status="failed", finished_at=_now(), error_message=why)
                 else:
                     _cancelled(conn, import_id, f"interrupted ({type(exc).__name__}{': ' + str(exc) if str(exc) else ''})"[:1900])
