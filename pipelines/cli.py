@@ -188,7 +188,7 @@ def db() -> None:
 
 
 @db.command("upgrade")
-@click.option("--revision", default="head", show_default=True)
+@click.option("--revision", default="head", show_default=True, help="Target revision (head: the latest).")
 def db_upgrade(revision: str) -> None:
     """Apply migrations up to REVISION."""
     from connectors.store import make_engine, migrate
@@ -364,19 +364,26 @@ def _rejected(errors: int, rows_read: int, failed_rows_path: str | None) -> str:
 
 @main.command("import")
 @click.argument("path", type=click.Path(exists=True, dir_okay=False))
-@click.option("--entity", type=click.Choice(["applications", "candidates", "jobs", "contracts"]), default="applications", show_default=True)
+@click.option("--entity", type=click.Choice(["applications", "candidates", "jobs", "contracts"]), default="applications",
+              show_default=True, help="The kind of records the file holds.")
 @click.option("--account", default=None, help="Account slug (default $BULKOPS_ACCOUNT or demo).")
-@click.option("--mapping", type=click.Path(exists=True, dir_okay=False), default=None, help="YAML field mapping.")
-@click.option("--on-duplicate", type=click.Choice(["skip", "update", "create", "flag"]), default="update", show_default=True)
-@click.option("--duplicate-keys", default="external_id,email", show_default=True, help="Comma-separated match keys.")
-@click.option("--default-stage", default="applied", show_default=True)
-@click.option("--error-policy", type=click.Choice(["skip", "abort", "threshold"]), default="skip", show_default=True)
-@click.option("--error-threshold", type=float, default=0.1, show_default=True)
-@click.option("--batch-size", type=int, default=5000, show_default=True)
+@click.option("--mapping", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="YAML field mapping (default: columns mapped by their names).")
+@click.option("--on-duplicate", type=click.Choice(["skip", "update", "create", "flag"]), default="update", show_default=True,
+              help="What to do with a row that matches an existing record.")
+@click.option("--duplicate-keys", default="external_id,email", show_default=True,
+              help="Comma-separated fields that identify an existing record.")
+@click.option("--default-stage", default="applied", show_default=True, help="Stage of applications whose row names none.")
+@click.option("--error-policy", type=click.Choice(["skip", "abort", "threshold"]), default="skip", show_default=True,
+              help="skip: reject bad rows and go on; abort: stop at the first; threshold: stop past --error-threshold.")
+@click.option("--error-threshold", type=float, default=0.1, show_default=True,
+              help="With --error-policy threshold: the share of bad rows that stops the import.")
+@click.option("--batch-size", type=int, default=5000, show_default=True, help="Rows per committed batch.")
 @click.option("--no-create-missing-jobs", is_flag=True, help="Reject rows naming an unknown job instead of creating it.")
-@click.option("--encoding", default=None)
-@click.option("--delimiter", default=None)
-@click.option("--format", "file_format", type=click.Choice(["csv", "parquet"]), default=None)
+@click.option("--encoding", default=None, help="Text encoding of a CSV file (default: detected).")
+@click.option("--delimiter", default=None, help="Field delimiter of a CSV file (default: detected).")
+@click.option("--format", "file_format", type=click.Choice(["csv", "parquet"]), default=None,
+              help="File format (default: from the file's extension and content).")
 @click.option("--force", is_flag=True, help="Import even when identical content was already imported.")
 @click.option("--dry-run", is_flag=True, help="Report what would happen; write nothing.")
 @click.option("--submit", is_flag=True,
@@ -464,9 +471,10 @@ def imports() -> None:
 
 
 @imports.command("list")
-@click.option("--type", "type_", type=click.Choice(["applications", "candidates", "jobs", "contracts"]), default=None)
+@click.option("--type", "type_", type=click.Choice(["applications", "candidates", "jobs", "contracts"]), default=None,
+              help="Only imports of this kind of records.")
 @click.option("--account", default=None, help="Account slug (default $BULKOPS_ACCOUNT or demo).")
-@click.option("--limit", type=int, default=50, show_default=True)
+@click.option("--limit", type=int, default=50, show_default=True, help="At most this many imports.")
 def imports_list(type_: str | None, account: str | None, limit: int) -> None:
     """Import history, newest first: date/time, type, file, counts, status; why, under a failed row."""
     from pipelines.imports.engine import list_imports
@@ -512,7 +520,7 @@ def imports_rollback(import_id: uuid.UUID, account: str | None, force: bool) -> 
         counts = {k: v for k, v in outcome.get(what, {}).items() if v}
         click.echo(f"  {what}: " + (", ".join(f"{k} {v}" for k, v in counts.items()) or "none"))
     if any(outcome.get("conflicts", {}).values()):
-        click.echo("  conflicts were changed after the import and are left as they are; run it again with --force to undo them too")
+        warn("conflicts were changed after the import and are left as they are; run it again with --force to undo them too")
 
 
 @main.command("demo")
@@ -592,8 +600,8 @@ def jobs_create(entity_type: str, operation: str, ids_file, params: dict, mode: 
 @jobs.command("confirm")
 @click.argument("job_id", type=click.UUID)
 @click.option("--plan-id", required=True, help="The plan id the preview printed.")
-@click.option("--account", default=None)
-@click.option("--wait/--no-wait", default=True, show_default=True)
+@click.option("--account", default=None, help="Account slug (default $BULKOPS_ACCOUNT or demo).")
+@click.option("--wait/--no-wait", default=True, show_default=True, help="Wait for the run and print the finished job.")
 def jobs_confirm(job_id: uuid.UUID, plan_id: str, account: str | None, wait: bool) -> None:
     """Execute exactly the previewed plan of JOB_ID."""
     from pipelines.bulk import service
@@ -606,7 +614,7 @@ def jobs_confirm(job_id: uuid.UUID, plan_id: str, account: str | None, wait: boo
 
 @jobs.command("get")
 @click.argument("job_id", type=click.UUID)
-@click.option("--account", default=None)
+@click.option("--account", default=None, help="Account slug (default $BULKOPS_ACCOUNT or demo).")
 def jobs_get(job_id: uuid.UUID, account: str | None) -> None:
     """Show bulk job JOB_ID as JSON: status, counts, error message, Dagster run."""
     from pipelines.bulk import service
@@ -616,9 +624,9 @@ def jobs_get(job_id: uuid.UUID, account: str | None) -> None:
 
 
 @jobs.command("list")
-@click.option("--status", default=None)
-@click.option("--limit", type=int, default=20, show_default=True)
-@click.option("--account", default=None)
+@click.option("--status", default=None, help="Only bulk jobs with this status (pending, processing, completed, failed, cancelled).")
+@click.option("--limit", type=int, default=20, show_default=True, help="At most this many bulk jobs.")
+@click.option("--account", default=None, help="Account slug (default $BULKOPS_ACCOUNT or demo).")
 def jobs_list(status: str | None, limit: int, account: str | None) -> None:
     """Bulk jobs of the account, newest first."""
     from pipelines.bulk import service
@@ -632,7 +640,7 @@ def jobs_list(status: str | None, limit: int, account: str | None) -> None:
 
 @jobs.command("cancel")
 @click.argument("job_id", type=click.UUID)
-@click.option("--account", default=None)
+@click.option("--account", default=None, help="Account slug (default $BULKOPS_ACCOUNT or demo).")
 def jobs_cancel(job_id: uuid.UUID, account: str | None) -> None:
     """Cancel JOB_ID: a pending job at once, a running one at its next batch (its run is terminated)."""
     from pipelines.bulk import launch, service
@@ -647,8 +655,8 @@ def jobs_cancel(job_id: uuid.UUID, account: str | None) -> None:
 
 @jobs.command("rollback")
 @click.argument("job_id", type=click.UUID)
-@click.option("--account", default=None)
-@click.option("--wait/--no-wait", default=True, show_default=True)
+@click.option("--account", default=None, help="Account slug (default $BULKOPS_ACCOUNT or demo).")
+@click.option("--wait/--no-wait", default=True, show_default=True, help="Wait for the run and print the finished job.")
 def jobs_rollback(job_id: uuid.UUID, account: str | None, wait: bool) -> None:
     """Undo completed or cancelled JOB_ID from its before-images, as a new audited job."""
     from pipelines.bulk import service
@@ -661,7 +669,7 @@ def jobs_rollback(job_id: uuid.UUID, account: str | None, wait: bool) -> None:
 
 @jobs.command("failed")
 @click.argument("job_id", type=click.UUID)
-@click.option("--account", default=None)
+@click.option("--account", default=None, help="Account slug (default $BULKOPS_ACCOUNT or demo).")
 def jobs_failed(job_id: uuid.UUID, account: str | None) -> None:
     """Failed records of JOB_ID as CSV (entity id and error per record)."""
     from pipelines.bulk import service
