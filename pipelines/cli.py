@@ -69,6 +69,7 @@ def explain(exc: BaseException) -> tuple[str, int] | None:
     params, rollbacks, tokens), files that cannot be opened, and record store failures.
     """
     import sqlalchemy as sa
+    from alembic.util.exc import CommandError as MigrationError
 
     from connectors.files import FileReadError
     from connectors.store import AccountNotFound, SchemaOutOfDate
@@ -88,8 +89,12 @@ def explain(exc: BaseException) -> tuple[str, int] | None:
         return f"cannot roll back: {exc}", EXIT_FAILED
     if isinstance(exc, (FileReadError, AccountNotFound, SchemaOutOfDate, UnknownEntity, ParamsError, TokenError)):
         return str(exc.args[0] if exc.args else exc), EXIT_FAILED
+    if isinstance(exc, MigrationError):
+        return f"cannot migrate the record store: {exc} (bulkops db current shows where it is)", EXIT_FAILED
     if isinstance(exc, OSError) and exc.filename is not None and not isinstance(exc, ConnectionError):
         return f"cannot open {exc.filename}: {exc.strerror or exc}", EXIT_FAILED
+    if isinstance(exc, (FileNotFoundError, PermissionError, IsADirectoryError, NotADirectoryError)):
+        return str(exc), EXIT_FAILED
     if isinstance(exc, sa.exc.SQLAlchemyError) or is_unreachable(exc):
         url = settings.database_url()
         text = describe_error(exc, url=url)

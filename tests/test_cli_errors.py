@@ -101,6 +101,9 @@ CASES: dict[str, tuple[Callable[[Path], list[str]], int, tuple[str, ...]]] = {
     "unknown option": (lambda _: ["imports", "list", "--colour"], 2, ("--colour",)),
     "unknown command": (lambda _: ["impotr"], 2, ("impotr",)),
     "revoking an unknown token": (lambda _: ["tokens", "revoke", "nope"], 1, ("no active token",)),
+    "unknown schema revision": (lambda _: ["db", "upgrade", "--revision", "nope"], 1, ("cannot migrate", "'nope'", "db current")),
+    "demo of a missing file": (lambda tmp: ["demo", "--file", str(tmp / "gone.csv")], 1, ("no such file", "gone.csv")),
+    "unknown bulk job entity": (lambda _: ["jobs", "create", "planets", "delete", "--ids", "-"], 1, ("planets",)),
 }
 
 
