@@ -441,6 +441,8 @@ def _submit(path: str, entity: str, account: str, options: object, mapping: str 
         return
     try:
         status = wait_for_run(run_id, timeout=timeout)
+    except RuntimeError as exc:
+        raise CommandFailed(f"{exc}; dagster run {run_id} may still be going: see {run_page(run_id)}") from exc
     except TimeoutError as exc:
         raise CommandFailed(f"{exc}; it goes on (bulkops imports list shows it when done)", EXIT_TIMEOUT) from exc
     try:

@@ -217,3 +217,14 @@ def test_the_installed_command_prints_one_line_for_an_empty_file(env: Path) -> N
     with store.engine.connect() as conn:
         reason = conn.scalar(sa.select(h.c.error_message).where(h.c.account_id == store.account_id(os.environ["BULKOPS_ACCOUNT"])))
     assert reason == "empty.csv: the file is empty"
+
+
+def test_an_unreachable_dagster_webserver_is_named_without_the_query(env: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    port = closed_port()
+    monkeypatch.setenv("BULKOPS_DAGSTER_GRAPHQL_URL", f"http://127.0.0.1:{port}")
+    (env / "ok.csv").write_text(CSV)
+
+    out = CliRunner().invoke(main, ["import", str(env / "ok.csv"), "--submit", "--no-wait"])
+
+    assert_one_error_line(out, 1, f"cannot reach the Dagster webserver at http://127.0.0.1:{port}", "BULKOPS_DAGSTER_GRAPHQL_URL")
+    assert "mutation" not in out.stderr and "variables" not in out.stderr

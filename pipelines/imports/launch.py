@@ -159,7 +159,22 @@ def submit_import(
             },
         )
     except DagsterGraphQLClientError as exc:
-        raise RuntimeError(f"{url}: {exc}") from exc
+        raise RuntimeError(_graphql_failure(url, exc)) from exc
+
+
+def _graphql_failure(url: str, exc: BaseException) -> str:
+    """What went wrong talking to the webserver, without the GraphQL query the client's message holds."""
+    chain: list[BaseException] = []
+    e: BaseException | None = exc
+    while e is not None and e not in chain:
+        chain.append(e)
+        e = e.__cause__ or e.__context__
+    root = chain[-1]
+    if any(isinstance(c, OSError) for c in chain):
+        why = root.strerror if isinstance(root, OSError) and root.strerror else str(root).splitlines()[0]
+        return f"cannot reach the Dagster webserver at {url}: {why}; start it (make dev) or set BULKOPS_DAGSTER_GRAPHQL_URL"
+    text = str(root if root is not exc else exc).split(" during execution of query", 1)[0]
+    return f"the Dagster webserver at {url} answered: {text.splitlines()[0] if text.strip() else type(root).__name__}"
 
 
 def wait_for_run(run_id: str, *, url: str | None = None, timeout: float | None = None, poll: float = 1.0) -> str:
@@ -167,11 +182,17 @@ def wait_for_run(run_id: str, *, url: str | None = None, timeout: float | None =
 
     Raises:
         TimeoutError: still running after TIMEOUT seconds (None: wait as long as it takes).
+        RuntimeError: the webserver cannot be reached or refused the question (its message included).
     """
+    from dagster_graphql import DagsterGraphQLClientError
+
     client = graphql_client(url)
     deadline = None if timeout is None else time.monotonic() + timeout
     while True:
-        status = client.get_run_status(run_id).value
+        try:
+            status = client.get_run_status(run_id).value
+        except DagsterGraphQLClientError as exc:
+            raise RuntimeError(_graphql_failure(graphql_url(url), exc)) from exc
         if status in TERMINAL:
             return status
         if deadline is not None and time.monotonic() > deadline:
