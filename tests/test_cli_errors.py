@@ -154,7 +154,7 @@ def broken() -> None:
 
 @broken.command("crash")
 def crash() -> None:
-    {}["missing"]  # noqa: B018 - the unexpected failure under test
+    {}["missing"]
 
 
 def test_an_unexpected_error_is_one_line_with_a_hint_and_its_own_exit_code(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -194,7 +194,7 @@ def test_help_says_what_the_product_does() -> None:
 def test_the_installed_command_prints_one_line_and_exits_2_on_a_bad_uuid(env: Path) -> None:
     proc = subprocess.run(
         [sys.executable, "-c", "from pipelines.cli import run; run()", "imports", "rollback", "0123-not-a-uuid"],
-        cwd=ROOT, env=os.environ.copy(), capture_output=True, text=True, timeout=120,
+        cwd=ROOT, env=os.environ.copy(), capture_output=True, text=True, timeout=120, check=False,
     )
 
     assert proc.returncode == 2, proc.stderr
@@ -206,7 +206,7 @@ def test_the_installed_command_prints_one_line_for_an_empty_file(env: Path) -> N
     (env / "empty.csv").write_bytes(b"")
     proc = subprocess.run(
         [sys.executable, "-c", "from pipelines.cli import run; run()", "import", str(env / "empty.csv")],
-        cwd=ROOT, env=os.environ.copy(), capture_output=True, text=True, timeout=300,
+        cwd=ROOT, env=os.environ.copy(), capture_output=True, text=True, timeout=300, check=False,
     )
 
     assert proc.returncode == 1, proc.stderr

@@ -87,8 +87,8 @@ def test_a_database_refusal_is_told_in_words_in_the_history_the_cli_and_the_run(
 
     shown = CliRunner().invoke(main, ["imports", "show", str(row.id)])
     assert shown.exit_code == 0, shown.output
-    assert re.search(rf"^error_message +{re.escape(reason)}$", shown.output, re.M)
-    assert re.search(r"^rows_committed +2$", shown.output, re.M)
+    assert re.search(rf"^error_message +{re.escape(reason)}$", shown.output, re.MULTILINE)
+    assert re.search(r"^rows_committed +2$", shown.output, re.MULTILINE)
     for text in (out.output, listed.output, shown.output, row.error_message):
         assert "INSERT" not in text and "[SQL" not in text and "parameters" not in text
 
