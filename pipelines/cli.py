@@ -343,7 +343,7 @@ def _launch(path: str, entity: str, account: str, options: object, mapping: str 
     with dg.DagsterInstance.get() as instance:
         # the run's event log (tracebacks included) goes to stderr only with -v; the instance keeps it all
         run_id, result = launch_import(path, entity, account, options, instance=instance, mapping_path=mapping or "",
-                                       log_level="DEBUG" if BulkopsGroup.verbose else "CRITICAL")
+                                       log_level="INFO" if BulkopsGroup.verbose else "CRITICAL")
         if result is None:
             raise CommandFailed(f"{failure_message(instance, run_id)} (dagster run {run_id})")
     _print_history(
