@@ -127,7 +127,12 @@ class BulkopsGroup(click.Group):
             click.echo(f"error: {_lower_first(_one_line(exc.format_message()))}{hint}", err=True)
             sys.exit(exc.exit_code)
         except BrokenPipeError:
-            sys.exit(EXIT_FAILED)  # the reader went away (`bulkops jobs failed ID | head`)
+            # the reader went away (`bulkops jobs failed ID | head`): no traceback when stdout is flushed at exit
+            try:
+                os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            except (OSError, ValueError, AttributeError):
+                pass
+            sys.exit(EXIT_FAILED)
         except (click.exceptions.Abort, KeyboardInterrupt):
             click.echo("error: interrupted", err=True)
             sys.exit(EXIT_INTERRUPTED)
