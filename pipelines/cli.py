@@ -1,21 +1,195 @@
-"""The `bulkops` command line: database, accounts, imports, the demo, the API server."""
+"""The `bulkops` command line: database, accounts, imports, bulk jobs, the demo, the API server.
+
+Exit codes: 0 ok; 1 the operation failed (one `error: ` line on stderr says why); 2 bad usage;
+3 `import --fail-on-rejected` and rows were rejected; 4 `import --submit --timeout` ran out
+before the run ended; 70 an unexpected error (a bug: `-v` or BULKOPS_DEBUG=1 shows the traceback);
+130 interrupted. docs/cli.md lists every command.
+"""
 
 from __future__ import annotations
 
 import json
 import os
 import sys
+import traceback
+import uuid
 from pathlib import Path
+from typing import Any
 
 import click
 
 from connectors import settings
 from pipelines.instance import use_local_dagster_home
 
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+EXIT_REJECTED = 3
+EXIT_TIMEOUT = 4
+EXIT_UNEXPECTED = 70  # sysexits' EX_SOFTWARE
+EXIT_INTERRUPTED = 130
+DEBUG_ENV = "BULKOPS_DEBUG"
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
-def main() -> None:
-    """bulkops: bulk operations on recruiting and HR records, run by Dagster."""
+
+class CommandFailed(click.ClickException):
+    """An operation failed: one `error: ` line on stderr and exit code `exit_code` (default 1)."""
+
+    exit_code = EXIT_FAILED
+
+    def __init__(self, message: str, exit_code: int | None = None) -> None:
+        super().__init__(message)
+        if exit_code is not None:
+            self.exit_code = exit_code
+
+    def show(self, file: Any = None) -> None:
+        click.echo(f"error: {self.format_message()}", err=True)
+
+
+def warn(message: str) -> None:
+    """A `warning: ` line on stderr."""
+    click.echo(f"warning: {message}", err=True)
+
+
+def _debug() -> bool:
+    return os.environ.get(DEBUG_ENV, "").strip().lower() not in ("", "0", "false", "no")
+
+
+def _one_line(text: str) -> str:
+    return " ".join(str(text).split())
+
+
+def _lower_first(text: str) -> str:
+    # click's "Invalid value for ..." reads "invalid value for ..." after "error: "; "UUID ..." stays
+    return text[0].lower() + text[1:] if len(text) > 1 and text[0].isupper() and text[1].islower() else text
+
+
+def explain(exc: BaseException) -> tuple[str, int] | None:
+    """The one-line message and exit code of an expected error; None for an unexpected one.
+
+    Expected: the product's own errors (imports, files, accounts, bulk jobs, schema, entities,
+    params, rollbacks, tokens), files that cannot be opened, and record store failures.
+    """
+    import sqlalchemy as sa
+    from alembic.util.exc import CommandError as MigrationError
+
+    from connectors.files import FileReadError
+    from connectors.store import AccountNotFound, SchemaOutOfDate
+    from connectors.store.bulk import ParamsError
+    from connectors.store.errors import describe_error, is_unreachable
+    from connectors.store.imports import RollbackBlocked
+    from connectors.store.registry import UnknownEntity
+    from pipelines.api.tokens import TokenError
+    from pipelines.bulk.service import BulkJobError, JobNotFound
+    from pipelines.imports.errors import ImportFailed
+
+    if isinstance(exc, JobNotFound):
+        return f"{exc.message} in this account (bulkops jobs list shows its bulk jobs)", EXIT_FAILED
+    if isinstance(exc, (ImportFailed, BulkJobError)):
+        return exc.message, EXIT_FAILED
+    if isinstance(exc, RollbackBlocked):
+        return f"cannot roll back: {exc}", EXIT_FAILED
+    if isinstance(exc, (FileReadError, AccountNotFound, SchemaOutOfDate, UnknownEntity, ParamsError, TokenError)):
+        return str(exc.args[0] if exc.args else exc), EXIT_FAILED
+    if isinstance(exc, MigrationError):
+        return f"cannot migrate the record store: {exc} (bulkops db current shows where it is)", EXIT_FAILED
+    if isinstance(exc, OSError) and exc.filename is not None and not isinstance(exc, ConnectionError):
+        return f"cannot open {exc.filename}: {exc.strerror or exc}", EXIT_FAILED
+    if isinstance(exc, (FileNotFoundError, PermissionError, IsADirectoryError, NotADirectoryError)):
+        return str(exc), EXIT_FAILED
+    if isinstance(exc, sa.exc.SQLAlchemyError) or is_unreachable(exc):
+        url = settings.database_url()
+        text = describe_error(exc, url=url)
+        if is_unreachable(exc):
+            text += "; check BULKOPS_DATABASE_URL and that the server is running"
+        return text, EXIT_FAILED
+    return None
+
+
+class BulkopsGroup(click.Group):
+    """The top-level group: every error ends as one `error: ` line on stderr and a documented exit code.
+
+    Click's own usage errors keep exit code 2 but print as one line too. With `-v` or
+    BULKOPS_DEBUG=1 the traceback is printed first.
+    """
+
+    verbose = False
+
+    def main(self, args: Any = None, prog_name: str | None = None, complete_var: str | None = None,
+             standalone_mode: bool = True, **extra: Any) -> Any:
+        if not standalone_mode:
+            return super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        BulkopsGroup.verbose = _debug()
+        try:
+            result = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        except click.exceptions.Exit as exc:
+            sys.exit(exc.exit_code)
+        except click.UsageError as exc:
+            hint = f" (see: {exc.ctx.command_path} --help)" if exc.ctx is not None else ""
+            click.echo(f"error: {_lower_first(_one_line(exc.format_message()))}{hint}", err=True)
+            sys.exit(exc.exit_code)
+        except BrokenPipeError:
+            # the reader went away (`bulkops jobs failed ID | head`): no traceback when stdout is flushed at exit
+            try:
+                os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            except (OSError, ValueError, AttributeError):
+                pass
+            sys.exit(EXIT_FAILED)
+        except (click.exceptions.Abort, KeyboardInterrupt):
+            click.echo("error: interrupted", err=True)
+            sys.exit(EXIT_INTERRUPTED)
+        except click.ClickException as exc:
+            self._traceback()
+            click.echo(f"error: {_one_line(exc.format_message())}", err=True)
+            sys.exit(exc.exit_code)
+        except Exception as exc:  # noqa: BLE001 - the one place every error is told
+            self._traceback()
+            known = explain(exc)
+            if known is not None:
+                message, code = known
+                click.echo(f"error: {_one_line(message)}", err=True)
+                sys.exit(code)
+            from connectors.store.errors import describe_error
+
+            hint = "" if self.verbose else "; run with bulkops -v (or BULKOPS_DEBUG=1) for the traceback"
+            click.echo(f"error: unexpected failure: {_one_line(describe_error(exc))}{hint}", err=True)
+            sys.exit(EXIT_UNEXPECTED)
+        if isinstance(result, int) and result:
+            sys.exit(result)
+        sys.exit(0)
+
+    def _traceback(self) -> None:
+        if self.verbose:
+            traceback.print_exc(file=sys.stderr)
+
+
+class JsonObject(click.ParamType):
+    """A JSON object given on the command line (bad JSON is a usage error naming the option)."""
+
+    name = "json"
+
+    def convert(self, value: Any, param: Any, ctx: Any) -> dict:
+        if isinstance(value, dict):
+            return value
+        try:
+            parsed = json.loads(value)
+        except json.JSONDecodeError as exc:
+            self.fail(f"not valid JSON ({exc.msg} at character {exc.pos}): {value!r}", param, ctx)
+        if not isinstance(parsed, dict):
+            self.fail(f"expected a JSON object such as '{{\"status\": \"rejected\"}}', got {value!r}", param, ctx)
+        return parsed
+
+
+@click.group("bulkops", cls=BulkopsGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="bulkops", prog_name="bulkops", message="%(prog)s %(version)s")
+@click.option("-v", "--verbose", is_flag=True,
+              help=f"Show tracebacks and the Dagster event log of in-process runs (also ${DEBUG_ENV}=1).")
+def main(verbose: bool) -> None:
+    """bulkops: bulk operations on recruiting and HR records, run by Dagster.
+
+    Exit codes: 0 ok, 1 the operation failed, 2 bad usage, 3 rows rejected (import
+    --fail-on-rejected), 4 waiting timed out (import --submit --timeout), 70 unexpected error.
+    """
+    if verbose:
+        BulkopsGroup.verbose = True
 
 
 @main.group()
@@ -24,7 +198,7 @@ def db() -> None:
 
 
 @db.command("upgrade")
-@click.option("--revision", default="head", show_default=True)
+@click.option("--revision", default="head", show_default=True, help="Target revision (head: the latest).")
 def db_upgrade(revision: str) -> None:
     """Apply migrations up to REVISION."""
     from connectors.store import make_engine, migrate
@@ -76,7 +250,7 @@ def accounts_create(slug: str, name: str | None) -> None:
 @click.option("--max-body-mb", default=None, type=float, help="Largest request body in MiB (default 64).")
 @click.option("--write-openapi", type=click.Path(dir_okay=False), default=None, help="Write the OpenAPI schema there and exit.")
 def api_serve(host: str, port: int, workers: int, max_body_mb: float | None, write_openapi: str | None) -> None:
-    """Serve the bulk-job HTTP API (seed 001) with uvicorn."""
+    """Serve the bulk-job HTTP API with uvicorn (OpenAPI schema at /api/openapi.json)."""
     if write_openapi:
         from pipelines.api.openapi import write_openapi as write
 
@@ -98,17 +272,14 @@ def tokens() -> None:
 @tokens.command("create")
 @click.argument("account_slug")
 @click.option("--name", default="api", show_default=True, help="Label to tell tokens apart.")
-@click.option("--user-id", default=None, help="User recorded as created_by on jobs made with the token.")
-def tokens_create(account_slug: str, name: str, user_id: str | None) -> None:
+@click.option("--user-id", type=click.UUID, default=None, help="User recorded as created_by on jobs made with the token.")
+def tokens_create(account_slug: str, name: str, user_id: uuid.UUID | None) -> None:
     """Create a token for ACCOUNT_SLUG and print it once (only its digest is stored)."""
-    import uuid
-
     from connectors.store import RecordStore
     from pipelines.api.tokens import create_token
 
     store = RecordStore()
-    user = uuid.UUID(user_id) if user_id else None
-    issued = create_token(store, store.account_id(account_slug), name=name, user_id=user)
+    issued = create_token(store, store.account_id(account_slug), name=name, user_id=user_id)
     click.echo(f"token id {issued.id} ({name}); the token, shown once:", err=True)
     click.echo(issued.token)
 
@@ -121,7 +292,7 @@ def tokens_revoke(token_or_id: str) -> None:
     from pipelines.api.tokens import revoke_token
 
     if not revoke_token(RecordStore(), token_or_id):
-        raise click.ClickException("no active token matches")
+        raise CommandFailed(f"no active token matches {token_or_id!r} (bulkops tokens list ACCOUNT shows the ids)")
     click.echo("revoked")
 
 
@@ -139,7 +310,7 @@ def tokens_list(account_slug: str) -> None:
 
 
 def _print_history(rows: list[dict]) -> None:
-    # seed 002's import history columns
+    # the import history's columns; a line under a row that did not complete says why
     headers = ("date/time", "type", "file", "created", "updated", "skipped", "errors", "status", "id")
     table = []
     for row in rows:
@@ -156,23 +327,30 @@ def _print_history(rows: list[dict]) -> None:
         )
     widths = [max(len(h), *(len(r[i]) for r in table)) if table else len(h) for i, h in enumerate(headers)]
     click.echo("  ".join(h.ljust(w) for h, w in zip(headers, widths)).rstrip())
-    for r in table:
+    for row, r in zip(rows, table):
         click.echo("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip())
+        if row.get("error_message") and row.get("status") != "completed":
+            click.echo(f"    {row['status']}: {_one_line(row['error_message'])}")
 
 
-def _launch(path: str, entity: str, account: str, options: object, mapping: str | None) -> object:
+def _launch(path: str, entity: str, account: str, options: object, mapping: str | None, *,
+            fail_on_rejected: bool = False) -> object:
     from datetime import datetime, timezone
 
     import dagster as dg
 
     from pipelines.imports.launch import failure_message, launch_import
 
+    # an unknown account or an unreachable record store is told before a run is made
+    store, _ = _store_and_account(account)
+    store.dispose()
     use_local_dagster_home()
     with dg.DagsterInstance.get() as instance:
-        run_id, result = launch_import(path, entity, account, options, instance=instance, mapping_path=mapping or "")
+        # the run's event log (tracebacks included) goes to stderr only with -v; the instance keeps it all
+        run_id, result = launch_import(path, entity, account, options, instance=instance, mapping_path=mapping or "",
+                                       log_level="INFO" if BulkopsGroup.verbose else "CRITICAL")
         if result is None:
-            click.echo(f"dagster run {run_id} failed: {failure_message(instance, run_id)}", err=True)
-            sys.exit(1)
+            raise CommandFailed(f"{failure_message(instance, run_id)} (dagster run {run_id})")
     _print_history(
         [{"started_at": datetime.now(timezone.utc), "type": result.type, "file": result.file, "created": result.created, "updated": result.updated,
           "skipped": result.skipped, "errors": result.errors, "status": result.status, "id": result.import_id}]
@@ -184,23 +362,36 @@ def _launch(path: str, entity: str, account: str, options: object, mapping: str 
     if result.dry_run:
         click.echo("dry run: nothing was written")
     click.echo(f"dagster run: {run_id}")
+    if fail_on_rejected and result.errors:
+        raise CommandFailed(_rejected(result.errors, result.rows_read, result.failed_rows_path), EXIT_REJECTED)
     return result
+
+
+def _rejected(errors: int, rows_read: int, failed_rows_path: str | None) -> str:
+    where = f"; fix them in {failed_rows_path} and import that file" if failed_rows_path else ""
+    return f"{errors} of {rows_read} rows were rejected (--fail-on-rejected){where}"
 
 
 @main.command("import")
 @click.argument("path", type=click.Path(exists=True, dir_okay=False))
-@click.option("--entity", type=click.Choice(["applications", "candidates", "jobs", "contracts"]), default="applications", show_default=True)
+@click.option("--entity", type=click.Choice(["applications", "candidates", "jobs", "contracts"]), default="applications",
+              show_default=True, help="The kind of records the file holds.")
 @click.option("--account", default=None, help="Account slug (default $BULKOPS_ACCOUNT or demo).")
-@click.option("--mapping", type=click.Path(exists=True, dir_okay=False), default=None, help="YAML field mapping.")
-@click.option("--on-duplicate", type=click.Choice(["skip", "update", "create", "flag"]), default="update", show_default=True)
-@click.option("--duplicate-keys", default="external_id,email", show_default=True, help="Comma-separated match keys.")
-@click.option("--default-stage", default="applied", show_default=True)
-@click.option("--error-policy", type=click.Choice(["skip", "abort", "threshold"]), default="skip", show_default=True)
-@click.option("--error-threshold", type=float, default=0.1, show_default=True)
-@click.option("--batch-size", type=int, default=5000, show_default=True)
+@click.option("--mapping", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="YAML field mapping (default: columns mapped by their names).")
+@click.option("--on-duplicate", type=click.Choice(["skip", "update", "create", "flag"]), default="update", show_default=True,
+              help="What to do with a row that matches an existing record.")
+@click.option("--duplicate-keys", default="external_id,email", show_default=True,
+              help="Comma-separated fields that identify an existing record.")
+@click.option("--default-stage", default="applied", show_default=True, help="Stage of applications whose row names none.")
+@click.option("--error-policy", type=click.Choice(["skip", "abort", "threshold"]), default="skip", show_default=True,
+              help="skip: reject bad rows and go on; abort: stop at the first; threshold: stop past --error-threshold.")
+@click.option("--error-threshold", type=float, default=0.1, show_default=True,
+              help="With --error-policy threshold: the share of bad rows that stops the import.")
+@click.option("--batch-size", type=int, default=5000, show_default=True, help="Rows per committed batch.")
 @click.option("--no-create-missing-jobs", is_flag=True, help="Reject rows naming an unknown job instead of creating it.")
-@click.option("--encoding", default=None)
-@click.option("--delimiter", default=None)
+@click.option("--encoding", default=None, help="Text encoding of a CSV file (default: detected).")
+@click.option("--delimiter", default=None, help="Field delimiter of a CSV file (default: detected).")
 @click.option("--format", "file_format", type=click.Choice(["csv", "parquet", "xlsx"]), default=None,
               help="Default: from the file's bytes (gzip, bzip2, xz or a zip of one file are opened).")
 @click.option("--decode-errors", "decode_fallback", default=None, metavar="ENCODING",
@@ -218,17 +409,23 @@ def _launch(path: str, entity: str, account: str, options: object, mapping: str 
               help="Queue the run on the running Dagster webserver ($BULKOPS_DAGSTER_GRAPHQL_URL, default "
                    "http://127.0.0.1:3000) instead of running it here: the daemon starts it under the run queue's limits.")
 @click.option("--no-wait", is_flag=True, help="With --submit: print the run id and return at once.")
-@click.option("--timeout", type=float, default=None, help="With --submit: stop waiting after SECONDS (the run goes on); exit 2.")
+@click.option("--timeout", type=float, default=None,
+              help=f"With --submit: stop waiting after SECONDS (the run goes on); exit {EXIT_TIMEOUT}.")
+@click.option("--fail-on-rejected", is_flag=True,
+              help=f"Exit {EXIT_REJECTED} when any row was rejected (the import itself completes; default: exit 0).")
 def import_file(path: str, entity: str, account: str | None, mapping: str | None, on_duplicate: str, duplicate_keys: str,
                 default_stage: str, error_policy: str, error_threshold: float, batch_size: int, no_create_missing_jobs: bool,
                 encoding: str | None, delimiter: str | None, file_format: str | None, decode_fallback: str | None,
                 skip_rows: int | None, comment: str | None, sheet: str | None, null_values: str | None, max_cell_kib: int,
-                force: bool, dry_run: bool, submit: bool, no_wait: bool, timeout: float | None) -> None:
+                force: bool, dry_run: bool, submit: bool, no_wait: bool, timeout: float | None, fail_on_rejected: bool) -> None:
     """Import PATH through the Dagster import_job (the run shows in the UI).
 
     By default the run executes in this process, at once. With --submit it is queued on the
     Dagster deployment like a sensor's run: at most two imports run at once there, and the run
     worker must see PATH.
+
+    Exit codes: 0 the import completed (rejected rows are in the failed-rows file), 1 it failed,
+    2 bad usage, 3 rows were rejected and --fail-on-rejected was given, 4 --timeout ran out.
     """
     from pipelines.imports.options import ImportOptions
 
@@ -241,28 +438,30 @@ def import_file(path: str, entity: str, account: str | None, mapping: str | None
         **({} if null_values is None else {"null_values": ("", *(v for v in null_values.split(",") if v))}),
     )
     if submit:
-        _submit(path, entity, account or settings.default_account(), options, mapping, wait=not no_wait, timeout=timeout)
+        _submit(path, entity, account or settings.default_account(), options, mapping, wait=not no_wait, timeout=timeout,
+                fail_on_rejected=fail_on_rejected)
     else:
-        _launch(path, entity, account or settings.default_account(), options, mapping)
+        _launch(path, entity, account or settings.default_account(), options, mapping, fail_on_rejected=fail_on_rejected)
 
 
 def _submit(path: str, entity: str, account: str, options: object, mapping: str | None, *, wait: bool,
-            timeout: float | None) -> None:
+            timeout: float | None, fail_on_rejected: bool = False) -> None:
     from pipelines.imports.engine import list_imports
     from pipelines.imports.launch import run_page, submit_import, wait_for_run
 
     try:
         run_id = submit_import(path, entity, account, options, mapping_path=str(Path(mapping).resolve()) if mapping else "")
-    except (RuntimeError, OSError) as exc:
-        raise click.ClickException(str(exc)) from exc
+    except RuntimeError as exc:
+        raise CommandFailed(f"cannot submit the import: {exc}") from exc
     click.echo(f"queued dagster run: {run_id}")
     if not wait:
         return
     try:
         status = wait_for_run(run_id, timeout=timeout)
+    except RuntimeError as exc:
+        raise CommandFailed(f"{exc}; dagster run {run_id} may still be going: see {run_page(run_id)}") from exc
     except TimeoutError as exc:
-        click.echo(f"{exc}; it goes on (bulkops imports list shows it when done)", err=True)
-        sys.exit(2)
+        raise CommandFailed(f"{exc}; it goes on (bulkops imports list shows it when done)", EXIT_TIMEOUT) from exc
     try:
         store, account_id = _store_and_account(account)
     except LookupError:
@@ -272,14 +471,14 @@ def _submit(path: str, entity: str, account: str, options: object, mapping: str 
         store.dispose()
     if rows:
         _print_history(rows)
-        if rows[0].get("error_message"):
-            click.echo(rows[0]["error_message"], err=True)
         if rows[0].get("errors") and rows[0].get("failed_rows_path"):
             click.echo(f"failed rows ({rows[0]['errors']}): {rows[0]['failed_rows_path']}")
     click.echo(f"dagster run {run_id}: {status}")
     if status != "SUCCESS":
-        click.echo(f"why: {run_page(run_id)}", err=True)
-        sys.exit(1)
+        reason = rows[0].get("error_message") if rows else None
+        raise CommandFailed(f"dagster run {run_id} ended {status}" + (f": {reason}" if reason else "") + f"; see {run_page(run_id)}")
+    if fail_on_rejected and rows and rows[0].get("errors"):
+        raise CommandFailed(_rejected(rows[0]["errors"], rows[0]["rows_read"], rows[0].get("failed_rows_path")), EXIT_REJECTED)
 
 
 def _store_and_account(account: str | None):  # type: ignore[no-untyped-def]
@@ -296,43 +495,56 @@ def imports() -> None:
 
 
 @imports.command("list")
-@click.option("--type", "type_", type=click.Choice(["applications", "candidates", "jobs", "contracts"]), default=None)
+@click.option("--type", "type_", type=click.Choice(["applications", "candidates", "jobs", "contracts"]), default=None,
+              help="Only imports of this kind of records.")
 @click.option("--account", default=None, help="Account slug (default $BULKOPS_ACCOUNT or demo).")
-@click.option("--limit", type=int, default=50, show_default=True)
+@click.option("--limit", type=int, default=50, show_default=True, help="At most this many imports.")
 def imports_list(type_: str | None, account: str | None, limit: int) -> None:
-    """Import history, newest first (seed 002's columns)."""
+    """Import history, newest first: date/time, type, file, counts, status; why, under a failed row."""
     from pipelines.imports.engine import list_imports
 
     store, account_id = _store_and_account(account)
     _print_history(list_imports(store, account_id, type=type_, limit=limit))
 
 
+@imports.command("show")
+@click.argument("import_id", type=click.UUID)
+@click.option("--account", default=None, help="Account slug (default $BULKOPS_ACCOUNT or demo).")
+def imports_show(import_id: uuid.UUID, account: str | None) -> None:
+    """Every field of import IMPORT_ID's history row, the reason of a failure included."""
+    from pipelines.imports.engine import get_import
+
+    store, account_id = _store_and_account(account)
+    row = get_import(store, account_id, import_id)
+    if row is None:
+        raise CommandFailed(f"no import {import_id} in this account (bulkops imports list shows its imports)")
+    width = max(len(k) for k in row)
+    for key, value in row.items():
+        if isinstance(value, (dict, list)):
+            value = json.dumps(value, default=str, sort_keys=True)
+        click.echo(f"{key.ljust(width)}  {'' if value is None else value}")
+
+
 @imports.command("rollback")
-@click.argument("import_id")
+@click.argument("import_id", type=click.UUID)
 @click.option("--account", default=None, help="Account slug (default $BULKOPS_ACCOUNT or demo).")
 @click.option("--force", is_flag=True, help="Also undo records something else changed after the import (default: leave them).")
-def imports_rollback(import_id: str, account: str | None, force: bool) -> None:
+def imports_rollback(import_id: uuid.UUID, account: str | None, force: bool) -> None:
     """Undo import IMPORT_ID: delete what it created, restore what it updated (audited).
 
     Records changed after the import by something else (another import, a bulk job) are
     conflicts: left as they are and counted, unless --force.
     """
-    import uuid
-
-    from pipelines.imports.engine import ImportFailed, rollback_import
+    from pipelines.imports.engine import rollback_import
 
     store, account_id = _store_and_account(account)
-    try:
-        outcome = rollback_import(store, account_id, uuid.UUID(import_id),
-                                  actor=f"cli:{os.environ.get('USER', 'bulkops')}", force=force)
-    except ImportFailed as exc:
-        raise click.ClickException(str(exc)) from exc
+    outcome = rollback_import(store, account_id, import_id, actor=f"cli:{os.environ.get('USER', 'bulkops')}", force=force)
     click.echo(f"import {outcome['import_id']}: {outcome['status']}")
     for what in ("deleted", "restored", "kept", "conflicts"):
         counts = {k: v for k, v in outcome.get(what, {}).items() if v}
         click.echo(f"  {what}: " + (", ".join(f"{k} {v}" for k, v in counts.items()) or "none"))
     if any(outcome.get("conflicts", {}).values()):
-        click.echo("  conflicts were changed after the import and are left as they are; run it again with --force to undo them too")
+        warn("conflicts were changed after the import and are left as they are; run it again with --force to undo them too")
 
 
 @main.command("demo")
@@ -355,36 +567,23 @@ def demo(path: str) -> None:
     click.echo("open the UI with: make dev  (or: DAGSTER_HOME=var/dagster .venv/bin/dagster dev -w workspace.yaml)")
 
 
-class _JobsGroup(click.Group):
-    """Service errors (unknown job, bad params, wrong state) print as one line, exit 1."""
-
-    def invoke(self, ctx: click.Context):  # type: ignore[no-untyped-def]
-        from pipelines.bulk.service import BulkJobError
-
-        try:
-            return super().invoke(ctx)
-        except BulkJobError as exc:
-            raise click.ClickException(f"{exc.code}: {exc}") from exc
-
-
-@main.group(cls=_JobsGroup)
+@main.group()
 def jobs() -> None:
-    """Bulk jobs (seed 001): create, watch, cancel, roll back — each run is a Dagster run."""
+    """Bulk jobs: create, watch, cancel, roll back; each runs as a Dagster run."""
 
 
 def _echo_job(job: dict) -> None:
     click.echo(json.dumps(job, indent=2, default=str))
 
 
-def _launch_and_show(store, account_id, job_id: str, wait: bool) -> None:  # type: ignore[no-untyped-def]
-    import uuid
-
+def _launch_and_show(store, account_id, job_id: uuid.UUID | str, wait: bool) -> None:  # type: ignore[no-untyped-def]
     from pipelines.bulk import launch, service
 
-    run_id = launch.launch_bulk_job(uuid.UUID(job_id), database_url=settings.database_url())
+    job_id = uuid.UUID(str(job_id))
+    run_id = launch.launch_bulk_job(job_id, database_url=settings.database_url())
     if wait:
         launch.wait_for_local_run(run_id)
-    _echo_job(service.get_job(store, account_id, uuid.UUID(job_id)))
+    _echo_job(service.get_job(store, account_id, job_id))
 
 
 @jobs.command("create")
@@ -392,14 +591,12 @@ def _launch_and_show(store, account_id, job_id: str, wait: bool) -> None:  # typ
 @click.argument("operation")
 @click.option("--ids", "ids_file", type=click.File("r"), default="-", show_default=True,
               help="File with one record id per line (first CSV column is used; a header line is skipped).")
-@click.option("--params", default="{}", help='Operation params as JSON, e.g. \'{"status": "rejected"}\'.')
+@click.option("--params", type=JsonObject(), default="{}", help='Operation params as JSON, e.g. \'{"status": "rejected"}\'.')
 @click.option("--mode", type=click.Choice(["execute", "preview", "dry_run"]), default="execute", show_default=True)
 @click.option("--account", default=None, help="Account slug (default $BULKOPS_ACCOUNT or demo).")
 @click.option("--wait/--no-wait", default=True, show_default=True, help="Wait for the run and print the finished job.")
-def jobs_create(entity_type: str, operation: str, ids_file, params: str, mode: str, account: str | None, wait: bool) -> None:  # type: ignore[no-untyped-def]
+def jobs_create(entity_type: str, operation: str, ids_file, params: dict, mode: str, account: str | None, wait: bool) -> None:  # type: ignore[no-untyped-def]
     """Create a bulk job on ENTITY_TYPE records and launch its Dagster run (not for --mode preview)."""
-    import uuid
-
     from pipelines.bulk import service
 
     ids: list[uuid.UUID] = []
@@ -416,7 +613,7 @@ def jobs_create(entity_type: str, operation: str, ids_file, params: str, mode: s
     use_local_dagster_home()
     store, account_id = _store_and_account(account)
     job = service.create_job(store, account_id, created_by=None, entity_type=entity_type, operation=operation,
-                             entity_ids=ids, params=json.loads(params), mode=mode)
+                             entity_ids=ids, params=params, mode=mode)
     if mode == "preview":
         _echo_job(service.preview(store, account_id, uuid.UUID(job["id"]), limit=20))
         click.echo(f"confirm with: bulkops jobs confirm {job['id']} --plan-id <plan_id>")
@@ -425,39 +622,35 @@ def jobs_create(entity_type: str, operation: str, ids_file, params: str, mode: s
 
 
 @jobs.command("confirm")
-@click.argument("job_id")
-@click.option("--plan-id", required=True)
-@click.option("--account", default=None)
-@click.option("--wait/--no-wait", default=True, show_default=True)
-def jobs_confirm(job_id: str, plan_id: str, account: str | None, wait: bool) -> None:
+@click.argument("job_id", type=click.UUID)
+@click.option("--plan-id", required=True, help="The plan id the preview printed.")
+@click.option("--account", default=None, help="Account slug (default $BULKOPS_ACCOUNT or demo).")
+@click.option("--wait/--no-wait", default=True, show_default=True, help="Wait for the run and print the finished job.")
+def jobs_confirm(job_id: uuid.UUID, plan_id: str, account: str | None, wait: bool) -> None:
     """Execute exactly the previewed plan of JOB_ID."""
-    import uuid
-
     from pipelines.bulk import service
 
     use_local_dagster_home()
     store, account_id = _store_and_account(account)
-    service.confirm(store, account_id, uuid.UUID(job_id), plan_id=plan_id)
+    service.confirm(store, account_id, job_id, plan_id=plan_id)
     _launch_and_show(store, account_id, job_id, wait)
 
 
 @jobs.command("get")
-@click.argument("job_id")
-@click.option("--account", default=None)
-def jobs_get(job_id: str, account: str | None) -> None:
-    """Show bulk job JOB_ID (seed 001's job object)."""
-    import uuid
-
+@click.argument("job_id", type=click.UUID)
+@click.option("--account", default=None, help="Account slug (default $BULKOPS_ACCOUNT or demo).")
+def jobs_get(job_id: uuid.UUID, account: str | None) -> None:
+    """Show bulk job JOB_ID as JSON: status, counts, error message, Dagster run."""
     from pipelines.bulk import service
 
     store, account_id = _store_and_account(account)
-    _echo_job(service.get_job(store, account_id, uuid.UUID(job_id)))
+    _echo_job(service.get_job(store, account_id, job_id))
 
 
 @jobs.command("list")
-@click.option("--status", default=None)
-@click.option("--limit", type=int, default=20, show_default=True)
-@click.option("--account", default=None)
+@click.option("--status", default=None, help="Only bulk jobs with this status (pending, processing, completed, failed, cancelled).")
+@click.option("--limit", type=int, default=20, show_default=True, help="At most this many bulk jobs.")
+@click.option("--account", default=None, help="Account slug (default $BULKOPS_ACCOUNT or demo).")
 def jobs_list(status: str | None, limit: int, account: str | None) -> None:
     """Bulk jobs of the account, newest first."""
     from pipelines.bulk import service
@@ -470,58 +663,46 @@ def jobs_list(status: str | None, limit: int, account: str | None) -> None:
 
 
 @jobs.command("cancel")
-@click.argument("job_id")
-@click.option("--account", default=None)
-def jobs_cancel(job_id: str, account: str | None) -> None:
+@click.argument("job_id", type=click.UUID)
+@click.option("--account", default=None, help="Account slug (default $BULKOPS_ACCOUNT or demo).")
+def jobs_cancel(job_id: uuid.UUID, account: str | None) -> None:
     """Cancel JOB_ID: a pending job at once, a running one at its next batch (its run is terminated)."""
-    import uuid
-
     from pipelines.bulk import launch, service
 
     use_local_dagster_home()
     store, account_id = _store_and_account(account)
-    job = service.request_cancel(store, account_id, uuid.UUID(job_id))
+    job = service.request_cancel(store, account_id, job_id)
     if job.get("dagster_run_id"):
         launch.terminate_bulk_job_run(job["dagster_run_id"])
     _echo_job(job)
 
 
 @jobs.command("rollback")
-@click.argument("job_id")
-@click.option("--account", default=None)
-@click.option("--wait/--no-wait", default=True, show_default=True)
-def jobs_rollback(job_id: str, account: str | None, wait: bool) -> None:
+@click.argument("job_id", type=click.UUID)
+@click.option("--account", default=None, help="Account slug (default $BULKOPS_ACCOUNT or demo).")
+@click.option("--wait/--no-wait", default=True, show_default=True, help="Wait for the run and print the finished job.")
+def jobs_rollback(job_id: uuid.UUID, account: str | None, wait: bool) -> None:
     """Undo completed or cancelled JOB_ID from its before-images, as a new audited job."""
-    import uuid
-
     from pipelines.bulk import service
 
     use_local_dagster_home()
     store, account_id = _store_and_account(account)
-    job = service.create_rollback(store, account_id, uuid.UUID(job_id))
+    job = service.create_rollback(store, account_id, job_id)
     _launch_and_show(store, account_id, job["id"], wait)
 
 
 @jobs.command("failed")
-@click.argument("job_id")
-@click.option("--account", default=None)
-def jobs_failed(job_id: str, account: str | None) -> None:
+@click.argument("job_id", type=click.UUID)
+@click.option("--account", default=None, help="Account slug (default $BULKOPS_ACCOUNT or demo).")
+def jobs_failed(job_id: uuid.UUID, account: str | None) -> None:
     """Failed records of JOB_ID as CSV (entity id and error per record)."""
-    import uuid
-
     from pipelines.bulk import service
 
     store, account_id = _store_and_account(account)
-    for line in service.iter_failed_items_csv(store, account_id, uuid.UUID(job_id)):
+    for line in service.iter_failed_items_csv(store, account_id, job_id):
         click.echo(line, nl=False)
 
 
 def run() -> None:
-    """Console entry point: known user errors print one line, not a traceback."""
-    from connectors.store import AccountNotFound, SchemaOutOfDate
-
-    try:
-        main(standalone_mode=True)
-    except (SchemaOutOfDate, AccountNotFound) as exc:
-        click.echo(f"error: {exc}", err=True)
-        sys.exit(2)
+    """Console entry point (`bulkops`): errors print as one line, see `BulkopsGroup`."""
+    main()

@@ -328,7 +328,7 @@ job_skills = sa.Table(
 bulk_jobs = sa.Table(
     "bulk_jobs",
     metadata,
-    # seed 001's job object, field for field
+    # the API's bulk job object, field for field
     _id(),
     _account(),
     sa.Column("created_by", sa.Uuid(), nullable=True),
@@ -417,7 +417,7 @@ import_history = sa.Table(
     metadata,
     _id(),
     _account(),
-    # seed 002's columns: date/time, type, file, created, updated, skipped, errors, status
+    # the import history's columns: date/time, type, file, created, updated, skipped, errors, status
     sa.Column("started_at", TS, nullable=False, server_default=_now()),
     sa.Column("type", sa.String(32), nullable=False),
     sa.Column("file", sa.String(500), nullable=True),

@@ -1,1 +1,1 @@
-"""Bulk jobs: operations on many records at once (seed 000 and 001)."""
+"""Bulk jobs: operations on many records at once (status updates, deletes, field updates, rollbacks)."""

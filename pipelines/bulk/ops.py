@@ -8,6 +8,7 @@ from pydantic import Field
 
 from connectors import webhooks
 from connectors.store import bulk, schema
+from connectors.store.errors import describe_error
 from pipelines.bulk import service
 from pipelines.instance import run_terminating
 from resources import RecordStoreResource
@@ -90,8 +91,9 @@ def apply_bulk_job(context: dg.OpExecutionContext, config: BulkJobConfig, record
     except Exception as exc:
         if bulk.is_transient(exc):
             raise
-        bulk.finish_job(store, job_id, "failed", error=f"{type(exc).__name__}: {exc}")
-        raise dg.Failure(description=f"bulk job {job_id} failed: {exc}", allow_retries=False) from exc
+        reason = describe_error(exc, url=store.engine.url)
+        bulk.finish_job(store, job_id, "failed", error=reason)
+        raise dg.Failure(description=f"bulk job {job_id} failed: {reason}", allow_retries=False) from exc
     except BaseException as exc:
         # run terminated: committed batches stay, the job stops here
         bulk.finish_job(store, job_id, "cancelled")

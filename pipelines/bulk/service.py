@@ -87,7 +87,7 @@ def _iso(value: datetime | None) -> str | None:
 
 
 def job_to_dict(row: Any) -> dict:
-    """Seed 001's bulk job object plus bulkops' fields, JSON-ready.
+    """The bulk job object of the API (id, type, status, counts, timestamps) plus bulkops' fields, JSON-ready.
 
     Args:
         row: a `bulk_jobs` row (mapping or Row); `entity_ids` is included only when the row has it.
@@ -267,7 +267,7 @@ def _check_automations(conn: sa.Connection, account_id: uuid.UUID, entity_type: 
 
 
 def get_job(store: RecordStore, account_id: uuid.UUID, job_id: uuid.UUID, *, include_entity_ids: bool = False) -> dict:
-    """The job as `job_to_dict` (seed 001 shape plus mode, plan and run fields).
+    """The job as `job_to_dict` (the API's job object plus mode, plan and run fields).
 
     Raises:
         JobNotFound: no such job in this account.
@@ -432,7 +432,7 @@ def create_rollback(store: RecordStore, account_id: uuid.UUID, job_id: uuid.UUID
             raise InvalidState(f"job is {job.status}: only completed or cancelled jobs can be rolled back",
                                details={"status": job.status})
         if job.mode != "execute":
-            raise InvalidState(f"a {job.mode} job changed nothing", details={"mode": job.mode})
+            raise InvalidState(f"a job in {job.mode} mode changed nothing: there is nothing to roll back", details={"mode": job.mode})
         if job.operation not in bulk.ROLLBACKABLE or (job.operation == "delete" and (job.params or {}).get("hard")):
             what = "hard delete" if job.operation == "delete" else job.operation
             raise InvalidState(f"{what} cannot be rolled back", details={"operation": job.operation})

@@ -14,6 +14,7 @@ import sqlalchemy as sa
 from pydantic import Field
 
 from connectors import settings
+from connectors.store.errors import describe_error
 from pipelines.imports import dropzone
 from pipelines.instance import run_terminating
 from resources import RecordStoreResource
@@ -290,24 +291,27 @@ def _import_partition(
             raise
         except ImportFailed as exc:
             outcome = dropzone.FAILED
-            failure_md: dict[str, Any] = {"file": str(path), "partition": key, "error": type(exc).__name__}
+            reason = exc.message.removeprefix(f"{source_name}: ")
+            failure_md: dict[str, Any] = {"file": str(path), "partition": key, "error": type(exc).__name__, "reason": reason}
             failed = getattr(exc, "result", None)
             if failed is not None:
                 failure_md.update({k: getattr(failed, k) for k in ("created", "updated", "skipped", "errors", "rows_read")})
                 failure_md["import_id"] = str(failed.import_id)
                 if failed.failed_rows_path:
                     failure_md["failed_rows"] = dg.MetadataValue.path(str(failed.failed_rows_path))
-            raise dg.Failure(description=f"import of {source_name} failed: {exc}", metadata=failure_md, allow_retries=False) from exc
+            raise dg.Failure(description=f"import of {source_name} failed: {reason}", metadata=failure_md, allow_retries=False) from exc
         except Exception as exc:
             if is_transient(exc):
                 if last_attempt:
                     outcome = dropzone.FAILED
-                context.log.warning(f"transient database error, {'giving up' if last_attempt else 'will retry'}: {exc}")
+                reason = describe_error(exc, url=record_store.database_url)
+                context.log.warning(f"{'giving up' if last_attempt else 'will retry'}: {reason}")
                 raise
             outcome = dropzone.FAILED
+            reason = describe_error(exc, url=record_store.database_url)
             raise dg.Failure(
-                description=f"import of {source_name} failed: {type(exc).__name__}: {exc}",
-                metadata={"file": str(path), "partition": key, "error": type(exc).__name__},
+                description=f"import of {source_name} failed: {reason}",
+                metadata={"file": str(path), "partition": key, "error": type(exc).__name__, "reason": reason},
                 allow_retries=False,
             ) from exc
 

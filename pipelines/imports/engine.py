@@ -1,11 +1,12 @@
 """The import engine: file -> mapping -> validation -> record store, in committed batches.
 
 Public API (the Dagster layer, the sensor and the CLI call only these):
-    run_import, rollback_import, list_imports, file_sha256,
+    run_import, rollback_import, list_imports, get_import, file_sha256,
     ImportOptions (re-exported), ImportProgress, ImportResult,
     ImportFailed, MappingError, FileFormatError.
-Additions to the brief's contract: ImportOptions.force (re-import identical content) and
-ImportOptions.form_name; ImportResult.flagged and ImportResult.details.
+ImportOptions.force re-imports identical content; ImportOptions.form_name names the form
+submissions; ImportResult.flagged and ImportResult.details carry the finer counts.
+A history row that did not complete says why in `error_message`, in words (no SQL).
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ import sqlalchemy as sa
 
 from connectors.files import FileReadError, RawBatch, open_tabular
 from connectors.store import schema
+from connectors.store.errors import add_context, describe_error
 from connectors.store.imports import ImportRollback, ImportWriter, RollbackBlocked, serialized_batches
 from pipelines.imports.errors import FileFormatError, ImportFailed, MappingError
 from pipelines.imports.mapping import apply_mapping, bind_mapping
@@ -44,6 +46,7 @@ __all__ = [
     "ImportResult",
     "MappingError",
     "file_sha256",
+    "get_import",
     "list_imports",
     "rollback_import",
     "run_import",
@@ -340,6 +343,7 @@ def run_import(
             return _result(_history_row(conn, import_id), elapsed=time.monotonic() - t0, duplicate_of=duplicate_of)
     failed: FailedRows | None = None
     sample: list[dict] = []
+    batch_at = ""  # "rows 20001-40000" while a batch is being written: what a database error names
     try:
         try:
             tab = open_tabular(
@@ -383,6 +387,7 @@ def run_import(
                 for raw, prep in _prefetch(prepared):
                     if should_stop is not None and should_stop():
                         raise _Stopped()
+                    batch_at = f"rows {committed + 1}-{raw.last_row}"
                     if writer is None:
                         columns = [c for c in prep.table.column_names if c != "rnd"]
                         writer = ImportWriter(
@@ -441,6 +446,7 @@ def run_import(
                         if not options.dry_run:
                             _finish(conn, import_id, rows_committed=raw.last_row, details=details, **totals)
                     committed = raw.last_row
+                    batch_at = ""
                     batches += 1
                     if on_progress is not None:
                         on_progress(
@@ -487,10 +493,13 @@ def run_import(
         # crash, cancellation or transient fault: committed batches stay, a re-run resumes
         if failed is not None:
             failed.close()
+        if batch_at:
+            add_context(exc, f"the batch at {batch_at}")
         try:
             with store.begin() as conn:
                 if isinstance(exc, Exception):
-                    _finish(conn, import_id, status="failed", finished_at=_now(), error_message=f"{type(exc).__name__}: {exc}"[:2000])
+                    why = describe_error(exc, url=store.engine.url)
+                    _finish(conn, import_id, status="failed", finished_at=_now(), error_message=why)
                 else:
                     _cancelled(conn, import_id, f"interrupted ({type(exc).__name__}{': ' + str(exc) if str(exc) else ''})"[:1900])
         except Exception:  # noqa: BLE001 - the database may be what failed
@@ -500,7 +509,7 @@ def run_import(
 
 def list_imports(store: Any, account_id: uuid.UUID, *, type: str | None = None, limit: int = 50,
                  dagster_run_id: str | None = None) -> list[dict]:
-    """Import history, newest first: seed 002's columns plus id and failed_rows_path.
+    """Import history, newest first: date/time, type, file, counts and status, plus id and failed_rows_path.
 
     `dagster_run_id`: only the import(s) that Dagster run wrote (one, or none when it failed first).
 
@@ -518,6 +527,14 @@ def list_imports(store: Any, account_id: uuid.UUID, *, type: str | None = None, 
     q = q.order_by(h.c.started_at.desc(), h.c.id).limit(limit)
     with store.engine.connect() as conn:
         return [dict(r._mapping) for r in conn.execute(q)]
+
+
+def get_import(store: Any, account_id: uuid.UUID, import_id: uuid.UUID) -> dict | None:
+    """The whole history row of one import of the account (None when there is none), its reason included."""
+    h = schema.import_history
+    with store.engine.connect() as conn:
+        row = conn.execute(sa.select(h).where(h.c.id == import_id, h.c.account_id == account_id)).first()
+    return None if row is None else dict(row._mapping)
 
 
 def rollback_import(store: Any, account_id: uuid.UUID, import_id: uuid.UUID, *, actor: str, force: bool = False) -> dict:

@@ -8,6 +8,7 @@ under the instance's run queue and concurrency limits like a sensor's run.
 from __future__ import annotations
 
 import dataclasses
+import re
 import time
 from pathlib import Path
 from typing import Any
@@ -158,7 +159,22 @@ def submit_import(
             },
         )
     except DagsterGraphQLClientError as exc:
-        raise RuntimeError(f"{url}: {exc}") from exc
+        raise RuntimeError(_graphql_failure(url, exc)) from exc
+
+
+def _graphql_failure(url: str, exc: BaseException) -> str:
+    """What went wrong talking to the webserver, without the GraphQL query the client's message holds."""
+    chain: list[BaseException] = []
+    e: BaseException | None = exc
+    while e is not None and e not in chain:
+        chain.append(e)
+        e = e.__cause__ or e.__context__
+    root = chain[-1]
+    if any(isinstance(c, OSError) for c in chain):
+        why = root.strerror if isinstance(root, OSError) and root.strerror else str(root).splitlines()[0]
+        return f"cannot reach the Dagster webserver at {url}: {why}; start it (make dev) or set BULKOPS_DAGSTER_GRAPHQL_URL"
+    text = str(root if root is not exc else exc).split(" during execution of query", 1)[0]
+    return f"the Dagster webserver at {url} answered: {text.splitlines()[0] if text.strip() else type(root).__name__}"
 
 
 def wait_for_run(run_id: str, *, url: str | None = None, timeout: float | None = None, poll: float = 1.0) -> str:
@@ -166,11 +182,17 @@ def wait_for_run(run_id: str, *, url: str | None = None, timeout: float | None =
 
     Raises:
         TimeoutError: still running after TIMEOUT seconds (None: wait as long as it takes).
+        RuntimeError: the webserver cannot be reached or refused the question (its message included).
     """
+    from dagster_graphql import DagsterGraphQLClientError
+
     client = graphql_client(url)
     deadline = None if timeout is None else time.monotonic() + timeout
     while True:
-        status = client.get_run_status(run_id).value
+        try:
+            status = client.get_run_status(run_id).value
+        except DagsterGraphQLClientError as exc:
+            raise RuntimeError(_graphql_failure(graphql_url(url), exc)) from exc
         if status in TERMINAL:
             return status
         if deadline is not None and time.monotonic() > deadline:
@@ -194,7 +216,11 @@ def import_result_from_metadata(metadata: dict[str, Any]) -> Any:
 
 
 def failure_message(instance: dg.DagsterInstance, run_id: str) -> str:
-    """The description of the step failure (or run failure) that ended a run."""
+    """Why a run failed, in one line: its last step failure's description, or its run failure.
+
+    An unexpected step error is told by its first line, without the exception's class path and
+    without any SQL statement or parameters a database error carries.
+    """
     messages: list[str] = []
     for record in instance.all_logs(run_id):
         event = record.dagster_event
@@ -205,7 +231,18 @@ def failure_message(instance: dg.DagsterInstance, run_id: str) -> str:
             if data.user_failure_data and data.user_failure_data.description:
                 messages.append(data.user_failure_data.description)
             elif data.error:
-                messages.append(data.error.message.strip())
+                messages.append(_error_line(data.error))
         elif event.is_run_failure and not messages:
             messages.append(event.message or "run failed")
-    return messages[-1] if messages else "run failed"
+    return " ".join(messages[-1].split()) if messages else "run failed"
+
+
+def _error_line(error: Any) -> str:
+    """'OperationalError: (psycopg.OperationalError) ... [SQL: ...]' -> the driver's message alone."""
+    text = error.message.split("\n[SQL:", 1)[0].strip()
+    prefix = f"{error.cls_name}: "
+    if prefix in text:
+        text = text.split(prefix, 1)[1]
+    text = re.sub(r"^\([\w.]+\)\s*", "", text)
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+    return f"{error.cls_name}: {lines[0]}" if lines else error.cls_name

@@ -211,7 +211,7 @@ def bind_mapping(mapping: dict | None, header: list[str], entity: str) -> Mappin
     targets = set(seen) | set(defaults)
     for req in REQUIRED[entity]:
         if req not in targets and not (req == "email" and False):
-            raise MappingError(f"{entity} need a {req!r} field: no column maps to it (columns: {', '.join(repr(h) for h in header)})")
+            raise MappingError(f"{entity}: no column maps to the required field {req!r}; map one in the mapping (columns: {', '.join(repr(h) for h in header)})")
     mapped = {r.source for r in rules}
     extras = [(col, normalize_header(col) or col) for col in header if col not in mapped]
     return Mapping(entity=entity, rules=rules, defaults=defaults, extras=extras)
