@@ -182,6 +182,10 @@ def _launch(path: str, entity: str, account: str, options: object, mapping: str 
     if result.errors and result.failed_rows_path:
         click.echo(f"failed rows ({result.errors}): {result.failed_rows_path}")
     if result.dry_run:
+        for m in result.details.get("mapping", []):
+            click.echo(f"  column {m['column']!r} -> {m['target']} ({m['how']})")
+        for col, how in result.details.get("date_formats", {}).items():
+            click.echo(f"  dates in {col!r}: {how}")
         click.echo("dry run: nothing was written")
     click.echo(f"dagster run: {run_id}")
     return result
@@ -204,6 +208,8 @@ def _launch(path: str, entity: str, account: str, options: object, mapping: str 
 @click.option("--format", "file_format", type=click.Choice(["csv", "parquet"]), default=None)
 @click.option("--force", is_flag=True, help="Import even when identical content was already imported.")
 @click.option("--dry-run", is_flag=True, help="Report what would happen; write nothing.")
+@click.option("--allow-update-without-key", is_flag=True,
+              help="Update existing records even though no column of the file maps to an identity key (external_id, job code, email).")
 @click.option("--submit", is_flag=True,
               help="Queue the run on the running Dagster webserver ($BULKOPS_DAGSTER_GRAPHQL_URL, default "
                    "http://127.0.0.1:3000) instead of running it here: the daemon starts it under the run queue's limits.")
@@ -212,7 +218,7 @@ def _launch(path: str, entity: str, account: str, options: object, mapping: str 
 def import_file(path: str, entity: str, account: str | None, mapping: str | None, on_duplicate: str, duplicate_keys: str,
                 default_stage: str, error_policy: str, error_threshold: float, batch_size: int, no_create_missing_jobs: bool,
                 encoding: str | None, delimiter: str | None, file_format: str | None, force: bool, dry_run: bool,
-                submit: bool, no_wait: bool, timeout: float | None) -> None:
+                allow_update_without_key: bool, submit: bool, no_wait: bool, timeout: float | None) -> None:
     """Import PATH through the Dagster import_job (the run shows in the UI).
 
     By default the run executes in this process, at once. With --submit it is queued on the
@@ -226,6 +232,7 @@ def import_file(path: str, entity: str, account: str | None, mapping: str | None
         on_duplicate=on_duplicate, default_stage=default_stage, error_policy=error_policy, error_threshold=error_threshold,
         batch_size=batch_size, dry_run=dry_run, create_missing_jobs=not no_create_missing_jobs, encoding=encoding,
         delimiter=delimiter, file_format=file_format, force=force, actor=f"cli:{os.environ.get('USER', 'bulkops')}",
+        allow_update_without_key=allow_update_without_key,
     )
     if submit:
         _submit(path, entity, account or settings.default_account(), options, mapping, wait=not no_wait, timeout=timeout)

@@ -32,9 +32,9 @@ from connectors.files import FileReadError, RawBatch, open_tabular
 from connectors.store import schema
 from connectors.store.imports import ImportRollback, ImportWriter, RollbackBlocked, serialized_batches
 from pipelines.imports.errors import FileFormatError, ImportFailed, MappingError
-from pipelines.imports.mapping import apply_mapping, bind_mapping
+from pipelines.imports.mapping import apply_mapping, bind_mapping, check_identity_key, date_report, mapping_report, scan_dates
 from pipelines.imports.options import ImportOptions
-from pipelines.imports.validation import prepare
+from pipelines.imports.validation import check_stage_options, prepare
 
 __all__ = [
     "FileFormatError",
@@ -345,12 +345,28 @@ def run_import(
             tab = open_tabular(path, file_format=options.file_format, encoding=options.encoding, delimiter=options.delimiter)
         except FileReadError as exc:
             raise FileFormatError(f"{name}: {exc}".replace(f"{path.name}: ", "", 1), import_id=import_id) from exc
-        mapping = bind_mapping(options.mapping, tab.columns, options.entity)
         with store.begin() as conn:
             h = _history_row(conn, import_id)
+            account_settings = conn.execute(sa.select(schema.accounts.c.settings).where(schema.accounts.c.id == account_id)).scalar() or {}
+        # everything about the mapping is decided, and refused, before the first write
+        try:
+            mapping = bind_mapping(options.mapping, tab.columns, options.entity)
+            check_identity_key(mapping, duplicate_keys=options.duplicate_keys, on_duplicate=options.on_duplicate,
+                               allow=options.allow_update_without_key)
+        except MappingError as exc:
+            raise MappingError(f"{name}: {exc.message}", import_id=import_id) from None
+        default_stage, auto_advance = check_stage_options(options.entity, options.default_stage, options.auto_advance, account_settings)
+        try:
+            scan_dates(mapping, tab.batches(options.batch_size))
+        except FileReadError:
+            pass  # decided on the rows before the bad spot; the import meets it again and reports it
+
         committed, batches = h.rows_committed, 0
         totals = {k: getattr(h, k) for k in ("created", "updated", "skipped", "flagged", "errors", "rows_read")}
         details = {k: v for k, v in dict(h.details or {}).items() if isinstance(v, int)}
+        details["mapping"] = mapping_report(mapping)
+        if mapping.dates:
+            details["date_formats"] = date_report(mapping)
         failed = FailedRows(failed_dir, import_id, name, tab.columns, committed)
         if committed == 0:
             failed.count = 0
@@ -367,7 +383,8 @@ def run_import(
                 for raw in tab.batches(options.batch_size, start_after=start_after):
                     mapped = apply_mapping(mapping, raw.table)
                     yield raw, prepare(
-                        options.entity, mapped, raw.num_rows, auto_advance=options.auto_advance, duplicate_keys=options.duplicate_keys
+                        options.entity, mapped, raw.num_rows, auto_advance=auto_advance, duplicate_keys=options.duplicate_keys,
+                        account_settings=account_settings,
                     )
 
             try:
@@ -380,7 +397,7 @@ def run_import(
                             conn, entity=options.entity, account_id=account_id, import_id=import_id, actor=options.actor,
                             columns=columns, json_spec=prep.json, on_duplicate=options.on_duplicate,
                             duplicate_keys=options.duplicate_keys, create_missing_jobs=options.create_missing_jobs,
-                            default_stage=options.default_stage, form_name=options.form_name,
+                            default_stage=default_stage, form_name=options.form_name,
                         )
                         with step():
                             writer.create_stage()
@@ -426,6 +443,8 @@ def run_import(
                                 sample.extend(writer.sample(20 - len(sample)))
                         totals["errors"] = total_err
                         totals["rows_read"] = total_read
+                        if mapping.dates:
+                            details["date_formats"] = date_report(mapping)
                         failed.add(raw, row_errors)
                         if not options.dry_run:
                             _finish(conn, import_id, rows_committed=raw.last_row, details=details, **totals)
