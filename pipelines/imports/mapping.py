@@ -300,12 +300,15 @@ def mapping_report(m: Mapping) -> list[dict[str, str]]:
 DATE_ISO = "ISO 8601"
 NN_RE = r"^(?P<a>\d{1,2})[/.-](?P<b>\d{1,2})[/.-](?P<y>\d{4})(?:[ T]\d{1,2}:\d{2}(?::\d{2})?)?$"
 NN_TIMES = ("", " %H:%M", " %H:%M:%S")
-# unambiguous human formats tried after ISO 8601, after the cleanup in _clean_human
-HUMAN_FORMATS: tuple[tuple[str, tuple[str, ...]], ...] = (
-    ("YYYY/MM/DD", ("%Y/%m/%d", "%Y/%m/%d %H:%M", "%Y/%m/%d %H:%M:%S")),
-    ("Month D, YYYY", ("%B %d, %Y", "%B %d %Y", "%B %d, %Y %H:%M", "%B %d, %Y %H:%M:%S", "%B %d, %Y %I:%M %p", "%B %d, %Y, %H:%M")),
-    ("D Month YYYY", ("%d %B %Y", "%d %B, %Y", "%d %B %Y %H:%M", "%d %B %Y %H:%M:%S", "%d %B %Y %I:%M %p")),
-    ("RFC 2822", ("%d %B %Y %H:%M:%S %z", "%d %B %Y %H:%M %z")),
+# unambiguous human formats tried after ISO 8601 (after _clean_human): label, a pre-check whose group
+# d is the day of the month (strptime rolls April 31 over to May 1: the day must come back as written)
+HUMAN_FORMATS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
+    ("YYYY/MM/DD", r"^\d{4}/\d{1,2}/(?P<d>\d{1,2})(?: |$)", ("%Y/%m/%d", "%Y/%m/%d %H:%M", "%Y/%m/%d %H:%M:%S")),
+    ("Month D, YYYY", r"^[A-Za-z]{3,9} (?P<d>\d{1,2}),? \d{4}(?:[ ,]|$)",
+     ("%B %d, %Y", "%B %d %Y", "%B %d, %Y %H:%M", "%B %d, %Y %H:%M:%S", "%B %d, %Y %I:%M %p", "%B %d, %Y, %H:%M")),
+    ("D Month YYYY", r"^(?P<d>\d{1,2}) [A-Za-z]{3,9},? \d{4}(?: \d{1,2}:\d{2}(?::\d{2})?(?: [AaPp][Mm])?)?$",
+     ("%d %B %Y", "%d %B, %Y", "%d %B %Y %H:%M", "%d %B %Y %H:%M:%S", "%d %B %Y %I:%M %p")),
+    ("RFC 2822", r"^(?P<d>\d{1,2}) [A-Za-z]{3,9} \d{4} \d{1,2}:\d{2}(?::\d{2})? [+-]\d{4}$", ("%d %B %Y %H:%M:%S %z", "%d %B %Y %H:%M %z")),
 )
 EXCEL_RE = r"^\d{5}(\.\d+)?$"
 # excel serial days counted from 1899-12-30: accepted from 1960 (21916) to 2099 (73050)
@@ -369,20 +372,40 @@ class DateColumn:
         return used
 
 
+def _nn(src: pa.Array, order: str, tz: str) -> pa.Array:
+    return _strptime_any(src, _nn_formats(order), tz, _day(src, NN_RE, "a" if order == "dmy" else "b")[1])
+
+
 def _nn_formats(order: str) -> tuple[str, ...]:
     base = "%d/%m/%Y" if order == "dmy" else "%m/%d/%Y"
     return tuple(base + t for t in NN_TIMES)
 
 
-def _strptime_any(arr: pa.Array, formats: tuple[str, ...], tz: str) -> pa.Array:
+def _strptime_any(arr: pa.Array, formats: tuple[str, ...], tz: str, day: pa.Array | None = None) -> pa.Array:
+    """The first format that parses each value; with `day` (the day of the month as written),
+    values that strptime rolled over into the next month are left null."""
     utc = pa.timestamp("us", "UTC")
     out = pa.nulls(len(arr), utc)
     for fmt in formats:
         parsed = pc.strptime(arr, format=fmt, unit="us", error_is_null=True)
+        if day is not None:
+            # the day as parsed, in the value's own offset when it has one
+            local = parsed
+            if parsed.type.tz is not None:
+                local = pc.strptime(pc.replace_substring_regex(arr, r" [+-]\d{4}$", ""), format=fmt.replace(" %z", ""), unit="us", error_is_null=True)
+            parsed = pc.if_else(pc.fill_null(pc.equal(pc.day(local), day), False), parsed, pa.scalar(None, parsed.type))
         if parsed.type.tz is None:
             parsed = pc.assume_timezone(parsed, tz, ambiguous="earliest", nonexistent="latest")
         out = pc.coalesce(out, pc.cast(parsed, utc))
     return out
+
+
+def _day(arr: pa.Array, pattern: str, group: str = "d") -> tuple[pa.Array, pa.Array]:
+    """(values matching `pattern`, else null; their day of the month from group `group`)."""
+    parts = pc.extract_regex(arr, pattern)
+    ok = pc.is_valid(parts)
+    day = pc.cast(pc.if_else(ok, parts.field(group), pa.scalar(None, pa.string())), pa.int64())
+    return pc.if_else(ok, arr, pa.scalar(None, pa.string())), day
 
 
 def _clean_human(arr: pa.Array) -> pa.Array:
@@ -440,11 +463,11 @@ def parse_datetimes(arr: pa.Array, formats: tuple[str, ...], tz: str, column: Da
         src = pc.if_else(nn, pc.replace_substring_regex(pc.replace_substring_regex(rest, r"[.-]", "/"), "T", " "), pa.scalar(None, pa.string()))
         order = col.order if col.order in ("dmy", "mdy") else None
         if order:
-            got = _strptime_any(src, _nn_formats(order), tz)
+            got = _nn(src, order, tz)
             if pc.sum(pc.is_valid(got)).as_py():
                 col.used.add("DD/MM/YYYY" if order == "dmy" else "MM/DD/YYYY")
         else:
-            dmy, mdy = _strptime_any(src, _nn_formats("dmy"), tz), _strptime_any(src, _nn_formats("mdy"), tz)
+            dmy, mdy = _nn(src, "dmy", tz), _nn(src, "mdy", tz)
             same = pc.fill_null(pc.equal(dmy, mdy), False)
             got = pc.if_else(same, dmy, pc.if_else(pc.is_null(mdy), dmy, pc.if_else(pc.is_null(dmy), mdy, pa.scalar(None, dmy.type))))
             no = pc.fill_null(pc.and_(pc.is_valid(dmy), pc.and_(pc.is_valid(mdy), pc.invert(same))), False)
@@ -458,7 +481,8 @@ def parse_datetimes(arr: pa.Array, formats: tuple[str, ...], tz: str, column: Da
     if pc.any(excel).as_py():
         days = pc.cast(pc.if_else(excel, rest, pa.scalar(None, pa.string())), pa.float64())
         days = pc.if_else(pc.and_(pc.greater_equal(days, EXCEL_RANGE[0]), pc.less_equal(days, EXCEL_RANGE[1])), days, pa.scalar(None, pa.float64()))
-        micros = pc.cast(pc.round(pc.multiply(pc.subtract(days, EXCEL_EPOCH), 86_400_000_000.0)), pa.int64())
+        # excel keeps times to the millisecond
+        micros = pc.cast(pc.multiply(pc.round(pc.multiply(pc.subtract(days, EXCEL_EPOCH), 86_400_000.0)), 1000.0), pa.int64())
         naive = pc.cast(micros, pa.timestamp("us"))
         got = pc.cast(pc.assume_timezone(naive, tz, ambiguous="earliest", nonexistent="latest"), pa.timestamp("us", "UTC"))
         if pc.sum(pc.is_valid(got)).as_py():
@@ -468,8 +492,11 @@ def parse_datetimes(arr: pa.Array, formats: tuple[str, ...], tz: str, column: Da
     if rest.null_count == len(rest):
         return out, no
     cleaned = _clean_human(rest)
-    for label, fmts in HUMAN_FORMATS:
-        got = _strptime_any(cleaned, fmts, tz)
+    for label, pattern, fmts in HUMAN_FORMATS:
+        src, day = _day(cleaned, pattern)
+        if src.null_count == len(src):
+            continue
+        got = _strptime_any(src, fmts, tz, day)
         if pc.sum(pc.is_valid(got)).as_py():
             col.used.add(label)
             out = pc.coalesce(out, got)
