@@ -49,6 +49,10 @@ class Entity:
     # common spellings of declared values, by field: slug -> canonical value
     value_synonyms: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
     aliases: tuple[str, ...] = ()
+    # match keys unique per account: always matched, whatever duplicate_keys says
+    unique_keys: tuple[str, ...] = ()
+    # match keys that identify a record only together with another field (an application: email + job)
+    match_scope: Mapping[str, str] = field(default_factory=dict)
 
     @property
     def staged_columns(self) -> tuple[str, ...]:
@@ -64,9 +68,9 @@ class Entity:
         return tuple(out)
 
     def identity_keys(self, duplicate_keys: tuple[str, ...]) -> tuple[str, ...]:
-        """The fields an import matches existing records on: the chosen duplicate keys that are
-        match keys of the entity, plus its required key (always matched)."""
-        return tuple(k for k in self.match_keys if k in duplicate_keys or k in self.required)
+        """The fields an import matches existing records on, in order: the chosen duplicate keys
+        that are match keys of the entity, and its unique keys (always matched)."""
+        return tuple(k for k in self.match_keys if k in duplicate_keys or k in self.unique_keys)
 
     @property
     def delete_blockers(self) -> tuple[tuple[sa.Table, str], ...]:
@@ -163,6 +167,7 @@ ENTITIES: dict[str, Entity] = {
             field_update_fields=("source", "external_id"),
             value_sets={"stage": APPLICATION_STAGES, "status": APPLICATION_STATUSES},
             value_synonyms={"stage": STAGE_SYNONYMS, "status": STATUS_SYNONYMS},
+            match_scope={"email": "job_code"},
         ),
         Entity(
             name="candidates",
@@ -175,6 +180,7 @@ ENTITIES: dict[str, Entity] = {
             operations=GENERIC_OPERATIONS,
             field_update_fields=("first_name", "last_name", "phone", "external_id"),
             aliases=("contacts",),
+            unique_keys=("email",),
         ),
         Entity(
             name="jobs",
@@ -202,6 +208,7 @@ ENTITIES: dict[str, Entity] = {
             field_update_fields=("title", "description", "location", "status", "code", "external_id"),
             value_sets={"status": JOB_STATUSES},
             value_synonyms={"status": {**STATUS_SYNONYMS, "published": "open", "live": "open", "unpublished": "draft"}},
+            unique_keys=("code",),
         ),
         Entity(
             name="contracts",
@@ -223,6 +230,7 @@ ENTITIES: dict[str, Entity] = {
             operations=("create", "status_update", "trigger_automations", *GENERIC_OPERATIONS),
             field_update_fields=("template", "terms", "external_id"),
             value_sets={"status": CONTRACT_STATUSES},
+            unique_keys=("external_id",),
         ),
     )
 }

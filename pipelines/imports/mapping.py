@@ -266,26 +266,29 @@ def bind_mapping(mapping: dict | None, header: list[str], entity: str) -> Mappin
 
 
 def check_identity_key(m: Mapping, *, duplicate_keys: tuple[str, ...], on_duplicate: str, allow: bool) -> None:
-    """Refuse an updating import whose file has no column that identifies existing records.
+    """Refuse an updating import whose records would be found by a constant instead of the file.
 
-    With on_duplicate "update", every row that matches an existing record overwrites it, so the
-    match must come from the file: a column mapped to one of the entity's identity keys (external_id,
-    the job code, the email). A key that only a mapping default fills would match one record for
-    every row.
+    With on_duplicate "update", a row that matches an existing record overwrites it, so the match
+    must come from the file: a column mapped to one of the entity's identity keys (its match keys
+    among `duplicate_keys`, and its unique keys). When no column does and a mapping default fills
+    a key, every row would match, and overwrite, the same record. (With no key at all, nothing
+    matches and every row creates.)
 
     Raises:
-        MappingError: no such column, and `allow` (allow_update_without_key) is off.
+        MappingError: a key only a default fills, and `allow` (allow_update_without_key) is off.
     """
     if on_duplicate != "update" or allow:
         return
     keys = registry.get(m.entity).identity_keys(duplicate_keys)
     if any(r.target in keys for r in m.rules):
         return
-    raise MappingError(
-        f"no column of the file identifies existing {m.entity} (none maps to {' or '.join(repr(k) for k in keys)}), "
-        "so updates would match records by default values: map a key column, choose on_duplicate create or skip, "
-        "or pass --allow-update-without-key"
-    )
+    constant = [k for k in keys if k in m.defaults]
+    if constant:
+        raise MappingError(
+            f"no column of the file identifies existing {m.entity} ({' and '.join(repr(k) for k in constant)} only from the "
+            "mapping's defaults), so every row would update the same record: map a key column, choose on_duplicate "
+            "create or skip, or pass --allow-update-without-key"
+        )
 
 
 def mapping_report(m: Mapping) -> list[dict[str, str]]:

@@ -10,7 +10,6 @@ from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
-from email_validator import SPECIAL_USE_DOMAIN_NAMES, EmailNotValidError, validate_email
 
 from connectors.store import registry
 from pipelines.imports.errors import ImportFailed
@@ -105,12 +104,17 @@ FAST_EMAIL_RE = (
     r"^[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*@"
     r"([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z]{2,63}$"
 )
-SPECIAL_TLD_RE = r"(?i)\.(" + "|".join(re.escape(d) for d in SPECIAL_USE_DOMAIN_NAMES) + r")$"
+# email_validator.SPECIAL_USE_DOMAIN_NAMES (a test keeps them equal): importing the package costs
+# half a second, so only the slow path does
+SPECIAL_USE_DOMAINS = ("arpa", "invalid", "local", "localhost", "onion", "test")
+SPECIAL_TLD_RE = r"(?i)\.(" + "|".join(re.escape(d) for d in SPECIAL_USE_DOMAINS) + r")$"
 
 
 def normalise_email(value: str) -> tuple[str | None, str | None]:
     """(address, None) or (None, reason): invisible characters and spaces removed, the address
     taken out of a display-name form, validated by email-validator without DNS."""
+    from email_validator import EmailNotValidError, validate_email
+
     # zero-width and other format characters go; nbsp and other spaces become spaces
     text = "".join(" " if c.isspace() else c for c in value if c.isspace() or unicodedata.category(c) not in ("Cf", "Cc")).strip()
     if text.lower().startswith("mailto:"):
@@ -262,16 +266,13 @@ def prepare(entity: str, mapped: Mapped, n: int, *, auto_advance: tuple[dict, ..
 def rounds(entity: str, cols: dict[str, pa.Array], n: int, duplicate_keys: tuple[str, ...]) -> pa.Array:
     """Duplicate rounds: rows sharing a match key go to successive rounds, so each round is
     set-based yet the batch behaves as if processed row by row in file order."""
+    e = registry.get(entity)
     keys: list[pa.Array] = []
-    if "external_id" in duplicate_keys or entity == "contracts":
-        keys.append(cols["external_id"])
-    if entity in ("applications", "candidates") and ("email" in duplicate_keys or entity == "candidates"):
-        e = cols["email_norm"]
-        if entity == "applications":
-            e = pc.binary_join_element_wise(e, pc.fill_null(cols["job_code"], ""), "\x1f")
-        keys.append(e)
-    if entity == "jobs":
-        keys.append(cols["code"])
+    for k in e.identity_keys(duplicate_keys):
+        key = cols["email_norm" if k == "email" else k]
+        if k in e.match_scope:
+            key = pc.binary_join_element_wise(key, pc.fill_null(cols[e.match_scope[k]], ""), "\x1f")
+        keys.append(key)
     involved = pa.array([False] * n) if n else pa.array([], pa.bool_())
     for k in keys:
         vc = pc.value_counts(k.drop_null()) if n else None

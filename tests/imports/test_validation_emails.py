@@ -6,10 +6,11 @@ import csv
 
 import pyarrow as pa
 import pytest
+import email_validator
 from email_validator import EmailNotValidError, validate_email
 
 from pipelines.imports.engine import ImportOptions, run_import
-from pipelines.imports.validation import normalise_emails
+from pipelines.imports.validation import SPECIAL_USE_DOMAINS, normalise_emails
 from tests.imports.helpers import count, rows, write
 
 # three real people, each written two ways
@@ -72,3 +73,7 @@ def test_the_fast_path_agrees_with_email_validator(value: str) -> None:
     else:
         assert not errors
         assert email[0].as_py().lower() == expected.lower() and key[0].as_py() == expected.lower()
+
+
+def test_the_fast_path_knows_the_special_use_domains_email_validator_refuses() -> None:
+    assert set(SPECIAL_USE_DOMAINS) == set(email_validator.SPECIAL_USE_DOMAIN_NAMES)
