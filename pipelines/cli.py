@@ -184,6 +184,9 @@ def _launch(path: str, entity: str, account: str, options: object, mapping: str 
     if result.dry_run:
         for m in result.details.get("mapping", []):
             click.echo(f"  column {m['column']!r} -> {m['target']} ({m['how']})")
+        if result.details.get("entity_fit"):
+            fit = ", ".join(f"{e} {n}" for e, n in result.details["entity_fit"].items())
+            click.echo(f"  columns each entity would map: {fit}")
         for col, how in result.details.get("date_formats", {}).items():
             click.echo(f"  dates in {col!r}: {how}")
         click.echo("dry run: nothing was written")

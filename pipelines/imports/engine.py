@@ -365,6 +365,8 @@ def run_import(
         totals = {k: getattr(h, k) for k in ("created", "updated", "skipped", "flagged", "errors", "rows_read")}
         details = {k: v for k, v in dict(h.details or {}).items() if isinstance(v, int)}
         details["mapping"] = mapping_report(mapping)
+        if mapping.fit:
+            details["entity_fit"] = mapping.fit  # automatic mapping: columns each entity would map
         if mapping.dates:
             details["date_formats"] = date_report(mapping)
         failed = FailedRows(failed_dir, import_id, name, tab.columns, committed)

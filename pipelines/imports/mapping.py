@@ -72,6 +72,7 @@ class Mapping:
     extras: list[tuple[str, str]] = field(default_factory=list)  # (source column, data key)
     how: dict[str, str] = field(default_factory=dict)  # source column -> name | synonym | mapping
     dates: dict[str, DateColumn] = field(default_factory=dict)  # date columns by source column
+    fit: dict[str, int] = field(default_factory=dict)  # automatic mapping: columns mapped per entity
 
 
 def _rule(source: str, spec: Any) -> FieldRule:
@@ -191,7 +192,7 @@ def entity_fit(header: list[str]) -> dict[str, list[str]]:
     return {name: [r.source for r in automatic_rules(header, name)[0]] for name in registry.ENTITY_NAMES}
 
 
-def _check_entity_fit(header: list[str], entity: str) -> None:
+def _check_entity_fit(header: list[str], entity: str) -> dict[str, int]:
     fit = entity_fit(header)
     asked = len(fit[entity])
     best = max((n for n in fit if n != entity), key=lambda n: len(fit[n]))
@@ -203,6 +204,7 @@ def _check_entity_fit(header: list[str], entity: str) -> None:
             f"these columns look like {best} ({shown}), not {entity}: pass --entity {best}, "
             f"or a mapping that says which column fills which {entity} field"
         )
+    return {name: len(cols) for name, cols in fit.items()}
 
 
 def _article(word: str) -> str:
@@ -217,8 +219,9 @@ def bind_mapping(mapping: dict | None, header: list[str], entity: str) -> Mappin
             a required field has neither a column nor a default, or (automatic mapping) the columns
             fit another entity far better than this one.
     """
+    fit: dict[str, int] = {}
     if mapping is None:
-        _check_entity_fit(header, entity)
+        fit = _check_entity_fit(header, entity)
         rules, how = automatic_rules(header, entity)
         defaults: dict[str, str] = {}
     else:
@@ -262,7 +265,7 @@ def bind_mapping(mapping: dict | None, header: list[str], entity: str) -> Mappin
     for r in rules:
         if r.source in dates and r.formats:
             dates[r.source].order = "mapping"
-    return Mapping(entity=entity, rules=rules, defaults=defaults, extras=extras, how=how, dates=dates)
+    return Mapping(entity=entity, rules=rules, defaults=defaults, extras=extras, how=how, dates=dates, fit=fit)
 
 
 def check_identity_key(m: Mapping, *, duplicate_keys: tuple[str, ...], on_duplicate: str, allow: bool) -> None:

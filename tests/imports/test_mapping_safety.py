@@ -117,6 +117,7 @@ def test_the_dry_run_reports_each_column_and_how_it_was_mapped(store, account, t
         {"column": "email_address_2", "target": "data.email_address_2", "how": "unmapped, kept as data"},
         {"column": "Favourite Colour", "target": "data.favourite_colour", "how": "unmapped, kept as data"},
     ]
+    assert r.details["entity_fit"] == {"applications": 2, "candidates": 2, "jobs": 0, "contracts": 0}
     assert count(store, "users", account) == 0
 
 
