@@ -156,7 +156,7 @@ def parse_mapping(path_or_text: str | Path | dict) -> dict:
         except registry.UnknownEntity as exc:
             raise MappingError(f"mapping entity {entity!r} is not one of {', '.join(registry.ENTITY_NAMES)}") from exc
     rules = [_rule(str(src), spec) for src, spec in raw["columns"].items()]
-    entities = [entity] if entity else list(registry.ENTITY_NAMES)
+    entities = [entity] if entity else list(registry.ENTITIES)
     for r in rules:
         if r.target is not None and not any(_target_ok(e, r.target) for e in entities):
             raise MappingError(f"mapping for column {r.source!r}: unknown target field {r.target!r}")
@@ -189,7 +189,7 @@ def automatic_rules(header: list[str], entity: str) -> tuple[list[FieldRule], di
 
 def entity_fit(header: list[str]) -> dict[str, list[str]]:
     """Per entity, the columns automatic mapping would map for it."""
-    return {name: [r.source for r in automatic_rules(header, name)[0]] for name in registry.ENTITY_NAMES}
+    return {name: [r.source for r in automatic_rules(header, name)[0]] for name in registry.ENTITIES}
 
 
 def _check_entity_fit(header: list[str], entity: str) -> dict[str, int]:
