@@ -32,7 +32,7 @@ from connectors.files import FileReadError, RawBatch, open_tabular
 from connectors.store import schema
 from connectors.store.imports import ImportRollback, ImportWriter, RollbackBlocked, serialized_batches
 from pipelines.imports.errors import FileFormatError, ImportFailed, MappingError
-from pipelines.imports.mapping import apply_mapping, bind_mapping, check_identity_key, date_report, mapping_report, scan_dates
+from pipelines.imports.mapping import apply_mapping, bind_mapping, check_identity_key, date_report, mapping_report
 from pipelines.imports.options import ImportOptions
 from pipelines.imports.validation import check_stage_options, prepare
 
@@ -223,6 +223,14 @@ def _prefetch(produce: Callable[[], Iterator[Any]], depth: int = 1) -> Iterator[
         worker.join()
 
 
+def _read_ahead(tab: Any, batch_size: int, after: int) -> Iterator[RawBatch]:
+    """The file's batches after row `after`, ending quietly at an unreadable spot (the import meets it and reports it)."""
+    try:
+        yield from tab.batches(batch_size, start_after=after)
+    except FileReadError:
+        return
+
+
 def _history_row(conn: sa.Connection, import_id: uuid.UUID) -> Any:
     return conn.execute(sa.select(schema.import_history).where(schema.import_history.c.id == import_id)).one()
 
@@ -356,12 +364,11 @@ def run_import(
         except MappingError as exc:
             raise MappingError(f"{name}: {exc.message}", import_id=import_id) from None
         default_stage, auto_advance = check_stage_options(options.entity, options.default_stage, options.auto_advance, account_settings)
-        try:
-            scan_dates(mapping, tab.batches(options.batch_size))
-        except FileReadError:
-            pass  # decided on the rows before the bad spot; the import meets it again and reports it
 
         committed, batches = h.rows_committed, 0
+        # a resumed import settles date columns from the start of the file, as the first run did
+        resumed = committed > 0
+        mapping.lookahead = lambda after: _read_ahead(tab, options.batch_size, 0 if resumed else after)
         totals = {k: getattr(h, k) for k in ("created", "updated", "skipped", "flagged", "errors", "rows_read")}
         details = {k: v for k, v in dict(h.details or {}).items() if isinstance(v, int)}
         details["mapping"] = mapping_report(mapping)
@@ -383,7 +390,7 @@ def run_import(
 
             def prepared(start_after: int = committed) -> Iterator[tuple[Any, Any]]:
                 for raw in tab.batches(options.batch_size, start_after=start_after):
-                    mapped = apply_mapping(mapping, raw.table)
+                    mapped = apply_mapping(mapping, raw.table, raw.rows)
                     yield raw, prepare(
                         options.entity, mapped, raw.num_rows, auto_advance=auto_advance, duplicate_keys=options.duplicate_keys,
                         account_settings=account_settings,

@@ -22,7 +22,7 @@ Mapping YAML:
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -73,6 +73,8 @@ class Mapping:
     how: dict[str, str] = field(default_factory=dict)  # source column -> name | synonym | mapping
     dates: dict[str, DateColumn] = field(default_factory=dict)  # date columns by source column
     fit: dict[str, int] = field(default_factory=dict)  # automatic mapping: columns mapped per entity
+    # the file's batches after a row number, for settling date columns (see settle_dates)
+    lookahead: Callable[[int], Iterator[Any]] | None = None
 
 
 def _rule(source: str, spec: Any) -> FieldRule:
@@ -324,47 +326,35 @@ EXCEL = "Excel serial date"
 
 @dataclass
 class DateColumn:
-    """What the file says about one date column: its day/month order and the formats seen."""
+    """What the file says about one date column: its day/month order and the formats seen.
+
+    The order is settled by the first value, in file order, whose first part (day first) or second
+    part (month first) is over 12.
+    """
 
     source: str
-    order: str | None = None  # dmy | mdy | ambiguous | mapping | None (no NN/NN/YYYY values)
-    nn_values: int = 0
+    order: str | None = None  # dmy | mdy | ambiguous (nothing in the file settles it) | mapping | None (undecided)
     day_first: tuple[int, str] | None = None  # first row whose first part is over 12
     month_first: tuple[int, str] | None = None
-    day_first_count: int = 0
-    month_first_count: int = 0
     used: set[str] = field(default_factory=set)
 
-    @property
-    def settled(self) -> bool:
-        return self.order == "mapping" or self.day_first is not None or self.month_first is not None
-
-    def observe(self, arr: pa.Array, rows: pa.Array) -> None:
+    def observe(self, arr: pa.Array, rows: pa.Array) -> bool:
+        """Note the batch's evidence; True when it holds NN/NN/YYYY values that only an order can read."""
         parts = pc.extract_regex(pc.utf8_trim_whitespace(arr), NN_RE)
         valid = pc.is_valid(parts)
-        self.nn_values += pc.sum(valid).as_py() or 0
-        if not self.nn_values:
-            return
-        for name, attr in (("a", "day_first"), ("b", "month_first")):
-            num = pc.cast(pc.if_else(valid, parts.field(name), pa.scalar("0")), pa.int32())
-            over = pc.fill_null(pc.greater(num, 12), False)
-            hits = pc.indices_nonzero(over)
-            setattr(self, f"{attr}_count", getattr(self, f"{attr}_count") + len(hits))
+        if not pc.any(valid).as_py():
+            return False
+        nums = [pc.cast(pc.if_else(valid, parts.field(g), pa.scalar("0")), pa.int32()) for g in ("a", "b")]
+        for num, attr in zip(nums, ("day_first", "month_first")):
+            hits = pc.indices_nonzero(pc.fill_null(pc.greater(num, 12), False))
             if len(hits) and getattr(self, attr) is None:
                 i = hits[0].as_py()
                 setattr(self, attr, (rows[i].as_py(), arr[i].as_py()))
-
-    def decide(self) -> None:
-        if self.order == "mapping":
-            return
-        if self.day_first and self.month_first:
-            self.order = "dmy" if self.day_first_count >= self.month_first_count else "mdy"
-        elif self.day_first:
-            self.order = "dmy"
-        elif self.month_first:
-            self.order = "mdy"
-        else:
-            self.order = "ambiguous" if self.nn_values else None
+        if self.order is None and (self.day_first or self.month_first):
+            first = min((x for x in (self.day_first, self.month_first) if x), key=lambda x: x[0])
+            self.order = "dmy" if first is self.day_first else "mdy"
+        both_small = pc.and_(pc.less_equal(nums[0], 12), pc.less_equal(nums[1], 12))
+        return bool(pc.any(pc.fill_null(pc.and_(valid, pc.and_(both_small, pc.not_equal(nums[0], nums[1]))), False)).as_py())
 
     def describe(self) -> str:
         used = ", ".join(sorted(self.used)) or "no values"
@@ -374,7 +364,7 @@ class DateColumn:
             mixed = "; values in the other order were rejected" if self.day_first and self.month_first else ""
             return f"{used}; NN/NN/YYYY read {which}, settled by row {row} ({value!r}){mixed}"
         if self.order == "ambiguous":
-            return f"{used}; NN/NN/YYYY values are ambiguous (no part over 12): set format: for this column in the mapping"
+            return f"{used}; NN/NN/YYYY values are ambiguous (no part over 12 in the file): set format: for this column in the mapping"
         return used
 
 
@@ -529,22 +519,28 @@ def _parse_slow(arr: pa.Array, tz: str) -> pa.Array:
     return pa.array(out, pa.timestamp("us", "UTC"))
 
 
-def scan_dates(m: Mapping, batches: Iterator[Any]) -> None:
-    """Decide the day/month order of each date column without a format, before anything is written.
+def settle_dates(m: Mapping, table: pa.Table, rows: pa.Array) -> None:
+    """Decide the day/month order of the batch's date columns before the batch is used.
 
-    Reads batches (objects with `.table` and `.rows`) until every such column is settled by a
-    value whose first or second part is over 12, or the file ends. Columns without NN/NN/YYYY
-    values, or whose values are all ambiguous, are left undecided (ambiguous values are rejected).
+    A column is settled by its first value (in file order) with a part over 12. When this batch
+    holds NN/NN/YYYY values that only an order can read and nothing before settled the column, the
+    rest of the file is read ahead (`m.lookahead(after_row)`, streamed) until a value settles it;
+    if none does, the column is ambiguous and such values are rejected. Files without NN/NN/YYYY
+    values, or whose first one settles the column, are never read twice.
     """
-    todo = [d for d in m.dates.values() if not d.settled]
-    for raw in batches if todo else ():
-        for d in todo:
-            if not d.settled:
-                d.observe(raw.table.column(d.source).combine_chunks(), raw.rows)
-        if all(d.settled for d in todo):
-            break
     for d in m.dates.values():
-        d.decide()
+        if d.order is not None:
+            if d.order in ("dmy", "mdy"):
+                d.observe(table.column(d.source).combine_chunks(), rows)  # the other order, for the report
+            continue
+        if not d.observe(table.column(d.source).combine_chunks(), rows) or d.order is not None:
+            continue
+        for raw in m.lookahead(int(rows[len(rows) - 1].as_py())) if m.lookahead is not None else ():
+            d.observe(raw.table.column(d.source).combine_chunks(), raw.rows)
+            if d.order is not None:
+                break
+        if d.order is None and m.lookahead is not None:
+            d.order = "ambiguous"
 
 
 def date_report(m: Mapping) -> dict[str, str]:
@@ -593,9 +589,14 @@ def slug(arr: pa.Array) -> pa.Array:
     return pc.utf8_trim(out, "_")
 
 
-def apply_mapping(m: Mapping, table: pa.Table) -> Mapped:
-    """Map one batch: transforms, value maps, dates, defaults, required; errors per row."""
+def apply_mapping(m: Mapping, table: pa.Table, rows: pa.Array | None = None) -> Mapped:
+    """Map one batch: transforms, value maps, dates, defaults, required; errors per row.
+
+    `rows`: the batch's row numbers in the file; with them, date columns settle their day/month
+    order (`settle_dates`) before the batch's dates are read."""
     n = table.num_rows
+    if rows is not None and m.dates:
+        settle_dates(m, table, rows)
     spec = registry.get(m.entity).fields
     fields: dict[str, pa.Array] = {}
     data: list[tuple[str, pa.Array]] = []

@@ -103,3 +103,32 @@ def test_values_against_the_settled_order_are_rejected_by_name(store, account, t
         [bad] = list(csv.DictReader(f))
     assert bad["_error"].startswith("cannot read '04/13/2026' as a date: write it as ISO 8601")
     assert "values in the other order were rejected" in r.details["date_formats"]["Applied At"]
+
+
+@pytest.mark.parametrize(
+    ("first_batch", "reads_ahead", "order"),
+    [
+        (["2026-04-05", "April 5, 2026"], False, None),
+        (["13/04/2026", "04/03/2026"], False, "dmy"),
+        (["04/03/2026", "05/05/2026"], True, "mdy"),
+    ],
+    ids=["no-nn-values", "settled-at-once", "ambiguous-reads-ahead"],
+)
+def test_the_file_is_read_ahead_only_when_a_batch_needs_an_order(first_batch, reads_ahead, order) -> None:
+    from pipelines.imports.mapping import apply_mapping, bind_mapping
+
+    m = bind_mapping(None, ["Email", "Applied At"], "applications")
+    calls: list[int] = []
+
+    class Raw:
+        table = pa.table({"Email": ["x@x.io"], "Applied At": ["01/20/2026"]})
+        rows = pa.array([7], pa.int64())
+
+    def lookahead(after: int):
+        calls.append(after)
+        yield Raw()
+
+    m.lookahead = lookahead
+    table = pa.table({"Email": ["a@x.io", "b@x.io"], "Applied At": first_batch})
+    apply_mapping(m, table, pa.array([1, 2], pa.int64()))
+    assert (calls == [2]) is reads_ahead and m.dates["Applied At"].order == order
