@@ -22,9 +22,9 @@ def check_auto_advance(rules: tuple[dict, ...]) -> None:
     for i, rule in enumerate(rules):
         when = rule.get("when") if isinstance(rule, dict) else None
         if not isinstance(when, dict) or not when.get("field") or when.get("op") not in AUTO_ADVANCE_OPS:
-            raise ImportFailed(f"auto_advance rule {i + 1} needs when: {{field, op ({', '.join(AUTO_ADVANCE_OPS)}), value}}")
+            raise ImportFailed(f"invalid import options: auto_advance rule {i + 1} needs when: {{field, op ({', '.join(AUTO_ADVANCE_OPS)}), value}}")
         if not rule.get("stage"):
-            raise ImportFailed(f"auto_advance rule {i + 1} needs a stage")
+            raise ImportFailed(f"invalid import options: auto_advance rule {i + 1} needs a stage")
 
 
 NUMBER_RE = r"^[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?$"

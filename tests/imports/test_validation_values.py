@@ -89,3 +89,16 @@ def test_job_statuses_are_checked_too(store, account, tmp_path) -> None:
         got = dict(c.execute(sa.select(schema.jobs.c.code, schema.jobs.c.status).where(schema.jobs.c.account_id == account)).all())
     assert got == {"J-1": "open", "J-2": "on_hold"}
     assert [(x["_row"], x["_column"]) for x in _failed(r)] == [("3", "status")]
+
+
+@pytest.mark.parametrize(
+    ("rule", "message"),
+    [
+        pytest.param({"stage": "offer"}, r"invalid import options: auto_advance rule 1 needs when: \{field, op", id="no-when"),
+        pytest.param({"when": {"field": "x", "op": "~", "value": 1}, "stage": "offer"}, "needs when", id="bad-op"),
+        pytest.param({"when": {"field": "x", "op": "==", "value": 1}}, "invalid import options: auto_advance rule 1 needs a stage", id="no-stage"),
+    ],
+)
+def test_malformed_auto_advance_rules_are_refused_when_the_options_are_built(rule, message) -> None:
+    with pytest.raises(ImportFailed, match=message):
+        ImportOptions(auto_advance=(rule,))
