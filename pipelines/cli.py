@@ -360,6 +360,13 @@ def _launch(path: str, entity: str, account: str, options: object, mapping: str 
     if result.errors and result.failed_rows_path:
         click.echo(f"failed rows ({result.errors}): {result.failed_rows_path}")
     if result.dry_run:
+        for m in result.details.get("mapping", []):
+            click.echo(f"  column {m['column']!r} -> {m['target']} ({m['how']})")
+        if result.details.get("entity_fit"):
+            fit = ", ".join(f"{e} {n}" for e, n in result.details["entity_fit"].items())
+            click.echo(f"  columns each entity would map: {fit}")
+        for col, how in result.details.get("date_formats", {}).items():
+            click.echo(f"  dates in {col!r}: {how}")
         click.echo("dry run: nothing was written")
     click.echo(f"dagster run: {run_id}")
     if fail_on_rejected and result.errors:
@@ -405,6 +412,8 @@ def _rejected(errors: int, rows_read: int, failed_rows_path: str | None) -> str:
               help="A row with a longer cell is rejected.")
 @click.option("--force", is_flag=True, help="Import even when identical content was already imported.")
 @click.option("--dry-run", is_flag=True, help="Report what would happen; write nothing.")
+@click.option("--allow-update-without-key", is_flag=True,
+              help="Update existing records even though no column of the file maps to an identity key (external_id, job code, email).")
 @click.option("--submit", is_flag=True,
               help="Queue the run on the running Dagster webserver ($BULKOPS_DAGSTER_GRAPHQL_URL, default "
                    "http://127.0.0.1:3000) instead of running it here: the daemon starts it under the run queue's limits.")
@@ -417,7 +426,8 @@ def import_file(path: str, entity: str, account: str | None, mapping: str | None
                 default_stage: str, error_policy: str, error_threshold: float, batch_size: int, no_create_missing_jobs: bool,
                 encoding: str | None, delimiter: str | None, file_format: str | None, decode_fallback: str | None,
                 skip_rows: int | None, comment: str | None, sheet: str | None, null_values: str | None, max_cell_kib: int,
-                force: bool, dry_run: bool, submit: bool, no_wait: bool, timeout: float | None, fail_on_rejected: bool) -> None:
+                force: bool, dry_run: bool, submit: bool, no_wait: bool, timeout: float | None, fail_on_rejected: bool,
+                allow_update_without_key: bool) -> None:
     """Import PATH through the Dagster import_job (the run shows in the UI).
 
     By default the run executes in this process, at once. With --submit it is queued on the
@@ -436,6 +446,7 @@ def import_file(path: str, entity: str, account: str | None, mapping: str | None
         delimiter=delimiter, file_format=file_format, force=force, actor=f"cli:{os.environ.get('USER', 'bulkops')}",
         decode_fallback=decode_fallback, skip_rows=skip_rows, comment=comment, sheet=sheet, max_cell_bytes=max_cell_kib * 1024,
         **({} if null_values is None else {"null_values": ("", *(v for v in null_values.split(",") if v))}),
+        allow_update_without_key=allow_update_without_key,
     )
     if submit:
         _submit(path, entity, account or settings.default_account(), options, mapping, wait=not no_wait, timeout=timeout,

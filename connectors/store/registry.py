@@ -46,7 +46,31 @@ class Entity:
     field_update_fields: tuple[str, ...]
     # declared value sets (defaults; an account may override them)
     value_sets: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    # common spellings of declared values, by field: slug -> canonical value
+    value_synonyms: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
     aliases: tuple[str, ...] = ()
+    # match keys unique per account: always matched, whatever duplicate_keys says
+    unique_keys: tuple[str, ...] = ()
+    # match keys that identify a record only together with another field (an application: email + job)
+    match_scope: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def staged_columns(self) -> tuple[str, ...]:
+        """Columns of an import's staging table, in order: the fields a record takes from a file
+        (full_name is split into first and last name) and the duplicate key of an email."""
+        out: list[str] = []
+        for name in self.fields:
+            if name == "full_name":
+                continue
+            out.append(name)
+            if name == "email":
+                out.append("email_norm")
+        return tuple(out)
+
+    def identity_keys(self, duplicate_keys: tuple[str, ...]) -> tuple[str, ...]:
+        """The fields an import matches existing records on, in order: the chosen duplicate keys
+        that are match keys of the entity, and its unique keys (always matched)."""
+        return tuple(k for k in self.match_keys if k in duplicate_keys or k in self.unique_keys)
 
     @property
     def delete_blockers(self) -> tuple[tuple[sa.Table, str], ...]:
@@ -86,6 +110,22 @@ APPLICATION_STAGES = (
     "rejected", "withdrawn",
 )
 APPLICATION_STATUSES = ("active", "on_hold", "hired", "rejected", "withdrawn", "archived")
+# common spellings, folded to slugs ("Phone Screen" -> phone_screen), of the default values
+STAGE_SYNONYMS = {
+    "received": "applied", "application_received": "applied", "submitted": "applied", "sourced": "new",
+    "lead": "new", "prospect": "new",
+    "screen": "screening", "phone_screen": "screening", "phone_screening": "screening", "recruiter_screen": "screening",
+    "in_review": "review", "under_review": "review", "reviewing": "review", "reviewed": "review",
+    "application_review": "review",
+    "interviewing": "interview", "phone_interview": "interview", "onsite": "interview", "on_site": "interview",
+    "onsite_interview": "interview", "technical_interview": "interview", "final_interview": "interview",
+    "assessment_sent": "assessment", "test": "assessment", "take_home": "assessment",
+    "offered": "offer", "offer_made": "offer", "offer_extended": "offer", "offer_sent": "offer",
+    "hire": "hired", "accepted": "hired", "offer_accepted": "hired",
+    "reject": "rejected", "declined": "rejected", "not_selected": "rejected", "disqualified": "rejected",
+    "withdrew": "withdrawn", "candidate_withdrew": "withdrawn",
+}
+STATUS_SYNONYMS = {"hold": "on_hold", "paused": "on_hold", "onhold": "on_hold", "inactive": "archived"}
 JOB_STATUSES = ("draft", "open", "active", "on_hold", "closed", "filled", "archived")
 CONTRACT_STATUSES = ("draft", "sent", "signed", "active", "completed", "expired", "cancelled", "terminated")
 
@@ -126,6 +166,8 @@ ENTITIES: dict[str, Entity] = {
             operations=("status_update", "stage_transition", "trigger_automations", "recollection", *GENERIC_OPERATIONS),
             field_update_fields=("source", "external_id"),
             value_sets={"stage": APPLICATION_STAGES, "status": APPLICATION_STATUSES},
+            value_synonyms={"stage": STAGE_SYNONYMS, "status": STATUS_SYNONYMS},
+            match_scope={"email": "job_code"},
         ),
         Entity(
             name="candidates",
@@ -138,6 +180,7 @@ ENTITIES: dict[str, Entity] = {
             operations=GENERIC_OPERATIONS,
             field_update_fields=("first_name", "last_name", "phone", "external_id"),
             aliases=("contacts",),
+            unique_keys=("email",),
         ),
         Entity(
             name="jobs",
@@ -164,6 +207,8 @@ ENTITIES: dict[str, Entity] = {
             operations=GENERIC_OPERATIONS,
             field_update_fields=("title", "description", "location", "status", "code", "external_id"),
             value_sets={"status": JOB_STATUSES},
+            value_synonyms={"status": {**STATUS_SYNONYMS, "published": "open", "live": "open", "unpublished": "draft"}},
+            unique_keys=("code",),
         ),
         Entity(
             name="contracts",
@@ -185,6 +230,7 @@ ENTITIES: dict[str, Entity] = {
             operations=("create", "status_update", "trigger_automations", *GENERIC_OPERATIONS),
             field_update_fields=("template", "terms", "external_id"),
             value_sets={"status": CONTRACT_STATUSES},
+            unique_keys=("external_id",),
         ),
     )
 }
@@ -221,3 +267,9 @@ def value_set(entity: str, field_name: str, overrides: Mapping[str, Any] | None 
     if custom:
         return tuple(str(v) for v in custom)
     return e.value_sets.get(field_name)
+
+
+def value_synonyms(entity: str, field_name: str, allowed: tuple[str, ...]) -> dict[str, str]:
+    """Declared spellings of the field's values (slug -> value), limited to the allowed values."""
+    syn = get(entity).value_synonyms.get(field_name) or {}
+    return {k: v for k, v in syn.items() if v in allowed}

@@ -88,6 +88,10 @@ class ImportConfig(dg.Config):
     actor: str = Field(default="bulkops", description="Who the audit log names for this import.")
     force: bool = Field(default=False, description="Import again even when identical content was already imported.")
     form_name: str = Field(default="application", description="Name of the form submission an application import creates.")
+    allow_update_without_key: bool = Field(
+        default=False,
+        description="Update existing records even though no column of the file maps to an identity key (external_id, job code, email).",
+    )
 
 
 def import_options(config: ImportConfig, entity: str) -> Any:

@@ -34,9 +34,9 @@ from connectors.store import schema
 from connectors.store.errors import add_context, describe_error
 from connectors.store.imports import ImportRollback, ImportWriter, RollbackBlocked, serialized_batches
 from pipelines.imports.errors import FileFormatError, ImportFailed, MappingError
-from pipelines.imports.mapping import apply_mapping, bind_mapping
+from pipelines.imports.mapping import apply_mapping, bind_mapping, check_identity_key, date_report, mapping_report
 from pipelines.imports.options import ImportOptions
-from pipelines.imports.validation import prepare
+from pipelines.imports.validation import check_stage_options, prepare
 
 __all__ = [
     "FileFormatError",
@@ -226,6 +226,14 @@ def _prefetch(produce: Callable[[], Iterator[Any]], depth: int = 1) -> Iterator[
         worker.join()
 
 
+def _read_ahead(tab: Any, batch_size: int, after: int, null_columns: list[str]) -> Iterator[RawBatch]:
+    """The file's batches after row `after`, ending quietly at an unreadable spot (the import meets it and reports it)."""
+    try:
+        yield from tab.batches(batch_size, start_after=after, null_columns=null_columns)
+    except FileReadError:
+        return
+
+
 def _history_row(conn: sa.Connection, import_id: uuid.UUID) -> Any:
     return conn.execute(sa.select(schema.import_history).where(schema.import_history.c.id == import_id)).one()
 
@@ -353,17 +361,34 @@ def run_import(
             )
         except FileReadError as exc:
             raise FileFormatError(f"{name}: {exc}".replace(f"{path.name}: ", "", 1), import_id=import_id) from exc
-        mapping = bind_mapping(options.mapping, tab.columns, options.entity)
-        # null spellings ('N/A', 'NULL', '-') empty the columns mapped to record fields; data keeps the text
-        null_columns = [r.source for r in mapping.rules if r.target and "." not in r.target]
         with store.begin() as conn:
             h = _history_row(conn, import_id)
+            account_settings = conn.execute(sa.select(schema.accounts.c.settings).where(schema.accounts.c.id == account_id)).scalar() or {}
             # how the file was read (format, encoding, header, renamed columns), before the first batch
             _finish(conn, import_id, details={**dict(h.details or {}), "file": tab.detected})
+        # everything about the mapping is decided, and refused, before the first write
+        try:
+            mapping = bind_mapping(options.mapping, tab.columns, options.entity)
+            check_identity_key(mapping, duplicate_keys=options.duplicate_keys, on_duplicate=options.on_duplicate,
+                               allow=options.allow_update_without_key)
+        except MappingError as exc:
+            raise MappingError(f"{name}: {exc.message}", import_id=import_id) from None
+        default_stage, auto_advance = check_stage_options(options.entity, options.default_stage, options.auto_advance, account_settings)
+        # null spellings ('N/A', 'NULL', '-') empty the columns mapped to record fields; data keeps the text
+        null_columns = [r.source for r in mapping.rules if r.target and "." not in r.target]
+
         committed, batches = h.rows_committed, 0
+        # a resumed import settles date columns from the start of the file, as the first run did
+        resumed = committed > 0
+        mapping.lookahead = lambda after: _read_ahead(tab, options.batch_size, 0 if resumed else after, null_columns)
         totals = {k: getattr(h, k) for k in ("created", "updated", "skipped", "flagged", "errors", "rows_read")}
         details = {k: v for k, v in dict(h.details or {}).items() if isinstance(v, int)}
         details["file"] = tab.detected
+        details["mapping"] = mapping_report(mapping)
+        if mapping.fit:
+            details["entity_fit"] = mapping.fit  # automatic mapping: columns each entity would map
+        if mapping.dates:
+            details["date_formats"] = date_report(mapping)
         failed = FailedRows(failed_dir, import_id, name, tab.columns, committed)
         if committed == 0:
             failed.count = 0
@@ -378,9 +403,10 @@ def run_import(
 
             def prepared(start_after: int = committed) -> Iterator[tuple[Any, Any]]:
                 for raw in tab.batches(options.batch_size, start_after=start_after, null_columns=null_columns):
-                    mapped = apply_mapping(mapping, raw.table)
+                    mapped = apply_mapping(mapping, raw.table, raw.rows)
                     yield raw, prepare(
-                        options.entity, mapped, raw.num_rows, auto_advance=options.auto_advance, duplicate_keys=options.duplicate_keys
+                        options.entity, mapped, raw.num_rows, auto_advance=auto_advance, duplicate_keys=options.duplicate_keys,
+                        account_settings=account_settings,
                     )
 
             try:
@@ -394,7 +420,7 @@ def run_import(
                             conn, entity=options.entity, account_id=account_id, import_id=import_id, actor=options.actor,
                             columns=columns, json_spec=prep.json, on_duplicate=options.on_duplicate,
                             duplicate_keys=options.duplicate_keys, create_missing_jobs=options.create_missing_jobs,
-                            default_stage=options.default_stage, form_name=options.form_name,
+                            default_stage=default_stage, form_name=options.form_name,
                         )
                         with step():
                             writer.create_stage()
@@ -442,6 +468,8 @@ def run_import(
                             details[k] = details.get(k, 0) + v
                         totals["errors"] = total_err
                         totals["rows_read"] = total_read
+                        if mapping.dates:
+                            details["date_formats"] = date_report(mapping)
                         failed.add(raw, row_errors)
                         if not options.dry_run:
                             _finish(conn, import_id, rows_committed=raw.last_row, details=details, **totals)

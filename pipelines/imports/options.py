@@ -47,6 +47,8 @@ class ImportOptions:
         actor: who the audit log names.
         force: import even when identical content was already imported (re-import).
         form_name: name of the form submission an application import creates.
+        allow_update_without_key: let an import with on_duplicate "update" run although no column of
+            the file maps to one of the entity's identity keys (see `check_identity_key`).
     """
 
     entity: str = "applications"
@@ -72,6 +74,7 @@ class ImportOptions:
     actor: str = "bulkops"
     force: bool = False
     form_name: str = "application"
+    allow_update_without_key: bool = False
 
     def __post_init__(self) -> None:
         from pipelines.imports.errors import ImportFailed

@@ -218,7 +218,7 @@ def test_null_spellings_are_empty_in_mapped_fields_and_kept_in_data(store, accou
     r = run_import(store, account, path, ImportOptions(entity="candidates"), failed_rows_dir=tmp_path)
     assert (r.status, r.created, r.errors) == ("completed", 2, 1)
     (bad,) = _failed(r.failed_rows_path)
-    assert (bad["_row"], bad["_column"], bad["_error"]) == ("1", "email", "email is required")
+    assert (bad["_row"], bad["_column"], bad["_error"]) == ("1", "email", "email is required and this row has none")
     a, b = rows(store, "users", account, "email_normalized")
     assert (a.first_name, a.phone, a.data) == (None, None, {"notes": "N/A"})
     assert (b.first_name, b.phone, b.data) == ("Bo", None, {"notes": "-"})

@@ -60,3 +60,22 @@ def test_automatic_mapping_by_normalised_headers() -> None:
     m = bind_mapping(None, ["E-Mail", "Full Name", "Applied On", "Favourite Colour"], "applications")
     assert {r.source: r.target for r in m.rules} == {"E-Mail": "email", "Full Name": "full_name", "Applied On": "applied_at"}
     assert m.extras == [("Favourite Colour", "favourite_colour")]
+
+
+def test_a_new_registry_entity_is_mapped_and_staged_with_no_other_change(monkeypatch: pytest.MonkeyPatch) -> None:
+    from connectors.store import registry, schema
+    from pipelines.imports.validation import prepare
+
+    notes = registry.Entity(
+        name="notes", table=schema.jobs, fields={"code": registry.FieldSpec(registry.TEXT, 20), "kind": registry.FieldSpec(registry.TEXT, 20)},
+        required=("code",), synonyms={"note_id": "code"}, match_keys=("code",), prefixes=("data",), operations=(),
+        field_update_fields=(), value_sets={"kind": ("memo", "call")}, value_synonyms={"kind": {"phone_call": "call"}}, unique_keys=("code",),
+    )
+    monkeypatch.setitem(registry.ENTITIES, "notes", notes)
+    table = pa.table({"Note ID": ["N-1", "N-2", "N-3"], "Kind": ["Memo", "Phone Call", "fax"], "Body": ["a", "b", "c"]})
+    m = bind_mapping(None, table.column_names, "notes")
+    assert (m.how, m.extras) == ({"Note ID": "synonym", "Kind": "name"}, [("Body", "body")])
+    prep = prepare("notes", apply_mapping(m, table), 3)
+    assert prep.table.column_names[:3] == ["rnd", "code", "kind"]
+    assert prep.table.column("kind").to_pylist() == ["memo", "call", None]
+    assert [(i, c) for i, c, _ in prep.errors] == [(2, "kind")]
