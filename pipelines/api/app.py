@@ -23,6 +23,7 @@ import dagster as dg
 from fastapi import Depends, FastAPI, Request, Security
 from fastapi.exceptions import RequestValidationError
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from fastapi_offline import FastAPIOffline
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import StreamingResponse
@@ -51,6 +52,8 @@ log = logging.getLogger("bulkops.api")
 # a million ids is about 40 MB of compact JSON; leave room for pretty-printed bodies
 DEFAULT_MAX_BODY_BYTES = 64 * 1024 * 1024
 MAX_LIST_LIMIT = 1000
+DOCS_URL = "/api/docs"
+DOCS_STATIC_URL = "/api/docs-static"
 MAX_PREVIEW_LIMIT = 10_000
 
 STATUS_CODES = {
@@ -200,13 +203,17 @@ def create_app(
         yield
         api.store.dispose()
 
-    app = FastAPI(
+    # Swagger UI from the installed fastapi-offline package, served by this server: no CDN
+    app = FastAPIOffline(
         title="bulkops bulk-job API",
         version="1",
         description=models.API_DESCRIPTION,
         openapi_url="/api/openapi.json",
-        docs_url="/api/docs",
+        docs_url=DOCS_URL,
         redoc_url=None,
+        static_url=DOCS_STATIC_URL,
+        favicon_url=f"{DOCS_STATIC_URL}/favicon.png",
+        swagger_ui_oauth2_redirect_url=f"{DOCS_URL}/oauth2-redirect",
         lifespan=lifespan,
     )
     app.state.api = api
