@@ -1,4 +1,4 @@
-"""The bulk-job HTTP API (seed 001): `bulk-jobs-create`, `bulk-jobs-get` and the safety endpoints.
+"""The bulk-job HTTP API: `bulk-jobs-create`, `bulk-jobs-get` and the safety endpoints.
 
 Every route is `/api/bulk-jobs-<action>`, answers `{"ok": true, "result": ...}` or
 `{"ok": false, "error": {"code", "message", "details"}}`, and is scoped to the account of the

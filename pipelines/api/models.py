@@ -11,7 +11,7 @@ from fastapi.openapi.utils import get_openapi
 from pydantic import BaseModel, Field
 
 API_DESCRIPTION = """\
-Bulk jobs over recruiting records, shaped like seed 001.
+Bulk jobs over recruiting records: one operation applied to many records of one account, run by Dagster.
 
 Authenticate with `Authorization: Bearer <token>` (create one with `bulkops tokens create ACCOUNT`).
 The token's account scopes every call: another account's job ids answer 404.
@@ -24,7 +24,7 @@ Mode = Literal["execute", "preview", "dry_run"]
 
 
 class CreateJobRequest(BaseModel):
-    """Seed 001's create body, plus the mode."""
+    """The create body: what to do to which records, and how (mode)."""
 
     entity_type: str = Field(description="Record type: applications, contracts, candidates (contacts), jobs.")
     operation: str = Field(description="Operation to perform; allowed values depend on entity_type.")
@@ -71,7 +71,7 @@ class ConfirmRequest(JobIdRequest):
 
 
 class BulkJob(BaseModel):
-    """Seed 001's job object (entity_ids only on request) and our tracking fields."""
+    """The bulk job object (entity_ids only on request) with its run and tracking fields."""
 
     id: UUID
     account_id: UUID
@@ -145,13 +145,13 @@ _ERRORS = {
 
 _ROUTES: dict[str, dict[str, Any]] = {
     "create": {
-        "summary": "Create a bulk job (seed 001 bulk-jobs-create) and submit its Dagster run",
+        "summary": "Create a bulk job and submit its Dagster run",
         "body": CreateJobRequest,
         "ok": JobEnvelope,
         "errors": (400, 401, 403, 413, 422, 503),
     },
     "get": {
-        "summary": "A bulk job's status and counts (seed 001 bulk-jobs-get)",
+        "summary": "A bulk job's status and counts",
         "body": GetJobRequest,
         "ok": JobEnvelope,
         "errors": (400, 401, 403, 404, 422),

@@ -87,7 +87,7 @@ def _iso(value: datetime | None) -> str | None:
 
 
 def job_to_dict(row: Any) -> dict:
-    """Seed 001's bulk job object plus bulkops' fields, JSON-ready.
+    """The bulk job object, JSON-ready: the job's fields, counts, mode, plan and run.
 
     Args:
         row: a `bulk_jobs` row (mapping or Row); `entity_ids` is included only when the row has it.
@@ -282,7 +282,7 @@ def _check_automations(conn: sa.Connection, account_id: uuid.UUID, entity_type: 
 
 
 def get_job(store: RecordStore, account_id: uuid.UUID, job_id: uuid.UUID, *, include_entity_ids: bool = False) -> dict:
-    """The job as `job_to_dict` (seed 001 shape plus mode, plan and run fields).
+    """The job as `job_to_dict` (with mode, plan and run fields).
 
     Raises:
         JobNotFound: no such job in this account.
@@ -504,8 +504,10 @@ def iter_failed_items_csv(store: RecordStore, account_id: uuid.UUID, job_id: uui
     def chunks() -> Iterator[str]:
         buf = io.StringIO()
         writer = csvsafe.SafeCsvWriter(buf, FAILED_CSV_COLUMNS, lineterminator="\n")
+        # PostgreSQL renders the uuid as text itself; SQLite stores 32 hex digits, so Python does
+        entity_id = sa.cast(items_t.c.entity_id, sa.Text) if store.dialect == "postgresql" else items_t.c.entity_id
         stmt = (
-            sa.select(items_t.c.entity_id, items_t.c.error, items_t.c.seq, items_t.c.status)
+            sa.select(entity_id, items_t.c.error, items_t.c.seq, items_t.c.status)
             .where(items_t.c.bulk_job_id == job.id, items_t.c.status == "failed")
             .order_by(items_t.c.seq)
         )
