@@ -9,7 +9,14 @@ import pytest
 import sqlalchemy as sa
 from click.testing import CliRunner
 
-from connectors.store import RecordStore, accounts, make_engine, migrate, registry, schema
+from connectors.store import (
+    RecordStore,
+    accounts,
+    make_engine,
+    migrate,
+    registry,
+    schema,
+)
 from pipelines.bulk import service
 from pipelines.cli import main
 
