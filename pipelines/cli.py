@@ -243,6 +243,70 @@ def accounts_create(slug: str, name: str | None) -> None:
     click.echo(RecordStore().ensure_account(slug, name))
 
 
+@accounts.group("values")
+def accounts_values() -> None:
+    """Allowed status and stage values of an account (the defaults unless set)."""
+
+
+class _BadUsage(click.ClickException):
+    """Bad usage in one line (no usage text), exit code 2."""
+
+    exit_code = 2
+
+
+def _values_call(action, account: str, *args):  # type: ignore[no-untyped-def]
+    from connectors.store import RecordStore
+    from connectors.store import accounts as account_settings
+
+    store = RecordStore()
+    try:
+        return action(store, store.account_id(account), *args)
+    except account_settings.ValueSetError as exc:
+        raise _BadUsage(str(exc)) from None
+    finally:
+        store.dispose()
+
+
+def _echo_value_set(value_set) -> None:  # type: ignore[no-untyped-def]
+    click.echo(f"{value_set.key} ({value_set.source}): {', '.join(value_set.values)}")
+
+
+@accounts_values.command("show")
+@click.argument("account")
+@click.argument("key", required=False, metavar="[ENTITY.FIELD]")
+def accounts_values_show(account: str, key: str | None) -> None:
+    """Show the values in force for ACCOUNT: every field, or ENTITY.FIELD."""
+    from connectors.store import accounts as account_settings
+
+    def show(store, account_id):  # type: ignore[no-untyped-def]
+        with store.engine.connect() as conn:
+            return account_settings.value_sets(conn, account_id, [key] if key else None)
+
+    for value_set in _values_call(show, account):
+        _echo_value_set(value_set)
+
+
+@accounts_values.command("set")
+@click.argument("account")
+@click.argument("key", metavar="ENTITY.FIELD")
+@click.argument("values", nargs=-1, required=True)
+def accounts_values_set(account: str, key: str, values: tuple[str, ...]) -> None:
+    """Allow exactly VALUES for ENTITY.FIELD in ACCOUNT (replaces the defaults)."""
+    from connectors.store import accounts as account_settings
+
+    _echo_value_set(_values_call(account_settings.set_value_set, account, key, values))
+
+
+@accounts_values.command("reset")
+@click.argument("account")
+@click.argument("key", metavar="ENTITY.FIELD")
+def accounts_values_reset(account: str, key: str) -> None:
+    """Go back to the default values of ENTITY.FIELD in ACCOUNT."""
+    from connectors.store import accounts as account_settings
+
+    _echo_value_set(_values_call(account_settings.reset_value_set, account, key))
+
+
 @main.command("api")
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8000, show_default=True, type=int)

@@ -23,7 +23,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from connectors.store import registry, schema
+from connectors.store import accounts, registry, schema
 from connectors.store.store import RecordStore
 
 ENTITY_ALIASES = registry.ALIASES
@@ -87,13 +87,37 @@ def _str_list(params: Mapping[str, Any], key: str, *, max_len: int = 200, allow_
     return out
 
 
-def validate_params(entity_type: str, operation: str, params: Mapping[str, Any] | None) -> dict[str, Any]:
-    """Check and normalise the params of an operation; raises `ParamsError`."""
+def declared_value(entity_type: str, field_name: str, value: str, account_settings: Mapping[str, Any] | None,
+                   *, param: str | None = None) -> str:
+    """`value` as spelled in the field's value set (the account's, else the default).
+
+    Raises:
+        ParamsError: the set does not hold it; `details` name the field, the value and the allowed values.
+    """
+    found = accounts.canonical_value(entity_type, field_name, value, account_settings)
+    if found is None:
+        allowed = list(registry.value_set(entity_type, field_name, account_settings) or ())
+        raise ParamsError(
+            f"params.{param or field_name} {value!r} is not a {field_name} of {entity_type}: use one of "
+            f"{', '.join(allowed)} (an account can change them: bulkops accounts values set ACCOUNT "
+            f"{entity_type}.{field_name} VALUE...)",
+            field=param or field_name, value=value, allowed=allowed,
+        )
+    return found
+
+
+def validate_params(entity_type: str, operation: str, params: Mapping[str, Any] | None,
+                    account_settings: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """Check and normalise the params of an operation; raises `ParamsError`.
+
+    Status and stage values must be in the entity's value set: `account_settings` (the
+    account's `accounts.settings`) overrides the registry's defaults.
+    """
     params = dict(params or {})
     if operation == "status_update":
-        return {"status": _str_param(params, "status", 32)}
+        return {"status": declared_value(entity_type, "status", _str_param(params, "status", 32), account_settings)}
     if operation == "stage_transition":
-        return {"stage": _str_param(params, "stage", 64)}
+        return {"stage": declared_value(entity_type, "stage", _str_param(params, "stage", 64), account_settings)}
     if operation == "trigger_automations":
         if "automation" in params and "automations" not in params:
             params["automations"] = [params.pop("automation")]
@@ -109,8 +133,8 @@ def validate_params(entity_type: str, operation: str, params: Mapping[str, Any] 
         if not isinstance(terms, dict):
             raise ParamsError("params.terms must be an object", field="terms")
         status = params.get("status", "draft")
-        return {"template": _str_param(params, "template", 200), "terms": terms,
-                "status": _str_param({"status": status}, "status", 32)}
+        status = declared_value(entity_type, "status", _str_param({"status": status}, "status", 32), account_settings)
+        return {"template": _str_param(params, "template", 200), "terms": terms, "status": status}
     if operation == "delete":
         hard = params.get("hard", False)
         if not isinstance(hard, bool):
@@ -143,7 +167,11 @@ def validate_params(entity_type: str, operation: str, params: Mapping[str, Any] 
                     raise ParamsError(f"params.fields.{name} must not be empty", field=name)
             elif not col.nullable:
                 raise ParamsError(f"params.fields.{name} cannot be null", field=name)
-        return {"fields": fields}
+        return {"fields": {
+            name: declared_value(entity_type, name, value, account_settings, param=f"fields.{name}")
+            if isinstance(value, str) else value
+            for name, value in fields.items()
+        }}
     if operation == ROLLBACK:
         return params
     raise ParamsError(f"unknown operation {operation!r}", field="operation")
@@ -381,14 +409,24 @@ class _Batch:
         records = _load_records(self.conn, self.table, self.account_id, [i.entity_id for i in items])
         moves = [rules[n] for n in names if n in rules and rules[n].action == "move_stage"]
         new_stage = moves[-1].config.get("stage") if moves else None
+        refused = f"unknown automation: {', '.join(missing)}" if missing else None
+        if new_stage is not None and refused is None:
+            # the stage is checked when the job is created; the automation or the account's
+            # stages may have changed since
+            try:
+                new_stage = declared_value(self.entity_type, "stage", str(new_stage),
+                                           accounts.settings(self.conn, self.account_id))
+            except ParamsError as exc:
+                refused = (f"automation {moves[-1].name!r}: {exc.details['value']!r} is not a stage of "
+                           f"{self.entity_type} (allowed: {', '.join(exc.details['allowed'])})")
         outcomes, events, moved = [], [], []
         for item in items:
             row = records.get(item.entity_id)
             if row is None:
                 outcomes.append(Outcome(item.seq, item.entity_id, "failed", NOT_FOUND, before=item.planned))
                 continue
-            if missing:
-                outcomes.append(Outcome(item.seq, item.entity_id, "failed", f"unknown automation: {', '.join(missing)}"))
+            if refused:
+                outcomes.append(Outcome(item.seq, item.entity_id, "failed", refused))
                 continue
             before = {"stage": row.stage} if new_stage and "stage" in self.table.c else None
             mismatch = self._planned_mismatch(item, before)
@@ -897,12 +935,56 @@ def process_next_batch(store: RecordStore, job_id: uuid.UUID, batch_size: int, *
         }
         if status == "completed":
             values["finished_at"] = now
+            if values["failed_count"]:
+                values.update(_failure_outcome(conn, job, values["failed_count"]))
+                status = values["status"]
         conn.execute(jobs_t.update().where(jobs_t.c.id == job_id).values(**values))
         if fault_hook is not None:
             fault_hook("before_commit", batch_number)
     if fault_hook is not None:
         fault_hook("after_commit", batch_number)
     return BatchResult(lo, hi, s, f, k, status, values["processed_count"], values["failed_count"], job.total_count)
+
+
+FAILURE_REASONS_SHOWN = 5
+
+
+def failure_reasons(conn: sa.Connection, job_id: uuid.UUID, limit: int = FAILURE_REASONS_SHOWN) -> list[tuple[str, int]]:
+    """The most frequent errors of a job's failed items, most frequent first: [(error, count)]."""
+    n = sa.func.count().label("n")
+    stmt = (
+        sa.select(items_t.c.error, n)
+        .where(items_t.c.bulk_job_id == job_id, items_t.c.status == "failed")
+        .group_by(items_t.c.error).order_by(n.desc(), items_t.c.error).limit(limit)
+    )
+    return [(error or "unknown error", int(count)) for error, count in conn.execute(stmt)]
+
+
+def _failure_outcome(conn: sa.Connection, job: sa.Row, failed_count: int) -> dict[str, Any]:
+    """How a job with failed records ends: `failed` when every record failed, else `completed`.
+
+    Either way `summary.failed_reasons` lists the most frequent errors with their counts; a
+    failed job also says them in `error_message`. A completed job's `error_message` stays empty:
+    it names a job-level failure, and per-record failures are `failed_count`.
+    """
+    reasons = failure_reasons(conn, job.id)
+    other = failed_count - sum(n for _, n in reasons)
+    summary = dict(job.summary or {})
+    summary["failed_reasons"] = [{"error": e, "count": n} for e, n in reasons]
+    if other:
+        summary["failed_reasons"].append({"error": "other reasons", "count": other})
+    out: dict[str, Any] = {"summary": summary}
+    if failed_count >= job.total_count:
+        listed = ", ".join(f"{_short(e)} ({n})" for e, n in reasons)
+        if other:
+            listed += f", other reasons ({other})"
+        out.update(status="failed", error_message=f"all {failed_count} records failed: {listed}")
+    return out
+
+
+def _short(text: str, limit: int = 160) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def finish_job(store: RecordStore, job_id: uuid.UUID, status: str, *, error: str | None = None,

@@ -23,6 +23,7 @@ import dagster as dg
 from fastapi import Depends, FastAPI, Request, Security
 from fastapi.exceptions import RequestValidationError
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from fastapi_offline import FastAPIOffline
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import StreamingResponse
@@ -51,6 +52,8 @@ log = logging.getLogger("bulkops.api")
 # a million ids is about 40 MB of compact JSON; leave room for pretty-printed bodies
 DEFAULT_MAX_BODY_BYTES = 64 * 1024 * 1024
 MAX_LIST_LIMIT = 1000
+DOCS_URL = "/api/docs"
+DOCS_STATIC_URL = "/api/docs-static"
 MAX_PREVIEW_LIMIT = 10_000
 
 STATUS_CODES = {
@@ -200,13 +203,17 @@ def create_app(
         yield
         api.store.dispose()
 
-    app = FastAPI(
+    # Swagger UI from the installed fastapi-offline package, served by this server: no CDN
+    app = FastAPIOffline(
         title="bulkops bulk-job API",
         version="1",
         description=models.API_DESCRIPTION,
         openapi_url="/api/openapi.json",
-        docs_url="/api/docs",
+        docs_url=DOCS_URL,
         redoc_url=None,
+        static_url=DOCS_STATIC_URL,
+        favicon_url=f"{DOCS_STATIC_URL}/favicon.png",
+        swagger_ui_oauth2_redirect_url=f"{DOCS_URL}/oauth2-redirect",
         lifespan=lifespan,
     )
     app.state.api = api
@@ -293,11 +300,11 @@ def create_app(
         if status is not None and status not in BULK_JOB_STATUSES:
             raise invalid(f"unknown status {status!r}", field="status", value=status, allowed=list(BULK_JOB_STATUSES))
         limit = int_value(payload, "limit", default=50, low=1, high=MAX_LIST_LIMIT)
-        before = await _before(payload, who)
+        before = _before(payload)
         jobs = await api.call(service.list_jobs, who.account_id, status=status, limit=limit, before=before)
         return ok([_public(job) for job in jobs])
 
-    async def _before(payload: dict[str, Any], who: tokens.Principal) -> datetime | None:
+    def _before(payload: dict[str, Any]) -> datetime | uuid.UUID | None:
         # a page boundary: a created_at timestamp, or the id of the last job of the previous page
         value = payload.get("before")
         if value in (None, ""):
@@ -305,15 +312,14 @@ def create_app(
         if not isinstance(value, str):
             raise invalid("before must be a timestamp or a job id", field="before", value=value)
         try:
-            job_id = uuid.UUID(value)
+            return uuid.UUID(value)
         except ValueError:
-            try:
-                moment = datetime.fromisoformat(value)
-            except ValueError:
-                raise invalid("before must be an ISO 8601 timestamp or a job id", field="before", value=value) from None
-            return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
-        job = await api.call(service.get_job, who.account_id, job_id)
-        return datetime.fromisoformat(job["created_at"])
+            pass
+        try:
+            moment = datetime.fromisoformat(value)
+        except ValueError:
+            raise invalid("before must be an ISO 8601 timestamp or a job id", field="before", value=value) from None
+        return moment.astimezone(timezone.utc) if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
 
     @app.post("/api/bulk-jobs-cancel", **docs("cancel", "post"))
     async def bulk_jobs_cancel(request: Request, who: tokens.Principal = Depends(principal)) -> EnvelopeResponse:

@@ -11,7 +11,7 @@ from fastapi.openapi.utils import get_openapi
 from pydantic import BaseModel, Field
 
 API_DESCRIPTION = """\
-Bulk jobs over recruiting records: create one over a list of record ids, then follow its status and counts.
+Bulk jobs over recruiting records: one operation applied to many records of one account, run by Dagster.
 
 Authenticate with `Authorization: Bearer <token>` (create one with `bulkops tokens create ACCOUNT`).
 The token's account scopes every call: another account's job ids answer 404.
@@ -24,7 +24,7 @@ Mode = Literal["execute", "preview", "dry_run"]
 
 
 class CreateJobRequest(BaseModel):
-    """The body that creates a bulk job: entity type, operation, record ids, params and mode."""
+    """The create body: what to do to which records, and how (mode)."""
 
     entity_type: str = Field(description="Record type: applications, contracts, candidates (contacts), jobs.")
     operation: str = Field(description="Operation to perform; allowed values depend on entity_type.")
@@ -32,7 +32,11 @@ class CreateJobRequest(BaseModel):
         description="Record ids, at least one (up to 2,000,000); contracts `create` with [] means every hired "
         "application without a contract."
     )
-    params: dict[str, Any] | None = Field(default=None, description="Operation-specific parameters.")
+    params: dict[str, Any] | None = Field(
+        default=None,
+        description="Operation-specific parameters. A status or stage must be one of the account's values "
+        "(`bulkops accounts values show ACCOUNT`), else 422 with details.allowed.",
+    )
     mode: Mode = Field(
         default="execute",
         description="execute runs now; preview stores a plan to confirm; dry_run reports without writing.",
@@ -52,7 +56,9 @@ class ListJobsRequest(BaseModel):
     status: Status | None = None
     limit: int = Field(default=50, ge=1, le=1000)
     before: str | None = Field(
-        default=None, description="List jobs created before this ISO 8601 timestamp, or before this job id (paging)."
+        default=None,
+        description="List jobs created before this ISO 8601 timestamp, or after this job id in the list's order "
+        "(newest first): pass the last id of a page to get the next page.",
     )
 
 
@@ -65,7 +71,7 @@ class ConfirmRequest(JobIdRequest):
 
 
 class BulkJob(BaseModel):
-    """A bulk job: status, counts and timestamps (entity_ids only on request), and its Dagster run."""
+    """The bulk job object (entity_ids only on request) with its run and tracking fields."""
 
     id: UUID
     account_id: UUID
@@ -74,11 +80,17 @@ class BulkJob(BaseModel):
     operation: str
     entity_ids: list[UUID] | None = Field(default=None, description="Only from bulk-jobs-get with include_entity_ids.")
     params: dict[str, Any]
-    status: Status
+    status: Status = Field(
+        description="completed: every record processed, some may have failed (failed_count); failed: every record "
+        "failed, or the job itself failed (error_message says why); cancelled: stopped on request."
+    )
     total_count: int
     processed_count: int
     failed_count: int
-    error_message: str | None = None
+    error_message: str | None = Field(
+        default=None,
+        description="Why a failed job failed, e.g. 'all 3 records failed: not found (3)'; null unless failed.",
+    )
     created_at: datetime
     updated_at: datetime
     mode: Mode | None = None
@@ -192,7 +204,11 @@ def route_docs(name: str, method: str) -> dict[str, Any]:
         status: {"model": ErrorEnvelope, "description": _ERRORS[status]} for status in spec["errors"]
     }
     if spec["ok"] is None:
-        responses[200] = {"description": "CSV: one row per failed record", "content": {"text/csv": {}}}
+        responses[200] = {
+            "description": "CSV (entity_id, error, seq, status, _original), one row per failed record, streamed. "
+            "A cell a spreadsheet would run as a formula starts with ' and its original is in _original.",
+            "content": {"text/csv": {}},
+        }
     else:
         responses[200] = {"model": spec["ok"], "description": "The result"}
     return {

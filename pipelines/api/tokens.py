@@ -74,7 +74,8 @@ def create_token(
     with store.begin() as conn:
         conn.execute(
             api_tokens.insert().values(
-                id=token_id, account_id=account_id, user_id=user_id, name=name, token_sha256=digest(token)
+                id=token_id, account_id=account_id, user_id=user_id, name=name, token_sha256=digest(token),
+                created_at=datetime.now(timezone.utc),
             )
         )
     return IssuedToken(id=token_id, account_id=account_id, name=name, token=token)

@@ -8,7 +8,6 @@ account is `JobNotFound`, a record id of another account fails its item as "not 
 
 from __future__ import annotations
 
-import csv
 import io
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
@@ -17,7 +16,8 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from connectors.store import RecordStore, bulk, schema
+from connectors.files import csvsafe
+from connectors.store import RecordStore, accounts, bulk, schema
 from connectors.store.ids import canonical_uuid_strings
 
 MODES = ("execute", "preview", "dry_run")
@@ -87,7 +87,7 @@ def _iso(value: datetime | None) -> str | None:
 
 
 def job_to_dict(row: Any) -> dict:
-    """The bulk job object of the API (id, type, status, counts, timestamps) plus bulkops' fields, JSON-ready.
+    """The bulk job object, JSON-ready: the job's fields, counts, mode, plan and run.
 
     Args:
         row: a `bulk_jobs` row (mapping or Row); `entity_ids` is included only when the row has it.
@@ -208,8 +208,10 @@ def create_job(
         raise InvalidRequest(f"unknown mode {mode!r}", details={"field": "mode", "allowed": list(MODES)})
     if params is not None and not isinstance(params, dict):
         raise InvalidRequest("params must be an object", details={"field": "params"})
+    with store.engine.connect() as conn:
+        account_settings = accounts.settings(conn, account_id)
     try:
-        clean = bulk.validate_params(entity_type, operation, params)
+        clean = bulk.validate_params(entity_type, operation, params, account_settings)
     except bulk.ParamsError as exc:
         raise InvalidRequest(str(exc), details=exc.details) from None
     if operation == "delete" and clean["hard"] and mode == "execute":
@@ -240,10 +242,12 @@ def create_job(
             else:
                 raise InvalidRequest("entity_ids must not be empty", details={"field": "entity_ids"})
         if operation == "trigger_automations":
-            _check_automations(conn, account_id, entity_type, clean["automations"])
+            _check_automations(conn, account_id, entity_type, clean["automations"], account_settings)
+        now = bulk.utcnow()
         conn.execute(jobs_t.insert().values(
             id=job_id, account_id=account_id, created_by=created_by, entity_type=entity_type, operation=operation,
             entity_ids=[], params=clean, status="pending", total_count=len(ids), mode=mode,
+            created_at=now, updated_at=now,
         ))
         bulk.load_items(conn, job_id, ids)
     if mode == "preview":
@@ -251,7 +255,8 @@ def create_job(
     return get_job(store, account_id, job_id)
 
 
-def _check_automations(conn: sa.Connection, account_id: uuid.UUID, entity_type: str, names: list[str]) -> None:
+def _check_automations(conn: sa.Connection, account_id: uuid.UUID, entity_type: str, names: list[str],
+                       account_settings: dict[str, Any]) -> None:
     rules = bulk._automations(conn, account_id, names)
     unknown = [n for n in names if n not in rules]
     if unknown:
@@ -262,12 +267,22 @@ def _check_automations(conn: sa.Connection, account_id: uuid.UUID, entity_type: 
         if rule.action == "move_stage" and (entity_type != "applications" or not (rule.config or {}).get("stage")):
             raise InvalidRequest(f"automation {name!r} moves a stage: it applies to applications and needs config.stage",
                                  details={"automation": name})
+        if rule.action == "move_stage":
+            try:
+                bulk.declared_value(entity_type, "stage", str(rule.config["stage"]), account_settings)
+            except bulk.ParamsError as exc:
+                raise InvalidRequest(
+                    f"automation {name!r} moves to stage {exc.details['value']!r}, which is not a stage of "
+                    f"{entity_type}: use one of {', '.join(exc.details['allowed'])}",
+                    details={"field": "params.automations", "automation": name, "value": exc.details["value"],
+                             "allowed": exc.details["allowed"]},
+                ) from None
         if rule.action == "webhook" and not str((rule.config or {}).get("url", "")).startswith(("http://", "https://")):
             raise InvalidRequest(f"automation {name!r} has no http(s) config.url", details={"automation": name})
 
 
 def get_job(store: RecordStore, account_id: uuid.UUID, job_id: uuid.UUID, *, include_entity_ids: bool = False) -> dict:
-    """The job as `job_to_dict` (the API's job object plus mode, plan and run fields).
+    """The job as `job_to_dict` (with mode, plan and run fields).
 
     Raises:
         JobNotFound: no such job in this account.
@@ -287,12 +302,18 @@ def list_jobs(
     *,
     status: str | None = None,
     limit: int = 50,
-    before: datetime | None = None,
+    before: datetime | uuid.UUID | None = None,
 ) -> list[dict]:
-    """The account's jobs, newest first; `before` pages by created_at.
+    """The account's jobs, newest first (by created_at, then id).
+
+    Args:
+        before: a page boundary: a timestamp (jobs created before it), or the id of the last job
+            of the previous page (the jobs after it in this order, even those created in the same
+            instant).
 
     Raises:
         InvalidRequest: unknown status or a limit outside 1..1000.
+        JobNotFound: `before` is the id of no job of this account.
     """
     if status is not None and status not in STATUSES:
         raise InvalidRequest(f"unknown status {status!r}", details={"field": "status", "allowed": list(STATUSES)})
@@ -301,10 +322,18 @@ def list_jobs(
     stmt = sa.select(*_SUMMARY_COLUMNS).where(jobs_t.c.account_id == account_id)
     if status is not None:
         stmt = stmt.where(jobs_t.c.status == status)
-    if before is not None:
-        stmt = stmt.where(jobs_t.c.created_at < before)
-    stmt = stmt.order_by(jobs_t.c.created_at.desc(), jobs_t.c.id.desc()).limit(limit)
     with store.engine.connect() as conn:
+        if isinstance(before, uuid.UUID):
+            _row(conn, account_id, before)
+            # compared with the stored value itself: no round trip through Python's datetime
+            ref = sa.select(jobs_t.c.created_at).where(jobs_t.c.id == before).scalar_subquery()
+            stmt = stmt.where(sa.or_(jobs_t.c.created_at < ref,
+                                     sa.and_(jobs_t.c.created_at == ref, jobs_t.c.id < before)))
+        elif before is not None:
+            if before.tzinfo is not None:
+                before = before.astimezone(timezone.utc)
+            stmt = stmt.where(jobs_t.c.created_at < before)
+        stmt = stmt.order_by(jobs_t.c.created_at.desc(), jobs_t.c.id.desc()).limit(limit)
         return [job_to_dict(r) for r in conn.execute(stmt)]
 
 
@@ -327,7 +356,8 @@ def preview(store: RecordStore, account_id: uuid.UUID, job_id: uuid.UUID, *, lim
     with store.engine.connect() as conn:
         job = _row(conn, account_id, job_id)
     if job.mode == "dry_run":
-        if job.status != "completed":
+        # a dry run in which every record would fail ends failed, its report complete all the same
+        if job.status not in ("completed", "failed") or job.processed_count < job.total_count:
             raise InvalidState(f"the dry run is {job.status}: its report is ready when it completes",
                                details={"status": job.status})
     elif job.status != "pending":
@@ -432,7 +462,7 @@ def create_rollback(store: RecordStore, account_id: uuid.UUID, job_id: uuid.UUID
             raise InvalidState(f"job is {job.status}: only completed or cancelled jobs can be rolled back",
                                details={"status": job.status})
         if job.mode != "execute":
-            raise InvalidState(f"a job in {job.mode} mode changed nothing: there is nothing to roll back", details={"mode": job.mode})
+            raise InvalidState(f"a {job.mode} job changed nothing", details={"mode": job.mode})
         if job.operation not in bulk.ROLLBACKABLE or (job.operation == "delete" and (job.params or {}).get("hard")):
             what = "hard delete" if job.operation == "delete" else job.operation
             raise InvalidState(f"{what} cannot be rolled back", details={"operation": job.operation})
@@ -443,43 +473,55 @@ def create_rollback(store: RecordStore, account_id: uuid.UUID, job_id: uuid.UUID
         ids = list(conn.scalars(sa.select(items_t.c.entity_id).where(
             items_t.c.bulk_job_id == job.id, items_t.c.status == "succeeded").order_by(items_t.c.seq)))
         rollback_id = uuid.uuid4()
+        now = bulk.utcnow()
         conn.execute(jobs_t.insert().values(
             id=rollback_id, account_id=account_id, created_by=_as_uuid(created_by, "created_by") if created_by else None,
             entity_type=job.entity_type, operation=bulk.ROLLBACK, entity_ids=[],
             params={"rollback_of": str(job.id), "operation": job.operation}, status="pending",
-            total_count=len(ids), mode="execute", rollback_of=job.id,
+            total_count=len(ids), mode="execute", rollback_of=job.id, created_at=now, updated_at=now,
         ))
         bulk.load_items(conn, rollback_id, ids)
     return get_job(store, account_id, rollback_id)
 
 
-def iter_failed_items_csv(store: RecordStore, account_id: uuid.UUID, job_id: uuid.UUID) -> Iterator[str]:
-    """The failed records of a job as CSV lines (header first): entity_id,error,seq,status.
+FAILED_CSV_COLUMNS = ("entity_id", "error", "seq", "status")
+
+
+def iter_failed_items_csv(store: RecordStore, account_id: uuid.UUID, job_id: uuid.UUID, *,
+                          chunk_rows: int = 5000) -> Iterator[str]:
+    """The failed records of a job as CSV text, in chunks of up to `chunk_rows` lines.
+
+    Columns: entity_id, error, seq, status and `_original` (`connectors.files.csvsafe`: an error
+    text that a spreadsheet would run as a formula is written with a leading `'`, its original
+    kept there). The rows come from a server-side cursor, so memory stays flat whatever the size.
 
     Raises:
-        JobNotFound (before the first line is produced).
+        JobNotFound (at the call, before the first chunk).
     """
     with store.engine.connect() as conn:
         job = _row(conn, account_id, job_id)
 
-    def lines() -> Iterator[str]:
-        yield _csv_line(["entity_id", "error", "seq", "status"])
+    def chunks() -> Iterator[str]:
+        buf = io.StringIO()
+        writer = csvsafe.SafeCsvWriter(buf, FAILED_CSV_COLUMNS, lineterminator="\n")
+        # PostgreSQL renders the uuid as text itself; SQLite stores 32 hex digits, so Python does
+        entity_id = sa.cast(items_t.c.entity_id, sa.Text) if store.dialect == "postgresql" else items_t.c.entity_id
         stmt = (
-            sa.select(items_t.c.entity_id, items_t.c.error, items_t.c.seq, items_t.c.status)
+            sa.select(entity_id, items_t.c.error, items_t.c.seq, items_t.c.status)
             .where(items_t.c.bulk_job_id == job.id, items_t.c.status == "failed")
             .order_by(items_t.c.seq)
         )
         with store.engine.connect() as conn:
-            for r in conn.execution_options(yield_per=5000).execute(stmt):
-                yield _csv_line([str(r.entity_id), r.error or "", r.seq, r.status])
+            result = conn.execution_options(stream_results=True, yield_per=chunk_rows).execute(stmt)
+            for part in result.partitions():
+                if buf.tell():
+                    yield buf.getvalue()
+                    buf.seek(0)
+                    buf.truncate()
+                writer.writerows((str(r[0]), r[1] or "", r[2], r[3]) for r in part)
+        yield buf.getvalue()
 
-    return lines()
-
-
-def _csv_line(values: list[Any]) -> str:
-    buf = io.StringIO()
-    csv.writer(buf, lineterminator="\n").writerow(values)
-    return buf.getvalue()
+    return chunks()
 
 
 def run_job_now(store: RecordStore, account_id: uuid.UUID, job_id: uuid.UUID, *, batch_size: int | None = None) -> dict:

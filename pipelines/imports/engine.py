@@ -29,7 +29,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import sqlalchemy as sa
 
-from connectors.files import FileReadError, RawBatch, open_tabular
+from connectors.files import FileReadError, RawBatch, csvsafe, open_tabular
 from connectors.store import schema
 from connectors.store.errors import add_context, describe_error
 from connectors.store.imports import ImportRollback, ImportWriter, RollbackBlocked, serialized_batches
@@ -116,7 +116,7 @@ def _now() -> datetime:
 
 
 class FailedRows:
-    """The failed-rows CSV: original row plus _row, _line, _column, _error (and _raw for ragged rows).
+    """The failed-rows CSV: original row plus _row, _line, _column, _error, _raw (ragged rows), _original.
 
     Written to a hidden `.part` file batch by batch (before each commit) and renamed when the
     import ends; a resumed import drops the part file's rows past the committed point.
@@ -127,7 +127,7 @@ class FailedRows:
         self.columns = columns
         self.part = directory / f".{import_id}.failed.csv.part"
         self.final = directory / f"{Path(source).stem}-{import_id.hex[:8]}-failed.csv"
-        self.header = [*FAILED_COLUMNS, *columns, "_raw"]
+        self.header = [*FAILED_COLUMNS, *columns, "_raw", csvsafe.ORIGINAL_COLUMN]
         self.count = 0
         if self.part.exists() and keep_until > 0:
             kept = self.part.with_suffix(".tmp")
@@ -144,7 +144,8 @@ class FailedRows:
             with open(self.part, "w", newline="", encoding="utf-8") as f:
                 csv.writer(f).writerow(self.header)
         self._f = open(self.part, "a", newline="", encoding="utf-8")
-        self._w = csv.writer(self._f)
+        # formula payloads (=, +, -, @, |, tab, CR) get a leading ' and their original in _original
+        self._w = csvsafe.SafeCsvWriter(self._f, self.header[:-1], write_header=False)
 
     def add(self, raw: RawBatch, errors: dict[int, list[tuple[str, str]]]) -> None:
         """errors: row number -> [(column, reason)]."""

@@ -86,7 +86,8 @@ def test_another_accounts_job_is_not_found(
 
     # ids of my records in the other account's job: not found there, never touched
     theirs = wait_for(other_client, create(other_client, entity_type="applications", operation="delete", entity_ids=mine)["id"])
-    assert (theirs["status"], theirs["processed_count"], theirs["failed_count"]) == ("completed", 2, 2)
+    assert (theirs["status"], theirs["processed_count"], theirs["failed_count"]) == ("failed", 2, 2)
+    assert theirs["error_message"] == "all 2 records failed: not found (2)"
     assert deleted_flags(store, mine) == [False, False]
 
 

@@ -37,9 +37,10 @@ def test_the_seed_curl_example_works_against_a_local_server(base_url: str, token
     job = body["result"]
     assert (job["entity_type"], job["operation"], job["total_count"]) == ("candidates", "delete", 3)
 
-    # the seed's ids exist in no account: each is recorded as not found and the job completes
+    # the seed's ids exist in no account: each is recorded as not found, so every record failed
     done = wait_for(client, job["id"])
-    assert (done["status"], done["processed_count"], done["failed_count"]) == ("completed", 3, 3)
+    assert (done["status"], done["processed_count"], done["failed_count"]) == ("failed", 3, 3)
+    assert done["error_message"] == "all 3 records failed: not found (3)"
 
     got = subprocess.run(
         ["curl", "--silent", "--show-error", f"{base_url}/api/bulk-jobs-get?id={job['id']}", "-H", f"Authorization: Bearer {token}"],

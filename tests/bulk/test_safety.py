@@ -55,7 +55,7 @@ def test_preview_job_does_not_run_before_confirm(seed, store, account) -> None:
 @pytest.mark.parametrize(
     ("entity_type", "operation", "params"),
     [
-        pytest.param("applications", "status_update", {"status": "x"}, id="status"),
+        pytest.param("applications", "status_update", {"status": "on_hold"}, id="status"),
         pytest.param("applications", "delete", {}, id="soft-delete"),
         pytest.param("applications", "tags_add", {"tags": ["t"]}, id="tags"),
         pytest.param("applications", "recollection", {}, id="recollection"),
@@ -156,9 +156,9 @@ def test_list_jobs_and_failed_items_csv(seed, other_seed, store, account) -> Non
     ids = seed.applications(1) + other_seed.applications(2)
     job = service.create_job(store, account, created_by=None, entity_type="applications", operation="delete", entity_ids=ids)
     service.run_job_now(store, account, uuid.UUID(job["id"]))
-    lines = list(service.iter_failed_items_csv(store, account, job["id"]))
-    assert lines[0] == "entity_id,error,seq,status\n"
-    assert lines[1:] == [f"{ids[1]},not found,1,failed\n", f"{ids[2]},not found,2,failed\n"]
+    text = "".join(service.iter_failed_items_csv(store, account, job["id"]))
+    assert text == (f"entity_id,error,seq,status,_original\n"
+                    f"{ids[1]},not found,1,failed,\n{ids[2]},not found,2,failed,\n")
     listed = service.list_jobs(store, account)
     assert [j["id"] for j in listed] == [job["id"]] and "entity_ids" not in listed[0]
     assert service.list_jobs(store, account, status="pending") == []
