@@ -33,7 +33,9 @@ def _pg_admin() -> sa.Engine:
             pass
     except sa.exc.OperationalError as exc:
         # never skip: a missing server is a failure, CI starts it
-        raise RuntimeError(f"PostgreSQL is required for the tests and is not reachable at {PG_ADMIN_URL}: {exc}") from exc
+        raise RuntimeError(
+            f"PostgreSQL is required for the tests and is not reachable at {PG_ADMIN_URL}: {exc}"
+        ) from exc
     return engine
 
 

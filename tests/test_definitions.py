@@ -50,5 +50,7 @@ def test_instance_configs_are_valid_for_the_installed_dagster(config: str, monke
 
 def test_workspace_points_at_the_code_location() -> None:
     workspace = yaml.safe_load((ROOT / "workspace.yaml").read_text())
-    assert workspace["load_from"] == [{"python_module": {"module_name": "pipelines.definitions", "location_name": "bulkops"}}]
+    assert workspace["load_from"] == [
+        {"python_module": {"module_name": "pipelines.definitions", "location_name": "bulkops"}}
+    ]
     assert isinstance(defs, dg.Definitions)

@@ -147,7 +147,9 @@ def build_dropzone_sensor(
                 continue
             budget -= size
             key = dropzone.partition_key(entity, name, sha)
-            config = ImportConfig(**{"actor": f"sensor:{entity}_dropzone_sensor", **overrides, "path": str(path), "entity": entity})
+            config = ImportConfig(
+                **{"actor": f"sensor:{entity}_dropzone_sensor", **overrides, "path": str(path), "entity": entity}
+            )
             requests.append(
                 dg.RunRequest(
                     partition_key=key,
@@ -162,7 +164,9 @@ def build_dropzone_sensor(
                 keys.append(key)
             mark = max(mark, Watermark(stamp, name))
 
-        context.log.info(f"{len(requests)} new file(s) in {folder}; {len(fresh) - len(requests)} left for the next tick")
+        context.log.info(
+            f"{len(requests)} new file(s) in {folder}; {len(fresh) - len(requests)} left for the next tick"
+        )
         return dg.SensorResult(
             run_requests=requests,
             dynamic_partitions_requests=[import_files.build_add_request(keys)] if keys else [],

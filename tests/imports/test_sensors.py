@@ -10,7 +10,9 @@ import pytest
 from pipelines.imports import dropzone
 from pipelines.imports.sensors import FOLDER_CONFIG, Watermark, build_dropzone_sensor
 
-CSV = "Application ID,First Name,Last Name,Email,Job Code,Job Title\nAPP-1,Ada,Lovelace,ada@example.com,ENG-1,Engineer\n"
+CSV = (
+    "Application ID,First Name,Last Name,Email,Job Code,Job Title\nAPP-1,Ada,Lovelace,ada@example.com,ENG-1,Engineer\n"
+)
 
 
 def later(seconds: float = 60) -> float:
@@ -42,7 +44,11 @@ def test_a_new_file_becomes_a_partition_and_a_run_request(tmp_path: Path, instan
     assert sha in request.run_key
     assert request.tags["bulkops/sha256"] == sha
     config = request.run_config["ops"]["imported_file"]["config"]
-    assert (config["path"], config["entity"], config["actor"]) == (str(path), "applications", "sensor:applications_dropzone_sensor")
+    assert (config["path"], config["entity"], config["actor"]) == (
+        str(path),
+        "applications",
+        "sensor:applications_dropzone_sensor",
+    )
     [add] = result.dynamic_partitions_requests
     assert (add.partitions_def_name, add.partition_keys) == ("import_files", [key])
     assert len(result.cursor) < 100
@@ -55,18 +61,24 @@ def test_a_file_still_being_written_is_not_picked_up(tmp_path: Path, instance: d
     writing = tick(build_dropzone_sensor("applications", clock=lambda: now, settle_seconds=10, root=tmp_path), instance)
     assert writing.run_requests == [] and "still being written" in writing.skip_reason.skip_message
 
-    settled = tick(build_dropzone_sensor("applications", clock=lambda: now + 11, settle_seconds=10, root=tmp_path), instance)
+    settled = tick(
+        build_dropzone_sensor("applications", clock=lambda: now + 11, settle_seconds=10, root=tmp_path), instance
+    )
     assert len(settled.run_requests) == 1
 
 
-@pytest.mark.parametrize("name", [".hidden.csv", "~lock.csv", "upload.csv.part", "upload.csv.tmp", "x.crdownload", FOLDER_CONFIG])
+@pytest.mark.parametrize(
+    "name", [".hidden.csv", "~lock.csv", "upload.csv.part", "upload.csv.tmp", "x.crdownload", FOLDER_CONFIG]
+)
 def test_temporary_and_control_files_are_ignored(tmp_path: Path, instance: dg.DagsterInstance, name: str) -> None:
     drop(tmp_path, name, "account: demo\n" if name == FOLDER_CONFIG else CSV)
     result = tick(build_dropzone_sensor("applications", clock=later, root=tmp_path), instance)
     assert result.run_requests == []
 
 
-def test_requests_per_tick_are_capped_and_the_rest_wait_for_the_next_tick(tmp_path: Path, instance: dg.DagsterInstance) -> None:
+def test_requests_per_tick_are_capped_and_the_rest_wait_for_the_next_tick(
+    tmp_path: Path, instance: dg.DagsterInstance
+) -> None:
     for i in range(5):
         drop(tmp_path, f"f{i}.csv", CSV + f"APP-{i + 10},X,Y,x{i}@example.com,ENG-1,Engineer\n")
     sensor = build_dropzone_sensor("applications", clock=later, max_files_per_tick=2, root=tmp_path)
@@ -109,10 +121,14 @@ def test_re_evaluating_a_tick_yields_the_same_run_keys(tmp_path: Path, instance:
     drop(tmp_path, "a.csv")
     sensor = build_dropzone_sensor("applications", clock=later, root=tmp_path)
     # the daemon stores the cursor only after a tick completes: a crashed tick is evaluated again
-    assert [r.run_key for r in tick(sensor, instance).run_requests] == [r.run_key for r in tick(sensor, instance).run_requests]
+    assert [r.run_key for r in tick(sensor, instance).run_requests] == [
+        r.run_key for r in tick(sensor, instance).run_requests
+    ]
 
 
-def test_an_identical_re_drop_gets_the_same_partition_and_a_new_run_key(tmp_path: Path, instance: dg.DagsterInstance) -> None:
+def test_an_identical_re_drop_gets_the_same_partition_and_a_new_run_key(
+    tmp_path: Path, instance: dg.DagsterInstance
+) -> None:
     path = drop(tmp_path, "a.csv")
     sensor = build_dropzone_sensor("applications", clock=later, root=tmp_path)
     first = tick(sensor, instance)
@@ -149,7 +165,12 @@ def test_the_folder_config_sets_the_launch_config(tmp_path: Path, instance: dg.D
     [request] = tick(build_dropzone_sensor("candidates", clock=later, root=tmp_path), instance).run_requests
 
     config = request.run_config["ops"]["imported_file"]["config"]
-    assert (config["account"], config["on_duplicate"], config["batch_size"], config["entity"]) == ("acme", "skip", 100, "candidates")
+    assert (config["account"], config["on_duplicate"], config["batch_size"], config["entity"]) == (
+        "acme",
+        "skip",
+        100,
+        "candidates",
+    )
 
 
 def test_a_folder_config_naming_an_unknown_field_fails_the_tick(tmp_path: Path, instance: dg.DagsterInstance) -> None:
@@ -183,7 +204,9 @@ def test_every_entity_has_a_described_running_sensor() -> None:
 def test_partition_keys_are_valid_and_readable(name: str, expected: str) -> None:
     key = dropzone.partition_key("applications", name, "0123456789ab" + "0" * 52)
     assert key == expected
-    assert dropzone.parse_partition_key(key) == dropzone.PartitionRef("applications", expected.split("/")[1].rsplit("@")[0], "0123456789ab")
+    assert dropzone.parse_partition_key(key) == dropzone.PartitionRef(
+        "applications", expected.split("/")[1].rsplit("@")[0], "0123456789ab"
+    )
     for bad in ("...", "\n", "\t", "\0"):
         assert bad not in key
 
