@@ -180,15 +180,46 @@ def test_a_folder_config_naming_an_unknown_field_fails_the_tick(tmp_path: Path, 
         tick(build_dropzone_sensor("applications", clock=later, root=tmp_path), instance)
 
 
-def test_every_entity_has_a_described_running_sensor() -> None:
+def test_every_entity_of_the_registry_has_a_described_running_sensor() -> None:
+    from connectors.store.registry import ENTITY_NAMES
     from pipelines.imports.definitions import defs
-    from pipelines.imports.options import ENTITY_TYPES
 
     sensors = {s.name: s for s in defs.sensors}
-    assert set(sensors) == {f"{e}_dropzone_sensor" for e in ENTITY_TYPES}
+    assert set(sensors) == {f"{e}_dropzone_sensor" for e in ENTITY_NAMES}
     for s in sensors.values():
         assert s.description and s.job_name == "import_job"
         assert s.default_status == dg.DefaultSensorStatus.RUNNING
+
+
+def test_the_settle_time_and_caps_are_read_at_each_tick(
+    tmp_path: Path, instance: dg.DagsterInstance, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # a sensor is built once, when the code location loads; its settings must follow the environment
+    for i in range(3):
+        drop(tmp_path, f"f{i}.csv", CSV + f"APP-{i + 10},X,Y,x{i}@example.com,ENG-1,Engineer\n")
+    now = time.time()
+    sensor = build_dropzone_sensor("applications", clock=lambda: now + 30, root=tmp_path)
+
+    monkeypatch.setenv("BULKOPS_DROPZONE_SETTLE_SECONDS", "60")
+    assert "still being written" in tick(sensor, instance).skip_reason.skip_message
+
+    monkeypatch.setenv("BULKOPS_DROPZONE_SETTLE_SECONDS", "5")
+    monkeypatch.setenv("BULKOPS_DROPZONE_MAX_FILES_PER_TICK", "2")
+    assert len(tick(sensor, instance).run_requests) == 2
+
+    monkeypatch.setenv("BULKOPS_DROPZONE_MAX_FILES_PER_TICK", "100")
+    monkeypatch.setenv("BULKOPS_DROPZONE_MAX_BYTES_PER_TICK", "1")
+    assert len(tick(sensor, instance).run_requests) == 1
+
+
+@pytest.mark.parametrize("value", ["ten", "-1"])
+def test_a_bad_setting_fails_the_tick_naming_the_variable(
+    tmp_path: Path, instance: dg.DagsterInstance, monkeypatch: pytest.MonkeyPatch, value: str
+) -> None:
+    drop(tmp_path, "a.csv")
+    monkeypatch.setenv("BULKOPS_DROPZONE_SETTLE_SECONDS", value)
+    with pytest.raises(ValueError, match=r"\$BULKOPS_DROPZONE_SETTLE_SECONDS must"):
+        tick(build_dropzone_sensor("applications", clock=later, root=tmp_path), instance)
 
 
 @pytest.mark.parametrize(
