@@ -2,13 +2,18 @@ from __future__ import annotations
 
 import os
 import time
+import uuid
 from pathlib import Path
 
 import dagster as dg
 import pytest
+import sqlalchemy as sa
 
+from connectors.store import RecordStore, schema
 from pipelines.imports import dropzone
+from pipelines.imports.assets import ImportConfig, imported_file
 from pipelines.imports.sensors import FOLDER_CONFIG, Watermark, build_dropzone_sensor
+from resources import RecordStoreResource
 
 CSV = (
     "Application ID,First Name,Last Name,Email,Job Code,Job Title\nAPP-1,Ada,Lovelace,ada@example.com,ENG-1,Engineer\n"
@@ -258,3 +263,58 @@ def test_files_outside_the_drop_zone_are_never_moved(tmp_path: Path) -> None:
     path.write_text(CSV)
     assert dropzone.move_claimed(path, "applications", "0" * 64, dropzone.PROCESSED, tmp_path) == path
     assert path.exists()
+
+
+def _run_partition(instance: dg.DagsterInstance, url: str, key: str, **config: object) -> dg.ExecuteInProcessResult:
+    if not instance.has_dynamic_partition("import_files", key):
+        instance.add_dynamic_partitions("import_files", [key])
+    return dg.materialize(
+        [imported_file],
+        instance=instance,
+        partition_key=key,
+        resources={"record_store": RecordStoreResource(database_url=url)},
+        run_config=dg.RunConfig(ops={"imported_file": ImportConfig(**config)}),
+        raise_on_error=False,
+    )
+
+
+def _source_paths(store: RecordStore, account: str, sha: str) -> list[str]:
+    h = schema.import_history
+    query = sa.select(h.c.source_path).where(h.c.account_id == store.account_id(account), h.c.content_sha256 == sha)
+    with store.engine.connect() as conn:
+        return sorted(conn.scalars(query))
+
+
+def test_history_and_partition_say_where_a_dropped_file_is_now(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, instance: dg.DagsterInstance, store: RecordStore, store_url: str
+) -> None:
+    root = tmp_path / "dropzone"
+    monkeypatch.setenv("BULKOPS_DROPZONE", str(root))
+    monkeypatch.setenv("BULKOPS_VAR_DIR", str(tmp_path / "var"))
+    account = f"t-{uuid.uuid4().hex[:10]}"
+    store.ensure_account(account)
+    path = drop(root, "people.csv", "Mail,Name\na@example.com,A\nb@example.com,B\n", entity="candidates")
+    sha = dropzone.file_sha256(path)
+    key = dropzone.partition_key("candidates", path.name, sha)
+    failed_path = str(root / "candidates" / "failed" / f"people@{sha[:12]}.csv")
+    processed_path = str(root / "candidates" / "processed" / f"people@{sha[:12]}.csv")
+    good_mapping = "columns:\n  Mail: email\n  Name: full_name\n"
+
+    failed = _run_partition(
+        instance, store_url, key, path=str(path), account=account, mapping_yaml="columns:\n  E: email\n"
+    )
+    assert not failed.success and Path(failed_path).is_file()
+    assert _source_paths(store, account, sha) == [failed_path]
+
+    # a re-run of the partition finds the file in failed/, resumes its history row and moves the file on
+    fixed = _run_partition(instance, store_url, key, account=account, mapping_yaml=good_mapping)
+    assert fixed.success and Path(processed_path).is_file()
+    assert _source_paths(store, account, sha) == [processed_path]
+    [materialization] = fixed.asset_materializations_for_node("imported_file")
+    assert materialization.metadata["source_path"].value == processed_path
+
+    # an identical re-drop is recorded as skipped, and its row too names the file where it ends up
+    drop(root, "people.csv", Path(processed_path).read_text(), entity="candidates")
+    skipped = _run_partition(instance, store_url, key, path=str(path), account=account, mapping_yaml=good_mapping)
+    assert skipped.success and not path.exists()
+    assert _source_paths(store, account, sha) == [processed_path, processed_path]
