@@ -31,10 +31,9 @@ test: $(BIN)/bulkops
 test-fast: $(BIN)/bulkops
 	$(BIN)/pytest -n 2 --dist loadgroup -m "not slow" -q
 
-## what CI checks besides the tests: lint and formatting
+## what CI checks besides the tests: lint and formatting (both run, either failing fails)
 lint: $(BIN)/bulkops
-	$(BIN)/ruff check .
-	$(BIN)/ruff format --check .
+	$(BIN)/ruff check .; status=$$?; $(BIN)/ruff format --check . && exit $$status
 
 ## fix what ruff can fix and format the tree
 format: $(BIN)/bulkops
