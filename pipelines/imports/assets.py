@@ -375,7 +375,9 @@ def _import_partition(
     return dg.MaterializeResult(metadata=metadata, check_results=[check])
 
 
-def _record_move(context: dg.AssetExecutionContext, record_store: RecordStoreResource, old: Path, new: Path, sha: str) -> None:
+def _record_move(
+    context: dg.AssetExecutionContext, record_store: RecordStoreResource, old: Path, new: Path, sha: str
+) -> None:
     """The history rows of the file say where it is now (the materialization's source_path does too)."""
     from pipelines.imports.engine import record_file_moved
 

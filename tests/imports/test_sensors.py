@@ -32,15 +32,16 @@ def drop(root: Path, name: str, text: str = CSV, entity: str = "applications") -
     return path
 
 
-def tick(sensor: dg.SensorDefinition, instance: dg.DagsterInstance, cursor: str | None = None) -> dg.SensorResult:
-    return sensor(dg.build_sensor_context(instance=instance, cursor=cursor))
+def tick(sensor: dg.SensorDefinition, cursor: str | None = None) -> dg.SensorResult:
+    # the sensors read no instance state: no instance to build keeps these tests fast
+    return sensor(dg.build_sensor_context(cursor=cursor))
 
 
-def test_a_new_file_becomes_a_partition_and_a_run_request(tmp_path: Path, instance: dg.DagsterInstance) -> None:
+def test_a_new_file_becomes_a_partition_and_a_run_request(tmp_path: Path) -> None:
     path = drop(tmp_path, "spring hires.csv")
     sensor = build_dropzone_sensor("applications", clock=later, root=tmp_path)
 
-    result = tick(sensor, instance)
+    result = tick(sensor)
 
     sha = dropzone.file_sha256(path)
     key = f"applications/spring-hires.csv@{sha[:12]}"
@@ -59,31 +60,27 @@ def test_a_new_file_becomes_a_partition_and_a_run_request(tmp_path: Path, instan
     assert len(result.cursor) < 100
 
 
-def test_a_file_still_being_written_is_not_picked_up(tmp_path: Path, instance: dg.DagsterInstance) -> None:
+def test_a_file_still_being_written_is_not_picked_up(tmp_path: Path) -> None:
     drop(tmp_path, "half.csv", CSV[:30])
     now = time.time()
 
-    writing = tick(build_dropzone_sensor("applications", clock=lambda: now, settle_seconds=10, root=tmp_path), instance)
+    writing = tick(build_dropzone_sensor("applications", clock=lambda: now, settle_seconds=10, root=tmp_path))
     assert writing.run_requests == [] and "still being written" in writing.skip_reason.skip_message
 
-    settled = tick(
-        build_dropzone_sensor("applications", clock=lambda: now + 11, settle_seconds=10, root=tmp_path), instance
-    )
+    settled = tick(build_dropzone_sensor("applications", clock=lambda: now + 11, settle_seconds=10, root=tmp_path))
     assert len(settled.run_requests) == 1
 
 
 @pytest.mark.parametrize(
     "name", [".hidden.csv", "~lock.csv", "upload.csv.part", "upload.csv.tmp", "x.crdownload", FOLDER_CONFIG]
 )
-def test_temporary_and_control_files_are_ignored(tmp_path: Path, instance: dg.DagsterInstance, name: str) -> None:
+def test_temporary_and_control_files_are_ignored(tmp_path: Path, name: str) -> None:
     drop(tmp_path, name, "account: demo\n" if name == FOLDER_CONFIG else CSV)
-    result = tick(build_dropzone_sensor("applications", clock=later, root=tmp_path), instance)
+    result = tick(build_dropzone_sensor("applications", clock=later, root=tmp_path))
     assert result.run_requests == []
 
 
-def test_requests_per_tick_are_capped_and_the_rest_wait_for_the_next_tick(
-    tmp_path: Path, instance: dg.DagsterInstance
-) -> None:
+def test_requests_per_tick_are_capped_and_the_rest_wait_for_the_next_tick(tmp_path: Path) -> None:
     for i in range(5):
         drop(tmp_path, f"f{i}.csv", CSV + f"APP-{i + 10},X,Y,x{i}@example.com,ENG-1,Engineer\n")
     sensor = build_dropzone_sensor("applications", clock=later, max_files_per_tick=2, root=tmp_path)
@@ -91,57 +88,53 @@ def test_requests_per_tick_are_capped_and_the_rest_wait_for_the_next_tick(
     seen: list[str] = []
     cursor = None
     for _ in range(3):
-        result = tick(sensor, instance, cursor)
+        result = tick(sensor, cursor)
         assert 1 <= len(result.run_requests) <= 2
         seen += [r.tags["bulkops/file"] for r in result.run_requests]
         cursor = result.cursor
     assert sorted(seen) == [f"f{i}.csv" for i in range(5)]
-    assert tick(sensor, instance, cursor).skip_reason.skip_message == "no new files"
+    assert tick(sensor, cursor).skip_reason.skip_message == "no new files"
 
 
-def test_the_byte_budget_caps_hashing_but_always_takes_one_file(tmp_path: Path, instance: dg.DagsterInstance) -> None:
+def test_the_byte_budget_caps_hashing_but_always_takes_one_file(tmp_path: Path) -> None:
     drop(tmp_path, "a.csv", CSV * 50)
     drop(tmp_path, "b.csv", CSV * 50 + "\n")
     sensor = build_dropzone_sensor("applications", clock=later, max_bytes_per_tick=10, root=tmp_path)
-    first = tick(sensor, instance)
-    second = tick(sensor, instance, first.cursor)
+    first = tick(sensor)
+    second = tick(sensor, first.cursor)
     assert [len(first.run_requests), len(second.run_requests)] == [1, 1]
 
 
-def test_thousands_of_files_keep_a_small_cursor_and_a_capped_tick(tmp_path: Path, instance: dg.DagsterInstance) -> None:
+def test_thousands_of_files_keep_a_small_cursor_and_a_capped_tick(tmp_path: Path) -> None:
     folder = tmp_path / "applications"
     folder.mkdir()
     for i in range(3000):
         (folder / f"batch-{i:05d}.csv").write_text(f"id\n{i}\n")
     sensor = build_dropzone_sensor("applications", clock=later, max_files_per_tick=100, root=tmp_path)
 
-    result = tick(sensor, instance)
+    result = tick(sensor)
 
     assert len(result.run_requests) == 100
     assert len(result.dynamic_partitions_requests[0].partition_keys) == 100
     assert len(result.cursor) < 100
 
 
-def test_re_evaluating_a_tick_yields_the_same_run_keys(tmp_path: Path, instance: dg.DagsterInstance) -> None:
+def test_re_evaluating_a_tick_yields_the_same_run_keys(tmp_path: Path) -> None:
     drop(tmp_path, "a.csv")
     sensor = build_dropzone_sensor("applications", clock=later, root=tmp_path)
     # the daemon stores the cursor only after a tick completes: a crashed tick is evaluated again
-    assert [r.run_key for r in tick(sensor, instance).run_requests] == [
-        r.run_key for r in tick(sensor, instance).run_requests
-    ]
+    assert [r.run_key for r in tick(sensor).run_requests] == [r.run_key for r in tick(sensor).run_requests]
 
 
-def test_an_identical_re_drop_gets_the_same_partition_and_a_new_run_key(
-    tmp_path: Path, instance: dg.DagsterInstance
-) -> None:
+def test_an_identical_re_drop_gets_the_same_partition_and_a_new_run_key(tmp_path: Path) -> None:
     path = drop(tmp_path, "a.csv")
     sensor = build_dropzone_sensor("applications", clock=later, root=tmp_path)
-    first = tick(sensor, instance)
+    first = tick(sensor)
     dropzone.move_claimed(path, "applications", dropzone.file_sha256(path), dropzone.PROCESSED, tmp_path)
 
     drop(tmp_path, "a.csv")
     os.utime(tmp_path / "applications" / "a.csv", ns=(time.time_ns() + 5_000_000_000,) * 2)
-    second = tick(sensor, instance, first.cursor)
+    second = tick(sensor, first.cursor)
 
     [a], [b] = first.run_requests, second.run_requests
     assert a.partition_key == b.partition_key
@@ -149,7 +142,7 @@ def test_an_identical_re_drop_gets_the_same_partition_and_a_new_run_key(
     assert a.run_key != b.run_key
 
 
-def test_a_file_moved_in_with_an_old_mtime_is_still_new(tmp_path: Path, instance: dg.DagsterInstance) -> None:
+def test_a_file_moved_in_with_an_old_mtime_is_still_new(tmp_path: Path) -> None:
     outside = tmp_path / "elsewhere.csv"
     outside.write_text(CSV)
     old = time.time() - 3600
@@ -158,16 +151,16 @@ def test_a_file_moved_in_with_an_old_mtime_is_still_new(tmp_path: Path, instance
     cursor = Watermark(int((old + 60) * 1e9), "").dump()
 
     os.replace(outside, tmp_path / "applications" / "elsewhere.csv")
-    result = tick(build_dropzone_sensor("applications", clock=later, root=tmp_path), instance, cursor)
+    result = tick(build_dropzone_sensor("applications", clock=later, root=tmp_path), cursor)
 
     assert [r.tags["bulkops/file"] for r in result.run_requests] == ["elsewhere.csv"]
 
 
-def test_the_folder_config_sets_the_launch_config(tmp_path: Path, instance: dg.DagsterInstance) -> None:
+def test_the_folder_config_sets_the_launch_config(tmp_path: Path) -> None:
     drop(tmp_path, FOLDER_CONFIG, "account: acme\non_duplicate: skip\nbatch_size: 100\n", entity="candidates")
     drop(tmp_path, "people.csv", "email\na@example.com\n", entity="candidates")
 
-    [request] = tick(build_dropzone_sensor("candidates", clock=later, root=tmp_path), instance).run_requests
+    [request] = tick(build_dropzone_sensor("candidates", clock=later, root=tmp_path)).run_requests
 
     config = request.run_config["ops"]["imported_file"]["config"]
     assert (config["account"], config["on_duplicate"], config["batch_size"], config["entity"]) == (
@@ -178,11 +171,11 @@ def test_the_folder_config_sets_the_launch_config(tmp_path: Path, instance: dg.D
     )
 
 
-def test_a_folder_config_naming_an_unknown_field_fails_the_tick(tmp_path: Path, instance: dg.DagsterInstance) -> None:
+def test_a_folder_config_naming_an_unknown_field_fails_the_tick(tmp_path: Path) -> None:
     drop(tmp_path, FOLDER_CONFIG, "acount: acme\n")
     drop(tmp_path, "a.csv")
     with pytest.raises(Exception, match="acount"):
-        tick(build_dropzone_sensor("applications", clock=later, root=tmp_path), instance)
+        tick(build_dropzone_sensor("applications", clock=later, root=tmp_path))
 
 
 def test_every_entity_of_the_registry_has_a_described_running_sensor() -> None:
@@ -196,9 +189,7 @@ def test_every_entity_of_the_registry_has_a_described_running_sensor() -> None:
         assert s.default_status == dg.DefaultSensorStatus.RUNNING
 
 
-def test_the_settle_time_and_caps_are_read_at_each_tick(
-    tmp_path: Path, instance: dg.DagsterInstance, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_the_settle_time_and_caps_are_read_at_each_tick(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     # a sensor is built once, when the code location loads; its settings must follow the environment
     for i in range(3):
         drop(tmp_path, f"f{i}.csv", CSV + f"APP-{i + 10},X,Y,x{i}@example.com,ENG-1,Engineer\n")
@@ -206,25 +197,25 @@ def test_the_settle_time_and_caps_are_read_at_each_tick(
     sensor = build_dropzone_sensor("applications", clock=lambda: now + 30, root=tmp_path)
 
     monkeypatch.setenv("BULKOPS_DROPZONE_SETTLE_SECONDS", "60")
-    assert "still being written" in tick(sensor, instance).skip_reason.skip_message
+    assert "still being written" in tick(sensor).skip_reason.skip_message
 
     monkeypatch.setenv("BULKOPS_DROPZONE_SETTLE_SECONDS", "5")
     monkeypatch.setenv("BULKOPS_DROPZONE_MAX_FILES_PER_TICK", "2")
-    assert len(tick(sensor, instance).run_requests) == 2
+    assert len(tick(sensor).run_requests) == 2
 
     monkeypatch.setenv("BULKOPS_DROPZONE_MAX_FILES_PER_TICK", "100")
     monkeypatch.setenv("BULKOPS_DROPZONE_MAX_BYTES_PER_TICK", "1")
-    assert len(tick(sensor, instance).run_requests) == 1
+    assert len(tick(sensor).run_requests) == 1
 
 
 @pytest.mark.parametrize("value", ["ten", "-1"])
 def test_a_bad_setting_fails_the_tick_naming_the_variable(
-    tmp_path: Path, instance: dg.DagsterInstance, monkeypatch: pytest.MonkeyPatch, value: str
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, value: str
 ) -> None:
     drop(tmp_path, "a.csv")
     monkeypatch.setenv("BULKOPS_DROPZONE_SETTLE_SECONDS", value)
     with pytest.raises(ValueError, match=r"\$BULKOPS_DROPZONE_SETTLE_SECONDS must"):
-        tick(build_dropzone_sensor("applications", clock=later, root=tmp_path), instance)
+        tick(build_dropzone_sensor("applications", clock=later, root=tmp_path))
 
 
 @pytest.mark.parametrize(
