@@ -121,7 +121,7 @@ def test_sigint_to_make_dev_stops_every_process_within_seconds(tmp_path: Path, s
             time.sleep(0.2)
         survivors = _alive_in(sessions)
         assert survivors == [], f"still running {STOP_TIMEOUT_S}s after SIGINT: {survivors}\n{log.read_text()[-3000:]}"
-        assert make.wait(timeout=5) is not None
+        make.wait(timeout=10)  # make itself has exited, not only its children
         assert not _answers(f"http://127.0.0.1:{port}/server_info")
     finally:
         for sid in sessions:
