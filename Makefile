@@ -3,8 +3,10 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 export DAGSTER_HOME ?= $(CURDIR)/var/dagster
+DEV_HOST ?= 127.0.0.1
+DEV_PORT ?= 3000
 
-.PHONY: demo test dev api bench clean
+.PHONY: demo test test-fast lint format dev api bench clean
 
 $(BIN)/bulkops: pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "bulkops needs Python >= 3.11")'
@@ -25,10 +27,24 @@ demo: $(BIN)/bulkops $(DAGSTER_HOME)/dagster.yaml
 test: $(BIN)/bulkops
 	$(BIN)/pytest -n 2 --dist loadgroup
 
-## the Dagster UI on http://127.0.0.1:3000 (webserver + daemon for sensors and schedules)
+## the edit loop: every test not marked slow (under a minute)
+test-fast: $(BIN)/bulkops
+	$(BIN)/pytest -n 2 --dist loadgroup -m "not slow" -q
+
+## what CI checks besides the tests: lint and formatting (both run, either failing fails)
+lint: $(BIN)/bulkops
+	$(BIN)/ruff check .; status=$$?; $(BIN)/ruff format --check . && exit $$status
+
+## fix what ruff can fix and format the tree
+format: $(BIN)/bulkops
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+## the Dagster UI on http://127.0.0.1:3000 (webserver + daemon for sensors and schedules); Ctrl-C stops it all
+# exec: make's shell gives way to the launcher, which stops the whole dagster dev process group
 dev: $(BIN)/bulkops $(DAGSTER_HOME)/dagster.yaml
 	$(BIN)/bulkops db upgrade
-	$(BIN)/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
+	exec $(BIN)/python -m pipelines.devserver -- -w workspace.yaml -h $(DEV_HOST) -p $(DEV_PORT)
 
 ## the bulk-job HTTP API on http://127.0.0.1:8000
 api: $(BIN)/bulkops $(DAGSTER_HOME)/dagster.yaml

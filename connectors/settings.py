@@ -32,3 +32,39 @@ def dropzone_dir() -> Path:
 def default_account() -> str:
     """Account slug used when a command or job is not told one: `BULKOPS_ACCOUNT`, else demo."""
     return os.environ.get("BULKOPS_ACCOUNT", "demo")
+
+
+def _number(name: str, default: float, cast: type) -> float:
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = cast(raw)
+    except ValueError:
+        raise ValueError(f"${name} must be a number, got {raw!r}") from None
+    if value < 0:
+        raise ValueError(f"${name} must not be negative, got {raw!r}")
+    return value
+
+
+def dropzone_settle_seconds() -> float:
+    """Seconds a dropped file must stay unchanged before its sensor takes it:
+    `BULKOPS_DROPZONE_SETTLE_SECONDS`, else 10."""
+    return _number("BULKOPS_DROPZONE_SETTLE_SECONDS", 10.0, float)
+
+
+def dropzone_max_files_per_tick() -> int:
+    """Run requests one drop-folder sensor evaluation makes at most: `BULKOPS_DROPZONE_MAX_FILES_PER_TICK`, else 100."""
+    return max(1, int(_number("BULKOPS_DROPZONE_MAX_FILES_PER_TICK", 100, int)))
+
+
+def dropzone_max_bytes_per_tick() -> int:
+    """Bytes one drop-folder sensor evaluation hashes at most (one file is always taken):
+    `BULKOPS_DROPZONE_MAX_BYTES_PER_TICK`, else 2 GiB."""
+    return int(_number("BULKOPS_DROPZONE_MAX_BYTES_PER_TICK", 2 * 1024**3, int))
+
+
+def dropzone_sensors_running() -> bool:
+    """Whether the drop-folder sensors start running when the code location loads:
+    `BULKOPS_DROPZONE_SENSORS=stopped` starts them stopped (a sensor's default status is part of its definition)."""
+    return os.environ.get("BULKOPS_DROPZONE_SENSORS", "").strip().lower() != "stopped"

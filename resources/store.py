@@ -17,15 +17,21 @@ class RecordStoreResource(dg.ConfigurableResource):
     Runs fail before touching data when the schema is behind, naming `bulkops db upgrade`.
     """
 
-    database_url: str = Field(
-        default_factory=settings.database_url,
-        description="SQLAlchemy URL of the record store; defaults to $BULKOPS_DATABASE_URL or var/bulkops.db.",
+    database_url: str | None = Field(
+        default=None,
+        description="SQLAlchemy URL of the record store. Empty: $BULKOPS_DATABASE_URL, else var/bulkops.db, "
+        "read when a run starts.",
     )
+
+    @property
+    def url(self) -> str:
+        """The URL the store opens: the configured one, else the settings' at the time of asking."""
+        return self.database_url or settings.database_url()
 
     @cached_property
     def store(self) -> RecordStore:
         try:
-            return RecordStore(self.database_url)
+            return RecordStore(self.url)
         except SchemaOutOfDate as exc:
             # a migration is a human decision: fail the step once, no retries
             raise dg.Failure(description=str(exc), allow_retries=False) from exc

@@ -1,54 +1,86 @@
+"""The `bulkops` code location as Dagster loads it: names, descriptions, groups and instance config."""
+
 from __future__ import annotations
 
+import importlib
+import shutil
 from pathlib import Path
 
 import dagster as dg
-import pytest
 import yaml
-from dagster._config import process_config
-from dagster._core.instance.config import dagster_instance_config_schema
 
 from pipelines.definitions import defs
 
 ROOT = Path(__file__).resolve().parents[1]
 
-
-def test_the_code_location_loads_as_dagster_loads_it() -> None:
-    # `dagster dev -w workspace.yaml` autodiscovers the module: exactly one Definitions at module scope
-    import importlib
-
-    from dagster._core.workspace.autodiscovery import loadable_targets_from_loaded_module
-
-    targets = loadable_targets_from_loaded_module(importlib.import_module("pipelines.definitions"))
-    assert [t.attribute for t in targets] == ["defs"]
-
-
-def test_definitions_load_with_the_record_store_resource() -> None:
-    repo = defs.get_repository_def()
-    assert "record_store" in defs.resources
-    assert repo.get_all_jobs() is not None
+# a rename breaks launch configs, run history and anything that selects by key: change these on purpose only
+ASSET_KEYS = ["imported_file"]
+JOB_NAMES = ["bulk_job", "import_job", "rollback_import_job"]
+SENSOR_NAMES = [
+    "applications_dropzone_sensor",
+    "bulk_job_canceled_sensor",
+    "bulk_job_failure_sensor",
+    "candidates_dropzone_sensor",
+    "contracts_dropzone_sensor",
+    "jobs_dropzone_sensor",
+]
+SCHEDULE_NAMES: list[str] = []
+RESOURCE_KEYS = ["record_store"]
 
 
-def test_every_asset_job_sensor_and_schedule_is_described() -> None:
-    repo = defs.get_repository_def()
-    undescribed = [spec.key.to_user_string() for spec in defs.resolve_all_asset_specs() if not spec.description]
-    undescribed += [j.name for j in repo.get_all_jobs() if not j.name.startswith("__") and not j.description]
-    undescribed += [s.name for s in repo.sensor_defs if not s.description]
-    undescribed += [s.name for s in repo.schedule_defs if not s.description]
-    assert undescribed == []
-    ungrouped = [spec.key.to_user_string() for spec in defs.resolve_all_asset_specs() if spec.group_name == "default"]
-    assert ungrouped == []
+def _jobs() -> list[dg.JobDefinition]:
+    # __ASSET_JOB is dagster's implicit job of all assets, not one of ours
+    return [j for j in defs.resolve_all_job_defs() if not j.name.startswith("__")]
 
 
-@pytest.mark.parametrize("config", ["pipelines/dagster.local.yaml", "deploy/dagster.yaml"])
-def test_instance_configs_are_valid_for_the_installed_dagster(config: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    for var in ("DAGSTER_PG_HOST", "DAGSTER_PG_USER", "DAGSTER_PG_PASSWORD", "DAGSTER_PG_DB"):
-        monkeypatch.setenv(var, "x")
-    result = process_config(dagster_instance_config_schema(), yaml.safe_load((ROOT / config).read_text()))
-    assert result.success, [e.message for e in result.errors or []]
+def test_the_module_holds_one_definitions_object_and_it_is_loadable() -> None:
+    # `dagster dev -w workspace.yaml` refuses a module with more than one Definitions at module scope
+    module = importlib.import_module("pipelines.definitions")
+    assert [name for name, value in vars(module).items() if isinstance(value, dg.Definitions)] == ["defs"]
+    dg.Definitions.validate_loadable(defs)
 
 
 def test_workspace_points_at_the_code_location() -> None:
     workspace = yaml.safe_load((ROOT / "workspace.yaml").read_text())
-    assert workspace["load_from"] == [{"python_module": {"module_name": "pipelines.definitions", "location_name": "bulkops"}}]
-    assert isinstance(defs, dg.Definitions)
+    expected = [{"python_module": {"module_name": "pipelines.definitions", "location_name": "bulkops"}}]
+    assert workspace["load_from"] == expected
+
+
+def test_asset_keys_job_sensor_and_schedule_names_are_the_known_ones() -> None:
+    repo = defs.get_repository_def()
+    assert sorted(spec.key.to_user_string() for spec in defs.resolve_all_asset_specs()) == ASSET_KEYS
+    assert sorted(j.name for j in _jobs()) == JOB_NAMES
+    assert sorted(s.name for s in repo.sensor_defs) == SENSOR_NAMES
+    assert sorted(s.name for s in repo.schedule_defs) == SCHEDULE_NAMES
+    assert sorted(defs.resources or {}) == RESOURCE_KEYS
+
+
+def test_every_asset_check_job_sensor_and_schedule_is_described_and_every_asset_grouped() -> None:
+    repo = defs.get_repository_def()
+    specs = defs.resolve_all_asset_specs()
+    checks = [c for a in defs.assets or [] if isinstance(a, dg.AssetsDefinition) for c in a.check_specs]
+    undescribed = [f"asset {s.key.to_user_string()}" for s in specs if not (s.description or "").strip()]
+    undescribed += [f"asset check {c.key.name}" for c in checks if not (c.description or "").strip()]
+    undescribed += [f"job {j.name}" for j in _jobs() if not (j.description or "").strip()]
+    undescribed += [f"sensor {s.name}" for s in repo.sensor_defs if not (s.description or "").strip()]
+    undescribed += [f"schedule {s.name}" for s in repo.schedule_defs if not (s.description or "").strip()]
+    ungrouped = [f"asset {s.key.to_user_string()}" for s in specs if s.group_name in (None, "default")]
+    assert undescribed + ungrouped == []
+    # the lists above are not empty by accident
+    assert specs and checks and _jobs() and repo.sensor_defs
+
+
+def test_the_record_store_resource_reads_its_url_at_run_time(monkeypatch, tmp_path: Path) -> None:
+    # the code location is imported once by `dagster dev`: settings frozen then would outlive a changed environment
+    monkeypatch.setenv("BULKOPS_DATABASE_URL", f"sqlite:///{tmp_path / 'later.db'}")
+    resource = defs.resources["record_store"]
+    assert resource.url == f"sqlite:///{tmp_path / 'later.db'}"
+
+
+def test_the_local_instance_config_loads_with_its_settings(tmp_path: Path) -> None:
+    # deploy/dagster.yaml runs for real against PostgreSQL in test_instance_postgres.py
+    shutil.copy(ROOT / "pipelines" / "dagster.local.yaml", tmp_path / "dagster.yaml")
+    with dg.DagsterInstance.from_config(str(tmp_path)) as instance:
+        assert instance.run_retries_enabled and instance.run_retries_max_retries == 2
+        assert instance.get_settings("telemetry") == {"enabled": False}
+        assert instance.get_settings("concurrency")["runs"]["max_concurrent_runs"] == 4

@@ -344,6 +344,8 @@ def _import_partition(
             moved = dropzone.move_claimed(path, entity, sha, outcome)
             if moved != path:
                 context.log.info(f"moved {path.name} to {moved}")
+                _record_move(context, record_store, path, moved, sha)
+                path = moved
 
     rate = result.errors / result.rows_read if result.rows_read else 0.0
     history = _history_metadata(result, started)
@@ -392,6 +394,19 @@ def _import_partition(
         metadata={"error_rate": rate, "error_threshold": config.error_threshold, "errors": result.errors},
     )
     return dg.MaterializeResult(metadata=metadata, check_results=[check])
+
+
+def _record_move(
+    context: dg.AssetExecutionContext, record_store: RecordStoreResource, old: Path, new: Path, sha: str
+) -> None:
+    """The history rows of the file say where it is now (the materialization's source_path does too)."""
+    from pipelines.imports.engine import record_file_moved
+
+    try:
+        record_file_moved(record_store.store, old, new, sha)
+    except Exception as exc:
+        # called from `finally`: never hide the import's own outcome
+        context.log.warning(f"could not record the move of {old.name} in the import history: {exc}")
 
 
 def _build_imported_file(retry_policy: dg.RetryPolicy | None) -> dg.AssetsDefinition:

@@ -64,9 +64,7 @@ def entity_dir(entity: str, root: Path | None = None) -> Path:
 
 def is_candidate(name: str) -> bool:
     """Whether a directory entry name looks like a finished, importable file."""
-    if name.startswith((".", "~")) or name.endswith(IN_PROGRESS_SUFFIXES):
-        return False
-    return True
+    return not (name.startswith((".", "~")) or name.endswith(IN_PROGRESS_SUFFIXES))
 
 
 def moved_name(name: str, sha256: str) -> str:
@@ -95,7 +93,9 @@ def move_claimed(path: Path, entity: str, sha256: str, outcome: str, root: Path 
     if outcome not in (PROCESSED, FAILED) or not is_in_dropzone(path, entity, root) or not path.exists():
         return path
     target_dir = entity_dir(entity, root) / outcome
-    target = target_dir / moved_name(original_name(path.name) if path.parent.name in (FAILED, PROCESSED) else path.name, sha256)
+    target = target_dir / moved_name(
+        original_name(path.name) if path.parent.name in (FAILED, PROCESSED) else path.name, sha256
+    )
     if target.resolve() == path.resolve():
         return path
     target_dir.mkdir(parents=True, exist_ok=True)

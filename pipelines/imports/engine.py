@@ -286,7 +286,9 @@ def _begin(store: Any, account_id: uuid.UUID, path: Path, name: str, sha: str, o
             ).scalar()
             if unfinished is not None:
                 conn.execute(
-                    h.update().where(h.c.id == unfinished).values(status="processing", error_message=None, options=options.to_json(), **run)
+                    h.update().where(h.c.id == unfinished).values(
+                        status="processing", error_message=None, options=options.to_json(), source_path=str(path), **run
+                    )
                 )
                 return unfinished, None
         import_id = uuid.uuid4()
@@ -534,6 +536,14 @@ def run_import(
         except Exception:  # noqa: BLE001 - the database may be what failed
             pass
         raise
+
+
+def record_file_moved(store: Any, old: str | Path, new: str | Path, sha256: str) -> int:
+    """Point the history rows of this content that name `old` at `new`, where the file is now; how many."""
+    h = schema.import_history
+    with store.begin() as conn:
+        moved = h.update().where(h.c.source_path == str(old), h.c.content_sha256 == sha256).values(source_path=str(new))
+        return conn.execute(moved).rowcount
 
 
 def list_imports(store: Any, account_id: uuid.UUID, *, type: str | None = None, limit: int = 50,

@@ -13,17 +13,14 @@ from typing import Any
 import dagster as dg
 import yaml
 
+from connectors import settings
+from connectors.store.registry import ENTITY_NAMES
 from pipelines.imports import dropzone
 from pipelines.imports.assets import ImportConfig, import_files
 from pipelines.imports.jobs import import_job
-from pipelines.imports.options import ENTITY_TYPES
 
 # optional per-folder launch config (account, mapping_path, on_duplicate, ...): never imported itself
 FOLDER_CONFIG = "bulkops.yaml"
-
-SETTLE_SECONDS = float(os.environ.get("BULKOPS_DROPZONE_SETTLE_SECONDS", "10"))
-MAX_FILES_PER_TICK = int(os.environ.get("BULKOPS_DROPZONE_MAX_FILES_PER_TICK", "100"))
-MAX_BYTES_PER_TICK = int(os.environ.get("BULKOPS_DROPZONE_MAX_BYTES_PER_TICK", str(2 * 1024**3)))
 
 
 @dataclass(frozen=True, order=True)
@@ -81,20 +78,18 @@ def build_dropzone_sensor(
         settle_seconds: a file is picked up once it has not changed (mtime or ctime) for this long.
         max_files_per_tick: run requests per evaluation; the rest wait for the next tick.
         max_bytes_per_tick: bytes hashed per evaluation (at least one file is always taken).
-        root: drop-zone root; defaults to `settings.dropzone_dir()` at evaluation time.
+        root: drop-zone root.
+
+    Each of the last four, when not given, is read from `connectors.settings` at every evaluation,
+    so a changed environment applies from the next tick on, without reloading the code location.
     """
-    settle_ns = int((SETTLE_SECONDS if settle_seconds is None else settle_seconds) * 1e9)
-    max_files = max_files_per_tick or MAX_FILES_PER_TICK
-    max_bytes = max_bytes_per_tick or MAX_BYTES_PER_TICK
 
     @dg.sensor(
         name=f"{entity}_dropzone_sensor",
         job=import_job,
         minimum_interval_seconds=15,
         default_status=(
-            dg.DefaultSensorStatus.STOPPED
-            if os.environ.get("BULKOPS_DROPZONE_SENSORS", "").lower() == "stopped"
-            else dg.DefaultSensorStatus.RUNNING
+            dg.DefaultSensorStatus.RUNNING if settings.dropzone_sensors_running() else dg.DefaultSensorStatus.STOPPED
         ),
         description=(
             f"Watches {entity} drop folder (<dropzone>/{entity}/, default var/dropzone/{entity}/): every new file "
@@ -104,6 +99,9 @@ def build_dropzone_sensor(
         ),
     )
     def _sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult:
+        settle_ns = int((settings.dropzone_settle_seconds() if settle_seconds is None else settle_seconds) * 1e9)
+        max_files = max_files_per_tick or settings.dropzone_max_files_per_tick()
+        max_bytes = max_bytes_per_tick or settings.dropzone_max_bytes_per_tick()
         folder = dropzone.entity_dir(entity, root)
         folder.mkdir(parents=True, exist_ok=True)
         mark = Watermark.parse(context.cursor)
@@ -147,7 +145,9 @@ def build_dropzone_sensor(
                 continue
             budget -= size
             key = dropzone.partition_key(entity, name, sha)
-            config = ImportConfig(**{"actor": f"sensor:{entity}_dropzone_sensor", **overrides, "path": str(path), "entity": entity})
+            config = ImportConfig(
+                **{"actor": f"sensor:{entity}_dropzone_sensor", **overrides, "path": str(path), "entity": entity}
+            )
             requests.append(
                 dg.RunRequest(
                     partition_key=key,
@@ -162,7 +162,9 @@ def build_dropzone_sensor(
                 keys.append(key)
             mark = max(mark, Watermark(stamp, name))
 
-        context.log.info(f"{len(requests)} new file(s) in {folder}; {len(fresh) - len(requests)} left for the next tick")
+        context.log.info(
+            f"{len(requests)} new file(s) in {folder}; {len(fresh) - len(requests)} left for the next tick"
+        )
         return dg.SensorResult(
             run_requests=requests,
             dynamic_partitions_requests=[import_files.build_add_request(keys)] if keys else [],
@@ -172,4 +174,4 @@ def build_dropzone_sensor(
     return _sensor
 
 
-dropzone_sensors = [build_dropzone_sensor(entity) for entity in ENTITY_TYPES]
+dropzone_sensors = [build_dropzone_sensor(entity) for entity in ENTITY_NAMES]

@@ -6,7 +6,6 @@ import pytest
 import sqlalchemy as sa
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-
 from alembic.script import ScriptDirectory
 
 from connectors.store import RecordStore, SchemaOutOfDate, make_engine, migrate

@@ -35,7 +35,9 @@ def test_ensure_account_is_idempotent_and_lookup_names_the_fix(store: RecordStor
 def test_records_round_trip_uuid_json_and_timestamps(store: RecordStore, account: uuid.UUID) -> None:
     candidate, job, application = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
     with store.begin() as conn:
-        conn.execute(s.users.insert().values(id=candidate, account_id=account, email="A@x.io", email_normalized="a@x.io"))
+        conn.execute(
+            s.users.insert().values(id=candidate, account_id=account, email="A@x.io", email_normalized="a@x.io")
+        )
         conn.execute(s.jobs.insert().values(id=job, account_id=account, code="ENG-1", title="Engineer"))
         conn.execute(
             s.applications.insert().values(
@@ -59,13 +61,30 @@ def test_one_email_per_account_but_the_same_email_in_two_accounts(store: RecordS
         conn.execute(s.users.insert().values(id=uuid.uuid4(), account_id=account, email_normalized="same@x.io"))
 
 
-@pytest.mark.parametrize("statement", ["UPDATE audit_log SET actor = 'mallory'", "DELETE FROM audit_log"], ids=["update", "delete"])
+@pytest.mark.parametrize(
+    "statement", ["UPDATE audit_log SET actor = 'mallory'", "DELETE FROM audit_log"], ids=["update", "delete"]
+)
 def test_audit_log_is_append_only(store: RecordStore, account: uuid.UUID, statement: str) -> None:
     entity = uuid.uuid4()
     with store.begin() as conn:
-        write_audit(conn, account, "alice", [dict(operation="status_update", entity_type="applications", entity_id=entity, before={"status": "active"}, after={"status": "rejected"})])
+        write_audit(
+            conn,
+            account,
+            "alice",
+            [
+                {
+                    "operation": "status_update",
+                    "entity_type": "applications",
+                    "entity_id": entity,
+                    "before": {"status": "active"},
+                    "after": {"status": "rejected"},
+                }
+            ],
+        )
     with pytest.raises(sa.exc.DBAPIError, match="append-only"), store.begin() as conn:
-        conn.execute(sa.text(statement + " WHERE entity_id = :e"), {"e": entity if store.dialect == "postgresql" else entity.hex})
+        conn.execute(
+            sa.text(statement + " WHERE entity_id = :e"), {"e": entity if store.dialect == "postgresql" else entity.hex}
+        )
     with store.begin() as conn:
         rows = conn.execute(sa.select(s.audit_log).where(s.audit_log.c.entity_id == entity)).all()
     assert [(r.actor, r.before, r.after) for r in rows] == [("alice", {"status": "active"}, {"status": "rejected"})]
@@ -75,7 +94,16 @@ def test_bulk_job_keeps_seed_fields_and_rejects_unknown_status(store: RecordStor
     ids = [uuid.uuid4() for _ in range(3)]
     job = uuid.uuid4()
     with store.begin() as conn:
-        conn.execute(s.bulk_jobs.insert().values(id=job, account_id=account, entity_type="applications", operation="delete", entity_ids=ids, total_count=3))
+        conn.execute(
+            s.bulk_jobs.insert().values(
+                id=job,
+                account_id=account,
+                entity_type="applications",
+                operation="delete",
+                entity_ids=ids,
+                total_count=3,
+            )
+        )
         row = conn.execute(sa.select(s.bulk_jobs).where(s.bulk_jobs.c.id == job)).one()
     assert [uuid.UUID(str(i)) for i in row.entity_ids] == ids
     assert (row.status, row.processed_count, row.failed_count, row.error_message) == ("pending", 0, 0, None)
@@ -87,8 +115,20 @@ def test_json_columns_accept_uuids_and_datetimes(store: RecordStore, account: uu
     import datetime as dt
 
     entity = uuid.uuid4()
-    when = dt.datetime(2026, 1, 2, 3, 4, 5, tzinfo=dt.timezone.utc)
+    when = dt.datetime(2026, 1, 2, 3, 4, 5, tzinfo=dt.UTC)
     with store.begin() as conn:
-        write_audit(conn, account, "bob", [dict(operation="x", entity_type="applications", entity_id=entity, before={"job_id": entity, "applied_at": when})])
+        write_audit(
+            conn,
+            account,
+            "bob",
+            [
+                {
+                    "operation": "x",
+                    "entity_type": "applications",
+                    "entity_id": entity,
+                    "before": {"job_id": entity, "applied_at": when},
+                }
+            ],
+        )
         before = conn.scalar(sa.select(s.audit_log.c.before).where(s.audit_log.c.entity_id == entity))
     assert before == {"job_id": str(entity), "applied_at": "2026-01-02T03:04:05+00:00"}
