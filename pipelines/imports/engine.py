@@ -367,7 +367,8 @@ def run_import(
                 for raw in tab.batches(options.batch_size, start_after=start_after):
                     mapped = apply_mapping(mapping, raw.table)
                     yield raw, prepare(
-                        options.entity, mapped, raw.num_rows, auto_advance=options.auto_advance, duplicate_keys=options.duplicate_keys
+                        options.entity, mapped, raw.num_rows, auto_advance=options.auto_advance, duplicate_keys=options.duplicate_keys,
+                        case_sensitive_keys=options.case_sensitive_keys,
                     )
 
             try:
@@ -381,6 +382,7 @@ def run_import(
                             columns=columns, json_spec=prep.json, on_duplicate=options.on_duplicate,
                             duplicate_keys=options.duplicate_keys, create_missing_jobs=options.create_missing_jobs,
                             default_stage=options.default_stage, form_name=options.form_name,
+                            case_sensitive_keys=options.case_sensitive_keys,
                         )
                         with step():
                             writer.create_stage()

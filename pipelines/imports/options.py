@@ -38,6 +38,8 @@ class ImportOptions:
         actor: who the audit log names.
         force: import even when identical content was already imported (re-import).
         form_name: name of the form submission an application import creates.
+        case_sensitive_keys: match job codes and external ids with their case (by default
+            `ENG-1` and ` eng-1 ` are one key).
     """
 
     entity: str = "applications"
@@ -57,6 +59,7 @@ class ImportOptions:
     actor: str = "bulkops"
     force: bool = False
     form_name: str = "application"
+    case_sensitive_keys: bool = False
 
     def __post_init__(self) -> None:
         from pipelines.imports.errors import ImportFailed

@@ -21,6 +21,9 @@ def check_auto_advance(rules: tuple[dict, ...]) -> None:
         if not rule.get("stage"):
             raise ImportFailed(f"auto_advance rule {i + 1} needs a stage")
 
+# staged values that find records: compared without case (unless case_sensitive_keys) and
+# surrounding whitespace, runs of whitespace as one space
+KEY_FIELDS = ("external_id", "code", "job_code", "application_external_id", "candidate_external_id")
 EMAIL_RE = r"^[^@\s]+@[^@\s]+\.[^@\s]+$"
 NUMBER_RE = r"^[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?$"
 # staged text columns per entity, in order (timestamps: applied_at)
@@ -74,9 +77,14 @@ def _stage_column(entity: str, name: str, fields: dict[str, pa.Array], n: int) -
     return pa.nulls(n, pa.string())
 
 
-def prepare(entity: str, mapped: Mapped, n: int, *, auto_advance: tuple[dict, ...] = (), duplicate_keys: tuple[str, ...] = ()) -> Prepared:
+def prepare(entity: str, mapped: Mapped, n: int, *, auto_advance: tuple[dict, ...] = (), duplicate_keys: tuple[str, ...] = (),
+            case_sensitive_keys: bool = False) -> Prepared:
     """Entity rules on a mapped batch: email normalisation and checks, stage slugs, auto-advance, rounds."""
     fields = dict(mapped.fields)
+    # match keys: runs of whitespace count as one space (the writer folds case in SQL)
+    for key in KEY_FIELDS:
+        if key in fields and pa.types.is_string(fields[key].type):
+            fields[key] = pc.replace_substring_regex(pc.utf8_trim_whitespace(fields[key]), r"[\s\pZ]+", " ")
     errors = list(mapped.errors)
     sources = {}
     if "email" in fields:
@@ -120,8 +128,6 @@ def prepare(entity: str, mapped: Mapped, n: int, *, auto_advance: tuple[dict, ..
             stage = pc.if_else(hit, target_stage, stage if stage is not None else pa.nulls(n, pa.string()))
         if stage is not None:
             fields["stage"] = stage
-    if entity == "jobs" and "code" in fields:
-        fields["code"] = pc.utf8_trim_whitespace(fields["code"])
     cols = {"row_no": None}
     arrays: dict[str, pa.Array] = {}
     for name in STAGE_FIELDS[entity]:
@@ -137,14 +143,16 @@ def prepare(entity: str, mapped: Mapped, n: int, *, auto_advance: tuple[dict, ..
                 arrays[col] = arr
             json_spec[kind].append((key, col))
     del cols, sources
-    rnd = rounds(entity, arrays, n, duplicate_keys)
+    rnd = rounds(entity, arrays, n, duplicate_keys, case_sensitive_keys)
     table = pa.Table.from_arrays([rnd, *arrays.values()], names=["rnd", *arrays.keys()])
     return Prepared(table=table, json=json_spec, errors=errors)
 
 
-def rounds(entity: str, cols: dict[str, pa.Array], n: int, duplicate_keys: tuple[str, ...]) -> pa.Array:
+def rounds(entity: str, cols: dict[str, pa.Array], n: int, duplicate_keys: tuple[str, ...], case_sensitive_keys: bool = False) -> pa.Array:
     """Duplicate rounds: rows sharing a match key go to successive rounds, so each round is
     set-based yet the batch behaves as if processed row by row in file order."""
+    if not case_sensitive_keys:
+        cols = {**cols, **{k: pc.utf8_lower(cols[k]) for k in KEY_FIELDS if k in cols}}
     keys: list[pa.Array] = []
     if "external_id" in duplicate_keys or entity == "contracts":
         keys.append(cols["external_id"])
