@@ -159,6 +159,19 @@ class WriteFailed(Exception):
     """
 
 
+def _db_reason(exc: sa.exc.DBAPIError) -> str:
+    """The database's own message for EXC: its first line, never the statement or its parameters."""
+    orig = exc.orig
+    diag = getattr(orig, "diag", None)
+    text = getattr(diag, "message_primary", None) or next(iter(str(orig).strip().splitlines()), "") if orig is not None else ""
+    column = getattr(diag, "column_name", None)
+    if column and column not in text:
+        text += f" (column {column})"
+    if exc.connection_invalidated and "connection" not in text:
+        text = f"the connection to the database was lost: {text}"
+    return text[:300] or type(orig or exc).__name__
+
+
 class ImportWriter:
     """Set-based import of staged batches for one entity, on one connection.
 
@@ -209,6 +222,8 @@ class ImportWriter:
         self.prefix = {"rec": _id_prefix(), "user": _id_prefix(), "form": _id_prefix()}
         # lookup table -> [account's rows at the last ANALYZE (-1: never analyzed), rows added since]
         self.table_growth: dict[str, list[float]] | None = None
+        # what write_batch is doing, for the message of a WriteFailed
+        self.step = ""
 
     # -- dialect helpers
 
@@ -270,6 +285,12 @@ class ImportWriter:
     # -- staging
 
     def create_stage(self) -> None:
+        try:
+            self._create_stage()
+        except sa.exc.DBAPIError as exc:
+            raise WriteFailed(f"creating the staging table of {len(self.columns)} columns failed: {_db_reason(exc)}") from exc
+
+    def _create_stage(self) -> None:
         S = self.stage
         if self.pg:
             cols = ", ".join(f"{c} {'timestamptz' if c in TIMESTAMP_COLUMNS else 'text'}" for c in self.columns)
@@ -329,6 +350,14 @@ class ImportWriter:
     # -- planner statistics
 
     def refresh_statistics(self) -> list[str]:
+        """ANALYZE the lookup tables whose statistics no longer describe this account's rows (`_refresh_statistics`)."""
+        try:
+            return self._refresh_statistics()
+        except sa.exc.DBAPIError as exc:
+            raise WriteFailed(f"refreshing the planner statistics of {', '.join(LOOKUP_TABLES[self.entity])} failed: "
+                              f"{_db_reason(exc)}") from exc
+
+    def _refresh_statistics(self) -> list[str]:
         """ANALYZE the lookup tables whose statistics no longer describe this account's rows.
 
         Call between batches, in a transaction of its own (ANALYZE holds a lock until commit). A
@@ -375,7 +404,21 @@ class ImportWriter:
     # -- one batch
 
     def write_batch(self, table: pa.Table) -> BatchOutcome:
-        """Stage and write one batch (inside the caller's transaction)."""
+        """Stage and write one batch (inside the caller's transaction).
+
+        Raises:
+            WriteFailed: the database refused a statement; the message names the rows and the
+                step, and says why in words. The caller rolls the batch back.
+        """
+        self.step = "loading them into the staging table"
+        try:
+            return self._write_batch(table)
+        except sa.exc.DBAPIError as exc:
+            bounds = pc.min_max(table.column("row_no")).as_py()
+            raise WriteFailed(f"rows {bounds['min']}-{bounds['max']} were not written: {self.step} failed: {_db_reason(exc)}") from exc
+
+    def _write_batch(self, table: pa.Table) -> BatchOutcome:
+        e = self.entity
         if self.pg:
             # a batch commits together with its counters, so a commit lost in a server crash is
             # simply redone by the resume; JIT compilation costs more than it saves here
@@ -388,26 +431,36 @@ class ImportWriter:
             # would not see this one's uncommitted records, create the same job or candidate
             # again and fail on the unique key, or duplicate an application that has none. The
             # lock waits for the other batch's commit; the statements below then see its rows.
+            self.step = "waiting for the account's other imports"
             self.run(ACCOUNT_IMPORT_LOCK)
         self.params["now"] = self._now()
         details: dict[str, int] = {}
-        if self.entity == "applications":
+        if e == "applications":
+            self.step = "finding or creating their jobs"
             details["jobs_created"] = self._resolve_jobs()
-        if self.entity == "contracts":
+        if e == "contracts":
+            self.step = "finding their applications"
             self._resolve_applications()
         rounds = self.conn.execute(sa.text(f"SELECT max(rnd) FROM {self.stage}")).scalar() or 0
         r = 1
         while r <= rounds:
+            self.step = f"matching existing {e}"
             bumped = self._match(r)
             rounds = max(rounds, r + 1) if bumped else rounds
-            if self.entity == "applications":
+            if e == "applications":
+                self.step = "finding or creating their candidates"
                 details["candidates_created"] = details.get("candidates_created", 0) + self._resolve_candidates(r)
+            self.step = f"creating {e}"
             self._create(r)
+            self.step = f"updating {e}"
             self._update(r)
+            self.step = "flagging duplicates for review"
             self._flag(r)
             if r == 1 and rounds > 1:
+                self.step = "refreshing planner statistics"
                 self._analyze_new_account()
             r += 1
+        self.step = "counting the outcomes"
         counts = dict.fromkeys(OUTCOMES, 0)
         for outcome, n in self.run(f"SELECT outcome, count(*) FROM {self.stage} WHERE err IS NULL GROUP BY outcome"):
             counts[outcome] = n
@@ -883,6 +936,13 @@ class ImportRollback:
         return self.run(f"INSERT INTO {self.ids} (entity_id, image) {select}").rowcount
 
     def execute(self) -> dict[str, dict[str, int]]:
+        """Undo the import; raises WriteFailed (in words) when the database refuses a statement."""
+        try:
+            return self._execute()
+        except sa.exc.DBAPIError as exc:
+            raise WriteFailed(f"the rollback was not written: {_db_reason(exc)}") from exc
+
+    def _execute(self) -> dict[str, dict[str, int]]:
         if self.pg:
             # the account's imports take turns with this (see write_batch)
             self.run(ACCOUNT_IMPORT_LOCK)
