@@ -199,6 +199,8 @@ def _launch(path: str, entity: str, account: str, options: object, mapping: str 
 @click.option("--error-threshold", type=float, default=0.1, show_default=True)
 @click.option("--batch-size", type=int, default=5000, show_default=True)
 @click.option("--no-create-missing-jobs", is_flag=True, help="Reject rows naming an unknown job instead of creating it.")
+@click.option("--case-sensitive-keys", is_flag=True,
+              help="Match job codes and external ids with their case (by default ENG-1 and eng-1 are one key).")
 @click.option("--encoding", default=None)
 @click.option("--delimiter", default=None)
 @click.option("--format", "file_format", type=click.Choice(["csv", "parquet"]), default=None)
@@ -212,7 +214,7 @@ def _launch(path: str, entity: str, account: str, options: object, mapping: str 
 def import_file(path: str, entity: str, account: str | None, mapping: str | None, on_duplicate: str, duplicate_keys: str,
                 default_stage: str, error_policy: str, error_threshold: float, batch_size: int, no_create_missing_jobs: bool,
                 encoding: str | None, delimiter: str | None, file_format: str | None, force: bool, dry_run: bool,
-                submit: bool, no_wait: bool, timeout: float | None) -> None:
+                submit: bool, no_wait: bool, timeout: float | None, case_sensitive_keys: bool) -> None:
     """Import PATH through the Dagster import_job (the run shows in the UI).
 
     By default the run executes in this process, at once. With --submit it is queued on the
@@ -226,6 +228,7 @@ def import_file(path: str, entity: str, account: str | None, mapping: str | None
         on_duplicate=on_duplicate, default_stage=default_stage, error_policy=error_policy, error_threshold=error_threshold,
         batch_size=batch_size, dry_run=dry_run, create_missing_jobs=not no_create_missing_jobs, encoding=encoding,
         delimiter=delimiter, file_format=file_format, force=force, actor=f"cli:{os.environ.get('USER', 'bulkops')}",
+        case_sensitive_keys=case_sensitive_keys,
     )
     if submit:
         _submit(path, entity, account or settings.default_account(), options, mapping, wait=not no_wait, timeout=timeout)

@@ -168,3 +168,23 @@ def test_key_lookups_are_probes_of_the_folded_indexes(store, table, stored, stag
         # case-sensitive codes may probe the exact unique index instead: a probe all the same
         exact = case_sensitive and table == "jobs"
         assert f"ix_{table}_account_id_lower_{column}" in plan or (exact and "jobs" in plan and "INDEX" in plan.upper()), plan
+
+
+@pytest.mark.parametrize(("flag", "codes"), [pytest.param([], ["ENG-1"], id="folded"),
+                                             pytest.param(["--case-sensitive-keys"], ["ENG-1", "eng-1"], id="case-sensitive")])
+def test_bulkops_import_case_sensitive_keys_reaches_the_writer(sqlite_url, tmp_path, monkeypatch, flag, codes) -> None:
+    from click.testing import CliRunner
+
+    from pipelines.cli import main
+
+    slug = f"t-{uuid.uuid4().hex[:10]}"
+    monkeypatch.setenv("BULKOPS_VAR_DIR", str(tmp_path / "var"))
+    monkeypatch.setenv("BULKOPS_DATABASE_URL", sqlite_url)
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "var" / "dagster"))
+    store = RecordStore(sqlite_url)
+    account = store.ensure_account(slug)
+    path = apps_csv(tmp_path, ["K-1,Ann,One,ann@x.org,ENG-1,Applied,2026-01-01,1", "K-2,Bob,Two,bob@x.org,eng-1,Applied,2026-01-01,2"])
+    out = CliRunner().invoke(main, ["import", str(path), "--account", slug, *flag])
+    assert out.exit_code == 0, out.output
+    assert _codes(store, account) == codes
+    store.dispose()
