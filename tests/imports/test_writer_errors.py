@@ -22,13 +22,19 @@ def refusing(store: RecordStore, table: str, external_id: str) -> Iterator[None]
     name = f"refuse_{uuid.uuid4().hex[:8]}"
     with store.engine.begin() as c:
         if c.dialect.name == "postgresql":
-            c.exec_driver_sql(f"CREATE FUNCTION {name}() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
-                              f"RAISE EXCEPTION '{table} refuses this record'; END $$")
-            c.exec_driver_sql(f"CREATE TRIGGER {name} BEFORE INSERT ON {table} FOR EACH ROW "
-                              f"WHEN (NEW.external_id = '{external_id}') EXECUTE FUNCTION {name}()")
+            c.exec_driver_sql(
+                f"CREATE FUNCTION {name}() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+                f"RAISE EXCEPTION '{table} refuses this record'; END $$"
+            )
+            c.exec_driver_sql(
+                f"CREATE TRIGGER {name} BEFORE INSERT ON {table} FOR EACH ROW "
+                f"WHEN (NEW.external_id = '{external_id}') EXECUTE FUNCTION {name}()"
+            )
         else:
-            c.exec_driver_sql(f"CREATE TRIGGER {name} BEFORE INSERT ON {table} WHEN NEW.external_id = '{external_id}' "
-                              f"BEGIN SELECT RAISE(ABORT, '{table} refuses this record'); END")
+            c.exec_driver_sql(
+                f"CREATE TRIGGER {name} BEFORE INSERT ON {table} WHEN NEW.external_id = '{external_id}' "
+                f"BEGIN SELECT RAISE(ABORT, '{table} refuses this record'); END"
+            )
     try:
         yield
     finally:
@@ -40,24 +46,35 @@ def refusing(store: RecordStore, table: str, external_id: str) -> Iterator[None]
 
 def test_a_refused_batch_names_its_rows_and_step_in_words(store, account, tmp_path) -> None:
     bad = f"BOOM-{uuid.uuid4().hex[:8]}"
-    path = apps_csv(tmp_path, ["E-1,Ann,One,ann@x.org,J-1,Applied,2026-01-01,1", "E-2,Bob,Two,bob@x.org,J-1,Applied,2026-01-01,2",
-                               f"{bad},Cy,Three,cy@x.org,J-1,Applied,2026-01-01,3", "E-4,Di,Four,di@x.org,J-1,Applied,2026-01-01,4"])
+    path = apps_csv(
+        tmp_path,
+        [
+            "E-1,Ann,One,ann@x.org,J-1,Applied,2026-01-01,1",
+            "E-2,Bob,Two,bob@x.org,J-1,Applied,2026-01-01,2",
+            f"{bad},Cy,Three,cy@x.org,J-1,Applied,2026-01-01,3",
+            "E-4,Di,Four,di@x.org,J-1,Applied,2026-01-01,4",
+        ],
+    )
     with refusing(store, "applications", bad), pytest.raises(WriteFailed) as failure:
         run_import(store, account, path, ImportOptions(batch_size=2), failed_rows_dir=tmp_path)
     message = str(failure.value)
-    assert message.startswith("rows 3-4 were not written: creating applications failed: applications refuses this record"), message
+    assert message.startswith(
+        "rows 3-4 were not written: creating applications failed: applications refuses this record"
+    ), message
     assert not any(word in message.upper() for word in ("INSERT", "SELECT", "[SQL", "IMPORT_STAGE")), message
     assert not is_transient(failure.value)
     # the first batch stays, the refused one is rolled back whole
     assert count(store, "applications", account) == 2
     [row] = list_imports(store, account)
     assert row["status"] == "failed" and row["rows_read"] == 2
-    assert not any(word in (row["error_message"] or "").upper() for word in ("INSERT", "SELECT", "[SQL")), row["error_message"]
+    assert not any(word in (row["error_message"] or "").upper() for word in ("INSERT", "SELECT", "[SQL")), row[
+        "error_message"
+    ]
 
 
 @pytest.mark.postgres
 def test_a_lost_connection_stays_a_transient_failure(pg_url, tmp_path, monkeypatch) -> None:
-    # the server ends the import's connection mid-batch: a WriteFailed in words that the retry rule still sees as transient
+    # the server ends the import's connection mid-batch: a WriteFailed in words, still transient for the retry rule
     store = RecordStore(pg_url)
     account = store.ensure_account(f"lost-{uuid.uuid4().hex[:8]}")
     create = imports.ImportWriter._create
@@ -70,8 +87,13 @@ def test_a_lost_connection_stays_a_transient_failure(pg_url, tmp_path, monkeypat
 
     monkeypatch.setattr(imports.ImportWriter, "_create", killed)
     with pytest.raises(WriteFailed) as failure:
-        run_import(store, account, apps_csv(tmp_path, ["E-1,Ann,One,ann@x.org,J-1,Applied,2026-01-01,1"]), ImportOptions(),
-                   failed_rows_dir=tmp_path)
+        run_import(
+            store,
+            account,
+            apps_csv(tmp_path, ["E-1,Ann,One,ann@x.org,J-1,Applied,2026-01-01,1"]),
+            ImportOptions(),
+            failed_rows_dir=tmp_path,
+        )
     message = str(failure.value)
     assert message.startswith("rows 1-1 were not written: creating applications failed: "), message
     assert "terminating connection" in message and "INSERT" not in message.upper()

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 import sqlalchemy as sa
@@ -19,8 +19,14 @@ def _codes(store: RecordStore, account: uuid.UUID) -> list[str]:
 
 
 def test_one_file_spelling_a_job_code_two_ways_makes_one_job(store, account, tmp_path) -> None:
-    path = apps_csv(tmp_path, ["K-1,Ann,One,ann@x.org,ENG-1,Applied,2026-01-01,1", 'K-2,Bob,Two,bob@x.org," eng-1 ",Applied,2026-01-01,2',
-                               "K-3,Cy,Three,cy@x.org,Eng-1,Applied,2026-01-01,3"])
+    path = apps_csv(
+        tmp_path,
+        [
+            "K-1,Ann,One,ann@x.org,ENG-1,Applied,2026-01-01,1",
+            'K-2,Bob,Two,bob@x.org," eng-1 ",Applied,2026-01-01,2',
+            "K-3,Cy,Three,cy@x.org,Eng-1,Applied,2026-01-01,3",
+        ],
+    )
     r = run_import(store, account, path, ImportOptions(), failed_rows_dir=tmp_path)
     assert (r.created, r.errors, r.details["jobs_created"]) == (3, 0, 1)
     assert _codes(store, account) == ["ENG-1"]
@@ -28,15 +34,30 @@ def test_one_file_spelling_a_job_code_two_ways_makes_one_job(store, account, tmp
 
 
 def test_two_imports_spelling_a_job_code_two_ways_share_the_job(store, account, tmp_path) -> None:
-    run_import(store, account, apps_csv(tmp_path, ["K-1,Ann,One,ann@x.org,ENG-1,Applied,2026-01-01,1"], "a.csv"), ImportOptions(),
-               failed_rows_dir=tmp_path)
-    r = run_import(store, account, apps_csv(tmp_path, ['K-2,Bob,Two,bob@x.org," eng-1 ",Applied,2026-01-01,2'], "b.csv"),
-                   ImportOptions(), failed_rows_dir=tmp_path)
+    run_import(
+        store,
+        account,
+        apps_csv(tmp_path, ["K-1,Ann,One,ann@x.org,ENG-1,Applied,2026-01-01,1"], "a.csv"),
+        ImportOptions(),
+        failed_rows_dir=tmp_path,
+    )
+    r = run_import(
+        store,
+        account,
+        apps_csv(tmp_path, ['K-2,Bob,Two,bob@x.org," eng-1 ",Applied,2026-01-01,2'], "b.csv"),
+        ImportOptions(),
+        failed_rows_dir=tmp_path,
+    )
     assert (r.created, r.details["jobs_created"]) == (1, 0)
     assert _codes(store, account) == ["ENG-1"]
     # and an application found again by the same candidate and job is an update, not a second one
-    again = run_import(store, account, apps_csv(tmp_path, [",Ann,One,ann@x.org,eng-1,Offer,2026-01-01,1"], "c.csv"), ImportOptions(),
-                       failed_rows_dir=tmp_path)
+    again = run_import(
+        store,
+        account,
+        apps_csv(tmp_path, [",Ann,One,ann@x.org,eng-1,Offer,2026-01-01,1"], "c.csv"),
+        ImportOptions(),
+        failed_rows_dir=tmp_path,
+    )
     assert (again.created, again.updated) == (0, 1)
     assert count(store, "applications", account) == 2
 
@@ -57,12 +78,24 @@ def test_jobs_file_matches_codes_without_case_and_keeps_the_first_spelling(store
 @pytest.mark.parametrize(
     ("entity", "first", "second"),
     [
-        pytest.param("applications", "Application ID,Email,Stage\nAPP-7,ann@x.org,applied\n",
-                     "Application ID,Email,Stage\n app-7 ,ann@x.org,offer\n", id="applications"),
-        pytest.param("candidates", "Candidate ID,Email,Phone\nCAND-7,ann@x.org,1\n", "Candidate ID,Email,Phone\ncand-7,ANN@x.org,2\n",
-                     id="candidates"),
-        pytest.param("jobs", "Job ID,Job Code,Title\nREQ-7,J-1,Engineer\n", "Job ID,Job Code,Title\nreq-7,j-1,Lead\n", id="jobs"),
-        pytest.param("contracts", "Contract ID,Status\nCTR-7,draft\n", "Contract ID,Status\nctr-7 ,sent\n", id="contracts"),
+        pytest.param(
+            "applications",
+            "Application ID,Email,Stage\nAPP-7,ann@x.org,applied\n",
+            "Application ID,Email,Stage\n app-7 ,ann@x.org,offer\n",
+            id="applications",
+        ),
+        pytest.param(
+            "candidates",
+            "Candidate ID,Email,Phone\nCAND-7,ann@x.org,1\n",
+            "Candidate ID,Email,Phone\ncand-7,ANN@x.org,2\n",
+            id="candidates",
+        ),
+        pytest.param(
+            "jobs", "Job ID,Job Code,Title\nREQ-7,J-1,Engineer\n", "Job ID,Job Code,Title\nreq-7,j-1,Lead\n", id="jobs"
+        ),
+        pytest.param(
+            "contracts", "Contract ID,Status\nCTR-7,draft\n", "Contract ID,Status\nctr-7 ,sent\n", id="contracts"
+        ),
     ],
 )
 def test_external_ids_match_without_case(store, account, tmp_path, entity, first, second) -> None:
@@ -77,13 +110,31 @@ def test_external_ids_match_without_case(store, account, tmp_path, entity, first
 
 
 def test_contracts_find_their_application_without_case(store, account, tmp_path) -> None:
-    run_import(store, account, apps_csv(tmp_path, ["APP-1000,Ann,One,ann@x.org,J-1,Applied,2026-01-01,1"]), ImportOptions(),
-               failed_rows_dir=tmp_path)
+    run_import(
+        store,
+        account,
+        apps_csv(tmp_path, ["APP-1000,Ann,One,ann@x.org,J-1,Applied,2026-01-01,1"]),
+        ImportOptions(),
+        failed_rows_dir=tmp_path,
+    )
     path = tmp_path / "contracts.csv"
     path.write_text("Contract ID,Application ID,Status\nK-1, app-1000 ,sent\n")
-    r = run_import(store, account, path, ImportOptions(entity="contracts", mapping={
-        "columns": {"Contract ID": "external_id", "Application ID": "application_external_id", "Status": "status"}}),
-        failed_rows_dir=tmp_path)
+    r = run_import(
+        store,
+        account,
+        path,
+        ImportOptions(
+            entity="contracts",
+            mapping={
+                "columns": {
+                    "Contract ID": "external_id",
+                    "Application ID": "application_external_id",
+                    "Status": "status",
+                }
+            },
+        ),
+        failed_rows_dir=tmp_path,
+    )
     assert (r.created, r.errors) == (1, 0)
     [contract] = rows(store, "contracts", account)
     assert contract.application_id == rows(store, "applications", account)[0].id
@@ -91,19 +142,32 @@ def test_contracts_find_their_application_without_case(store, account, tmp_path)
 
 def _legacy_jobs(store: RecordStore, account: uuid.UUID) -> dict[str, uuid.UUID]:
     """Two jobs whose codes differ only in case, as a store written before keys were folded holds them."""
-    old = datetime(2025, 1, 1, tzinfo=timezone.utc)
+    old = datetime(2025, 1, 1, tzinfo=UTC)
     ids = {"ENG-1": uuid.uuid4(), "eng-1": uuid.uuid4()}
     with store.engine.begin() as c:
         for i, (code, id_) in enumerate(ids.items()):
-            c.execute(schema.jobs.insert().values(id=id_, account_id=account, code=code, title=f"job {code}",
-                                                  created_at=old + timedelta(days=i), updated_at=old + timedelta(days=i)))
+            c.execute(
+                schema.jobs.insert().values(
+                    id=id_,
+                    account_id=account,
+                    code=code,
+                    title=f"job {code}",
+                    created_at=old + timedelta(days=i),
+                    updated_at=old + timedelta(days=i),
+                )
+            )
     return ids
 
 
 def test_codes_differing_only_in_case_from_before_match_the_older_job(store, account, tmp_path) -> None:
     ids = _legacy_jobs(store, account)
-    r = run_import(store, account, apps_csv(tmp_path, ["K-1,Ann,One,ann@x.org,Eng-1,Applied,2026-01-01,1"]), ImportOptions(),
-                   failed_rows_dir=tmp_path)
+    r = run_import(
+        store,
+        account,
+        apps_csv(tmp_path, ["K-1,Ann,One,ann@x.org,Eng-1,Applied,2026-01-01,1"]),
+        ImportOptions(),
+        failed_rows_dir=tmp_path,
+    )
     assert (r.created, r.details["jobs_created"]) == (1, 0)
     assert rows(store, "applications", account)[0].job_id == ids["ENG-1"]
     jobs = tmp_path / "jobs.csv"
@@ -125,19 +189,35 @@ def test_a_code_of_another_job_is_refused_without_case(store, account, tmp_path)
 
 
 def test_case_sensitive_keys_keep_spellings_apart(store, account, tmp_path) -> None:
-    path = apps_csv(tmp_path, ["K-1,Ann,One,ann@x.org,ENG-1,Applied,2026-01-01,1", "k-1,Bob,Two,bob@x.org,eng-1,Applied,2026-01-01,2"])
+    path = apps_csv(
+        tmp_path,
+        ["K-1,Ann,One,ann@x.org,ENG-1,Applied,2026-01-01,1", "k-1,Bob,Two,bob@x.org,eng-1,Applied,2026-01-01,2"],
+    )
     r = run_import(store, account, path, ImportOptions(case_sensitive_keys=True), failed_rows_dir=tmp_path)
     assert (r.created, r.updated, r.details["jobs_created"]) == (2, 0, 2)
     assert _codes(store, account) == ["ENG-1", "eng-1"]
 
 
 def test_rollback_after_a_folded_match_restores_and_deletes(store, account, tmp_path) -> None:
-    run_import(store, account, apps_csv(tmp_path, ["K-1,Ann,One,ann@x.org,ENG-1,Applied,2026-01-01,1"], "a.csv"), ImportOptions(),
-               failed_rows_dir=tmp_path)
+    run_import(
+        store,
+        account,
+        apps_csv(tmp_path, ["K-1,Ann,One,ann@x.org,ENG-1,Applied,2026-01-01,1"], "a.csv"),
+        ImportOptions(),
+        failed_rows_dir=tmp_path,
+    )
     before = _apps(store, account)
-    second = run_import(store, account, apps_csv(tmp_path, ["k-1,Ann,One,ann@x.org,eng-1,Offer,2026-01-01,1",
-                                                            "K-2,Bob,Two,bob@x.org, ENG-1,Applied,2026-01-01,2"], "b.csv"),
-                        ImportOptions(), failed_rows_dir=tmp_path)
+    second = run_import(
+        store,
+        account,
+        apps_csv(
+            tmp_path,
+            ["k-1,Ann,One,ann@x.org,eng-1,Offer,2026-01-01,1", "K-2,Bob,Two,bob@x.org, ENG-1,Applied,2026-01-01,2"],
+            "b.csv",
+        ),
+        ImportOptions(),
+        failed_rows_dir=tmp_path,
+    )
     assert (second.created, second.updated) == (1, 1)
     out = rollback_import(store, account, second.import_id, actor="tester")
     assert (out["restored"]["applications"], out["deleted"]["applications"]) == (1, 1)
@@ -147,17 +227,32 @@ def test_rollback_after_a_folded_match_restores_and_deletes(store, account, tmp_
 
 def _apps(store: RecordStore, account: uuid.UUID) -> list[tuple]:
     # all but updated_at, which the rollback sets
-    return [tuple(a)[:-4] + (a.deleted_at, a.import_id) for a in rows(store, "applications", account)]
+    return [(*tuple(a)[:-4], a.deleted_at, a.import_id) for a in rows(store, "applications", account)]
 
 
-@pytest.mark.parametrize(("table", "stored", "staged"), [("jobs", "t.code", "'x'"), ("applications", "t.external_id", "'x'"),
-                                                         ("users", "t.external_id", "'x'"), ("contracts", "t.external_id", "'x'")])
+@pytest.mark.parametrize(
+    ("table", "stored", "staged"),
+    [
+        ("jobs", "t.code", "'x'"),
+        ("applications", "t.external_id", "'x'"),
+        ("users", "t.external_id", "'x'"),
+        ("contracts", "t.external_id", "'x'"),
+    ],
+)
 @pytest.mark.parametrize("case_sensitive", [False, True])
 def test_key_lookups_are_probes_of_the_folded_indexes(store, table, stored, staged, case_sensitive) -> None:
     column = stored.split(".")[1]
     with store.engine.connect() as conn:
-        writer = ImportWriter(conn, entity="jobs", account_id=uuid.uuid4(), import_id=uuid.uuid4(), actor="t", columns=[],
-                              json_spec={}, case_sensitive_keys=case_sensitive)
+        writer = ImportWriter(
+            conn,
+            entity="jobs",
+            account_id=uuid.uuid4(),
+            import_id=uuid.uuid4(),
+            actor="t",
+            columns=[],
+            json_spec={},
+            case_sensitive_keys=case_sensitive,
+        )
         probe = f"SELECT t.id FROM {table} t WHERE t.account_id = :acct AND {writer.key_eq(stored, staged)}"
         if conn.dialect.name == "postgresql":
             # whatever the table's size: the index must fit the expression (a seq scan is the only other way)
@@ -167,11 +262,18 @@ def test_key_lookups_are_probes_of_the_folded_indexes(store, table, stored, stag
             plan = "\n".join(str(r[-1]) for r in conn.execute(sa.text(f"EXPLAIN QUERY PLAN {probe}"), writer.params))
         # case-sensitive codes may probe the exact unique index instead: a probe all the same
         exact = case_sensitive and table == "jobs"
-        assert f"ix_{table}_account_id_lower_{column}" in plan or (exact and "jobs" in plan and "INDEX" in plan.upper()), plan
+        assert f"ix_{table}_account_id_lower_{column}" in plan or (
+            exact and "jobs" in plan and "INDEX" in plan.upper()
+        ), plan
 
 
-@pytest.mark.parametrize(("flag", "codes"), [pytest.param([], ["ENG-1"], id="folded"),
-                                             pytest.param(["--case-sensitive-keys"], ["ENG-1", "eng-1"], id="case-sensitive")])
+@pytest.mark.parametrize(
+    ("flag", "codes"),
+    [
+        pytest.param([], ["ENG-1"], id="folded"),
+        pytest.param(["--case-sensitive-keys"], ["ENG-1", "eng-1"], id="case-sensitive"),
+    ],
+)
 def test_bulkops_import_case_sensitive_keys_reaches_the_writer(sqlite_url, tmp_path, monkeypatch, flag, codes) -> None:
     from click.testing import CliRunner
 
@@ -183,7 +285,10 @@ def test_bulkops_import_case_sensitive_keys_reaches_the_writer(sqlite_url, tmp_p
     monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "var" / "dagster"))
     store = RecordStore(sqlite_url)
     account = store.ensure_account(slug)
-    path = apps_csv(tmp_path, ["K-1,Ann,One,ann@x.org,ENG-1,Applied,2026-01-01,1", "K-2,Bob,Two,bob@x.org,eng-1,Applied,2026-01-01,2"])
+    path = apps_csv(
+        tmp_path,
+        ["K-1,Ann,One,ann@x.org,ENG-1,Applied,2026-01-01,1", "K-2,Bob,Two,bob@x.org,eng-1,Applied,2026-01-01,2"],
+    )
     out = CliRunner().invoke(main, ["import", str(path), "--account", slug, *flag])
     assert out.exit_code == 0, out.output
     assert _codes(store, account) == codes

@@ -12,17 +12,25 @@ from connectors.store import RecordStore, schema
 from pipelines.imports.engine import ImportOptions, list_imports, rollback_import, run_import
 from tests.imports.helpers import apps_csv, count
 
-APPS = ["U-1,Ann,One,ann@x.org,J-1,Applied,2026-01-01 09:30,1", "U-2,Bob,Two,bob@x.org,J-1,Interview,2026-01-02 10:00,2",
-        "U-3,Cy,Three,cy@x.org,J-2,,,"]
+APPS = [
+    "U-1,Ann,One,ann@x.org,J-1,Applied,2026-01-01 09:30,1",
+    "U-2,Bob,Two,bob@x.org,J-1,Interview,2026-01-02 10:00,2",
+    "U-3,Cy,Three,cy@x.org,J-2,,,",
+]
 # per entity: a file, and the same file with one value of one record changed (field, before, after)
 FILES = {
     "applications": (
         "\n".join(["Application ID,First Name,Last Name,Email,Job Code,Stage,Applied At,Years Experience", *APPS]),
         ("U-2", "stage", "interview", "offer"),
     ),
-    "candidates": ("Candidate ID,First Name,Last Name,Email,Phone\nC-1,Ann,One,ann@x.org,\nC-2,Bob,Two,bob@x.org,+44 1\n",
-                   ("C-2", "phone", "+44 1", "+44 2")),
-    "jobs": ("Job Code,Title,Location,Team\nJ-1,Engineer,Leeds,core\nJ-2,Analyst,,data\n", ("J-2", "title", "Analyst", "Data Analyst")),
+    "candidates": (
+        "Candidate ID,First Name,Last Name,Email,Phone\nC-1,Ann,One,ann@x.org,\nC-2,Bob,Two,bob@x.org,+44 1\n",
+        ("C-2", "phone", "+44 1", "+44 2"),
+    ),
+    "jobs": (
+        "Job Code,Title,Location,Team\nJ-1,Engineer,Leeds,core\nJ-2,Analyst,,data\n",
+        ("J-2", "title", "Analyst", "Data Analyst"),
+    ),
 }
 
 
@@ -54,7 +62,9 @@ def _change(text: str, key: str, before: str, after: str) -> str:
 
 
 @pytest.mark.parametrize("entity", list(FILES))
-def test_reimport_of_identical_rows_writes_nothing_and_one_change_writes_one_update(store, account, tmp_path, entity) -> None:
+def test_reimport_of_identical_rows_writes_nothing_and_one_change_writes_one_update(
+    store, account, tmp_path, entity
+) -> None:
     text, (key, field, before, after) = FILES[entity]
     rows = len(text.strip().splitlines()) - 1
     opts = ImportOptions(entity=entity)
@@ -62,7 +72,13 @@ def test_reimport_of_identical_rows_writes_nothing_and_one_change_writes_one_upd
     assert (first.created, first.errors) == (rows, 0)
     stored = _records(store, entity, account)
 
-    again = run_import(store, account, _write(tmp_path, "a.csv", text), ImportOptions(entity=entity, force=True), failed_rows_dir=tmp_path)
+    again = run_import(
+        store,
+        account,
+        _write(tmp_path, "a.csv", text),
+        ImportOptions(entity=entity, force=True),
+        failed_rows_dir=tmp_path,
+    )
     assert (again.status, again.created, again.updated, again.skipped, again.errors) == ("completed", 0, 0, rows, 0)
     assert again.details["unchanged"] == rows
     assert list_imports(store, account)[0]["skipped"] == rows
@@ -70,7 +86,9 @@ def test_reimport_of_identical_rows_writes_nothing_and_one_change_writes_one_upd
     # no UPDATE: not even updated_at moved
     assert _records(store, entity, account) == stored
 
-    one = run_import(store, account, _write(tmp_path, "b.csv", _change(text, key, before, after)), opts, failed_rows_dir=tmp_path)
+    one = run_import(
+        store, account, _write(tmp_path, "b.csv", _change(text, key, before, after)), opts, failed_rows_dir=tmp_path
+    )
     assert (one.created, one.updated, one.skipped, one.details["unchanged"]) == (0, 1, rows - 1, rows - 1)
     [audit] = _audit(store, one.import_id)
     assert (audit.operation, audit.before[field], audit.after[field]) == ("import.update", before, after)
@@ -95,8 +113,16 @@ def _row(store: RecordStore, entity: str, account: uuid.UUID, key: str) -> sa.Ro
 
 
 def test_data_compares_as_json_whatever_the_column_order(store, account, tmp_path) -> None:
-    a = _write(tmp_path, "a.csv", "Application ID,Email,Job Code,Team,Level\nU-1,ann@x.org,J-1,core,3\nU-2,bob@x.org,J-1,data,\n")
-    b = _write(tmp_path, "b.csv", "Level,Team,Job Code,Email,Application ID\n3,core,J-1,ann@x.org,U-1\n,data,J-1,bob@x.org,U-2\n")
+    a = _write(
+        tmp_path,
+        "a.csv",
+        "Application ID,Email,Job Code,Team,Level\nU-1,ann@x.org,J-1,core,3\nU-2,bob@x.org,J-1,data,\n",
+    )
+    b = _write(
+        tmp_path,
+        "b.csv",
+        "Level,Team,Job Code,Email,Application ID\n3,core,J-1,ann@x.org,U-1\n,data,J-1,bob@x.org,U-2\n",
+    )
     run_import(store, account, a, ImportOptions(), failed_rows_dir=tmp_path)
     r = run_import(store, account, b, ImportOptions(), failed_rows_dir=tmp_path)
     assert (r.updated, r.skipped, r.details["unchanged"]) == (0, 2, 2)
@@ -105,11 +131,13 @@ def test_data_compares_as_json_whatever_the_column_order(store, account, tmp_pat
 
 def test_a_new_data_key_or_a_cleared_field_is_a_change_and_a_blank_cell_is_not(store, account, tmp_path) -> None:
     run_import(store, account, apps_csv(tmp_path, APPS, "a.csv"), ImportOptions(), failed_rows_dir=tmp_path)
-    rows = ["U-1,Ann,One,ann@x.org,J-1,Applied,2026-01-01 09:30,1",
-            # a blank cell keeps the stored value (stage, applied_at): unchanged
-            "U-2,Bob,Two,bob@x.org,J-1,,,2",
-            # a data value where the record had none: changed
-            "U-3,Cy,Three,cy@x.org,J-2,,,5"]
+    rows = [
+        "U-1,Ann,One,ann@x.org,J-1,Applied,2026-01-01 09:30,1",
+        # a blank cell keeps the stored value (stage, applied_at): unchanged
+        "U-2,Bob,Two,bob@x.org,J-1,,,2",
+        # a data value where the record had none: changed
+        "U-3,Cy,Three,cy@x.org,J-2,,,5",
+    ]
     r = run_import(store, account, apps_csv(tmp_path, rows, "b.csv"), ImportOptions(), failed_rows_dir=tmp_path)
     assert (r.updated, r.details["unchanged"]) == (1, 2)
     [audit] = _audit(store, r.import_id)
@@ -123,17 +151,25 @@ def test_values_another_writer_stored_in_another_form_are_unchanged(store, accou
     t = schema.applications
     with store.engine.begin() as c:
         stored = c.execute(sa.select(t.c.applied_at, t.c.data).where(t.c.account_id == account)).one()
-        c.execute(t.update().where(t.c.account_id == account).values(applied_at=stored.applied_at, data=dict(stored.data)))
+        c.execute(
+            t.update().where(t.c.account_id == account).values(applied_at=stored.applied_at, data=dict(stored.data))
+        )
         if store.engine.dialect.name == "sqlite":
-            assert c.execute(sa.text("SELECT applied_at, data FROM applications WHERE account_id = :a"), {"a": account.hex}).one() == (
-                "2026-01-01 09:30:00.000000", '{"years_experience": "1"}')
-    r = run_import(store, account, apps_csv(tmp_path, APPS[:1], "b.csv"), ImportOptions(force=True), failed_rows_dir=tmp_path)
+            assert c.execute(
+                sa.text("SELECT applied_at, data FROM applications WHERE account_id = :a"), {"a": account.hex}
+            ).one() == ("2026-01-01 09:30:00.000000", '{"years_experience": "1"}')
+    r = run_import(
+        store, account, apps_csv(tmp_path, APPS[:1], "b.csv"), ImportOptions(force=True), failed_rows_dir=tmp_path
+    )
     assert (r.updated, r.details["unchanged"]) == (0, 1)
 
 
 def test_in_file_duplicates_compare_with_what_the_earlier_row_wrote(store, account, tmp_path) -> None:
-    rows = ["U-1,Ann,One,ann@x.org,J-1,Applied,2026-01-01 09:30,1", "U-1,Ann,One,ann@x.org,J-1,Applied,2026-01-01 09:30,1",
-            "U-1,Ann,One,ann@x.org,J-1,Offer,2026-01-01 09:30,1"]
+    rows = [
+        "U-1,Ann,One,ann@x.org,J-1,Applied,2026-01-01 09:30,1",
+        "U-1,Ann,One,ann@x.org,J-1,Applied,2026-01-01 09:30,1",
+        "U-1,Ann,One,ann@x.org,J-1,Offer,2026-01-01 09:30,1",
+    ]
     r = run_import(store, account, apps_csv(tmp_path, rows), ImportOptions(), failed_rows_dir=tmp_path)
     assert (r.created, r.updated, r.details["unchanged"]) == (1, 1, 1)
     assert count(store, "applications", account) == 1
@@ -141,6 +177,12 @@ def test_in_file_duplicates_compare_with_what_the_earlier_row_wrote(store, accou
 
 def test_dry_run_shows_unchanged_rows(store, account, tmp_path) -> None:
     run_import(store, account, apps_csv(tmp_path, APPS, "a.csv"), ImportOptions(), failed_rows_dir=tmp_path)
-    r = run_import(store, account, apps_csv(tmp_path, APPS, "a.csv"), ImportOptions(force=True, dry_run=True), failed_rows_dir=tmp_path)
+    r = run_import(
+        store,
+        account,
+        apps_csv(tmp_path, APPS, "a.csv"),
+        ImportOptions(force=True, dry_run=True),
+        failed_rows_dir=tmp_path,
+    )
     assert (r.updated, r.skipped) == (0, 3)
     assert [s["outcome"] for s in r.sample] == ["unchanged"] * 3

@@ -29,8 +29,13 @@ branch_labels = None
 depends_on = None
 
 # (table, key column): the index on (account_id, key) it had before, if any
-FOLDED = (("users", "external_id", True), ("jobs", "external_id", True), ("applications", "external_id", True),
-          ("contracts", "external_id", True), ("jobs", "code", False))
+FOLDED = (
+    ("users", "external_id", True),
+    ("jobs", "external_id", True),
+    ("applications", "external_id", True),
+    ("contracts", "external_id", True),
+    ("jobs", "code", False),
+)
 
 
 def upgrade() -> None:
