@@ -822,18 +822,23 @@ class ImportWriter:
         after = self.obj([(c, upd[c]) for c in plain] + [(c, upd[c]) for c in json_fields])
         # a row that would change no value is unchanged: no audit row, no UPDATE
         same = same_as_stored(self.pg, ENTITY_TABLES[self.entity], upd)
-        self.run(
-            f"UPDATE {S} AS s SET outcome = 'unchanged' FROM {table} t "
-            f"WHERE s.rnd = :r AND s.outcome = 'updated' AND t.id = s.match_id AND {same}",
-            r=r,
-        )
+        matched = f"FROM {S} s JOIN {table} t ON t.id = s.match_id WHERE s.rnd = :r AND s.outcome = 'updated'"
         # before-image first: rollback restores it
-        n = self.run(
-            f"{AUDIT_INSERT}"
-            f"SELECT :acct, :now, :actor, 'import.update', '{self.entity}', t.id, :imp, {before}, {after} "
-            f"FROM {S} s JOIN {table} t ON t.id = s.match_id WHERE s.rnd = :r AND s.outcome = 'updated'",
-            r=r,
-        ).rowcount
+        if self.pg:
+            # one pass over the matched records compares, marks the unchanged rows and audits the others
+            n = self.run(
+                f"WITH c AS MATERIALIZED (SELECT s.row_no, t.id, {same} AS same, {before} AS before, {after} AS after {matched}), "
+                f"m AS (UPDATE {S} SET outcome = 'unchanged' WHERE row_no IN (SELECT row_no FROM c WHERE same)) "
+                f"{AUDIT_INSERT}SELECT :acct, :now, :actor, 'import.update', '{self.entity}', c.id, :imp, c.before, c.after "
+                "FROM c WHERE NOT c.same",
+                r=r,
+            ).rowcount
+        else:
+            self.run(f"UPDATE {S} SET outcome = 'unchanged' WHERE row_no IN (SELECT s.row_no {matched} AND {same})", r=r)
+            n = self.run(
+                f"{AUDIT_INSERT}SELECT :acct, :now, :actor, 'import.update', '{self.entity}', t.id, :imp, {before}, {after} {matched}",
+                r=r,
+            ).rowcount
         if not n:
             return
         sets = ", ".join(f"{c} = {e}" for c, e in upd.items())
