@@ -71,8 +71,9 @@ def generate(path: Path, rows: int, seed: int = 7, *, changed: bool = False) -> 
             stage = rnd.choice(STAGES)
             # the next stage of the list has another slug: every record changes
             stage = STAGES[(STAGES.index(stage) + 1) % len(STAGES)] if changed else stage
+            years = str(k % 20 + (100 if changed else 0))
             w.writerow([f"APP-{i}", f"First{k}", f"Last{k}", email, f"+44 20 {k:08d}", job[0], job[1], stage,
-                        rnd.choice(["LinkedIn", "Referral", "Careers page"]), applied, str(k % 20 + (100 if changed else 0)), cover])
+                        rnd.choice(["LinkedIn", "Referral", "Careers page"]), applied, years, cover])
 
 
 def _copy_file(cur: psycopg.Cursor, table: str, path: Path) -> None:
@@ -296,11 +297,12 @@ def run_size(url: str, rows: int, batch: int, workdir: Path) -> dict:
         "reimport_counts": {k: again[k] for k in ("created", "updated", "skipped", "errors")},
         "reimport_details": again["details"],
         "update_s": round(update["elapsed"], 2), "update_rows_s": round(rows / update["elapsed"]),
-        "update_ratio": round(rows / update["elapsed"] / raw_rps, 3), "update_vs_floor": round(floor_re_s / update["elapsed"], 2),
+        "update_ratio": round(rows / update["elapsed"] / raw_rps, 3),
+        "update_vs_floor": round(floor_re_s / update["elapsed"], 2),
         "update_rss_mb": round(update["rss_mb"]),
         "update_counts": {k: update[k] for k in ("created", "updated", "skipped", "errors")},
-        "rollback_update": {"s": round(undo_update["elapsed"], 2), "restored": undo_update["restored"].get("applications"),
-                            "rss_mb": round(undo_update["rss_mb"])},
+        "rollback_update": {"s": round(undo_update["elapsed"], 2), "rss_mb": round(undo_update["rss_mb"]),
+                            "restored": undo_update["restored"].get("applications")},
         "rollback_reimport": {"s": round(undo_re["elapsed"], 2), "restored": undo_re["restored"].get("applications"),
                               "rss_mb": round(undo_re["rss_mb"])},
         "rollback_first": {"s": round(undo_first["elapsed"], 2), "deleted": undo_first["deleted"], "rss_mb": round(undo_first["rss_mb"])},

@@ -163,7 +163,9 @@ def _db_reason(exc: sa.exc.DBAPIError) -> str:
     """The database's own message for EXC: its first line, never the statement or its parameters."""
     orig = exc.orig
     diag = getattr(orig, "diag", None)
-    text = getattr(diag, "message_primary", None) or next(iter(str(orig).strip().splitlines()), "") if orig is not None else ""
+    text = ""
+    if orig is not None:
+        text = getattr(diag, "message_primary", None) or next(iter(str(orig).strip().splitlines()), "")
     column = getattr(diag, "column_name", None)
     if column and column not in text:
         text += f" (column {column})"
@@ -288,7 +290,8 @@ class ImportWriter:
         try:
             self._create_stage()
         except sa.exc.DBAPIError as exc:
-            raise WriteFailed(f"creating the staging table of {len(self.columns)} columns failed: {_db_reason(exc)}") from exc
+            what = f"creating the staging table of {len(self.columns)} columns"
+            raise WriteFailed(f"{what} failed: {_db_reason(exc)}") from exc
 
     def _create_stage(self) -> None:
         S = self.stage
@@ -415,7 +418,8 @@ class ImportWriter:
             return self._write_batch(table)
         except sa.exc.DBAPIError as exc:
             bounds = pc.min_max(table.column("row_no")).as_py()
-            raise WriteFailed(f"rows {bounds['min']}-{bounds['max']} were not written: {self.step} failed: {_db_reason(exc)}") from exc
+            rows = f"rows {bounds['min']}-{bounds['max']}"
+            raise WriteFailed(f"{rows} were not written: {self.step} failed: {_db_reason(exc)}") from exc
 
     def _write_batch(self, table: pa.Table) -> BatchOutcome:
         e = self.entity
@@ -526,15 +530,17 @@ class ImportWriter:
         if self.create_missing_jobs:
             # one job per code, spelled as its first row spells it
             first = (
-                f"SELECT job_code, coalesce(title, job_code) AS title FROM (SELECT {S}.job_code, max({S}.job_title) OVER w AS title, "
-                f"row_number() OVER (w ORDER BY {S}.row_no) AS n FROM {S} WHERE {need} WINDOW w AS (PARTITION BY {k})) f WHERE n = 1"
+                f"SELECT job_code, coalesce(title, job_code) AS title FROM (SELECT {S}.job_code, "
+                f"max({S}.job_title) OVER w AS title, row_number() OVER (w ORDER BY {S}.row_no) AS n "
+                f"FROM {S} WHERE {need} WINDOW w AS (PARTITION BY {k})) f WHERE n = 1"
             )
+            values = f"f.job_code, f.title, 'open', 'uploaded', '{{}}', :imp, :now, :now FROM ({first}) f"
             after = self.obj([("code", "j.code"), ("title", "j.title")])
             if self.pg:
                 # the audit rows come from RETURNING; then the lookup finds the new jobs
                 created = self.run(
                     "WITH j AS (INSERT INTO jobs (id, account_id, code, title, status, origin, data, import_id, created_at, updated_at) "
-                    f"SELECT gen_random_uuid(), :acct, f.job_code, f.title, 'open', 'uploaded', '{{}}', :imp, :now, :now FROM ({first}) f "
+                    f"SELECT gen_random_uuid(), :acct, {values} "
                     "RETURNING id, code, title) "
                     f"{AUDIT_INSERT}"
                     f"SELECT :acct, :now, :actor, 'import.create', 'jobs', j.id, :imp, NULL, {after} FROM j"
@@ -544,13 +550,14 @@ class ImportWriter:
                 return created
             created = self.run(
                 f"INSERT INTO jobs (id, account_id, code, title, status, origin, data, import_id, created_at, updated_at) "
-                f"SELECT {self.newid}, :acct, f.job_code, f.title, 'open', 'uploaded', '{{}}', :imp, :now, :now FROM ({first}) f"
+                f"SELECT {self.newid}, :acct, {values}"
             ).rowcount
             if created:
                 self.run(
                     f"{AUDIT_INSERT}"
                     f"SELECT :acct, :now, :actor, 'import.create', 'jobs', j.id, :imp, NULL, {after} FROM jobs j "
-                    f"WHERE j.account_id = :acct AND j.import_id = :imp AND j.created_at = :now AND j.code IN (SELECT job_code FROM {S} WHERE {need})"
+                    "WHERE j.account_id = :acct AND j.import_id = :imp AND j.created_at = :now "
+                    f"AND j.code IN (SELECT job_code FROM {S} WHERE {need})"
                 )
                 lookup()
         else:
@@ -564,7 +571,8 @@ class ImportWriter:
         S = self.stage
         self.probe(
             "ref_id",
-            f"SELECT a.id FROM applications a WHERE a.account_id = :acct AND {self.key_eq('a.external_id', 's.application_external_id')} "
+            "SELECT a.id FROM applications a WHERE a.account_id = :acct "
+            f"AND {self.key_eq('a.external_id', 's.application_external_id')} "
             "AND a.deleted_at IS NULL ORDER BY a.created_at, a.id LIMIT 1",
             "s.ref_id IS NULL AND s.application_external_id IS NOT NULL",
         )
@@ -635,7 +643,8 @@ class ImportWriter:
             # the oldest live record with the external id (the key is not unique in the store)
             self.probe(
                 "match_id",
-                f"SELECT t.id FROM {table} t WHERE t.account_id = :acct AND {self.key_eq('t.external_id', 's.external_id')} "
+                f"SELECT t.id FROM {table} t WHERE t.account_id = :acct "
+                f"AND {self.key_eq('t.external_id', 's.external_id')} "
                 "AND t.deleted_at IS NULL ORDER BY t.created_at, t.id LIMIT 1",
                 f"{base} AND s.external_id IS NOT NULL",
                 r=r,
@@ -685,7 +694,8 @@ class ImportWriter:
                 f"UPDATE {S} SET err = 'another {e[:-1]} already has this {staged.replace('_norm', '')}', "
                 f"err_col = '{staged.replace('_norm', '')}', outcome = NULL WHERE rnd = :r AND outcome = 'updated' AND "
                 # a scalar subquery, not EXISTS: the planner would turn EXISTS into a join (see probe)
-                f"(SELECT t.id FROM {table} t WHERE t.account_id = :acct AND {same_key('t', S)} AND t.id <> {S}.match_id LIMIT 1) IS NOT NULL "
+                f"(SELECT t.id FROM {table} t WHERE t.account_id = :acct AND {same_key('t', S)} "
+                f"AND t.id <> {S}.match_id LIMIT 1) IS NOT NULL "
                 # a record that has the key already keeps it: nothing new to clash
                 f"AND NOT coalesce((SELECT {same_key('m', S)} FROM {table} m WHERE m.id = {S}.match_id), false)",
                 r=r,
@@ -733,7 +743,8 @@ class ImportWriter:
                     "external_id": "s.external_id", "data": self.json_of("data"),
                 },
                 "update": {
-                    "code": self.kept_key("t.code", "s.code"), "title": "coalesce(s.title, t.title)", "description": "coalesce(s.description, t.description)",
+                    "code": self.kept_key("t.code", "s.code"), "title": "coalesce(s.title, t.title)",
+                    "description": "coalesce(s.description, t.description)",
                     "location": "coalesce(s.location, t.location)", "status": "coalesce(s.status, t.status)",
                     "source_url": "coalesce(s.source_url, t.source_url)", "external_id": "coalesce(t.external_id, s.external_id)",
                     "data": self.merge("t.data", self.json_of("data")),
@@ -827,16 +838,19 @@ class ImportWriter:
         if self.pg:
             # one pass over the matched records compares, marks the unchanged rows and audits the others
             n = self.run(
-                f"WITH c AS MATERIALIZED (SELECT s.row_no, t.id, {same} AS same, {before} AS before, {after} AS after {matched}), "
+                f"WITH c AS MATERIALIZED (SELECT s.row_no, t.id, {same} AS same, {before} AS before, {after} AS after "
+                f"{matched}), "
                 f"m AS (UPDATE {S} SET outcome = 'unchanged' WHERE row_no IN (SELECT row_no FROM c WHERE same)) "
-                f"{AUDIT_INSERT}SELECT :acct, :now, :actor, 'import.update', '{self.entity}', c.id, :imp, c.before, c.after "
-                "FROM c WHERE NOT c.same",
+                f"{AUDIT_INSERT}SELECT :acct, :now, :actor, 'import.update', '{self.entity}', c.id, :imp, c.before, "
+                "c.after FROM c WHERE NOT c.same",
                 r=r,
             ).rowcount
         else:
-            self.run(f"UPDATE {S} SET outcome = 'unchanged' WHERE row_no IN (SELECT s.row_no {matched} AND {same})", r=r)
+            self.run(f"UPDATE {S} SET outcome = 'unchanged' WHERE row_no IN (SELECT s.row_no {matched} AND {same})",
+                     r=r)
             n = self.run(
-                f"{AUDIT_INSERT}SELECT :acct, :now, :actor, 'import.update', '{self.entity}', t.id, :imp, {before}, {after} {matched}",
+                f"{AUDIT_INSERT}SELECT :acct, :now, :actor, 'import.update', '{self.entity}', t.id, :imp, {before}, "
+                f"{after} {matched}",
                 r=r,
             ).rowcount
         if not n:

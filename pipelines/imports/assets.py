@@ -78,7 +78,10 @@ class ImportConfig(dg.Config):
     actor: str = Field(default="bulkops", description="Who the audit log names for this import.")
     force: bool = Field(default=False, description="Import again even when identical content was already imported.")
     form_name: str = Field(default="application", description="Name of the form submission an application import creates.")
-    case_sensitive_keys: bool = Field(default=False, description="Match job codes and external ids with their case (by default ENG-1 and eng-1 are one key).")
+    case_sensitive_keys: bool = Field(
+        default=False,
+        description="Match job codes and external ids with their case (by default ENG-1 and eng-1 are one key).",
+    )
 
 
 def import_options(config: ImportConfig, entity: str) -> Any:

@@ -367,8 +367,8 @@ def run_import(
                 for raw in tab.batches(options.batch_size, start_after=start_after):
                     mapped = apply_mapping(mapping, raw.table)
                     yield raw, prepare(
-                        options.entity, mapped, raw.num_rows, auto_advance=options.auto_advance, duplicate_keys=options.duplicate_keys,
-                        case_sensitive_keys=options.case_sensitive_keys,
+                        options.entity, mapped, raw.num_rows, auto_advance=options.auto_advance,
+                        duplicate_keys=options.duplicate_keys, case_sensitive_keys=options.case_sensitive_keys,
                     )
 
             try:

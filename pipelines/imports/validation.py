@@ -77,8 +77,8 @@ def _stage_column(entity: str, name: str, fields: dict[str, pa.Array], n: int) -
     return pa.nulls(n, pa.string())
 
 
-def prepare(entity: str, mapped: Mapped, n: int, *, auto_advance: tuple[dict, ...] = (), duplicate_keys: tuple[str, ...] = (),
-            case_sensitive_keys: bool = False) -> Prepared:
+def prepare(entity: str, mapped: Mapped, n: int, *, auto_advance: tuple[dict, ...] = (),
+            duplicate_keys: tuple[str, ...] = (), case_sensitive_keys: bool = False) -> Prepared:
     """Entity rules on a mapped batch: email normalisation and checks, stage slugs, auto-advance, rounds."""
     fields = dict(mapped.fields)
     # match keys: runs of whitespace count as one space (the writer folds case in SQL)
@@ -148,7 +148,8 @@ def prepare(entity: str, mapped: Mapped, n: int, *, auto_advance: tuple[dict, ..
     return Prepared(table=table, json=json_spec, errors=errors)
 
 
-def rounds(entity: str, cols: dict[str, pa.Array], n: int, duplicate_keys: tuple[str, ...], case_sensitive_keys: bool = False) -> pa.Array:
+def rounds(entity: str, cols: dict[str, pa.Array], n: int, duplicate_keys: tuple[str, ...],
+           case_sensitive_keys: bool = False) -> pa.Array:
     """Duplicate rounds: rows sharing a match key go to successive rounds, so each round is
     set-based yet the batch behaves as if processed row by row in file order."""
     if not case_sensitive_keys:
