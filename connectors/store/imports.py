@@ -515,11 +515,12 @@ class ImportWriter:
             if self.pg:
                 was = self.conn.exec_driver_sql("SELECT current_setting('enable_nestloop')").scalar()
                 self.conn.exec_driver_sql("SET LOCAL enable_nestloop = off")
+            # materialized: inlined, the probe ran once per row instead of once per code
             self.run(
-                f"UPDATE {S} SET job_id = c.id FROM (SELECT d.k, (SELECT j.id FROM jobs j WHERE j.account_id = :acct "
+                f"WITH c AS MATERIALIZED (SELECT d.k, (SELECT j.id FROM jobs j WHERE j.account_id = :acct "
                 f"AND {self.key_eq('j.code', 'd.code')} ORDER BY j.created_at, j.id LIMIT 1) AS id "
-                f"FROM (SELECT {k} AS k, min({S}.job_code) AS code FROM {S} WHERE {need} GROUP BY {k}) d) c "
-                f"WHERE {need} AND c.id IS NOT NULL AND c.k = {k}"
+                f"FROM (SELECT {k} AS k, min({S}.job_code) AS code FROM {S} WHERE {need} GROUP BY {k}) d) "
+                f"UPDATE {S} SET job_id = c.id FROM c WHERE {need} AND c.id IS NOT NULL AND c.k = {k}"
             )
             if self.pg:
                 # back to the value it had (the server's or the session's), not to PostgreSQL's default
