@@ -10,8 +10,10 @@ folded probe with an exact comparison), and jobs gain one on lower(code).
 The unique constraint on (account_id, code) stays as it is: an account that already holds codes
 differing only in case (`ENG-1` and `eng-1`) keeps both jobs, and imports match the older one.
 Expression indexes rather than normalised key columns: every writer of these columns (imports,
-bulk field updates, the API, syncs to come) keeps them right without knowing of them, no column
-is added to four tables, and a probe costs the same (measured at 1M applications).
+bulk field updates, the API, syncs to come) keeps them right without knowing of them, and no
+column is added to four tables. Measured on PostgreSQL 15 with 1.2M rows of one account (machine
+loaded): 20,000 probes 2.26 s (expression) vs 2.25 s (key column), 200,000 inserts 18.0 s vs
+19.7 s, index 147 MB vs 146 MB, and the key column adds 10 MB to the table.
 
 Revision ID: 0008
 Revises: 0007
