@@ -293,3 +293,29 @@ def test_bulkops_import_case_sensitive_keys_reaches_the_writer(sqlite_url, tmp_p
     assert out.exit_code == 0, out.output
     assert _codes(store, account) == codes
     store.dispose()
+
+
+@pytest.mark.postgres
+def test_job_codes_are_looked_up_once_per_code_not_once_per_row(pg_url, tmp_path, monkeypatch) -> None:
+    # the statement runs as EXPLAIN ANALYZE (same effect) so its plan says how often each probe ran
+    store = RecordStore(pg_url)
+    account = store.ensure_account(f"probe-{uuid.uuid4().hex[:8]}")
+    run = ImportWriter.run
+    plans: list[dict] = []
+
+    def explained(self, sql, **extra):  # type: ignore[no-untyped-def]
+        if "SELECT d.k, (SELECT j.id FROM jobs j" in sql:
+            plans.append(run(self, f"EXPLAIN (ANALYZE, FORMAT JSON) {sql}", **extra).scalar()[0]["Plan"])
+            return None
+        return run(self, sql, **extra)
+
+    def loops(node: dict) -> list[int]:
+        own = [node["Actual Loops"]] if node.get("Subplan Name", "").startswith("SubPlan") else []
+        return own + [n for child in node.get("Plans", []) for n in loops(child)]
+
+    monkeypatch.setattr(ImportWriter, "run", explained)
+    lines = [f"P-{i},F,L,p{i}@x.org,{'ENG' if i % 2 else 'eng'}-{i % 3},Applied,2026-01-01,1" for i in range(300)]
+    r = run_import(store, account, apps_csv(tmp_path, lines), ImportOptions(), failed_rows_dir=tmp_path)
+    assert (r.created, r.details["jobs_created"]) == (300, 3)
+    assert plans and all(max(loops(p), default=0) <= 3 for p in plans), [loops(p) for p in plans]
+    store.dispose()
