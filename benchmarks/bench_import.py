@@ -6,8 +6,9 @@ Generates an applications CSV (about 5% duplicate emails, messy values: upper ca
 emails, mixed stages, a few bad dates and bad emails, quoted newlines), then on a throwaway
 PostgreSQL database measures (a) COPY of the file into an all-text table (logged, the issue's
 baseline; an UNLOGGED one is printed beside it), (b) the first bulkops import, (c) a re-import of
-the same file (all updates, `force=True` bypasses the identical-content skip), then (d) the
-rollback of the re-import and of the first import. Two reference
+the same file (`force=True` bypasses the identical-content skip; rows equal to their records
+are unchanged and write nothing), (c') an import of the same rows with every application's stage
+and data changed (all updates), then (d) the rollback of each, newest first. Two reference
 points are printed with them: the issue's "COPY into staging, then INSERT ... ON CONFLICT" into a
 single table, and the schema floors: the rows a first import writes (users, applications, form
 submissions, an audit row each) and the rows a re-import writes (application updates with an
@@ -46,7 +47,8 @@ TEXT_COLUMNS = ", ".join(f"c{i} text" for i in range(len(HEADER)))
 STAGES = ["Applied", "Phone Screen", "In Review", "Interview", "Offer", "  applied ", "IN REVIEW"]
 
 
-def generate(path: Path, rows: int, seed: int = 7) -> None:
+def generate(path: Path, rows: int, seed: int = 7, *, changed: bool = False) -> None:
+    """The applications file; `changed`: the same rows, each with another stage and experience."""
     rnd = random.Random(seed)
     jobs = [(f"JOB-{i:03d}", f"Job title {i}") for i in range(200)]
     with open(path, "w", newline="", encoding="utf-8") as f:
@@ -66,8 +68,12 @@ def generate(path: Path, rows: int, seed: int = 7) -> None:
             if rnd.random() < 0.001:
                 email = "not-an-email"
             cover = "Hello,\nI'd like the job." if rnd.random() < 0.05 else ""
-            w.writerow([f"APP-{i}", f"First{k}", f"Last{k}", email, f"+44 20 {k:08d}", job[0], job[1], rnd.choice(STAGES),
-                        rnd.choice(["LinkedIn", "Referral", "Careers page"]), applied, str(k % 20), cover])
+            stage = rnd.choice(STAGES)
+            # the next stage of the list has another slug: every record changes
+            stage = STAGES[(STAGES.index(stage) + 1) % len(STAGES)] if changed else stage
+            years = str(k % 20 + (100 if changed else 0))
+            w.writerow([f"APP-{i}", f"First{k}", f"Last{k}", email, f"+44 20 {k:08d}", job[0], job[1], stage,
+                        rnd.choice(["LinkedIn", "Referral", "Careers page"]), applied, years, cover])
 
 
 def _copy_file(cur: psycopg.Cursor, table: str, path: Path) -> None:
@@ -249,6 +255,9 @@ def run_size(url: str, rows: int, batch: int, workdir: Path) -> dict:
     path = workdir / f"applications_{rows}.csv"
     if not path.exists():
         generate(path, rows)
+    changed_path = workdir / f"applications_{rows}_changed.csv"
+    if not changed_path.exists():
+        generate(changed_path, rows, changed=True)
     size_mb = path.stat().st_size / 1e6
     plain = url.replace("+psycopg", "")
     copy_s = raw_copy(plain, path)
@@ -263,8 +272,10 @@ def run_size(url: str, rows: int, batch: int, workdir: Path) -> dict:
     floor_re_s = schema_floor_reimport(plain, path, floor_account)
     first = bulkops_import(url, account, path, False, batch)
     again = bulkops_import(url, account, path, True, batch)
-    # undo the re-import (every application gets its before-image back), then the first import
-    # (everything it created is deleted): set-based, audited
+    update = bulkops_import(url, account, changed_path, False, batch)
+    # undo the changed file's import (every application gets its before-image back), the
+    # re-import, then the first import (everything it created is deleted): set-based, audited
+    undo_update = _in_child(_rollback_child, url, str(account), update["import_id"])
     undo_re = _in_child(_rollback_child, url, str(account), again["import_id"])
     undo_first = _in_child(_rollback_child, url, str(account), first["import_id"])
     raw_rps = rows / copy_s
@@ -284,6 +295,14 @@ def run_size(url: str, rows: int, batch: int, workdir: Path) -> dict:
         "reimport_ratio": round(rows / again["elapsed"] / raw_rps, 3), "reimport_vs_floor": round(floor_re_s / again["elapsed"], 2),
         "reimport_rss_mb": round(again["rss_mb"]), "schema_floor_reimport": rate(floor_re_s),
         "reimport_counts": {k: again[k] for k in ("created", "updated", "skipped", "errors")},
+        "reimport_details": again["details"],
+        "update_s": round(update["elapsed"], 2), "update_rows_s": round(rows / update["elapsed"]),
+        "update_ratio": round(rows / update["elapsed"] / raw_rps, 3),
+        "update_vs_floor": round(floor_re_s / update["elapsed"], 2),
+        "update_rss_mb": round(update["rss_mb"]),
+        "update_counts": {k: update[k] for k in ("created", "updated", "skipped", "errors")},
+        "rollback_update": {"s": round(undo_update["elapsed"], 2), "rss_mb": round(undo_update["rss_mb"]),
+                            "restored": undo_update["restored"].get("applications")},
         "rollback_reimport": {"s": round(undo_re["elapsed"], 2), "restored": undo_re["restored"].get("applications"),
                               "rss_mb": round(undo_re["rss_mb"])},
         "rollback_first": {"s": round(undo_first["elapsed"], 2), "deleted": undo_first["deleted"], "rss_mb": round(undo_first["rss_mb"])},

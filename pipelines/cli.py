@@ -461,6 +461,8 @@ def _rejected(errors: int, rows_read: int, failed_rows_path: str | None) -> str:
               help="With --error-policy threshold: the share of bad rows that stops the import.")
 @click.option("--batch-size", type=int, default=5000, show_default=True, help="Rows per committed batch.")
 @click.option("--no-create-missing-jobs", is_flag=True, help="Reject rows naming an unknown job instead of creating it.")
+@click.option("--case-sensitive-keys", is_flag=True,
+              help="Match job codes and external ids with their case (by default ENG-1 and eng-1 are one key).")
 @click.option("--encoding", default=None, help="Text encoding of a CSV file (default: detected).")
 @click.option("--delimiter", default=None, help="Field delimiter of a CSV file (default: detected).")
 @click.option("--format", "file_format", type=click.Choice(["csv", "parquet", "xlsx"]), default=None,
@@ -491,7 +493,7 @@ def import_file(path: str, entity: str, account: str | None, mapping: str | None
                 encoding: str | None, delimiter: str | None, file_format: str | None, decode_fallback: str | None,
                 skip_rows: int | None, comment: str | None, sheet: str | None, null_values: str | None, max_cell_kib: int,
                 force: bool, dry_run: bool, submit: bool, no_wait: bool, timeout: float | None, fail_on_rejected: bool,
-                allow_update_without_key: bool) -> None:
+                allow_update_without_key: bool, case_sensitive_keys: bool) -> None:
     """Import PATH through the Dagster import_job (the run shows in the UI).
 
     By default the run executes in this process, at once. With --submit it is queued on the
@@ -511,6 +513,7 @@ def import_file(path: str, entity: str, account: str | None, mapping: str | None
         decode_fallback=decode_fallback, skip_rows=skip_rows, comment=comment, sheet=sheet, max_cell_bytes=max_cell_kib * 1024,
         **({} if null_values is None else {"null_values": ("", *(v for v in null_values.split(",") if v))}),
         allow_update_without_key=allow_update_without_key,
+        case_sensitive_keys=case_sensitive_keys,
     )
     if submit:
         _submit(path, entity, account or settings.default_account(), options, mapping, wait=not no_wait, timeout=timeout,

@@ -19,7 +19,7 @@ import json
 import os
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
@@ -31,6 +31,8 @@ import sqlalchemy as sa
 
 from connectors.store.schema import ENTITY_TABLES, applications, contracts, form_submissions
 
+# a matched row whose values equal its record's is `unchanged` in the staging table, reported
+# as skipped with details["unchanged"]
 OUTCOMES = ("created", "updated", "skipped", "flagged")
 # staged columns that joins and filters use
 STAGE_KEYS = ("email_norm", "external_id", "job_code", "code", "application_external_id")
@@ -126,8 +128,61 @@ def _json_object(pg: bool, pairs: list[tuple[str, str]]) -> str:
     return out
 
 
+def same_as_stored(pg: bool, table: sa.Table, assignments: Mapping[str, str], alias: str = "t") -> str:
+    """SQL: true when writing ASSIGNMENTS would leave the row `alias` of TABLE exactly as it is.
+
+    The "row equals stored" rule of every writer of records (imports, and syncs next): such a
+    row is unchanged, and gets no UPDATE and no audit row. ASSIGNMENTS maps columns of TABLE to
+    the SQL expressions an UPDATE would set them to (they may refer to `alias`). NULL equals
+    NULL; JSON columns compare as JSON (jsonb equality; on SQLite the minified text, whose key
+    order json_patch keeps); SQLite timestamps whose text differs compare as instants.
+    """
+    parts = []
+    for name, expr in assignments.items():
+        col, stored = table.c[name], f"{alias}.{name}"
+        if pg:
+            parts.append(f"{stored} IS NOT DISTINCT FROM ({expr})")
+        elif isinstance(col.type, sa.JSON):
+            parts.append(f"json({stored}) IS json({expr})")
+        elif isinstance(col.type, sa.DateTime):
+            parts.append(f"({stored} IS ({expr}) OR julianday({stored}) = julianday({expr}))")
+        else:
+            parts.append(f"{stored} IS ({expr})")
+    return " AND ".join(parts) or "1 = 1"
+
+
+class WriteFailed(Exception):
+    """The database refused a batch; the message says what happened in words (never the SQL).
+
+    `__cause__` is the database error: a transient one (lost connection, lock timeout) is
+    retried by the caller's policy, and the batch was rolled back as a whole.
+    """
+
+
+def _db_reason(exc: sa.exc.DBAPIError) -> str:
+    """The database's own message for EXC: its first line, never the statement or its parameters."""
+    orig = exc.orig
+    diag = getattr(orig, "diag", None)
+    text = ""
+    if orig is not None:
+        text = getattr(diag, "message_primary", None) or next(iter(str(orig).strip().splitlines()), "")
+    column = getattr(diag, "column_name", None)
+    if column and column not in text:
+        text += f" (column {column})"
+    if exc.connection_invalidated and "connection" not in text:
+        text = f"the connection to the database was lost: {text}"
+    return text[:300] or type(orig or exc).__name__
+
+
 class ImportWriter:
-    """Set-based import of staged batches for one entity, on one connection."""
+    """Set-based import of staged batches for one entity, on one connection.
+
+    Match keys (job codes, external ids, the application external ids of contracts) ignore case
+    and surrounding whitespace unless `case_sensitive_keys`: lookups compare lower(stored) with
+    lower(staged), served by the (account_id, lower(key)) indexes of migration 0008. A record
+    keeps the spelling it was created with. Where an account holds keys that differ only in case
+    (written before keys were folded), the oldest record matches.
+    """
 
     def __init__(
         self,
@@ -144,6 +199,7 @@ class ImportWriter:
         create_missing_jobs: bool = True,
         default_stage: str = "applied",
         form_name: str = "application",
+        case_sensitive_keys: bool = False,
     ) -> None:
         self.conn = conn
         self.pg = conn.dialect.name == "postgresql"
@@ -155,6 +211,7 @@ class ImportWriter:
         self.create_missing_jobs = create_missing_jobs
         self.default_stage = default_stage
         self.form_name = form_name
+        self.case_sensitive_keys = case_sensitive_keys
         self.stage = f"import_stage_{uuid.uuid4().hex[:12]}"
         self.params: dict[str, Any] = {
             "acct": self._uuid(account_id),
@@ -167,6 +224,8 @@ class ImportWriter:
         self.prefix = {"rec": _id_prefix(), "user": _id_prefix(), "form": _id_prefix()}
         # lookup table -> [account's rows at the last ANALYZE (-1: never analyzed), rows added since]
         self.table_growth: dict[str, list[float]] | None = None
+        # what write_batch is doing, for the message of a WriteFailed
+        self.step = ""
 
     # -- dialect helpers
 
@@ -212,9 +271,33 @@ class ImportWriter:
     def run(self, sql: str, **extra: Any) -> sa.CursorResult:
         return self.conn.execute(sa.text(sql), {**self.params, **extra})
 
+    # -- match keys
+
+    def key(self, expr: str) -> str:
+        """SQL: the value match keys compare (and group) by."""
+        return expr if self.case_sensitive_keys else f"lower({expr})"
+
+    def key_eq(self, stored: str, staged: str) -> str:
+        """SQL: a stored key equals a staged one; lower(stored) is what the key indexes hold."""
+        folded = f"lower({stored}) = lower({staged})"
+        return f"{folded} AND {stored} = {staged}" if self.case_sensitive_keys else folded
+
+    def kept_key(self, stored: str, staged: str) -> str:
+        """SQL: the key an update writes: the record keeps its spelling of an equal key."""
+        if self.case_sensitive_keys:
+            return staged
+        return f"CASE WHEN lower({stored}) = lower({staged}) THEN {stored} ELSE {staged} END"
+
     # -- staging
 
     def create_stage(self) -> None:
+        try:
+            self._create_stage()
+        except sa.exc.DBAPIError as exc:
+            what = f"creating the staging table of {len(self.columns)} columns"
+            raise WriteFailed(f"{what} failed: {_db_reason(exc)}") from exc
+
+    def _create_stage(self) -> None:
         S = self.stage
         if self.pg:
             cols = ", ".join(f"{c} {'timestamptz' if c in TIMESTAMP_COLUMNS else 'text'}" for c in self.columns)
@@ -274,6 +357,14 @@ class ImportWriter:
     # -- planner statistics
 
     def refresh_statistics(self) -> list[str]:
+        """ANALYZE the lookup tables whose statistics no longer describe this account's rows (`_refresh_statistics`)."""
+        try:
+            return self._refresh_statistics()
+        except sa.exc.DBAPIError as exc:
+            raise WriteFailed(f"refreshing the planner statistics of {', '.join(LOOKUP_TABLES[self.entity])} failed: "
+                              f"{_db_reason(exc)}") from exc
+
+    def _refresh_statistics(self) -> list[str]:
         """ANALYZE the lookup tables whose statistics no longer describe this account's rows.
 
         Call between batches, in a transaction of its own (ANALYZE holds a lock until commit). A
@@ -320,7 +411,22 @@ class ImportWriter:
     # -- one batch
 
     def write_batch(self, table: pa.Table) -> BatchOutcome:
-        """Stage and write one batch (inside the caller's transaction)."""
+        """Stage and write one batch (inside the caller's transaction).
+
+        Raises:
+            WriteFailed: the database refused a statement; the message names the rows and the
+                step, and says why in words. The caller rolls the batch back.
+        """
+        self.step = "loading them into the staging table"
+        try:
+            return self._write_batch(table)
+        except sa.exc.DBAPIError as exc:
+            bounds = pc.min_max(table.column("row_no")).as_py()
+            rows = f"rows {bounds['min']}-{bounds['max']}"
+            raise WriteFailed(f"{rows} were not written: {self.step} failed: {_db_reason(exc)}") from exc
+
+    def _write_batch(self, table: pa.Table) -> BatchOutcome:
+        e = self.entity
         if self.pg:
             # a batch commits together with its counters, so a commit lost in a server crash is
             # simply redone by the resume; JIT compilation costs more than it saves here
@@ -333,29 +439,42 @@ class ImportWriter:
             # would not see this one's uncommitted records, create the same job or candidate
             # again and fail on the unique key, or duplicate an application that has none. The
             # lock waits for the other batch's commit; the statements below then see its rows.
+            self.step = "waiting for the account's other imports"
             self.run(ACCOUNT_IMPORT_LOCK)
         self.params["now"] = self._now()
         details: dict[str, int] = {}
-        if self.entity == "applications":
+        if e == "applications":
+            self.step = "finding or creating their jobs"
             details["jobs_created"] = self._resolve_jobs()
-        if self.entity == "contracts":
+        if e == "contracts":
+            self.step = "finding their applications"
             self._resolve_applications()
         rounds = self.conn.execute(sa.text(f"SELECT max(rnd) FROM {self.stage}")).scalar() or 0
         r = 1
         while r <= rounds:
+            self.step = f"matching existing {e}"
             bumped = self._match(r)
             rounds = max(rounds, r + 1) if bumped else rounds
-            if self.entity == "applications":
+            if e == "applications":
+                self.step = "finding or creating their candidates"
                 details["candidates_created"] = details.get("candidates_created", 0) + self._resolve_candidates(r)
+            self.step = f"creating {e}"
             self._create(r)
+            self.step = f"updating {e}"
             self._update(r)
+            self.step = "flagging duplicates for review"
             self._flag(r)
             if r == 1 and rounds > 1:
+                self.step = "refreshing planner statistics"
                 self._analyze_new_account()
             r += 1
+        self.step = "counting the outcomes"
         counts = dict.fromkeys(OUTCOMES, 0)
         for outcome, n in self.run(f"SELECT outcome, count(*) FROM {self.stage} WHERE err IS NULL GROUP BY outcome"):
             counts[outcome] = n
+        # rows equal to their record were written as nothing: skipped, and counted apart
+        details["unchanged"] = counts.pop("unchanged", 0)
+        counts["skipped"] += details["unchanged"]
         self._grew(ENTITY_TABLES[self.entity].name, counts["created"])
         self._grew("users", details.get("candidates_created", 0))
         self._grew("jobs", details.get("jobs_created", 0))
@@ -390,16 +509,22 @@ class ImportWriter:
 
     def _resolve_jobs(self) -> int:
         S = self.stage
+        need = f"{S}.job_id IS NULL AND {S}.job_code IS NOT NULL AND {S}.err IS NULL"
+        k = self.key(f"{S}.job_code")
 
         def lookup() -> None:
-            # the account's jobs are few next to a batch: hash them once (a nested loop, which the
-            # planner takes when its statistics see no jobs yet, scans them once per row)
+            # one index probe per distinct code of the batch (the oldest job with it), hashed back
+            # onto the rows (a nested loop, which the planner takes when its statistics see few
+            # codes, scans the batch once per code)
             if self.pg:
                 was = self.conn.exec_driver_sql("SELECT current_setting('enable_nestloop')").scalar()
                 self.conn.exec_driver_sql("SET LOCAL enable_nestloop = off")
+            # materialized: inlined, the probe ran once per row instead of once per code
             self.run(
-                f"UPDATE {S} SET job_id = j.id FROM jobs j WHERE {S}.job_id IS NULL AND {S}.job_code IS NOT NULL "
-                f"AND {S}.err IS NULL AND j.account_id = :acct AND j.code = {S}.job_code"
+                f"WITH c AS MATERIALIZED (SELECT d.k, (SELECT j.id FROM jobs j WHERE j.account_id = :acct "
+                f"AND {self.key_eq('j.code', 'd.code')} ORDER BY j.created_at, j.id LIMIT 1) AS id "
+                f"FROM (SELECT {k} AS k, min({S}.job_code) AS code FROM {S} WHERE {need} GROUP BY {k}) d) "
+                f"UPDATE {S} SET job_id = c.id FROM c WHERE {need} AND c.id IS NOT NULL AND c.k = {k}"
             )
             if self.pg:
                 # back to the value it had (the server's or the session's), not to PostgreSQL's default
@@ -408,13 +533,19 @@ class ImportWriter:
         lookup()
         created = 0
         if self.create_missing_jobs:
+            # one job per code, spelled as its first row spells it
+            first = (
+                f"SELECT job_code, coalesce(title, job_code) AS title FROM (SELECT {S}.job_code, "
+                f"max({S}.job_title) OVER w AS title, row_number() OVER (w ORDER BY {S}.row_no) AS n "
+                f"FROM {S} WHERE {need} WINDOW w AS (PARTITION BY {k})) f WHERE n = 1"
+            )
+            values = f"f.job_code, f.title, 'open', 'uploaded', '{{}}', :imp, :now, :now FROM ({first}) f"
             after = self.obj([("code", "j.code"), ("title", "j.title")])
             if self.pg:
                 # the audit rows come from RETURNING; then the lookup finds the new jobs
                 created = self.run(
                     "WITH j AS (INSERT INTO jobs (id, account_id, code, title, status, origin, data, import_id, created_at, updated_at) "
-                    f"SELECT gen_random_uuid(), :acct, job_code, coalesce(max(job_title), job_code), 'open', 'uploaded', '{{}}', :imp, "
-                    f":now, :now FROM {S} WHERE job_id IS NULL AND job_code IS NOT NULL AND err IS NULL GROUP BY job_code "
+                    f"SELECT gen_random_uuid(), :acct, {values} "
                     "RETURNING id, code, title) "
                     f"{AUDIT_INSERT}"
                     f"SELECT :acct, :now, :actor, 'import.create', 'jobs', j.id, :imp, NULL, {after} FROM j"
@@ -424,21 +555,20 @@ class ImportWriter:
                 return created
             created = self.run(
                 f"INSERT INTO jobs (id, account_id, code, title, status, origin, data, import_id, created_at, updated_at) "
-                f"SELECT {self.newid}, :acct, job_code, coalesce(max(job_title), job_code), 'open', 'uploaded', '{{}}', :imp, :now, :now "
-                f"FROM {S} WHERE job_id IS NULL AND job_code IS NOT NULL AND err IS NULL GROUP BY job_code"
+                f"SELECT {self.newid}, :acct, {values}"
             ).rowcount
             if created:
                 self.run(
                     f"{AUDIT_INSERT}"
                     f"SELECT :acct, :now, :actor, 'import.create', 'jobs', j.id, :imp, NULL, {after} FROM jobs j "
-                    f"WHERE j.account_id = :acct AND j.import_id = :imp AND j.code IN "
-                    f"(SELECT job_code FROM {S} WHERE job_id IS NULL AND err IS NULL)"
+                    "WHERE j.account_id = :acct AND j.import_id = :imp AND j.created_at = :now "
+                    f"AND j.code IN (SELECT job_code FROM {S} WHERE {need})"
                 )
                 lookup()
         else:
             self.run(
                 f"UPDATE {S} SET err = 'unknown job code ' || job_code || ' (create_missing_jobs is off)', err_col = 'job_code' "
-                "WHERE job_id IS NULL AND job_code IS NOT NULL AND err IS NULL"
+                f"WHERE {need}"
             )
         return created
 
@@ -446,7 +576,8 @@ class ImportWriter:
         S = self.stage
         self.probe(
             "ref_id",
-            "SELECT a.id FROM applications a WHERE a.account_id = :acct AND a.external_id = s.application_external_id "
+            "SELECT a.id FROM applications a WHERE a.account_id = :acct "
+            f"AND {self.key_eq('a.external_id', 's.application_external_id')} "
             "AND a.deleted_at IS NULL ORDER BY a.created_at, a.id LIMIT 1",
             "s.ref_id IS NULL AND s.application_external_id IS NOT NULL",
         )
@@ -517,8 +648,9 @@ class ImportWriter:
             # the oldest live record with the external id (the key is not unique in the store)
             self.probe(
                 "match_id",
-                f"SELECT t.id FROM {table} t WHERE t.account_id = :acct AND t.external_id = s.external_id AND t.deleted_at IS NULL "
-                "ORDER BY t.created_at, t.id LIMIT 1",
+                f"SELECT t.id FROM {table} t WHERE t.account_id = :acct "
+                f"AND {self.key_eq('t.external_id', 's.external_id')} "
+                "AND t.deleted_at IS NULL ORDER BY t.created_at, t.id LIMIT 1",
                 f"{base} AND s.external_id IS NOT NULL",
                 r=r,
             )
@@ -532,10 +664,16 @@ class ImportWriter:
                 r=r,
             )
         unique_key = {"candidates": ("email_normalized", "email_norm"), "jobs": ("code", "code")}.get(e)
+        # SQL: the record `alias` has the row's key (emails are stored normalised; job codes fold)
+        same_key = {
+            "candidates": lambda alias, row: f"{alias}.email_normalized = {row}.email_norm",
+            "jobs": lambda alias, row: self.key_eq(f"{alias}.code", f"{row}.code"),
+        }.get(e)
         if unique_key:
-            col, staged = unique_key
             # the unique key matches whatever duplicate_keys say: the store allows one record per key
-            self.probe("match_id", f"SELECT t.id FROM {table} t WHERE t.account_id = :acct AND t.{col} = s.{staged}", base, r=r)
+            # (the oldest, where codes differing only in case were stored before keys were folded)
+            self.probe("match_id", f"SELECT t.id FROM {table} t WHERE t.account_id = :acct AND {same_key('t', 's')} "
+                       "ORDER BY t.created_at, t.id LIMIT 1", base, r=r)
         dup = DUPLICATE_OUTCOME[self.on_duplicate]
         if unique_key and dup == "created":
             self.run(
@@ -555,13 +693,16 @@ class ImportWriter:
             r=r,
         )
         if unique_key and dup == "updated":
-            col, staged = unique_key
+            staged = unique_key[1]
             # an external-id match whose new key belongs to another record would break uniqueness
             self.run(
                 f"UPDATE {S} SET err = 'another {e[:-1]} already has this {staged.replace('_norm', '')}', "
                 f"err_col = '{staged.replace('_norm', '')}', outcome = NULL WHERE rnd = :r AND outcome = 'updated' AND "
                 # a scalar subquery, not EXISTS: the planner would turn EXISTS into a join (see probe)
-                f"(SELECT t.id FROM {table} t WHERE t.account_id = :acct AND t.{col} = {S}.{staged} AND t.id <> {S}.match_id LIMIT 1) IS NOT NULL",
+                f"(SELECT t.id FROM {table} t WHERE t.account_id = :acct AND {same_key('t', S)} "
+                f"AND t.id <> {S}.match_id LIMIT 1) IS NOT NULL "
+                # a record that has the key already keeps it: nothing new to clash
+                f"AND NOT coalesce((SELECT {same_key('m', S)} FROM {table} m WHERE m.id = {S}.match_id), false)",
                 r=r,
             )
         return bool(bumped)
@@ -607,7 +748,8 @@ class ImportWriter:
                     "external_id": "s.external_id", "data": self.json_of("data"),
                 },
                 "update": {
-                    "code": "s.code", "title": "coalesce(s.title, t.title)", "description": "coalesce(s.description, t.description)",
+                    "code": self.kept_key("t.code", "s.code"), "title": "coalesce(s.title, t.title)",
+                    "description": "coalesce(s.description, t.description)",
                     "location": "coalesce(s.location, t.location)", "status": "coalesce(s.status, t.status)",
                     "source_url": "coalesce(s.source_url, t.source_url)", "external_id": "coalesce(t.external_id, s.external_id)",
                     "data": self.merge("t.data", self.json_of("data")),
@@ -694,13 +836,28 @@ class ImportWriter:
         plain = tuple(c for c in spec["audit"] if c in upd)
         before = self._audit_obj("t", plain, json_fields)
         after = self.obj([(c, upd[c]) for c in plain] + [(c, upd[c]) for c in json_fields])
+        # a row that would change no value is unchanged: no audit row, no UPDATE
+        same = same_as_stored(self.pg, ENTITY_TABLES[self.entity], upd)
+        matched = f"FROM {S} s JOIN {table} t ON t.id = s.match_id WHERE s.rnd = :r AND s.outcome = 'updated'"
         # before-image first: rollback restores it
-        n = self.run(
-            f"{AUDIT_INSERT}"
-            f"SELECT :acct, :now, :actor, 'import.update', '{self.entity}', t.id, :imp, {before}, {after} "
-            f"FROM {S} s JOIN {table} t ON t.id = s.match_id WHERE s.rnd = :r AND s.outcome = 'updated'",
-            r=r,
-        ).rowcount
+        if self.pg:
+            # one pass over the matched records compares, marks the unchanged rows and audits the others
+            n = self.run(
+                f"WITH c AS MATERIALIZED (SELECT s.row_no, t.id, {same} AS same, {before} AS before, {after} AS after "
+                f"{matched}), "
+                f"m AS (UPDATE {S} SET outcome = 'unchanged' WHERE row_no IN (SELECT row_no FROM c WHERE same)) "
+                f"{AUDIT_INSERT}SELECT :acct, :now, :actor, 'import.update', '{self.entity}', c.id, :imp, c.before, "
+                "c.after FROM c WHERE NOT c.same",
+                r=r,
+            ).rowcount
+        else:
+            self.run(f"UPDATE {S} SET outcome = 'unchanged' WHERE row_no IN (SELECT s.row_no {matched} AND {same})",
+                     r=r)
+            n = self.run(
+                f"{AUDIT_INSERT}SELECT :acct, :now, :actor, 'import.update', '{self.entity}', t.id, :imp, {before}, "
+                f"{after} {matched}",
+                r=r,
+            ).rowcount
         if not n:
             return
         sets = ", ".join(f"{c} = {e}" for c, e in upd.items())
@@ -803,6 +960,13 @@ class ImportRollback:
         return self.run(f"INSERT INTO {self.ids} (entity_id, image) {select}").rowcount
 
     def execute(self) -> dict[str, dict[str, int]]:
+        """Undo the import; raises WriteFailed (in words) when the database refuses a statement."""
+        try:
+            return self._execute()
+        except sa.exc.DBAPIError as exc:
+            raise WriteFailed(f"the rollback was not written: {_db_reason(exc)}") from exc
+
+    def _execute(self) -> dict[str, dict[str, int]]:
         if self.pg:
             # the account's imports take turns with this (see write_batch)
             self.run(ACCOUNT_IMPORT_LOCK)

@@ -84,6 +84,11 @@ def _provenance() -> list[sa.Column]:
     ]
 
 
+def _folded_index(table: str, column: str) -> sa.Index:
+    # match keys compare without case: lookups probe lower(key) (migration 0008)
+    return sa.Index(f"ix_{table}_account_id_lower_{column}", "account_id", sa.text(f"lower({column})"))
+
+
 def _enum_check(column: str, values: tuple[str, ...]) -> sa.CheckConstraint:
     quoted = ", ".join(f"'{v}'" for v in values)
     return sa.CheckConstraint(f"{column} IN ({quoted})", name=f"{column}_values")
@@ -131,7 +136,7 @@ users = sa.Table(
     *_provenance(),
     _enum_check("role", USER_ROLES),
     sa.UniqueConstraint("account_id", "email_normalized"),
-    sa.Index(None, "account_id", "external_id"),
+    _folded_index("users", "external_id"),
 )
 
 jobs = sa.Table(
@@ -152,8 +157,10 @@ jobs = sa.Table(
     sa.Column("deleted_at", TS, nullable=True),
     *_provenance(),
     _enum_check("origin", JOB_ORIGINS),
+    # exact: an account may hold codes that differ only in case from before keys were folded
     sa.UniqueConstraint("account_id", "code"),
-    sa.Index(None, "account_id", "external_id"),
+    _folded_index("jobs", "code"),
+    _folded_index("jobs", "external_id"),
 )
 
 applications = sa.Table(
@@ -172,7 +179,7 @@ applications = sa.Table(
     *_timestamps(),
     sa.Column("deleted_at", TS, nullable=True),
     *_provenance(),
-    sa.Index(None, "account_id", "external_id"),
+    _folded_index("applications", "external_id"),
     # lead with the referencing column: deleting a user or a job checks it per row (migration 0006)
     sa.Index(None, "candidate_id", "job_id"),
     sa.Index(None, "job_id"),
@@ -208,7 +215,7 @@ contracts = sa.Table(
     sa.Column("deleted_at", TS, nullable=True),
     *_provenance(),
     sa.Index(None, "application_id"),
-    sa.Index(None, "account_id", "external_id"),
+    _folded_index("contracts", "external_id"),
 )
 
 tags = sa.Table(

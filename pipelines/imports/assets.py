@@ -92,6 +92,10 @@ class ImportConfig(dg.Config):
         default=False,
         description="Update existing records even though no column of the file maps to an identity key (external_id, job code, email).",
     )
+    case_sensitive_keys: bool = Field(
+        default=False,
+        description="Match job codes and external ids with their case (by default ENG-1 and eng-1 are one key).",
+    )
 
 
 def import_options(config: ImportConfig, entity: str) -> Any:

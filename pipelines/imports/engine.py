@@ -409,7 +409,7 @@ def run_import(
                     mapped = apply_mapping(mapping, raw.table, raw.rows)
                     yield raw, prepare(
                         options.entity, mapped, raw.num_rows, auto_advance=auto_advance, duplicate_keys=options.duplicate_keys,
-                        account_settings=account_settings,
+                        account_settings=account_settings, case_sensitive_keys=options.case_sensitive_keys,
                     )
 
             try:
@@ -424,6 +424,7 @@ def run_import(
                             columns=columns, json_spec=prep.json, on_duplicate=options.on_duplicate,
                             duplicate_keys=options.duplicate_keys, create_missing_jobs=options.create_missing_jobs,
                             default_stage=default_stage, form_name=options.form_name,
+                            case_sensitive_keys=options.case_sensitive_keys,
                         )
                         with step():
                             writer.create_stage()

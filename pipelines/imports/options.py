@@ -49,6 +49,8 @@ class ImportOptions:
         form_name: name of the form submission an application import creates.
         allow_update_without_key: let an import with on_duplicate "update" run although no column of
             the file maps to one of the entity's identity keys (see `check_identity_key`).
+        case_sensitive_keys: match job codes and external ids with their case (by default
+            `ENG-1` and ` eng-1 ` are one key).
     """
 
     entity: str = "applications"
@@ -75,6 +77,7 @@ class ImportOptions:
     force: bool = False
     form_name: str = "application"
     allow_update_without_key: bool = False
+    case_sensitive_keys: bool = False
 
     def __post_init__(self) -> None:
         from pipelines.imports.errors import ImportFailed

@@ -28,6 +28,9 @@ def check_auto_advance(rules: tuple[dict, ...]) -> None:
             raise ImportFailed(f"invalid import options: auto_advance rule {i + 1} needs a stage")
 
 
+# staged values that find records: compared without case (unless case_sensitive_keys) and
+# surrounding whitespace, runs of whitespace as one space
+KEY_FIELDS = ("external_id", "code", "job_code", "application_external_id", "candidate_external_id")
 NUMBER_RE = r"^[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?$"
 
 # --- declared values (status, stage)
@@ -228,9 +231,13 @@ def _stage_column(entity: str, name: str, fields: dict[str, pa.Array], n: int) -
 
 
 def prepare(entity: str, mapped: Mapped, n: int, *, auto_advance: tuple[dict, ...] = (), duplicate_keys: tuple[str, ...] = (),
-            account_settings: AnyMapping[str, Any] | None = None) -> Prepared:
-    """Entity rules on a mapped batch: email addresses, declared values (stage, status), auto-advance, rounds."""
+            account_settings: AnyMapping[str, Any] | None = None, case_sensitive_keys: bool = False) -> Prepared:
+    """Entity rules on a mapped batch: email addresses, declared values (stage, status), match keys, auto-advance, rounds."""
     fields = dict(mapped.fields)
+    # match keys: runs of whitespace count as one space (the writer folds case in SQL)
+    for key in KEY_FIELDS:
+        if key in fields and pa.types.is_string(fields[key].type):
+            fields[key] = pc.replace_substring_regex(pc.utf8_trim_whitespace(fields[key]), r"[\s\pZ]+", " ")
     errors = list(mapped.errors)
     e = registry.get(entity)
 
@@ -281,8 +288,6 @@ def prepare(entity: str, mapped: Mapped, n: int, *, auto_advance: tuple[dict, ..
             stage = pc.if_else(hit, pa.scalar(target, pa.string()), stage if stage is not None else pa.nulls(n, pa.string()))
         if stage is not None:
             fields["stage"] = stage
-    if entity == "jobs" and "code" in fields:
-        fields["code"] = pc.utf8_trim_whitespace(fields["code"])
     arrays: dict[str, pa.Array] = {}
     for name in e.staged_columns:
         arrays[name] = _stage_column(entity, name, fields, n)
@@ -298,15 +303,18 @@ def prepare(entity: str, mapped: Mapped, n: int, *, auto_advance: tuple[dict, ..
             col = built[ident] = f"x_{kind}"
             arrays[col] = json_objects(items, n)
         json_spec[kind] = col
-    rnd = rounds(entity, arrays, n, duplicate_keys)
+    rnd = rounds(entity, arrays, n, duplicate_keys, case_sensitive_keys)
     table = pa.Table.from_arrays([rnd, *arrays.values()], names=["rnd", *arrays.keys()])
     return Prepared(table=table, json=json_spec, errors=errors)
 
 
-def rounds(entity: str, cols: dict[str, pa.Array], n: int, duplicate_keys: tuple[str, ...]) -> pa.Array:
+def rounds(entity: str, cols: dict[str, pa.Array], n: int, duplicate_keys: tuple[str, ...],
+           case_sensitive_keys: bool = False) -> pa.Array:
     """Duplicate rounds: rows sharing a match key go to successive rounds, so each round is
     set-based yet the batch behaves as if processed row by row in file order."""
     e = registry.get(entity)
+    if not case_sensitive_keys:
+        cols = {**cols, **{k: pc.utf8_lower(cols[k]) for k in KEY_FIELDS if k in cols}}
     keys: list[pa.Array] = []
     for k in e.identity_keys(duplicate_keys):
         key = cols["email_norm" if k == "email" else k]

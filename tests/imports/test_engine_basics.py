@@ -49,7 +49,9 @@ def test_identical_file_is_skipped_and_force_reimports(store, account, tmp_path)
     again = run_import(store, account, SAMPLE, ImportOptions(), failed_rows_dir=tmp_path)
     assert (again.status, again.duplicate_of, again.skipped) == ("skipped", first.import_id, 24)
     forced = run_import(store, account, SAMPLE, ImportOptions(force=True), failed_rows_dir=tmp_path)
-    assert (forced.status, forced.created, forced.updated) == ("completed", 0, 24)
+    # the 16 rows equal to their records are unchanged; the 4 records the file names twice change twice
+    assert (forced.status, forced.created, forced.updated, forced.skipped) == ("completed", 0, 8, 16)
+    assert forced.details["unchanged"] == 16
     assert count(store, "applications", account) == 20
     assert [h["status"] for h in list_imports(store, account)] == ["completed", "skipped", "completed"]
 

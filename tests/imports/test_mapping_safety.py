@@ -77,7 +77,7 @@ def test_the_bulkops_command_prints_one_line_and_exits_1(tmp_path: Path, monkeyp
     assert out.exit_code == 1
     # the last line is the command's own error (dagster's run log comes before it)
     last = out.stderr.strip().splitlines()[-1]
-    assert "applicants.csv: these columns look like applications" in last and "pass --entity applications" in last, out.stderr
+    assert last.startswith("error: ") and "applicants.csv" in last and "these columns look like applications" in last and "pass --entity applications" in last, out.stderr
     assert _jobs_snapshot(store, account) == before
     store.dispose()
 
