@@ -40,6 +40,8 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+import contextlib  # noqa: E402
+
 from connectors.store import RecordStore, make_engine, migrate  # noqa: E402
 from connectors.store.schema import applications, users  # noqa: E402
 from pipelines.api.tokens import create_token  # noqa: E402
@@ -73,15 +75,20 @@ class Group:
 
     def __init__(self, name: str, argv: list[str], env: dict[str, str], log_dir: Path) -> None:
         self.name = name
-        self.log = open(log_dir / f"{name}.log", "wb")
-        self.proc = subprocess.Popen(argv, env=env, cwd=ROOT, stdout=self.log, stderr=subprocess.STDOUT,
-                                     stdin=subprocess.DEVNULL, start_new_session=True)
+        self.log = open(log_dir / f"{name}.log", "wb")  # noqa: SIM115 - closed in stop()
+        self.proc = subprocess.Popen(
+            argv,
+            env=env,
+            cwd=ROOT,
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
 
     def kill(self) -> None:
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(self.proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
         self.proc.wait(timeout=30)
         self.log.close()
 
@@ -93,8 +100,10 @@ def graphql(port: int, query: str) -> dict:
 
 
 def locations_loaded(port: int, names: set[str]) -> bool:
-    data = graphql(port, "{ workspaceOrError { ... on Workspace { locationEntries { name "
-                         "locationOrLoadError { __typename } } } } }")
+    data = graphql(
+        port,
+        "{ workspaceOrError { ... on Workspace { locationEntries { name locationOrLoadError { __typename } } } } }",
+    )
     entries = {e["name"]: e["locationOrLoadError"]["__typename"] for e in data["workspaceOrError"]["locationEntries"]}
     failed = {n for n, t in entries.items() if t == "PythonError"}
     if failed:
@@ -113,7 +122,9 @@ def seed(store: RecordStore, account_id: uuid.UUID, n: int) -> list[str]:
     ids = [uuid.uuid4() for _ in range(n)]
     with store.begin() as conn:
         conn.execute(users.insert().values(id=candidate, account_id=account_id, role="candidate"))
-        conn.execute(applications.insert(), [{"id": i, "account_id": account_id, "candidate_id": candidate} for i in ids])
+        conn.execute(
+            applications.insert(), [{"id": i, "account_id": account_id, "candidate_id": candidate} for i in ids]
+        )
     return [str(i) for i in ids]
 
 
@@ -134,7 +145,9 @@ def run_baseline(client: Any, job_name: str) -> float:
 
 def run_bulk(api: httpx.Client, ids: list[str]) -> tuple[float, dict, float]:
     started = time.perf_counter()
-    response = api.post("/api/bulk-jobs-create", json={"entity_type": "applications", "operation": "delete", "entity_ids": ids})
+    response = api.post(
+        "/api/bulk-jobs-create", json={"entity_type": "applications", "operation": "delete", "entity_ids": ids}
+    )
     response.raise_for_status()
     answered = time.perf_counter() - started
     job = response.json()["result"]
@@ -152,8 +165,12 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--concurrent", type=int, default=20)
-    parser.add_argument("--dequeue-interval", type=int, default=None,
-                        help="run_queue.dequeue_interval_seconds for the instance (Dagster's default is 5)")
+    parser.add_argument(
+        "--dequeue-interval",
+        type=int,
+        default=None,
+        help="run_queue.dequeue_interval_seconds for the instance (Dagster's default is 5)",
+    )
     parser.add_argument("--database-url", default=None, help="record store (default: a fresh SQLite file)")
     parser.add_argument("--keep", action="store_true", help="keep the temporary directory (logs)")
     args = parser.parse_args()
@@ -166,10 +183,28 @@ def main() -> int:
         instance_yaml["run_queue"] = {"dequeue_interval_seconds": args.dequeue_interval, "dequeue_use_threads": True}
     (home / "dagster.yaml").write_text(yaml.safe_dump(instance_yaml))
     workspace = tmp / "workspace.yaml"
-    workspace.write_text(yaml.safe_dump({"load_from": [
-        {"python_module": {"module_name": "pipelines.definitions", "location_name": "bulkops", "working_directory": str(ROOT)}},
-        {"python_module": {"module_name": "pipelines.api.baseline", "location_name": "bench_baseline", "working_directory": str(ROOT)}},
-    ]}))
+    workspace.write_text(
+        yaml.safe_dump(
+            {
+                "load_from": [
+                    {
+                        "python_module": {
+                            "module_name": "pipelines.definitions",
+                            "location_name": "bulkops",
+                            "working_directory": str(ROOT),
+                        }
+                    },
+                    {
+                        "python_module": {
+                            "module_name": "pipelines.api.baseline",
+                            "location_name": "bench_baseline",
+                            "working_directory": str(ROOT),
+                        }
+                    },
+                ]
+            }
+        )
+    )
     database_url = args.database_url or f"sqlite:///{tmp / 'bulkops.db'}"
     migrate.upgrade(make_engine(database_url))
     store = RecordStore(database_url)
@@ -181,12 +216,22 @@ def main() -> int:
     env.pop("BULKOPS_DAGSTER_GRAPHQL_URL", None)
     cli = [sys.executable, "-c", "import sys; from pipelines.cli import run; sys.argv[0] = 'bulkops'; run()"]
     groups: list[Group] = []
-    figures: dict[str, Any] = {"dequeue_interval_seconds": args.dequeue_interval or 5, "rounds": args.rounds,
-                               "database": make_engine(database_url).dialect.name, "cores": os.cpu_count()}
+    figures: dict[str, Any] = {
+        "dequeue_interval_seconds": args.dequeue_interval or 5,
+        "rounds": args.rounds,
+        "database": make_engine(database_url).dialect.name,
+        "cores": os.cpu_count(),
+    }
     try:
         t0 = time.perf_counter()
-        groups.append(Group("dagster-dev", [str(BIN / "dagster"), "dev", "-w", str(workspace), "-h", "127.0.0.1",
-                                            "-p", str(dagit_port)], env, tmp))
+        groups.append(
+            Group(
+                "dagster-dev",
+                [str(BIN / "dagster"), "dev", "-w", str(workspace), "-h", "127.0.0.1", "-p", str(dagit_port)],
+                env,
+                tmp,
+            )
+        )
         queued_env = {**env, "BULKOPS_DAGSTER_GRAPHQL_URL": f"http://127.0.0.1:{dagit_port}"}
         groups.append(Group("api-queued", [*cli, "api", "--port", str(queued_port)], queued_env, tmp))
         groups.append(Group("api-direct", [*cli, "api", "--port", str(direct_port)], env, tmp))
@@ -234,10 +279,18 @@ def main() -> int:
         exact = sum((j["status"], j["processed_count"], j["failed_count"]) == ("completed", 3, 0) for _, j, _ in done)
         with store.engine.connect() as conn:
             all_ids = [uuid.UUID(i) for ids in batches for i in ids]
-            deleted = conn.scalar(sa.select(sa.func.count()).select_from(applications).where(
-                applications.c.id.in_(all_ids), applications.c.deleted_at.is_not(None)))
-        figures["concurrent"] = {"jobs": args.concurrent, "wall_s": wall, "exact": exact, "records_deleted": deleted,
-                                 "per_job_s": summary([t for t, _, _ in done])}
+            deleted = conn.scalar(
+                sa.select(sa.func.count())
+                .select_from(applications)
+                .where(applications.c.id.in_(all_ids), applications.c.deleted_at.is_not(None))
+            )
+        figures["concurrent"] = {
+            "jobs": args.concurrent,
+            "wall_s": wall,
+            "exact": exact,
+            "records_deleted": deleted,
+            "per_job_s": summary([t for t, _, _ in done]),
+        }
         print(json.dumps(figures, indent=2))
         return 0 if exact == args.concurrent and deleted == 3 * args.concurrent else 1
     finally:

@@ -22,10 +22,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import sqlalchemy as sa  # noqa: E402
+import sqlalchemy as sa
 
-from connectors.store import RecordStore, make_engine, migrate, schema  # noqa: E402
-from pipelines.bulk import service  # noqa: E402
+from connectors.store import RecordStore, make_engine, migrate, schema
+from pipelines.bulk import service
 
 ADMIN = os.environ.get("BULKOPS_BENCH_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
 
@@ -42,12 +42,17 @@ def _seed(store: RecordStore, account: uuid.UUID, rows: int) -> list[uuid.UUID]:
     with store.begin() as conn:
         conn.execute(schema.users.insert().values(id=cand, account_id=account, email="a@b.c", email_normalized="a@b.c"))
         conn.execute(schema.jobs.insert().values(id=job, account_id=account, title="Engineer"))
-        conn.execute(sa.text(
-            "INSERT INTO applications (id, account_id, candidate_id, job_id, stage, status) "
-            "SELECT gen_random_uuid(), :a, :c, :j, 'applied', 'active' FROM generate_series(1, :n)"
-        ), {"a": account, "c": cand, "j": job, "n": rows})
+        conn.execute(
+            sa.text(
+                "INSERT INTO applications (id, account_id, candidate_id, job_id, stage, status) "
+                "SELECT gen_random_uuid(), :a, :c, :j, 'applied', 'active' FROM generate_series(1, :n)"
+            ),
+            {"a": account, "c": cand, "j": job, "n": rows},
+        )
     with store.engine.connect() as conn:
-        return list(conn.scalars(sa.text("SELECT id FROM applications WHERE account_id = :a ORDER BY id"), {"a": account}))
+        return list(
+            conn.scalars(sa.text("SELECT id FROM applications WHERE account_id = :a ORDER BY id"), {"a": account})
+        )
 
 
 def _plain(store: RecordStore, ids: list[uuid.UUID], set_clause: str) -> float:
@@ -59,17 +64,21 @@ def _plain(store: RecordStore, ids: list[uuid.UUID], set_clause: str) -> float:
     return elapsed
 
 
-def _bulk(store: RecordStore, account: uuid.UUID, ids: list[uuid.UUID], operation: str, params: dict,
-          batch_size: int) -> tuple[float, float, dict]:
+def _bulk(
+    store: RecordStore, account: uuid.UUID, ids: list[uuid.UUID], operation: str, params: dict, batch_size: int
+) -> tuple[float, float, dict]:
     t0 = time.perf_counter()
-    job = service.create_job(store, account, created_by=None, entity_type="applications", operation=operation,
-                             entity_ids=ids, params=params)
+    job = service.create_job(
+        store, account, created_by=None, entity_type="applications", operation=operation, entity_ids=ids, params=params
+    )
     t1 = time.perf_counter()
     done = service.run_job_now(store, account, uuid.UUID(job["id"]), batch_size=batch_size)
     t2 = time.perf_counter()
     assert done["status"] == "completed" and done["processed_count"] == len(ids) and done["failed_count"] == 0, done
     with store.engine.connect() as conn:
-        audited = conn.scalar(sa.text("SELECT count(*) FROM audit_log WHERE bulk_job_id = :j"), {"j": uuid.UUID(job["id"])})
+        audited = conn.scalar(
+            sa.text("SELECT count(*) FROM audit_log WHERE bulk_job_id = :j"), {"j": uuid.UUID(job["id"])}
+        )
     assert audited == len(ids), audited
     return t1 - t0, t2 - t1, done
 
@@ -115,8 +124,10 @@ def main() -> None:
             print(f"  {key:<34} {secs:8.2f}s  {n / secs:>12,.0f} rows/s")
         for op, plain in (("status_update", "plain status UPDATE"), ("delete", "plain soft-delete UPDATE")):
             total = results[f"bulkops {op}: create"] + results[f"bulkops {op}: run"]
-            print(f"  {op}: create+run {total:.2f}s = {n / total:,.0f} rows/s -> "
-                  f"{results[plain] / total:.2f}x the plain UPDATE (run only: {results[plain] / results[f'bulkops {op}: run']:.2f}x)")
+            print(
+                f"  {op}: create+run {total:.2f}s = {n / total:,.0f} rows/s -> "
+                f"{results[plain] / total:.2f}x the plain UPDATE (run only: {results[plain] / results[f'bulkops {op}: run']:.2f}x)"
+            )
         store.dispose()
     finally:
         with admin.connect() as conn:

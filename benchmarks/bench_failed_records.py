@@ -64,20 +64,39 @@ def main() -> None:
         store = RecordStore(url)
         account = store.ensure_account("bench")
         ids = [str(uuid.uuid4()) for _ in range(args.records)]
-        job = service.create_job(store, account, created_by=None, entity_type="applications",
-                                 operation="status_update", entity_ids=ids, params={"status": "rejected"})
+        job = service.create_job(
+            store,
+            account,
+            created_by=None,
+            entity_type="applications",
+            operation="status_update",
+            entity_ids=ids,
+            params={"status": "rejected"},
+        )
         t = time.perf_counter()
         done = service.run_job_now(store, account, uuid.UUID(job["id"]))
-        print(f"job of {args.records} ids ran in {time.perf_counter() - t:.1f}s: {done['status']}, "
-              f"{done['failed_count']} failed; error_message: {done['error_message']}")
+        print(
+            f"job of {args.records} ids ran in {time.perf_counter() - t:.1f}s: {done['status']}, "
+            f"{done['failed_count']} failed; error_message: {done['error_message']}"
+        )
         token = create_token(store, account, name="bench").token
         store.dispose()
 
-        env = {**os.environ, "BULKOPS_DATABASE_URL": url, "BULKOPS_ACCOUNT": "bench",
-               "PYTHONPATH": str(ROOT), "BULKOPS_VAR_DIR": tempfile.mkdtemp(prefix="bench-var-")}
+        env = {
+            **os.environ,
+            "BULKOPS_DATABASE_URL": url,
+            "BULKOPS_ACCOUNT": "bench",
+            "PYTHONPATH": str(ROOT),
+            "BULKOPS_VAR_DIR": tempfile.mkdtemp(prefix="bench-var-"),
+        }
         port = free_port()
-        server = subprocess.Popen([str(BIN / "bulkops"), "api", "--port", str(port)], env=env,
-                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+        server = subprocess.Popen(
+            [str(BIN / "bulkops"), "api", "--port", str(port)],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
         base = f"http://127.0.0.1:{port}"
         deadline = time.monotonic() + 120
         while True:
@@ -99,10 +118,16 @@ def main() -> None:
                 subprocess.run([str(BIN / "bulkops"), "jobs", "failed", job["id"]], env=env, stdout=f, check=True)
             cli_times.append(time.perf_counter() - t)
             t = time.perf_counter()
-            with open(api_file, "wb") as f, httpx.stream(
-                "GET", f"{base}/api/bulk-jobs-failed-records", params={"id": job["id"]},
-                headers={"Authorization": f"Bearer {token}"}, timeout=600,
-            ) as response:
+            with (
+                open(api_file, "wb") as f,
+                httpx.stream(
+                    "GET",
+                    f"{base}/api/bulk-jobs-failed-records",
+                    params={"id": job["id"]},
+                    headers={"Authorization": f"Bearer {token}"},
+                    timeout=600,
+                ) as response,
+            ):
                 response.raise_for_status()
                 for chunk in response.iter_raw():
                     f.write(chunk)
@@ -113,10 +138,14 @@ def main() -> None:
             assert cli_bytes == api_bytes, "the CLI and the API wrote different files"
         load = os.getloadavg()
         print(f"records: {args.records}, rounds: {args.rounds}, load average {load[0]:.1f}")
-        print(f"cli  (bulkops jobs failed, process start included): median {statistics.median(cli_times):.2f}s "
-              f"{[round(x, 2) for x in cli_times]}")
-        print(f"api  (GET /api/bulk-jobs-failed-records, streamed):   median {statistics.median(api_times):.2f}s "
-              f"{[round(x, 2) for x in api_times]}")
+        print(
+            f"cli  (bulkops jobs failed, process start included): median {statistics.median(cli_times):.2f}s "
+            f"{[round(x, 2) for x in cli_times]}"
+        )
+        print(
+            f"api  (GET /api/bulk-jobs-failed-records, streamed):   median {statistics.median(api_times):.2f}s "
+            f"{[round(x, 2) for x in api_times]}"
+        )
     finally:
         if server is not None:
             os.killpg(server.pid, signal.SIGTERM)

@@ -36,12 +36,24 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import psycopg  # noqa: E402
-import sqlalchemy as sa  # noqa: E402
+import psycopg
+import sqlalchemy as sa
 
 ADMIN = os.environ.get("BULKOPS_BENCH_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
-HEADER = ["Application ID", "First Name", "Last Name", "Email", "Phone", "Job Code", "Job Title", "Stage", "Source",
-          "Applied At", "Years Experience", "Cover Letter"]
+HEADER = [
+    "Application ID",
+    "First Name",
+    "Last Name",
+    "Email",
+    "Phone",
+    "Job Code",
+    "Job Title",
+    "Stage",
+    "Source",
+    "Applied At",
+    "Years Experience",
+    "Cover Letter",
+]
 # the all-text table the file is COPYed into: one text column per header column
 TEXT_COLUMNS = ", ".join(f"c{i} text" for i in range(len(HEADER)))
 STAGES = ["Applied", "Phone Screen", "In Review", "Interview", "Offer", "  applied ", "IN REVIEW"]
@@ -72,8 +84,22 @@ def generate(path: Path, rows: int, seed: int = 7, *, changed: bool = False) -> 
             # the next stage of the list has another slug: every record changes
             stage = STAGES[(STAGES.index(stage) + 1) % len(STAGES)] if changed else stage
             years = str(k % 20 + (100 if changed else 0))
-            w.writerow([f"APP-{i}", f"First{k}", f"Last{k}", email, f"+44 20 {k:08d}", job[0], job[1], stage,
-                        rnd.choice(["LinkedIn", "Referral", "Careers page"]), applied, years, cover])
+            w.writerow(
+                [
+                    f"APP-{i}",
+                    f"First{k}",
+                    f"Last{k}",
+                    email,
+                    f"+44 20 {k:08d}",
+                    job[0],
+                    job[1],
+                    stage,
+                    rnd.choice(["LinkedIn", "Referral", "Careers page"]),
+                    applied,
+                    years,
+                    cover,
+                ]
+            )
 
 
 def _copy_file(cur: psycopg.Cursor, table: str, path: Path) -> None:
@@ -85,7 +111,9 @@ def _copy_file(cur: psycopg.Cursor, table: str, path: Path) -> None:
 def raw_copy(url: str, path: Path, *, unlogged: bool = False) -> float:
     """(a) COPY of the file into an all-text table: the issue's baseline (logged, like any table)."""
     with psycopg.connect(url, autocommit=True) as conn:
-        conn.execute(f"DROP TABLE IF EXISTS raw_copy; CREATE {'UNLOGGED ' if unlogged else ''}TABLE raw_copy ({TEXT_COLUMNS})")
+        conn.execute(
+            f"DROP TABLE IF EXISTS raw_copy; CREATE {'UNLOGGED ' if unlogged else ''}TABLE raw_copy ({TEXT_COLUMNS})"
+        )
         conn.execute("CHECKPOINT")
         t = time.perf_counter()
         with conn.cursor() as cur:
@@ -104,15 +132,19 @@ def single_table_upsert(url: str, path: Path) -> float:
     """The issue's reference technique: COPY into staging, then one INSERT ... ON CONFLICT into one table."""
     with psycopg.connect(url) as conn, conn.cursor() as cur:
         cur.execute("DROP TABLE IF EXISTS upsert_target")
-        cur.execute("CREATE TABLE upsert_target (email text PRIMARY KEY, first_name text, last_name text, phone text, "
-                    "job_code text, stage text, applied_at text)")
+        cur.execute(
+            "CREATE TABLE upsert_target (email text PRIMARY KEY, first_name text, last_name text, phone text, "
+            "job_code text, stage text, applied_at text)"
+        )
         conn.commit()
         cur.execute("CHECKPOINT")
         t = time.perf_counter()
         _stage_file(cur, path)
-        cur.execute("INSERT INTO upsert_target SELECT DISTINCT ON (lower(trim(c3))) lower(trim(c3)), c1, c2, c4, c5, c7, c9 "
-                    "FROM raw ORDER BY lower(trim(c3)) ON CONFLICT (email) DO UPDATE SET first_name = excluded.first_name, "
-                    "last_name = excluded.last_name, phone = excluded.phone, stage = excluded.stage")
+        cur.execute(
+            "INSERT INTO upsert_target SELECT DISTINCT ON (lower(trim(c3))) lower(trim(c3)), c1, c2, c4, c5, c7, c9 "
+            "FROM raw ORDER BY lower(trim(c3)) ON CONFLICT (email) DO UPDATE SET first_name = excluded.first_name, "
+            "last_name = excluded.last_name, phone = excluded.phone, stage = excluded.stage"
+        )
         conn.commit()
         elapsed = time.perf_counter() - t
         cur.execute("DROP TABLE upsert_target")
@@ -134,44 +166,83 @@ def schema_floor(url: str, path: Path, account: uuid.UUID, *, bare: bool = False
     """
     a = {"a": str(account)}
     t_users, t_apps, t_forms = (f"bare_{t}" if bare else t for t in ("users", "applications", "form_submissions"))
-    audit = ("INSERT INTO audit_log (account_id, occurred_at, actor, operation, entity_type, entity_id, import_id, before, after) "
-             "SELECT %(a)s, now(), 'bench', 'import.create', '{etype}', id, NULL, NULL, {after} FROM {src}")
+    audit = (
+        "INSERT INTO audit_log (account_id, occurred_at, actor, operation, entity_type, entity_id, import_id, before, after) "
+        "SELECT %(a)s, now(), 'bench', 'import.create', '{etype}', id, NULL, NULL, {after} FROM {src}"
+    )
 
     def audited(insert: str, etype: str, returning: str, after: str, src: str) -> str:
-        return insert if bare else f"WITH {src} AS ({insert} RETURNING {returning}) " + audit.format(etype=etype, after=after, src=src)
+        return (
+            insert
+            if bare
+            else f"WITH {src} AS ({insert} RETURNING {returning}) " + audit.format(etype=etype, after=after, src=src)
+        )
 
     with psycopg.connect(url) as conn, conn.cursor() as cur:
         if bare:
             for t in ("users", "applications", "form_submissions"):
-                cur.execute(f"DROP TABLE IF EXISTS bare_{t}; CREATE TABLE bare_{t} (LIKE {t} INCLUDING DEFAULTS, PRIMARY KEY (id))")
+                cur.execute(
+                    f"DROP TABLE IF EXISTS bare_{t}; CREATE TABLE bare_{t} (LIKE {t} INCLUDING DEFAULTS, PRIMARY KEY (id))"
+                )
             conn.commit()
         cur.execute("CHECKPOINT")
         t = time.perf_counter()
         cur.execute("SET LOCAL synchronous_commit = off")
         _stage_file(cur, path)
-        cur.execute("INSERT INTO jobs (id, account_id, code, title, status, origin, data, created_at, updated_at) "
-                    "SELECT gen_random_uuid(), %(a)s, c5, max(c6), 'open', 'uploaded', '{}', now(), now() FROM raw GROUP BY c5 "
-                    "ON CONFLICT DO NOTHING", a)
+        cur.execute(
+            "INSERT INTO jobs (id, account_id, code, title, status, origin, data, created_at, updated_at) "
+            "SELECT gen_random_uuid(), %(a)s, c5, max(c6), 'open', 'uploaded', '{}', now(), now() FROM raw GROUP BY c5 "
+            "ON CONFLICT DO NOTHING",
+            a,
+        )
         # ascending ids, like the import's time-ordered ones (random ones would split index pages)
-        ids = ", ".join(f"(left(md5(%(a)s || '{k}')::uuid::text, 24) || lpad(to_hex(n), 12, '0'))::uuid AS {k}" for k in ("uid", "aid", "fid"))
-        cur.execute(f"CREATE TEMP TABLE s ON COMMIT DROP AS SELECT {ids}, lower(trim(c3)) AS email, * "
-                    "FROM (SELECT row_number() OVER () AS n, * FROM raw) r", a)
-        cur.execute(audited(
-            f"INSERT INTO {t_users} (id, account_id, role, email, email_normalized, first_name, last_name, phone, data, "
-            "created_at, updated_at) SELECT DISTINCT ON (email) uid, %(a)s, 'candidate', c3, email, c1, c2, c4, '{}', now(), now() "
-            "FROM s ORDER BY email", "candidates", "id, email, first_name, last_name", "jsonb_build_object('email', email, 'first_name', first_name)", "u"), a)
+        ids = ", ".join(
+            f"(left(md5(%(a)s || '{k}')::uuid::text, 24) || lpad(to_hex(n), 12, '0'))::uuid AS {k}"
+            for k in ("uid", "aid", "fid")
+        )
+        cur.execute(
+            f"CREATE TEMP TABLE s ON COMMIT DROP AS SELECT {ids}, lower(trim(c3)) AS email, * "
+            "FROM (SELECT row_number() OVER () AS n, * FROM raw) r",
+            a,
+        )
+        cur.execute(
+            audited(
+                f"INSERT INTO {t_users} (id, account_id, role, email, email_normalized, first_name, last_name, phone, data, "
+                "created_at, updated_at) SELECT DISTINCT ON (email) uid, %(a)s, 'candidate', c3, email, c1, c2, c4, '{}', now(), now() "
+                "FROM s ORDER BY email",
+                "candidates",
+                "id, email, first_name, last_name",
+                "jsonb_build_object('email', email, 'first_name', first_name)",
+                "u",
+            ),
+            a,
+        )
         cur.execute(f"ANALYZE {t_users}")
-        cur.execute(audited(
-            f"INSERT INTO {t_apps} (id, account_id, candidate_id, job_id, stage, status, source, external_id, data, "
-            "created_at, updated_at) SELECT s.aid, %(a)s, u.id, j.id, lower(trim(s.c7)), 'active', s.c8, s.c0, "
-            f"jsonb_build_object('years', s.c10), now(), now() FROM s JOIN {t_users} u ON u.account_id = %(a)s "
-            "AND u.email_normalized = s.email JOIN jobs j ON j.account_id = %(a)s AND j.code = s.c5",
-            "applications", "id, candidate_id, job_id, stage", "jsonb_build_object('candidate_id', candidate_id, 'job_id', job_id, 'stage', stage)", "x"), a)
-        cur.execute(audited(
-            f"INSERT INTO {t_forms} (id, account_id, application_id, form_name, answers, created_at, updated_at) "
-            "SELECT fid, %(a)s, aid, 'application', jsonb_build_object('cover_letter', c11), now(), now() FROM s "
-            f"WHERE aid IN (SELECT id FROM {t_apps} WHERE account_id = %(a)s)",
-            "form_submissions", "id, application_id, answers", "jsonb_build_object('application_id', application_id, 'answers', answers)", "f"), a)
+        cur.execute(
+            audited(
+                f"INSERT INTO {t_apps} (id, account_id, candidate_id, job_id, stage, status, source, external_id, data, "
+                "created_at, updated_at) SELECT s.aid, %(a)s, u.id, j.id, lower(trim(s.c7)), 'active', s.c8, s.c0, "
+                f"jsonb_build_object('years', s.c10), now(), now() FROM s JOIN {t_users} u ON u.account_id = %(a)s "
+                "AND u.email_normalized = s.email JOIN jobs j ON j.account_id = %(a)s AND j.code = s.c5",
+                "applications",
+                "id, candidate_id, job_id, stage",
+                "jsonb_build_object('candidate_id', candidate_id, 'job_id', job_id, 'stage', stage)",
+                "x",
+            ),
+            a,
+        )
+        cur.execute(
+            audited(
+                f"INSERT INTO {t_forms} (id, account_id, application_id, form_name, answers, created_at, updated_at) "
+                "SELECT fid, %(a)s, aid, 'application', jsonb_build_object('cover_letter', c11), now(), now() FROM s "
+                f"WHERE aid IN (SELECT id FROM {t_apps} WHERE account_id = %(a)s)",
+                "form_submissions",
+                "id, application_id, answers",
+                "jsonb_build_object('application_id', application_id, 'answers', answers)",
+                "f",
+            ),
+            a,
+        )
         conn.commit()
         elapsed = time.perf_counter() - t
         if bare:
@@ -201,9 +272,14 @@ def schema_floor_reimport(url: str, path: Path, account: uuid.UUID) -> float:
             "SELECT %(a)s, now(), 'bench', 'import.update', 'applications', t.id, NULL, "
             "jsonb_build_object('stage', t.stage, 'source', t.source, 'data', t.data), "
             "jsonb_build_object('stage', lower(trim(s.c7)), 'source', s.c8, 'data', t.data || jsonb_build_object('years', s.c10)) "
-            "FROM raw s JOIN applications t ON t.account_id = %(a)s AND t.external_id = s.c0", a)
-        cur.execute("UPDATE applications t SET stage = lower(trim(s.c7)), source = s.c8, data = t.data || jsonb_build_object('years', s.c10), "
-                    "updated_at = now() FROM raw s WHERE t.account_id = %(a)s AND t.external_id = s.c0", a)
+            "FROM raw s JOIN applications t ON t.account_id = %(a)s AND t.external_id = s.c0",
+            a,
+        )
+        cur.execute(
+            "UPDATE applications t SET stage = lower(trim(s.c7)), source = s.c8, data = t.data || jsonb_build_object('years', s.c10), "
+            "updated_at = now() FROM raw s WHERE t.account_id = %(a)s AND t.external_id = s.c0",
+            a,
+        )
         conn.commit()
         return time.perf_counter() - t
 
@@ -214,12 +290,28 @@ def _child(url: str, account: str, path: str, force: bool, batch: int, q: mp.Que
 
     store = RecordStore(url)
     t = time.perf_counter()
-    r = run_import(store, uuid.UUID(account), path, ImportOptions(force=force, batch_size=batch),
-                   failed_rows_dir=tempfile.gettempdir())
+    r = run_import(
+        store,
+        uuid.UUID(account),
+        path,
+        ImportOptions(force=force, batch_size=batch),
+        failed_rows_dir=tempfile.gettempdir(),
+    )
     elapsed = time.perf_counter() - t
     rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    q.put({"elapsed": elapsed, "rss_mb": rss_mb, "created": r.created, "updated": r.updated, "skipped": r.skipped,
-           "errors": r.errors, "rows": r.rows_read, "details": r.details, "import_id": str(r.import_id)})
+    q.put(
+        {
+            "elapsed": elapsed,
+            "rss_mb": rss_mb,
+            "created": r.created,
+            "updated": r.updated,
+            "skipped": r.skipped,
+            "errors": r.errors,
+            "rows": r.rows_read,
+            "details": r.details,
+            "import_id": str(r.import_id),
+        }
+    )
 
 
 def _rollback_child(url: str, account: str, import_id: str, q: mp.Queue) -> None:
@@ -230,8 +322,15 @@ def _rollback_child(url: str, account: str, import_id: str, q: mp.Queue) -> None
     t = time.perf_counter()
     out = rollback_import(store, uuid.UUID(account), uuid.UUID(import_id), actor="bench")
     elapsed = time.perf_counter() - t
-    q.put({"elapsed": elapsed, "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-           "deleted": out["deleted"], "restored": out["restored"], "conflicts": out["conflicts"]})
+    q.put(
+        {
+            "elapsed": elapsed,
+            "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+            "deleted": out["deleted"],
+            "restored": out["restored"],
+            "conflicts": out["conflicts"],
+        }
+    )
 
 
 def _in_child(target, *args) -> dict:  # type: ignore[no-untyped-def]
@@ -284,28 +383,52 @@ def run_size(url: str, rows: int, batch: int, workdir: Path) -> dict:
         return {"s": round(seconds, 2), "rows_s": round(rows / seconds), "x_copy": round(copy_s / seconds, 3)}
 
     out = {
-        "rows": rows, "file_mb": round(size_mb, 1), "batch_size": batch, "load_avg": [round(x, 1) for x in os.getloadavg()],
-        "raw_copy_s": round(copy_s, 2), "raw_copy_rows_s": round(raw_rps), "raw_copy_unlogged_rows_s": round(rows / copy_unlogged_s),
-        "single_table_upsert": rate(upsert_s), "schema_floor": rate(floor_s), "bare_floor": rate(bare_s),
-        "first_s": round(first["elapsed"], 2), "first_rows_s": round(rows / first["elapsed"]),
-        "first_ratio": round(rows / first["elapsed"] / raw_rps, 3), "first_vs_floor": round(floor_s / first["elapsed"], 2),
+        "rows": rows,
+        "file_mb": round(size_mb, 1),
+        "batch_size": batch,
+        "load_avg": [round(x, 1) for x in os.getloadavg()],
+        "raw_copy_s": round(copy_s, 2),
+        "raw_copy_rows_s": round(raw_rps),
+        "raw_copy_unlogged_rows_s": round(rows / copy_unlogged_s),
+        "single_table_upsert": rate(upsert_s),
+        "schema_floor": rate(floor_s),
+        "bare_floor": rate(bare_s),
+        "first_s": round(first["elapsed"], 2),
+        "first_rows_s": round(rows / first["elapsed"]),
+        "first_ratio": round(rows / first["elapsed"] / raw_rps, 3),
+        "first_vs_floor": round(floor_s / first["elapsed"], 2),
         "first_rss_mb": round(first["rss_mb"]),
-        "first_counts": {k: first[k] for k in ("created", "updated", "skipped", "errors")}, "first_details": first["details"],
-        "reimport_s": round(again["elapsed"], 2), "reimport_rows_s": round(rows / again["elapsed"]),
-        "reimport_ratio": round(rows / again["elapsed"] / raw_rps, 3), "reimport_vs_floor": round(floor_re_s / again["elapsed"], 2),
-        "reimport_rss_mb": round(again["rss_mb"]), "schema_floor_reimport": rate(floor_re_s),
+        "first_counts": {k: first[k] for k in ("created", "updated", "skipped", "errors")},
+        "first_details": first["details"],
+        "reimport_s": round(again["elapsed"], 2),
+        "reimport_rows_s": round(rows / again["elapsed"]),
+        "reimport_ratio": round(rows / again["elapsed"] / raw_rps, 3),
+        "reimport_vs_floor": round(floor_re_s / again["elapsed"], 2),
+        "reimport_rss_mb": round(again["rss_mb"]),
+        "schema_floor_reimport": rate(floor_re_s),
         "reimport_counts": {k: again[k] for k in ("created", "updated", "skipped", "errors")},
         "reimport_details": again["details"],
-        "update_s": round(update["elapsed"], 2), "update_rows_s": round(rows / update["elapsed"]),
+        "update_s": round(update["elapsed"], 2),
+        "update_rows_s": round(rows / update["elapsed"]),
         "update_ratio": round(rows / update["elapsed"] / raw_rps, 3),
         "update_vs_floor": round(floor_re_s / update["elapsed"], 2),
         "update_rss_mb": round(update["rss_mb"]),
         "update_counts": {k: update[k] for k in ("created", "updated", "skipped", "errors")},
-        "rollback_update": {"s": round(undo_update["elapsed"], 2), "rss_mb": round(undo_update["rss_mb"]),
-                            "restored": undo_update["restored"].get("applications")},
-        "rollback_reimport": {"s": round(undo_re["elapsed"], 2), "restored": undo_re["restored"].get("applications"),
-                              "rss_mb": round(undo_re["rss_mb"])},
-        "rollback_first": {"s": round(undo_first["elapsed"], 2), "deleted": undo_first["deleted"], "rss_mb": round(undo_first["rss_mb"])},
+        "rollback_update": {
+            "s": round(undo_update["elapsed"], 2),
+            "rss_mb": round(undo_update["rss_mb"]),
+            "restored": undo_update["restored"].get("applications"),
+        },
+        "rollback_reimport": {
+            "s": round(undo_re["elapsed"], 2),
+            "restored": undo_re["restored"].get("applications"),
+            "rss_mb": round(undo_re["rss_mb"]),
+        },
+        "rollback_first": {
+            "s": round(undo_first["elapsed"], 2),
+            "deleted": undo_first["deleted"],
+            "rss_mb": round(undo_first["rss_mb"]),
+        },
     }
     return out
 
@@ -323,7 +446,11 @@ def main() -> None:
     admin = sa.create_engine(ADMIN.replace("postgresql://", "postgresql+psycopg://"), isolation_level="AUTOCOMMIT")
     with admin.connect() as c:
         c.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    url = sa.make_url(ADMIN.replace("postgresql://", "postgresql+psycopg://")).set(database=name).render_as_string(hide_password=False)
+    url = (
+        sa.make_url(ADMIN.replace("postgresql://", "postgresql+psycopg://"))
+        .set(database=name)
+        .render_as_string(hide_password=False)
+    )
     workdir = Path(args.workdir or tempfile.mkdtemp(prefix="bulkops-bench-"))
     workdir.mkdir(parents=True, exist_ok=True)
     try:

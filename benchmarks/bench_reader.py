@@ -1,6 +1,6 @@
 """Reader throughput on a generated applications CSV: rows/s and peak RSS, csv-module and Arrow paths.
 
-    PYTHONPATH=. .venv/bin/python benchmarks/bench_reader.py --rows 1000000 [--dir /tmp]
+PYTHONPATH=. .venv/bin/python benchmarks/bench_reader.py --rows 1000000 [--dir /tmp]
 """
 
 from __future__ import annotations
@@ -21,7 +21,9 @@ def generate(path: Path, rows: int) -> None:
         f.write("Application ID,First Name,Last Name,Email,Job Code,Stage,Applied At,Years Experience,Notes\n")
         for i in range(rows):
             note = '"Hello,\nworld"' if i % 1000 == 0 else f"note {rnd.randint(0, 99999)}"
-            f.write(f"APP-{i},Zoë,Müller{i % 97},user{i}@example.com,ENG-{i % 40},{stages[i % 4]},2026-04-0{1 + i % 9}T10:00:00,{i % 30},{note}\n")
+            f.write(
+                f"APP-{i},Zoë,Müller{i % 97},user{i}@example.com,ENG-{i % 40},{stages[i % 4]},2026-04-0{1 + i % 9}T10:00:00,{i % 30},{note}\n"
+            )
 
 
 def measure(path: Path, arrow: bool) -> None:
@@ -40,8 +42,10 @@ def measure(path: Path, arrow: bool) -> None:
     ru = resource.getrusage(resource.RUSAGE_SELF)
     cpu = ru.ru_utime + ru.ru_stime - cpu0
     # cpu time: the machine is shared, wall time varies with the load
-    print(f"{'arrow' if arrow else 'csv  '} rows={n} issues={issues} wall {dt:.2f}s cpu {cpu:.2f}s "
-          f"{n / cpu:,.0f} rows/cpu-s peak {ru.ru_maxrss // 1024} MB")
+    print(
+        f"{'arrow' if arrow else 'csv  '} rows={n} issues={issues} wall {dt:.2f}s cpu {cpu:.2f}s "
+        f"{n / cpu:,.0f} rows/cpu-s peak {ru.ru_maxrss // 1024} MB"
+    )
 
 
 def main() -> None:

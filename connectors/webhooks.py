@@ -11,7 +11,7 @@ import time
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
@@ -78,7 +78,9 @@ def deliver_pending(
 ) -> dict[str, int]:
     """Deliver pending webhook events of the outbox (optionally of one job) and record each result."""
     ev = schema.automation_events
-    stmt = sa.select(ev).where(ev.c.status == "pending", ev.c.action == "webhook").order_by(ev.c.created_at).limit(limit)
+    stmt = (
+        sa.select(ev).where(ev.c.status == "pending", ev.c.action == "webhook").order_by(ev.c.created_at).limit(limit)
+    )
     if bulk_job_id is not None:
         stmt = stmt.where(ev.c.bulk_job_id == bulk_job_id)
     if account_id is not None:
@@ -89,14 +91,25 @@ def deliver_pending(
     with httpx.Client(timeout=deliver_options.pop("timeout", 10.0)) as client:
         for event in events:
             url = (event.payload or {}).get("config", {}).get("url")
-            body = {"event_id": str(event.id), "automation": event.automation, "entity_type": event.entity_type,
-                    "entity_id": str(event.entity_id), "bulk_job_id": str(event.bulk_job_id) if event.bulk_job_id else None}
+            body = {
+                "event_id": str(event.id),
+                "automation": event.automation,
+                "entity_type": event.entity_type,
+                "entity_id": str(event.entity_id),
+                "bulk_job_id": str(event.bulk_job_id) if event.bulk_job_id else None,
+            }
             result = deliver(url, body, client=client, **deliver_options) if url else Delivery(False, 0, None, "no url")
-            now = datetime.now(timezone.utc)
+            now = datetime.now(UTC)
             with store.begin() as conn:
-                conn.execute(ev.update().where(ev.c.id == event.id).values(
-                    status="delivered" if result.ok else "failed", attempts=event.attempts + result.attempts,
-                    last_error=result.error, delivered_at=now if result.ok else None,
-                ))
+                conn.execute(
+                    ev.update()
+                    .where(ev.c.id == event.id)
+                    .values(
+                        status="delivered" if result.ok else "failed",
+                        attempts=event.attempts + result.attempts,
+                        last_error=result.error,
+                        delivered_at=now if result.ok else None,
+                    )
+                )
             counts["delivered" if result.ok else "failed"] += 1
     return counts

@@ -8,11 +8,13 @@ before the run ended; 70 an unexpected error (a bug: `-v` or BULKOPS_DEBUG=1 sho
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sys
 import traceback
 import uuid
+from datetime import UTC
 from pathlib import Path
 from typing import Any
 
@@ -113,8 +115,14 @@ class BulkopsGroup(click.Group):
 
     verbose = False
 
-    def main(self, args: Any = None, prog_name: str | None = None, complete_var: str | None = None,
-             standalone_mode: bool = True, **extra: Any) -> Any:
+    def main(
+        self,
+        args: Any = None,
+        prog_name: str | None = None,
+        complete_var: str | None = None,
+        standalone_mode: bool = True,
+        **extra: Any,
+    ) -> Any:
         if not standalone_mode:
             return super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
         BulkopsGroup.verbose = _debug()
@@ -128,10 +136,8 @@ class BulkopsGroup(click.Group):
             sys.exit(exc.exit_code)
         except BrokenPipeError:
             # the reader went away (`bulkops jobs failed ID | head`): no traceback when stdout is flushed at exit
-            try:
+            with contextlib.suppress(OSError, ValueError, AttributeError):
                 os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-            except (OSError, ValueError, AttributeError):
-                pass
             sys.exit(EXIT_FAILED)
         except (click.exceptions.Abort, KeyboardInterrupt):
             click.echo("error: interrupted", err=True)
@@ -140,7 +146,7 @@ class BulkopsGroup(click.Group):
             self._traceback()
             click.echo(f"error: {_one_line(exc.format_message())}", err=True)
             sys.exit(exc.exit_code)
-        except Exception as exc:  # noqa: BLE001 - the one place every error is told
+        except Exception as exc:
             self._traceback()
             known = explain(exc)
             if known is not None:
@@ -174,14 +180,18 @@ class JsonObject(click.ParamType):
         except json.JSONDecodeError as exc:
             self.fail(f"not valid JSON ({exc.msg} at character {exc.pos}): {value!r}", param, ctx)
         if not isinstance(parsed, dict):
-            self.fail(f"expected a JSON object such as '{{\"status\": \"rejected\"}}', got {value!r}", param, ctx)
+            self.fail(f'expected a JSON object such as \'{{"status": "rejected"}}\', got {value!r}', param, ctx)
         return parsed
 
 
 @click.group("bulkops", cls=BulkopsGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="bulkops", prog_name="bulkops", message="%(prog)s %(version)s")
-@click.option("-v", "--verbose", is_flag=True,
-              help=f"Show tracebacks and the Dagster event log of in-process runs (also ${DEBUG_ENV}=1).")
+@click.option(
+    "-v",
+    "--verbose",
+    is_flag=True,
+    help=f"Show tracebacks and the Dagster event log of in-process runs (also ${DEBUG_ENV}=1).",
+)
 def main(verbose: bool) -> None:
     """bulkops: bulk operations on recruiting and HR records, run by Dagster.
 
@@ -205,7 +215,9 @@ def db_upgrade(revision: str) -> None:
 
     engine = make_engine()
     migrate.upgrade(engine, revision)
-    click.echo(f"record store {engine.url.render_as_string(hide_password=True)} is at {migrate.current_revision(engine)}")
+    click.echo(
+        f"record store {engine.url.render_as_string(hide_password=True)} is at {migrate.current_revision(engine)}"
+    )
 
 
 @db.command("downgrade")
@@ -312,7 +324,9 @@ def accounts_values_reset(account: str, key: str) -> None:
 @click.option("--port", default=8000, show_default=True, type=int)
 @click.option("--workers", default=1, show_default=True, type=int, help="uvicorn worker processes.")
 @click.option("--max-body-mb", default=None, type=float, help="Largest request body in MiB (default 64).")
-@click.option("--write-openapi", type=click.Path(dir_okay=False), default=None, help="Write the OpenAPI schema there and exit.")
+@click.option(
+    "--write-openapi", type=click.Path(dir_okay=False), default=None, help="Write the OpenAPI schema there and exit."
+)
 def api_serve(host: str, port: int, workers: int, max_body_mb: float | None, write_openapi: str | None) -> None:
     """Serve the bulk-job HTTP API with uvicorn (OpenAPI schema at /api/openapi.json)."""
     if write_openapi:
@@ -336,7 +350,9 @@ def tokens() -> None:
 @tokens.command("create")
 @click.argument("account_slug")
 @click.option("--name", default="api", show_default=True, help="Label to tell tokens apart.")
-@click.option("--user-id", type=click.UUID, default=None, help="User recorded as created_by on jobs made with the token.")
+@click.option(
+    "--user-id", type=click.UUID, default=None, help="User recorded as created_by on jobs made with the token."
+)
 def tokens_create(account_slug: str, name: str, user_id: uuid.UUID | None) -> None:
     """Create a token for ACCOUNT_SLUG and print it once (only its digest is stored)."""
     from connectors.store import RecordStore
@@ -390,16 +406,17 @@ def _print_history(rows: list[dict]) -> None:
             )
         )
     widths = [max(len(h), *(len(r[i]) for r in table)) if table else len(h) for i, h in enumerate(headers)]
-    click.echo("  ".join(h.ljust(w) for h, w in zip(headers, widths)).rstrip())
-    for row, r in zip(rows, table):
-        click.echo("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip())
+    click.echo("  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=False)).rstrip())
+    for row, r in zip(rows, table, strict=False):
+        click.echo("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=False)).rstrip())
         if row.get("error_message") and row.get("status") != "completed":
             click.echo(f"    {row['status']}: {_one_line(row['error_message'])}")
 
 
-def _launch(path: str, entity: str, account: str, options: object, mapping: str | None, *,
-            fail_on_rejected: bool = False) -> object:
-    from datetime import datetime, timezone
+def _launch(
+    path: str, entity: str, account: str, options: object, mapping: str | None, *, fail_on_rejected: bool = False
+) -> object:
+    from datetime import datetime
 
     import dagster as dg
 
@@ -411,13 +428,31 @@ def _launch(path: str, entity: str, account: str, options: object, mapping: str 
     use_local_dagster_home()
     with dg.DagsterInstance.get() as instance:
         # the run's event log (tracebacks included) goes to stderr only with -v; the instance keeps it all
-        run_id, result = launch_import(path, entity, account, options, instance=instance, mapping_path=mapping or "",
-                                       log_level="INFO" if BulkopsGroup.verbose else "CRITICAL")
+        run_id, result = launch_import(
+            path,
+            entity,
+            account,
+            options,
+            instance=instance,
+            mapping_path=mapping or "",
+            log_level="INFO" if BulkopsGroup.verbose else "CRITICAL",
+        )
         if result is None:
             raise CommandFailed(f"{failure_message(instance, run_id)} (dagster run {run_id})")
     _print_history(
-        [{"started_at": datetime.now(timezone.utc), "type": result.type, "file": result.file, "created": result.created, "updated": result.updated,
-          "skipped": result.skipped, "errors": result.errors, "status": result.status, "id": result.import_id}]
+        [
+            {
+                "started_at": datetime.now(UTC),
+                "type": result.type,
+                "file": result.file,
+                "created": result.created,
+                "updated": result.updated,
+                "skipped": result.skipped,
+                "errors": result.errors,
+                "status": result.status,
+                "id": result.import_id,
+            }
+        ]
     )
     if result.duplicate_of:
         click.echo(f"identical content was already imported by {result.duplicate_of}: nothing written")
@@ -445,55 +480,148 @@ def _rejected(errors: int, rows_read: int, failed_rows_path: str | None) -> str:
 
 @main.command("import")
 @click.argument("path", type=click.Path(exists=True, dir_okay=False))
-@click.option("--entity", type=click.Choice(["applications", "candidates", "jobs", "contracts"]), default="applications",
-              show_default=True, help="The kind of records the file holds.")
+@click.option(
+    "--entity",
+    type=click.Choice(["applications", "candidates", "jobs", "contracts"]),
+    default="applications",
+    show_default=True,
+    help="The kind of records the file holds.",
+)
 @click.option("--account", default=None, help="Account slug (default $BULKOPS_ACCOUNT or demo).")
-@click.option("--mapping", type=click.Path(exists=True, dir_okay=False), default=None,
-              help="YAML field mapping (default: columns mapped by their names).")
-@click.option("--on-duplicate", type=click.Choice(["skip", "update", "create", "flag"]), default="update", show_default=True,
-              help="What to do with a row that matches an existing record.")
-@click.option("--duplicate-keys", default="external_id,email", show_default=True,
-              help="Comma-separated fields that identify an existing record.")
-@click.option("--default-stage", default="applied", show_default=True, help="Stage of applications whose row names none.")
-@click.option("--error-policy", type=click.Choice(["skip", "abort", "threshold"]), default="skip", show_default=True,
-              help="skip: reject bad rows and go on; abort: stop at the first; threshold: stop past --error-threshold.")
-@click.option("--error-threshold", type=float, default=0.1, show_default=True,
-              help="With --error-policy threshold: the share of bad rows that stops the import.")
+@click.option(
+    "--mapping",
+    type=click.Path(exists=True, dir_okay=False),
+    default=None,
+    help="YAML field mapping (default: columns mapped by their names).",
+)
+@click.option(
+    "--on-duplicate",
+    type=click.Choice(["skip", "update", "create", "flag"]),
+    default="update",
+    show_default=True,
+    help="What to do with a row that matches an existing record.",
+)
+@click.option(
+    "--duplicate-keys",
+    default="external_id,email",
+    show_default=True,
+    help="Comma-separated fields that identify an existing record.",
+)
+@click.option(
+    "--default-stage", default="applied", show_default=True, help="Stage of applications whose row names none."
+)
+@click.option(
+    "--error-policy",
+    type=click.Choice(["skip", "abort", "threshold"]),
+    default="skip",
+    show_default=True,
+    help="skip: reject bad rows and go on; abort: stop at the first; threshold: stop past --error-threshold.",
+)
+@click.option(
+    "--error-threshold",
+    type=float,
+    default=0.1,
+    show_default=True,
+    help="With --error-policy threshold: the share of bad rows that stops the import.",
+)
 @click.option("--batch-size", type=int, default=5000, show_default=True, help="Rows per committed batch.")
-@click.option("--no-create-missing-jobs", is_flag=True, help="Reject rows naming an unknown job instead of creating it.")
-@click.option("--case-sensitive-keys", is_flag=True,
-              help="Match job codes and external ids with their case (by default ENG-1 and eng-1 are one key).")
+@click.option(
+    "--no-create-missing-jobs", is_flag=True, help="Reject rows naming an unknown job instead of creating it."
+)
+@click.option(
+    "--case-sensitive-keys",
+    is_flag=True,
+    help="Match job codes and external ids with their case (by default ENG-1 and eng-1 are one key).",
+)
 @click.option("--encoding", default=None, help="Text encoding of a CSV file (default: detected).")
 @click.option("--delimiter", default=None, help="Field delimiter of a CSV file (default: detected).")
-@click.option("--format", "file_format", type=click.Choice(["csv", "parquet", "xlsx"]), default=None,
-              help="Default: from the file's bytes (gzip, bzip2, xz or a zip of one file are opened).")
-@click.option("--decode-errors", "decode_fallback", default=None, metavar="ENCODING",
-              help="Decode bytes the file's encoding cannot with ENCODING (e.g. cp1252); default: reject those rows.")
-@click.option("--skip-rows", type=click.IntRange(min=0), default=None, help="Lines above the header to skip (default: detected).")
+@click.option(
+    "--format",
+    "file_format",
+    type=click.Choice(["csv", "parquet", "xlsx"]),
+    default=None,
+    help="Default: from the file's bytes (gzip, bzip2, xz or a zip of one file are opened).",
+)
+@click.option(
+    "--decode-errors",
+    "decode_fallback",
+    default=None,
+    metavar="ENCODING",
+    help="Decode bytes the file's encoding cannot with ENCODING (e.g. cp1252); default: reject those rows.",
+)
+@click.option(
+    "--skip-rows", type=click.IntRange(min=0), default=None, help="Lines above the header to skip (default: detected)."
+)
 @click.option("--comment", default=None, metavar="CHARS", help="Skip lines starting with CHARS, e.g. '#'.")
 @click.option("--sheet", default=None, help="Workbook sheet to read (default: the first).")
-@click.option("--null-values", default=None, metavar="LIST",
-              help="Comma-separated spellings of empty in mapped fields (default: NULL,null,N/A,n/a,#N/A,NA,-,None,none); '' for none.")
-@click.option("--max-cell-kib", type=click.IntRange(min=1), default=128, show_default=True,
-              help="A row with a longer cell is rejected.")
+@click.option(
+    "--null-values",
+    default=None,
+    metavar="LIST",
+    help="Comma-separated spellings of empty in mapped fields (default: NULL,null,N/A,n/a,#N/A,NA,-,None,none); '' for none.",
+)
+@click.option(
+    "--max-cell-kib",
+    type=click.IntRange(min=1),
+    default=128,
+    show_default=True,
+    help="A row with a longer cell is rejected.",
+)
 @click.option("--force", is_flag=True, help="Import even when identical content was already imported.")
 @click.option("--dry-run", is_flag=True, help="Report what would happen; write nothing.")
-@click.option("--allow-update-without-key", is_flag=True,
-              help="Update existing records even though no column of the file maps to an identity key (external_id, job code, email).")
-@click.option("--submit", is_flag=True,
-              help="Queue the run on the running Dagster webserver ($BULKOPS_DAGSTER_GRAPHQL_URL, default "
-                   "http://127.0.0.1:3000) instead of running it here: the daemon starts it under the run queue's limits.")
+@click.option(
+    "--allow-update-without-key",
+    is_flag=True,
+    help="Update existing records even though no column of the file maps to an identity key (external_id, job code, email).",
+)
+@click.option(
+    "--submit",
+    is_flag=True,
+    help="Queue the run on the running Dagster webserver ($BULKOPS_DAGSTER_GRAPHQL_URL, default "
+    "http://127.0.0.1:3000) instead of running it here: the daemon starts it under the run queue's limits.",
+)
 @click.option("--no-wait", is_flag=True, help="With --submit: print the run id and return at once.")
-@click.option("--timeout", type=float, default=None,
-              help=f"With --submit: stop waiting after SECONDS (the run goes on); exit {EXIT_TIMEOUT}.")
-@click.option("--fail-on-rejected", is_flag=True,
-              help=f"Exit {EXIT_REJECTED} when any row was rejected (the import itself completes; default: exit 0).")
-def import_file(path: str, entity: str, account: str | None, mapping: str | None, on_duplicate: str, duplicate_keys: str,
-                default_stage: str, error_policy: str, error_threshold: float, batch_size: int, no_create_missing_jobs: bool,
-                encoding: str | None, delimiter: str | None, file_format: str | None, decode_fallback: str | None,
-                skip_rows: int | None, comment: str | None, sheet: str | None, null_values: str | None, max_cell_kib: int,
-                force: bool, dry_run: bool, submit: bool, no_wait: bool, timeout: float | None, fail_on_rejected: bool,
-                allow_update_without_key: bool, case_sensitive_keys: bool) -> None:
+@click.option(
+    "--timeout",
+    type=float,
+    default=None,
+    help=f"With --submit: stop waiting after SECONDS (the run goes on); exit {EXIT_TIMEOUT}.",
+)
+@click.option(
+    "--fail-on-rejected",
+    is_flag=True,
+    help=f"Exit {EXIT_REJECTED} when any row was rejected (the import itself completes; default: exit 0).",
+)
+def import_file(
+    path: str,
+    entity: str,
+    account: str | None,
+    mapping: str | None,
+    on_duplicate: str,
+    duplicate_keys: str,
+    default_stage: str,
+    error_policy: str,
+    error_threshold: float,
+    batch_size: int,
+    no_create_missing_jobs: bool,
+    encoding: str | None,
+    delimiter: str | None,
+    file_format: str | None,
+    decode_fallback: str | None,
+    skip_rows: int | None,
+    comment: str | None,
+    sheet: str | None,
+    null_values: str | None,
+    max_cell_kib: int,
+    force: bool,
+    dry_run: bool,
+    submit: bool,
+    no_wait: bool,
+    timeout: float | None,
+    fail_on_rejected: bool,
+    allow_update_without_key: bool,
+    case_sensitive_keys: bool,
+) -> None:
     """Import PATH through the Dagster import_job (the run shows in the UI).
 
     By default the run executes in this process, at once. With --submit it is queued on the
@@ -506,29 +634,64 @@ def import_file(path: str, entity: str, account: str | None, mapping: str | None
     from pipelines.imports.options import ImportOptions
 
     options = ImportOptions(
-        entity=entity, duplicate_keys=tuple(k.strip() for k in duplicate_keys.split(",") if k.strip()),
-        on_duplicate=on_duplicate, default_stage=default_stage, error_policy=error_policy, error_threshold=error_threshold,
-        batch_size=batch_size, dry_run=dry_run, create_missing_jobs=not no_create_missing_jobs, encoding=encoding,
-        delimiter=delimiter, file_format=file_format, force=force, actor=f"cli:{os.environ.get('USER', 'bulkops')}",
-        decode_fallback=decode_fallback, skip_rows=skip_rows, comment=comment, sheet=sheet, max_cell_bytes=max_cell_kib * 1024,
+        entity=entity,
+        duplicate_keys=tuple(k.strip() for k in duplicate_keys.split(",") if k.strip()),
+        on_duplicate=on_duplicate,
+        default_stage=default_stage,
+        error_policy=error_policy,
+        error_threshold=error_threshold,
+        batch_size=batch_size,
+        dry_run=dry_run,
+        create_missing_jobs=not no_create_missing_jobs,
+        encoding=encoding,
+        delimiter=delimiter,
+        file_format=file_format,
+        force=force,
+        actor=f"cli:{os.environ.get('USER', 'bulkops')}",
+        decode_fallback=decode_fallback,
+        skip_rows=skip_rows,
+        comment=comment,
+        sheet=sheet,
+        max_cell_bytes=max_cell_kib * 1024,
         **({} if null_values is None else {"null_values": ("", *(v for v in null_values.split(",") if v))}),
         allow_update_without_key=allow_update_without_key,
         case_sensitive_keys=case_sensitive_keys,
     )
     if submit:
-        _submit(path, entity, account or settings.default_account(), options, mapping, wait=not no_wait, timeout=timeout,
-                fail_on_rejected=fail_on_rejected)
+        _submit(
+            path,
+            entity,
+            account or settings.default_account(),
+            options,
+            mapping,
+            wait=not no_wait,
+            timeout=timeout,
+            fail_on_rejected=fail_on_rejected,
+        )
     else:
-        _launch(path, entity, account or settings.default_account(), options, mapping, fail_on_rejected=fail_on_rejected)
+        _launch(
+            path, entity, account or settings.default_account(), options, mapping, fail_on_rejected=fail_on_rejected
+        )
 
 
-def _submit(path: str, entity: str, account: str, options: object, mapping: str | None, *, wait: bool,
-            timeout: float | None, fail_on_rejected: bool = False) -> None:
+def _submit(
+    path: str,
+    entity: str,
+    account: str,
+    options: object,
+    mapping: str | None,
+    *,
+    wait: bool,
+    timeout: float | None,
+    fail_on_rejected: bool = False,
+) -> None:
     from pipelines.imports.engine import list_imports
     from pipelines.imports.launch import run_page, submit_import, wait_for_run
 
     try:
-        run_id = submit_import(path, entity, account, options, mapping_path=str(Path(mapping).resolve()) if mapping else "")
+        run_id = submit_import(
+            path, entity, account, options, mapping_path=str(Path(mapping).resolve()) if mapping else ""
+        )
     except RuntimeError as exc:
         raise CommandFailed(f"cannot submit the import: {exc}") from exc
     click.echo(f"queued dagster run: {run_id}")
@@ -554,9 +717,13 @@ def _submit(path: str, entity: str, account: str, options: object, mapping: str 
     click.echo(f"dagster run {run_id}: {status}")
     if status != "SUCCESS":
         reason = rows[0].get("error_message") if rows else None
-        raise CommandFailed(f"dagster run {run_id} ended {status}" + (f": {reason}" if reason else "") + f"; see {run_page(run_id)}")
+        raise CommandFailed(
+            f"dagster run {run_id} ended {status}" + (f": {reason}" if reason else "") + f"; see {run_page(run_id)}"
+        )
     if fail_on_rejected and rows and rows[0].get("errors"):
-        raise CommandFailed(_rejected(rows[0]["errors"], rows[0]["rows_read"], rows[0].get("failed_rows_path")), EXIT_REJECTED)
+        raise CommandFailed(
+            _rejected(rows[0]["errors"], rows[0]["rows_read"], rows[0].get("failed_rows_path")), EXIT_REJECTED
+        )
 
 
 def _store_and_account(account: str | None):  # type: ignore[no-untyped-def]
@@ -573,8 +740,13 @@ def imports() -> None:
 
 
 @imports.command("list")
-@click.option("--type", "type_", type=click.Choice(["applications", "candidates", "jobs", "contracts"]), default=None,
-              help="Only imports of this kind of records.")
+@click.option(
+    "--type",
+    "type_",
+    type=click.Choice(["applications", "candidates", "jobs", "contracts"]),
+    default=None,
+    help="Only imports of this kind of records.",
+)
 @click.option("--account", default=None, help="Account slug (default $BULKOPS_ACCOUNT or demo).")
 @click.option("--limit", type=int, default=50, show_default=True, help="At most this many imports.")
 def imports_list(type_: str | None, account: str | None, limit: int) -> None:
@@ -606,7 +778,9 @@ def imports_show(import_id: uuid.UUID, account: str | None) -> None:
 @imports.command("rollback")
 @click.argument("import_id", type=click.UUID)
 @click.option("--account", default=None, help="Account slug (default $BULKOPS_ACCOUNT or demo).")
-@click.option("--force", is_flag=True, help="Also undo records something else changed after the import (default: leave them).")
+@click.option(
+    "--force", is_flag=True, help="Also undo records something else changed after the import (default: leave them)."
+)
 def imports_rollback(import_id: uuid.UUID, account: str | None, force: bool) -> None:
     """Undo import IMPORT_ID: delete what it created, restore what it updated (audited).
 
@@ -616,13 +790,17 @@ def imports_rollback(import_id: uuid.UUID, account: str | None, force: bool) -> 
     from pipelines.imports.engine import rollback_import
 
     store, account_id = _store_and_account(account)
-    outcome = rollback_import(store, account_id, import_id, actor=f"cli:{os.environ.get('USER', 'bulkops')}", force=force)
+    outcome = rollback_import(
+        store, account_id, import_id, actor=f"cli:{os.environ.get('USER', 'bulkops')}", force=force
+    )
     click.echo(f"import {outcome['import_id']}: {outcome['status']}")
     for what in ("deleted", "restored", "kept", "conflicts"):
         counts = {k: v for k, v in outcome.get(what, {}).items() if v}
         click.echo(f"  {what}: " + (", ".join(f"{k} {v}" for k, v in counts.items()) or "none"))
     if any(outcome.get("conflicts", {}).values()):
-        warn("conflicts were changed after the import and are left as they are; run it again with --force to undo them too")
+        warn(
+            "conflicts were changed after the import and are left as they are; run it again with --force to undo them too"
+        )
 
 
 @main.command("demo")
@@ -667,13 +845,23 @@ def _launch_and_show(store, account_id, job_id: uuid.UUID | str, wait: bool) -> 
 @jobs.command("create")
 @click.argument("entity_type")
 @click.argument("operation")
-@click.option("--ids", "ids_file", type=click.File("r"), default="-", show_default=True,
-              help="File with one record id per line (first CSV column is used; a header line is skipped).")
-@click.option("--params", type=JsonObject(), default="{}", help='Operation params as JSON, e.g. \'{"status": "rejected"}\'.')
+@click.option(
+    "--ids",
+    "ids_file",
+    type=click.File("r"),
+    default="-",
+    show_default=True,
+    help="File with one record id per line (first CSV column is used; a header line is skipped).",
+)
+@click.option(
+    "--params", type=JsonObject(), default="{}", help='Operation params as JSON, e.g. \'{"status": "rejected"}\'.'
+)
 @click.option("--mode", type=click.Choice(["execute", "preview", "dry_run"]), default="execute", show_default=True)
 @click.option("--account", default=None, help="Account slug (default $BULKOPS_ACCOUNT or demo).")
 @click.option("--wait/--no-wait", default=True, show_default=True, help="Wait for the run and print the finished job.")
-def jobs_create(entity_type: str, operation: str, ids_file, params: dict, mode: str, account: str | None, wait: bool) -> None:  # type: ignore[no-untyped-def]
+def jobs_create(
+    entity_type: str, operation: str, ids_file, params: dict, mode: str, account: str | None, wait: bool
+) -> None:  # type: ignore[no-untyped-def]
     """Create a bulk job on ENTITY_TYPE records and launch its Dagster run (not for --mode preview)."""
     from pipelines.bulk import service
 
@@ -690,8 +878,16 @@ def jobs_create(entity_type: str, operation: str, ids_file, params: dict, mode: 
             raise click.BadParameter(f"line {n}: {cell!r} is not a uuid", param_hint="--ids") from None
     use_local_dagster_home()
     store, account_id = _store_and_account(account)
-    job = service.create_job(store, account_id, created_by=None, entity_type=entity_type, operation=operation,
-                             entity_ids=ids, params=params, mode=mode)
+    job = service.create_job(
+        store,
+        account_id,
+        created_by=None,
+        entity_type=entity_type,
+        operation=operation,
+        entity_ids=ids,
+        params=params,
+        mode=mode,
+    )
     if mode == "preview":
         _echo_job(service.preview(store, account_id, uuid.UUID(job["id"]), limit=20))
         click.echo(f"confirm with: bulkops jobs confirm {job['id']} --plan-id <plan_id>")
@@ -726,7 +922,11 @@ def jobs_get(job_id: uuid.UUID, account: str | None) -> None:
 
 
 @jobs.command("list")
-@click.option("--status", default=None, help="Only bulk jobs with this status (pending, processing, completed, failed, cancelled).")
+@click.option(
+    "--status",
+    default=None,
+    help="Only bulk jobs with this status (pending, processing, completed, failed, cancelled).",
+)
 @click.option("--limit", type=int, default=20, show_default=True, help="At most this many bulk jobs.")
 @click.option("--account", default=None, help="Account slug (default $BULKOPS_ACCOUNT or demo).")
 def jobs_list(status: str | None, limit: int, account: str | None) -> None:
@@ -734,10 +934,14 @@ def jobs_list(status: str | None, limit: int, account: str | None) -> None:
     from pipelines.bulk import service
 
     store, account_id = _store_and_account(account)
-    click.echo(f"{'created_at':<20} {'entity_type':<12} {'operation':<20} {'status':<10} {'total':>8} {'done':>8} {'failed':>7}  id")
+    click.echo(
+        f"{'created_at':<20} {'entity_type':<12} {'operation':<20} {'status':<10} {'total':>8} {'done':>8} {'failed':>7}  id"
+    )
     for j in service.list_jobs(store, account_id, status=status, limit=limit):
-        click.echo(f"{str(j['created_at'])[:19]:<20} {j['entity_type']:<12} {j['operation']:<20} {j['status']:<10} "
-                   f"{j['total_count']:>8} {j['processed_count']:>8} {j['failed_count']:>7}  {j['id']}")
+        click.echo(
+            f"{str(j['created_at'])[:19]:<20} {j['entity_type']:<12} {j['operation']:<20} {j['status']:<10} "
+            f"{j['total_count']:>8} {j['processed_count']:>8} {j['failed_count']:>7}  {j['id']}"
+        )
 
 
 @jobs.command("cancel")

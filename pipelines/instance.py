@@ -55,7 +55,9 @@ def graphql_client(url: str | None = None):  # type: ignore[no-untyped-def]
     parsed = urlparse(graphql_url(url))
     prefix = parsed.path.rstrip("/")
     kwargs = {"path_prefix": prefix} if prefix else {}
-    return DagsterGraphQLClient(parsed.hostname or "127.0.0.1", port_number=parsed.port, use_https=parsed.scheme == "https", **kwargs)
+    return DagsterGraphQLClient(
+        parsed.hostname or "127.0.0.1", port_number=parsed.port, use_https=parsed.scheme == "https", **kwargs
+    )
 
 
 def code_location() -> str:

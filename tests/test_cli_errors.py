@@ -88,20 +88,38 @@ CASES: dict[str, tuple[Callable[[Path], list[str]], int, tuple[str, ...]]] = {
     "unknown account": (unknown_account, 1, ("no-such-account", "bulkops accounts create")),
     "missing file": (missing_file, 2, ("nowhere.csv", "bulkops import --help")),
     "mapping names a missing column": (bad_mapping, 1, ("E-mail Address",)),
-    "malformed import id": (lambda _: ["imports", "rollback", "not-a-uuid"], 2, ("IMPORT_ID", "not-a-uuid", "not a valid UUID")),
+    "malformed import id": (
+        lambda _: ["imports", "rollback", "not-a-uuid"],
+        2,
+        ("IMPORT_ID", "not-a-uuid", "not a valid UUID"),
+    ),
     "malformed import id to show": (lambda _: ["imports", "show", "12345"], 2, ("IMPORT_ID", "12345")),
     "malformed bulk job id": (lambda _: ["jobs", "get", "xyz"], 2, ("JOB_ID", "xyz")),
-    "missing bulk job": (lambda _: ["jobs", "get", str(uuid.UUID(int=7))], 1, ("no bulk job", str(uuid.UUID(int=7)), "jobs list")),
+    "missing bulk job": (
+        lambda _: ["jobs", "get", str(uuid.UUID(int=7))],
+        1,
+        ("no bulk job", str(uuid.UUID(int=7)), "jobs list"),
+    ),
     "missing import": (lambda _: ["imports", "show", str(uuid.UUID(int=9))], 1, ("no import", "imports list")),
     "rollback of a missing import": (lambda _: ["imports", "rollback", str(uuid.UUID(int=9))], 1, ("no import",)),
-    "params not json": (lambda _: ["jobs", "create", "applications", "status_update", "--params", "{status: x}"], 2,
-                        ("--params", "not valid JSON")),
-    "params not an object": (lambda _: ["jobs", "create", "applications", "status_update", "--params", "[1]"], 2,
-                             ("--params", "JSON object")),
+    "params not json": (
+        lambda _: ["jobs", "create", "applications", "status_update", "--params", "{status: x}"],
+        2,
+        ("--params", "not valid JSON"),
+    ),
+    "params not an object": (
+        lambda _: ["jobs", "create", "applications", "status_update", "--params", "[1]"],
+        2,
+        ("--params", "JSON object"),
+    ),
     "unknown option": (lambda _: ["imports", "list", "--colour"], 2, ("--colour",)),
     "unknown command": (lambda _: ["impotr"], 2, ("impotr",)),
     "revoking an unknown token": (lambda _: ["tokens", "revoke", "nope"], 1, ("no active token",)),
-    "unknown schema revision": (lambda _: ["db", "upgrade", "--revision", "nope"], 1, ("cannot migrate", "'nope'", "db current")),
+    "unknown schema revision": (
+        lambda _: ["db", "upgrade", "--revision", "nope"],
+        1,
+        ("cannot migrate", "'nope'", "db current"),
+    ),
     "demo of a missing file": (lambda tmp: ["demo", "--file", str(tmp / "gone.csv")], 1, ("no such file", "gone.csv")),
     "unknown bulk job entity": (lambda _: ["jobs", "create", "planets", "delete", "--ids", "-"], 1, ("planets",)),
 }
@@ -194,7 +212,12 @@ def test_help_says_what_the_product_does() -> None:
 def test_the_installed_command_prints_one_line_and_exits_2_on_a_bad_uuid(env: Path) -> None:
     proc = subprocess.run(
         [sys.executable, "-c", "from pipelines.cli import run; run()", "imports", "rollback", "0123-not-a-uuid"],
-        cwd=ROOT, env=os.environ.copy(), capture_output=True, text=True, timeout=120, check=False,
+        cwd=ROOT,
+        env=os.environ.copy(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
     )
 
     assert proc.returncode == 2, proc.stderr
@@ -206,7 +229,12 @@ def test_the_installed_command_prints_one_line_for_an_empty_file(env: Path) -> N
     (env / "empty.csv").write_bytes(b"")
     proc = subprocess.run(
         [sys.executable, "-c", "from pipelines.cli import run; run()", "import", str(env / "empty.csv")],
-        cwd=ROOT, env=os.environ.copy(), capture_output=True, text=True, timeout=300, check=False,
+        cwd=ROOT,
+        env=os.environ.copy(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
     )
 
     assert proc.returncode == 1, proc.stderr
@@ -215,16 +243,22 @@ def test_the_installed_command_prints_one_line_for_an_empty_file(env: Path) -> N
     store = RecordStore(os.environ["BULKOPS_DATABASE_URL"])
     h = schema.import_history
     with store.engine.connect() as conn:
-        reason = conn.scalar(sa.select(h.c.error_message).where(h.c.account_id == store.account_id(os.environ["BULKOPS_ACCOUNT"])))
+        reason = conn.scalar(
+            sa.select(h.c.error_message).where(h.c.account_id == store.account_id(os.environ["BULKOPS_ACCOUNT"]))
+        )
     assert reason == "empty.csv: the file is empty"
 
 
-def test_an_unreachable_dagster_webserver_is_named_without_the_query(env: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_an_unreachable_dagster_webserver_is_named_without_the_query(
+    env: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     port = closed_port()
     monkeypatch.setenv("BULKOPS_DAGSTER_GRAPHQL_URL", f"http://127.0.0.1:{port}")
     (env / "ok.csv").write_text(CSV)
 
     out = CliRunner().invoke(main, ["import", str(env / "ok.csv"), "--submit", "--no-wait"])
 
-    assert_one_error_line(out, 1, f"cannot reach the Dagster webserver at http://127.0.0.1:{port}", "BULKOPS_DAGSTER_GRAPHQL_URL")
+    assert_one_error_line(
+        out, 1, f"cannot reach the Dagster webserver at http://127.0.0.1:{port}", "BULKOPS_DAGSTER_GRAPHQL_URL"
+    )
     assert "mutation" not in out.stderr and "variables" not in out.stderr

@@ -67,17 +67,22 @@ def history(store_url: str) -> list[sa.Row]:
     return list(rows)
 
 
-def test_a_database_refusal_is_told_in_words_in_the_history_the_cli_and_the_run(env: Path, store_url: str, refusing_phone: str) -> None:
+def test_a_database_refusal_is_told_in_words_in_the_history_the_cli_and_the_run(
+    env: Path, store_url: str, refusing_phone: str
+) -> None:
     path = env / "people.csv"
-    path.write_text("First Name,Last Name,Email,Phone\n" + "".join(
-        f"F{i},L{i},p{i}@example.com,{refusing_phone if i == 4 else f'555-{i}'}\n" for i in range(1, 6)
-    ))
+    path.write_text(
+        "First Name,Last Name,Email,Phone\n"
+        + "".join(f"F{i},L{i},p{i}@example.com,{refusing_phone if i == 4 else f'555-{i}'}\n" for i in range(1, 6))
+    )
     reason = f"the record store refused the batch at rows 3-4: phone {refusing_phone} is refused by policy"
 
     out = CliRunner().invoke(main, ["import", str(path), "--entity", "candidates", "--batch-size", "2"])
 
     assert out.exit_code == 1, out.output
-    assert out.stderr.count("\n") == 1 and out.stderr.startswith(f"error: import of people.csv failed: {reason} (dagster run ")
+    assert out.stderr.count("\n") == 1 and out.stderr.startswith(
+        f"error: import of people.csv failed: {reason} (dagster run "
+    )
     [row] = history(store_url)
     assert (row.status, row.rows_committed, row.created, row.error_message) == ("failed", 2, 2, reason)
 
@@ -94,8 +99,11 @@ def test_a_database_refusal_is_told_in_words_in_the_history_the_cli_and_the_run(
 
     run_id = re.search(r"dagster run ([0-9a-f-]{36})", out.stderr).group(1)
     with dg.DagsterInstance.from_config(str(env / "var" / "dagster")) as instance:
-        failures = [r.dagster_event.step_failure_data for r in instance.all_logs(run_id)
-                    if r.dagster_event is not None and r.dagster_event.is_step_failure]
+        failures = [
+            r.dagster_event.step_failure_data
+            for r in instance.all_logs(run_id)
+            if r.dagster_event is not None and r.dagster_event.is_step_failure
+        ]
     assert failures[-1].user_failure_data.metadata["reason"].value == reason
 
 

@@ -23,7 +23,9 @@ def trivial_job() -> None:
 
 
 @pytest.mark.postgres
-def test_production_instance_stores_runs_in_postgresql(pg_database_factory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_production_instance_stores_runs_in_postgresql(
+    pg_database_factory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     url = sa.make_url(pg_database_factory())
     monkeypatch.setenv("DAGSTER_PG_HOST", url.host)
     monkeypatch.setenv("DAGSTER_PG_USER", url.username)

@@ -7,6 +7,7 @@ production's. The tests share that deployment, so they run on one xdist worker (
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -64,7 +65,10 @@ def _wait_ready(url: str, proc: subprocess.Popen, log: Path, timeout: float = 18
             raise RuntimeError(f"dagster dev exited with {proc.returncode}:\n{log.read_text()[-3000:]}")
         try:
             data = httpx.post(f"{url}/graphql", json={"query": READY}, timeout=5).json()["data"]["workspaceOrError"]
-            kinds = {e["name"]: e["locationOrLoadError"] and e["locationOrLoadError"]["__typename"] for e in data["locationEntries"]}
+            kinds = {
+                e["name"]: e["locationOrLoadError"] and e["locationOrLoadError"]["__typename"]
+                for e in data["locationEntries"]
+            }
             if kinds.get("bulkops") == "RepositoryLocation":
                 return
             if kinds.get("bulkops") == "PythonError":
@@ -97,22 +101,24 @@ def deployment(pg_database_factory, tmp_path_factory: pytest.TempPathFactory) ->
     log = base / "dagster-dev.log"
     dagster = Path(sys.executable).with_name("dagster")
     with open(log, "wb") as out:
-        proc = subprocess.Popen([str(dagster), "dev", "-w", "workspace.yaml", "-h", "127.0.0.1", "-p", str(port)],
-                                cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+        proc = subprocess.Popen(
+            [str(dagster), "dev", "-w", "workspace.yaml", "-h", "127.0.0.1", "-p", str(port)],
+            cwd=ROOT,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
     try:
         _wait_ready(url, proc, log)
         yield Deployment(url=url, store_url=store_url, home=home, env=env)
     finally:
         os.killpg(proc.pid, signal.SIGINT)
-        try:
+        with contextlib.suppress(subprocess.TimeoutExpired):
             proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            pass
         # the webserver, daemon and code servers are the group's: none may outlive the module
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
         proc.wait()
 
 
@@ -131,7 +137,9 @@ def test_import_submit_queues_the_run_and_the_daemon_imports_the_file(deployed: 
     path = tmp_path / "queued.csv"
     path.write_text(CSV)
 
-    result = CliRunner().invoke(main, ["import", str(path), "--entity", "applications", "--account", slug, "--submit", "--timeout", "240"])
+    result = CliRunner().invoke(
+        main, ["import", str(path), "--entity", "applications", "--account", slug, "--submit", "--timeout", "240"]
+    )
 
     assert result.exit_code == 0, result.output
     run_id = result.output.split("queued dagster run: ")[1].split()[0]
@@ -144,12 +152,21 @@ def test_import_submit_queues_the_run_and_the_daemon_imports_the_file(deployed: 
         assert run.tags["bulkops/kind"] == "import"  # the queue's import lane
         assert run.tags["dagster/partition"].startswith("applications/queued.csv@")
         # it went through the queue, not straight to a worker
-        assert any(e.dagster_event and e.dagster_event.event_type_value == "PIPELINE_ENQUEUED" for e in instance.all_logs(run_id))
+        assert any(
+            e.dagster_event and e.dagster_event.event_type_value == "PIPELINE_ENQUEUED"
+            for e in instance.all_logs(run_id)
+        )
     with store.engine.connect() as conn:
-        n = conn.execute(sa.select(sa.func.count()).select_from(schema.applications)
-                         .where(schema.applications.c.account_id == account)).scalar()
-        history = conn.execute(sa.select(schema.import_history.c.status, schema.import_history.c.created)
-                               .where(schema.import_history.c.dagster_run_id == run_id)).one()
+        n = conn.execute(
+            sa.select(sa.func.count())
+            .select_from(schema.applications)
+            .where(schema.applications.c.account_id == account)
+        ).scalar()
+        history = conn.execute(
+            sa.select(schema.import_history.c.status, schema.import_history.c.created).where(
+                schema.import_history.c.dagster_run_id == run_id
+            )
+        ).one()
     store.dispose()
     assert n == 6
     assert tuple(history) == ("completed", 6)
@@ -159,7 +176,9 @@ def test_import_submit_reports_a_failed_run_and_exits_1(deployed: Deployment, tm
     path = tmp_path / "orphan.csv"
     path.write_text(CSV)
     # no such account: the run fails in the worker, the CLI says so
-    result = CliRunner().invoke(main, ["import", str(path), "--account", f"missing-{uuid.uuid4().hex[:6]}", "--submit", "--timeout", "240"])
+    result = CliRunner().invoke(
+        main, ["import", str(path), "--account", f"missing-{uuid.uuid4().hex[:6]}", "--submit", "--timeout", "240"]
+    )
     assert result.exit_code == 1, result.output
     assert ": FAILURE" in result.output
     assert f"/runs/{result.output.split('queued dagster run: ')[1].split()[0]}" in result.output
@@ -179,12 +198,26 @@ def test_bulk_job_submitted_over_graphql_runs_through_the_queue(deployed: Deploy
     account = store.ensure_account(f"b-{uuid.uuid4().hex[:8]}")
     with store.begin() as conn:
         cand, job = uuid.uuid4(), uuid.uuid4()
-        conn.execute(schema.users.insert().values(id=cand, account_id=account, email="b@example.com", email_normalized="b@example.com"))
+        conn.execute(
+            schema.users.insert().values(
+                id=cand, account_id=account, email="b@example.com", email_normalized="b@example.com"
+            )
+        )
         conn.execute(schema.jobs.insert().values(id=job, account_id=account, title="Engineer"))
         ids = [uuid.uuid4() for _ in range(5)]
-        conn.execute(schema.applications.insert(), [{"id": i, "account_id": account, "candidate_id": cand, "job_id": job} for i in ids])
-    created = service.create_job(store, account, created_by=None, entity_type="applications", operation="status_update",
-                                 entity_ids=ids, params={"status": "archived"})
+        conn.execute(
+            schema.applications.insert(),
+            [{"id": i, "account_id": account, "candidate_id": cand, "job_id": job} for i in ids],
+        )
+    created = service.create_job(
+        store,
+        account,
+        created_by=None,
+        entity_type="applications",
+        operation="status_update",
+        entity_ids=ids,
+        params={"status": "archived"},
+    )
 
     run_id = launch.launch_bulk_job(uuid.UUID(created["id"]))
 
@@ -192,8 +225,15 @@ def test_bulk_job_submitted_over_graphql_runs_through_the_queue(deployed: Deploy
     job_row = service.get_job(store, account, uuid.UUID(created["id"]))
     assert (job_row["status"], job_row["processed_count"], job_row["dagster_run_id"]) == ("completed", 5, run_id)
     with store.engine.connect() as conn:
-        statuses = conn.execute(sa.select(schema.applications.c.status).where(schema.applications.c.id.in_(ids))).scalars().all()
+        statuses = (
+            conn.execute(sa.select(schema.applications.c.status).where(schema.applications.c.id.in_(ids)))
+            .scalars()
+            .all()
+        )
     store.dispose()
     assert statuses == ["archived"] * 5
     with deployed.instance() as instance:
-        assert any(e.dagster_event and e.dagster_event.event_type_value == "PIPELINE_ENQUEUED" for e in instance.all_logs(run_id))
+        assert any(
+            e.dagster_event and e.dagster_event.event_type_value == "PIPELINE_ENQUEUED"
+            for e in instance.all_logs(run_id)
+        )

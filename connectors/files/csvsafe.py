@@ -55,7 +55,7 @@ def neutralise_row(header: Sequence[str], values: Sequence[Any]) -> tuple[list[A
 
 def restore_row(header: Sequence[str], values: Sequence[str]) -> dict[str, str]:
     """A row read back from a `SafeCsvWriter` file as {column: original value}, `_original` applied."""
-    row = dict(zip(header, values))
+    row = dict(zip(header, values, strict=False))
     original = row.pop(ORIGINAL_COLUMN, "")
     if original:
         row.update(json.loads(original))

@@ -145,7 +145,10 @@ def utf16_or_32(h: bytes) -> bool:
     if len(h) < 8:
         return False
     even, odd = h[0::2], h[1::2]
-    return max(even.count(0) / len(even), odd.count(0) / len(odd)) > 0.4 and min(even.count(0), odd.count(0)) < len(h) // 8 + 1
+    return (
+        max(even.count(0) / len(even), odd.count(0) / len(odd)) > 0.4
+        and min(even.count(0), odd.count(0)) < len(h) // 8 + 1
+    )
 
 
 def _zip_kind(path: Path, name: str) -> tuple[str, str | None]:
@@ -175,9 +178,13 @@ def _zip_kind(path: Path, name: str) -> tuple[str, str | None]:
         if not files:
             raise UnreadableFile(f"{name}: the zip archive holds no file")
         if len(files) > 1:
-            shown = ", ".join(i.filename for i in files[:10]) + (f" and {len(files) - 10} more" if len(files) > 10 else "")
-            raise UnreadableFile(f"{name}: the zip archive holds {len(files)} files ({shown}); import one file at a time: "
-                                 "zip one file, or unpack it")
+            shown = ", ".join(i.filename for i in files[:10]) + (
+                f" and {len(files) - 10} more" if len(files) > 10 else ""
+            )
+            raise UnreadableFile(
+                f"{name}: the zip archive holds {len(files)} files ({shown}); import one file at a time: "
+                "zip one file, or unpack it"
+            )
         if files[0].flag_bits & 0x1:
             raise UnreadableFile(f"{name}: the file in the zip archive is password-protected; unpack it first")
         return "member", files[0].filename

@@ -306,8 +306,10 @@ class TabularFile:
             raise FileReadError(str(exc)) from exc
         if file_format is not None and file_format != self.source.format:
             what = {"csv": "CSV (text)", "parquet": "Parquet", "xlsx": "an .xlsx workbook"}[self.source.format]
-            raise FileReadError(f"{self.name}: the format was given as {file_format}, but the file is {what}; "
-                                "leave the format out to read it as what it is")
+            raise FileReadError(
+                f"{self.name}: the format was given as {file_format}, but the file is {what}; "
+                "leave the format out to read it as what it is"
+            )
         self.format = self.source.format
         self.encoding = encoding
         self.delimiter = delimiter
@@ -356,7 +358,9 @@ class TabularFile:
             raise FileReadError(f"{self.name}: not a readable .xlsx workbook: {exc}") from exc
         names = self._wb.sheetnames
         if self.sheet is not None and self.sheet not in names:
-            raise FileReadError(f"{self.name}: no sheet named {self.sheet!r} (sheets: {', '.join(repr(n) for n in names)})")
+            raise FileReadError(
+                f"{self.name}: no sheet named {self.sheet!r} (sheets: {', '.join(repr(n) for n in names)})"
+            )
         self._ws = self._wb[self.sheet] if self.sheet is not None else self._wb.worksheets[0]
         self.detected["sheet"] = self._ws.title
         self.encoding = None
@@ -412,12 +416,17 @@ class TabularFile:
         finally:
             records.close()
         if header is None:
-            raise FileReadError(f"{self.name}: the file is empty" + (f" after {self.skip_rows} skipped lines" if self.skip_rows else ""))
+            raise FileReadError(
+                f"{self.name}: the file is empty" + (f" after {self.skip_rows} skipped lines" if self.skip_rows else "")
+            )
         cells, line = header[0], header[1]
         if header[2] is not None:
             # a header name with bytes the encoding cannot decode: read them as the fallback (or cp1252) says
             fb = self.decode_fallback or "cp1252"
-            cells = [_UNDECODED.sub(lambda m: m.group().encode("utf-8", "surrogateescape").decode(fb, "replace"), c) for c in cells]
+            cells = [
+                _UNDECODED.sub(lambda m: m.group().encode("utf-8", "surrogateescape").decode(fb, "replace"), c)
+                for c in cells
+            ]
             self.detected["header_decoded_as"] = fb
         if index:
             self.detected["title_rows"] = [self._rejoin(r[0])[:120] for r in first[:index]]
@@ -483,7 +492,9 @@ class TabularFile:
                 except csv.Error as exc:
                     raise FileReadError(f"{self.name}: malformed CSV at line {state['line']}: {exc}") from exc
                 except UnicodeDecodeError as exc:
-                    raise FileReadError(f"{self.name}: cannot decode as {self.encoding} after line {state['line']}: {exc.reason}") from exc
+                    raise FileReadError(
+                        f"{self.name}: cannot decode as {self.encoding} after line {state['line']}: {exc.reason}"
+                    ) from exc
                 if rec:
                     yield rec, state["first"], state["bad"]
 
@@ -491,7 +502,9 @@ class TabularFile:
         # undecodable bytes become U+DC80..U+DCFF: the row holding them is rejected or decoded with the fallback
         return io.TextIOWrapper(self.source.open(), encoding=self.encoding, newline="", errors="surrogateescape")
 
-    def _undecodable(self, rec: list[str], row_no: int, line: int, bad_line: int) -> tuple[list[str] | None, RowIssue | None]:
+    def _undecodable(
+        self, rec: list[str], row_no: int, line: int, bad_line: int
+    ) -> tuple[list[str] | None, RowIssue | None]:
         """The record with undecodable bytes decoded by the fallback, or the issue that rejects it."""
         if self.decode_fallback:
             fb = self.decode_fallback
@@ -505,8 +518,10 @@ class TabularFile:
         raw_cell = cell.encode("utf-8", "surrogateescape")
         bad = b"".join(m.group().encode("utf-8", "surrogateescape") for m in _UNDECODED.finditer(cell))
         encoding = self.encoding.removesuffix("-sig")
-        reason = (f"line {bad_line}: cannot decode byte(s) {_shown(bad, 24)} as {encoding} in '{_shown(raw_cell)}'; "
-                  "set decode_fallback (--decode-errors cp1252) to read such bytes in another encoding")
+        reason = (
+            f"line {bad_line}: cannot decode byte(s) {_shown(bad, 24)} as {encoding} in '{_shown(raw_cell)}'; "
+            "set decode_fallback (--decode-errors cp1252) to read such bytes in another encoding"
+        )
         raw = self.delimiter.join(c.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace") for c in rec)
         return None, RowIssue(row_no, line, reason, raw, column)
 
@@ -543,13 +558,20 @@ class TabularFile:
                 idx = pc.indices_nonzero(over).to_pylist()
                 rows = batch.rows.take(idx).to_pylist()
                 lines = batch.lines.take(idx).to_pylist() if batch.lines is not None else [None] * len(idx)
-                for i, row_no, line in zip(idx, rows, lines):
+                for i, row_no, line in zip(idx, rows, lines, strict=False):
                     values = {n: table.column(n)[i].as_py() or "" for n in table.column_names}
                     name, size = max(((n, len(v.encode("utf-8"))) for n, v in values.items()), key=lambda x: x[1])
                     raw = (self.delimiter or ",").join(v if len(v) <= 200 else v[:200] + "..." for v in values.values())
-                    batch.issues.append(RowIssue(
-                        row_no, line, f"the value in column {name!r} is {size:,} bytes, over the limit of "
-                        f"{self.max_cell_bytes:,} bytes per cell (max_cell_bytes)", raw, name))
+                    batch.issues.append(
+                        RowIssue(
+                            row_no,
+                            line,
+                            f"the value in column {name!r} is {size:,} bytes, over the limit of "
+                            f"{self.max_cell_bytes:,} bytes per cell (max_cell_bytes)",
+                            raw,
+                            name,
+                        )
+                    )
                 keep = pc.invert(over)
                 table = table.filter(keep)
                 batch.rows = batch.rows.filter(keep)
@@ -583,8 +605,14 @@ class TabularFile:
             raise FileReadError(f"{self.name}: cannot read parquet data after row {pos}: {exc}") from exc
 
     def _arrow_ok(self) -> bool:
-        return (self.encoding == "utf-8-sig" and self._header_line == 1 and len(self.columns) > 1 and not self.comment
-                and self.source.compression is None and "dropped_columns" not in self.detected)
+        return (
+            self.encoding == "utf-8-sig"
+            and self._header_line == 1
+            and len(self.columns) > 1
+            and not self.comment
+            and self.source.compression is None
+            and "dropped_columns" not in self.detected
+        )
 
     def _arrow_then_python(self, batch_size: int, start_after: int) -> Iterator[RawBatch]:
         done = [start_after]
@@ -604,9 +632,15 @@ class TabularFile:
         try:
             reader = pcsv.open_csv(
                 self.source.path,
-                read_options=pcsv.ReadOptions(column_names=self.columns, skip_rows=1, block_size=ARROW_BLOCK, use_threads=False),
-                parse_options=pcsv.ParseOptions(delimiter=self.delimiter, newlines_in_values=True, ignore_empty_lines=False),
-                convert_options=pcsv.ConvertOptions(column_types={c: pa.string() for c in self.columns}, strings_can_be_null=False),
+                read_options=pcsv.ReadOptions(
+                    column_names=self.columns, skip_rows=1, block_size=ARROW_BLOCK, use_threads=False
+                ),
+                parse_options=pcsv.ParseOptions(
+                    delimiter=self.delimiter, newlines_in_values=True, ignore_empty_lines=False
+                ),
+                convert_options=pcsv.ConvertOptions(
+                    column_types={c: pa.string() for c in self.columns}, strings_can_be_null=False
+                ),
             )
         except (pa.ArrowException, OSError) as exc:
             raise _HandOver from exc
@@ -633,7 +667,10 @@ class TabularFile:
                 if pc.any(pc.match_substring(col, "\x00")).as_py():
                     raise _HandOver
                 # line breaks inside quoted values: \r\n, \r or \n each count as one line (like csv)
-                c = pc.subtract(pc.add(pc.count_substring(col, "\n"), pc.count_substring(col, "\r")), pc.count_substring(col, "\r\n"))
+                c = pc.subtract(
+                    pc.add(pc.count_substring(col, "\n"), pc.count_substring(col, "\r")),
+                    pc.count_substring(col, "\r\n"),
+                )
                 breaks = c if breaks is None else pc.add(breaks, c)
             starts = pa.array(range(line, line + n), pa.int64())
             extra = 0
@@ -666,7 +703,10 @@ class TabularFile:
 
     def _arrow_batch(self, table: pa.Table, first_row: int, lines: pa.Array) -> RawBatch:
         n = table.num_rows
-        arrays = [table.column(i).combine_chunks() if table.column(i).num_chunks != 1 else table.column(i).chunk(0) for i in range(table.num_columns)]
+        arrays = [
+            table.column(i).combine_chunks() if table.column(i).num_chunks != 1 else table.column(i).chunk(0)
+            for i in range(table.num_columns)
+        ]
         table = pa.Table.from_arrays(arrays, names=self.columns)
         return RawBatch(table, pa.array(range(first_row, first_row + n), pa.int64()), lines, [], first_row + n - 1)
 
@@ -700,7 +740,9 @@ class TabularFile:
                 except csv.Error as exc:
                     raise FileReadError(f"{self.name}: malformed CSV at line {prev_line + 1}: {exc}") from exc
                 except UnicodeDecodeError as exc:
-                    raise FileReadError(f"{self.name}: cannot decode as {self.encoding} after line {prev_line}: {exc.reason}") from exc
+                    raise FileReadError(
+                        f"{self.name}: cannot decode as {self.encoding} after line {prev_line}: {exc.reason}"
+                    ) from exc
                 start_line, prev_line = prev_line + 1, reader.line_num
                 if not rec or start_line <= header_line:
                     continue
@@ -725,7 +767,9 @@ class TabularFile:
             if good or issues:
                 yield self._text_batch(good, nums, lines, issues, row_no)
 
-    def _text_batch(self, good: list[list[str]], nums: list[int], lines: list[int], issues: list[RowIssue], last: int) -> RawBatch:
+    def _text_batch(
+        self, good: list[list[str]], nums: list[int], lines: list[int], issues: list[RowIssue], last: int
+    ) -> RawBatch:
         try:
             return self._batch(good, nums, lines, issues, last, {})
         except UnicodeEncodeError:
@@ -733,7 +777,7 @@ class TabularFile:
         # some rows hold undecodable bytes (lone surrogates): reject them, or decode them with the fallback
         kept: tuple[list, list, list] = ([], [], [])
         counts: dict[str, int] = {}
-        for rec, row_no, line in zip(good, nums, lines):
+        for rec, row_no, line in zip(good, nums, lines, strict=False):
             joined = "\x00".join(rec)
             m = _UNDECODED.search(joined) if not joined.isascii() else None
             if m is not None:
@@ -808,10 +852,17 @@ class TabularFile:
         if good or issues:
             yield self._batch(good, nums, lines, issues, row_no, counts)
 
-    def _batch(self, good: list[list[str]], nums: list[int], lines: list[int], issues: list[RowIssue], last: int,
-               counts: dict[str, int]) -> RawBatch:
+    def _batch(
+        self,
+        good: list[list[str]],
+        nums: list[int],
+        lines: list[int],
+        issues: list[RowIssue],
+        last: int,
+        counts: dict[str, int],
+    ) -> RawBatch:
         if good:
-            cols = list(zip(*good))
+            cols = list(zip(*good, strict=False))
             arrays = [pa.array(c, pa.string()) for c in cols]
         else:
             arrays = [pa.array([], pa.string()) for _ in self.columns]

@@ -60,7 +60,7 @@ def parse_key(key: str) -> tuple[str, str]:
 
 def value_sets(conn: sa.Connection, account_id: uuid.UUID, keys: Iterable[str] | None = None) -> list[ValueSet]:
     """The value sets in force for the account (its own, else the defaults)."""
-    custom = (settings(conn, account_id).get("value_sets") or {})
+    custom = settings(conn, account_id).get("value_sets") or {}
     out = []
     for key in keys if keys is not None else value_set_keys():
         entity, field = parse_key(key)

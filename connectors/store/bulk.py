@@ -17,7 +17,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any
 
@@ -32,8 +32,15 @@ OPERATIONS: dict[str, tuple[str, ...]] = {n: e.operations for n, e in registry.E
 ROLLBACK = "rollback"
 # operations whose effects can be undone from item before-images
 ROLLBACKABLE = {
-    "status_update", "stage_transition", "field_update", "delete", "tags_add", "tags_remove", "tags_set",
-    "recollection", "create",
+    "status_update",
+    "stage_transition",
+    "field_update",
+    "delete",
+    "tags_add",
+    "tags_remove",
+    "tags_set",
+    "recollection",
+    "create",
 }
 FIELD_ALLOW_LIST: dict[str, tuple[str, ...]] = {n: e.field_update_fields for n, e in registry.ENTITIES.items()}
 HIRED_STAGES = ("hired", "completed")
@@ -81,14 +88,22 @@ def _str_list(params: Mapping[str, Any], key: str, *, max_len: int = 200, allow_
     out: list[str] = []
     for v in value:
         if not isinstance(v, str) or not v.strip() or len(v) > max_len:
-            raise ParamsError(f"params.{key} entries must be non-empty strings of at most {max_len} characters", field=key)
+            raise ParamsError(
+                f"params.{key} entries must be non-empty strings of at most {max_len} characters", field=key
+            )
         if v.strip() not in out:
             out.append(v.strip())
     return out
 
 
-def declared_value(entity_type: str, field_name: str, value: str, account_settings: Mapping[str, Any] | None,
-                   *, param: str | None = None) -> str:
+def declared_value(
+    entity_type: str,
+    field_name: str,
+    value: str,
+    account_settings: Mapping[str, Any] | None,
+    *,
+    param: str | None = None,
+) -> str:
     """`value` as spelled in the field's value set (the account's, else the default).
 
     Raises:
@@ -101,13 +116,19 @@ def declared_value(entity_type: str, field_name: str, value: str, account_settin
             f"params.{param or field_name} {value!r} is not a {field_name} of {entity_type}: use one of "
             f"{', '.join(allowed)} (an account can change them: bulkops accounts values set ACCOUNT "
             f"{entity_type}.{field_name} VALUE...)",
-            field=param or field_name, value=value, allowed=allowed,
+            field=param or field_name,
+            value=value,
+            allowed=allowed,
         )
     return found
 
 
-def validate_params(entity_type: str, operation: str, params: Mapping[str, Any] | None,
-                    account_settings: Mapping[str, Any] | None = None) -> dict[str, Any]:
+def validate_params(
+    entity_type: str,
+    operation: str,
+    params: Mapping[str, Any] | None,
+    account_settings: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
     """Check and normalise the params of an operation; raises `ParamsError`.
 
     Status and stage values must be in the entity's value set: `account_settings` (the
@@ -151,7 +172,9 @@ def validate_params(entity_type: str, operation: str, params: Mapping[str, Any] 
         if unknown:
             raise ParamsError(
                 f"fields not updatable on {entity_type}: {', '.join(unknown)} (allowed: {', '.join(allowed)})",
-                field="fields", unknown=unknown, allowed=list(allowed),
+                field="fields",
+                unknown=unknown,
+                allowed=list(allowed),
             )
         table = schema.ENTITY_TABLES[entity_type]
         for name, value in fields.items():
@@ -162,16 +185,21 @@ def validate_params(entity_type: str, operation: str, params: Mapping[str, Any] 
             elif value is not None:
                 length = getattr(col.type, "length", None)
                 if not isinstance(value, str) or (length and len(value) > length):
-                    raise ParamsError(f"params.fields.{name} must be a string of at most {length} characters", field=name)
+                    raise ParamsError(
+                        f"params.fields.{name} must be a string of at most {length} characters", field=name
+                    )
                 if not col.nullable and not value.strip():
                     raise ParamsError(f"params.fields.{name} must not be empty", field=name)
             elif not col.nullable:
                 raise ParamsError(f"params.fields.{name} cannot be null", field=name)
-        return {"fields": {
-            name: declared_value(entity_type, name, value, account_settings, param=f"fields.{name}")
-            if isinstance(value, str) else value
-            for name, value in fields.items()
-        }}
+        return {
+            "fields": {
+                name: declared_value(entity_type, name, value, account_settings, param=f"fields.{name}")
+                if isinstance(value, str)
+                else value
+                for name, value in fields.items()
+            }
+        }
     if operation == ROLLBACK:
         return params
     raise ParamsError(f"unknown operation {operation!r}", field="operation")
@@ -182,8 +210,8 @@ def jsonable(value: Any) -> Any:
         return str(value)
     if isinstance(value, datetime):
         if value.tzinfo is None:
-            value = value.replace(tzinfo=timezone.utc)
-        return value.astimezone(timezone.utc).isoformat()
+            value = value.replace(tzinfo=UTC)
+        return value.astimezone(UTC).isoformat()
     if isinstance(value, date):
         return value.isoformat()
     if isinstance(value, Decimal):
@@ -196,7 +224,7 @@ def jsonable(value: Any) -> Any:
 
 
 def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 @dataclass
@@ -252,8 +280,15 @@ def _soft_deletable(table: sa.Table) -> bool:
     return "deleted_at" in table.c
 
 
-def _load_records(conn: sa.Connection, table: sa.Table, account_id: uuid.UUID, ids: Sequence[uuid.UUID],
-                  *, include_deleted: bool = False, lock: bool = True) -> dict[uuid.UUID, sa.Row]:
+def _load_records(
+    conn: sa.Connection,
+    table: sa.Table,
+    account_id: uuid.UUID,
+    ids: Sequence[uuid.UUID],
+    *,
+    include_deleted: bool = False,
+    lock: bool = True,
+) -> dict[uuid.UUID, sa.Row]:
     if not ids:
         return {}
     stmt = sa.select(table).where(table.c.id.in_(ids), table.c.account_id == account_id)
@@ -264,7 +299,9 @@ def _load_records(conn: sa.Connection, table: sa.Table, account_id: uuid.UUID, i
     return {row.id: row for row in conn.execute(stmt)}
 
 
-def _load_tags(conn: sa.Connection, account_id: uuid.UUID, entity_type: str, ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, list[str]]:
+def _load_tags(
+    conn: sa.Connection, account_id: uuid.UUID, entity_type: str, ids: Sequence[uuid.UUID]
+) -> dict[uuid.UUID, list[str]]:
     t = schema.tags
     out: dict[uuid.UUID, list[str]] = {i: [] for i in ids}
     if ids:
@@ -344,8 +381,17 @@ class _Batch:
             if mismatch:
                 outcomes.append(Outcome(item.seq, item.entity_id, "skipped", mismatch, before=item.planned))
                 continue
-            outcomes.append(Outcome(item.seq, item.entity_id, "succeeded", None, before, after,
-                                    [(self.entity_type, item.entity_id, before, after)]))
+            outcomes.append(
+                Outcome(
+                    item.seq,
+                    item.entity_id,
+                    "succeeded",
+                    None,
+                    before,
+                    after,
+                    [(self.entity_type, item.entity_id, before, after)],
+                )
+            )
             ok_ids.append(item.entity_id)
         if self.apply and ok_ids:
             self.conn.execute(
@@ -379,8 +425,17 @@ class _Batch:
             after = {"tags": new}
             to_add += [(item.entity_id, t) for t in new if t not in have]
             to_remove += [(item.entity_id, t) for t in have if t not in new]
-            outcomes.append(Outcome(item.seq, item.entity_id, "succeeded", None, before, after,
-                                    [(self.entity_type, item.entity_id, before, after)]))
+            outcomes.append(
+                Outcome(
+                    item.seq,
+                    item.entity_id,
+                    "succeeded",
+                    None,
+                    before,
+                    after,
+                    [(self.entity_type, item.entity_id, before, after)],
+                )
+            )
         if self.apply:
             self._write_tags(to_add, to_remove)
         return outcomes
@@ -390,16 +445,26 @@ class _Batch:
         if to_remove:
             self.conn.execute(
                 t.delete().where(
-                    t.c.account_id == self.account_id, t.c.entity_type == self.entity_type,
-                    t.c.entity_id == sa.bindparam("b_id"), t.c.tag == sa.bindparam("b_tag"),
+                    t.c.account_id == self.account_id,
+                    t.c.entity_type == self.entity_type,
+                    t.c.entity_id == sa.bindparam("b_id"),
+                    t.c.tag == sa.bindparam("b_tag"),
                 ),
                 [{"b_id": i, "b_tag": tag} for i, tag in to_remove],
             )
         if to_add:
             self.conn.execute(
                 t.insert(),
-                [{"account_id": self.account_id, "entity_type": self.entity_type, "entity_id": i, "tag": tag,
-                  "created_at": self.now} for i, tag in to_add],
+                [
+                    {
+                        "account_id": self.account_id,
+                        "entity_type": self.entity_type,
+                        "entity_id": i,
+                        "tag": tag,
+                        "created_at": self.now,
+                    }
+                    for i, tag in to_add
+                ],
             )
 
     def _trigger(self, items: list[_Item]) -> list[Outcome]:
@@ -414,11 +479,14 @@ class _Batch:
             # the stage is checked when the job is created; the automation or the account's
             # stages may have changed since
             try:
-                new_stage = declared_value(self.entity_type, "stage", str(new_stage),
-                                           accounts.settings(self.conn, self.account_id))
+                new_stage = declared_value(
+                    self.entity_type, "stage", str(new_stage), accounts.settings(self.conn, self.account_id)
+                )
             except ParamsError as exc:
-                refused = (f"automation {moves[-1].name!r}: {exc.details['value']!r} is not a stage of "
-                           f"{self.entity_type} (allowed: {', '.join(exc.details['allowed'])})")
+                refused = (
+                    f"automation {moves[-1].name!r}: {exc.details['value']!r} is not a stage of "
+                    f"{self.entity_type} (allowed: {', '.join(exc.details['allowed'])})"
+                )
         outcomes, events, moved = [], [], []
         for item in items:
             row = records.get(item.entity_id)
@@ -439,26 +507,49 @@ class _Batch:
                 event_id = uuid.uuid4()
                 event_ids.append(str(event_id))
                 applied = rule.action == "move_stage"
-                events.append({
-                    "id": event_id, "account_id": self.account_id, "automation": name, "action": rule.action,
-                    "entity_type": self.entity_type, "entity_id": item.entity_id,
-                    "payload": {"config": jsonable(rule.config), "entity_type": self.entity_type,
-                                "entity_id": str(item.entity_id), "bulk_job_id": str(self.job.id)},
-                    "status": "delivered" if applied else "pending", "attempts": 1 if applied else 0,
-                    "bulk_job_id": self.job.id, "created_at": self.now, "delivered_at": self.now if applied else None,
-                })
+                events.append(
+                    {
+                        "id": event_id,
+                        "account_id": self.account_id,
+                        "automation": name,
+                        "action": rule.action,
+                        "entity_type": self.entity_type,
+                        "entity_id": item.entity_id,
+                        "payload": {
+                            "config": jsonable(rule.config),
+                            "entity_type": self.entity_type,
+                            "entity_id": str(item.entity_id),
+                            "bulk_job_id": str(self.job.id),
+                        },
+                        "status": "delivered" if applied else "pending",
+                        "attempts": 1 if applied else 0,
+                        "bulk_job_id": self.job.id,
+                        "created_at": self.now,
+                        "delivered_at": self.now if applied else None,
+                    }
+                )
             after: dict[str, Any] = {"automations": list(names), "events": event_ids}
             if before is not None:
                 after["stage"] = new_stage
                 moved.append(item.entity_id)
-            outcomes.append(Outcome(item.seq, item.entity_id, "succeeded", None, before, after,
-                                    [(self.entity_type, item.entity_id, before, after)]))
+            outcomes.append(
+                Outcome(
+                    item.seq,
+                    item.entity_id,
+                    "succeeded",
+                    None,
+                    before,
+                    after,
+                    [(self.entity_type, item.entity_id, before, after)],
+                )
+            )
         if self.apply:
             if events:
                 self.conn.execute(schema.automation_events.insert(), events)
             if moved:
                 self.conn.execute(
-                    self.table.update().where(self.table.c.id.in_(moved), self.table.c.account_id == self.account_id)
+                    self.table.update()
+                    .where(self.table.c.id.in_(moved), self.table.c.account_id == self.account_id)
                     .values(stage=new_stage, updated_at=self.now)
                 )
         return outcomes
@@ -472,23 +563,53 @@ class _Batch:
                 outcomes.append(Outcome(item.seq, item.entity_id, "failed", NOT_FOUND))
                 continue
             request_id = uuid.uuid4()
-            requests.append({
-                "id": request_id, "account_id": self.account_id, "application_id": row.id,
-                "candidate_id": row.candidate_id, "fields": self.params.get("fields", []),
-                "message": self.params.get("message"), "status": "requested", "bulk_job_id": self.job.id,
-                "created_at": self.now, "updated_at": self.now,
-            })
-            events.append({
-                "id": uuid.uuid4(), "account_id": self.account_id, "automation": "recollection",
-                "action": "send_email", "entity_type": "applications", "entity_id": row.id,
-                "payload": {"template": "recollection", "recollection_request_id": str(request_id),
-                            "candidate_id": str(row.candidate_id), "fields": self.params.get("fields", []),
-                            "message": self.params.get("message")},
-                "status": "pending", "attempts": 0, "bulk_job_id": self.job.id, "created_at": self.now,
-            })
+            requests.append(
+                {
+                    "id": request_id,
+                    "account_id": self.account_id,
+                    "application_id": row.id,
+                    "candidate_id": row.candidate_id,
+                    "fields": self.params.get("fields", []),
+                    "message": self.params.get("message"),
+                    "status": "requested",
+                    "bulk_job_id": self.job.id,
+                    "created_at": self.now,
+                    "updated_at": self.now,
+                }
+            )
+            events.append(
+                {
+                    "id": uuid.uuid4(),
+                    "account_id": self.account_id,
+                    "automation": "recollection",
+                    "action": "send_email",
+                    "entity_type": "applications",
+                    "entity_id": row.id,
+                    "payload": {
+                        "template": "recollection",
+                        "recollection_request_id": str(request_id),
+                        "candidate_id": str(row.candidate_id),
+                        "fields": self.params.get("fields", []),
+                        "message": self.params.get("message"),
+                    },
+                    "status": "pending",
+                    "attempts": 0,
+                    "bulk_job_id": self.job.id,
+                    "created_at": self.now,
+                }
+            )
             after = {"recollection_request_id": str(request_id), "status": "requested"}
-            outcomes.append(Outcome(item.seq, item.entity_id, "succeeded", None, None, after,
-                                    [(self.entity_type, item.entity_id, None, after)]))
+            outcomes.append(
+                Outcome(
+                    item.seq,
+                    item.entity_id,
+                    "succeeded",
+                    None,
+                    None,
+                    after,
+                    [(self.entity_type, item.entity_id, None, after)],
+                )
+            )
         if self.apply and requests:
             self.conn.execute(schema.recollection_requests.insert(), requests)
             self.conn.execute(schema.automation_events.insert(), events)
@@ -500,11 +621,15 @@ class _Batch:
         records = _load_records(self.conn, apps, self.account_id, [i.entity_id for i in items])
         existing = set()
         if records:
-            existing = set(self.conn.scalars(
-                sa.select(c.c.application_id).where(
-                    c.c.account_id == self.account_id, c.c.application_id.in_(list(records)), c.c.deleted_at.is_(None)
+            existing = set(
+                self.conn.scalars(
+                    sa.select(c.c.application_id).where(
+                        c.c.account_id == self.account_id,
+                        c.c.application_id.in_(list(records)),
+                        c.c.deleted_at.is_(None),
+                    )
                 )
-            ))
+            )
         outcomes, rows = [], []
         for item in items:
             app = records.get(item.entity_id)
@@ -512,33 +637,57 @@ class _Batch:
                 outcomes.append(Outcome(item.seq, item.entity_id, "failed", "application " + NOT_FOUND))
                 continue
             if app.stage not in HIRED_STAGES:
-                outcomes.append(Outcome(item.seq, item.entity_id, "skipped",
-                                        f"application is in stage {app.stage!r}, not {' or '.join(HIRED_STAGES)}"))
+                outcomes.append(
+                    Outcome(
+                        item.seq,
+                        item.entity_id,
+                        "skipped",
+                        f"application is in stage {app.stage!r}, not {' or '.join(HIRED_STAGES)}",
+                    )
+                )
                 continue
             if app.id in existing:
                 outcomes.append(Outcome(item.seq, item.entity_id, "skipped", "application already has a contract"))
                 continue
             contract_id = uuid.uuid4()
-            after = {"contract_id": str(contract_id), "template": self.params["template"],
-                     "status": self.params["status"], "terms": self.params["terms"]}
-            rows.append({
-                "id": contract_id, "account_id": self.account_id, "application_id": app.id,
-                "status": self.params["status"], "template": self.params["template"], "terms": self.params["terms"],
-                "created_at": self.now, "updated_at": self.now, "bulk_job_id": self.job.id,
-            })
-            outcomes.append(Outcome(item.seq, item.entity_id, "succeeded", None, None, after,
-                                    [("contracts", contract_id, None, after)]))
+            after = {
+                "contract_id": str(contract_id),
+                "template": self.params["template"],
+                "status": self.params["status"],
+                "terms": self.params["terms"],
+            }
+            rows.append(
+                {
+                    "id": contract_id,
+                    "account_id": self.account_id,
+                    "application_id": app.id,
+                    "status": self.params["status"],
+                    "template": self.params["template"],
+                    "terms": self.params["terms"],
+                    "created_at": self.now,
+                    "updated_at": self.now,
+                    "bulk_job_id": self.job.id,
+                }
+            )
+            outcomes.append(
+                Outcome(
+                    item.seq, item.entity_id, "succeeded", None, None, after, [("contracts", contract_id, None, after)]
+                )
+            )
         if self.apply and rows:
             self.conn.execute(c.insert(), rows)
         return outcomes
 
     def _hard_delete(self, items: list[_Item]) -> list[Outcome]:
-        records = _load_records(self.conn, self.table, self.account_id, [i.entity_id for i in items],
-                                include_deleted=True)
+        records = _load_records(
+            self.conn, self.table, self.account_id, [i.entity_id for i in items], include_deleted=True
+        )
         blocked: dict[uuid.UUID, str] = {}
         for table, column in _HARD_DELETE_BLOCKERS[self.entity_type]:
             if records:
-                for ref in self.conn.scalars(sa.select(table.c[column]).where(table.c[column].in_(list(records))).distinct()):
+                for ref in self.conn.scalars(
+                    sa.select(table.c[column]).where(table.c[column].in_(list(records))).distinct()
+                ):
                     blocked.setdefault(ref, f"referenced by {table.name}")
         outcomes, ok = [], []
         for item in items:
@@ -547,21 +696,37 @@ class _Batch:
                 outcomes.append(Outcome(item.seq, item.entity_id, "failed", NOT_FOUND, before=item.planned))
                 continue
             if item.entity_id in blocked:
-                outcomes.append(Outcome(item.seq, item.entity_id, "failed", f"cannot hard delete: {blocked[item.entity_id]}"))
+                outcomes.append(
+                    Outcome(item.seq, item.entity_id, "failed", f"cannot hard delete: {blocked[item.entity_id]}")
+                )
                 continue
             before = {k: jsonable(v) for k, v in row._mapping.items()}
             mismatch = self._planned_mismatch(item, before)
             if mismatch:
                 outcomes.append(Outcome(item.seq, item.entity_id, "skipped", mismatch, before=item.planned))
                 continue
-            outcomes.append(Outcome(item.seq, item.entity_id, "succeeded", None, before, None,
-                                    [(self.entity_type, item.entity_id, before, None)]))
+            outcomes.append(
+                Outcome(
+                    item.seq,
+                    item.entity_id,
+                    "succeeded",
+                    None,
+                    before,
+                    None,
+                    [(self.entity_type, item.entity_id, before, None)],
+                )
+            )
             ok.append(item.entity_id)
         if self.apply and ok:
             t = schema.tags
-            self.conn.execute(t.delete().where(t.c.account_id == self.account_id, t.c.entity_type == self.entity_type,
-                                               t.c.entity_id.in_(ok)))
-            self.conn.execute(self.table.delete().where(self.table.c.id.in_(ok), self.table.c.account_id == self.account_id))
+            self.conn.execute(
+                t.delete().where(
+                    t.c.account_id == self.account_id, t.c.entity_type == self.entity_type, t.c.entity_id.in_(ok)
+                )
+            )
+            self.conn.execute(
+                self.table.delete().where(self.table.c.id.in_(ok), self.table.c.account_id == self.account_id)
+            )
         return outcomes
 
     def _rollback(self, items: list[_Item]) -> list[Outcome]:
@@ -570,10 +735,12 @@ class _Batch:
         op = original.operation
         ids = [i.entity_id for i in items]
         done = {
-            r.entity_id: r for r in self.conn.execute(
+            r.entity_id: r
+            for r in self.conn.execute(
                 sa.select(items_t.c.entity_id, items_t.c.before, items_t.c.after).where(
                     # a literal, not a bind parameter: a generic plan must still match the partial index
-                    items_t.c.bulk_job_id == original_id, items_t.c.entity_id.in_(ids),
+                    items_t.c.bulk_job_id == original_id,
+                    items_t.c.entity_id.in_(ids),
                     items_t.c.status == sa.literal_column("'succeeded'"),
                 )
             )
@@ -591,18 +758,18 @@ class _Batch:
             if row is None or orig is None:
                 outcomes.append(Outcome(item.seq, item.entity_id, "failed", NOT_FOUND))
                 continue
-            if op.startswith("tags_"):
-                now_image = {"tags": tags[item.entity_id]}
-            else:
-                now_image = _image(row, orig.after.keys())
-            if op == "delete":
-                conflict = row.deleted_at is None
-            else:
-                conflict = now_image != orig.after
+            now_image = {"tags": tags[item.entity_id]} if op.startswith("tags_") else _image(row, orig.after.keys())
+            conflict = row.deleted_at is None if op == "delete" else now_image != orig.after
             if conflict:
-                outcomes.append(Outcome(item.seq, item.entity_id, "skipped",
-                                        f"changed since the job: expected {json.dumps(orig.after)}, now {json.dumps(now_image)}",
-                                        before=now_image))
+                outcomes.append(
+                    Outcome(
+                        item.seq,
+                        item.entity_id,
+                        "skipped",
+                        f"changed since the job: expected {json.dumps(orig.after)}, now {json.dumps(now_image)}",
+                        before=now_image,
+                    )
+                )
                 continue
             target = orig.before
             if op.startswith("tags_"):
@@ -611,14 +778,24 @@ class _Batch:
             else:
                 key = tuple(sorted((k, json.dumps(v, sort_keys=True)) for k, v in target.items()))
                 restores.setdefault(key, []).append(item.entity_id)
-            outcomes.append(Outcome(item.seq, item.entity_id, "succeeded", None, now_image, target,
-                                    [(self.entity_type, item.entity_id, now_image, target)]))
+            outcomes.append(
+                Outcome(
+                    item.seq,
+                    item.entity_id,
+                    "succeeded",
+                    None,
+                    now_image,
+                    target,
+                    [(self.entity_type, item.entity_id, now_image, target)],
+                )
+            )
         if self.apply:
             self._write_tags(to_add, to_remove)
             for key, entity_ids in restores.items():
                 values = {k: self._from_json(k, json.loads(v)) for k, v in key}
                 self.conn.execute(
-                    self.table.update().where(self.table.c.id.in_(entity_ids), self.table.c.account_id == self.account_id)
+                    self.table.update()
+                    .where(self.table.c.id.in_(entity_ids), self.table.c.account_id == self.account_id)
                     .values(**values, updated_at=self.now)
                 )
         return outcomes
@@ -632,9 +809,16 @@ class _Batch:
         table = schema.contracts if op == "create" else schema.recollection_requests
         key = "contract_id" if op == "create" else "recollection_request_id"
         created = {uuid.UUID(r.after[key]): r for r in done.values()}
-        rows = {r.id: r for r in self.conn.execute(
-            sa.select(table).where(table.c.id.in_(list(created)), table.c.account_id == self.account_id)
-        )} if created else {}
+        rows = (
+            {
+                r.id: r
+                for r in self.conn.execute(
+                    sa.select(table).where(table.c.id.in_(list(created)), table.c.account_id == self.account_id)
+                )
+            }
+            if created
+            else {}
+        )
         outcomes, undo = [], []
         for item in items:
             orig = done.get(item.entity_id)
@@ -652,8 +836,17 @@ class _Batch:
                 continue
             audit_type = "contracts" if op == "create" else self.entity_type
             audit_id = row.id if op == "create" else item.entity_id
-            outcomes.append(Outcome(item.seq, item.entity_id, "succeeded", None, before, after,
-                                    [(audit_type, audit_id, {key: str(row.id), **before}, {key: str(row.id), **after})]))
+            outcomes.append(
+                Outcome(
+                    item.seq,
+                    item.entity_id,
+                    "succeeded",
+                    None,
+                    before,
+                    after,
+                    [(audit_type, audit_id, {key: str(row.id), **before}, {key: str(row.id), **after})],
+                )
+            )
             undo.append(row.id)
         if self.apply and undo:
             values = {"deleted_at": self.now} if op == "create" else {"status": "cancelled"}
@@ -661,27 +854,52 @@ class _Batch:
         return outcomes
 
 
-def _write_outcomes(conn: sa.Connection, job: sa.Row, outcomes: list[Outcome], now: datetime, *, audit: bool,
-                    keep_pending: bool = False) -> None:
+def _write_outcomes(
+    conn: sa.Connection, job: sa.Row, outcomes: list[Outcome], now: datetime, *, audit: bool, keep_pending: bool = False
+) -> None:
     if not outcomes:
         return
     stmt = (
         items_t.update()
         .where(items_t.c.bulk_job_id == job.id, items_t.c.seq == sa.bindparam("b_seq"))
-        .values(status=sa.bindparam("b_status"), error=sa.bindparam("b_error"), before=sa.bindparam("b_before"),
-                after=sa.bindparam("b_after"), updated_at=now)
+        .values(
+            status=sa.bindparam("b_status"),
+            error=sa.bindparam("b_error"),
+            before=sa.bindparam("b_before"),
+            after=sa.bindparam("b_after"),
+            updated_at=now,
+        )
     )
-    conn.execute(stmt, [
-        {"b_seq": o.seq, "b_status": "pending" if keep_pending else o.status, "b_error": o.error,
-         "b_before": o.before, "b_after": o.after}
-        for o in outcomes
-    ])
+    conn.execute(
+        stmt,
+        [
+            {
+                "b_seq": o.seq,
+                "b_status": "pending" if keep_pending else o.status,
+                "b_error": o.error,
+                "b_before": o.before,
+                "b_after": o.after,
+            }
+            for o in outcomes
+        ],
+    )
     if audit:
         actor = str(job.created_by) if job.created_by else "bulkops"
         rows = [
-            {"account_id": job.account_id, "occurred_at": now, "actor": actor, "operation": job.operation,
-             "entity_type": et, "entity_id": eid, "bulk_job_id": job.id, "before": b, "after": a}
-            for o in outcomes if o.status == "succeeded" for et, eid, b, a in o.audit
+            {
+                "account_id": job.account_id,
+                "occurred_at": now,
+                "actor": actor,
+                "operation": job.operation,
+                "entity_type": et,
+                "entity_id": eid,
+                "bulk_job_id": job.id,
+                "before": b,
+                "after": a,
+            }
+            for o in outcomes
+            if o.status == "succeeded"
+            for et, eid, b, a in o.audit
         ]
         if rows:
             conn.execute(schema.audit_log.insert(), rows)
@@ -733,7 +951,9 @@ FROM itm
 """
 
 
-def _pg_set_batch(conn: sa.Connection, job: sa.Row, lo: int, hi: int, *, check_plan: bool, now: datetime) -> tuple[int, int, int]:
+def _pg_set_batch(
+    conn: sa.Connection, job: sa.Row, lo: int, hi: int, *, check_plan: bool, now: datetime
+) -> tuple[int, int, int]:
     # items in [next_seq, total) are pending by construction: no status filter, the PK range is the plan
     values = _set_spec(job.entity_type, job.operation, job.params or {}, now)
     assert values is not None
@@ -742,21 +962,33 @@ def _pg_set_batch(conn: sa.Connection, job: sa.Row, lo: int, hi: int, *, check_p
     set_clause = ", ".join(f"{c} = :v_{c}" for c in values)
     sql = sa.text(_PG_SET_BATCH.format(table=table.name, before_pairs=before_pairs, set_clause=set_clause))
     sql = sql.bindparams(*(sa.bindparam(f"v_{c}", type_=table.c[c].type) for c in values))
-    row = conn.execute(sql, {
-        "job": job.id, "lo": lo, "hi": hi, "acct": job.account_id, "check_plan": check_plan, "now": now,
-        "actor": str(job.created_by) if job.created_by else "bulkops", "op": job.operation,
-        "etype": job.entity_type, "after": json.dumps(jsonable(values)),
-        **{f"v_{c}": v for c, v in values.items()},
-    }).one()
+    row = conn.execute(
+        sql,
+        {
+            "job": job.id,
+            "lo": lo,
+            "hi": hi,
+            "acct": job.account_id,
+            "check_plan": check_plan,
+            "now": now,
+            "actor": str(job.created_by) if job.created_by else "bulkops",
+            "op": job.operation,
+            "etype": job.entity_type,
+            "after": json.dumps(jsonable(values)),
+            **{f"v_{c}": v for c, v in values.items()},
+        },
+    ).one()
     return int(row[0]), int(row[1]), int(row[2])
 
 
 def _pending_items(conn: sa.Connection, job_id: uuid.UUID, lo: int, hi: int) -> list[_Item]:
     # status is checked here, not in SQL: a status predicate lures the planner onto the
     # (bulk_job_id, status) index, which scans every pending item of the job per batch
-    stmt = sa.select(items_t.c.seq, items_t.c.entity_id, items_t.c.before, items_t.c.status).where(
-        items_t.c.bulk_job_id == job_id, items_t.c.seq >= lo, items_t.c.seq < hi
-    ).order_by(items_t.c.seq)
+    stmt = (
+        sa.select(items_t.c.seq, items_t.c.entity_id, items_t.c.before, items_t.c.status)
+        .where(items_t.c.bulk_job_id == job_id, items_t.c.seq >= lo, items_t.c.seq < hi)
+        .order_by(items_t.c.seq)
+    )
     return [_Item(r.seq, r.entity_id, r.before) for r in conn.execute(stmt) if r.status == "pending"]
 
 
@@ -853,10 +1085,12 @@ def load_items(conn: sa.Connection, job_id: uuid.UUID, entity_ids: Sequence[uuid
         cursor = conn.connection.driver_connection.cursor()
         with cursor.copy("COPY bulk_job_items (bulk_job_id, seq, entity_id, status) FROM STDIN") as copy:
             for start in range(0, len(entity_ids), chunk):
-                copy.write("".join(
-                    f"{job}\t{seq}\t{eid}\tpending\n"
-                    for seq, eid in enumerate(entity_ids[start:start + chunk], start)
-                ))
+                copy.write(
+                    "".join(
+                        f"{job}\t{seq}\t{eid}\tpending\n"
+                        for seq, eid in enumerate(entity_ids[start : start + chunk], start)
+                    )
+                )
         cursor.close()
         if len(entity_ids) >= ANALYZE_THRESHOLD:
             # fresh statistics, or the planner takes a million new items for a handful and
@@ -865,11 +1099,18 @@ def load_items(conn: sa.Connection, job_id: uuid.UUID, entity_ids: Sequence[uuid
         return
     chunk = 5000
     for start in range(0, len(entity_ids), chunk):
-        conn.execute(items_t.insert(), [
-            {"bulk_job_id": job_id, "seq": start + n, "entity_id": eid if isinstance(eid, uuid.UUID) else uuid.UUID(eid),
-             "status": "pending"}
-            for n, eid in enumerate(entity_ids[start:start + chunk])
-        ])
+        conn.execute(
+            items_t.insert(),
+            [
+                {
+                    "bulk_job_id": job_id,
+                    "seq": start + n,
+                    "entity_id": eid if isinstance(eid, uuid.UUID) else uuid.UUID(eid),
+                    "status": "pending",
+                }
+                for n, eid in enumerate(entity_ids[start : start + chunk])
+            ],
+        )
 
 
 def start_job(store: RecordStore, job_id: uuid.UUID, run_id: str | None = None) -> sa.Row | None:
@@ -892,8 +1133,9 @@ def start_job(store: RecordStore, job_id: uuid.UUID, run_id: str | None = None) 
         return conn.execute(sa.select(jobs_t).where(jobs_t.c.id == job_id)).one()
 
 
-def process_next_batch(store: RecordStore, job_id: uuid.UUID, batch_size: int, *, batch_number: int = 0,
-                       run_id: str | None = None) -> BatchResult | None:
+def process_next_batch(
+    store: RecordStore, job_id: uuid.UUID, batch_size: int, *, batch_number: int = 0, run_id: str | None = None
+) -> BatchResult | None:
     """Apply the next batch in one transaction; None when the job is not processing (any more)."""
     now = utcnow()
     with store.begin() as conn:
@@ -901,10 +1143,12 @@ def process_next_batch(store: RecordStore, job_id: uuid.UUID, batch_size: int, *
         if job.status != "processing" or (run_id and job.dagster_run_id and job.dagster_run_id != run_id):
             return None
         if job.cancel_requested_at is not None:
-            conn.execute(jobs_t.update().where(jobs_t.c.id == job_id).values(
-                status="cancelled", finished_at=now, updated_at=now))
-            return BatchResult(job.next_seq, job.next_seq, 0, 0, 0, "cancelled", job.processed_count,
-                               job.failed_count, job.total_count)
+            conn.execute(
+                jobs_t.update().where(jobs_t.c.id == job_id).values(status="cancelled", finished_at=now, updated_at=now)
+            )
+            return BatchResult(
+                job.next_seq, job.next_seq, 0, 0, 0, "cancelled", job.processed_count, job.failed_count, job.total_count
+            )
         lo = job.next_seq
         hi = min(lo + batch_size, job.total_count)
         if conn.dialect.name == "postgresql" and hi < job.total_count:
@@ -929,9 +1173,12 @@ def process_next_batch(store: RecordStore, job_id: uuid.UUID, batch_size: int, *
                     s, f, k = _apply_batch_isolated(conn, job, lo, hi, now)
         status = "completed" if hi >= job.total_count else "processing"
         values: dict[str, Any] = {
-            "next_seq": hi, "processed_count": job.processed_count + s + f + k,
-            "failed_count": job.failed_count + f, "skipped_count": job.skipped_count + k,
-            "status": status, "updated_at": now,
+            "next_seq": hi,
+            "processed_count": job.processed_count + s + f + k,
+            "failed_count": job.failed_count + f,
+            "skipped_count": job.skipped_count + k,
+            "status": status,
+            "updated_at": now,
         }
         if status == "completed":
             values["finished_at"] = now
@@ -949,13 +1196,17 @@ def process_next_batch(store: RecordStore, job_id: uuid.UUID, batch_size: int, *
 FAILURE_REASONS_SHOWN = 5
 
 
-def failure_reasons(conn: sa.Connection, job_id: uuid.UUID, limit: int = FAILURE_REASONS_SHOWN) -> list[tuple[str, int]]:
+def failure_reasons(
+    conn: sa.Connection, job_id: uuid.UUID, limit: int = FAILURE_REASONS_SHOWN
+) -> list[tuple[str, int]]:
     """The most frequent errors of a job's failed items, most frequent first: [(error, count)]."""
     n = sa.func.count().label("n")
     stmt = (
         sa.select(items_t.c.error, n)
         .where(items_t.c.bulk_job_id == job_id, items_t.c.status == "failed")
-        .group_by(items_t.c.error).order_by(n.desc(), items_t.c.error).limit(limit)
+        .group_by(items_t.c.error)
+        .order_by(n.desc(), items_t.c.error)
+        .limit(limit)
     )
     return [(error or "unknown error", int(count)) for error, count in conn.execute(stmt)]
 
@@ -987,8 +1238,15 @@ def _short(text: str, limit: int = 160) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-def finish_job(store: RecordStore, job_id: uuid.UUID, status: str, *, error: str | None = None,
-               only_if: Sequence[str] = ("processing",), run_id: str | None = None) -> bool:
+def finish_job(
+    store: RecordStore,
+    job_id: uuid.UUID,
+    status: str,
+    *,
+    error: str | None = None,
+    only_if: Sequence[str] = ("processing",),
+    run_id: str | None = None,
+) -> bool:
     """Set a terminal status unless the job already left `only_if`; True when it changed."""
     now = utcnow()
     with store.begin() as conn:
@@ -1025,14 +1283,24 @@ def plan_job(store: RecordStore, job_id: uuid.UUID, *, batch_size: int = 2000) -
     with store.begin() as conn:
         summary = dict(job.summary or {})
         summary["plan"] = counts
-        conn.execute(jobs_t.update().where(jobs_t.c.id == job_id).values(
-            plan_id=plan_id, planned_at=utcnow(), summary=summary, updated_at=utcnow()))
+        conn.execute(
+            jobs_t.update()
+            .where(jobs_t.c.id == job_id)
+            .values(plan_id=plan_id, planned_at=utcnow(), summary=summary, updated_at=utcnow())
+        )
     return plan_id
 
 
-def run_job(store: RecordStore, job_id: uuid.UUID, *, batch_size: int | None = None, run_id: str | None = None,
-            on_batch: Callable[[BatchResult], None] | None = None,
-            should_stop: Callable[[], bool] | None = None, transient_retries: int = 3) -> str | None:
+def run_job(
+    store: RecordStore,
+    job_id: uuid.UUID,
+    *,
+    batch_size: int | None = None,
+    run_id: str | None = None,
+    on_batch: Callable[[BatchResult], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
+    transient_retries: int = 3,
+) -> str | None:
     """Process a job to its end outside Dagster (tests, CLI); returns its final status."""
     if start_job(store, job_id, run_id) is None:
         return None

@@ -63,12 +63,15 @@ def describe_error(exc: BaseException, *, url: str | sa.URL | None = None, conte
     if db is None:
         return _plain(exc)
     if context is None:
-        context = next((n[len(CONTEXT_NOTE):] for n in reversed(getattr(exc, "__notes__", ())) if n.startswith(CONTEXT_NOTE)), None)
+        context = next(
+            (n[len(CONTEXT_NOTE) :] for n in reversed(getattr(exc, "__notes__", ())) if n.startswith(CONTEXT_NOTE)),
+            None,
+        )
     orig = db.orig if isinstance(db, sa.exc.DBAPIError) else db
     reason = _reason(orig if orig is not None else db)
     lowered = reason.lower()
     where = f" at {describe_url(url)}" if url is not None else ""
-    if isinstance(db, sa.exc.DBAPIError) and db.connection_invalidated or any(s in lowered for s in _LOST):
+    if (isinstance(db, sa.exc.DBAPIError) and db.connection_invalidated) or any(s in lowered for s in _LOST):
         during = f" during {context}" if context else ""
         return f"lost the connection to the record store{where}{during}: {reason}"
     if _is_operational(db) and any(s in lowered for s in _UNREACHABLE):
@@ -110,7 +113,7 @@ def _database_error(exc: BaseException) -> BaseException | None:
     e: BaseException | None = exc
     while e is not None and id(e) not in seen:
         seen.add(id(e))
-        if isinstance(e, sa.exc.SQLAlchemyError) and not isinstance(e, sa.exc.ArgumentError) or _is_driver_error(e):
+        if (isinstance(e, sa.exc.SQLAlchemyError) and not isinstance(e, sa.exc.ArgumentError)) or _is_driver_error(e):
             return e
         e = e.__cause__ or e.__context__
     return None
@@ -121,7 +124,9 @@ def _is_driver_error(exc: BaseException) -> bool:
 
 
 def _is_operational(exc: BaseException) -> bool:
-    if isinstance(exc, (sa.exc.OperationalError, sa.exc.InterfaceError, sa.exc.DisconnectionError, sa.exc.TimeoutError)):
+    if isinstance(
+        exc, (sa.exc.OperationalError, sa.exc.InterfaceError, sa.exc.DisconnectionError, sa.exc.TimeoutError)
+    ):
         return True
     return type(exc).__name__ in ("OperationalError", "InterfaceError", "ConnectionTimeout")
 

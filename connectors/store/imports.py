@@ -21,7 +21,7 @@ import time
 import uuid
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import pyarrow as pa
@@ -104,7 +104,7 @@ def _db_uuid(pg: bool, value: uuid.UUID) -> Any:
 
 def _db_now(pg: bool) -> Any:
     """Now, bound into raw SQL as each dialect stores timestamps."""
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     return now if pg else now.strftime("%Y-%m-%d %H:%M:%S.%f")
 
 
@@ -337,9 +337,8 @@ class ImportWriter:
             buf = io.BytesIO()
             pcsv.write_csv(table, buf, pcsv.WriteOptions(include_header=False, batch_size=65536))
             raw = self.conn.connection.dbapi_connection
-            with raw.cursor() as cur:
-                with cur.copy(f"COPY {S} ({', '.join(names)}) FROM STDIN (FORMAT csv)") as cp:
-                    cp.write(buf.getbuffer())
+            with raw.cursor() as cur, cur.copy(f"COPY {S} ({', '.join(names)}) FROM STDIN (FORMAT csv)") as cp:
+                cp.write(buf.getbuffer())
             # the planner needs the join keys' statistics, not those of every text column
             keys = [c for c in ("rnd", *STAGE_KEYS) if c in names]
             self.conn.exec_driver_sql(f"ANALYZE {S} (row_no, {', '.join(keys)}, {', '.join(STATE_COLUMNS)})")
@@ -352,7 +351,9 @@ class ImportWriter:
                     col = pc.strftime(col, "%Y-%m-%d %H:%M:%S")
                 arrays.append(col.to_pylist())
             marks = ", ".join("?" * len(names))
-            self.conn.exec_driver_sql(f"INSERT INTO {S} ({', '.join(names)}) VALUES ({marks})", list(zip(*arrays)))
+            self.conn.exec_driver_sql(
+                f"INSERT INTO {S} ({', '.join(names)}) VALUES ({marks})", list(zip(*arrays, strict=False))
+            )
 
     # -- planner statistics
 
@@ -361,8 +362,10 @@ class ImportWriter:
         try:
             return self._refresh_statistics()
         except sa.exc.DBAPIError as exc:
-            raise WriteFailed(f"refreshing the planner statistics of {', '.join(LOOKUP_TABLES[self.entity])} failed: "
-                              f"{_db_reason(exc)}") from exc
+            raise WriteFailed(
+                f"refreshing the planner statistics of {', '.join(LOOKUP_TABLES[self.entity])} failed: "
+                f"{_db_reason(exc)}"
+            ) from exc
 
     def _refresh_statistics(self) -> list[str]:
         """ANALYZE the lookup tables whose statistics no longer describe this account's rows.
@@ -382,8 +385,12 @@ class ImportWriter:
         if self.table_growth is None:
             self.table_growth = {}
             for table in LOOKUP_TABLES[self.entity]:
-                analyzed = self.conn.execute(sa.text("SELECT reltuples >= 0 FROM pg_class WHERE oid = CAST(:t AS regclass)"), {"t": table}).scalar()
-                mine = self.conn.execute(sa.text(f"SELECT count(*) FROM {table} WHERE account_id = :acct"), self.params).scalar()
+                analyzed = self.conn.execute(
+                    sa.text("SELECT reltuples >= 0 FROM pg_class WHERE oid = CAST(:t AS regclass)"), {"t": table}
+                ).scalar()
+                mine = self.conn.execute(
+                    sa.text(f"SELECT count(*) FROM {table} WHERE account_id = :acct"), self.params
+                ).scalar()
                 self.table_growth[table] = [float(mine) if analyzed else -1.0, 0.0]
         done = []
         for table, (size, added) in self.table_growth.items():
@@ -480,14 +487,18 @@ class ImportWriter:
         self._grew("jobs", details.get("jobs_created", 0))
         errors = [
             (int(row_no), col, err)
-            for row_no, col, err in self.run(f"SELECT row_no, err_col, err FROM {self.stage} WHERE err IS NOT NULL ORDER BY row_no")
+            for row_no, col, err in self.run(
+                f"SELECT row_no, err_col, err FROM {self.stage} WHERE err IS NOT NULL ORDER BY row_no"
+            )
         ]
         return BatchOutcome(counts=counts, errors=errors, details=details)
 
     def sample(self, limit: int = 20) -> list[dict]:
         """The staged rows with their outcome (dry run preview)."""
         cols = ", ".join(c for c in self.columns if not c.startswith("x_"))
-        rows = self.run(f"SELECT row_no, coalesce(outcome, 'error') AS outcome, err, {cols} FROM {self.stage} ORDER BY row_no LIMIT {int(limit)}")
+        rows = self.run(
+            f"SELECT row_no, coalesce(outcome, 'error') AS outcome, err, {cols} FROM {self.stage} ORDER BY row_no LIMIT {int(limit)}"
+        )
         return [{k: (str(v) if isinstance(v, datetime) else v) for k, v in row._mapping.items()} for row in rows]
 
     # -- lookups
@@ -590,14 +601,25 @@ class ImportWriter:
         S = self.stage
 
         def lookup() -> None:
-            self.probe("candidate_id", "SELECT u.id FROM users u WHERE u.account_id = :acct AND u.email_normalized = s.email_norm",
-                       "s.rnd = :r AND s.candidate_id IS NULL AND s.outcome IN ('created', 'updated')", r=r)
+            self.probe(
+                "candidate_id",
+                "SELECT u.id FROM users u WHERE u.account_id = :acct AND u.email_normalized = s.email_norm",
+                "s.rnd = :r AND s.candidate_id IS NULL AND s.outcome IN ('created', 'updated')",
+                r=r,
+            )
 
         lookup()
         if self.pg:
             # one statement: the first row per new email creates the user (DISTINCT ON keeps the
             # lowest row number), its audit row comes from RETURNING, and the round's rows get its id
-            after = self.obj([("email", "u.email"), ("first_name", "u.first_name"), ("last_name", "u.last_name"), ("phone", "u.phone")])
+            after = self.obj(
+                [
+                    ("email", "u.email"),
+                    ("first_name", "u.first_name"),
+                    ("last_name", "u.last_name"),
+                    ("phone", "u.phone"),
+                ]
+            )
             need = "rnd = :r AND candidate_id IS NULL AND outcome IN ('created', 'updated')"
             return self.run(
                 "WITH u AS (INSERT INTO users (id, account_id, role, email, email_normalized, first_name, last_name, phone, "
@@ -628,7 +650,14 @@ class ImportWriter:
         ).rowcount
         if n:
             lookup()
-            after = self.obj([("email", "u.email"), ("first_name", "u.first_name"), ("last_name", "u.last_name"), ("phone", "u.phone")])
+            after = self.obj(
+                [
+                    ("email", "u.email"),
+                    ("first_name", "u.first_name"),
+                    ("last_name", "u.last_name"),
+                    ("phone", "u.phone"),
+                ]
+            )
             self.run(
                 f"{AUDIT_INSERT}"
                 f"SELECT :acct, :now, :actor, 'import.create', 'candidates', u.id, :imp, NULL, {after} "
@@ -672,8 +701,13 @@ class ImportWriter:
         if unique_key:
             # the unique key matches whatever duplicate_keys say: the store allows one record per key
             # (the oldest, where codes differing only in case were stored before keys were folded)
-            self.probe("match_id", f"SELECT t.id FROM {table} t WHERE t.account_id = :acct AND {same_key('t', 's')} "
-                       "ORDER BY t.created_at, t.id LIMIT 1", base, r=r)
+            self.probe(
+                "match_id",
+                f"SELECT t.id FROM {table} t WHERE t.account_id = :acct AND {same_key('t', 's')} "
+                "ORDER BY t.created_at, t.id LIMIT 1",
+                base,
+                r=r,
+            )
         dup = DUPLICATE_OUTCOME[self.on_duplicate]
         if unique_key and dup == "created":
             self.run(
@@ -715,14 +749,23 @@ class ImportWriter:
         if self.entity == "applications":
             return {
                 "insert": {
-                    "candidate_id": "s.candidate_id", "job_id": "s.job_id", "stage": f"coalesce(s.stage, '{d}')",
-                    "status": "coalesce(s.status, 'active')", "source": "s.source", "applied_at": "s.applied_at",
-                    "external_id": "s.external_id", "data": self.json_of("data"),
+                    "candidate_id": "s.candidate_id",
+                    "job_id": "s.job_id",
+                    "stage": f"coalesce(s.stage, '{d}')",
+                    "status": "coalesce(s.status, 'active')",
+                    "source": "s.source",
+                    "applied_at": "s.applied_at",
+                    "external_id": "s.external_id",
+                    "data": self.json_of("data"),
                 },
                 "update": {
-                    "candidate_id": "s.candidate_id", "job_id": "coalesce(s.job_id, t.job_id)", "stage": "coalesce(s.stage, t.stage)",
-                    "status": "coalesce(s.status, t.status)", "source": "coalesce(s.source, t.source)",
-                    "applied_at": "coalesce(s.applied_at, t.applied_at)", "external_id": "coalesce(t.external_id, s.external_id)",
+                    "candidate_id": "s.candidate_id",
+                    "job_id": "coalesce(s.job_id, t.job_id)",
+                    "stage": "coalesce(s.stage, t.stage)",
+                    "status": "coalesce(s.status, t.status)",
+                    "source": "coalesce(s.source, t.source)",
+                    "applied_at": "coalesce(s.applied_at, t.applied_at)",
+                    "external_id": "coalesce(t.external_id, s.external_id)",
                     "data": self.merge("t.data", self.json_of("data")),
                 },
                 "audit": ("candidate_id", "job_id", "stage", "status", "source", "applied_at", "external_id"),
@@ -730,40 +773,65 @@ class ImportWriter:
         if self.entity == "candidates":
             return {
                 "insert": {
-                    "role": "'candidate'", "email": "s.email", "email_normalized": "s.email_norm", "first_name": "s.first_name",
-                    "last_name": "s.last_name", "phone": "s.phone", "external_id": "s.external_id", "data": self.json_of("data"),
+                    "role": "'candidate'",
+                    "email": "s.email",
+                    "email_normalized": "s.email_norm",
+                    "first_name": "s.first_name",
+                    "last_name": "s.last_name",
+                    "phone": "s.phone",
+                    "external_id": "s.external_id",
+                    "data": self.json_of("data"),
                 },
                 "update": {
-                    "email": "s.email", "email_normalized": "s.email_norm", "first_name": "coalesce(s.first_name, t.first_name)",
-                    "last_name": "coalesce(s.last_name, t.last_name)", "phone": "coalesce(s.phone, t.phone)",
-                    "external_id": "coalesce(t.external_id, s.external_id)", "data": self.merge("t.data", self.json_of("data")),
+                    "email": "s.email",
+                    "email_normalized": "s.email_norm",
+                    "first_name": "coalesce(s.first_name, t.first_name)",
+                    "last_name": "coalesce(s.last_name, t.last_name)",
+                    "phone": "coalesce(s.phone, t.phone)",
+                    "external_id": "coalesce(t.external_id, s.external_id)",
+                    "data": self.merge("t.data", self.json_of("data")),
                 },
                 "audit": ("email", "email_normalized", "first_name", "last_name", "phone", "external_id"),
             }
         if self.entity == "jobs":
             return {
                 "insert": {
-                    "code": "s.code", "title": "coalesce(s.title, s.code)", "description": "s.description", "location": "s.location",
-                    "status": "coalesce(s.status, 'open')", "origin": "'uploaded'", "source_url": "s.source_url",
-                    "external_id": "s.external_id", "data": self.json_of("data"),
+                    "code": "s.code",
+                    "title": "coalesce(s.title, s.code)",
+                    "description": "s.description",
+                    "location": "s.location",
+                    "status": "coalesce(s.status, 'open')",
+                    "origin": "'uploaded'",
+                    "source_url": "s.source_url",
+                    "external_id": "s.external_id",
+                    "data": self.json_of("data"),
                 },
                 "update": {
-                    "code": self.kept_key("t.code", "s.code"), "title": "coalesce(s.title, t.title)",
+                    "code": self.kept_key("t.code", "s.code"),
+                    "title": "coalesce(s.title, t.title)",
                     "description": "coalesce(s.description, t.description)",
-                    "location": "coalesce(s.location, t.location)", "status": "coalesce(s.status, t.status)",
-                    "source_url": "coalesce(s.source_url, t.source_url)", "external_id": "coalesce(t.external_id, s.external_id)",
+                    "location": "coalesce(s.location, t.location)",
+                    "status": "coalesce(s.status, t.status)",
+                    "source_url": "coalesce(s.source_url, t.source_url)",
+                    "external_id": "coalesce(t.external_id, s.external_id)",
                     "data": self.merge("t.data", self.json_of("data")),
                 },
                 "audit": ("code", "title", "description", "location", "status", "source_url", "external_id"),
             }
         return {
             "insert": {
-                "application_id": "s.ref_id", "status": "coalesce(s.status, 'draft')", "template": "s.template",
-                "terms": self.json_of("terms"), "external_id": "s.external_id", "data": self.json_of("data"),
+                "application_id": "s.ref_id",
+                "status": "coalesce(s.status, 'draft')",
+                "template": "s.template",
+                "terms": self.json_of("terms"),
+                "external_id": "s.external_id",
+                "data": self.json_of("data"),
             },
             "update": {
-                "application_id": "coalesce(s.ref_id, t.application_id)", "status": "coalesce(s.status, t.status)",
-                "template": "coalesce(s.template, t.template)", "terms": self.merge("t.terms", self.json_of("terms")),
+                "application_id": "coalesce(s.ref_id, t.application_id)",
+                "status": "coalesce(s.status, t.status)",
+                "template": "coalesce(s.template, t.template)",
+                "terms": self.merge("t.terms", self.json_of("terms")),
                 "data": self.merge("t.data", self.json_of("data")),
             },
             "audit": ("application_id", "status", "template", "external_id"),
@@ -790,7 +858,9 @@ class ImportWriter:
                 r=r,
             )
             if self.entity == "applications":
-                after = self.obj([("application_id", "f.application_id"), ("form_name", "f.form_name"), ("answers", "f.answers")])
+                after = self.obj(
+                    [("application_id", "f.application_id"), ("form_name", "f.form_name"), ("answers", "f.answers")]
+                )
                 self.run(
                     "WITH f AS (INSERT INTO form_submissions (id, account_id, application_id, form_name, answers, submitted_at, import_id, "
                     f"created_at, updated_at) SELECT {self.rowid('form')}, :acct, s.new_id, :form, {self.json_of('answers')}, s.applied_at, "
@@ -821,7 +891,13 @@ class ImportWriter:
                 f"FROM {S} s WHERE s.rnd = :r AND s.outcome = 'created'",
                 r=r,
             )
-            after = self.obj([("application_id", "f.application_id"), ("form_name", "f.form_name"), ("answers", self.js("f.answers"))])
+            after = self.obj(
+                [
+                    ("application_id", "f.application_id"),
+                    ("form_name", "f.form_name"),
+                    ("answers", self.js("f.answers")),
+                ]
+            )
             self.run(
                 f"{AUDIT_INSERT}"
                 f"SELECT :acct, :now, :actor, 'import.create', 'form_submissions', f.id, :imp, NULL, {after} "
@@ -851,8 +927,9 @@ class ImportWriter:
                 r=r,
             ).rowcount
         else:
-            self.run(f"UPDATE {S} SET outcome = 'unchanged' WHERE row_no IN (SELECT s.row_no {matched} AND {same})",
-                     r=r)
+            self.run(
+                f"UPDATE {S} SET outcome = 'unchanged' WHERE row_no IN (SELECT s.row_no {matched} AND {same})", r=r
+            )
             n = self.run(
                 f"{AUDIT_INSERT}SELECT :acct, :now, :actor, 'import.update', '{self.entity}', t.id, :imp, {before}, "
                 f"{after} {matched}",
@@ -902,7 +979,9 @@ class ImportRollback:
     row. A few statements per entity whatever the import's size: no record passes through Python.
     """
 
-    def __init__(self, conn: sa.Connection, *, account_id: uuid.UUID, import_id: uuid.UUID, actor: str, force: bool = False) -> None:
+    def __init__(
+        self, conn: sa.Connection, *, account_id: uuid.UUID, import_id: uuid.UUID, actor: str, force: bool = False
+    ) -> None:
         self.conn = conn
         self.pg = conn.dialect.name == "postgresql"
         self.force = force
@@ -923,9 +1002,11 @@ class ImportRollback:
         """SQL: the record `alias`.id has an audit row (later than audit id `after`) not of this import."""
         later = f" AND l.id > {after}" if after else ""
         # an import rolled back since undid its changes (or they are the later ones' conflicts)
-        return (f"EXISTS (SELECT 1 FROM audit_log l WHERE l.account_id = :acct AND l.entity_type = '{etype}' "
-                f"AND l.entity_id = {alias}.id{later} AND (l.import_id IS NULL OR (l.import_id <> :imp AND NOT EXISTS "
-                "(SELECT 1 FROM import_history h WHERE h.id = l.import_id AND h.status = 'rolled_back'))))")
+        return (
+            f"EXISTS (SELECT 1 FROM audit_log l WHERE l.account_id = :acct AND l.entity_type = '{etype}' "
+            f"AND l.entity_id = {alias}.id{later} AND (l.import_id IS NULL OR (l.import_id <> :imp AND NOT EXISTS "
+            "(SELECT 1 FROM import_history h WHERE h.id = l.import_id AND h.status = 'rolled_back'))))"
+        )
 
     def _value(self, column: sa.Column, image: str) -> str:
         """SQL: COLUMN's value in the JSON image `image`, typed for the column."""
@@ -992,7 +1073,8 @@ class ImportRollback:
         )
         sample = self.run(
             "SELECT before FROM audit_log WHERE import_id = :imp AND entity_type = :e AND operation = 'import.update' "
-            "AND before IS NOT NULL LIMIT 1", e=etype,
+            "AND before IS NOT NULL LIMIT 1",
+            e=etype,
         ).scalar()
         if sample is None:
             return
@@ -1004,9 +1086,9 @@ class ImportRollback:
             f"SELECT t.id, a.before FROM ({firsts}) f JOIN audit_log a ON a.id = f.first_id "
             f"JOIN {table.name} t ON t.id = f.entity_id AND t.account_id = :acct WHERE a.before IS NOT NULL"
             # what the import created and updated again (in-file duplicates) goes with its creation
-            + " AND (t.import_id IS NULL OR t.import_id <> :imp)"
+            " AND (t.import_id IS NULL OR t.import_id <> :imp)"
             # restored by an earlier pass of this rollback (a forced pass after conflicts)
-            + f" AND NOT EXISTS (SELECT 1 FROM audit_log x WHERE x.account_id = :acct AND x.entity_type = '{etype}' "
+            f" AND NOT EXISTS (SELECT 1 FROM audit_log x WHERE x.account_id = :acct AND x.entity_type = '{etype}' "
             "AND x.entity_id = t.id AND x.import_id = :imp AND x.operation = 'import.rollback.restore')"
             + ("" if self.force else f" AND NOT {changed}")
         )
@@ -1020,7 +1102,8 @@ class ImportRollback:
             return
         self._audit("import.rollback.restore", etype, table, [c.name for c in cols], "r.image")
         sets = ", ".join(
-            f"{c.name} = CASE WHEN {self._has('r.image', c.name)} THEN {self._value(c, 'r.image')} ELSE t.{c.name} END" for c in cols
+            f"{c.name} = CASE WHEN {self._has('r.image', c.name)} THEN {self._value(c, 'r.image')} ELSE t.{c.name} END"
+            for c in cols
         )
         self.run(f"UPDATE {table.name} AS t SET {sets}, updated_at = :now FROM {self.ids} r WHERE t.id = r.entity_id")
 
@@ -1035,7 +1118,13 @@ class ImportRollback:
     def _unused(self, table: sa.Table, alias: str, skip: tuple[str, ...] = ()) -> str:
         """SQL: no row of another table (but those in SKIP) points at `alias`.id."""
         refs = [fk for fk in _referencing(table) if fk.parent.table.name not in skip]
-        return " AND ".join(f"NOT EXISTS (SELECT 1 FROM {fk.parent.table.name} x WHERE x.{fk.parent.name} = {alias}.id)" for fk in refs) or "1 = 1"
+        return (
+            " AND ".join(
+                f"NOT EXISTS (SELECT 1 FROM {fk.parent.table.name} x WHERE x.{fk.parent.name} = {alias}.id)"
+                for fk in refs
+            )
+            or "1 = 1"
+        )
 
     def _delete_created(self) -> None:
         """Delete what the import created; keep what others changed since or still point at."""
@@ -1047,21 +1136,34 @@ class ImportRollback:
             raise RollbackBlocked(f"{blocking} contract(s) created elsewhere reference its applications")
         changed_created = {}
         for etype in ("contracts", "applications"):
-            changed_created[etype] = 0 if self.force else self.run(
-                f"SELECT count(*) FROM {etype} t WHERE t.account_id = :acct AND t.import_id = :imp AND {self._changed_since(etype, 't')}"
-            ).scalar()
+            changed_created[etype] = (
+                0
+                if self.force
+                else self.run(
+                    f"SELECT count(*) FROM {etype} t WHERE t.account_id = :acct AND t.import_id = :imp AND {self._changed_since(etype, 't')}"
+                ).scalar()
+            )
             if not self.force:
                 self.counts["conflicts"][etype] = self.counts["conflicts"].get(etype, 0) + changed_created[etype]
-        untouched = {e: "" if self.force else f" AND NOT {self._changed_since(e, 'a')}" for e in ("contracts", "applications")}
-        self._delete("contracts", contracts, "t.id IN (SELECT a.id FROM contracts a WHERE a.import_id = :imp" + untouched["contracts"] + ")")
+        untouched = {
+            e: "" if self.force else f" AND NOT {self._changed_since(e, 'a')}" for e in ("contracts", "applications")
+        }
+        self._delete(
+            "contracts",
+            contracts,
+            "t.id IN (SELECT a.id FROM contracts a WHERE a.import_id = :imp" + untouched["contracts"] + ")",
+        )
         # the applications to delete: nothing but their form submission points at them (a
         # recollection request keeps one); listed once, for their form submissions and themselves
         self.run(f"DELETE FROM {self.apps}")
         doomed = self.run(
             f"INSERT INTO {self.apps} (entity_id) SELECT a.id FROM applications a WHERE a.account_id = :acct AND a.import_id = :imp"
-            + untouched["applications"] + f" AND {self._unused(applications, 'a', skip=('form_submissions',))}"
+            + untouched["applications"]
+            + f" AND {self._unused(applications, 'a', skip=('form_submissions',))}"
         ).rowcount
-        created = self.run("SELECT count(*) FROM applications t WHERE t.account_id = :acct AND t.import_id = :imp").scalar()
+        created = self.run(
+            "SELECT count(*) FROM applications t WHERE t.account_id = :acct AND t.import_id = :imp"
+        ).scalar()
         self.counts["kept"]["applications"] = created - doomed - changed_created["applications"]
         self._delete("form_submissions", form_submissions, f"t.application_id IN (SELECT entity_id FROM {self.apps})")
         self._delete("applications", applications, f"t.id IN (SELECT entity_id FROM {self.apps})")
@@ -1080,4 +1182,9 @@ class RollbackBlocked(Exception):
 
 def _referencing(table: sa.Table) -> list[sa.ForeignKey]:
     """Every foreign key of the schema that points at TABLE.id."""
-    return [fk for t in table.metadata.tables.values() for fk in t.foreign_keys if fk.column.table is table and fk.column.name == "id"]
+    return [
+        fk
+        for t in table.metadata.tables.values()
+        for fk in t.foreign_keys
+        if fk.column.table is table and fk.column.name == "id"
+    ]

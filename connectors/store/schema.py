@@ -22,7 +22,6 @@ metadata = sa.MetaData(
 )
 
 
-
 class UuidList(sa.types.TypeDecorator):
     """A list of UUIDs: native uuid[] on PostgreSQL, a JSON array of strings elsewhere."""
 
@@ -390,8 +389,13 @@ bulk_job_items = sa.Table(
     sa.PrimaryKeyConstraint("bulk_job_id", "seq"),
     _enum_check("status", ITEM_STATUSES),
     # status reads walk the job's primary-key range; a rollback looks up succeeded items by entity
-    sa.Index("ix_bulk_job_items_succeeded_entity_id", "bulk_job_id", "entity_id",
-             postgresql_where=sa.text("status = 'succeeded'"), sqlite_where=sa.text("status = 'succeeded'")),
+    sa.Index(
+        "ix_bulk_job_items_succeeded_entity_id",
+        "bulk_job_id",
+        "entity_id",
+        postgresql_where=sa.text("status = 'succeeded'"),
+        sqlite_where=sa.text("status = 'succeeded'"),
+    ),
 )
 
 audit_log = sa.Table(
@@ -415,8 +419,18 @@ audit_log = sa.Table(
     sa.Index(None, "account_id", "entity_type", "entity_id"),
     # partial: an audit row comes from a bulk job or an import, never both; indexing the NULLs
     # cost every row of the other kind an index entry (migration 0005)
-    sa.Index(None, "bulk_job_id", postgresql_where=sa.text("bulk_job_id IS NOT NULL"), sqlite_where=sa.text("bulk_job_id IS NOT NULL")),
-    sa.Index(None, "import_id", postgresql_where=sa.text("import_id IS NOT NULL"), sqlite_where=sa.text("import_id IS NOT NULL")),
+    sa.Index(
+        None,
+        "bulk_job_id",
+        postgresql_where=sa.text("bulk_job_id IS NOT NULL"),
+        sqlite_where=sa.text("bulk_job_id IS NOT NULL"),
+    ),
+    sa.Index(
+        None,
+        "import_id",
+        postgresql_where=sa.text("import_id IS NOT NULL"),
+        sqlite_where=sa.text("import_id IS NOT NULL"),
+    ),
 )
 
 import_history = sa.Table(

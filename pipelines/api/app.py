@@ -15,7 +15,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from functools import cached_property
 from typing import Any
 
@@ -105,7 +105,10 @@ class Api:
 
         try:
             run_id = await run_in_threadpool(
-                launch.launch_bulk_job, uuid.UUID(str(job["id"])), database_url=self.database_url, instance=self.instance
+                launch.launch_bulk_job,
+                uuid.UUID(str(job["id"])),
+                database_url=self.database_url,
+                instance=self.instance,
             )
         except Exception as exc:
             log.exception("could not launch the run of bulk job %s", job["id"])
@@ -174,7 +177,13 @@ def _validate_create(payload: dict[str, Any]) -> dict[str, Any]:
         raise invalid(f"unknown mode {mode!r}", field="mode", value=mode, allowed=list(BULK_JOB_MODES))
     # contracts `create` with no ids means every hired application without a contract
     entity_ids = uuid_list(payload, "entity_ids", allow_empty=(canonical, operation) == ("contracts", "create"))
-    return {"entity_type": entity_type, "operation": operation, "entity_ids": entity_ids, "params": params, "mode": mode}
+    return {
+        "entity_type": entity_type,
+        "operation": operation,
+        "entity_ids": entity_ids,
+        "params": params,
+        "mode": mode,
+    }
 
 
 def create_app(
@@ -319,7 +328,7 @@ def create_app(
             moment = datetime.fromisoformat(value)
         except ValueError:
             raise invalid("before must be an ISO 8601 timestamp or a job id", field="before", value=value) from None
-        return moment.astimezone(timezone.utc) if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+        return moment.astimezone(UTC) if moment.tzinfo else moment.replace(tzinfo=UTC)
 
     @app.post("/api/bulk-jobs-cancel", **docs("cancel", "post"))
     async def bulk_jobs_cancel(request: Request, who: tokens.Principal = Depends(principal)) -> EnvelopeResponse:

@@ -230,9 +230,7 @@ def openapi_schema(app: FastAPI) -> dict[str, Any]:
     """FastAPI's schema plus the hand-parsed request bodies as components."""
     if app.openapi_schema:
         return app.openapi_schema
-    schema = get_openapi(
-        title=app.title, version=app.version, description=app.description, routes=app.routes
-    )
+    schema = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
     components = schema.setdefault("components", {}).setdefault("schemas", {})
     for name, model in REQUEST_MODELS.items():
         body = model.model_json_schema(ref_template="#/components/schemas/{model}")

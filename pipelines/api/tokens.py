@@ -6,7 +6,7 @@ import hashlib
 import secrets
 import uuid
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import sqlalchemy as sa
 
@@ -74,8 +74,12 @@ def create_token(
     with store.begin() as conn:
         conn.execute(
             api_tokens.insert().values(
-                id=token_id, account_id=account_id, user_id=user_id, name=name, token_sha256=digest(token),
-                created_at=datetime.now(timezone.utc),
+                id=token_id,
+                account_id=account_id,
+                user_id=user_id,
+                name=name,
+                token_sha256=digest(token),
+                created_at=datetime.now(UTC),
             )
         )
     return IssuedToken(id=token_id, account_id=account_id, name=name, token=token)
@@ -92,9 +96,7 @@ def revoke_token(store: RecordStore, token_or_id: str) -> int:
         where = api_tokens.c.token_sha256 == digest(token_or_id)
     with store.begin() as conn:
         result = conn.execute(
-            api_tokens.update()
-            .where(where, api_tokens.c.revoked_at.is_(None))
-            .values(revoked_at=datetime.now(timezone.utc))
+            api_tokens.update().where(where, api_tokens.c.revoked_at.is_(None)).values(revoked_at=datetime.now(UTC))
         )
     return result.rowcount
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any
 
@@ -33,8 +33,8 @@ def _default(value: Any) -> Any:
     if isinstance(value, datetime):
         if value.tzinfo is None:
             # the store writes UTC; SQLite hands it back naive
-            value = value.replace(tzinfo=timezone.utc)
-        return value.astimezone(timezone.utc).isoformat().replace("+00:00", "Z")
+            value = value.replace(tzinfo=UTC)
+        return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
     if isinstance(value, (uuid.UUID, Decimal)):
         return str(value)
     if isinstance(value, date):
@@ -148,7 +148,9 @@ def uuid_value(payload: dict[str, Any], field: str) -> uuid.UUID:
         raise invalid(f"{field} is not a uuid: {value!r:.60}", field=field, value=value) from None
 
 
-def string_value(payload: dict[str, Any], field: str, *, required: bool = True, default: str | None = None) -> str | None:
+def string_value(
+    payload: dict[str, Any], field: str, *, required: bool = True, default: str | None = None
+) -> str | None:
     value = payload.get(field)
     if value is None:
         if required:

@@ -13,6 +13,7 @@ Two paths, picked by `BULKOPS_DAGSTER_GRAPHQL_URL`:
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -93,8 +94,10 @@ def launch_bulk_job(
         tags = _tags_for(job)
         if instance is None and os.environ.get(GRAPHQL_URL_ENV):
             run_id = graphql_client().submit_job_execution(
-                JOB_NAME, repository_location_name=code_location(),
-                run_config=run_config, tags=tags,
+                JOB_NAME,
+                repository_location_name=code_location(),
+                run_config=run_config,
+                tags=tags,
             )
             _store_run_id(store, job_id, run_id)
             return run_id
@@ -106,7 +109,9 @@ def launch_bulk_job(
 def _store_run_id(store: RecordStore, job_id: uuid.UUID, run_id: str) -> None:
     t = schema.bulk_jobs
     with store.begin() as conn:
-        conn.execute(t.update().where(t.c.id == job_id, t.c.status.in_(["pending", "failed"])).values(dagster_run_id=run_id))
+        conn.execute(
+            t.update().where(t.c.id == job_id, t.c.status.in_(["pending", "failed"])).values(dagster_run_id=run_id)
+        )
 
 
 def _local_instance() -> dg.DagsterInstance:
@@ -114,8 +119,9 @@ def _local_instance() -> dg.DagsterInstance:
     return dg.DagsterInstance.get()
 
 
-def _launch_local(store: RecordStore, job_id: uuid.UUID, run_config: dict, tags: dict,
-                  instance: dg.DagsterInstance | None) -> str:
+def _launch_local(
+    store: RecordStore, job_id: uuid.UUID, run_config: dict, tags: dict, instance: dg.DagsterInstance | None
+) -> str:
     from dagster._serdes import serialize_value
 
     own = instance is None
@@ -170,10 +176,8 @@ def terminate_bulk_job_run(run_id: str, instance: dg.DagsterInstance | None = No
             instance.report_run_canceling(run)
         pid = run.tags.get(PID_TAG)
         if pid:
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.kill(int(pid), signal.SIGINT)
-            except ProcessLookupError:
-                pass
         return True
     finally:
         if own:

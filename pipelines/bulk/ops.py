@@ -18,14 +18,17 @@ PROGRESS_ASSET = dg.AssetKey(["bulkops", "bulk_jobs"])
 # transient database errors only: terminal ones raise Failure(allow_retries=False)
 BULK_RETRY_POLICY = dg.RetryPolicy(max_retries=3, delay=2, backoff=dg.Backoff.EXPONENTIAL, jitter=dg.Jitter.PLUS_MINUS)
 
+
 class BulkJobConfig(dg.Config):
     """Which bulk job to run."""
 
     bulk_job_id: str = Field(description="Id of the bulk_jobs row (created by the API or `bulkops bulk create`).")
     batch_size: int = Field(
-        default=0, ge=0,
+        default=0,
+        ge=0,
         description="Records per transaction; 0 picks 20,000 on PostgreSQL and 500 on SQLite.",
     )
+
 
 def _terminated(job_id: uuid.UUID) -> dg.Failure:
     return dg.Failure(
@@ -38,11 +41,13 @@ def _job_row(store, job_id: uuid.UUID) -> sa.Row:
     with store.engine.connect() as conn:
         return conn.execute(sa.select(*service._SUMMARY_COLUMNS).where(schema.bulk_jobs.c.id == job_id)).one()
 
+
 def _items_table(rows: list[dict], columns: list[str]) -> dg.MetadataValue:
     return dg.MetadataValue.table(
         records=[dg.TableRecord({c: ("" if r.get(c) is None else str(r.get(c))) for c in columns}) for r in rows],
         schema=dg.TableSchema(columns=[dg.TableColumn(c, "string") for c in columns]),
     )
+
 
 @dg.op(
     description=(
@@ -63,8 +68,10 @@ def apply_bulk_job(context: dg.OpExecutionContext, config: BulkJobConfig, record
         raise dg.Failure(description=f"no bulk job {config.bulk_job_id!r}: {exc}", allow_retries=False) from exc
     if started is None:
         return _report_unstarted(context, store, job_id)
-    context.log.info(f"bulk job {job_id}: {started.operation} on {started.total_count} {started.entity_type} "
-                     f"({started.mode}), resuming at record {started.next_seq}")
+    context.log.info(
+        f"bulk job {job_id}: {started.operation} on {started.total_count} {started.entity_type} "
+        f"({started.mode}), resuming at record {started.next_seq}"
+    )
     size = config.batch_size or bulk.DEFAULT_BATCH_SIZE.get(store.dialect, 1000)
     number = 0
     try:
@@ -76,14 +83,18 @@ def apply_bulk_job(context: dg.OpExecutionContext, config: BulkJobConfig, record
             number += 1
             if result is None:
                 break
-            context.log_event(dg.AssetObservation(
-                asset_key=PROGRESS_ASSET,
-                metadata={
-                    "bulk_job_id": str(job_id), "total_count": result.total_count,
-                    "processed_count": result.processed_count, "failed_count": result.failed_count,
-                    "batch": f"{result.lo}..{result.hi}",
-                },
-            ))
+            context.log_event(
+                dg.AssetObservation(
+                    asset_key=PROGRESS_ASSET,
+                    metadata={
+                        "bulk_job_id": str(job_id),
+                        "total_count": result.total_count,
+                        "processed_count": result.processed_count,
+                        "failed_count": result.failed_count,
+                        "batch": f"{result.lo}..{result.hi}",
+                    },
+                )
+            )
             if result.job_status != "processing":
                 break
     except dg.Failure:
@@ -103,44 +114,73 @@ def apply_bulk_job(context: dg.OpExecutionContext, config: BulkJobConfig, record
         raise
     return _report(context, store, job_id)
 
+
 def _report_unstarted(context: dg.OpExecutionContext, store, job_id: uuid.UUID) -> dict:
     row = _job_row(store, job_id)
     job = service.job_to_dict(row)
     if row.mode == "preview" and row.status == "pending":
         plan = service.preview(store, row.account_id, job_id, limit=100)
-        context.add_output_metadata({
-            "plan_id": plan["plan_id"], "would_change": plan["would_change"], "not_found": plan["not_found"],
-            "skipped": plan["skipped"],
-            "preview": _items_table(plan["changes"], ["entity_id", "before", "after"]),
-        })
+        context.add_output_metadata(
+            {
+                "plan_id": plan["plan_id"],
+                "would_change": plan["would_change"],
+                "not_found": plan["not_found"],
+                "skipped": plan["skipped"],
+                "preview": _items_table(plan["changes"], ["entity_id", "before", "after"]),
+            }
+        )
         context.log.info(f"bulk job {job_id} awaits confirmation of plan {plan['plan_id']}: nothing applied")
     else:
         context.log.info(f"bulk job {job_id} is {row.status}: nothing to do")
     return job
+
 
 def _report(context: dg.OpExecutionContext, store, job_id: uuid.UUID) -> dict:
     row = _job_row(store, job_id)
     job = service.job_to_dict(row)
     with store.engine.connect() as conn:
         t = schema.bulk_job_items
-        problems = conn.execute(
-            sa.select(t.c.entity_id, t.c.status, t.c.error).where(t.c.bulk_job_id == job_id, t.c.status.in_(["failed", "skipped"]))
-            .order_by(t.c.seq).limit(100)
-        ).mappings().all()
-        changes = conn.execute(
-            sa.select(t.c.entity_id, t.c.before, t.c.after).where(t.c.bulk_job_id == job_id, t.c.status == "succeeded")
-            .order_by(t.c.seq).limit(100)
-        ).mappings().all()
-    context.add_output_metadata({
-        "status": row.status, "mode": row.mode, "dagster/row_count": row.processed_count,
-        "total_count": row.total_count, "processed_count": row.processed_count, "failed_count": row.failed_count,
-        "skipped_count": row.skipped_count,
-        "changes (first 100)": _items_table([dict(c) for c in changes], ["entity_id", "before", "after"]),
-        "failed and skipped (first 100)": _items_table([dict(p) for p in problems], ["entity_id", "status", "error"]),
-    })
-    context.log.info(f"bulk job {job_id} {row.status}: {row.processed_count}/{row.total_count} processed, "
-                     f"{row.failed_count} failed, {row.skipped_count} skipped")
+        problems = (
+            conn.execute(
+                sa.select(t.c.entity_id, t.c.status, t.c.error)
+                .where(t.c.bulk_job_id == job_id, t.c.status.in_(["failed", "skipped"]))
+                .order_by(t.c.seq)
+                .limit(100)
+            )
+            .mappings()
+            .all()
+        )
+        changes = (
+            conn.execute(
+                sa.select(t.c.entity_id, t.c.before, t.c.after)
+                .where(t.c.bulk_job_id == job_id, t.c.status == "succeeded")
+                .order_by(t.c.seq)
+                .limit(100)
+            )
+            .mappings()
+            .all()
+        )
+    context.add_output_metadata(
+        {
+            "status": row.status,
+            "mode": row.mode,
+            "dagster/row_count": row.processed_count,
+            "total_count": row.total_count,
+            "processed_count": row.processed_count,
+            "failed_count": row.failed_count,
+            "skipped_count": row.skipped_count,
+            "changes (first 100)": _items_table([dict(c) for c in changes], ["entity_id", "before", "after"]),
+            "failed and skipped (first 100)": _items_table(
+                [dict(p) for p in problems], ["entity_id", "status", "error"]
+            ),
+        }
+    )
+    context.log.info(
+        f"bulk job {job_id} {row.status}: {row.processed_count}/{row.total_count} processed, "
+        f"{row.failed_count} failed, {row.skipped_count} skipped"
+    )
     return job
+
 
 @dg.op(
     description="Delivers the webhook automations the bulk job put in the outbox (httpx, retries with backoff).",

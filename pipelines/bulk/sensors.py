@@ -8,14 +8,18 @@ from connectors.store import bulk
 from pipelines.bulk.jobs import bulk_job
 from resources import RecordStoreResource
 
+
 def bulk_job_id_of(run: dg.DagsterRun) -> uuid.UUID | None:
     tag = run.tags.get("bulkops/bulk_job_id")
     if tag is None:
-        tag = ((run.run_config or {}).get("ops", {}).get("apply_bulk_job", {}).get("config", {}) or {}).get("bulk_job_id")
+        tag = ((run.run_config or {}).get("ops", {}).get("apply_bulk_job", {}).get("config", {}) or {}).get(
+            "bulk_job_id"
+        )
     try:
         return uuid.UUID(str(tag)) if tag else None
     except ValueError:
         return None
+
 
 def reconcile(store, run: dg.DagsterRun, status: str, error: str | None) -> bool:
     """Finish the run's bulk job unless it already finished or another run took it over."""
@@ -23,6 +27,7 @@ def reconcile(store, run: dg.DagsterRun, status: str, error: str | None) -> bool
     if job_id is None:
         return False
     return bulk.finish_job(store, job_id, status, error=error, only_if=("pending", "processing"), run_id=run.run_id)
+
 
 @dg.run_failure_sensor(
     name="bulk_job_failure_sensor",
@@ -32,8 +37,11 @@ def reconcile(store, run: dg.DagsterRun, status: str, error: str | None) -> bool
 )
 def bulk_job_failure_sensor(context: dg.RunFailureSensorContext, record_store: RecordStoreResource) -> None:
     message = context.failure_event.message or "run failed"
-    changed = reconcile(record_store.store, context.dagster_run, "failed", f"Dagster run {context.dagster_run.run_id} failed: {message}")
+    changed = reconcile(
+        record_store.store, context.dagster_run, "failed", f"Dagster run {context.dagster_run.run_id} failed: {message}"
+    )
     context.log.info(f"run {context.dagster_run.run_id}: bulk job {'marked failed' if changed else 'already final'}")
+
 
 @dg.run_status_sensor(
     name="bulk_job_canceled_sensor",

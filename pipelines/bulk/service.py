@@ -11,7 +11,7 @@ from __future__ import annotations
 import io
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import sqlalchemy as sa
@@ -82,8 +82,8 @@ def _iso(value: datetime | None) -> str | None:
     if value is None:
         return None
     if value.tzinfo is None:
-        value = value.replace(tzinfo=timezone.utc)
-    return value.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+        value = value.replace(tzinfo=UTC)
+    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def job_to_dict(row: Any) -> dict:
@@ -102,27 +102,29 @@ def job_to_dict(row: Any) -> dict:
     }
     if "entity_ids" in m:
         out["entity_ids"] = [str(i) for i in (m["entity_ids"] or [])]
-    out.update({
-        "params": m["params"] or {},
-        "status": m["status"],
-        "total_count": m["total_count"],
-        "processed_count": m["processed_count"],
-        "failed_count": m["failed_count"],
-        "error_message": m["error_message"],
-        "created_at": _iso(m["created_at"]),
-        "updated_at": _iso(m["updated_at"]),
-        "skipped_count": m["skipped_count"],
-        "succeeded_count": m["processed_count"] - m["failed_count"] - m["skipped_count"],
-        "mode": m["mode"],
-        "plan_id": m["plan_id"],
-        "awaiting_confirmation": m["mode"] == "preview" and m["status"] == "pending",
-        "cancel_requested": m["cancel_requested_at"] is not None,
-        "dagster_run_id": m["dagster_run_id"],
-        "rollback_of": str(m["rollback_of"]) if m["rollback_of"] else None,
-        "started_at": _iso(m["started_at"]),
-        "finished_at": _iso(m["finished_at"]),
-        "summary": m["summary"] or {},
-    })
+    out.update(
+        {
+            "params": m["params"] or {},
+            "status": m["status"],
+            "total_count": m["total_count"],
+            "processed_count": m["processed_count"],
+            "failed_count": m["failed_count"],
+            "error_message": m["error_message"],
+            "created_at": _iso(m["created_at"]),
+            "updated_at": _iso(m["updated_at"]),
+            "skipped_count": m["skipped_count"],
+            "succeeded_count": m["processed_count"] - m["failed_count"] - m["skipped_count"],
+            "mode": m["mode"],
+            "plan_id": m["plan_id"],
+            "awaiting_confirmation": m["mode"] == "preview" and m["status"] == "pending",
+            "cancel_requested": m["cancel_requested_at"] is not None,
+            "dagster_run_id": m["dagster_run_id"],
+            "rollback_of": str(m["rollback_of"]) if m["rollback_of"] else None,
+            "started_at": _iso(m["started_at"]),
+            "finished_at": _iso(m["finished_at"]),
+            "summary": m["summary"] or {},
+        }
+    )
     return out
 
 
@@ -157,11 +159,15 @@ def _as_job_id(job_id: Any) -> uuid.UUID:
 def _hiring_completions(conn: sa.Connection, account_id: uuid.UUID) -> list[uuid.UUID]:
     a, c = schema.applications, schema.contracts
     has_contract = sa.exists().where(c.c.application_id == a.c.id, c.c.deleted_at.is_(None))
-    return list(conn.scalars(
-        sa.select(a.c.id).where(
-            a.c.account_id == account_id, a.c.deleted_at.is_(None), a.c.stage.in_(bulk.HIRED_STAGES), ~has_contract
-        ).order_by(a.c.created_at, a.c.id)
-    ))
+    return list(
+        conn.scalars(
+            sa.select(a.c.id)
+            .where(
+                a.c.account_id == account_id, a.c.deleted_at.is_(None), a.c.stage.in_(bulk.HIRED_STAGES), ~has_contract
+            )
+            .order_by(a.c.created_at, a.c.id)
+        )
+    )
 
 
 def create_job(
@@ -199,11 +205,15 @@ def create_job(
     """
     entity_type = bulk.canonical_entity_type(entity_type) if isinstance(entity_type, str) else entity_type
     if entity_type not in OPERATIONS:
-        raise InvalidRequest(f"unknown entity_type {entity_type!r}", details={
-            "field": "entity_type", "allowed": sorted(OPERATIONS) + sorted(bulk.ENTITY_ALIASES)})
+        raise InvalidRequest(
+            f"unknown entity_type {entity_type!r}",
+            details={"field": "entity_type", "allowed": sorted(OPERATIONS) + sorted(bulk.ENTITY_ALIASES)},
+        )
     if operation not in OPERATIONS[entity_type]:
-        raise InvalidRequest(f"operation {operation!r} is not available for {entity_type}", details={
-            "field": "operation", "allowed": list(OPERATIONS[entity_type])})
+        raise InvalidRequest(
+            f"operation {operation!r} is not available for {entity_type}",
+            details={"field": "operation", "allowed": list(OPERATIONS[entity_type])},
+        )
     if mode not in MODES:
         raise InvalidRequest(f"unknown mode {mode!r}", details={"field": "mode", "allowed": list(MODES)})
     if params is not None and not isinstance(params, dict):
@@ -222,8 +232,10 @@ def create_job(
     if entity_ids is None or isinstance(entity_ids, (str, bytes)):
         raise InvalidRequest("entity_ids must be a list of UUIDs", details={"field": "entity_ids"})
     if len(entity_ids) > MAX_ENTITY_IDS:
-        raise InvalidRequest(f"at most {MAX_ENTITY_IDS} entity_ids per job", details={
-            "field": "entity_ids", "max": MAX_ENTITY_IDS, "got": len(entity_ids)})
+        raise InvalidRequest(
+            f"at most {MAX_ENTITY_IDS} entity_ids per job",
+            details={"field": "entity_ids", "max": MAX_ENTITY_IDS, "got": len(entity_ids)},
+        )
     # canonical uuid strings (what the API hands over) are checked in one vectorised pass and
     # de-duplicated as strings; anything else is parsed id by id
     fast = canonical_uuid_strings(entity_ids) if isinstance(entity_ids, list) else None
@@ -244,29 +256,47 @@ def create_job(
         if operation == "trigger_automations":
             _check_automations(conn, account_id, entity_type, clean["automations"], account_settings)
         now = bulk.utcnow()
-        conn.execute(jobs_t.insert().values(
-            id=job_id, account_id=account_id, created_by=created_by, entity_type=entity_type, operation=operation,
-            entity_ids=[], params=clean, status="pending", total_count=len(ids), mode=mode,
-            created_at=now, updated_at=now,
-        ))
+        conn.execute(
+            jobs_t.insert().values(
+                id=job_id,
+                account_id=account_id,
+                created_by=created_by,
+                entity_type=entity_type,
+                operation=operation,
+                entity_ids=[],
+                params=clean,
+                status="pending",
+                total_count=len(ids),
+                mode=mode,
+                created_at=now,
+                updated_at=now,
+            )
+        )
         bulk.load_items(conn, job_id, ids)
     if mode == "preview":
         bulk.plan_job(store, job_id)
     return get_job(store, account_id, job_id)
 
 
-def _check_automations(conn: sa.Connection, account_id: uuid.UUID, entity_type: str, names: list[str],
-                       account_settings: dict[str, Any]) -> None:
+def _check_automations(
+    conn: sa.Connection, account_id: uuid.UUID, entity_type: str, names: list[str], account_settings: dict[str, Any]
+) -> None:
     rules = bulk._automations(conn, account_id, names)
     unknown = [n for n in names if n not in rules]
     if unknown:
-        raise InvalidRequest(f"unknown automations: {', '.join(unknown)}", details={"field": "params.automations", "unknown": unknown})
+        raise InvalidRequest(
+            f"unknown automations: {', '.join(unknown)}", details={"field": "params.automations", "unknown": unknown}
+        )
     for name, rule in rules.items():
         if rule.action not in bulk.AUTOMATION_ACTIONS:
-            raise InvalidRequest(f"automation {name!r} has unknown action {rule.action!r}", details={"automation": name})
+            raise InvalidRequest(
+                f"automation {name!r} has unknown action {rule.action!r}", details={"automation": name}
+            )
         if rule.action == "move_stage" and (entity_type != "applications" or not (rule.config or {}).get("stage")):
-            raise InvalidRequest(f"automation {name!r} moves a stage: it applies to applications and needs config.stage",
-                                 details={"automation": name})
+            raise InvalidRequest(
+                f"automation {name!r} moves a stage: it applies to applications and needs config.stage",
+                details={"automation": name},
+            )
         if rule.action == "move_stage":
             try:
                 bulk.declared_value(entity_type, "stage", str(rule.config["stage"]), account_settings)
@@ -274,8 +304,12 @@ def _check_automations(conn: sa.Connection, account_id: uuid.UUID, entity_type: 
                 raise InvalidRequest(
                     f"automation {name!r} moves to stage {exc.details['value']!r}, which is not a stage of "
                     f"{entity_type}: use one of {', '.join(exc.details['allowed'])}",
-                    details={"field": "params.automations", "automation": name, "value": exc.details["value"],
-                             "allowed": exc.details["allowed"]},
+                    details={
+                        "field": "params.automations",
+                        "automation": name,
+                        "value": exc.details["value"],
+                        "allowed": exc.details["allowed"],
+                    },
                 ) from None
         if rule.action == "webhook" and not str((rule.config or {}).get("url", "")).startswith(("http://", "https://")):
             raise InvalidRequest(f"automation {name!r} has no http(s) config.url", details={"automation": name})
@@ -292,7 +326,9 @@ def get_job(store: RecordStore, account_id: uuid.UUID, job_id: uuid.UUID, *, inc
         if not include_entity_ids:
             return job_to_dict(row)
         # the ids live once, in bulk_job_items (seq order); bulk_jobs.entity_ids is no longer written
-        ids = conn.scalars(sa.select(items_t.c.entity_id).where(items_t.c.bulk_job_id == row.id).order_by(items_t.c.seq))
+        ids = conn.scalars(
+            sa.select(items_t.c.entity_id).where(items_t.c.bulk_job_id == row.id).order_by(items_t.c.seq)
+        )
         return job_to_dict({**row._mapping, "entity_ids": list(ids)})
 
 
@@ -327,11 +363,12 @@ def list_jobs(
             _row(conn, account_id, before)
             # compared with the stored value itself: no round trip through Python's datetime
             ref = sa.select(jobs_t.c.created_at).where(jobs_t.c.id == before).scalar_subquery()
-            stmt = stmt.where(sa.or_(jobs_t.c.created_at < ref,
-                                     sa.and_(jobs_t.c.created_at == ref, jobs_t.c.id < before)))
+            stmt = stmt.where(
+                sa.or_(jobs_t.c.created_at < ref, sa.and_(jobs_t.c.created_at == ref, jobs_t.c.id < before))
+            )
         elif before is not None:
             if before.tzinfo is not None:
-                before = before.astimezone(timezone.utc)
+                before = before.astimezone(UTC)
             stmt = stmt.where(jobs_t.c.created_at < before)
         stmt = stmt.order_by(jobs_t.c.created_at.desc(), jobs_t.c.id.desc()).limit(limit)
         return [job_to_dict(r) for r in conn.execute(stmt)]
@@ -358,27 +395,40 @@ def preview(store: RecordStore, account_id: uuid.UUID, job_id: uuid.UUID, *, lim
     if job.mode == "dry_run":
         # a dry run in which every record would fail ends failed, its report complete all the same
         if job.status not in ("completed", "failed") or job.processed_count < job.total_count:
-            raise InvalidState(f"the dry run is {job.status}: its report is ready when it completes",
-                               details={"status": job.status})
+            raise InvalidState(
+                f"the dry run is {job.status}: its report is ready when it completes", details={"status": job.status}
+            )
     elif job.status != "pending":
         raise InvalidState(f"job is {job.status}: only pending jobs can be previewed", details={"status": job.status})
     elif job.plan_id is None or job.mode != "preview":
         with store.begin() as conn:
-            conn.execute(jobs_t.update().where(jobs_t.c.id == job.id, jobs_t.c.status == "pending")
-                         .values(mode="preview", updated_at=bulk.utcnow()))
+            conn.execute(
+                jobs_t.update()
+                .where(jobs_t.c.id == job.id, jobs_t.c.status == "pending")
+                .values(mode="preview", updated_at=bulk.utcnow())
+            )
         bulk.plan_job(store, job.id)
     with store.engine.connect() as conn:
         job = _row(conn, account_id, job_id)
         done = job.mode == "dry_run"
-        ok = (items_t.c.status == "succeeded") if done else sa.and_(items_t.c.status == "pending", items_t.c.error.is_(None))
+        ok = (
+            (items_t.c.status == "succeeded")
+            if done
+            else sa.and_(items_t.c.status == "pending", items_t.c.error.is_(None))
+        )
         base = sa.select(items_t.c.seq, items_t.c.entity_id, items_t.c.before, items_t.c.after, items_t.c.error).where(
-            items_t.c.bulk_job_id == job.id)
+            items_t.c.bulk_job_id == job.id
+        )
         changes = conn.execute(base.where(ok).order_by(items_t.c.seq).limit(limit)).all()
         problems = conn.execute(base.where(sa.not_(ok)).order_by(items_t.c.seq).limit(limit)).all()
     plan = (job.summary or {}).get("plan", {})
     if done:
-        plan = {"changes": job.processed_count - job.failed_count - job.skipped_count, "failed": job.failed_count,
-                "skipped": job.skipped_count, "not_found": _count_not_found(store, job.id)}
+        plan = {
+            "changes": job.processed_count - job.failed_count - job.skipped_count,
+            "failed": job.failed_count,
+            "skipped": job.skipped_count,
+            "not_found": _count_not_found(store, job.id),
+        }
     return {
         "job_id": str(job.id),
         "plan_id": job.plan_id,
@@ -398,8 +448,14 @@ def preview(store: RecordStore, account_id: uuid.UUID, job_id: uuid.UUID, *, lim
 
 def _count_not_found(store: RecordStore, job_id: uuid.UUID) -> int:
     with store.engine.connect() as conn:
-        return conn.scalar(sa.select(sa.func.count()).select_from(items_t).where(
-            items_t.c.bulk_job_id == job_id, items_t.c.error.like(f"%{bulk.NOT_FOUND}"))) or 0
+        return (
+            conn.scalar(
+                sa.select(sa.func.count())
+                .select_from(items_t)
+                .where(items_t.c.bulk_job_id == job_id, items_t.c.error.like(f"%{bulk.NOT_FOUND}"))
+            )
+            or 0
+        )
 
 
 def confirm(store: RecordStore, account_id: uuid.UUID, job_id: uuid.UUID, *, plan_id: str) -> dict:
@@ -415,13 +471,18 @@ def confirm(store: RecordStore, account_id: uuid.UUID, job_id: uuid.UUID, *, pla
     with store.begin() as conn:
         job = _row(conn, account_id, job_id, lock=True)
         if job.status != "pending" or job.mode != "preview":
-            raise InvalidState(f"job is {job.status} ({job.mode}): only a pending preview can be confirmed",
-                               details={"status": job.status, "mode": job.mode})
+            raise InvalidState(
+                f"job is {job.status} ({job.mode}): only a pending preview can be confirmed",
+                details={"status": job.status, "mode": job.mode},
+            )
         if not plan_id or plan_id != job.plan_id:
-            raise InvalidState("plan_id does not match the job's current plan: preview again",
-                               details={"plan_id": job.plan_id})
+            raise InvalidState(
+                "plan_id does not match the job's current plan: preview again", details={"plan_id": job.plan_id}
+            )
         now = bulk.utcnow()
-        conn.execute(jobs_t.update().where(jobs_t.c.id == job.id).values(mode="execute", confirmed_at=now, updated_at=now))
+        conn.execute(
+            jobs_t.update().where(jobs_t.c.id == job.id).values(mode="execute", confirmed_at=now, updated_at=now)
+        )
     return get_job(store, account_id, job_id)
 
 
@@ -446,7 +507,9 @@ def request_cancel(store: RecordStore, account_id: uuid.UUID, job_id: uuid.UUID)
     return get_job(store, account_id, job_id)
 
 
-def create_rollback(store: RecordStore, account_id: uuid.UUID, job_id: uuid.UUID, *, created_by: uuid.UUID | None = None) -> dict:
+def create_rollback(
+    store: RecordStore, account_id: uuid.UUID, job_id: uuid.UUID, *, created_by: uuid.UUID | None = None
+) -> dict:
     """A new bulk job that restores the before-images of a completed or cancelled job.
 
     It covers the records the job changed (succeeded items); a record changed again since then is
@@ -459,27 +522,48 @@ def create_rollback(store: RecordStore, account_id: uuid.UUID, job_id: uuid.UUID
     with store.begin() as conn:
         job = _row(conn, account_id, job_id, lock=True)
         if job.status not in ("completed", "cancelled"):
-            raise InvalidState(f"job is {job.status}: only completed or cancelled jobs can be rolled back",
-                               details={"status": job.status})
+            raise InvalidState(
+                f"job is {job.status}: only completed or cancelled jobs can be rolled back",
+                details={"status": job.status},
+            )
         if job.mode != "execute":
             raise InvalidState(f"a {job.mode} job changed nothing", details={"mode": job.mode})
         if job.operation not in bulk.ROLLBACKABLE or (job.operation == "delete" and (job.params or {}).get("hard")):
             what = "hard delete" if job.operation == "delete" else job.operation
             raise InvalidState(f"{what} cannot be rolled back", details={"operation": job.operation})
-        existing = conn.scalar(sa.select(jobs_t.c.id).where(
-            jobs_t.c.rollback_of == job.id, jobs_t.c.status.notin_(["failed", "cancelled"])))
+        existing = conn.scalar(
+            sa.select(jobs_t.c.id).where(
+                jobs_t.c.rollback_of == job.id, jobs_t.c.status.notin_(["failed", "cancelled"])
+            )
+        )
         if existing is not None:
             raise InvalidState(f"job already has rollback {existing}", details={"rollback_id": str(existing)})
-        ids = list(conn.scalars(sa.select(items_t.c.entity_id).where(
-            items_t.c.bulk_job_id == job.id, items_t.c.status == "succeeded").order_by(items_t.c.seq)))
+        ids = list(
+            conn.scalars(
+                sa.select(items_t.c.entity_id)
+                .where(items_t.c.bulk_job_id == job.id, items_t.c.status == "succeeded")
+                .order_by(items_t.c.seq)
+            )
+        )
         rollback_id = uuid.uuid4()
         now = bulk.utcnow()
-        conn.execute(jobs_t.insert().values(
-            id=rollback_id, account_id=account_id, created_by=_as_uuid(created_by, "created_by") if created_by else None,
-            entity_type=job.entity_type, operation=bulk.ROLLBACK, entity_ids=[],
-            params={"rollback_of": str(job.id), "operation": job.operation}, status="pending",
-            total_count=len(ids), mode="execute", rollback_of=job.id, created_at=now, updated_at=now,
-        ))
+        conn.execute(
+            jobs_t.insert().values(
+                id=rollback_id,
+                account_id=account_id,
+                created_by=_as_uuid(created_by, "created_by") if created_by else None,
+                entity_type=job.entity_type,
+                operation=bulk.ROLLBACK,
+                entity_ids=[],
+                params={"rollback_of": str(job.id), "operation": job.operation},
+                status="pending",
+                total_count=len(ids),
+                mode="execute",
+                rollback_of=job.id,
+                created_at=now,
+                updated_at=now,
+            )
+        )
         bulk.load_items(conn, rollback_id, ids)
     return get_job(store, account_id, rollback_id)
 
@@ -487,8 +571,9 @@ def create_rollback(store: RecordStore, account_id: uuid.UUID, job_id: uuid.UUID
 FAILED_CSV_COLUMNS = ("entity_id", "error", "seq", "status")
 
 
-def iter_failed_items_csv(store: RecordStore, account_id: uuid.UUID, job_id: uuid.UUID, *,
-                          chunk_rows: int = 5000) -> Iterator[str]:
+def iter_failed_items_csv(
+    store: RecordStore, account_id: uuid.UUID, job_id: uuid.UUID, *, chunk_rows: int = 5000
+) -> Iterator[str]:
     """The failed records of a job as CSV text, in chunks of up to `chunk_rows` lines.
 
     Columns: entity_id, error, seq, status and `_original` (`connectors.files.csvsafe`: an error

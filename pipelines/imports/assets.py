@@ -1,6 +1,5 @@
 """The imported-file asset: one dynamic partition per file, materialized by the import engine."""
 
-
 import dataclasses
 import json
 import re
@@ -53,14 +52,17 @@ class ImportConfig(dg.Config):
         default=None,
         description="applications, candidates, jobs or contracts. Empty: taken from the partition key (`<entity>/<file>@<sha>`), else applications.",
     )
-    mapping_path: str = Field(default="", description="YAML field mapping file. Empty with no mapping_yaml: map by header names.")
+    mapping_path: str = Field(
+        default="", description="YAML field mapping file. Empty with no mapping_yaml: map by header names."
+    )
     mapping_yaml: str = Field(default="", description="Inline YAML field mapping; wins over mapping_path.")
     duplicate_keys: list[str] = Field(
         default=["external_id", "email"],
         description="Fields that identify an existing record, tried in order (email is case- and space-folded).",
     )
     on_duplicate: Literal["skip", "update", "create", "flag"] = Field(
-        default="update", description="What a row matching an existing record does: skip, update, create anyway, or flag for review."
+        default="update",
+        description="What a row matching an existing record does: skip, update, create anyway, or flag for review.",
     )
     default_stage: str = Field(default="applied", description="Stage of imported applications whose row names none.")
     auto_advance: list[dict[str, Any]] = Field(
@@ -69,25 +71,48 @@ class ImportConfig(dg.Config):
     error_policy: Literal["skip", "abort", "threshold"] = Field(
         default="skip", description="Bad rows: skip and continue, abort on the first, or abort past error_threshold."
     )
-    error_threshold: float = Field(default=0.1, description="Error rate (0..1) that aborts a threshold import; also the asset check's limit.")
-    batch_size: int = Field(default=5000, description="Rows per committed batch; a killed run resumes after the last one.")
-    dry_run: bool = Field(default=False, description="Report what would be created, updated, skipped and rejected; write nothing.")
-    create_missing_jobs: bool = Field(default=True, description="Create a job on the fly when an application names an unknown job code.")
-    encoding: str | None = Field(default=None, description="Text encoding; empty: detected (UTF-8/BOM, UTF-16, cp1252).")
+    error_threshold: float = Field(
+        default=0.1, description="Error rate (0..1) that aborts a threshold import; also the asset check's limit."
+    )
+    batch_size: int = Field(
+        default=5000, description="Rows per committed batch; a killed run resumes after the last one."
+    )
+    dry_run: bool = Field(
+        default=False, description="Report what would be created, updated, skipped and rejected; write nothing."
+    )
+    create_missing_jobs: bool = Field(
+        default=True, description="Create a job on the fly when an application names an unknown job code."
+    )
+    encoding: str | None = Field(
+        default=None, description="Text encoding; empty: detected (UTF-8/BOM, UTF-16, cp1252)."
+    )
     delimiter: str | None = Field(default=None, description="CSV delimiter; empty: detected.")
-    file_format: str | None = Field(default=None, description="csv, parquet or xlsx; empty: from the file's bytes (gzip, bzip2, xz, zip of one file opened).")
-    decode_fallback: str | None = Field(default=None, description="Encoding for bytes the file's encoding cannot decode (e.g. cp1252); empty: reject those rows.")
-    skip_rows: int | None = Field(default=None, description="Lines above the header to skip; empty: the header is found past title and comment rows.")
+    file_format: str | None = Field(
+        default=None,
+        description="csv, parquet or xlsx; empty: from the file's bytes (gzip, bzip2, xz, zip of one file opened).",
+    )
+    decode_fallback: str | None = Field(
+        default=None,
+        description="Encoding for bytes the file's encoding cannot decode (e.g. cp1252); empty: reject those rows.",
+    )
+    skip_rows: int | None = Field(
+        default=None,
+        description="Lines above the header to skip; empty: the header is found past title and comment rows.",
+    )
     comment: str | None = Field(default=None, description="Skip lines starting with these characters, e.g. '#'.")
     sheet: str | None = Field(default=None, description="Workbook sheet to read; empty: the first.")
     null_values: list[str] = Field(
         default=["", "NULL", "null", "Null", "N/A", "n/a", "#N/A", "NA", "-", "None", "none"],
         description="Spellings of empty in columns mapped to record fields (columns kept in data keep their text).",
     )
-    max_cell_bytes: int = Field(default=128 * 1024, description="A row with a cell longer than this many bytes is rejected.")
+    max_cell_bytes: int = Field(
+        default=128 * 1024, description="A row with a cell longer than this many bytes is rejected."
+    )
     actor: str = Field(default="bulkops", description="Who the audit log names for this import.")
     force: bool = Field(default=False, description="Import again even when identical content was already imported.")
-    form_name: str = Field(default="application", description="Name of the form submission an application import creates.")
+    form_name: str = Field(
+        default="application", description="Name of the form submission an application import creates."
+    )
     allow_update_without_key: bool = Field(
         default=False,
         description="Update existing records even though no column of the file maps to an identity key (external_id, job code, email).",
@@ -114,7 +139,9 @@ def import_options(config: ImportConfig, entity: str) -> Any:
     return ImportOptions(**{k: v for k, v in values.items() if k in names})
 
 
-def config_for(path: str | Path, entity: str, account: str, options: Any = None, *, mapping_path: str = "") -> ImportConfig:
+def config_for(
+    path: str | Path, entity: str, account: str, options: Any = None, *, mapping_path: str = ""
+) -> ImportConfig:
     """An `ImportConfig` from engine `ImportOptions` (used by the CLI so every route shares one config)."""
     values: dict[str, Any] = {"path": str(path), "entity": entity, "account": account, "mapping_path": mapping_path}
     if options is not None:
@@ -235,7 +262,10 @@ def _jsonable(value: Any) -> Any:
 
 
 def _import_partition(
-    context: dg.AssetExecutionContext, config: ImportConfig, record_store: RecordStoreResource, retry_policy: dg.RetryPolicy | None
+    context: dg.AssetExecutionContext,
+    config: ImportConfig,
+    record_store: RecordStoreResource,
+    retry_policy: dg.RetryPolicy | None,
 ) -> dg.MaterializeResult:
     from pipelines.imports.engine import run_import
     from pipelines.imports.errors import ImportFailed
@@ -258,7 +288,9 @@ def _import_partition(
         context.log.info(f"run {busy} is importing the same content; waiting {BUSY_WAIT_SECONDS}s")
         raise dg.RetryRequested(max_retries=BUSY_RETRIES, seconds_to_wait=BUSY_WAIT_SECONDS)
     in_dropzone = dropzone.is_in_dropzone(path, entity)
-    source_name = dropzone.original_name(path.name) if path.parent.name in (dropzone.PROCESSED, dropzone.FAILED) else path.name
+    source_name = (
+        dropzone.original_name(path.name) if path.parent.name in (dropzone.PROCESSED, dropzone.FAILED) else path.name
+    )
     last_attempt = retry_policy is None or context.retry_number >= retry_policy.max_retries
     context.log.info(f"importing {path} as {entity} into account {config.account} (attempt {context.retry_number + 1})")
 
@@ -273,8 +305,10 @@ def _import_partition(
             "batches_committed": p.batches_committed,
         }
         context.log_event(dg.AssetObservation(asset_key=context.asset_key, partition=key, metadata=metadata))
-        context.log.info(f"batch {p.batches_committed}: {p.rows_read} rows read, {p.created} created, "
-                         f"{p.updated} updated, {p.skipped} skipped, {p.errors} errors")
+        context.log.info(
+            f"batch {p.batches_committed}: {p.rows_read} rows read, {p.created} created, "
+            f"{p.updated} updated, {p.skipped} skipped, {p.errors} errors"
+        )
 
     outcome: str | None = None
     try:
@@ -300,14 +334,23 @@ def _import_partition(
         except ImportFailed as exc:
             outcome = dropzone.FAILED
             reason = exc.message.removeprefix(f"{source_name}: ")
-            failure_md: dict[str, Any] = {"file": str(path), "partition": key, "error": type(exc).__name__, "reason": reason}
+            failure_md: dict[str, Any] = {
+                "file": str(path),
+                "partition": key,
+                "error": type(exc).__name__,
+                "reason": reason,
+            }
             failed = getattr(exc, "result", None)
             if failed is not None:
-                failure_md.update({k: getattr(failed, k) for k in ("created", "updated", "skipped", "errors", "rows_read")})
+                failure_md.update(
+                    {k: getattr(failed, k) for k in ("created", "updated", "skipped", "errors", "rows_read")}
+                )
                 failure_md["import_id"] = str(failed.import_id)
                 if failed.failed_rows_path:
                     failure_md["failed_rows"] = dg.MetadataValue.path(str(failed.failed_rows_path))
-            raise dg.Failure(description=f"import of {source_name} failed: {reason}", metadata=failure_md, allow_retries=False) from exc
+            raise dg.Failure(
+                description=f"import of {source_name} failed: {reason}", metadata=failure_md, allow_retries=False
+            ) from exc
         except Exception as exc:
             if is_transient(exc):
                 if last_attempt:
@@ -328,8 +371,14 @@ def _import_partition(
             raise dg.Failure(
                 description=f"run terminated: import of {source_name} stopped after {result.rows_read} rows; "
                 "its committed batches are kept and a re-run of the partition resumes",
-                metadata={"file": str(path), "partition": key, "import_id": str(result.import_id),
-                          "created": result.created, "updated": result.updated, "rows_read": result.rows_read},
+                metadata={
+                    "file": str(path),
+                    "partition": key,
+                    "import_id": str(result.import_id),
+                    "created": result.created,
+                    "updated": result.updated,
+                    "rows_read": result.rows_read,
+                },
                 allow_retries=False,
             )
         if result.status == "failed":
@@ -365,7 +414,14 @@ def _import_partition(
         "source_path": dg.MetadataValue.path(str(path)),
         "content_sha256": sha,
         "summary": dg.MetadataValue.table(
-            records=[dg.TableRecord({k: (v if k != "date_time" else time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(started))) for k, v in history.items()})],
+            records=[
+                dg.TableRecord(
+                    {
+                        k: (v if k != "date_time" else time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(started)))
+                        for k, v in history.items()
+                    }
+                )
+            ],
             schema=dg.TableSchema(
                 columns=[
                     dg.TableColumn("date_time", "string"),
@@ -436,7 +492,9 @@ def _build_imported_file(retry_policy: dg.RetryPolicy | None) -> dg.AssetsDefini
             "`bulkops import` and the Launchpad launch them too."
         ),
     )
-    def imported_file(context: dg.AssetExecutionContext, config: ImportConfig, record_store: RecordStoreResource) -> dg.MaterializeResult:
+    def imported_file(
+        context: dg.AssetExecutionContext, config: ImportConfig, record_store: RecordStoreResource
+    ) -> dg.MaterializeResult:
         try:
             return _import_partition(context, config, record_store, retry_policy)
         except (dg.Failure, dg.RetryRequested):

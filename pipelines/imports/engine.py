@@ -21,7 +21,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -112,7 +112,7 @@ class _Abort(Exception):
 
 
 def _now() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 class FailedRows:
@@ -131,7 +131,10 @@ class FailedRows:
         self.count = 0
         if self.part.exists() and keep_until > 0:
             kept = self.part.with_suffix(".tmp")
-            with open(self.part, newline="", encoding="utf-8") as src, open(kept, "w", newline="", encoding="utf-8") as dst:
+            with (
+                open(self.part, newline="", encoding="utf-8") as src,
+                open(kept, "w", newline="", encoding="utf-8") as dst,
+            ):
                 reader, writer = csv.reader(src), csv.writer(dst)
                 next(reader, None)
                 writer.writerow(self.header)
@@ -143,7 +146,7 @@ class FailedRows:
         else:
             with open(self.part, "w", newline="", encoding="utf-8") as f:
                 csv.writer(f).writerow(self.header)
-        self._f = open(self.part, "a", newline="", encoding="utf-8")
+        self._f = open(self.part, "a", newline="", encoding="utf-8")  # noqa: SIM115 - one file across batches, closed by close()
         # formula payloads (=, +, -, @, |, tab, CR) get a leading ' and their original in _original
         self._w = csvsafe.SafeCsvWriter(self._f, self.header[:-1], write_header=False)
 
@@ -156,12 +159,16 @@ class FailedRows:
             nums = pa.array(sorted(errors), pa.int64())
             idx = pc.index_in(nums, value_set=raw.rows).to_pylist()
             values = raw.table.take(pa.array(idx, pa.int64())).to_pylist()
-            for row_no, i, vals in zip(nums.to_pylist(), idx, values):
+            for row_no, i, vals in zip(nums.to_pylist(), idx, values, strict=False):
                 errs = errors[row_no]
                 line = lines[i] if lines is not None else ""
-                self._w.writerow([row_no, line, "; ".join(c for c, _ in errs), "; ".join(r for _, r in errs), *vals.values(), ""])
+                self._w.writerow(
+                    [row_no, line, "; ".join(c for c, _ in errs), "; ".join(r for _, r in errs), *vals.values(), ""]
+                )
         for issue in raw.issues:
-            self._w.writerow([issue.row, issue.line or "", issue.column or "", issue.reason, *([""] * len(self.columns)), issue.raw])
+            self._w.writerow(
+                [issue.row, issue.line or "", issue.column or "", issue.reason, *([""] * len(self.columns)), issue.raw]
+            )
         self.count += len(errors) + len(raw.issues)
         self._f.flush()
 
@@ -199,7 +206,7 @@ def _prefetch(produce: Callable[[], Iterator[Any]], depth: int = 1) -> Iterator[
                 if stop.is_set():
                     return
             q.put((done, None))
-        except BaseException as exc:  # noqa: BLE001 - handed to the consumer
+        except BaseException as exc:
             q.put((None, exc))
         finally:
             gen.close()
@@ -220,10 +227,8 @@ def _prefetch(produce: Callable[[], Iterator[Any]], depth: int = 1) -> Iterator[
     finally:
         stop.set()
         while worker.is_alive():
-            try:
+            with contextlib.suppress(queue.Empty):
                 q.get(timeout=0.05)
-            except queue.Empty:
-                pass
         worker.join()
 
 
@@ -239,7 +244,9 @@ def _history_row(conn: sa.Connection, import_id: uuid.UUID) -> Any:
     return conn.execute(sa.select(schema.import_history).where(schema.import_history.c.id == import_id)).one()
 
 
-def _result(row: Any, *, elapsed: float, sample: list[dict] | None = None, duplicate_of: uuid.UUID | None = None) -> ImportResult:
+def _result(
+    row: Any, *, elapsed: float, sample: list[dict] | None = None, duplicate_of: uuid.UUID | None = None
+) -> ImportResult:
     return ImportResult(
         import_id=row.id,
         status=row.status,
@@ -260,24 +267,46 @@ def _result(row: Any, *, elapsed: float, sample: list[dict] | None = None, dupli
     )
 
 
-def _begin(store: Any, account_id: uuid.UUID, path: Path, name: str, sha: str, options: ImportOptions, run: dict) -> tuple[uuid.UUID, Any]:
+def _begin(
+    store: Any, account_id: uuid.UUID, path: Path, name: str, sha: str, options: ImportOptions, run: dict
+) -> tuple[uuid.UUID, Any]:
     """Create the history row, or pick up an unfinished one of the same content; (id, duplicate_of)."""
     h = schema.import_history
-    same = (h.c.account_id == account_id) & (h.c.type == options.entity) & (h.c.content_sha256 == sha) & (h.c.dry_run == sa.false())
+    same = (
+        (h.c.account_id == account_id)
+        & (h.c.type == options.entity)
+        & (h.c.content_sha256 == sha)
+        & (h.c.dry_run == sa.false())
+    )
     with store.begin() as conn:
         if not options.dry_run:
             if not options.force:
                 done = conn.execute(
-                    sa.select(h.c.id, h.c.rows_read).where(same, h.c.status == "completed").order_by(h.c.started_at.desc()).limit(1)
+                    sa.select(h.c.id, h.c.rows_read)
+                    .where(same, h.c.status == "completed")
+                    .order_by(h.c.started_at.desc())
+                    .limit(1)
                 ).first()
                 if done is not None:
                     import_id = uuid.uuid4()
                     conn.execute(
                         h.insert().values(
-                            id=import_id, account_id=account_id, type=options.entity, file=name, source_path=str(path),
-                            content_sha256=sha, status="skipped", started_at=_now(), skipped=done.rows_read, rows_read=done.rows_read,
-                            options=options.to_json(), error_message=f"identical content already imported by import {done.id}",
-                            finished_at=_now(), created_by=options.actor, details={"duplicate_of": str(done.id)}, **run,
+                            id=import_id,
+                            account_id=account_id,
+                            type=options.entity,
+                            file=name,
+                            source_path=str(path),
+                            content_sha256=sha,
+                            status="skipped",
+                            started_at=_now(),
+                            skipped=done.rows_read,
+                            rows_read=done.rows_read,
+                            options=options.to_json(),
+                            error_message=f"identical content already imported by import {done.id}",
+                            finished_at=_now(),
+                            created_by=options.actor,
+                            details={"duplicate_of": str(done.id)},
+                            **run,
                         )
                     )
                     return import_id, done.id
@@ -286,7 +315,9 @@ def _begin(store: Any, account_id: uuid.UUID, path: Path, name: str, sha: str, o
             ).scalar()
             if unfinished is not None:
                 conn.execute(
-                    h.update().where(h.c.id == unfinished).values(
+                    h.update()
+                    .where(h.c.id == unfinished)
+                    .values(
                         status="processing", error_message=None, options=options.to_json(), source_path=str(path), **run
                     )
                 )
@@ -294,8 +325,18 @@ def _begin(store: Any, account_id: uuid.UUID, path: Path, name: str, sha: str, o
         import_id = uuid.uuid4()
         conn.execute(
             h.insert().values(
-                id=import_id, account_id=account_id, type=options.entity, file=name, source_path=str(path), content_sha256=sha,
-                status="processing", started_at=_now(), options=options.to_json(), dry_run=options.dry_run, created_by=options.actor, **run,
+                id=import_id,
+                account_id=account_id,
+                type=options.entity,
+                file=name,
+                source_path=str(path),
+                content_sha256=sha,
+                status="processing",
+                started_at=_now(),
+                options=options.to_json(),
+                dry_run=options.dry_run,
+                created_by=options.actor,
+                **run,
             )
         )
         return import_id, None
@@ -308,8 +349,13 @@ def _finish(conn: sa.Connection, import_id: uuid.UUID, **values: Any) -> None:
 def _cancelled(conn: sa.Connection, import_id: uuid.UUID, why: str) -> None:
     """End the history row 'cancelled', saying where a re-run resumes."""
     committed = _history_row(conn, import_id).rows_committed
-    _finish(conn, import_id, status="cancelled", finished_at=_now(),
-            error_message=f"{why} after {committed} committed rows; a re-run resumes there")
+    _finish(
+        conn,
+        import_id,
+        status="cancelled",
+        finished_at=_now(),
+        error_message=f"{why} after {committed} committed rows; a re-run resumes there",
+    )
 
 
 def run_import(
@@ -358,25 +404,41 @@ def run_import(
     try:
         try:
             tab = open_tabular(
-                path, file_format=options.file_format, encoding=options.encoding, delimiter=options.delimiter,
-                decode_fallback=options.decode_fallback, skip_rows=options.skip_rows, comment=options.comment,
-                sheet=options.sheet, null_values=options.null_values, max_cell_bytes=options.max_cell_bytes,
+                path,
+                file_format=options.file_format,
+                encoding=options.encoding,
+                delimiter=options.delimiter,
+                decode_fallback=options.decode_fallback,
+                skip_rows=options.skip_rows,
+                comment=options.comment,
+                sheet=options.sheet,
+                null_values=options.null_values,
+                max_cell_bytes=options.max_cell_bytes,
             )
         except FileReadError as exc:
             raise FileFormatError(f"{name}: {exc}".replace(f"{path.name}: ", "", 1), import_id=import_id) from exc
         with store.begin() as conn:
             h = _history_row(conn, import_id)
-            account_settings = conn.execute(sa.select(schema.accounts.c.settings).where(schema.accounts.c.id == account_id)).scalar() or {}
+            account_settings = (
+                conn.execute(sa.select(schema.accounts.c.settings).where(schema.accounts.c.id == account_id)).scalar()
+                or {}
+            )
             # how the file was read (format, encoding, header, renamed columns), before the first batch
             _finish(conn, import_id, details={**dict(h.details or {}), "file": tab.detected})
         # everything about the mapping is decided, and refused, before the first write
         try:
             mapping = bind_mapping(options.mapping, tab.columns, options.entity)
-            check_identity_key(mapping, duplicate_keys=options.duplicate_keys, on_duplicate=options.on_duplicate,
-                               allow=options.allow_update_without_key)
+            check_identity_key(
+                mapping,
+                duplicate_keys=options.duplicate_keys,
+                on_duplicate=options.on_duplicate,
+                allow=options.allow_update_without_key,
+            )
         except MappingError as exc:
             raise MappingError(f"{name}: {exc.message}", import_id=import_id) from None
-        default_stage, auto_advance = check_stage_options(options.entity, options.default_stage, options.auto_advance, account_settings)
+        default_stage, auto_advance = check_stage_options(
+            options.entity, options.default_stage, options.auto_advance, account_settings
+        )
         # null spellings ('N/A', 'NULL', '-') empty the columns mapped to record fields; data keeps the text
         null_columns = [r.source for r in mapping.rules if r.target and "." not in r.target]
 
@@ -407,9 +469,17 @@ def run_import(
             def prepared(start_after: int = committed) -> Iterator[tuple[Any, Any]]:
                 for raw in tab.batches(options.batch_size, start_after=start_after, null_columns=null_columns):
                     mapped = apply_mapping(mapping, raw.table, raw.rows)
-                    yield raw, prepare(
-                        options.entity, mapped, raw.num_rows, auto_advance=auto_advance, duplicate_keys=options.duplicate_keys,
-                        account_settings=account_settings, case_sensitive_keys=options.case_sensitive_keys,
+                    yield (
+                        raw,
+                        prepare(
+                            options.entity,
+                            mapped,
+                            raw.num_rows,
+                            auto_advance=auto_advance,
+                            duplicate_keys=options.duplicate_keys,
+                            account_settings=account_settings,
+                            case_sensitive_keys=options.case_sensitive_keys,
+                        ),
                     )
 
             try:
@@ -420,10 +490,18 @@ def run_import(
                     if writer is None:
                         columns = [c for c in prep.table.column_names if c != "rnd"]
                         writer = ImportWriter(
-                            conn, entity=options.entity, account_id=account_id, import_id=import_id, actor=options.actor,
-                            columns=columns, json_spec=prep.json, on_duplicate=options.on_duplicate,
-                            duplicate_keys=options.duplicate_keys, create_missing_jobs=options.create_missing_jobs,
-                            default_stage=default_stage, form_name=options.form_name,
+                            conn,
+                            entity=options.entity,
+                            account_id=account_id,
+                            import_id=import_id,
+                            actor=options.actor,
+                            columns=columns,
+                            json_spec=prep.json,
+                            on_duplicate=options.on_duplicate,
+                            duplicate_keys=options.duplicate_keys,
+                            create_missing_jobs=options.create_missing_jobs,
+                            default_stage=default_stage,
+                            form_name=options.form_name,
                             case_sensitive_keys=options.case_sensitive_keys,
                         )
                         with step():
@@ -447,13 +525,19 @@ def run_import(
                         read = raw.num_rows + len(raw.issues)
                         if batch_errors and options.error_policy == "abort":
                             first = min([*row_errors, *(i.row for i in raw.issues)])
-                            why = row_errors.get(first) or [next((i.column, i.reason) for i in raw.issues if i.row == first)]
+                            why = row_errors.get(first) or [
+                                next((i.column, i.reason) for i in raw.issues if i.row == first)
+                            ]
                             col, reason = why[0]
                             where = f", column {col!r}" if col else ""
                             failed.add(raw, row_errors)
                             raise _Abort(f"{name}: row {first}{where}: {reason} (error_policy abort)")
                         total_err, total_read = totals["errors"] + batch_errors, totals["rows_read"] + read
-                        if options.error_policy == "threshold" and total_read and total_err / total_read > options.error_threshold:
+                        if (
+                            options.error_policy == "threshold"
+                            and total_read
+                            and total_err / total_read > options.error_threshold
+                        ):
                             failed.add(raw, row_errors)
                             raise _Abort(
                                 f"{name}: {total_err} of {total_read} rows failed, more than the threshold "
@@ -483,8 +567,13 @@ def run_import(
                     if on_progress is not None:
                         on_progress(
                             ImportProgress(
-                                import_id=import_id, rows_read=totals["rows_read"], created=totals["created"], updated=totals["updated"],
-                                skipped=totals["skipped"], errors=totals["errors"], batches_committed=batches,
+                                import_id=import_id,
+                                rows_read=totals["rows_read"],
+                                created=totals["created"],
+                                updated=totals["updated"],
+                                skipped=totals["skipped"],
+                                errors=totals["errors"],
+                                batches_committed=batches,
                             )
                         )
             finally:
@@ -509,8 +598,14 @@ def run_import(
     except _Abort as exc:
         final_path = failed.finish() if failed is not None else None
         with store.begin() as conn:
-            _finish(conn, import_id, status="failed", finished_at=_now(), error_message=exc.message,
-                    failed_rows_path=str(final_path) if final_path else None)
+            _finish(
+                conn,
+                import_id,
+                status="failed",
+                finished_at=_now(),
+                error_message=exc.message,
+                failed_rows_path=str(final_path) if final_path else None,
+            )
             result = _result(_history_row(conn, import_id), elapsed=time.monotonic() - t0, sample=sample)
         raise ImportFailed(exc.message, import_id=import_id, result=result) from None
     except ImportFailed as exc:
@@ -533,8 +628,12 @@ def run_import(
                     why = describe_error(exc, url=store.engine.url)
                     _finish(conn, import_id, status="failed", finished_at=_now(), error_message=why)
                 else:
-                    _cancelled(conn, import_id, f"interrupted ({type(exc).__name__}{': ' + str(exc) if str(exc) else ''})"[:1900])
-        except Exception:  # noqa: BLE001 - the database may be what failed
+                    _cancelled(
+                        conn,
+                        import_id,
+                        f"interrupted ({type(exc).__name__}{': ' + str(exc) if str(exc) else ''})"[:1900],
+                    )
+        except Exception:
             pass
         raise
 
@@ -547,8 +646,9 @@ def record_file_moved(store: Any, old: str | Path, new: str | Path, sha256: str)
         return conn.execute(moved).rowcount
 
 
-def list_imports(store: Any, account_id: uuid.UUID, *, type: str | None = None, limit: int = 50,
-                 dagster_run_id: str | None = None) -> list[dict]:
+def list_imports(
+    store: Any, account_id: uuid.UUID, *, type: str | None = None, limit: int = 50, dagster_run_id: str | None = None
+) -> list[dict]:
     """Import history, newest first: date/time, type, file, counts and status, plus id and failed_rows_path.
 
     `dagster_run_id`: only the import(s) that Dagster run wrote (one, or none when it failed first).
@@ -557,8 +657,23 @@ def list_imports(store: Any, account_id: uuid.UUID, *, type: str | None = None, 
     flagged, rows_read, dry_run, failed_rows_path, error_message, finished_at.
     """
     h = schema.import_history
-    cols = [h.c.id, h.c.started_at, h.c.type, h.c.file, h.c.created, h.c.updated, h.c.skipped, h.c.errors, h.c.status,
-            h.c.flagged, h.c.rows_read, h.c.dry_run, h.c.failed_rows_path, h.c.error_message, h.c.finished_at]
+    cols = [
+        h.c.id,
+        h.c.started_at,
+        h.c.type,
+        h.c.file,
+        h.c.created,
+        h.c.updated,
+        h.c.skipped,
+        h.c.errors,
+        h.c.status,
+        h.c.flagged,
+        h.c.rows_read,
+        h.c.dry_run,
+        h.c.failed_rows_path,
+        h.c.error_message,
+        h.c.finished_at,
+    ]
     q = sa.select(*cols).where(h.c.account_id == account_id)
     if type is not None:
         q = q.where(h.c.type == type)
@@ -577,7 +692,9 @@ def get_import(store: Any, account_id: uuid.UUID, import_id: uuid.UUID) -> dict 
     return None if row is None else dict(row._mapping)
 
 
-def rollback_import(store: Any, account_id: uuid.UUID, import_id: uuid.UUID, *, actor: str, force: bool = False) -> dict:
+def rollback_import(
+    store: Any, account_id: uuid.UUID, import_id: uuid.UUID, *, actor: str, force: bool = False
+) -> dict:
     """Undo an import: delete what it created, restore what it updated, audit both.
 
     Created records are deleted (hard delete, so a re-import can create them again), with
@@ -614,14 +731,21 @@ def rollback_import(store: Any, account_id: uuid.UUID, import_id: uuid.UUID, *, 
             hint = f"; {left} conflict(s) were left as they are: --force (force: true) undoes them" if left else ""
             raise ImportFailed(f"import {import_id} is already rolled back{hint}", import_id=import_id)
         try:
-            counts = ImportRollback(conn, account_id=account_id, import_id=import_id, actor=actor, force=force).execute()
+            counts = ImportRollback(
+                conn, account_id=account_id, import_id=import_id, actor=actor, force=force
+            ).execute()
         except RollbackBlocked as exc:
             raise ImportFailed(f"cannot roll back import {import_id}: {exc}", import_id=import_id) from exc
-        conn.execute(schema.import_flags.update().where(schema.import_flags.c.import_id == import_id, schema.import_flags.c.resolved_at.is_(None)).values(resolved_at=now))
+        conn.execute(
+            schema.import_flags.update()
+            .where(schema.import_flags.c.import_id == import_id, schema.import_flags.c.resolved_at.is_(None))
+            .values(resolved_at=now)
+        )
         if row.status == "rolled_back":
             # a forced second pass over what the first one left
             details["rollback_passes"] = [*details.get("rollback_passes", [details["rollback"]]), counts]
         details["rollback"] = counts
-        conn.execute(h.update().where(h.c.id == import_id).values(status="rolled_back", finished_at=now, details=details))
+        conn.execute(
+            h.update().where(h.c.id == import_id).values(status="rolled_back", finished_at=now, details=details)
+        )
     return {"import_id": import_id, "status": "rolled_back", **counts}
-

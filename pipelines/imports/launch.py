@@ -140,7 +140,9 @@ def submit_import(
     client = graphql_client(url)
     selector = {"repositoryLocationName": code_location(), "repositoryName": REPOSITORY}
     try:
-        added = client._execute(_ADD_PARTITION, {"selector": selector, "name": import_files.name, "key": key})["addDynamicPartition"]
+        added = client._execute(_ADD_PARTITION, {"selector": selector, "name": import_files.name, "key": key})[
+            "addDynamicPartition"
+        ]
         if added["__typename"] not in ("AddDynamicPartitionSuccess", "DuplicateDynamicPartitionError"):
             raise RuntimeError(f"{url} refused partition {key}: {added.get('message') or added['__typename']}")
         config = config_for(path, entity, account, options, mapping_path=mapping_path)

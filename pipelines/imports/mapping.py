@@ -24,6 +24,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from datetime import UTC
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -82,7 +83,17 @@ def _rule(source: str, spec: Any) -> FieldRule:
         return FieldRule(source=source, target=spec)
     if not isinstance(spec, dict):
         raise MappingError(f"mapping for column {source!r}: expected a target name or a dict, got {spec!r}")
-    unknown = set(spec) - {"target", "transforms", "map", "strict", "default", "required", "format", "formats", "timezone"}
+    unknown = set(spec) - {
+        "target",
+        "transforms",
+        "map",
+        "strict",
+        "default",
+        "required",
+        "format",
+        "formats",
+        "timezone",
+    }
     if unknown:
         raise MappingError(f"mapping for column {source!r}: unknown keys {sorted(unknown)}")
     transforms = spec.get("transforms") or ()
@@ -90,7 +101,9 @@ def _rule(source: str, spec: Any) -> FieldRule:
         transforms = (transforms,)
     for t in transforms:
         if t not in TRANSFORMS:
-            raise MappingError(f"mapping for column {source!r}: unknown transform {t!r} (known: {', '.join(TRANSFORMS)})")
+            raise MappingError(
+                f"mapping for column {source!r}: unknown transform {t!r} (known: {', '.join(TRANSFORMS)})"
+            )
     vmap = spec.get("map") or {}
     if not isinstance(vmap, dict):
         raise MappingError(f"mapping for column {source!r}: map must be a dict of value -> value")
@@ -229,7 +242,9 @@ def bind_mapping(mapping: dict | None, header: list[str], entity: str) -> Mappin
     else:
         parsed = parse_mapping(mapping)
         if parsed["entity"] and parsed["entity"] != entity:
-            raise MappingError(f"the mapping is for {parsed['entity']} and the import is for {entity}: pass --entity {parsed['entity']}")
+            raise MappingError(
+                f"the mapping is for {parsed['entity']} and the import is for {entity}: pass --entity {parsed['entity']}"
+            )
         rules = [_rule(str(s), spec) for s, spec in parsed["columns"].items()]
         missing = [r.source for r in rules if r.source not in header]
         if missing:
@@ -247,10 +262,14 @@ def bind_mapping(mapping: dict | None, header: list[str], entity: str) -> Mappin
         if not _target_ok(entity, r.target):
             raise MappingError(f"mapping for column {r.source!r}: {r.target!r} is not a field of {entity}")
         if r.target in seen:
-            raise MappingError(f"columns {seen[r.target]!r} and {r.source!r} both map to {r.target!r}: map one of them to another field or to null")
+            raise MappingError(
+                f"columns {seen[r.target]!r} and {r.source!r} both map to {r.target!r}: map one of them to another field or to null"
+            )
         seen[r.target] = r.source
         if spec.get(r.target, (TEXT,))[0] != DATETIME and r.formats:
-            raise MappingError(f"mapping for column {r.source!r}: a date format on {r.target!r}, which is not a date field")
+            raise MappingError(
+                f"mapping for column {r.source!r}: a date format on {r.target!r}, which is not a date field"
+            )
     for t in defaults:
         if not _target_ok(entity, t):
             raise MappingError(f"mapping default for {t!r}: not a field of {entity}")
@@ -298,7 +317,9 @@ def check_identity_key(m: Mapping, *, duplicate_keys: tuple[str, ...], on_duplic
 
 def mapping_report(m: Mapping) -> list[dict[str, str]]:
     """Per file column: the target, and how it was chosen (name, synonym, mapping, or kept as data)."""
-    out = [{"column": r.source, "target": r.target or "(ignored)", "how": m.how.get(r.source, "mapping")} for r in m.rules]
+    out = [
+        {"column": r.source, "target": r.target or "(ignored)", "how": m.how.get(r.source, "mapping")} for r in m.rules
+    ]
     out += [{"column": col, "target": f"data.{key}", "how": "unmapped, kept as data"} for col, key in m.extras]
     return out
 
@@ -312,11 +333,21 @@ NN_TIMES = ("", " %H:%M", " %H:%M:%S")
 # d is the day of the month (strptime rolls April 31 over to May 1: the day must come back as written)
 HUMAN_FORMATS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
     ("YYYY/MM/DD", r"^\d{4}/\d{1,2}/(?P<d>\d{1,2})(?: |$)", ("%Y/%m/%d", "%Y/%m/%d %H:%M", "%Y/%m/%d %H:%M:%S")),
-    ("Month D, YYYY", r"^[A-Za-z]{3,9} (?P<d>\d{1,2}),? \d{4}(?:[ ,]|$)",
-     ("%B %d, %Y", "%B %d %Y", "%B %d, %Y %H:%M", "%B %d, %Y %H:%M:%S", "%B %d, %Y %I:%M %p", "%B %d, %Y, %H:%M")),
-    ("D Month YYYY", r"^(?P<d>\d{1,2}) [A-Za-z]{3,9},? \d{4}(?: \d{1,2}:\d{2}(?::\d{2})?(?: [AaPp][Mm])?)?$",
-     ("%d %B %Y", "%d %B, %Y", "%d %B %Y %H:%M", "%d %B %Y %H:%M:%S", "%d %B %Y %I:%M %p")),
-    ("RFC 2822", r"^(?P<d>\d{1,2}) [A-Za-z]{3,9} \d{4} \d{1,2}:\d{2}(?::\d{2})? [+-]\d{4}$", ("%d %B %Y %H:%M:%S %z", "%d %B %Y %H:%M %z")),
+    (
+        "Month D, YYYY",
+        r"^[A-Za-z]{3,9} (?P<d>\d{1,2}),? \d{4}(?:[ ,]|$)",
+        ("%B %d, %Y", "%B %d %Y", "%B %d, %Y %H:%M", "%B %d, %Y %H:%M:%S", "%B %d, %Y %I:%M %p", "%B %d, %Y, %H:%M"),
+    ),
+    (
+        "D Month YYYY",
+        r"^(?P<d>\d{1,2}) [A-Za-z]{3,9},? \d{4}(?: \d{1,2}:\d{2}(?::\d{2})?(?: [AaPp][Mm])?)?$",
+        ("%d %B %Y", "%d %B, %Y", "%d %B %Y %H:%M", "%d %B %Y %H:%M:%S", "%d %B %Y %I:%M %p"),
+    ),
+    (
+        "RFC 2822",
+        r"^(?P<d>\d{1,2}) [A-Za-z]{3,9} \d{4} \d{1,2}:\d{2}(?::\d{2})? [+-]\d{4}$",
+        ("%d %B %Y %H:%M:%S %z", "%d %B %Y %H:%M %z"),
+    ),
 )
 EXCEL_RE = r"^\d{5}(\.\d+)?$"
 # excel serial days counted from 1899-12-30: accepted from 1960 (21916) to 2099 (73050)
@@ -345,7 +376,7 @@ class DateColumn:
         if not pc.any(valid).as_py():
             return False
         nums = [pc.cast(pc.if_else(valid, parts.field(g), pa.scalar("0")), pa.int32()) for g in ("a", "b")]
-        for num, attr in zip(nums, ("day_first", "month_first")):
+        for num, attr in zip(nums, ("day_first", "month_first"), strict=False):
             hits = pc.indices_nonzero(pc.fill_null(pc.greater(num, 12), False))
             if len(hits) and getattr(self, attr) is None:
                 i = hits[0].as_py()
@@ -354,7 +385,9 @@ class DateColumn:
             first = min((x for x in (self.day_first, self.month_first) if x), key=lambda x: x[0])
             self.order = "dmy" if first is self.day_first else "mdy"
         both_small = pc.and_(pc.less_equal(nums[0], 12), pc.less_equal(nums[1], 12))
-        return bool(pc.any(pc.fill_null(pc.and_(valid, pc.and_(both_small, pc.not_equal(nums[0], nums[1]))), False)).as_py())
+        return bool(
+            pc.any(pc.fill_null(pc.and_(valid, pc.and_(both_small, pc.not_equal(nums[0], nums[1]))), False)).as_py()
+        )
 
     def describe(self) -> str:
         used = ", ".join(sorted(self.used)) or "no values"
@@ -388,7 +421,12 @@ def _strptime_any(arr: pa.Array, formats: tuple[str, ...], tz: str, day: pa.Arra
             # the day as parsed, in the value's own offset when it has one
             local = parsed
             if parsed.type.tz is not None:
-                local = pc.strptime(pc.replace_substring_regex(arr, r" [+-]\d{4}$", ""), format=fmt.replace(" %z", ""), unit="us", error_is_null=True)
+                local = pc.strptime(
+                    pc.replace_substring_regex(arr, r" [+-]\d{4}$", ""),
+                    format=fmt.replace(" %z", ""),
+                    unit="us",
+                    error_is_null=True,
+                )
             parsed = pc.if_else(pc.fill_null(pc.equal(pc.day(local), day), False), parsed, pa.scalar(None, parsed.type))
         if parsed.type.tz is None:
             parsed = pc.assume_timezone(parsed, tz, ambiguous="earliest", nonexistent="latest")
@@ -430,7 +468,9 @@ def _iso(arr: pa.Array, tz: str) -> pa.Array:
     return pc.coalesce(aware, pc.cast(local, utc))
 
 
-def parse_datetimes(arr: pa.Array, formats: tuple[str, ...], tz: str, column: DateColumn | None = None) -> tuple[pa.Array, pa.Array]:
+def parse_datetimes(
+    arr: pa.Array, formats: tuple[str, ...], tz: str, column: DateColumn | None = None
+) -> tuple[pa.Array, pa.Array]:
     """Strings -> (timestamp[us, UTC], ambiguous mask). Unparseable values become null (the caller
     reports them); the mask marks NN/NN/YYYY values of a column whose day/month order is unknown.
 
@@ -456,7 +496,11 @@ def parse_datetimes(arr: pa.Array, formats: tuple[str, ...], tz: str, column: Da
         return out, no
     nn = pc.fill_null(pc.match_substring_regex(rest, NN_RE), False)
     if pc.any(nn).as_py():
-        src = pc.if_else(nn, pc.replace_substring_regex(pc.replace_substring_regex(rest, r"[.-]", "/"), "T", " "), pa.scalar(None, pa.string()))
+        src = pc.if_else(
+            nn,
+            pc.replace_substring_regex(pc.replace_substring_regex(rest, r"[.-]", "/"), "T", " "),
+            pa.scalar(None, pa.string()),
+        )
         order = col.order if col.order in ("dmy", "mdy") else None
         if order:
             got = _nn(src, order, tz)
@@ -465,7 +509,9 @@ def parse_datetimes(arr: pa.Array, formats: tuple[str, ...], tz: str, column: Da
         else:
             dmy, mdy = _nn(src, "dmy", tz), _nn(src, "mdy", tz)
             same = pc.fill_null(pc.equal(dmy, mdy), False)
-            got = pc.if_else(same, dmy, pc.if_else(pc.is_null(mdy), dmy, pc.if_else(pc.is_null(dmy), mdy, pa.scalar(None, dmy.type))))
+            got = pc.if_else(
+                same, dmy, pc.if_else(pc.is_null(mdy), dmy, pc.if_else(pc.is_null(dmy), mdy, pa.scalar(None, dmy.type)))
+            )
             no = pc.fill_null(pc.and_(pc.is_valid(dmy), pc.and_(pc.is_valid(mdy), pc.invert(same))), False)
             if pc.sum(pc.is_valid(got)).as_py():
                 col.used.add("NN/NN/YYYY")
@@ -476,11 +522,19 @@ def parse_datetimes(arr: pa.Array, formats: tuple[str, ...], tz: str, column: Da
     excel = pc.fill_null(pc.match_substring_regex(rest, EXCEL_RE), False)
     if pc.any(excel).as_py():
         days = pc.cast(pc.if_else(excel, rest, pa.scalar(None, pa.string())), pa.float64())
-        days = pc.if_else(pc.and_(pc.greater_equal(days, EXCEL_RANGE[0]), pc.less_equal(days, EXCEL_RANGE[1])), days, pa.scalar(None, pa.float64()))
+        days = pc.if_else(
+            pc.and_(pc.greater_equal(days, EXCEL_RANGE[0]), pc.less_equal(days, EXCEL_RANGE[1])),
+            days,
+            pa.scalar(None, pa.float64()),
+        )
         # excel keeps times to the millisecond
-        micros = pc.cast(pc.multiply(pc.round(pc.multiply(pc.subtract(days, EXCEL_EPOCH), 86_400_000.0)), 1000.0), pa.int64())
+        micros = pc.cast(
+            pc.multiply(pc.round(pc.multiply(pc.subtract(days, EXCEL_EPOCH), 86_400_000.0)), 1000.0), pa.int64()
+        )
         naive = pc.cast(micros, pa.timestamp("us"))
-        got = pc.cast(pc.assume_timezone(naive, tz, ambiguous="earliest", nonexistent="latest"), pa.timestamp("us", "UTC"))
+        got = pc.cast(
+            pc.assume_timezone(naive, tz, ambiguous="earliest", nonexistent="latest"), pa.timestamp("us", "UTC")
+        )
         if pc.sum(pc.is_valid(got)).as_py():
             col.used.add(EXCEL)
         out = pc.coalesce(out, got)
@@ -504,7 +558,7 @@ def parse_datetimes(arr: pa.Array, formats: tuple[str, ...], tz: str, column: Da
 
 def _parse_slow(arr: pa.Array, tz: str) -> pa.Array:
     # rare: a value matched the iso pattern yet is no date (month 13); parse one by one
-    from datetime import datetime, timezone
+    from datetime import datetime
 
     zone = ZoneInfo(tz)
     out = []
@@ -515,7 +569,7 @@ def _parse_slow(arr: pa.Array, tz: str) -> pa.Array:
             d = None
         if d is not None and d.tzinfo is None:
             d = d.replace(tzinfo=zone)
-        out.append(d.astimezone(timezone.utc) if d else None)
+        out.append(d.astimezone(UTC) if d else None)
     return pa.array(out, pa.timestamp("us", "UTC"))
 
 
@@ -610,7 +664,7 @@ def apply_mapping(m: Mapping, table: pa.Table, rows: pa.Array | None = None) -> 
         if not idx:
             return
         vals = table.column(column).take(idx).to_pylist() if column in table.column_names else [None] * len(idx)
-        for i, v in zip(idx, vals):
+        for i, v in zip(idx, vals, strict=False):
             errors.append((i, column, reason_of(v)))
 
     for r in m.rules:
@@ -625,7 +679,13 @@ def apply_mapping(m: Mapping, table: pa.Table, rows: pa.Array | None = None) -> 
             pos = pc.index_in(pc.utf8_lower(arr), value_set=keys)
             mapped = pc.take(vals, pos)
             if r.strict:
-                report(pc.and_(pc.is_valid(arr), pc.is_null(pos)), r.source, lambda v, s=r.source: f"{v!r} is not in the map: of column {s!r}: add it there, or set strict: false")
+                report(
+                    pc.and_(pc.is_valid(arr), pc.is_null(pos)),
+                    r.source,
+                    lambda v, s=r.source: (
+                        f"{v!r} is not in the map: of column {s!r}: add it there, or set strict: false"
+                    ),
+                )
                 arr = mapped
             else:
                 arr = pc.coalesce(mapped, arr)
@@ -637,16 +697,34 @@ def apply_mapping(m: Mapping, table: pa.Table, rows: pa.Array | None = None) -> 
         kind, limit = spec.get(r.target, (TEXT, None))
         if kind == DATETIME:
             parsed, ambiguous = parse_datetimes(arr, r.formats, r.timezone, m.dates.get(r.source))
-            report(ambiguous, r.source, lambda v, s=r.source: (
-                f"{v!r} could be day/month or month/day and no value of column {s!r} settles it: "
-                f"set format: \"{'%d/%m/%Y' if ':' not in v else '%d/%m/%Y %H:%M'}\" (or month first) for {s!r} in the mapping"))
+            report(
+                ambiguous,
+                r.source,
+                lambda v, s=r.source: (
+                    f"{v!r} could be day/month or month/day and no value of column {s!r} settles it: "
+                    f'set format: "{"%d/%m/%Y" if ":" not in v else "%d/%m/%Y %H:%M"}" (or month first) for {s!r} in the mapping'
+                ),
+            )
             fmts = " or ".join(repr(f) for f in r.formats)
             bad = pc.and_(pc.is_valid(arr), pc.and_(pc.is_null(parsed), pc.invert(ambiguous)))
-            report(bad, r.source, (lambda v, f=fmts: f"cannot read {v!r} as a date with format {f}: fix the value or the format") if r.formats
-                   else (lambda v, s=r.source: f"cannot read {v!r} as a date: write it as ISO 8601 (2026-04-05 14:30), or set format: for {s!r} in the mapping"))
+            report(
+                bad,
+                r.source,
+                (lambda v, f=fmts: f"cannot read {v!r} as a date with format {f}: fix the value or the format")
+                if r.formats
+                else (
+                    lambda v, s=r.source: (
+                        f"cannot read {v!r} as a date: write it as ISO 8601 (2026-04-05 14:30), or set format: for {s!r} in the mapping"
+                    )
+                ),
+            )
             arr = parsed
         elif limit is not None:
-            report(pc.greater(pc.utf8_length(arr), limit), r.source, lambda v, lim=limit: f"value is longer than {lim} characters")
+            report(
+                pc.greater(pc.utf8_length(arr), limit),
+                r.source,
+                lambda v, lim=limit: f"value is longer than {lim} characters",
+            )
         prefix, _, key = r.target.partition(".")
         if key:
             {"data": data, "answers": answers, "terms": terms}[prefix].append((key, arr))
@@ -661,7 +739,11 @@ def apply_mapping(m: Mapping, table: pa.Table, rows: pa.Array | None = None) -> 
             if key not in {k for k, _ in dest}:
                 dest.append((key, const))
         elif target in fields:
-            fields[target] = pc.coalesce(fields[target], pa.scalar(value, pa.string())) if spec[target][0] != DATETIME else fields[target]
+            fields[target] = (
+                pc.coalesce(fields[target], pa.scalar(value, pa.string()))
+                if spec[target][0] != DATETIME
+                else fields[target]
+            )
         else:
             fields[target] = parse_datetimes(const, (), "UTC")[0] if spec[target][0] == DATETIME else const
     if "full_name" in fields:
@@ -669,7 +751,9 @@ def apply_mapping(m: Mapping, table: pa.Table, rows: pa.Array | None = None) -> 
         parts = pc.split_pattern(full, " ", max_splits=1)
         first = pc.list_element(pc.if_else(pc.is_null(parts), pa.scalar([None], pa.list_(pa.string())), parts), 0)
         rest = pc.list_slice(parts, 1, 2)
-        last = pc.list_element(pc.if_else(pc.equal(pc.list_value_length(rest), 1), rest, pa.scalar([None], pa.list_(pa.string()))), 0)
+        last = pc.list_element(
+            pc.if_else(pc.equal(pc.list_value_length(rest), 1), rest, pa.scalar([None], pa.list_(pa.string()))), 0
+        )
         fields.setdefault("first_name", first)
         fields.setdefault("last_name", last)
     for col, key in m.extras:

@@ -19,11 +19,16 @@ from resources import RecordStoreResource
 class RollbackImportConfig(dg.Config):
     """Which import to undo, and whether records changed since are undone too."""
 
-    import_id: str = Field(description="The import to undo: the id column of `bulkops imports list`, or the import_id "
-                                       "metadata of its imported_file materialization.")
+    import_id: str = Field(
+        description="The import to undo: the id column of `bulkops imports list`, or the import_id "
+        "metadata of its imported_file materialization."
+    )
     account: str = Field(default_factory=settings.default_account, description="Slug of the import's account.")
-    force: bool = Field(default=False, description="Also undo records something else (another import, a bulk job) changed "
-                                                   "after the import. Off: they are left as they are and counted as conflicts.")
+    force: bool = Field(
+        default=False,
+        description="Also undo records something else (another import, a bulk job) changed "
+        "after the import. Off: they are left as they are and counted as conflicts.",
+    )
 
 
 @dg.op(
@@ -35,12 +40,16 @@ class RollbackImportConfig(dg.Config):
     retry_policy=RETRY_POLICY,
     tags={"bulkops/kind": "import"},
 )
-def rollback_import_op(context: dg.OpExecutionContext, config: RollbackImportConfig, record_store: RecordStoreResource) -> dict:
+def rollback_import_op(
+    context: dg.OpExecutionContext, config: RollbackImportConfig, record_store: RecordStoreResource
+) -> dict:
     store = record_store.store
     try:
         import_id = uuid.UUID(config.import_id.strip())
     except ValueError:
-        raise dg.Failure(description=f"import_id {config.import_id!r} is not an import id (a uuid)", allow_retries=False) from None
+        raise dg.Failure(
+            description=f"import_id {config.import_id!r} is not an import id (a uuid)", allow_retries=False
+        ) from None
     try:
         account_id = store.account_id(config.account)
         out = rollback_import(store, account_id, import_id, actor=f"dagster:{context.run.run_id}", force=config.force)
@@ -53,22 +62,34 @@ def rollback_import_op(context: dg.OpExecutionContext, config: RollbackImportCon
     h = schema.import_history
     with store.engine.connect() as conn:
         key = conn.execute(sa.select(h.c.partition_key).where(h.c.id == import_id)).scalar()
-    counts = {f"{what}.{entity}": n for what in ("deleted", "restored", "kept", "conflicts") for entity, n in out[what].items() if n}
+    counts = {
+        f"{what}.{entity}": n
+        for what in ("deleted", "restored", "kept", "conflicts")
+        for entity, n in out[what].items()
+        if n
+    }
     metadata = {"import_id": str(import_id), "status": "rolled_back", "force": config.force, **counts}
     if key:
         # the import's partition shows it was undone, next to its materialization
         context.log_event(dg.AssetObservation(asset_key=imported_file.key, partition=key, metadata=metadata))
     context.add_output_metadata(metadata)
     conflicts = sum(out["conflicts"].values())
-    context.log.info(f"import {import_id} rolled back: " + ", ".join(f"{k} {v}" for k, v in counts.items())
-                     + (f"; {conflicts} record(s) changed since were left as they are (run it again with force: true to undo them)" if conflicts else ""))
+    context.log.info(
+        f"import {import_id} rolled back: "
+        + ", ".join(f"{k} {v}" for k, v in counts.items())
+        + (
+            f"; {conflicts} record(s) changed since were left as they are (run it again with force: true to undo them)"
+            if conflicts
+            else ""
+        )
+    )
     return {k: v for k, v in out.items() if k != "import_id"}
 
 
 @dg.job(
     name="rollback_import_job",
     description="Undo one import (config: ops.rollback_import_op.config.import_id, from `bulkops imports list` "
-                "or the imported_file materialization). Same as `bulkops imports rollback`.",
+    "or the imported_file materialization). Same as `bulkops imports rollback`.",
     tags={"bulkops/kind": "import"},
 )
 def rollback_import_job() -> None:

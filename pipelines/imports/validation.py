@@ -23,7 +23,9 @@ def check_auto_advance(rules: tuple[dict, ...]) -> None:
     for i, rule in enumerate(rules):
         when = rule.get("when") if isinstance(rule, dict) else None
         if not isinstance(when, dict) or not when.get("field") or when.get("op") not in AUTO_ADVANCE_OPS:
-            raise ImportFailed(f"invalid import options: auto_advance rule {i + 1} needs when: {{field, op ({', '.join(AUTO_ADVANCE_OPS)}), value}}")
+            raise ImportFailed(
+                f"invalid import options: auto_advance rule {i + 1} needs when: {{field, op ({', '.join(AUTO_ADVANCE_OPS)}), value}}"
+            )
         if not rule.get("stage"):
             raise ImportFailed(f"invalid import options: auto_advance rule {i + 1} needs a stage")
 
@@ -42,7 +44,7 @@ class ValueSet:
     def __init__(self, entity: str, field_name: str, allowed: tuple[str, ...]) -> None:
         self.field = field_name
         self.allowed = allowed
-        lookup = {k: v for k, v in registry.value_synonyms(entity, field_name, allowed).items()}
+        lookup = dict(registry.value_synonyms(entity, field_name, allowed).items())
         lookup.update({_slug(v): v for v in allowed})
         self.keys = pa.array(list(lookup), pa.string())
         self.values = pa.array(list(lookup.values()), pa.string())
@@ -57,8 +59,10 @@ class ValueSet:
         return pc.take(self.values, pos), pc.fill_null(pc.and_(pc.is_valid(arr), pc.is_null(pos)), False)
 
     def reason(self, value: Any, column: str) -> str:
-        return (f"{self.field} {value!r} is not one of {', '.join(self.allowed)}: "
-                f"add it to the map: of column {column!r} in the mapping, or to the account's {self.field} values")
+        return (
+            f"{self.field} {value!r} is not one of {', '.join(self.allowed)}: "
+            f"add it to the map: of column {column!r} in the mapping, or to the account's {self.field} values"
+        )
 
 
 def _slug(value: str) -> str:
@@ -68,7 +72,9 @@ def _slug(value: str) -> str:
 def value_sets(entity: str, account_settings: AnyMapping[str, Any] | None) -> dict[str, ValueSet]:
     """The entity's fields that have a declared value set, with this account's values."""
     e = registry.get(entity)
-    custom = {k.partition(".")[2] for k in ((account_settings or {}).get("value_sets") or {}) if k.startswith(f"{e.name}.")}
+    custom = {
+        k.partition(".")[2] for k in ((account_settings or {}).get("value_sets") or {}) if k.startswith(f"{e.name}.")
+    }
     out = {}
     for name in sorted((set(e.value_sets) | custom) & set(e.fields)):
         allowed = registry.value_set(entity, name, account_settings)
@@ -77,8 +83,9 @@ def value_sets(entity: str, account_settings: AnyMapping[str, Any] | None) -> di
     return out
 
 
-def check_stage_options(entity: str, default_stage: str, auto_advance: tuple[dict, ...],
-                        account_settings: AnyMapping[str, Any] | None) -> tuple[str, tuple[dict, ...]]:
+def check_stage_options(
+    entity: str, default_stage: str, auto_advance: tuple[dict, ...], account_settings: AnyMapping[str, Any] | None
+) -> tuple[str, tuple[dict, ...]]:
     """Check default_stage and auto-advance target stages against the account's stages.
 
     Returns them folded onto the canonical values.
@@ -93,11 +100,15 @@ def check_stage_options(entity: str, default_stage: str, auto_advance: tuple[dic
     def canon(value: str, what: str) -> str:
         got = stages.canonical(str(value))
         if got is None:
-            raise ImportFailed(f"invalid import options: {what} {value!r} is not a stage of {entity}: choose one of {', '.join(stages.allowed)}")
+            raise ImportFailed(
+                f"invalid import options: {what} {value!r} is not a stage of {entity}: choose one of {', '.join(stages.allowed)}"
+            )
         return got
 
     default = canon(default_stage, "default_stage")
-    rules = tuple({**r, "stage": canon(r["stage"], f"auto_advance rule {i + 1}'s stage")} for i, r in enumerate(auto_advance))
+    rules = tuple(
+        {**r, "stage": canon(r["stage"], f"auto_advance rule {i + 1}'s stage")} for i, r in enumerate(auto_advance)
+    )
     return default, rules
 
 
@@ -120,7 +131,9 @@ def normalise_email(value: str) -> tuple[str | None, str | None]:
     from email_validator import EmailNotValidError, validate_email
 
     # zero-width and other format characters go; nbsp and other spaces become spaces
-    text = "".join(" " if c.isspace() else c for c in value if c.isspace() or unicodedata.category(c) not in ("Cf", "Cc")).strip()
+    text = "".join(
+        " " if c.isspace() else c for c in value if c.isspace() or unicodedata.category(c) not in ("Cf", "Cc")
+    ).strip()
     if text.lower().startswith("mailto:"):
         return None, "a mailto: link, not an address: write the address alone"
     if "<" not in text:
@@ -138,14 +151,16 @@ def normalise_emails(email: pa.Array) -> tuple[pa.Array, pa.Array, list[tuple[in
     as they are (trimmed); the rest go through `normalise_email` one by one."""
     email = pc.utf8_trim_whitespace(email)
     email = pc.if_else(pc.equal(email, ""), pa.scalar(None, pa.string()), email)
-    fast = pc.and_(pc.match_substring_regex(email, FAST_EMAIL_RE), pc.invert(pc.match_substring_regex(email, SPECIAL_TLD_RE)))
+    fast = pc.and_(
+        pc.match_substring_regex(email, FAST_EMAIL_RE), pc.invert(pc.match_substring_regex(email, SPECIAL_TLD_RE))
+    )
     fast = pc.and_(fast, pc.less_equal(pc.utf8_length(email), 254))
     slow = pc.fill_null(pc.and_(pc.is_valid(email), pc.invert(pc.fill_null(fast, False))), False)
     errors: list[tuple[int, str]] = []
     idx = pc.indices_nonzero(slow).to_pylist()
     if idx:
         fixed: list[str | None] = []
-        for i, v in zip(idx, email.take(idx).to_pylist()):
+        for i, v in zip(idx, email.take(idx).to_pylist(), strict=False):
             addr, why = normalise_email(v)
             fixed.append(addr)
             if why:
@@ -155,7 +170,15 @@ def normalise_emails(email: pa.Array) -> tuple[pa.Array, pa.Array, list[tuple[in
 
 
 _JSON_SPECIAL = r'[\\"\x00-\x1f]'
-_JSON_ESCAPES = (("\\", "\\\\"), ('"', '\\"'), ("\n", "\\n"), ("\r", "\\r"), ("\t", "\\t"), ("\b", "\\b"), ("\f", "\\f"))
+_JSON_ESCAPES = (
+    ("\\", "\\\\"),
+    ('"', '\\"'),
+    ("\n", "\\n"),
+    ("\r", "\\r"),
+    ("\t", "\\t"),
+    ("\b", "\\b"),
+    ("\f", "\\f"),
+)
 
 
 def _json_string_body(arr: pa.Array) -> pa.Array:
@@ -163,7 +186,9 @@ def _json_string_body(arr: pa.Array) -> pa.Array:
     if not pc.any(pc.match_substring_regex(arr, _JSON_SPECIAL)).as_py():
         return arr
     if pc.any(pc.match_substring_regex(arr, r"[\x00-\x07\x0b\x0e-\x1f]")).as_py():
-        return pa.array([None if v is None else json.dumps(v, ensure_ascii=False)[1:-1] for v in arr.to_pylist()], pa.string())
+        return pa.array(
+            [None if v is None else json.dumps(v, ensure_ascii=False)[1:-1] for v in arr.to_pylist()], pa.string()
+        )
     for raw, escaped in _JSON_ESCAPES:
         arr = pc.replace_substring(arr, raw, escaped)
     return arr
@@ -186,7 +211,9 @@ def json_objects(items: list[tuple[str, pa.Array]], n: int) -> pa.Array:
             frags.append(pc.binary_join_element_wise(head, _json_string_body(arr), pa.scalar('"', pa.string()), ""))
         joined = pc.binary_join_element_wise(*frags, ",", null_handling="skip")
         parts.append(pc.if_else(pc.equal(joined, ""), empty, joined))
-    body = pc.binary_join_element_wise(*parts, ",", null_handling="skip") if len(parts) > 1 else pc.fill_null(parts[0], "")
+    body = (
+        pc.binary_join_element_wise(*parts, ",", null_handling="skip") if len(parts) > 1 else pc.fill_null(parts[0], "")
+    )
     return pc.binary_join_element_wise(pa.scalar("{", pa.string()), body, pa.scalar("}", pa.string()), "")
 
 
@@ -217,7 +244,14 @@ def _compare(values: pa.Array, op: str, target: object) -> pa.Array:
         lhs = nums
     else:
         lhs, rhs = pc.utf8_lower(values), pa.scalar(str(target).strip().casefold())
-    fn = {"==": pc.equal, "!=": pc.not_equal, ">": pc.greater, ">=": pc.greater_equal, "<": pc.less, "<=": pc.less_equal}[op]
+    fn = {
+        "==": pc.equal,
+        "!=": pc.not_equal,
+        ">": pc.greater,
+        ">=": pc.greater_equal,
+        "<": pc.less,
+        "<=": pc.less_equal,
+    }[op]
     return fn(lhs, rhs)
 
 
@@ -230,8 +264,16 @@ def _stage_column(entity: str, name: str, fields: dict[str, pa.Array], n: int) -
     return pa.nulls(n, pa.string())
 
 
-def prepare(entity: str, mapped: Mapped, n: int, *, auto_advance: tuple[dict, ...] = (), duplicate_keys: tuple[str, ...] = (),
-            account_settings: AnyMapping[str, Any] | None = None, case_sensitive_keys: bool = False) -> Prepared:
+def prepare(
+    entity: str,
+    mapped: Mapped,
+    n: int,
+    *,
+    auto_advance: tuple[dict, ...] = (),
+    duplicate_keys: tuple[str, ...] = (),
+    account_settings: AnyMapping[str, Any] | None = None,
+    case_sensitive_keys: bool = False,
+) -> Prepared:
     """Entity rules on a mapped batch: email addresses, declared values (stage, status), match keys, auto-advance, rounds."""
     fields = dict(mapped.fields)
     # match keys: runs of whitespace count as one space (the writer folds case in SQL)
@@ -250,12 +292,22 @@ def prepare(entity: str, mapped: Mapped, n: int, *, auto_advance: tuple[dict, ..
         errors.extend((i, "email", reason) for i, reason in bad)
     # PostgreSQL text cannot hold NUL (its COPY refuses the whole batch); SQLite would keep it
     checked: set[int] = set()  # one column can feed data and answers both
-    for name, arr in [*((k, v) for k, v in fields.items() if k != "email_norm"), *mapped.data, *mapped.answers, *mapped.terms]:
+    for name, arr in [
+        *((k, v) for k, v in fields.items() if k != "email_norm"),
+        *mapped.data,
+        *mapped.answers,
+        *mapped.terms,
+    ]:
         if id(arr) not in checked and (pa.types.is_string(arr.type) or pa.types.is_large_string(arr.type)):
             checked.add(id(arr))
             for i in pc.indices_nonzero(pc.fill_null(pc.match_substring(arr, "\x00"), False)).to_pylist():
-                errors.append((i, name, "contains a NUL character (byte 0x00), which cannot be stored; "
-                               "is the file's encoding right?"))
+                errors.append(
+                    (
+                        i,
+                        name,
+                        "contains a NUL character (byte 0x00), which cannot be stored; is the file's encoding right?",
+                    )
+                )
     invalid = {i for i, _, _ in errors}
     for req in e.required:
         key = "email_norm" if req == "email" else req
@@ -268,12 +320,12 @@ def prepare(entity: str, mapped: Mapped, n: int, *, auto_advance: tuple[dict, ..
         if name in fields:
             canon, outside = vs.apply(fields[name])
             raw = fields[name].filter(outside).to_pylist() if pc.any(outside).as_py() else []
-            for i, v in zip(pc.indices_nonzero(outside).to_pylist(), raw):
+            for i, v in zip(pc.indices_nonzero(outside).to_pylist(), raw, strict=False):
                 errors.append((i, name, vs.reason(v, column(name))))
             fields[name] = canon
     if "stage" in sets and auto_advance:
         stage = fields.get("stage")
-        lookup = {k: v for k, v in fields.items()}
+        lookup = dict(fields.items())
         for key, arr in mapped.data + mapped.answers:
             lookup.setdefault(key, arr)
         for rule in reversed(auto_advance):
@@ -285,7 +337,9 @@ def prepare(entity: str, mapped: Mapped, n: int, *, auto_advance: tuple[dict, ..
                 values = pc.strftime(values, "%Y-%m-%dT%H:%M:%S")
             hit = pc.fill_null(_compare(values, when["op"], when.get("value")), False)
             target = sets["stage"].canonical(str(rule["stage"])) or str(rule["stage"])
-            stage = pc.if_else(hit, pa.scalar(target, pa.string()), stage if stage is not None else pa.nulls(n, pa.string()))
+            stage = pc.if_else(
+                hit, pa.scalar(target, pa.string()), stage if stage is not None else pa.nulls(n, pa.string())
+            )
         if stage is not None:
             fields["stage"] = stage
     arrays: dict[str, pa.Array] = {}
@@ -308,8 +362,9 @@ def prepare(entity: str, mapped: Mapped, n: int, *, auto_advance: tuple[dict, ..
     return Prepared(table=table, json=json_spec, errors=errors)
 
 
-def rounds(entity: str, cols: dict[str, pa.Array], n: int, duplicate_keys: tuple[str, ...],
-           case_sensitive_keys: bool = False) -> pa.Array:
+def rounds(
+    entity: str, cols: dict[str, pa.Array], n: int, duplicate_keys: tuple[str, ...], case_sensitive_keys: bool = False
+) -> pa.Array:
     """Duplicate rounds: rows sharing a match key go to successive rounds, so each round is
     set-based yet the batch behaves as if processed row by row in file order."""
     e = registry.get(entity)

@@ -20,7 +20,11 @@ def seed_applications(store: RecordStore, account_id: uuid.UUID, n: int, *, stag
     candidate = uuid.uuid4()
     ids = [uuid.uuid4() for _ in range(n)]
     with store.begin() as conn:
-        conn.execute(users.insert().values(id=candidate, account_id=account_id, role="candidate", email=f"{candidate}@example.test"))
+        conn.execute(
+            users.insert().values(
+                id=candidate, account_id=account_id, role="candidate", email=f"{candidate}@example.test"
+            )
+        )
         conn.execute(
             applications.insert(),
             [{"id": i, "account_id": account_id, "candidate_id": candidate, "stage": stage} for i in ids],

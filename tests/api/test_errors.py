@@ -88,8 +88,12 @@ def test_unknown_endpoint_and_method_use_the_envelope(client: httpx.Client) -> N
         pytest.param({"operation": "explode"}, "operation", "not available", id="unknown-operation"),
         pytest.param({"entity_ids": []}, "entity_ids", "must not be empty", id="empty-ids"),
         pytest.param({"entity_ids": None}, "entity_ids", "must be an array", id="null-ids"),
-        pytest.param({"entity_ids": "550e8400-e29b-41d4-a716-446655440000"}, "entity_ids", "must be an array", id="ids-not-array"),
-        pytest.param({"entity_ids": [*SEED_IDS, "550e8400-nope"]}, "entity_ids", "entity_ids[3] is not a uuid", id="bad-uuid"),
+        pytest.param(
+            {"entity_ids": "550e8400-e29b-41d4-a716-446655440000"}, "entity_ids", "must be an array", id="ids-not-array"
+        ),
+        pytest.param(
+            {"entity_ids": [*SEED_IDS, "550e8400-nope"]}, "entity_ids", "entity_ids[3] is not a uuid", id="bad-uuid"
+        ),
         pytest.param({"entity_ids": [*SEED_IDS, 42]}, "entity_ids", "entity_ids[3] is not a uuid", id="number-in-ids"),
         pytest.param({"params": ["tag"]}, "params", "must be a JSON object", id="params-not-object"),
         pytest.param({"mode": "yolo"}, "mode", "unknown mode", id="unknown-mode"),

@@ -19,12 +19,15 @@ def test_a_status_outside_the_value_set_is_a_422_naming_the_allowed_values(
     client: httpx.Client, store: RecordStore, account: uuid.UUID
 ) -> None:
     ids = seed_applications(store, account, 2)
-    body = {"entity_type": "applications", "operation": "status_update", "entity_ids": ids,
-            "params": {"status": "banana"}}
+    body = {
+        "entity_type": "applications",
+        "operation": "status_update",
+        "entity_ids": ids,
+        "params": {"status": "banana"},
+    }
     problem = error(client.post("/api/bulk-jobs-create", json=body), 422)
     assert problem["code"] == "invalid_request"
-    assert problem["details"] == {"field": "status", "value": "banana",
-                                  "allowed": list(registry.APPLICATION_STATUSES)}
+    assert problem["details"] == {"field": "status", "value": "banana", "allowed": list(registry.APPLICATION_STATUSES)}
     assert result(client.get("/api/bulk-jobs-list")) == []
 
     accounts.set_value_set(store, account, "applications.status", ["active", "banana"])
@@ -41,8 +44,11 @@ def test_failed_records_csv_neutralises_formulas_and_streams_every_record(
     assert job["error_message"] == "all 12000 records failed: not found (12000)"
     items = schema.bulk_job_items
     with store.begin() as conn:
-        conn.execute(items.update().where(items.c.bulk_job_id == uuid.UUID(job["id"]), items.c.seq == 7)
-                     .values(error="@SUM(1+1)*cmd|' /C calc'!A0"))
+        conn.execute(
+            items.update()
+            .where(items.c.bulk_job_id == uuid.UUID(job["id"]), items.c.seq == 7)
+            .values(error="@SUM(1+1)*cmd|' /C calc'!A0")
+        )
 
     with client.stream("GET", "/api/bulk-jobs-failed-records", params={"id": job["id"]}) as response:
         assert response.status_code == 200
@@ -60,8 +66,16 @@ def test_failed_records_csv_neutralises_formulas_and_streams_every_record(
 def test_paging_by_the_last_job_id_returns_every_job_once(
     client: httpx.Client, store: RecordStore, account: uuid.UUID
 ) -> None:
-    made = [create(client, entity_type="applications", operation="delete",
-                   entity_ids=seed_applications(store, account, 1), mode="preview")["id"] for _ in range(3)]
+    made = [
+        create(
+            client,
+            entity_type="applications",
+            operation="delete",
+            entity_ids=seed_applications(store, account, 1),
+            mode="preview",
+        )["id"]
+        for _ in range(3)
+    ]
     t = schema.bulk_jobs
     with store.begin() as conn:
         same = conn.scalar(sa.select(t.c.created_at).where(t.c.id == uuid.UUID(made[0])))

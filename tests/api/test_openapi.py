@@ -11,7 +11,9 @@ from pipelines.api.openapi import DOCS_PATH, render
 
 def test_docs_openapi_json_is_current() -> None:
     assert DOCS_PATH.exists(), "run `bulkops api --write-openapi docs/openapi.json`"
-    assert DOCS_PATH.read_text() == render(), "docs/openapi.json is stale: run `bulkops api --write-openapi docs/openapi.json`"
+    assert DOCS_PATH.read_text() == render(), (
+        "docs/openapi.json is stale: run `bulkops api --write-openapi docs/openapi.json`"
+    )
 
 
 def test_the_server_publishes_the_same_schema(anonymous: httpx.Client) -> None:
@@ -31,7 +33,9 @@ def test_the_server_publishes_the_same_schema(anonymous: httpx.Client) -> None:
         "/api/bulk-jobs-failed-records",
     }
     create = served["paths"]["/api/bulk-jobs-create"]["post"]
-    assert create["requestBody"]["content"]["application/json"]["schema"] == {"$ref": "#/components/schemas/CreateJobRequest"}
+    assert create["requestBody"]["content"]["application/json"]["schema"] == {
+        "$ref": "#/components/schemas/CreateJobRequest"
+    }
     assert set(create["responses"]) >= {"200", "400", "401", "403", "413", "422"}
     assert served["components"]["securitySchemes"]["HTTPBearer"] == {
         "type": "http",

@@ -30,7 +30,9 @@ curl -X POST https://api.driftwoodapp.com/api/bulk-jobs-create \\
 @pytest.mark.skipif(shutil.which("curl") is None, reason="curl is not installed")
 def test_the_seed_curl_example_works_against_a_local_server(base_url: str, token: str, client: httpx.Client) -> None:
     command = SEED_CURL.replace("https://api.driftwoodapp.com", base_url).replace("YOUR_TOKEN", token)
-    out = subprocess.run(["bash", "-c", command + " --silent --show-error"], capture_output=True, text=True, timeout=120)
+    out = subprocess.run(
+        ["bash", "-c", command + " --silent --show-error"], capture_output=True, text=True, timeout=120
+    )
     assert out.returncode == 0, out.stderr
     body = json.loads(out.stdout)
     assert body["ok"] is True, body

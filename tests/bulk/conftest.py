@@ -19,9 +19,16 @@ class Seeder:
     def candidate(self, **values) -> uuid.UUID:
         cid = uuid.uuid4()
         with self.store.begin() as conn:
-            conn.execute(schema.users.insert().values(
-                id=cid, account_id=self.account_id, email=f"{cid.hex[:8]}@example.com",
-                email_normalized=f"{cid.hex[:8]}@example.com", first_name="Ada", **values))
+            conn.execute(
+                schema.users.insert().values(
+                    id=cid,
+                    account_id=self.account_id,
+                    email=f"{cid.hex[:8]}@example.com",
+                    email_normalized=f"{cid.hex[:8]}@example.com",
+                    first_name="Ada",
+                    **values,
+                )
+            )
         return cid
 
     def job(self, **values) -> uuid.UUID:
@@ -35,23 +42,31 @@ class Seeder:
         cand = self.candidate()
         ids = [uuid.uuid4() for _ in range(n)]
         with self.store.begin() as conn:
-            conn.execute(schema.applications.insert(), [
-                {"id": i, "account_id": self.account_id, "candidate_id": cand, "job_id": job_id, **values} for i in ids
-            ])
+            conn.execute(
+                schema.applications.insert(),
+                [
+                    {"id": i, "account_id": self.account_id, "candidate_id": cand, "job_id": job_id, **values}
+                    for i in ids
+                ],
+            )
         return ids
 
     def contracts(self, n: int, **values) -> list[uuid.UUID]:
         ids = [uuid.uuid4() for _ in range(n)]
         with self.store.begin() as conn:
-            conn.execute(schema.contracts.insert(), [
-                {"id": i, "account_id": self.account_id, "status": "draft", **values} for i in ids
-            ])
+            conn.execute(
+                schema.contracts.insert(),
+                [{"id": i, "account_id": self.account_id, "status": "draft", **values} for i in ids],
+            )
         return ids
 
     def automation(self, name: str, action: str, config: dict) -> None:
         with self.store.begin() as conn:
-            conn.execute(schema.automations.insert().values(
-                id=uuid.uuid4(), account_id=self.account_id, name=name, action=action, config=config))
+            conn.execute(
+                schema.automations.insert().values(
+                    id=uuid.uuid4(), account_id=self.account_id, name=name, action=action, config=config
+                )
+            )
 
     def rows(self, table: sa.Table, ids: list[uuid.UUID]) -> dict[uuid.UUID, sa.Row]:
         with self.store.engine.connect() as conn:
@@ -70,8 +85,13 @@ class Seeder:
     def tags(self, entity_type: str, entity_id: uuid.UUID) -> list[str]:
         t = schema.tags
         with self.store.engine.connect() as conn:
-            return sorted(conn.scalars(sa.select(t.c.tag).where(
-                t.c.account_id == self.account_id, t.c.entity_type == entity_type, t.c.entity_id == entity_id)))
+            return sorted(
+                conn.scalars(
+                    sa.select(t.c.tag).where(
+                        t.c.account_id == self.account_id, t.c.entity_type == entity_type, t.c.entity_id == entity_id
+                    )
+                )
+            )
 
 
 @pytest.fixture

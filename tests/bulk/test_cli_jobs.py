@@ -44,10 +44,21 @@ def test_jobs_create_runs_the_job_and_rollback_restores_it(var: RecordStore, tmp
     ids_file.write_text("id\n" + "\n".join(map(str, ids)) + "\n" + str(uuid.uuid4()) + "\n")
     runner = CliRunner()
 
-    out = runner.invoke(main, ["jobs", "create", "applications", "status_update", "--ids", str(ids_file),
-                               "--params", '{"status": "rejected"}'])
+    out = runner.invoke(
+        main,
+        [
+            "jobs",
+            "create",
+            "applications",
+            "status_update",
+            "--ids",
+            str(ids_file),
+            "--params",
+            '{"status": "rejected"}',
+        ],
+    )
     assert out.exit_code == 0, out.output
-    job = json.loads(out.output[out.output.index("{"): out.output.rindex("}") + 1])
+    job = json.loads(out.output[out.output.index("{") : out.output.rindex("}") + 1])
     assert (job["status"], job["total_count"], job["processed_count"], job["failed_count"]) == ("completed", 5, 5, 1)
     assert _statuses(var, ids) == ["rejected"] * 4
 

@@ -36,7 +36,9 @@ def clean_hook() -> Iterator[None]:
 
 def _execute(job_def, instance, store_url, job_id, batch_size=2, tags=None) -> dg.ExecuteInProcessResult:
     return job_def.execute_in_process(
-        run_config=launch.run_config_for(job_id, store_url, batch_size), instance=instance, raise_on_error=False,
+        run_config=launch.run_config_for(job_id, store_url, batch_size),
+        instance=instance,
+        raise_on_error=False,
         tags=tags,
     )
 
@@ -56,25 +58,35 @@ def test_bulk_job_run_reports_progress_and_outcomes(seed, store, store_url, acco
     job = service.get_job(store, account, job_id)
     assert (job["status"], job["processed_count"], job["dagster_run_id"]) == ("completed", 5, result.run_id)
     observations = [e for e in result.all_events if e.event_type_value == "ASSET_OBSERVATION"]
-    assert [o.asset_observation_data.asset_observation.metadata["processed_count"].value for o in observations] == [2, 4, 5]
-    out = [e for e in result.all_events if e.event_type_value == "STEP_OUTPUT"
-           and e.step_key == "apply_bulk_job"][0].step_output_data.metadata
+    assert [o.asset_observation_data.asset_observation.metadata["processed_count"].value for o in observations] == [
+        2,
+        4,
+        5,
+    ]
+    out = next(
+        e for e in result.all_events if e.event_type_value == "STEP_OUTPUT" and e.step_key == "apply_bulk_job"
+    ).step_output_data.metadata
     assert out["processed_count"].value == 5 and len(out["changes (first 100)"].value.records) == 5
 
 
-def test_preview_job_run_shows_plan_table_and_changes_nothing(seed, store, store_url, account, instance, bulk_job_def) -> None:
+def test_preview_job_run_shows_plan_table_and_changes_nothing(
+    seed, store, store_url, account, instance, bulk_job_def
+) -> None:
     ids = seed.applications(3)
     job_id = _create(store, account, ids, mode="preview")
     result = _execute(bulk_job_def, instance, store_url, job_id)
     assert result.success
-    out = [e for e in result.all_events if e.event_type_value == "STEP_OUTPUT"
-           and e.step_key == "apply_bulk_job"][0].step_output_data.metadata
+    out = next(
+        e for e in result.all_events if e.event_type_value == "STEP_OUTPUT" and e.step_key == "apply_bulk_job"
+    ).step_output_data.metadata
     assert len(out["preview"].value.records) == 3 and out["would_change"].value == 3
     assert {r.status for r in seed.rows(schema.applications, ids).values()} == {"active"}
     assert service.get_job(store, account, job_id)["status"] == "pending"
 
 
-def test_interrupt_mid_job_cancels_with_exact_counts(seed, store, store_url, account, instance, bulk_job_def, clean_hook) -> None:
+def test_interrupt_mid_job_cancels_with_exact_counts(
+    seed, store, store_url, account, instance, bulk_job_def, clean_hook
+) -> None:
     ids = seed.applications(7)
     job_id = _create(store, account, ids)
 
@@ -128,7 +140,9 @@ def test_killed_run_resumes_without_applying_twice(seed, store, store_url, accou
     assert all(seed.tags("applications", i) == ["vip"] for i in ids)
 
 
-def test_transient_error_is_retried_by_the_retry_policy(seed, store, store_url, account, instance, bulk_job_def, clean_hook) -> None:
+def test_transient_error_is_retried_by_the_retry_policy(
+    seed, store, store_url, account, instance, bulk_job_def, clean_hook
+) -> None:
     ids = seed.applications(4)
     job_id = _create(store, account, ids)
     raised = []
@@ -140,7 +154,9 @@ def test_transient_error_is_retried_by_the_retry_policy(seed, store, store_url, 
 
     bulk.fault_hook = flaky
     result = bulk_job_def.execute_in_process(
-        run_config={**launch.run_config_for(job_id, store_url, 2)}, instance=instance, raise_on_error=False,
+        run_config={**launch.run_config_for(job_id, store_url, 2)},
+        instance=instance,
+        raise_on_error=False,
         op_selection=None,
     )
     assert result.success
@@ -158,27 +174,36 @@ def test_terminal_error_fails_the_job_without_retry(store, store_url, account, i
 
 
 def _evaluate(sensor, context) -> None:
-    with (context if sensor is bulk_job_canceled_sensor else context.for_run_failure()) as ctx:
+    with context if sensor is bulk_job_canceled_sensor else context.for_run_failure() as ctx:
         sensor(ctx)
 
 
 @pytest.mark.parametrize(
     ("sensor", "expected"),
-    [pytest.param(bulk_job_failure_sensor, "failed", id="failure"),
-     pytest.param(bulk_job_canceled_sensor, "cancelled", id="canceled")],
+    [
+        pytest.param(bulk_job_failure_sensor, "failed", id="failure"),
+        pytest.param(bulk_job_canceled_sensor, "cancelled", id="canceled"),
+    ],
 )
-def test_reconciliation_sensor_finishes_jobs_left_processing(seed, store, store_url, account, instance, bulk_job_def,
-                                                             sensor, expected) -> None:
+def test_reconciliation_sensor_finishes_jobs_left_processing(
+    seed, store, store_url, account, instance, bulk_job_def, sensor, expected
+) -> None:
     job_id = _create(store, account, seed.applications(2))
     # a run that died before it could record anything on its job
     result = _execute(bulk_job_def, instance, store_url, uuid.uuid4(), tags={"bulkops/bulk_job_id": str(job_id)})
     assert not result.success
     with store.begin() as conn:
-        conn.execute(schema.bulk_jobs.update().where(schema.bulk_jobs.c.id == job_id)
-                     .values(status="processing", dagster_run_id=result.run_id))
+        conn.execute(
+            schema.bulk_jobs.update()
+            .where(schema.bulk_jobs.c.id == job_id)
+            .values(status="processing", dagster_run_id=result.run_id)
+        )
     context = dg.build_run_status_sensor_context(
-        sensor_name=sensor.name, dagster_event=result.get_run_failure_event(), dagster_instance=instance,
-        dagster_run=result.dagster_run, resources={"record_store": RecordStoreResource(database_url=store_url)},
+        sensor_name=sensor.name,
+        dagster_event=result.get_run_failure_event(),
+        dagster_instance=instance,
+        dagster_run=result.dagster_run,
+        resources={"record_store": RecordStoreResource(database_url=store_url)},
     )
     _evaluate(sensor, context)
     job = service.get_job(store, account, job_id)
@@ -188,10 +213,15 @@ def test_reconciliation_sensor_finishes_jobs_left_processing(seed, store, store_
     # a job another run took over is left alone
     other = _create(store, account, seed.applications(1))
     with store.begin() as conn:
-        conn.execute(schema.bulk_jobs.update().where(schema.bulk_jobs.c.id == other)
-                     .values(status="processing", dagster_run_id="another-run"))
+        conn.execute(
+            schema.bulk_jobs.update()
+            .where(schema.bulk_jobs.c.id == other)
+            .values(status="processing", dagster_run_id="another-run")
+        )
     context = dg.build_run_status_sensor_context(
-        sensor_name=sensor.name, dagster_event=result.get_run_failure_event(), dagster_instance=instance,
+        sensor_name=sensor.name,
+        dagster_event=result.get_run_failure_event(),
+        dagster_instance=instance,
         dagster_run=result.dagster_run.with_tags({"bulkops/bulk_job_id": str(other)}),
         resources={"record_store": RecordStoreResource(database_url=store_url)},
     )
@@ -227,7 +257,9 @@ def test_terminating_a_launched_run_cancels_between_batches(pg_url, instance) ->
     try:
         run_id = launch.launch_bulk_job(job_id, database_url=pg_url, instance=instance, batch_size=2)
         deadline = time.monotonic() + 120
-        while service.get_job(store, account, job_id)["processed_count"] < 6 or not instance.get_run_by_id(run_id).tags.get(launch.PID_TAG):
+        while service.get_job(store, account, job_id)["processed_count"] < 6 or not instance.get_run_by_id(
+            run_id
+        ).tags.get(launch.PID_TAG):
             assert time.monotonic() < deadline, "run did not reach the locked record"
             time.sleep(0.1)
         assert launch.terminate_bulk_job_run(run_id, instance=instance)

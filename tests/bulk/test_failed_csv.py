@@ -34,8 +34,14 @@ def test_numbers_and_plain_text_are_written_as_they_are(value: str) -> None:
 
 
 def _failed_job(seed, store, account, n: int) -> dict:
-    job = service.create_job(store, account, created_by=None, entity_type="applications", operation="delete",
-                             entity_ids=[uuid.uuid4() for _ in range(n)])
+    job = service.create_job(
+        store,
+        account,
+        created_by=None,
+        entity_type="applications",
+        operation="delete",
+        entity_ids=[uuid.uuid4() for _ in range(n)],
+    )
     return service.run_job_now(store, account, uuid.UUID(job["id"]))
 
 
@@ -55,12 +61,15 @@ def test_a_formula_in_an_error_is_neutralised_in_the_failed_records(seed, store,
     items = schema.bulk_job_items
     # an error that echoes a value from the data, as database errors can
     with store.begin() as conn:
-        conn.execute(items.update().where(items.c.bulk_job_id == uuid.UUID(job["id"]), items.c.seq == 1)
-                     .values(error="=HYPERLINK(\"http://x\",\"y\")"))
+        conn.execute(
+            items.update()
+            .where(items.c.bulk_job_id == uuid.UUID(job["id"]), items.c.seq == 1)
+            .values(error='=HYPERLINK("http://x","y")')
+        )
     rows = list(csv.reader(io.StringIO("".join(service.iter_failed_items_csv(store, account, job["id"])))))
     assert rows[1][1:] == ["not found", "0", "failed", ""]
-    assert rows[2][1] == "'=HYPERLINK(\"http://x\",\"y\")"
-    assert csvsafe.restore_row(rows[0], rows[2])["error"] == "=HYPERLINK(\"http://x\",\"y\")"
+    assert rows[2][1] == '\'=HYPERLINK("http://x","y")'
+    assert csvsafe.restore_row(rows[0], rows[2])["error"] == '=HYPERLINK("http://x","y")'
 
 
 def test_an_unknown_job_fails_before_the_first_chunk(store, account) -> None:
@@ -79,9 +88,15 @@ def test_import_failed_rows_file_neutralises_formula_cells(store, account, tmp_p
     with open(result.failed_rows_path, newline="", encoding="utf-8") as f:
         header, row = list(csv.reader(f))
     assert header[-1] == "_original"
-    record = dict(zip(header, row))
+    record = dict(zip(header, row, strict=False))
     assert record["First Name"] == "'=cmd|' /C calc'!A0"
     assert csvsafe.restore_row(header, row)["First Name"] == "=cmd|' /C calc'!A0"
     with store.engine.connect() as conn:
-        assert conn.scalar(sa.select(sa.func.count()).select_from(schema.applications).where(
-            schema.applications.c.account_id == account)) == 1
+        assert (
+            conn.scalar(
+                sa.select(sa.func.count())
+                .select_from(schema.applications)
+                .where(schema.applications.c.account_id == account)
+            )
+            == 1
+        )

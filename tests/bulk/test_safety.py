@@ -13,18 +13,32 @@ from pipelines.bulk import service
 
 def _counts(store) -> tuple[int, int, int]:
     with store.engine.connect() as conn:
-        return tuple(conn.scalar(sa.select(sa.func.count()).select_from(t))
-                     for t in (schema.audit_log, schema.tags, schema.automation_events))
+        return tuple(
+            conn.scalar(sa.select(sa.func.count()).select_from(t))
+            for t in (schema.audit_log, schema.tags, schema.automation_events)
+        )
 
 
 def test_preview_then_confirm_skips_records_changed_in_between(seed, store, account) -> None:
     ids = seed.applications(4)
-    job = service.create_job(store, account, created_by=None, entity_type="applications", operation="status_update",
-                             entity_ids=ids, params={"status": "rejected"}, mode="preview")
+    job = service.create_job(
+        store,
+        account,
+        created_by=None,
+        entity_type="applications",
+        operation="status_update",
+        entity_ids=ids,
+        params={"status": "rejected"},
+        mode="preview",
+    )
     assert job["status"] == "pending" and job["awaiting_confirmation"] and job["plan_id"]
     plan = service.preview(store, account, job["id"])
     assert plan["total"] == 4 and plan["would_change"] == 4
-    assert plan["changes"][0] == {"entity_id": str(ids[0]), "before": {"status": "active"}, "after": {"status": "rejected"}}
+    assert plan["changes"][0] == {
+        "entity_id": str(ids[0]),
+        "before": {"status": "active"},
+        "after": {"status": "rejected"},
+    }
     # nothing ran yet
     assert {r.status for r in seed.rows(schema.applications, ids).values()} == {"active"}
     with store.begin() as conn:
@@ -46,8 +60,9 @@ def test_preview_then_confirm_skips_records_changed_in_between(seed, store, acco
 
 def test_preview_job_does_not_run_before_confirm(seed, store, account) -> None:
     ids = seed.applications(2)
-    job = service.create_job(store, account, created_by=None, entity_type="applications", operation="delete",
-                             entity_ids=ids, mode="preview")
+    job = service.create_job(
+        store, account, created_by=None, entity_type="applications", operation="delete", entity_ids=ids, mode="preview"
+    )
     assert service.run_job_now(store, account, uuid.UUID(job["id"]))["status"] == "pending"
     assert all(r.deleted_at is None for r in seed.rows(schema.applications, ids).values())
 
@@ -64,8 +79,16 @@ def test_preview_job_does_not_run_before_confirm(seed, store, account) -> None:
 def test_dry_run_writes_nothing_but_reports(seed, other_seed, store, account, entity_type, operation, params) -> None:
     ids = seed.applications(3) + other_seed.applications(1)
     before_rows = seed.rows(schema.applications, ids)
-    job = service.create_job(store, account, created_by=None, entity_type=entity_type, operation=operation,
-                             entity_ids=ids, params=params, mode="dry_run")
+    job = service.create_job(
+        store,
+        account,
+        created_by=None,
+        entity_type=entity_type,
+        operation=operation,
+        entity_ids=ids,
+        params=params,
+        mode="dry_run",
+    )
     counts = _counts(store)
     done = service.run_job_now(store, account, uuid.UUID(job["id"]))
     assert (done["status"], done["processed_count"], done["failed_count"]) == ("completed", 4, 1)
@@ -88,9 +111,12 @@ def test_rollback_round_trip(seed, store, account, operation, params, check) -> 
     ids = seed.applications(3)
     for i in ids:
         with store.begin() as conn:
-            conn.execute(schema.tags.insert().values(account_id=account, entity_type="applications", entity_id=i, tag="old"))
-    job = service.create_job(store, account, created_by=None, entity_type="applications", operation=operation,
-                             entity_ids=ids, params=params)
+            conn.execute(
+                schema.tags.insert().values(account_id=account, entity_type="applications", entity_id=i, tag="old")
+            )
+    job = service.create_job(
+        store, account, created_by=None, entity_type="applications", operation=operation, entity_ids=ids, params=params
+    )
     with pytest.raises(service.InvalidState):
         service.create_rollback(store, account, job["id"])
     service.run_job_now(store, account, uuid.UUID(job["id"]))
@@ -109,8 +135,15 @@ def test_rollback_round_trip(seed, store, account, operation, params, check) -> 
 
 def test_rollback_skips_records_changed_after_the_job(seed, store, account) -> None:
     ids = seed.applications(2)
-    job = service.create_job(store, account, created_by=None, entity_type="applications", operation="stage_transition",
-                             entity_ids=ids, params={"stage": "offer"})
+    job = service.create_job(
+        store,
+        account,
+        created_by=None,
+        entity_type="applications",
+        operation="stage_transition",
+        entity_ids=ids,
+        params={"stage": "offer"},
+    )
     service.run_job_now(store, account, uuid.UUID(job["id"]))
     with store.begin() as conn:
         conn.execute(schema.applications.update().where(schema.applications.c.id == ids[1]).values(stage="hired"))
@@ -123,27 +156,51 @@ def test_rollback_skips_records_changed_after_the_job(seed, store, account) -> N
 
 def test_rollback_of_created_contracts_and_recollection(seed, store, account) -> None:
     apps = seed.applications(2, stage="hired")
-    made = service.run_job_now(store, account, uuid.UUID(service.create_job(
-        store, account, created_by=None, entity_type="contracts", operation="create", entity_ids=apps,
-        params={"template": "t"})["id"]))
+    made = service.run_job_now(
+        store,
+        account,
+        uuid.UUID(
+            service.create_job(
+                store,
+                account,
+                created_by=None,
+                entity_type="contracts",
+                operation="create",
+                entity_ids=apps,
+                params={"template": "t"},
+            )["id"]
+        ),
+    )
     back = service.create_rollback(store, account, made["id"])
     assert service.run_job_now(store, account, uuid.UUID(back["id"]))["processed_count"] == 2
     c = schema.contracts
     with store.engine.connect() as conn:
-        assert all(r.deleted_at is not None for r in conn.execute(
-            sa.select(c).where(c.c.bulk_job_id == uuid.UUID(made["id"]))))
-    rec = service.run_job_now(store, account, uuid.UUID(service.create_job(
-        store, account, created_by=None, entity_type="applications", operation="recollection", entity_ids=apps)["id"]))
+        assert all(
+            r.deleted_at is not None for r in conn.execute(sa.select(c).where(c.c.bulk_job_id == uuid.UUID(made["id"])))
+        )
+    rec = service.run_job_now(
+        store,
+        account,
+        uuid.UUID(
+            service.create_job(
+                store, account, created_by=None, entity_type="applications", operation="recollection", entity_ids=apps
+            )["id"]
+        ),
+    )
     back = service.create_rollback(store, account, rec["id"])
     service.run_job_now(store, account, uuid.UUID(back["id"]))
     rr = schema.recollection_requests
     with store.engine.connect() as conn:
-        assert {r.status for r in conn.execute(sa.select(rr).where(rr.c.bulk_job_id == uuid.UUID(rec["id"])))} == {"cancelled"}
+        assert {r.status for r in conn.execute(sa.select(rr).where(rr.c.bulk_job_id == uuid.UUID(rec["id"])))} == {
+            "cancelled"
+        }
 
 
 def test_cancel_pending_job_and_refuse_finished(seed, store, account) -> None:
     ids = seed.applications(2)
-    job = service.create_job(store, account, created_by=None, entity_type="applications", operation="delete", entity_ids=ids)
+    job = service.create_job(
+        store, account, created_by=None, entity_type="applications", operation="delete", entity_ids=ids
+    )
     cancelled = service.request_cancel(store, account, job["id"])
     assert cancelled["status"] == "cancelled" and cancelled["cancel_requested"]
     assert service.run_job_now(store, account, uuid.UUID(job["id"]))["status"] == "cancelled"
@@ -154,11 +211,14 @@ def test_cancel_pending_job_and_refuse_finished(seed, store, account) -> None:
 
 def test_list_jobs_and_failed_items_csv(seed, other_seed, store, account) -> None:
     ids = seed.applications(1) + other_seed.applications(2)
-    job = service.create_job(store, account, created_by=None, entity_type="applications", operation="delete", entity_ids=ids)
+    job = service.create_job(
+        store, account, created_by=None, entity_type="applications", operation="delete", entity_ids=ids
+    )
     service.run_job_now(store, account, uuid.UUID(job["id"]))
     text = "".join(service.iter_failed_items_csv(store, account, job["id"]))
-    assert text == (f"entity_id,error,seq,status,_original\n"
-                    f"{ids[1]},not found,1,failed,\n{ids[2]},not found,2,failed,\n")
+    assert text == (
+        f"entity_id,error,seq,status,_original\n{ids[1]},not found,1,failed,\n{ids[2]},not found,2,failed,\n"
+    )
     listed = service.list_jobs(store, account)
     assert [j["id"] for j in listed] == [job["id"]] and "entity_ids" not in listed[0]
     assert service.list_jobs(store, account, status="pending") == []

@@ -34,16 +34,46 @@ def _jobs(store, account) -> int:
 @pytest.mark.parametrize(
     ("entity_type", "operation", "params", "field", "allowed"),
     [
-        pytest.param("applications", "status_update", {"status": "banana"}, "status", registry.APPLICATION_STATUSES,
-                     id="application-status"),
-        pytest.param("applications", "stage_transition", {"stage": "banana"}, "stage", registry.APPLICATION_STAGES,
-                     id="application-stage"),
-        pytest.param("contracts", "status_update", {"status": "banana"}, "status", registry.CONTRACT_STATUSES,
-                     id="contract-status"),
-        pytest.param("contracts", "create", {"template": "t", "status": "banana"}, "status",
-                     registry.CONTRACT_STATUSES, id="contract-create-status"),
-        pytest.param("jobs", "field_update", {"fields": {"status": "banana"}}, "fields.status", registry.JOB_STATUSES,
-                     id="job-field-update-status"),
+        pytest.param(
+            "applications",
+            "status_update",
+            {"status": "banana"},
+            "status",
+            registry.APPLICATION_STATUSES,
+            id="application-status",
+        ),
+        pytest.param(
+            "applications",
+            "stage_transition",
+            {"stage": "banana"},
+            "stage",
+            registry.APPLICATION_STAGES,
+            id="application-stage",
+        ),
+        pytest.param(
+            "contracts",
+            "status_update",
+            {"status": "banana"},
+            "status",
+            registry.CONTRACT_STATUSES,
+            id="contract-status",
+        ),
+        pytest.param(
+            "contracts",
+            "create",
+            {"template": "t", "status": "banana"},
+            "status",
+            registry.CONTRACT_STATUSES,
+            id="contract-create-status",
+        ),
+        pytest.param(
+            "jobs",
+            "field_update",
+            {"fields": {"status": "banana"}},
+            "fields.status",
+            registry.JOB_STATUSES,
+            id="job-field-update-status",
+        ),
     ],
 )
 def test_a_value_outside_the_set_is_refused_naming_the_allowed_values(
@@ -59,8 +89,15 @@ def test_a_value_outside_the_set_is_refused_naming_the_allowed_values(
 
 def test_values_are_matched_ignoring_case_and_stored_as_declared(seed, store, account) -> None:
     ids = seed.applications(1)
-    job = service.create_job(store, account, created_by=None, entity_type="applications", operation="status_update",
-                             entity_ids=ids, params={"status": " On_Hold "})
+    job = service.create_job(
+        store,
+        account,
+        created_by=None,
+        entity_type="applications",
+        operation="status_update",
+        entity_ids=ids,
+        params={"status": " On_Hold "},
+    )
     assert job["params"] == {"status": "on_hold"}
     service.run_job_now(store, account, uuid.UUID(job["id"]))
     assert seed.rows(schema.applications, ids)[ids[0]].status == "on_hold"
@@ -73,8 +110,9 @@ def test_an_account_set_replaces_the_defaults_and_reset_restores_them(store, acc
     other = store.ensure_account(f"o-{uuid.uuid4().hex[:10]}")
     custom = accounts.set_value_set(store, account, "applications.stage", ["Sourced", "Phone Screen", "sourced"])
     assert custom == ("applications.stage", ("Sourced", "Phone Screen"), "account")
-    assert _create(store, account, entity_type="applications", operation="stage_transition",
-                   params={"stage": "phone screen"})["params"] == {"stage": "Phone Screen"}
+    assert _create(
+        store, account, entity_type="applications", operation="stage_transition", params={"stage": "phone screen"}
+    )["params"] == {"stage": "Phone Screen"}
     with pytest.raises(service.InvalidRequest) as info:
         _create(store, account, entity_type="applications", operation="stage_transition", params={"stage": "offer"})
     assert info.value.details["allowed"] == ["Sourced", "Phone Screen"]
@@ -109,11 +147,25 @@ def test_move_stage_automations_are_checked_at_create_and_at_run(seed, store, ac
     seed.automation("to-offer", "move_stage", {"stage": "offer"})
     ids = seed.applications(2)
     with pytest.raises(service.InvalidRequest) as info:
-        service.create_job(store, account, created_by=None, entity_type="applications", operation="trigger_automations",
-                           entity_ids=ids, params={"automations": ["to-limbo"]})
+        service.create_job(
+            store,
+            account,
+            created_by=None,
+            entity_type="applications",
+            operation="trigger_automations",
+            entity_ids=ids,
+            params={"automations": ["to-limbo"]},
+        )
     assert info.value.details["automation"] == "to-limbo" and info.value.details["value"] == "limbo"
-    job = service.create_job(store, account, created_by=None, entity_type="applications",
-                             operation="trigger_automations", entity_ids=ids, params={"automations": ["to-offer"]})
+    job = service.create_job(
+        store,
+        account,
+        created_by=None,
+        entity_type="applications",
+        operation="trigger_automations",
+        entity_ids=ids,
+        params={"automations": ["to-offer"]},
+    )
     # the account's stages change before the job runs: no record moves to a stage no longer allowed
     accounts.set_value_set(store, account, "applications.stage", ["applied", "interview"])
     done = service.run_job_now(store, account, uuid.UUID(job["id"]))
@@ -140,7 +192,8 @@ def test_cli_shows_sets_and_resets_an_accounts_values(cli_store: RecordStore, tm
     shown = runner.invoke(main, ["accounts", "values", "show", "acme"])
     assert shown.exit_code == 0, shown.output
     assert shown.output.splitlines() == [
-        f"{key} (default): {', '.join(registry.value_set(*key.split('.')))}" for key in accounts.value_set_keys()]
+        f"{key} (default): {', '.join(registry.value_set(*key.split('.')))}" for key in accounts.value_set_keys()
+    ]
 
     out = runner.invoke(main, ["accounts", "values", "set", "acme", "jobs.status", "open", "closed"])
     assert (out.exit_code, out.output) == (0, "jobs.status (account): open, closed\n")
@@ -151,8 +204,21 @@ def test_cli_shows_sets_and_resets_an_accounts_values(cli_store: RecordStore, tm
 
     ids = tmp_path / "ids.txt"
     ids.write_text(f"{uuid.uuid4()}\n")
-    refused = runner.invoke(main, ["jobs", "create", "jobs", "field_update", "--account", "acme", "--ids", str(ids),
-                                   "--params", '{"fields": {"status": "draft"}}'])
+    refused = runner.invoke(
+        main,
+        [
+            "jobs",
+            "create",
+            "jobs",
+            "field_update",
+            "--account",
+            "acme",
+            "--ids",
+            str(ids),
+            "--params",
+            '{"fields": {"status": "draft"}}',
+        ],
+    )
     assert refused.exit_code == 1 and "Traceback" not in refused.output
     assert refused.output.count("\n") == 1
     assert "params.fields.status 'draft' is not a status of jobs: use one of open, closed" in refused.output

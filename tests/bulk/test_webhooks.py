@@ -24,7 +24,7 @@ class _Server:
         owner = self
 
         class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802
+            def do_POST(self) -> None:
                 body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
                 owner.received.append(body)
                 status = owner.statuses.pop(0) if owner.statuses else 200
@@ -76,14 +76,24 @@ def test_deliver_retries_transient_failures_with_backoff(server_factory, statuse
     assert all(0.5 * 2**n <= w <= 1.5 * 2**n for n, w in enumerate(waits))
 
 
-def test_bulk_trigger_delivers_webhooks_after_a_transient_500(seed, store, store_url, account, instance, server_factory) -> None:
+def test_bulk_trigger_delivers_webhooks_after_a_transient_500(
+    seed, store, store_url, account, instance, server_factory
+) -> None:
     server = server_factory([500, 200])
     seed.automation("notify-crm", "webhook", {"url": server.url})
     ids = seed.applications(1)
-    job = service.create_job(store, account, created_by=None, entity_type="applications",
-                             operation="trigger_automations", entity_ids=ids, params={"automations": ["notify-crm"]})
+    job = service.create_job(
+        store,
+        account,
+        created_by=None,
+        entity_type="applications",
+        operation="trigger_automations",
+        entity_ids=ids,
+        params={"automations": ["notify-crm"]},
+    )
     result = defs.resolve_job_def("bulk_job").execute_in_process(
-        run_config=launch.run_config_for(uuid.UUID(job["id"]), store_url), instance=instance)
+        run_config=launch.run_config_for(uuid.UUID(job["id"]), store_url), instance=instance
+    )
     assert result.success
     ev = schema.automation_events
     with store.engine.connect() as conn:

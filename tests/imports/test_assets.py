@@ -78,7 +78,9 @@ def materialize(
 
 def count(store: RecordStore, table: sa.Table, slug: str) -> int:
     with store.engine.connect() as conn:
-        return conn.scalar(sa.select(sa.func.count()).select_from(table).where(table.c.account_id == store.account_id(slug)))
+        return conn.scalar(
+            sa.select(sa.func.count()).select_from(table).where(table.c.account_id == store.account_id(slug))
+        )
 
 
 def history(store: RecordStore, run_id: str) -> list[dict]:
@@ -108,7 +110,13 @@ def test_a_materialization_imports_the_rows_records_history_and_reports_metadata
     assert instance.get_run_by_id(result.run_id).status == dg.DagsterRunStatus.SUCCESS
     assert count(store, schema.applications, slug) == len(ROWS)
     [row] = history(store, result.run_id)
-    assert (row["status"], row["type"], row["file"], row["created"], row["errors"]) == ("completed", "applications", "hires.csv", len(ROWS), 0)
+    assert (row["status"], row["type"], row["file"], row["created"], row["errors"]) == (
+        "completed",
+        "applications",
+        "hires.csv",
+        len(ROWS),
+        0,
+    )
     assert row["partition_key"] == result.dagster_run.tags["dagster/partition"]
     [mat] = result.asset_materializations_for_node("imported_file")
     md = mat.metadata
@@ -122,20 +130,28 @@ def test_a_materialization_imports_the_rows_records_history_and_reports_metadata
     assert path.exists(), "files outside the drop zone are never moved"
 
 
-def test_progress_is_observed_per_committed_batch(tmp_path: Path, instance: dg.DagsterInstance, sqlite_url: str) -> None:
+def test_progress_is_observed_per_committed_batch(
+    tmp_path: Path, instance: dg.DagsterInstance, sqlite_url: str
+) -> None:
     slug = f"t-{uuid.uuid4().hex[:10]}"
     RecordStore(sqlite_url).ensure_account(slug)
     path = write(tmp_path / "batches.csv")
 
     result = materialize(instance, sqlite_url, path, account=slug, batch_size=2)
 
-    observations = [e.asset_observation_data.asset_observation for e in result.all_events if e.event_type_value == "ASSET_OBSERVATION"]
+    observations = [
+        e.asset_observation_data.asset_observation
+        for e in result.all_events
+        if e.event_type_value == "ASSET_OBSERVATION"
+    ]
     assert len(observations) >= 3
     assert all(o.partition == result.dagster_run.tags["dagster/partition"] for o in observations)
     assert observations[-1].metadata["rows_read"].value == len(ROWS)
 
 
-def test_a_dry_run_writes_nothing_and_reports_a_sample(tmp_path: Path, instance: dg.DagsterInstance, store: RecordStore, store_url: str, slug: str) -> None:
+def test_a_dry_run_writes_nothing_and_reports_a_sample(
+    tmp_path: Path, instance: dg.DagsterInstance, store: RecordStore, store_url: str, slug: str
+) -> None:
     path = write(tmp_path / "preview.csv")
 
     result = materialize(instance, store_url, path, account=slug, dry_run=True)
@@ -153,10 +169,14 @@ def test_rows_with_errors_fail_the_error_rate_check_and_leave_a_failed_rows_csv(
 ) -> None:
     slug = f"t-{uuid.uuid4().hex[:10]}"
     RecordStore(sqlite_url).ensure_account(slug)
-    mapping = write(tmp_path / "mapping.yaml", "columns:\n  Email: {target: email, required: true}\n  First Name: first_name\n")
+    mapping = write(
+        tmp_path / "mapping.yaml", "columns:\n  Email: {target: email, required: true}\n  First Name: first_name\n"
+    )
     path = write(tmp_path / "bad.csv", "Email,First Name\n,NoEmail\n,NoEmail2\nok@example.com,Ok\n")
 
-    result = materialize(instance, sqlite_url, path, account=slug, entity="candidates", mapping_path=str(mapping), error_threshold=0.5)
+    result = materialize(
+        instance, sqlite_url, path, account=slug, entity="candidates", mapping_path=str(mapping), error_threshold=0.5
+    )
 
     assert result.success, failure_description(result)
     [mat] = result.asset_materializations_for_node("imported_file")
@@ -178,7 +198,10 @@ def test_an_identical_file_is_recorded_as_skipped_not_imported_twice(
     assert row["created"] == 0
     [mat] = again.asset_materializations_for_node("imported_file")
     assert mat.metadata["status"].value == "skipped"
-    assert mat.metadata["duplicate_of"].value == first.asset_materializations_for_node("imported_file")[0].metadata["import_id"].value
+    assert (
+        mat.metadata["duplicate_of"].value
+        == first.asset_materializations_for_node("imported_file")[0].metadata["import_id"].value
+    )
 
 
 @pytest.mark.parametrize(
@@ -198,7 +221,13 @@ def test_terminal_errors_fail_once_without_retries(
     RecordStore(sqlite_url).ensure_account(slug)
     path = write(tmp_path / "x.csv")
 
-    result = materialize(instance, sqlite_url, path, asset=_build_imported_file(dg.RetryPolicy(max_retries=3)), **{"account": slug, **config})
+    result = materialize(
+        instance,
+        sqlite_url,
+        path,
+        asset=_build_imported_file(dg.RetryPolicy(max_retries=3)),
+        **{"account": slug, **config},
+    )
 
     assert not result.success
     assert retries(result) == 0
@@ -219,7 +248,11 @@ def test_a_transient_database_error_is_retried_then_fails(tmp_path: Path, instan
 
 def test_the_production_retry_policy_backs_off_exponentially_with_jitter() -> None:
     assert imported_file.op.retry_policy == RETRY_POLICY
-    assert (RETRY_POLICY.max_retries, RETRY_POLICY.backoff, RETRY_POLICY.jitter) == (3, dg.Backoff.EXPONENTIAL, dg.Jitter.PLUS_MINUS)
+    assert (RETRY_POLICY.max_retries, RETRY_POLICY.backoff, RETRY_POLICY.jitter) == (
+        3,
+        dg.Backoff.EXPONENTIAL,
+        dg.Jitter.PLUS_MINUS,
+    )
     assert RETRY_POLICY.delay and RETRY_POLICY.delay > 0
 
 
@@ -295,14 +328,25 @@ def _pg_syntax_error(pg_url: str) -> BaseException:
         (lambda _: ValueError("bug"), False),
         (lambda _: sqlite3.OperationalError("database is locked"), True),
     ],
-    ids=["sqlite-locked", "sqlite-missing-table", "pg-connection-refused", "import-failed", "plain-bug", "raw-sqlite-locked"],
+    ids=[
+        "sqlite-locked",
+        "sqlite-missing-table",
+        "pg-connection-refused",
+        "import-failed",
+        "plain-bug",
+        "raw-sqlite-locked",
+    ],
 )
 def test_transient_errors_are_told_apart_from_terminal_ones(tmp_path: Path, make, transient: bool) -> None:
     assert is_transient(make(tmp_path)) is transient
 
 
 @pytest.mark.postgres
-@pytest.mark.parametrize(("make", "transient"), [(_pg_lock_timeout, True), (_pg_syntax_error, False)], ids=["pg-lock-timeout", "pg-syntax-error"])
+@pytest.mark.parametrize(
+    ("make", "transient"),
+    [(_pg_lock_timeout, True), (_pg_syntax_error, False)],
+    ids=["pg-lock-timeout", "pg-syntax-error"],
+)
 def test_postgres_lock_timeouts_are_transient_and_sql_errors_are_not(pg_url: str, make, transient: bool) -> None:
     assert is_transient(make(pg_url)) is transient
 
@@ -319,8 +363,12 @@ def test_drop_zone_files_move_to_processed_and_a_re_drop_is_skipped(
     [request] = first_tick.run_requests
     instance.add_dynamic_partitions("import_files", first_tick.dynamic_partitions_requests[0].partition_keys)
     first = dg.materialize(
-        [imported_file], instance=instance, partition_key=request.partition_key, run_config=request.run_config,
-        resources={"record_store": RecordStoreResource(database_url=store_url)}, tags=request.tags,
+        [imported_file],
+        instance=instance,
+        partition_key=request.partition_key,
+        run_config=request.run_config,
+        resources={"record_store": RecordStoreResource(database_url=store_url)},
+        tags=request.tags,
     )
     processed = dropzone_root / "applications" / "processed" / f"hires@{sha[:12]}.csv"
     assert first.success and processed.is_file() and not path.exists()
@@ -329,7 +377,10 @@ def test_drop_zone_files_move_to_processed_and_a_re_drop_is_skipped(
     second_tick = sensor(dg.build_sensor_context(instance=instance, cursor=first_tick.cursor))
     [redrop] = second_tick.run_requests
     second = dg.materialize(
-        [imported_file], instance=instance, partition_key=redrop.partition_key, run_config=redrop.run_config,
+        [imported_file],
+        instance=instance,
+        partition_key=redrop.partition_key,
+        run_config=redrop.run_config,
         resources={"record_store": RecordStoreResource(database_url=store_url)},
     )
 
@@ -351,7 +402,9 @@ def test_a_failed_drop_moves_to_failed_and_its_partition_re_runs_after_the_fix(
     assert (dropzone_root / "candidates" / "failed").is_dir()
 
     # a UI re-run of the partition: no path in the config, the file is found in failed/
-    fixed = materialize(instance, store_url, None, key=key, account=slug, mapping_yaml="columns:\n  Mail: email\n  Name: full_name\n")
+    fixed = materialize(
+        instance, store_url, None, key=key, account=slug, mapping_yaml="columns:\n  Mail: email\n  Name: full_name\n"
+    )
 
     assert fixed.success, failure_description(fixed)
     assert count(store, schema.users, slug) == 2
@@ -376,7 +429,9 @@ def test_the_code_location_holds_the_import_graph_described_and_grouped() -> Non
     assert [c.name for c in defs.resolve_asset_graph().get_check_keys_for_assets({spec.key})] == [ERROR_RATE_CHECK]
     job = defs.resolve_job_def("import_job")
     assert job.description and job.tags["bulkops/kind"] == "import"
-    assert {s.name for s in defs.sensors} >= {f"{e}_dropzone_sensor" for e in ("applications", "candidates", "jobs", "contracts")}
+    assert {s.name for s in defs.sensors} >= {
+        f"{e}_dropzone_sensor" for e in ("applications", "candidates", "jobs", "contracts")
+    }
 
 
 def test_a_run_waits_while_an_earlier_run_imports_the_same_content(
@@ -391,8 +446,12 @@ def test_a_run_waits_while_an_earlier_run_imports_the_same_content(
     store.ensure_account(slug)
     path = write(tmp_path / "twice.csv")
     earlier = instance.add_run(
-        dg.DagsterRun(job_name="import_job", run_id=str(uuid.uuid4()), status=dg.DagsterRunStatus.STARTED,
-                      tags={assets.SHA_TAG: dropzone.file_sha256(path)})
+        dg.DagsterRun(
+            job_name="import_job",
+            run_id=str(uuid.uuid4()),
+            status=dg.DagsterRunStatus.STARTED,
+            tags={assets.SHA_TAG: dropzone.file_sha256(path)},
+        )
     )
 
     waited = materialize(instance, sqlite_url, path, account=slug)

@@ -48,10 +48,16 @@ def applications(store_url: str) -> int:
     store = RecordStore(store_url)
     account_id = store.account_id(os.environ["BULKOPS_ACCOUNT"])
     with store.engine.connect() as conn:
-        return conn.scalar(sa.select(sa.func.count()).select_from(schema.applications).where(schema.applications.c.account_id == account_id))
+        return conn.scalar(
+            sa.select(sa.func.count())
+            .select_from(schema.applications)
+            .where(schema.applications.c.account_id == account_id)
+        )
 
 
-def test_bulkops_import_runs_import_job_and_the_run_is_in_the_instance(tmp_path: Path, home: Path, store_url: str) -> None:
+def test_bulkops_import_runs_import_job_and_the_run_is_in_the_instance(
+    tmp_path: Path, home: Path, store_url: str
+) -> None:
     path = tmp_path / "cli.csv"
     path.write_text(CSV)
 
@@ -122,7 +128,11 @@ def test_bulkops_demo_imports_the_sample_into_a_fresh_var_dir(tmp_path: Path) ->
 
     proc = subprocess.run(
         [sys.executable, "-c", "from pipelines.cli import run; run()", "demo"],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=300,
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
 
     assert proc.returncode == 0, proc.stderr[-3000:]

@@ -20,8 +20,11 @@ def _files(tmp_path: Path, n: int) -> tuple[Path, Path]:
     # the same candidates and jobs, different application ids: the second file's rows match the
     # first one's applications by email and job
     return tuple(
-        apps_csv(tmp_path, [f"{k}-{i},F{i},L{i},p{i}@example.com,JOB-{i % 5},Applied,2026-01-02,{i % 9}" for i in range(n)],
-                 name=f"{k}.csv")
+        apps_csv(
+            tmp_path,
+            [f"{k}-{i},F{i},L{i},p{i}@example.com,JOB-{i % 5},Applied,2026-01-02,{i % 9}" for i in range(n)],
+            name=f"{k}.csv",
+        )
         for k in ("A", "B")
     )
 
@@ -31,8 +34,10 @@ def _run_both(store: RecordStore, account: uuid.UUID, files: tuple[Path, Path], 
 
     def go(path: Path) -> None:
         try:
-            results[path.stem] = run_import(store, account, path, ImportOptions(batch_size=100), failed_rows_dir=tmp_path)
-        except Exception as exc:  # noqa: BLE001 - reported by the assertion below
+            results[path.stem] = run_import(
+                store, account, path, ImportOptions(batch_size=100), failed_rows_dir=tmp_path
+            )
+        except Exception as exc:
             results[path.stem] = exc
 
     threads = [threading.Thread(target=go, args=(p,)) for p in files]
@@ -62,8 +67,12 @@ def test_concurrent_imports_into_one_account_wait_for_each_others_batches(pg_url
             # before, on the unique key of the same job, then failing when this one commits)
             deadline = time.monotonic() + 60
             with store.engine.connect() as c:
-                while not c.execute(sa.text("SELECT count(*) FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid "
-                                            "WHERE NOT l.granted AND a.datname = current_database()")).scalar():
+                while not c.execute(
+                    sa.text(
+                        "SELECT count(*) FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid "
+                        "WHERE NOT l.granted AND a.datname = current_database()"
+                    )
+                ).scalar():
                     assert time.monotonic() < deadline, "the other import never waited for this batch"
                     time.sleep(0.02)
         return create(self, r)
@@ -76,7 +85,11 @@ def test_concurrent_imports_into_one_account_wait_for_each_others_batches(pg_url
     # every application once: what one import created, the other matched (with the same values: unchanged)
     assert sum(r.created for r in results.values()) == 300
     assert sum(r.details["unchanged"] for r in results.values()) == 300
-    assert (count(store, "applications", account), count(store, "users", account), count(store, "jobs", account)) == (300, 300, 5)
+    assert (count(store, "applications", account), count(store, "users", account), count(store, "jobs", account)) == (
+        300,
+        300,
+        5,
+    )
     store.dispose()
 
 
@@ -86,7 +99,11 @@ def test_concurrent_imports_on_sqlite_neither_fail_nor_duplicate(sqlite_url, tmp
     results = _run_both(store, account, _files(tmp_path, 2000), tmp_path)
     assert all(not isinstance(r, Exception) for r in results.values()), results
     assert sum(r.created for r in results.values()) == 2000
-    assert (count(store, "applications", account), count(store, "users", account), count(store, "jobs", account)) == (2000, 2000, 5)
+    assert (count(store, "applications", account), count(store, "users", account), count(store, "jobs", account)) == (
+        2000,
+        2000,
+        5,
+    )
     store.dispose()
 
 
@@ -95,16 +112,15 @@ def test_sqlite_batches_hold_the_write_lock_from_their_first_statement(sqlite_ur
     # more; immediate, its first statement (even on its own temp table) takes the write lock
     store = RecordStore(sqlite_url)
     database = sa.make_url(sqlite_url).database
-    with store.engine.connect() as conn, imports.serialized_batches(conn):
-        with conn.begin():
-            conn.exec_driver_sql("CREATE TEMP TABLE IF NOT EXISTS batch_probe (x int)")
-            conn.exec_driver_sql("INSERT INTO batch_probe VALUES (1)")
-            other = sqlite3.connect(database, timeout=0)
-            try:
-                with pytest.raises(sqlite3.OperationalError, match="locked"):
-                    other.execute("INSERT INTO accounts (id, slug, name) VALUES ('x', 'x', 'x')")
-            finally:
-                other.close()
+    with store.engine.connect() as conn, imports.serialized_batches(conn), conn.begin():
+        conn.exec_driver_sql("CREATE TEMP TABLE IF NOT EXISTS batch_probe (x int)")
+        conn.exec_driver_sql("INSERT INTO batch_probe VALUES (1)")
+        other = sqlite3.connect(database, timeout=0)
+        try:
+            with pytest.raises(sqlite3.OperationalError, match="locked"):
+                other.execute("INSERT INTO accounts (id, slug, name) VALUES ('x', 'x', 'x')")
+        finally:
+            other.close()
     # and the connection goes back to the pool as it came
     with store.engine.connect() as conn:
         assert conn.connection.dbapi_connection.isolation_level == ""

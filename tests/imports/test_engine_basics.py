@@ -9,7 +9,14 @@ import pytest
 import sqlalchemy as sa
 
 from connectors.store import schema
-from pipelines.imports.engine import ImportFailed, ImportOptions, MappingError, list_imports, rollback_import, run_import
+from pipelines.imports.engine import (
+    ImportFailed,
+    ImportOptions,
+    MappingError,
+    list_imports,
+    rollback_import,
+    run_import,
+)
 from tests.imports.helpers import apps_csv, count, rows
 
 SAMPLE = Path(__file__).resolve().parents[2] / "samples" / "applications.csv"
@@ -30,8 +37,13 @@ def test_sample_file_imports_candidates_applications_and_form_submissions(store,
     assert Path(r.failed_rows_path).read_text().startswith("_row,_line,_column,_error,Application ID")
     # every created or updated record is audited with the import id
     with store.engine.connect() as c:
-        ops = dict(c.execute(sa.select(schema.audit_log.c.operation, sa.func.count()).where(
-            schema.audit_log.c.import_id == r.import_id).group_by(schema.audit_log.c.operation)).all())
+        ops = dict(
+            c.execute(
+                sa.select(schema.audit_log.c.operation, sa.func.count())
+                .where(schema.audit_log.c.import_id == r.import_id)
+                .group_by(schema.audit_log.c.operation)
+            ).all()
+        )
     assert ops == {"import.create": 20 + 20 + 20 + 4, "import.update": 4}
 
 
@@ -75,11 +87,14 @@ def test_mapping_naming_missing_column_writes_nothing(store, account, tmp_path) 
 
 
 def test_duplicates_inside_one_file_are_deterministic(store, account, tmp_path) -> None:
-    path = apps_csv(tmp_path, [
-        "A-1,Ann,One,ann@x.org,J-1,Applied,2026-01-01,1",
-        "A-2,Ann,One, ANN@X.ORG ,J-1,Interview,2026-01-02,2",
-        "A-1,Ann,One,ann@x.org,J-1,Offer,2026-01-03,3",
-    ])
+    path = apps_csv(
+        tmp_path,
+        [
+            "A-1,Ann,One,ann@x.org,J-1,Applied,2026-01-01,1",
+            "A-2,Ann,One, ANN@X.ORG ,J-1,Interview,2026-01-02,2",
+            "A-1,Ann,One,ann@x.org,J-1,Offer,2026-01-03,3",
+        ],
+    )
     r = run_import(store, account, path, ImportOptions(), failed_rows_dir=tmp_path)
     assert (r.created, r.updated) == (1, 2)
     (app,) = rows(store, "applications", account)
@@ -88,7 +103,9 @@ def test_duplicates_inside_one_file_are_deterministic(store, account, tmp_path) 
 
 def test_duplicates_across_files(store, account, tmp_path) -> None:
     a = apps_csv(tmp_path, ["A-1,Ann,One,ann@x.org,J-1,Applied,2026-01-01,1"], "a.csv")
-    b = apps_csv(tmp_path, ["A-9,Ann,One,Ann@X.org,J-1,Offer,2026-01-01,1", "B-1,Bob,Two,bob@x.org,J-1,,2026-01-01,1"], "b.csv")
+    b = apps_csv(
+        tmp_path, ["A-9,Ann,One,Ann@X.org,J-1,Offer,2026-01-01,1", "B-1,Bob,Two,bob@x.org,J-1,,2026-01-01,1"], "b.csv"
+    )
     run_import(store, account, a, ImportOptions(), failed_rows_dir=tmp_path)
     r = run_import(store, account, b, ImportOptions(), failed_rows_dir=tmp_path)
     assert (r.created, r.updated) == (1, 1)
@@ -104,7 +121,9 @@ def test_duplicates_across_files(store, account, tmp_path) -> None:
         pytest.param("flag", 0, 0, 1, 1, 1, "applied", id="flag-for-review"),
     ],
 )
-def test_duplicate_strategies(store, account, tmp_path, strategy, created, updated, skipped, apps, flags, stage) -> None:
+def test_duplicate_strategies(
+    store, account, tmp_path, strategy, created, updated, skipped, apps, flags, stage
+) -> None:
     a = apps_csv(tmp_path, ["A-1,Ann,One,ann@x.org,J-1,Applied,2026-01-01,1"], "a.csv")
     b = apps_csv(tmp_path, ["A-1,Ann,One,ann@x.org,J-1,Offer,2026-01-01,1"], "b.csv")
     run_import(store, account, a, ImportOptions(), failed_rows_dir=tmp_path)
@@ -117,12 +136,15 @@ def test_duplicate_strategies(store, account, tmp_path, strategy, created, updat
 
 
 def _bad_rows_csv(tmp_path: Path) -> Path:
-    return apps_csv(tmp_path, [
-        "A-1,Ann,One,ann@x.org,J-1,Applied,2026-01-01,1",
-        "A-2,Bob,Two,not-an-email,J-1,Applied,2026-01-01,1",
-        "A-3,Cy,Three,cy@x.org,J-1,Applied,31/31/2026,1",
-        "A-4,Di,Four,di@x.org,J-1,Applied,2026-01-01,1",
-    ])
+    return apps_csv(
+        tmp_path,
+        [
+            "A-1,Ann,One,ann@x.org,J-1,Applied,2026-01-01,1",
+            "A-2,Bob,Two,not-an-email,J-1,Applied,2026-01-01,1",
+            "A-3,Cy,Three,cy@x.org,J-1,Applied,31/31/2026,1",
+            "A-4,Di,Four,di@x.org,J-1,Applied,2026-01-01,1",
+        ],
+    )
 
 
 def test_error_policy_skip_keeps_good_rows_and_writes_failed_rows_csv(store, account, tmp_path) -> None:
@@ -137,9 +159,14 @@ def test_error_policy_skip_keeps_good_rows_and_writes_failed_rows_csv(store, acc
 
 def test_nul_bytes_reject_their_row_on_both_backends(store, account, tmp_path) -> None:
     # PostgreSQL's COPY refused the whole batch ("invalid byte sequence 0x00"); SQLite kept the NUL
-    path = apps_csv(tmp_path, ["N-1,Ann,Lee,ann@example.com,JOB-1,Applied,2026-01-02,3",
-                               "N-2,B\x00b,Ray,bob@example.com,JOB-1,Applied,2026-01-02,4",
-                               "N-3,Cy,Doe,cy@example.com,JOB-1,Applied,2026-01-02,5\x00"])
+    path = apps_csv(
+        tmp_path,
+        [
+            "N-1,Ann,Lee,ann@example.com,JOB-1,Applied,2026-01-02,3",
+            "N-2,B\x00b,Ray,bob@example.com,JOB-1,Applied,2026-01-02,4",
+            "N-3,Cy,Doe,cy@example.com,JOB-1,Applied,2026-01-02,5\x00",
+        ],
+    )
     r = run_import(store, account, path, ImportOptions(), failed_rows_dir=tmp_path / "failed")
     assert (r.status, r.created, r.errors) == ("completed", 1, 2)
     assert [a.external_id for a in rows(store, "applications", account)] == ["N-1"]
@@ -151,12 +178,20 @@ def test_nul_bytes_reject_their_row_on_both_backends(store, account, tmp_path) -
 
 def test_error_policy_abort_stops_at_first_error(store, account, tmp_path) -> None:
     with pytest.raises(ImportFailed, match=r"row 2, column 'email'") as exc:
-        run_import(store, account, _bad_rows_csv(tmp_path), ImportOptions(error_policy="abort", batch_size=1), failed_rows_dir=tmp_path)
+        run_import(
+            store,
+            account,
+            _bad_rows_csv(tmp_path),
+            ImportOptions(error_policy="abort", batch_size=1),
+            failed_rows_dir=tmp_path,
+        )
     assert exc.value.result.status == "failed"
     assert [a.external_id for a in rows(store, "applications", account)] == ["A-1"]
 
 
-@pytest.mark.parametrize(("threshold", "fails"), [pytest.param(0.6, False, id="under"), pytest.param(0.4, True, id="over")])
+@pytest.mark.parametrize(
+    ("threshold", "fails"), [pytest.param(0.6, False, id="under"), pytest.param(0.4, True, id="over")]
+)
 def test_error_policy_threshold(store, account, tmp_path, threshold, fails) -> None:
     opts = ImportOptions(error_policy="threshold", error_threshold=threshold)
     if fails:
@@ -184,11 +219,16 @@ def test_killed_run_resumes_without_duplicates(store, account, tmp_path) -> None
             raise KeyboardInterrupt("killed")
 
     with pytest.raises(KeyboardInterrupt):
-        run_import(store, account, path, ImportOptions(batch_size=5), failed_rows_dir=tmp_path, on_progress=kill_after_two)
+        run_import(
+            store, account, path, ImportOptions(batch_size=5), failed_rows_dir=tmp_path, on_progress=kill_after_two
+        )
     assert count(store, "applications", account) == 10
     row = list_imports(store, account)[0]
     assert row["status"] == "cancelled" and row["finished_at"] is not None
-    assert row["error_message"] == "interrupted (KeyboardInterrupt: killed) after 10 committed rows; a re-run resumes there"
+    assert (
+        row["error_message"]
+        == "interrupted (KeyboardInterrupt: killed) after 10 committed rows; a re-run resumes there"
+    )
     r = run_import(store, account, path, ImportOptions(batch_size=5), failed_rows_dir=tmp_path)
     assert (r.rows_read, r.created, r.errors) == (30, 29, 1)
     assert count(store, "applications", account) == 29
@@ -201,8 +241,15 @@ def test_should_stop_ends_cancelled_between_batches_and_a_rerun_resumes(store, a
     path = apps_csv(tmp_path, [f"A-{i},F{i},L{i},p{i}@x.org,J-{i % 3},Applied,2026-01-01,{i}" for i in range(30)])
     committed: list[int] = []
 
-    r = run_import(store, account, path, ImportOptions(batch_size=5), failed_rows_dir=tmp_path,
-                   on_progress=lambda p: committed.append(p.batches_committed), should_stop=lambda: len(committed) == 2)
+    r = run_import(
+        store,
+        account,
+        path,
+        ImportOptions(batch_size=5),
+        failed_rows_dir=tmp_path,
+        on_progress=lambda p: committed.append(p.batches_committed),
+        should_stop=lambda: len(committed) == 2,
+    )
     assert (r.status, r.rows_read, r.created) == ("cancelled", 10, 10)
     row = list_imports(store, account)[0]
     assert row["status"] == "cancelled" and row["finished_at"] is not None
@@ -238,8 +285,15 @@ def test_rollback_round_trip_leaves_other_accounts_alone(store, account, tmp_pat
         rollback_import(store, account, second.import_id, actor="tester")
     assert count(store, "applications", other) == 20
     with store.engine.connect() as c:
-        ops = c.execute(sa.select(schema.audit_log.c.operation).where(
-            schema.audit_log.c.import_id == second.import_id, schema.audit_log.c.actor == "tester")).scalars().all()
+        ops = (
+            c.execute(
+                sa.select(schema.audit_log.c.operation).where(
+                    schema.audit_log.c.import_id == second.import_id, schema.audit_log.c.actor == "tester"
+                )
+            )
+            .scalars()
+            .all()
+        )
     assert sorted(set(ops)) == ["import.rollback.delete", "import.rollback.restore"]
 
 
@@ -258,16 +312,32 @@ def test_other_entities(store, account, tmp_path, entity) -> None:
         assert (guido.first_name, guido.last_name) == ("Guido", "V Rossum")
     else:
         assert {j.code: (j.title, j.location) for j in rows(store, "jobs", account, "code")} == {
-            "J-1": ("Senior Engineer", "Leeds"), "J-2": ("Analyst", "York")}
+            "J-1": ("Senior Engineer", "Leeds"),
+            "J-2": ("Analyst", "York"),
+        }
 
 
 def test_contracts_reference_applications_by_external_id(store, account, tmp_path) -> None:
     run_import(store, account, SAMPLE, ImportOptions(), failed_rows_dir=tmp_path)
     path = tmp_path / "contracts.csv"
     path.write_text("Contract ID,Application ID,Status,Salary\nK-1,APP-1000,sent,50000\nK-2,APP-404,draft,1\n")
-    r = run_import(store, account, path, ImportOptions(entity="contracts", mapping={
-        "columns": {"Contract ID": "external_id", "Application ID": "application_external_id", "Status": "status", "Salary": "terms.salary"}}),
-        failed_rows_dir=tmp_path)
+    r = run_import(
+        store,
+        account,
+        path,
+        ImportOptions(
+            entity="contracts",
+            mapping={
+                "columns": {
+                    "Contract ID": "external_id",
+                    "Application ID": "application_external_id",
+                    "Status": "status",
+                    "Salary": "terms.salary",
+                }
+            },
+        ),
+        failed_rows_dir=tmp_path,
+    )
     assert (r.created, r.errors) == (1, 1)
     (k,) = rows(store, "contracts", account)
     assert k.terms == {"salary": "50000"} and k.status == "sent"

@@ -141,7 +141,9 @@ def job_row_locked(acct: Account, code: str) -> Iterator[JobRowLock]:
 def history(acct: Account) -> list[sa.Row]:
     h = schema.import_history
     with acct.store.engine.connect() as c:
-        return list(c.execute(sa.select(h).where(h.c.account_id == acct.id, h.c.dry_run == sa.false()).order_by(h.c.started_at)))
+        return list(
+            c.execute(sa.select(h).where(h.c.account_id == acct.id, h.c.dry_run == sa.false()).order_by(h.c.started_at))
+        )
 
 
 def records(acct: Account, import_id: uuid.UUID) -> dict[str, int]:
@@ -156,11 +158,17 @@ def records(acct: Account, import_id: uuid.UUID) -> dict[str, int]:
         "applications": scalar(sa.select(sa.func.count()).select_from(a).where(a.c.account_id == acct.id)),
         "external_ids": scalar(sa.select(sa.func.count(sa.distinct(a.c.external_id))).where(a.c.account_id == acct.id)),
         "forms": scalar(sa.select(sa.func.count()).select_from(f).where(f.c.account_id == acct.id)),
-        "candidates": scalar(sa.select(sa.func.count()).select_from(u).where(u.c.account_id == acct.id, u.c.role == "candidate")),
+        "candidates": scalar(
+            sa.select(sa.func.count()).select_from(u).where(u.c.account_id == acct.id, u.c.role == "candidate")
+        ),
         "audited": scalar(
-            sa.select(sa.func.count()).select_from(log).where(
-                log.c.account_id == acct.id, log.c.import_id == import_id,
-                log.c.operation == "import.create", log.c.entity_type == "applications",
+            sa.select(sa.func.count())
+            .select_from(log)
+            .where(
+                log.c.account_id == acct.id,
+                log.c.import_id == import_id,
+                log.c.operation == "import.create",
+                log.c.entity_type == "applications",
             )
         ),
     }
@@ -236,7 +244,11 @@ def test_a_terminated_import_run_keeps_whole_batches_and_a_rerun_finishes_the_fi
     assert "STEP_RESTARTED" not in event_types(instance, run.run_id)
     [cancelled] = history(acct)
     assert (cancelled.status, cancelled.rows_committed, cancelled.rows_read, cancelled.created, cancelled.errors) == (
-        "cancelled", 2 * BATCH, 2 * BATCH, 2 * BATCH, 0
+        "cancelled",
+        2 * BATCH,
+        2 * BATCH,
+        2 * BATCH,
+        0,
     )
     assert cancelled.dagster_run_id == run.run_id
     assert records(acct, cancelled.id) == exactly(2 * BATCH)
@@ -273,7 +285,9 @@ def test_a_killed_database_connection_fails_the_attempt_and_the_retry_resumes(
                 assert (before.status, before.rows_committed) == ("processing", 2 * BATCH)
                 with acct.store.engine.connect() as c:
                     assert c.execute(sa.text("SELECT pg_terminate_backend(:p)"), {"p": waiter}).scalar()
-                [failed] = wait_for(lambda: [r for r in history(acct) if r.status == "failed"], "the attempt to record a failure")
+                [failed] = wait_for(
+                    lambda: [r for r in history(acct) if r.status == "failed"], "the attempt to record a failure"
+                )
                 return failed
             finally:
                 # the fault clears: the retry finds the job free
@@ -285,7 +299,9 @@ def test_a_killed_database_connection_fails_the_attempt_and_the_retry_resumes(
             instance=instance,
             partition_key=key,
             resources={"record_store": RecordStoreResource(database_url=pg_url)},
-            run_config=dg.RunConfig(ops={"imported_file": ImportConfig(path=str(path), account=acct.slug, batch_size=BATCH)}),
+            run_config=dg.RunConfig(
+                ops={"imported_file": ImportConfig(path=str(path), account=acct.slug, batch_size=BATCH)}
+            ),
             raise_on_error=False,
         )
         failed = fault.result()
@@ -296,7 +312,10 @@ def test_a_killed_database_connection_fails_the_attempt_and_the_retry_resumes(
     assert (types.count("STEP_UP_FOR_RETRY"), types.count("STEP_RESTARTED"), types.count("STEP_FAILURE")) == (1, 1, 0)
     [retry] = [e for e in result.all_events if e.event_type_value == "STEP_UP_FOR_RETRY"]
     assert "terminating connection due to administrator command" in str(retry.event_specific_data.error)
-    assert failed.rows_committed == 2 * BATCH and "terminating connection due to administrator command" in failed.error_message
+    assert (
+        failed.rows_committed == 2 * BATCH
+        and "terminating connection due to administrator command" in failed.error_message
+    )
     [done] = history(acct)
     assert completed(done) == (rows, rows, rows, 0, 0)
     assert done.dagster_run_id == result.run_id
@@ -325,8 +344,14 @@ def test_terminate_stops_an_in_process_import_at_the_next_batch(
         marker = threading.Thread(target=mark_canceling)
         marker.start()
         try:
-            run_id, result = launch_import(path, "applications", acct.slug, ImportOptions(entity="applications", batch_size=BATCH),
-                                           instance=instance, log_level="ERROR")
+            run_id, result = launch_import(
+                path,
+                "applications",
+                acct.slug,
+                ImportOptions(entity="applications", batch_size=BATCH),
+                instance=instance,
+                log_level="ERROR",
+            )
         finally:
             marker.join()
     assert result is None

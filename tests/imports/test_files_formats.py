@@ -62,7 +62,10 @@ def test_compressed_files_named_csv_are_read_by_their_bytes(tmp_path: Path, cont
     path.write_bytes(content)
     f = open_tabular(path)
     assert (f.format, f.detected["compression"], f.columns) == ("csv", compression, ["Email", "Name", "City"])
-    assert _rows(f) == [{"Email": "a@example.com", "Name": "Zoë", "City": "Köln"}, {"Email": "b@example.com", "Name": "Bo", "City": "Paris"}]
+    assert _rows(f) == [
+        {"Email": "a@example.com", "Name": "Zoë", "City": "Köln"},
+        {"Email": "b@example.com", "Name": "Bo", "City": "Paris"},
+    ]
 
 
 def test_a_zip_of_several_files_is_refused_naming_them(tmp_path: Path) -> None:
@@ -74,13 +77,27 @@ def test_a_zip_of_several_files_is_refused_naming_them(tmp_path: Path) -> None:
 
 def test_workbooks_are_read_whatever_their_name_first_sheet_or_named(tmp_path: Path) -> None:
     path = tmp_path / "apps.csv"
-    path.write_bytes(_xlsx({
-        "Applicants": [["Applicants export"], [], ["Email", "Years", "Applied At", "Active"],
-                       ["a@example.com", 3, datetime(2026, 4, 3, 14, 30), True], ["b@example.com", 2.5, datetime(2026, 4, 5), None]],
-        "Jobs": [["Code", "Title"], ["ENG-1", "Engineer"]],
-    }))
+    path.write_bytes(
+        _xlsx(
+            {
+                "Applicants": [
+                    ["Applicants export"],
+                    [],
+                    ["Email", "Years", "Applied At", "Active"],
+                    ["a@example.com", 3, datetime(2026, 4, 3, 14, 30), True],
+                    ["b@example.com", 2.5, datetime(2026, 4, 5), None],
+                ],
+                "Jobs": [["Code", "Title"], ["ENG-1", "Engineer"]],
+            }
+        )
+    )
     f = open_tabular(path)
-    assert (f.format, f.detected["sheet"], f.detected["header_line"], f.columns) == ("xlsx", "Applicants", 3, ["Email", "Years", "Applied At", "Active"])
+    assert (f.format, f.detected["sheet"], f.detected["header_line"], f.columns) == (
+        "xlsx",
+        "Applicants",
+        3,
+        ["Email", "Years", "Applied At", "Active"],
+    )
     batch = next(f.batches(100))
     assert batch.table.to_pylist() == [
         {"Email": "a@example.com", "Years": "3", "Applied At": "2026-04-03T14:30:00", "Active": "true"},
@@ -110,7 +127,11 @@ OLE2 = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1" + b"\x00" * 200 + "Workbook".encode("
         pytest.param(b"\xff\xd8\xff\xe0\x00\x10JFIF\x00" + b"\x00" * 40, r"this is an image \(JPEG\)", id="jpeg"),
         pytest.param(OLE2, r"this is an old Excel \.xls workbook.*save it as \.xlsx or CSV", id="xls"),
         pytest.param(b"<!DOCTYPE html>\n<html><body>Sign in</body></html>", "this is an HTML page", id="html"),
-        pytest.param(_zip({"word/document.xml": b"<w/>", "[Content_Types].xml": b"<x/>"}), r"this is a Word document \(\.docx\)", id="docx"),
+        pytest.param(
+            _zip({"word/document.xml": b"<w/>", "[Content_Types].xml": b"<x/>"}),
+            r"this is a Word document \(\.docx\)",
+            id="docx",
+        ),
         pytest.param(b"Rar!\x1a\x07\x01\x00" + b"\x00" * 40, "this is a RAR archive", id="rar"),
         pytest.param(bytes(range(256)) * 8, "this is binary data", id="binary"),
         pytest.param(gzip.compress(b"%PDF-1.4\n..."), r"the gzip content is a PDF document", id="gzipped-pdf"),
@@ -176,7 +197,9 @@ def test_skip_rows_and_comment_options(tmp_path: Path) -> None:
     path = tmp_path / "f.csv"
     path.write_text("Report,2026,final\nEmail,Name,City\n# a note,,\na@example.com,Ann,Oslo\n")
     f = open_tabular(path, skip_rows=1, comment="#")
-    assert f.columns == ["Email", "Name", "City"] and _rows(f) == [{"Email": "a@example.com", "Name": "Ann", "City": "Oslo"}]
+    assert f.columns == ["Email", "Name", "City"] and _rows(f) == [
+        {"Email": "a@example.com", "Name": "Ann", "City": "Oslo"}
+    ]
     assert [b.lines.to_pylist() for b in f.batches(10)] == [[4]]
 
 
@@ -251,8 +274,11 @@ def test_null_spellings_empty_only_the_columns_asked_for(tmp_path: Path) -> None
     path.write_text("Email,Phone,Notes\nN/A,-,N/A\n NULL ,none,NULL\nNa@x.org,Na,Na\n")
     f = open_tabular(path)
     rows = _rows(f, null_columns=["Email", "Phone"])
-    assert rows == [{"Email": "", "Phone": "", "Notes": "N/A"}, {"Email": "", "Phone": "", "Notes": "NULL"},
-                    {"Email": "Na@x.org", "Phone": "Na", "Notes": "Na"}]
+    assert rows == [
+        {"Email": "", "Phone": "", "Notes": "N/A"},
+        {"Email": "", "Phone": "", "Notes": "NULL"},
+        {"Email": "Na@x.org", "Phone": "Na", "Notes": "Na"},
+    ]
     custom = open_tabular(path, null_values=("-",))
     assert [r["Email"] for r in _rows(custom, null_columns=["Email", "Phone"])] == ["N/A", " NULL ", "Na@x.org"]
 

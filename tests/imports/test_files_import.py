@@ -49,7 +49,9 @@ def _people(n: int, bad_line: int | None = None) -> bytes:
 def test_undecodable_bytes_reject_one_row_and_the_import_goes_on(store, account, tmp_path) -> None:
     path = tmp_path / "people.csv"
     path.write_bytes(_people(3000, bad_line=2902))
-    r = run_import(store, account, path, ImportOptions(entity="candidates", batch_size=1000), failed_rows_dir=tmp_path / "failed")
+    r = run_import(
+        store, account, path, ImportOptions(entity="candidates", batch_size=1000), failed_rows_dir=tmp_path / "failed"
+    )
     assert (r.status, r.created, r.errors, r.rows_read) == ("completed", 2999, 1, 3000)
     assert count(store, "users", account) == 2999
     (bad,) = _failed(r.failed_rows_path)
@@ -65,7 +67,9 @@ def test_undecodable_bytes_decode_with_the_fallback_when_asked(store, account, t
     opts = ImportOptions(entity="candidates", batch_size=1000, decode_fallback="cp1252")
     r = run_import(store, account, path, opts, failed_rows_dir=tmp_path / "failed")
     assert (r.status, r.created, r.errors) == ("completed", 3000, 0)
-    user = next(u for u in rows(store, "users", account, "email_normalized") if u.email_normalized == "p2901@example.com")
+    user = next(
+        u for u in rows(store, "users", account, "email_normalized") if u.email_normalized == "p2901@example.com"
+    )
     assert (user.first_name, user.last_name, user.data["city"]) == ("Renée", "Café", "Montréal")
     assert _history_details(store, r.import_id)["rows_decoded_with_fallback"] == 1
 
@@ -107,17 +111,34 @@ JOBS = "Code,Title,Location\nENG-1,Engineer,Oslo\nENG-2,Designer,Paris\n"
     ("content", "expect"),
     [
         pytest.param(gzip.compress(JOBS.encode()), {"format": "csv", "compression": "gzip"}, id="gzip"),
-        pytest.param(_zip({"jobs.csv": JOBS.encode()}), {"format": "csv", "compression": "zip", "member": "jobs.csv"}, id="zip"),
-        pytest.param(_xlsx([["Jobs of 2026"], ["Code", "Title", "Location"], ["ENG-1", "Engineer", "Oslo"], ["ENG-2", "Designer", "Paris"]]),
-                     {"format": "xlsx", "sheet": "Sheet", "header_line": 2}, id="xlsx"),
+        pytest.param(
+            _zip({"jobs.csv": JOBS.encode()}), {"format": "csv", "compression": "zip", "member": "jobs.csv"}, id="zip"
+        ),
+        pytest.param(
+            _xlsx(
+                [
+                    ["Jobs of 2026"],
+                    ["Code", "Title", "Location"],
+                    ["ENG-1", "Engineer", "Oslo"],
+                    ["ENG-2", "Designer", "Paris"],
+                ]
+            ),
+            {"format": "xlsx", "sheet": "Sheet", "header_line": 2},
+            id="xlsx",
+        ),
     ],
 )
-def test_compressed_files_and_workbooks_named_csv_import(store, account, tmp_path, content: bytes, expect: dict) -> None:
+def test_compressed_files_and_workbooks_named_csv_import(
+    store, account, tmp_path, content: bytes, expect: dict
+) -> None:
     path = tmp_path / "jobs.csv"
     path.write_bytes(content)
     r = run_import(store, account, path, ImportOptions(entity="jobs"), failed_rows_dir=tmp_path)
     assert (r.status, r.created, r.errors) == ("completed", 2, 0)
-    assert [(j.code, j.title, j.location) for j in rows(store, "jobs", account, "code")] == [("ENG-1", "Engineer", "Oslo"), ("ENG-2", "Designer", "Paris")]
+    assert [(j.code, j.title, j.location) for j in rows(store, "jobs", account, "code")] == [
+        ("ENG-1", "Engineer", "Oslo"),
+        ("ENG-2", "Designer", "Paris"),
+    ]
     assert expect.items() <= _history_details(store, r.import_id)["file"].items()
 
 
@@ -145,7 +166,18 @@ def test_ten_thousand_columns_land_in_data(store, account, tmp_path) -> None:
     assert b.data == {f"q{i}": f"w{i}" for i in range(2, 10_000, 2)}
 
 
-TRICKY = ['say "hi"', "back\\slash", "two\nlines", "tab\there", "bell\x07", "emoji 🎉 ünï", "", "  padded  ", "{\"json\": 1}", "C:\\path\\"]
+TRICKY = [
+    'say "hi"',
+    "back\\slash",
+    "two\nlines",
+    "tab\there",
+    "bell\x07",
+    "emoji 🎉 ünï",
+    "",
+    "  padded  ",
+    '{"json": 1}',
+    "C:\\path\\",
+]
 
 
 def test_extra_data_keeps_every_value_as_written(store, account, tmp_path) -> None:
@@ -165,8 +197,11 @@ def test_extra_data_keeps_every_value_as_written(store, account, tmp_path) -> No
     (form,) = rows(store, "form_submissions", account, "submitted_at")
     assert form.answers == expected
     with store.engine.connect() as c:
-        after = c.execute(sa.select(schema.audit_log.c.after).where(
-            schema.audit_log.c.entity_type == "applications", schema.audit_log.c.import_id == r.import_id)).scalar()
+        after = c.execute(
+            sa.select(schema.audit_log.c.after).where(
+                schema.audit_log.c.entity_type == "applications", schema.audit_log.c.import_id == r.import_id
+            )
+        ).scalar()
     after = json.loads(after) if isinstance(after, str) else after
     assert after["data"] == expected
 
@@ -176,7 +211,7 @@ def test_header_shapes_import_and_are_reported(store, account, tmp_path) -> None
     path.write_bytes(
         b"#one: line one\r#two: line two\rCandidates export,,,,\r\r"
         b"Email,First Name,,Email,Notes,\r"
-        b"a@example.com,Ann,x,a2@example.com,\"two\rlines\",\r"
+        b'a@example.com,Ann,x,a2@example.com,"two\rlines",\r'
         b"b@example.com,Bo,,,plain,\r"
     )
     dry = run_import(store, account, path, ImportOptions(entity="candidates", dry_run=True), failed_rows_dir=tmp_path)
@@ -195,20 +230,32 @@ def test_header_shapes_import_and_are_reported(store, account, tmp_path) -> None
 def test_skip_rows_and_comment_options_import(store, account, tmp_path) -> None:
     path = tmp_path / "candidates.csv"
     path.write_text("Export,by,admin,2026\nEmail,First Name,Last Name,Notes\n# reviewed,,,\na@example.com,Ann,Lee,ok\n")
-    r = run_import(store, account, path, ImportOptions(entity="candidates", skip_rows=1, comment="#"), failed_rows_dir=tmp_path)
+    r = run_import(
+        store, account, path, ImportOptions(entity="candidates", skip_rows=1, comment="#"), failed_rows_dir=tmp_path
+    )
     assert (r.status, r.created, r.errors) == ("completed", 1, 0)
-    assert [(u.first_name, u.data) for u in rows(store, "users", account, "email_normalized")] == [("Ann", {"notes": "ok"})]
+    assert [(u.first_name, u.data) for u in rows(store, "users", account, "email_normalized")] == [
+        ("Ann", {"notes": "ok"})
+    ]
 
 
 def test_a_cell_over_the_limit_rejects_its_row_naming_column_and_size(store, account, tmp_path) -> None:
     path = tmp_path / "candidates.csv"
-    path.write_text("Email,Notes\na@example.com,short\nb@example.com," + "n" * (5 * 1024 * 1024) + "\nc@example.com,fine\n")
+    path.write_text(
+        "Email,Notes\na@example.com,short\nb@example.com," + "n" * (5 * 1024 * 1024) + "\nc@example.com,fine\n"
+    )
     r = run_import(store, account, path, ImportOptions(entity="candidates"), failed_rows_dir=tmp_path)
     assert (r.status, r.created, r.errors) == ("completed", 2, 1)
     (bad,) = _failed(r.failed_rows_path)
     assert (bad["_row"], bad["_line"], bad["_column"]) == ("2", "3", "Notes")
     assert "5,242,880 bytes, over the limit of 131,072 bytes per cell" in bad["_error"] and len(bad["_raw"]) < 1000
-    bigger = run_import(store, account, path, ImportOptions(entity="candidates", force=True, max_cell_bytes=6 << 20), failed_rows_dir=tmp_path)
+    bigger = run_import(
+        store,
+        account,
+        path,
+        ImportOptions(entity="candidates", force=True, max_cell_bytes=6 << 20),
+        failed_rows_dir=tmp_path,
+    )
     assert (bigger.errors, count(store, "users", account)) == (0, 3)
 
 
@@ -233,8 +280,12 @@ def test_packed_json_objects_equal_the_values_for_any_text() -> None:
 
     rnd = random.Random(3)
     alphabet = ['"', "\\", "\n", "\r", "\t", "\b", "\f", "\x01", "\x1f", "é", "🎉", "a", " ", "/", "\u2028"]
-    cols = {f"k{i}": [None if rnd.random() < 0.2 else "".join(rnd.choices(alphabet, k=rnd.randint(0, 8))) for _ in range(300)]
-            for i in range(150)}
+    cols = {
+        f"k{i}": [
+            None if rnd.random() < 0.2 else "".join(rnd.choices(alphabet, k=rnd.randint(0, 8))) for _ in range(300)
+        ]
+        for i in range(150)
+    }
     out = json_objects([(k, pa.array(v, pa.string())) for k, v in cols.items()], 300).to_pylist()
     for i, text in enumerate(out):
         assert json.loads(text) == {k: v[i] for k, v in cols.items() if v[i] is not None}
@@ -245,6 +296,14 @@ def test_abort_on_an_undecodable_row_names_file_row_and_column(store, account, t
 
     path = tmp_path / "people.csv"
     path.write_bytes(_people(30, bad_line=12))
-    with pytest.raises(ImportFailed, match=r"^people\.csv: row 11, column 'First Name': line 12: cannot decode byte\(s\) \\xe9"):
-        run_import(store, account, path, ImportOptions(entity="candidates", error_policy="abort", batch_size=5), failed_rows_dir=tmp_path)
+    with pytest.raises(
+        ImportFailed, match=r"^people\.csv: row 11, column 'First Name': line 12: cannot decode byte\(s\) \\xe9"
+    ):
+        run_import(
+            store,
+            account,
+            path,
+            ImportOptions(entity="candidates", error_policy="abort", batch_size=5),
+            failed_rows_dir=tmp_path,
+        )
     assert count(store, "users", account) == 10  # the batches before it stay committed

@@ -10,7 +10,7 @@ import pytest
 
 from connectors.files import FileReadError, open_tabular
 
-TEXT = "Name;City\nZoë Müller;Köln\n\"Café, \"\"Le\"\"\nBistro\";Paris\n"
+TEXT = 'Name;City\nZoë Müller;Köln\n"Café, ""Le""\nBistro";Paris\n'
 
 
 @pytest.mark.parametrize(
@@ -35,7 +35,9 @@ def test_encodings_are_detected(tmp_path: Path, encoding: str, expected: str) ->
 @pytest.mark.parametrize("delimiter", [",", ";", "\t", "|"], ids=["comma", "semicolon", "tab", "pipe"])
 def test_delimiters_are_sniffed(tmp_path: Path, delimiter: str) -> None:
     path = tmp_path / "f.csv"
-    path.write_text(delimiter.join(["a", "b", "c"]) + "\n" + delimiter.join(["1", "2,5" if delimiter != "," else "2", "3"]) + "\n")
+    path.write_text(
+        delimiter.join(["a", "b", "c"]) + "\n" + delimiter.join(["1", "2,5" if delimiter != "," else "2", "3"]) + "\n"
+    )
     f = open_tabular(path)
     assert f.delimiter == delimiter and f.columns == ["a", "b", "c"]
 
@@ -78,8 +80,9 @@ def test_parquet_streams_batches_as_strings(tmp_path: Path) -> None:
     path = tmp_path / "f.parquet"
     pq.write_table(pa.table({"Email": ["a@x.org", "b@x.org", "c@x.org"], "Years": [1, 2, 3]}), path, row_group_size=2)
     batches = list(open_tabular(path).batches(2, start_after=1))
-    assert [b.table.column("Years").to_pylist() for b in batches] == [["2"], ["3"]] or \
-        [v for b in batches for v in b.table.column("Years").to_pylist()] == ["2", "3"]
+    assert [b.table.column("Years").to_pylist() for b in batches] == [["2"], ["3"]] or [
+        v for b in batches for v in b.table.column("Years").to_pylist()
+    ] == ["2", "3"]
     assert [r for b in batches for r in b.rows.to_pylist()] == [2, 3]
 
 

@@ -34,13 +34,20 @@ def _audit_rows(store, account) -> int:
 
 @pytest.mark.parametrize("dry_run", [False, True], ids=["import", "dry-run"])
 def test_an_applicants_file_imported_as_jobs_is_refused_and_changes_nothing(store, account, tmp_path, dry_run) -> None:
-    run_import(store, account, write(tmp_path / "jobs.csv", JOBS), ImportOptions(entity="jobs"), failed_rows_dir=tmp_path)
+    run_import(
+        store, account, write(tmp_path / "jobs.csv", JOBS), ImportOptions(entity="jobs"), failed_rows_dir=tmp_path
+    )
     before, audit = _jobs_snapshot(store, account), _audit_rows(store, account)
     assert len(before) == 3
 
     with pytest.raises(MappingError, match=REFUSAL) as exc:
-        run_import(store, account, write(tmp_path / "applicants.csv", APPLICANTS), ImportOptions(entity="jobs", dry_run=dry_run),
-                   failed_rows_dir=tmp_path)
+        run_import(
+            store,
+            account,
+            write(tmp_path / "applicants.csv", APPLICANTS),
+            ImportOptions(entity="jobs", dry_run=dry_run),
+            failed_rows_dir=tmp_path,
+        )
 
     assert "\n" not in exc.value.message
     assert _jobs_snapshot(store, account) == before
@@ -54,13 +61,20 @@ def test_an_applicants_file_imported_as_jobs_is_refused_and_changes_nothing(stor
 
 def test_an_explicit_mapping_says_which_column_is_which_and_is_not_second_guessed(store, account, tmp_path) -> None:
     mapping = {"columns": {"Job Code": "code", "Job Title": "title"}}
-    r = run_import(store, account, write(tmp_path / "applicants.csv", APPLICANTS), ImportOptions(entity="jobs", mapping=mapping),
-                   failed_rows_dir=tmp_path)
+    r = run_import(
+        store,
+        account,
+        write(tmp_path / "applicants.csv", APPLICANTS),
+        ImportOptions(entity="jobs", mapping=mapping),
+        failed_rows_dir=tmp_path,
+    )
     assert (r.status, r.created) == ("completed", 3)
     assert {m["column"]: (m["target"], m["how"]) for m in r.details["mapping"]}["Job Code"] == ("code", "mapping")
 
 
-def test_the_bulkops_command_prints_one_line_and_exits_1(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, sqlite_url: str) -> None:
+def test_the_bulkops_command_prints_one_line_and_exits_1(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, sqlite_url: str
+) -> None:
     var = tmp_path / "var"
     monkeypatch.setenv("BULKOPS_VAR_DIR", str(var))
     monkeypatch.setenv("BULKOPS_DATABASE_URL", sqlite_url)
@@ -77,7 +91,12 @@ def test_the_bulkops_command_prints_one_line_and_exits_1(tmp_path: Path, monkeyp
     assert out.exit_code == 1
     # the last line is the command's own error (dagster's run log comes before it)
     last = out.stderr.strip().splitlines()[-1]
-    assert last.startswith("error: ") and "applicants.csv" in last and "these columns look like applications" in last and "pass --entity applications" in last, out.stderr
+    assert (
+        last.startswith("error: ")
+        and "applicants.csv" in last
+        and "these columns look like applications" in last
+        and "pass --entity applications" in last
+    ), out.stderr
     assert _jobs_snapshot(store, account) == before
     store.dispose()
 
@@ -86,9 +105,18 @@ def test_the_bulkops_command_prints_one_line_and_exits_1(tmp_path: Path, monkeyp
     ("header", "entity", "message"),
     [
         # a loose partial match (the field name inside a longer header) never maps a required field
-        pytest.param(["Primary Email Address", "Name"], "candidates", "an import of candidates needs an 'email' column", id="email-inside-header"),
-        pytest.param(["Jobcode Old", "Title"], "jobs", "an import of jobs needs a 'code' column", id="code-inside-header"),
-        pytest.param(["Contract", "Status"], "contracts", "an import of contracts needs an 'external_id' column", id="no-key"),
+        pytest.param(
+            ["Primary Email Address", "Name"],
+            "candidates",
+            "an import of candidates needs an 'email' column",
+            id="email-inside-header",
+        ),
+        pytest.param(
+            ["Jobcode Old", "Title"], "jobs", "an import of jobs needs a 'code' column", id="code-inside-header"
+        ),
+        pytest.param(
+            ["Contract", "Status"], "contracts", "an import of contracts needs an 'external_id' column", id="no-key"
+        ),
     ],
 )
 def test_required_fields_map_by_name_or_declared_synonym_only(header, entity, message) -> None:
@@ -99,7 +127,9 @@ def test_required_fields_map_by_name_or_declared_synonym_only(header, entity, me
 @pytest.mark.parametrize(
     ("header", "entity"),
     [
-        pytest.param(["Email", "First Name", "Last Name", "Phone"], "applications", id="candidates-file-as-applications"),
+        pytest.param(
+            ["Email", "First Name", "Last Name", "Phone"], "applications", id="candidates-file-as-applications"
+        ),
         pytest.param(["Email", "Job Code", "Stage"], "applications", id="applications"),
         pytest.param(["Code", "Title", "Email"], "jobs", id="jobs-with-a-contact-column"),
     ],
@@ -125,23 +155,40 @@ JOB_TITLES = "Title,Location\nStaff Engineer,Remote\nPrincipal Engineer,Remote\n
 
 
 def test_an_update_with_no_identity_column_stops_before_writing(store, account, tmp_path) -> None:
-    run_import(store, account, write(tmp_path / "jobs.csv", JOBS), ImportOptions(entity="jobs"), failed_rows_dir=tmp_path)
+    run_import(
+        store, account, write(tmp_path / "jobs.csv", JOBS), ImportOptions(entity="jobs"), failed_rows_dir=tmp_path
+    )
     before, audit = _jobs_snapshot(store, account), _audit_rows(store, account)
     # the code comes from a default: every row would overwrite ENG-0
     mapping = {"columns": {"Title": "title", "Location": "location"}, "defaults": {"code": "ENG-0"}}
     path = write(tmp_path / "titles.csv", JOB_TITLES)
 
-    with pytest.raises(MappingError, match=r"titles\.csv: no column of the file identifies existing jobs .*--allow-update-without-key"):
+    with pytest.raises(
+        MappingError, match=r"titles\.csv: no column of the file identifies existing jobs .*--allow-update-without-key"
+    ):
         run_import(store, account, path, ImportOptions(entity="jobs", mapping=mapping), failed_rows_dir=tmp_path)
     assert _jobs_snapshot(store, account) == before and _audit_rows(store, account) == audit
 
     # skip and create never overwrite, so they need no key
-    r = run_import(store, account, path, ImportOptions(entity="jobs", mapping=mapping, on_duplicate="skip", force=True), failed_rows_dir=tmp_path)
+    r = run_import(
+        store,
+        account,
+        path,
+        ImportOptions(entity="jobs", mapping=mapping, on_duplicate="skip", force=True),
+        failed_rows_dir=tmp_path,
+    )
     assert (r.status, r.updated) == ("completed", 0) and _jobs_snapshot(store, account) == before
 
-    r = run_import(store, account, path, ImportOptions(entity="jobs", mapping=mapping, allow_update_without_key=True, force=True),
-                   failed_rows_dir=tmp_path)
+    r = run_import(
+        store,
+        account,
+        path,
+        ImportOptions(entity="jobs", mapping=mapping, allow_update_without_key=True, force=True),
+        failed_rows_dir=tmp_path,
+    )
     assert r.status == "completed" and r.updated >= 1
     with store.engine.connect() as c:
-        title = c.scalar(sa.select(schema.jobs.c.title).where(schema.jobs.c.account_id == account, schema.jobs.c.code == "ENG-0"))
+        title = c.scalar(
+            sa.select(schema.jobs.c.title).where(schema.jobs.c.account_id == account, schema.jobs.c.code == "ENG-0")
+        )
     assert title == "Principal Engineer"

@@ -12,25 +12,50 @@ from pipelines.bulk import service
 from pipelines.imports.engine import ImportFailed, ImportOptions, rollback_import, run_import
 from tests.imports.helpers import apps_csv, count
 
-FIRST = ["R-1,Ann,One,ann@x.org,J-1,Applied,2026-01-01 09:30,1", "R-2,Bob,Two,bob@x.org,J-1,Applied,2026-01-02 10:00,2",
-         "R-3,Cy,Three,cy@x.org,J-2,Applied,2026-01-03 11:15,3"]
+FIRST = [
+    "R-1,Ann,One,ann@x.org,J-1,Applied,2026-01-01 09:30,1",
+    "R-2,Bob,Two,bob@x.org,J-1,Applied,2026-01-02 10:00,2",
+    "R-3,Cy,Three,cy@x.org,J-2,Applied,2026-01-03 11:15,3",
+]
 # every application field changes: stage, job, applied_at, data; and one new application
-SECOND = ["R-1,Ann,One,ann@x.org,J-9,Offer,2026-02-01 08:00,7", "R-2,Bob,Two,bob@x.org,J-9,Interview,2026-02-02 08:00,8",
-          "R-3,Cy,Three,cy@x.org,J-9,Hired,2026-02-03 08:00,9", "R-4,Di,Four,di@x.org,J-9,Applied,2026-02-04 08:00,4"]
-COLUMNS = ("id", "candidate_id", "job_id", "stage", "status", "source", "applied_at", "external_id", "data", "deleted_at", "import_id")
+SECOND = [
+    "R-1,Ann,One,ann@x.org,J-9,Offer,2026-02-01 08:00,7",
+    "R-2,Bob,Two,bob@x.org,J-9,Interview,2026-02-02 08:00,8",
+    "R-3,Cy,Three,cy@x.org,J-9,Hired,2026-02-03 08:00,9",
+    "R-4,Di,Four,di@x.org,J-9,Applied,2026-02-04 08:00,4",
+]
+COLUMNS = (
+    "id",
+    "candidate_id",
+    "job_id",
+    "stage",
+    "status",
+    "source",
+    "applied_at",
+    "external_id",
+    "data",
+    "deleted_at",
+    "import_id",
+)
 
 
 def _apps(store, account) -> dict[str, tuple]:
     t = schema.applications
     with store.engine.connect() as c:
-        return {r.external_id: tuple(getattr(r, k) for k in COLUMNS)
-                for r in c.execute(sa.select(t).where(t.c.account_id == account))}
+        return {
+            r.external_id: tuple(getattr(r, k) for k in COLUMNS)
+            for r in c.execute(sa.select(t).where(t.c.account_id == account))
+        }
 
 
 def _two_imports(store, account, tmp_path):
-    first = run_import(store, account, apps_csv(tmp_path, FIRST, "first.csv"), ImportOptions(), failed_rows_dir=tmp_path)
+    first = run_import(
+        store, account, apps_csv(tmp_path, FIRST, "first.csv"), ImportOptions(), failed_rows_dir=tmp_path
+    )
     before = _apps(store, account)
-    second = run_import(store, account, apps_csv(tmp_path, SECOND, "second.csv"), ImportOptions(), failed_rows_dir=tmp_path)
+    second = run_import(
+        store, account, apps_csv(tmp_path, SECOND, "second.csv"), ImportOptions(), failed_rows_dir=tmp_path
+    )
     assert (second.created, second.updated) == (1, 3)
     return first, second, before
 
@@ -44,8 +69,15 @@ def _changed_since(store, account, tmp_path):
 
 
 def _bulk(store, account, ids, operation="stage_transition", params=None) -> None:
-    job = service.create_job(store, account, created_by=None, entity_type="applications", operation=operation,
-                             entity_ids=ids, params=params or {"stage": "withdrawn"})
+    job = service.create_job(
+        store,
+        account,
+        created_by=None,
+        entity_type="applications",
+        operation=operation,
+        entity_ids=ids,
+        params=params or {"stage": "withdrawn"},
+    )
     assert service.run_job_now(store, account, uuid.UUID(job["id"]), batch_size=10)["status"] == "completed"
 
 
@@ -56,7 +88,11 @@ def test_rollback_gives_back_every_field_exactly(store, account, tmp_path) -> No
     assert out["deleted"]["form_submissions"] == 1 and out["deleted"]["candidates"] == 1 and out["deleted"]["jobs"] == 1
     # uuids, timestamps, JSON and text: the rows are what the first import left
     assert _apps(store, account) == before
-    assert (count(store, "users", account), count(store, "jobs", account), count(store, "form_submissions", account)) == (3, 2, 3)
+    assert (
+        count(store, "users", account),
+        count(store, "jobs", account),
+        count(store, "form_submissions", account),
+    ) == (3, 2, 3)
 
 
 def test_records_changed_since_are_conflicts_left_alone_unless_forced(store, account, tmp_path) -> None:
@@ -87,11 +123,16 @@ def test_changes_of_an_import_rolled_back_since_are_no_conflict(store, account, 
 
 
 def test_applications_other_records_point_at_stay(store, account, tmp_path) -> None:
-    first = run_import(store, account, apps_csv(tmp_path, FIRST, "first.csv"), ImportOptions(), failed_rows_dir=tmp_path)
+    first = run_import(
+        store, account, apps_csv(tmp_path, FIRST, "first.csv"), ImportOptions(), failed_rows_dir=tmp_path
+    )
     apps = _apps(store, account)
     with store.begin() as c:
-        c.execute(schema.recollection_requests.insert().values(
-            id=uuid.uuid4(), account_id=account, application_id=apps["R-2"][0], candidate_id=apps["R-2"][1]))
+        c.execute(
+            schema.recollection_requests.insert().values(
+                id=uuid.uuid4(), account_id=account, application_id=apps["R-2"][0], candidate_id=apps["R-2"][1]
+            )
+        )
     out = rollback_import(store, account, first.import_id, actor="tester", force=True)
     assert (out["deleted"]["applications"], out["kept"]["applications"], out["kept"]["candidates"]) == (2, 1, 1)
     assert list(_apps(store, account)) == ["R-2"]
@@ -103,8 +144,11 @@ def test_rollback_is_audited_and_refused_twice(store, account, tmp_path) -> None
     rollback_import(store, account, second.import_id, actor="tester")
     a = schema.audit_log
     with store.engine.connect() as c:
-        rows = c.execute(sa.select(a.c.operation, a.c.entity_type, a.c.before, a.c.after).where(
-            a.c.import_id == second.import_id, a.c.actor == "tester")).all()
+        rows = c.execute(
+            sa.select(a.c.operation, a.c.entity_type, a.c.before, a.c.after).where(
+                a.c.import_id == second.import_id, a.c.actor == "tester"
+            )
+        ).all()
     restores = [r for r in rows if r.operation == "import.rollback.restore"]
     deletes = [r for r in rows if r.operation == "import.rollback.delete"]
     assert len(restores) == 3 and {r.before["stage"] for r in restores} == {"offer", "interview", "hired"}

@@ -14,16 +14,22 @@ from tests.imports.helpers import apps_csv, count
 
 def _run(instance, store_url, config) -> dg.ExecuteInProcessResult:
     return defs.resolve_job_def("rollback_import_job").execute_in_process(
-        run_config={"ops": {"rollback_import_op": {"config": config}}}, instance=instance, raise_on_error=False,
+        run_config={"ops": {"rollback_import_op": {"config": config}}},
+        instance=instance,
+        raise_on_error=False,
         resources={"record_store": RecordStoreResource(database_url=store_url)},
     )
 
 
-def test_rollback_job_undoes_the_import_and_marks_its_partition(store_url, store: RecordStore, tmp_path, instance, monkeypatch) -> None:
+def test_rollback_job_undoes_the_import_and_marks_its_partition(
+    store_url, store: RecordStore, tmp_path, instance, monkeypatch
+) -> None:
     monkeypatch.setenv("BULKOPS_DATABASE_URL", store_url)
     slug = f"rbj-{tmp_path.name[-8:]}"
     account = store.ensure_account(slug)
-    path = apps_csv(tmp_path, ["J-1,Ann,One,ann@x.org,J-1,Applied,2026-01-01,1", "J-2,Bob,Two,bob@x.org,J-1,Offer,2026-01-02,2"])
+    path = apps_csv(
+        tmp_path, ["J-1,Ann,One,ann@x.org,J-1,Applied,2026-01-01,1", "J-2,Bob,Two,bob@x.org,J-1,Offer,2026-01-02,2"]
+    )
     run_id, result = launch_import(path, "applications", slug, instance=instance)
     assert result.created == 2
 
@@ -38,8 +44,9 @@ def test_rollback_job_undoes_the_import_and_marks_its_partition(store_url, store
     assert observed[0].event_specific_data.asset_observation.metadata["status"].value == "rolled_back"
 
 
-@pytest.mark.parametrize("import_id, why", [("not-a-uuid", "is not an import id"),
-                                            ("00000000-0000-0000-0000-000000000001", "no import")])
+@pytest.mark.parametrize(
+    ("import_id", "why"), [("not-a-uuid", "is not an import id"), ("00000000-0000-0000-0000-000000000001", "no import")]
+)
 def test_rollback_job_fails_clearly_without_retrying(store_url, store: RecordStore, instance, import_id, why) -> None:
     slug = f"rbj-{import_id[-6:]}"
     store.ensure_account(slug)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import csv
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pyarrow as pa
 import pytest
@@ -16,7 +16,7 @@ HEADER = "Application ID,Email,Job Code,Applied At\n"
 
 
 def _utc(*args: int) -> datetime:
-    return datetime(*args, tzinfo=timezone.utc)
+    return datetime(*args, tzinfo=UTC)
 
 
 @pytest.mark.parametrize(
@@ -57,16 +57,23 @@ def _file(tmp_path, dates: list[str]):
 
 
 def _applied(store, account) -> dict:
-    return {a.external_id: a.applied_at.replace(tzinfo=timezone.utc) if a.applied_at.tzinfo is None else a.applied_at
-            for a in rows(store, "applications", account)}
+    return {
+        a.external_id: a.applied_at.replace(tzinfo=UTC) if a.applied_at.tzinfo is None else a.applied_at
+        for a in rows(store, "applications", account)
+    }
 
 
 @pytest.mark.parametrize(
     ("settler", "order", "first"),
-    [("13/04/2026 09:00", "day first", _utc(2026, 3, 4, 14, 30)), ("04/13/2026 09:00", "month first", _utc(2026, 4, 3, 14, 30))],
+    [
+        ("13/04/2026 09:00", "day first", _utc(2026, 3, 4, 14, 30)),
+        ("04/13/2026 09:00", "month first", _utc(2026, 4, 3, 14, 30)),
+    ],
     ids=["day-first", "month-first"],
 )
-def test_the_whole_column_settles_the_day_month_order_before_the_first_batch(store, account, tmp_path, settler, order, first) -> None:
+def test_the_whole_column_settles_the_day_month_order_before_the_first_batch(
+    store, account, tmp_path, settler, order, first
+) -> None:
     # the settling value is in the last batch; the first batches are written in its order
     dates = ["04/03/2026 14:30", "01/02/2026 08:00", "05/06/2026 10:00", "April 5, 2026", "2026-04-05", settler]
     r = run_import(store, account, _file(tmp_path, dates), ImportOptions(batch_size=2), failed_rows_dir=tmp_path)
@@ -79,25 +86,40 @@ def test_the_whole_column_settles_the_day_month_order_before_the_first_batch(sto
 def test_an_ambiguous_column_rejects_its_ambiguous_rows_and_asks_for_a_format(store, account, tmp_path) -> None:
     dates = ["04/03/2026 14:30", "05/05/2026", "April 5, 2026"]
     dry = run_import(store, account, _file(tmp_path, dates), ImportOptions(dry_run=True), failed_rows_dir=tmp_path)
-    assert "ambiguous" in dry.details["date_formats"]["Applied At"] and "set format:" in dry.details["date_formats"]["Applied At"]
+    assert (
+        "ambiguous" in dry.details["date_formats"]["Applied At"]
+        and "set format:" in dry.details["date_formats"]["Applied At"]
+    )
 
     r = run_import(store, account, _file(tmp_path, dates), ImportOptions(), failed_rows_dir=tmp_path)
     assert (r.created, r.errors) == (2, 1)
     with open(r.failed_rows_path, newline="") as f:
         [bad] = list(csv.DictReader(f))
     assert (bad["_row"], bad["_column"]) == ("1", "Applied At")
-    assert bad["_error"].startswith("'04/03/2026 14:30' could be day/month or month/day and no value of column 'Applied At' settles it: "
-                                    "set format: \"%d/%m/%Y %H:%M\"")
+    assert bad["_error"].startswith(
+        "'04/03/2026 14:30' could be day/month or month/day and no value of column 'Applied At' settles it: "
+        'set format: "%d/%m/%Y %H:%M"'
+    )
 
     # the format asked for settles it
-    mapping = {"columns": {"Application ID": "external_id", "Email": "email", "Job Code": "job_code",
-                           "Applied At": {"target": "applied_at", "formats": ["%m/%d/%Y %H:%M", "%m/%d/%Y", "%B %d, %Y"]}}}
-    r = run_import(store, account, _file(tmp_path, dates), ImportOptions(mapping=mapping, force=True), failed_rows_dir=tmp_path)
+    mapping = {
+        "columns": {
+            "Application ID": "external_id",
+            "Email": "email",
+            "Job Code": "job_code",
+            "Applied At": {"target": "applied_at", "formats": ["%m/%d/%Y %H:%M", "%m/%d/%Y", "%B %d, %Y"]},
+        }
+    }
+    r = run_import(
+        store, account, _file(tmp_path, dates), ImportOptions(mapping=mapping, force=True), failed_rows_dir=tmp_path
+    )
     assert (r.errors, _applied(store, account)["A-0"]) == (0, _utc(2026, 4, 3, 14, 30))
 
 
 def test_values_against_the_settled_order_are_rejected_by_name(store, account, tmp_path) -> None:
-    r = run_import(store, account, _file(tmp_path, ["13/04/2026", "04/13/2026"]), ImportOptions(), failed_rows_dir=tmp_path)
+    r = run_import(
+        store, account, _file(tmp_path, ["13/04/2026", "04/13/2026"]), ImportOptions(), failed_rows_dir=tmp_path
+    )
     assert (r.created, r.errors) == (1, 1)
     with open(r.failed_rows_path, newline="") as f:
         [bad] = list(csv.DictReader(f))

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import csv
 
+import email_validator
 import pyarrow as pa
 import pytest
-import email_validator
 from email_validator import EmailNotValidError, validate_email
 
 from pipelines.imports.engine import ImportOptions, run_import
@@ -15,9 +15,12 @@ from tests.imports.helpers import count, rows, write
 
 # three real people, each written two ways
 SIX_WAYS = [
-    "zerowidth@example.com", "zero\u200bwidth@example.com",
-    "nb@example.com", "nb\u00a0@example.com",
-    "John Doe <john@example.com>", "john@example.com",
+    "zerowidth@example.com",
+    "zero\u200bwidth@example.com",
+    "nb@example.com",
+    "nb\u00a0@example.com",
+    "John Doe <john@example.com>",
+    "john@example.com",
 ]
 
 
@@ -55,10 +58,28 @@ def test_what_is_not_an_address_is_rejected_with_the_reason(store, account, tmp_
 
 
 CASES = [
-    "a@example.com", "A.B+tag@Example.COM", "o'neil@example.ie", "x_y-z@sub.example.co.uk", "a..b@example.com",
-    ".a@example.com", "a.@example.com", "a@-example.com", "a@example-.com", "a@example", "a@example.c",
-    "a@123.com", "a@example.local", "a@ex_ample.com", "\"quoted\"@example.com", "a@[127.0.0.1]", "a" * 65 + "@example.com",
-    "a@" + "b" * 64 + ".com", "ünï@example.com", "a@bücher.de", "a b@example.com", " a@example.com ",
+    "a@example.com",
+    "A.B+tag@Example.COM",
+    "o'neil@example.ie",
+    "x_y-z@sub.example.co.uk",
+    "a..b@example.com",
+    ".a@example.com",
+    "a.@example.com",
+    "a@-example.com",
+    "a@example-.com",
+    "a@example",
+    "a@example.c",
+    "a@123.com",
+    "a@example.local",
+    "a@ex_ample.com",
+    '"quoted"@example.com',
+    "a@[127.0.0.1]",
+    "a" * 65 + "@example.com",
+    "a@" + "b" * 64 + ".com",
+    "ünï@example.com",
+    "a@bücher.de",
+    "a b@example.com",
+    " a@example.com ",
 ]
 
 

@@ -19,8 +19,13 @@ def no_statement(text: str) -> None:
 
 def test_a_refused_write_names_the_problem_and_the_context(store: RecordStore, account: uuid.UUID) -> None:
     users = schema.users
-    row = {"id": uuid.uuid4(), "account_id": account, "email": "x@example.com", "email_normalized": "x@example.com",
-           "first_name": "secret-value"}
+    row = {
+        "id": uuid.uuid4(),
+        "account_id": account,
+        "email": "x@example.com",
+        "email_normalized": "x@example.com",
+        "first_name": "secret-value",
+    }
     with store.begin() as conn:
         conn.execute(users.insert().values(**row))
     try:
@@ -44,7 +49,11 @@ def test_a_value_too_long_names_the_type_on_postgresql(pg_url: str) -> None:
     account = store.ensure_account(f"t-{uuid.uuid4().hex[:10]}")
     try:
         with store.begin() as conn:
-            conn.execute(schema.users.insert().values(id=uuid.uuid4(), account_id=account, phone="9" * 65, first_name="secret-value"))
+            conn.execute(
+                schema.users.insert().values(
+                    id=uuid.uuid4(), account_id=account, phone="9" * 65, first_name="secret-value"
+                )
+            )
     except sa.exc.DataError as exc:
         text = describe_error(exc, context="the batch at rows 20001-40000")
     else:
@@ -52,10 +61,14 @@ def test_a_value_too_long_names_the_type_on_postgresql(pg_url: str) -> None:
     finally:
         store.dispose()
 
-    assert text == "the record store refused the batch at rows 20001-40000: value too long for type character varying(64)"
+    assert (
+        text == "the record store refused the batch at rows 20001-40000: value too long for type character varying(64)"
+    )
 
 
-@pytest.mark.parametrize("url", ["postgresql+psycopg://postgres@127.0.0.1:{port}/bulkops", "sqlite:////nonexistent-dir/{port}/bulkops.db"])
+@pytest.mark.parametrize(
+    "url", ["postgresql+psycopg://postgres@127.0.0.1:{port}/bulkops", "sqlite:////nonexistent-dir/{port}/bulkops.db"]
+)
 def test_an_unreachable_record_store_is_named_by_where_it_is(url: str) -> None:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -63,13 +76,13 @@ def test_an_unreachable_record_store_is_named_by_where_it_is(url: str) -> None:
     url = url.format(port=port)
     engine = sa.create_engine(url)
     try:
-        with engine.connect():
-            pytest.fail("connected")
-    except sa.exc.OperationalError as exc:
-        text = describe_error(exc, url=url)
-        assert is_unreachable(exc)
+        with pytest.raises(sa.exc.OperationalError) as caught, engine.connect():
+            pass
     finally:
         engine.dispose()
+    exc = caught.value
+    text = describe_error(exc, url=url)
+    assert is_unreachable(exc)
 
     assert text.startswith(f"cannot reach the record store at {describe_url(url)}: "), text
     assert text.endswith(("Connection refused", "unable to open database file")), text
@@ -95,7 +108,9 @@ def test_a_lost_connection_says_so_and_during_what(pg_url: str) -> None:
         engine.dispose()
 
     assert unreachable
-    assert text.startswith(f"lost the connection to the record store at {describe_url(engine.url)} during the batch at rows 1-5000: ")
+    assert text.startswith(
+        f"lost the connection to the record store at {describe_url(engine.url)} during the batch at rows 1-5000: "
+    )
     assert "terminating connection" in text or "server closed the connection" in text, text
     no_statement(text)
 

@@ -49,12 +49,18 @@ def upgrade() -> None:
         sa.Column("created_at", _TS, server_default=sa.text("(CURRENT_TIMESTAMP)"), nullable=False),
         sa.Column("resolved_at", _TS, nullable=True),
         sa.ForeignKeyConstraint(["account_id"], ["accounts.id"], name=op.f("fk_import_flags_account_id_accounts")),
-        sa.ForeignKeyConstraint(["import_id"], ["import_history.id"], name=op.f("fk_import_flags_import_id_import_history")),
+        sa.ForeignKeyConstraint(
+            ["import_id"], ["import_history.id"], name=op.f("fk_import_flags_import_id_import_history")
+        ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_import_flags")),
     )
     with op.batch_alter_table("import_flags", schema=None) as batch_op:
         batch_op.create_index(batch_op.f("ix_import_flags_import_id"), ["import_id"], unique=False)
-        batch_op.create_index(batch_op.f("ix_import_flags_account_id_entity_type_entity_id"), ["account_id", "entity_type", "entity_id"], unique=False)
+        batch_op.create_index(
+            batch_op.f("ix_import_flags_account_id_entity_type_entity_id"),
+            ["account_id", "entity_type", "entity_id"],
+            unique=False,
+        )
 
 
 def downgrade() -> None:

@@ -33,11 +33,15 @@ def upgrade() -> None:
         batch_op.add_column(sa.Column("skipped_count", sa.Integer(), server_default="0", nullable=False))
         batch_op.add_column(sa.Column("summary", _JSON, server_default="{}", nullable=False))
         batch_op.add_column(sa.Column("rollback_of", sa.Uuid(), nullable=True))
-        batch_op.create_check_constraint(batch_op.f("ck_bulk_jobs_mode_values"), "mode IN ('execute', 'preview', 'dry_run')")
+        batch_op.create_check_constraint(
+            batch_op.f("ck_bulk_jobs_mode_values"), "mode IN ('execute', 'preview', 'dry_run')"
+        )
         batch_op.create_index(batch_op.f("ix_bulk_jobs_dagster_run_id"), ["dagster_run_id"], unique=False)
         batch_op.create_index(batch_op.f("ix_bulk_jobs_rollback_of"), ["rollback_of"], unique=False)
     with op.batch_alter_table("bulk_job_items", schema=None) as batch_op:
-        batch_op.create_index(batch_op.f("ix_bulk_job_items_bulk_job_id_entity_id"), ["bulk_job_id", "entity_id"], unique=False)
+        batch_op.create_index(
+            batch_op.f("ix_bulk_job_items_bulk_job_id_entity_id"), ["bulk_job_id", "entity_id"], unique=False
+        )
 
 
 def downgrade() -> None:
@@ -48,7 +52,16 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f("ix_bulk_jobs_dagster_run_id"))
         batch_op.drop_constraint(batch_op.f("ck_bulk_jobs_mode_values"), type_="check")
         for column in (
-            "rollback_of", "summary", "skipped_count", "next_seq", "finished_at", "started_at",
-            "cancel_requested_at", "confirmed_at", "planned_at", "plan_id", "mode",
+            "rollback_of",
+            "summary",
+            "skipped_count",
+            "next_seq",
+            "finished_at",
+            "started_at",
+            "cancel_requested_at",
+            "confirmed_at",
+            "planned_at",
+            "plan_id",
+            "mode",
         ):
             batch_op.drop_column(column)

@@ -34,8 +34,13 @@ def upgrade() -> None:
         batch_op.drop_constraint("fk_bulk_job_items_bulk_job_id_bulk_jobs", type_="foreignkey")
         batch_op.drop_index("ix_bulk_job_items_bulk_job_id_status")
         batch_op.drop_index("ix_bulk_job_items_bulk_job_id_entity_id")
-        batch_op.create_index("ix_bulk_job_items_succeeded_entity_id", ["bulk_job_id", "entity_id"], unique=False,
-                              postgresql_where=_SUCCEEDED, sqlite_where=_SUCCEEDED)
+        batch_op.create_index(
+            "ix_bulk_job_items_succeeded_entity_id",
+            ["bulk_job_id", "entity_id"],
+            unique=False,
+            postgresql_where=_SUCCEEDED,
+            sqlite_where=_SUCCEEDED,
+        )
 
 
 def downgrade() -> None:

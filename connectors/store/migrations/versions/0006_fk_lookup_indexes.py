@@ -34,4 +34,6 @@ def downgrade() -> None:
     op.drop_index("ix_recollection_requests_candidate_id", table_name="recollection_requests")
     op.drop_index("ix_applications_job_id", table_name="applications")
     op.drop_index("ix_applications_candidate_id_job_id", table_name="applications")
-    op.create_index("ix_applications_account_id_candidate_id_job_id", "applications", ["account_id", "candidate_id", "job_id"])
+    op.create_index(
+        "ix_applications_account_id_candidate_id_job_id", "applications", ["account_id", "candidate_id", "job_id"]
+    )
