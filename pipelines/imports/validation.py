@@ -199,7 +199,8 @@ def json_objects(items: list[tuple[str, pa.Array]], n: int) -> pa.Array:
     last: dict[str, pa.Array] = {}
     for key, arr in items:
         last[key] = arr
-    empty = pa.scalar(None, pa.string())
+    # every fragment ends with a comma and a null one is "": no null_handling="skip", which drops
+    # rows whose values are all null (pyarrow 26); the last comma is trimmed at the end
     parts: list[pa.Array] = []
     pairs = list(last.items())
     for i in range(0, len(pairs), 100):
@@ -208,12 +209,11 @@ def json_objects(items: list[tuple[str, pa.Array]], n: int) -> pa.Array:
             if not (pa.types.is_string(arr.type) or pa.types.is_large_string(arr.type)):
                 arr = pc.cast(arr, pa.string())
             head = pa.scalar(json.dumps(str(key), ensure_ascii=False) + ':"', pa.string())
-            frags.append(pc.binary_join_element_wise(head, _json_string_body(arr), pa.scalar('"', pa.string()), ""))
-        joined = pc.binary_join_element_wise(*frags, ",", null_handling="skip")
-        parts.append(pc.if_else(pc.equal(joined, ""), empty, joined))
-    body = (
-        pc.binary_join_element_wise(*parts, ",", null_handling="skip") if len(parts) > 1 else pc.fill_null(parts[0], "")
-    )
+            frag = pc.binary_join_element_wise(head, _json_string_body(arr), pa.scalar('",', pa.string()), "")
+            frags.append(pc.fill_null(frag, ""))
+        parts.append(pc.binary_join_element_wise(*frags, "") if len(frags) > 1 else frags[0])
+    body = pc.binary_join_element_wise(*parts, "") if len(parts) > 1 else parts[0]
+    body = pc.utf8_rtrim(body, characters=",")
     return pc.binary_join_element_wise(pa.scalar("{", pa.string()), body, pa.scalar("}", pa.string()), "")
 
 

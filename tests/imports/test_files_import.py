@@ -9,6 +9,7 @@ import json
 import zipfile
 
 import openpyxl
+import pyarrow as pa
 import pytest
 import sqlalchemy as sa
 
@@ -20,6 +21,7 @@ from pipelines.imports.engine import (
     run_import,
 )
 from pipelines.imports.mapping import normalize_header
+from pipelines.imports.validation import json_objects
 from tests.imports.helpers import count, rows
 
 
@@ -307,3 +309,11 @@ def test_abort_on_an_undecodable_row_names_file_row_and_column(store, account, t
             failed_rows_dir=tmp_path,
         )
     assert count(store, "users", account) == 10  # the batches before it stay committed
+
+
+@pytest.mark.parametrize("extra_columns", [1, 2, 150], ids=["one", "two", "many"])
+def test_rows_whose_unmapped_cells_are_all_empty_keep_their_place(extra_columns: int) -> None:
+    # pyarrow's join with null_handling="skip" dropped such rows, and the batch failed on its length
+    items = [(f"k{i}", pa.array(["v", None, None, "w"])) for i in range(extra_columns)]
+    objects = [json.loads(v) for v in json_objects(items, 4).to_pylist()]
+    assert [len(o) for o in objects] == [extra_columns, 0, 0, extra_columns]
