@@ -10,19 +10,19 @@ import pytest
 import sqlalchemy as sa
 
 from connectors.store import RecordStore, schema
+from connectors.store.faults import is_transient
 from pipelines.imports import dropzone
 from pipelines.imports.assets import (
     ERROR_RATE_CHECK,
     HISTORY_COLUMNS,
-    RETRY_POLICY,
     ImportConfig,
     _build_imported_file,
     imported_file,
-    is_transient,
 )
 from pipelines.imports.errors import ImportFailed
 from pipelines.imports.options import ImportOptions
 from pipelines.imports.sensors import build_dropzone_sensor
+from pipelines.retries import RETRY_POLICY
 from resources import RecordStoreResource
 
 HEADER = "Application ID,First Name,Last Name,Email,Job Code,Job Title,Stage\n"
