@@ -86,10 +86,11 @@ def _start_time(pid: int) -> str | None:
 
 def this_process() -> str:
     """host:pid:start-time of the calling process."""
-    return _process_id(os.getpid())
+    return process_id(os.getpid())
 
 
-def _process_id(pid: int) -> str:
+def process_id(pid: int) -> str:
+    """host:pid:start-time of process PID (no start time when there is no such process)."""
     return f"{socket.gethostname()}:{pid}:{_start_time(pid) or ''}"
 
 
@@ -124,7 +125,7 @@ def record_process(context: dg.OpExecutionContext | dg.AssetExecutionContext) ->
     processes = [this_process()]
     parent = multiprocessing.parent_process()
     if parent is not None and parent.pid is not None:
-        processes.append(_process_id(parent.pid))
+        processes.append(process_id(parent.pid))
     run_id = context.run.run_id
     # the run id in the value: a retry or re-execution inherits its parent's tags, not its process
     context.instance.add_run_tags(run_id, {PROCESS_TAG: f"{','.join(processes)}@{run_id}"})
