@@ -464,3 +464,15 @@ def test_a_run_waits_while_an_earlier_run_imports_the_same_content(
 
     assert after.success and retries(after) == 0
     assert count(store, schema.applications, slug) == len(ROWS)
+
+
+def test_imports_bulk_jobs_and_rollbacks_share_one_retry_policy_and_one_transient_rule() -> None:
+    from connectors.store import bulk
+    from pipelines.bulk.ops import apply_bulk_job
+    from pipelines.imports.rollback import rollback_import_job
+
+    [rollback_op] = rollback_import_job.graph.node_defs
+    steps = {"imported_file": imported_file.op, "apply_bulk_job": apply_bulk_job, "rollback": rollback_op}
+    assert {name: op.retry_policy for name, op in steps.items()} == dict.fromkeys(steps, RETRY_POLICY)
+    # the bulk-job batch loop retries in place with the same rule
+    assert bulk._is_transient is is_transient
