@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+import socket
 from importlib.resources import files
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from connectors import settings
@@ -63,3 +65,93 @@ def graphql_client(url: str | None = None):  # type: ignore[no-untyped-def]
 def code_location() -> str:
     """The code location name runs are submitted to (`$BULKOPS_DAGSTER_LOCATION`, default bulkops)."""
     return os.environ.get(LOCATION_ENV, DEFAULT_LOCATION)
+
+
+# host:pid:start-time of the process running a run's step (and of its run worker, when another), so a
+# run whose processes died is found
+PROCESS_TAG = "bulkops/process"
+ACTIVE_STATUSES = ("STARTED", "CANCELING")
+
+
+def _start_time(pid: int) -> str | None:
+    """The kernel's start time of PID (tells a reused pid apart); None when no such process."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return None
+    except OSError:
+        return ""
+    return stat.rsplit(")", 1)[1].split()[19]
+
+
+def this_process() -> str:
+    """host:pid:start-time of the calling process."""
+    return process_id(os.getpid())
+
+
+def process_id(pid: int) -> str:
+    """host:pid:start-time of process PID (no start time when there is no such process)."""
+    return f"{socket.gethostname()}:{pid}:{_start_time(pid) or ''}"
+
+
+def process_gone(tag: str) -> bool:
+    """Whether the process a PROCESS_TAG value names is certainly gone (False when on another host)."""
+    host, _, rest = tag.partition(":")
+    pid_text, _, started = rest.partition(":")
+    if host != socket.gethostname() or not pid_text.isdigit():
+        return False
+    now = _start_time(int(pid_text))
+    if now is None:
+        return True
+    if now == "" or not started:
+        try:
+            os.kill(int(pid_text), 0)
+        except ProcessLookupError:
+            return True
+        except PermissionError:
+            return False
+        return False
+    return now != started
+
+
+def record_process(context: dg.OpExecutionContext | dg.AssetExecutionContext) -> None:
+    """Tag the step's run with the processes running it, for `reap_dead_runs`.
+
+    A step of the multiprocess executor runs in a child of the run worker, which lives on between
+    steps and while a retry waits: both are recorded, and the run is dead only when both are gone.
+    """
+    import multiprocessing
+
+    processes = [this_process()]
+    parent = multiprocessing.parent_process()
+    if parent is not None and parent.pid is not None:
+        processes.append(process_id(parent.pid))
+    run_id = context.run.run_id
+    # the run id in the value: a retry or re-execution inherits its parent's tags, not its process
+    context.instance.add_run_tags(run_id, {PROCESS_TAG: f"{','.join(processes)}@{run_id}"})
+
+
+def reap_dead_runs(instance: dg.DagsterInstance, tags: dict[str, str] | None = None) -> list[str]:
+    """Mark failed every started or canceling run (of TAGS) whose process is gone; their ids.
+
+    Nothing else notices the death of a run that runs in the process that started it
+    (`bulkops import`, killed with -9), or of a run whose whole deployment died (a killed
+    `dagster dev`): it stays STARTED for ever, a re-run of the same file waits for it, and the
+    run queue's per-file limit holds. Its failure reaches the run-failure sensors, which finish
+    its import or bulk job with the reason.
+    """
+    import dagster as dg
+
+    statuses = [dg.DagsterRunStatus[s] for s in ACTIVE_STATUSES]
+    reaped = []
+    for record in instance.get_run_records(filters=dg.RunsFilter(tags=tags or {}, statuses=statuses)):
+        run = record.dagster_run
+        tag, _, owner = run.tags.get(PROCESS_TAG, "").partition("@")
+        processes = tag.split(",")
+        if owner == run.run_id and tag and all(process_gone(p) for p in processes):
+            host, _, rest = processes[0].partition(":")
+            instance.report_run_failed(
+                run, f"the process running this run (pid {rest.split(':')[0]} on {host}) is gone"
+            )
+            reaped.append(run.run_id)
+    return reaped

@@ -14,7 +14,7 @@ from pipelines.definitions import defs
 ROOT = Path(__file__).resolve().parents[1]
 
 # a rename breaks launch configs, run history and anything that selects by key: change these on purpose only
-ASSET_KEYS = ["imported_file"]
+ASSET_KEYS = ["bulkops/bulk_jobs", "imported_file"]
 JOB_NAMES = ["bulk_job", "import_job", "rollback_import_job"]
 SENSOR_NAMES = [
     "applications_dropzone_sensor",
@@ -22,6 +22,9 @@ SENSOR_NAMES = [
     "bulk_job_failure_sensor",
     "candidates_dropzone_sensor",
     "contracts_dropzone_sensor",
+    "dead_run_sensor",
+    "import_canceled_sensor",
+    "import_failure_sensor",
     "jobs_dropzone_sensor",
 ]
 SCHEDULE_NAMES: list[str] = []
@@ -84,3 +87,6 @@ def test_the_local_instance_config_loads_with_its_settings(tmp_path: Path) -> No
         assert instance.run_retries_enabled and instance.run_retries_max_retries == 2
         assert instance.get_settings("telemetry") == {"enabled": False}
         assert instance.get_settings("concurrency")["runs"]["max_concurrent_runs"] == 4
+        [per_file] = instance.get_settings("concurrency")["runs"]["tag_concurrency_limits"]
+        assert per_file == {"key": "bulkops/sha256", "value": {"applyLimitPerUniqueValue": True}, "limit": 1}
+        assert instance.run_monitoring_enabled

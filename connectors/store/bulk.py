@@ -24,6 +24,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from connectors.store import accounts, registry, schema
+from connectors.store.faults import is_transient as _is_transient
 from connectors.store.store import RecordStore
 
 ENTITY_ALIASES = registry.ALIASES
@@ -1032,19 +1033,6 @@ def _apply_batch_isolated(conn: sa.Connection, job: sa.Row, lo: int, hi: int, no
 def _db_error_text(exc: sa.exc.DBAPIError) -> str:
     text = str(exc.orig).strip().splitlines()[0] if exc.orig is not None else str(exc)
     return text[:500]
-
-
-def _is_transient(exc: BaseException) -> bool:
-    if isinstance(exc, sa.exc.DBAPIError) and exc.connection_invalidated:
-        return True
-    if isinstance(exc, (sa.exc.OperationalError, sa.exc.InterfaceError, sa.exc.TimeoutError)):
-        return True
-    code = getattr(getattr(exc, "orig", None), "sqlstate", None)
-    # serialization failure, deadlock, lock timeout, admin shutdown, too many connections
-    return code in {"40001", "40P01", "55P03", "57P01", "53300"}
-
-
-is_transient = _is_transient
 
 
 def _count(outcomes: Iterable[Outcome]) -> tuple[int, int, int]:

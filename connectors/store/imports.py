@@ -1188,3 +1188,20 @@ def _referencing(table: sa.Table) -> list[sa.ForeignKey]:
         for fk in t.foreign_keys
         if fk.column.table is table and fk.column.name == "id"
     ]
+
+
+def finish_run_imports(store: Any, run_id: str, status: str, error: str) -> int:
+    """End the unfinished history rows a Dagster run left (pending or processing) as STATUS with ERROR.
+
+    A run that died, gave up after its retries or was cancelled before its import could record
+    it never leaves a row `processing`; a later run of the file still resumes after its
+    committed batches. Returns the number of rows ended.
+    """
+    from connectors.store.schema import import_history as h
+
+    with store.begin() as conn:
+        return conn.execute(
+            h.update()
+            .where(h.c.dagster_run_id == run_id, h.c.status.in_(["pending", "processing"]))
+            .values(status=status, finished_at=datetime.now(UTC), error_message=error[:1900])
+        ).rowcount

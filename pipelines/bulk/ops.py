@@ -9,14 +9,23 @@ from pydantic import Field
 from connectors import webhooks
 from connectors.store import bulk, schema
 from connectors.store.errors import describe_error
+from connectors.store.faults import is_transient
 from pipelines.bulk import service
-from pipelines.instance import run_terminating
+from pipelines.instance import record_process, run_terminating
+from pipelines.retries import RETRY_POLICY
 from resources import RecordStoreResource
 
-PROGRESS_ASSET = dg.AssetKey(["bulkops", "bulk_jobs"])
-
-# transient database errors only: terminal ones raise Failure(allow_retries=False)
-BULK_RETRY_POLICY = dg.RetryPolicy(max_retries=3, delay=2, backoff=dg.Backoff.EXPONENTIAL, jitter=dg.Jitter.PLUS_MINUS)
+# the bulk_jobs table, whose rows' progress every batch reports as an observation
+bulk_jobs_table = dg.AssetSpec(
+    key=dg.AssetKey(["bulkops", "bulk_jobs"]),
+    description=(
+        "The bulk_jobs table of the record store: one row per bulk job (status, total, processed and failed "
+        "counts). Each committed batch of a bulk_job run records an observation with the job's counts."
+    ),
+    group_name="bulk_jobs",
+    kinds={"sql"},
+)
+PROGRESS_ASSET = bulk_jobs_table.key
 
 
 class BulkJobConfig(dg.Config):
@@ -55,11 +64,12 @@ def _items_table(rows: list[dict], columns: list[str]) -> dg.MetadataValue:
         "audit rows and counters in one transaction. Resumes after the last committed batch; a terminated run "
         "leaves the job cancelled with exact counts. A job awaiting confirmation only reports its preview."
     ),
-    retry_policy=BULK_RETRY_POLICY,
+    retry_policy=RETRY_POLICY,
     tags={"bulkops/kind": "bulk_job"},
     out=dg.Out(dict, description="The bulk job as the API returns it."),
 )
 def apply_bulk_job(context: dg.OpExecutionContext, config: BulkJobConfig, record_store: RecordStoreResource) -> dict:
+    record_process(context)
     store = record_store.store
     try:
         job_id = uuid.UUID(config.bulk_job_id)
@@ -100,7 +110,7 @@ def apply_bulk_job(context: dg.OpExecutionContext, config: BulkJobConfig, record
     except dg.Failure:
         raise
     except Exception as exc:
-        if bulk.is_transient(exc):
+        if is_transient(exc):
             raise
         reason = describe_error(exc, url=store.engine.url)
         bulk.finish_job(store, job_id, "failed", error=reason)

@@ -2,28 +2,24 @@
 
 import dataclasses
 import json
-import re
-import sqlite3
 import time
 from pathlib import Path
 from typing import Any, Literal
 
 import dagster as dg
-import sqlalchemy as sa
 from pydantic import Field
 
 from connectors import settings
 from connectors.store.errors import describe_error
+from connectors.store.faults import is_transient
 from pipelines.imports import dropzone
-from pipelines.instance import run_terminating
+from pipelines.instance import reap_dead_runs, record_process, run_terminating
+from pipelines.retries import RETRY_POLICY
 from resources import RecordStoreResource
 
 import_files = dg.DynamicPartitionsDefinition(name="import_files")
 
 ERROR_RATE_CHECK = "error_rate_under_threshold"
-
-# transient database faults only; everything else fails the step for good
-RETRY_POLICY = dg.RetryPolicy(max_retries=3, delay=2, backoff=dg.Backoff.EXPONENTIAL, jitter=dg.Jitter.PLUS_MINUS)
 
 SHA_TAG = "bulkops/sha256"
 ACTIVE_STATUSES = [dg.DagsterRunStatus.STARTING, dg.DagsterRunStatus.STARTED, dg.DagsterRunStatus.CANCELING]
@@ -32,11 +28,6 @@ BUSY_RETRIES = 20
 BUSY_WAIT_SECONDS = 30
 
 HISTORY_COLUMNS = ("date_time", "type", "file", "created", "updated", "skipped", "errors", "status")
-
-# postgres sqlstates worth another attempt: connection, rollback (deadlock, serialization),
-# resources, shutdown / cannot connect now, lock_not_available, query_canceled (lock/statement timeout)
-_TRANSIENT_SQLSTATE = re.compile(r"^(08|40|53|57P0[123]|55P03|57014)")
-_TRANSIENT_SQLITE = re.compile(r"locked|busy|unable to open database|disk i/o error", re.IGNORECASE)
 
 
 class ImportConfig(dg.Config):
@@ -157,39 +148,6 @@ def config_for(
     return ImportConfig(**values)
 
 
-def is_transient(exc: BaseException) -> bool:
-    """Whether a failure is a database fault worth retrying (disconnect, restart, lock or busy timeout)."""
-    seen: set[int] = set()
-    e: BaseException | None = exc
-    while e is not None and id(e) not in seen:
-        seen.add(id(e))
-        if isinstance(e, (sa.exc.DisconnectionError, sa.exc.TimeoutError)):
-            return True
-        if isinstance(e, sa.exc.DBAPIError):
-            if e.connection_invalidated:
-                return True
-            if isinstance(e, sa.exc.OperationalError) and _transient_driver_error(e.orig):
-                return True
-        elif _transient_driver_error(e):
-            return True
-        e = e.__cause__ or e.__context__
-    return False
-
-
-def _transient_driver_error(orig: BaseException | None) -> bool:
-    if isinstance(orig, sqlite3.OperationalError):
-        return bool(_TRANSIENT_SQLITE.search(str(orig)))
-    try:
-        import psycopg
-    except ImportError:  # pragma: no cover
-        return False
-    if isinstance(orig, psycopg.OperationalError):
-        state = getattr(orig, "sqlstate", None)
-        # no sqlstate: the connection itself failed (refused, reset, server gone)
-        return state is None or bool(_TRANSIENT_SQLSTATE.match(state))
-    return False
-
-
 def _resolve_entity(config: ImportConfig, ref: dropzone.PartitionRef | None) -> str:
     if ref is not None:
         if config.entity and config.entity != ref.entity:
@@ -232,6 +190,9 @@ def _earlier_run_importing(context: dg.AssetExecutionContext, sha: str) -> str |
     if context.run.tags.get(SHA_TAG) != sha:
         # UI-launched runs lack the tag the sensor and the CLI set
         instance.add_run_tags(me, {SHA_TAG: sha})
+    # a run whose process is gone (killed with -9) is failed now, so a resume need not wait for it
+    for dead in reap_dead_runs(instance, tags={SHA_TAG: sha}):
+        context.log.info(f"run {dead} imported the same content but its process is gone: marked failed")
     active = instance.get_run_records(filters=dg.RunsFilter(tags={SHA_TAG: sha}, statuses=ACTIVE_STATUSES))
     mine = instance.get_run_record_by_id(me)
     if mine is None:
@@ -271,6 +232,7 @@ def _import_partition(
     from pipelines.imports.errors import ImportFailed
 
     started = time.time()
+    record_process(context)
     key = context.partition_key
     ref = dropzone.parse_partition_key(key)
     entity = _resolve_entity(config, ref)

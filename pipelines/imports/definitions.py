@@ -5,6 +5,11 @@ import dagster as dg
 from pipelines.imports.assets import imported_file
 from pipelines.imports.jobs import import_job
 from pipelines.imports.rollback import rollback_import_job
+from pipelines.imports.run_sensors import dead_run_sensor, import_canceled_sensor, import_failure_sensor
 from pipelines.imports.sensors import dropzone_sensors
 
-defs = dg.Definitions(assets=[imported_file], jobs=[import_job, rollback_import_job], sensors=dropzone_sensors)
+defs = dg.Definitions(
+    assets=[imported_file],
+    jobs=[import_job, rollback_import_job],
+    sensors=[*dropzone_sensors, import_failure_sensor, import_canceled_sensor, dead_run_sensor],
+)

@@ -11,8 +11,10 @@ from pydantic import Field
 
 from connectors import settings
 from connectors.store import schema
-from pipelines.imports.assets import RETRY_POLICY, imported_file, is_transient
+from connectors.store.faults import is_transient
+from pipelines.imports.assets import imported_file
 from pipelines.imports.engine import ImportFailed, rollback_import
+from pipelines.retries import RETRY_POLICY
 from resources import RecordStoreResource
 
 

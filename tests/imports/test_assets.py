@@ -10,19 +10,19 @@ import pytest
 import sqlalchemy as sa
 
 from connectors.store import RecordStore, schema
+from connectors.store.faults import is_transient
 from pipelines.imports import dropzone
 from pipelines.imports.assets import (
     ERROR_RATE_CHECK,
     HISTORY_COLUMNS,
-    RETRY_POLICY,
     ImportConfig,
     _build_imported_file,
     imported_file,
-    is_transient,
 )
 from pipelines.imports.errors import ImportFailed
 from pipelines.imports.options import ImportOptions
 from pipelines.imports.sensors import build_dropzone_sensor
+from pipelines.retries import RETRY_POLICY
 from resources import RecordStoreResource
 
 HEADER = "Application ID,First Name,Last Name,Email,Job Code,Job Title,Stage\n"
@@ -464,3 +464,15 @@ def test_a_run_waits_while_an_earlier_run_imports_the_same_content(
 
     assert after.success and retries(after) == 0
     assert count(store, schema.applications, slug) == len(ROWS)
+
+
+def test_imports_bulk_jobs_and_rollbacks_share_one_retry_policy_and_one_transient_rule() -> None:
+    from connectors.store import bulk
+    from pipelines.bulk.ops import apply_bulk_job
+    from pipelines.imports.rollback import rollback_import_job
+
+    [rollback_op] = rollback_import_job.graph.node_defs
+    steps = {"imported_file": imported_file.op, "apply_bulk_job": apply_bulk_job, "rollback": rollback_op}
+    assert {name: op.retry_policy for name, op in steps.items()} == dict.fromkeys(steps, RETRY_POLICY)
+    # the bulk-job batch loop retries in place with the same rule
+    assert bulk._is_transient is is_transient

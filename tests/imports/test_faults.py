@@ -363,3 +363,67 @@ def test_terminate_stops_an_in_process_import_at_the_next_batch(
     assert (row.status, row.rows_committed, row.created) == ("cancelled", 3 * BATCH, 3 * BATCH)
     assert row.finished_at is not None and "stopped on request" in row.error_message
     assert records(acct, row.id) == exactly(3 * BATCH)
+
+
+def test_a_killed_bulkops_import_is_failed_and_the_same_command_resumes_at_once(acct: Account, tmp_path: Path) -> None:
+    """`bulkops import` killed with -9 mid-file, then run again: no wait, same history row, nothing twice."""
+    rows = 1000
+    path = applicants_csv(tmp_path / "killed.csv", rows, late_from=2 * BATCH + 1)
+    var = tmp_path / "var"
+    home = var / "dagster"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DAGSTER_", "BULKOPS_"))}
+    env.update(
+        BULKOPS_VAR_DIR=str(var),
+        BULKOPS_DATABASE_URL=acct.store.engine.url.render_as_string(hide_password=False),
+        DAGSTER_HOME=str(home),
+        PYTHONPATH=str(REPO),
+    )
+    bulkops = str(Path(sys.executable).with_name("bulkops"))
+    command = [bulkops, "import", str(path), "--account", acct.slug, "--batch-size", str(BATCH)]
+
+    def processing() -> sa.Row | None:
+        rows_ = history(acct)
+        return rows_[0] if rows_ and rows_[0].rows_committed == 2 * BATCH else None
+
+    with job_row_locked(acct, LATE_JOB) as lock:
+        first = subprocess.Popen(command, env=env, cwd=tmp_path, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
+        try:
+            # two batches committed, the third waits on the locked job row
+            before = wait_for(processing, "two committed batches", lambda: first.poll() is None)
+            wait_for(lock.waiters, "the import to wait on the locked job", lambda: first.poll() is None)
+            first.send_signal(signal.SIGKILL)
+        finally:
+            first.kill()
+            first.wait()
+    assert first.returncode == -signal.SIGKILL
+    assert before.status == "processing"
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        [killed] = instance.get_runs()
+        assert killed.status == dg.DagsterRunStatus.STARTED, "nothing else has noticed the death yet"
+
+    again = subprocess.run(
+        command,
+        check=False,
+        env=env,
+        cwd=tmp_path,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=WAIT_S * 3,
+    )
+
+    assert again.returncode == 0, again.stdout + again.stderr
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        dead = instance.get_run_by_id(killed.run_id)
+        assert dead.status == dg.DagsterRunStatus.FAILURE
+        said = " ".join(e.dagster_event.message or "" for e in instance.all_logs(dead.run_id) if e.dagster_event)
+        assert f"pid {killed.tags['bulkops/process'].split(':')[1]}" in said and "is gone" in said, said
+        [rerun] = [r for r in instance.get_runs() if r.run_id != killed.run_id]
+        assert rerun.status == dg.DagsterRunStatus.SUCCESS
+        # it did not wait for the dead run: no retry of its step at all
+        assert "STEP_UP_FOR_RETRY" not in event_types(instance, rerun.run_id)
+    [done] = history(acct)
+    assert done.id == before.id, "the re-run resumed the killed import"
+    assert done.dagster_run_id == rerun.run_id
+    assert completed(done) == (rows, rows, rows, 0, 0)
+    assert records(acct, done.id) == exactly(rows)

@@ -182,7 +182,7 @@ def test_every_entity_of_the_registry_has_a_described_running_sensor() -> None:
     from connectors.store.registry import ENTITY_NAMES
     from pipelines.imports.definitions import defs
 
-    sensors = {s.name: s for s in defs.sensors}
+    sensors = {s.name: s for s in defs.sensors if s.name.endswith("_dropzone_sensor")}
     assert set(sensors) == {f"{e}_dropzone_sensor" for e in ENTITY_NAMES}
     for s in sensors.values():
         assert s.description and s.job_name == "import_job"

@@ -10,8 +10,8 @@ import pytest
 import sqlalchemy as sa
 
 from connectors.store import RecordStore, imports
+from connectors.store.faults import is_transient
 from connectors.store.imports import WriteFailed
-from pipelines.imports.assets import is_transient
 from pipelines.imports.engine import ImportOptions, list_imports, run_import
 from tests.imports.helpers import apps_csv, count
 
