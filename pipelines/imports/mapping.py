@@ -359,8 +359,8 @@ EXCEL = "Excel serial date"
 class DateColumn:
     """What the file says about one date column: its day/month order and the formats seen.
 
-    The order is settled by the first value, in file order, whose first part (day first) or second
-    part (month first) is over 12.
+    The order is settled by the first possible date, in file order, whose first part (day first)
+    or second part (month first) is over 12.
     """
 
     source: str
@@ -376,8 +376,11 @@ class DateColumn:
         if not pc.any(valid).as_py():
             return False
         nums = [pc.cast(pc.if_else(valid, parts.field(g), pa.scalar("0")), pa.int32()) for g in ("a", "b")]
-        for num, attr in zip(nums, ("day_first", "month_first"), strict=False):
-            hits = pc.indices_nonzero(pc.fill_null(pc.greater(num, 12), False))
+        # only a possible date settles the order: one part 13-31, the other a month (31/31/2026 settles nothing)
+        for num, other, attr in ((nums[0], nums[1], "day_first"), (nums[1], nums[0], "month_first")):
+            day = pc.and_(pc.greater(num, 12), pc.less_equal(num, 31))
+            month = pc.and_(pc.greater_equal(other, 1), pc.less_equal(other, 12))
+            hits = pc.indices_nonzero(pc.fill_null(pc.and_(day, month), False))
             if len(hits) and getattr(self, attr) is None:
                 i = hits[0].as_py()
                 setattr(self, attr, (rows[i].as_py(), arr[i].as_py()))

@@ -154,3 +154,18 @@ def test_the_file_is_read_ahead_only_when_a_batch_needs_an_order(first_batch, re
     table = pa.table({"Email": ["a@x.io", "b@x.io"], "Applied At": first_batch})
     apply_mapping(m, table, pa.array([1, 2], pa.int64()))
     assert (calls == [2]) is reads_ahead and m.dates["Applied At"].order == order
+
+
+@pytest.mark.parametrize(
+    ("values", "order"),
+    [
+        (["31/31/2026", "13/04/2026"], "dmy"),
+        (["31/31/2026", "04/13/2026"], "mdy"),
+        (["00/13/2026", "32/01/2026", "05/05/2026"], None),
+    ],
+    ids=["impossible-then-day-first", "impossible-then-month-first", "only-impossible"],
+)
+def test_only_a_possible_date_settles_the_order(values: list[str], order: str | None) -> None:
+    column = DateColumn("Applied At")
+    column.observe(pa.array(values), pa.array(range(1, len(values) + 1), pa.int64()))
+    assert column.order == order
