@@ -30,7 +30,7 @@ import pyarrow.compute as pc
 import sqlalchemy as sa
 
 from connectors.files import FileReadError, RawBatch, csvsafe, open_tabular
-from connectors.store import schema
+from connectors.store import accounts, schema
 from connectors.store.errors import add_context, describe_error
 from connectors.store.imports import ImportRollback, ImportWriter, RollbackBlocked, serialized_batches
 from pipelines.imports.errors import FileFormatError, ImportFailed, MappingError
@@ -419,10 +419,7 @@ def run_import(
             raise FileFormatError(f"{name}: {exc}".replace(f"{path.name}: ", "", 1), import_id=import_id) from exc
         with store.begin() as conn:
             h = _history_row(conn, import_id)
-            account_settings = (
-                conn.execute(sa.select(schema.accounts.c.settings).where(schema.accounts.c.id == account_id)).scalar()
-                or {}
-            )
+            account_settings = accounts.settings(conn, account_id)
             # how the file was read (format, encoding, header, renamed columns), before the first batch
             _finish(conn, import_id, details={**dict(h.details or {}), "file": tab.detected})
         # everything about the mapping is decided, and refused, before the first write
