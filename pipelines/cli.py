@@ -14,6 +14,9 @@ import os
 import sys
 import traceback
 import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from dataclasses import field as dataclass_field
 from datetime import UTC
 from pathlib import Path
 from typing import Any
@@ -413,9 +416,7 @@ def _print_history(rows: list[dict]) -> None:
             click.echo(f"    {row['status']}: {_one_line(row['error_message'])}")
 
 
-def _launch(
-    path: str, entity: str, account: str, options: object, mapping: str | None, *, fail_on_rejected: bool = False
-) -> object:
+def _launch(path: str, entity: str, account: str, config: object = None, *, fail_on_rejected: bool = False) -> object:
     from datetime import datetime
 
     import dagster as dg
@@ -432,9 +433,8 @@ def _launch(
             path,
             entity,
             account,
-            options,
+            config,
             instance=instance,
-            mapping_path=mapping or "",
             log_level="INFO" if BulkopsGroup.verbose else "CRITICAL",
         )
         if result is None:
@@ -478,102 +478,158 @@ def _rejected(errors: int, rows_read: int, failed_rows_path: str | None) -> str:
     return f"{errors} of {rows_read} rows were rejected (--fail-on-rejected){where}"
 
 
-@main.command("import")
+class JsonRules(click.ParamType):
+    """A JSON object, or a list of them, given on the command line (auto-advance rules)."""
+
+    name = "json"
+
+    def convert(self, value: Any, param: Any, ctx: Any) -> list:
+        if isinstance(value, list):
+            return value
+        try:
+            parsed = json.loads(value)
+        except json.JSONDecodeError as exc:
+            self.fail(f"not valid JSON ({exc.msg} at character {exc.pos}): {value!r}", param, ctx)
+        if isinstance(parsed, dict):
+            parsed = [parsed]
+        if not isinstance(parsed, list) or not all(isinstance(r, dict) for r in parsed):
+            self.fail(f"expected a JSON object or a list of them, got {value!r}", param, ctx)
+        return parsed
+
+
+@dataclass(frozen=True)
+class _Spelling:
+    """How `bulkops import` spells an import option that is not `--<field-name>` of the field's type."""
+
+    flag: str | None = None
+    note: str = ""  # said after the field's description
+    to_config: Callable[[Any], Any] | None = None
+    option: dict[str, Any] = dataclass_field(default_factory=dict)  # more click.Option arguments
+
+
+def _comma_list(text: str) -> list[str]:
+    return [v.strip() for v in text.split(",") if v.strip()]
+
+
+def _cli_actor() -> str:
+    return f"cli:{os.environ.get('USER', 'bulkops')}"
+
+
+_IMPORT_SPELLINGS: dict[str, _Spelling] = {
+    # the command always knows the entity: the file's partition key names it
+    "entity": _Spelling(option={"default": "applications", "show_default": True}),
+    "mapping_path": _Spelling(
+        "--mapping",
+        to_config=lambda p: str(Path(p).resolve()),
+        option={"type": click.Path(exists=True, dir_okay=False)},
+    ),
+    "file_format": _Spelling("--format"),
+    "decode_fallback": _Spelling("--decode-errors", option={"metavar": "ENCODING"}),
+    "comment": _Spelling(option={"metavar": "CHARS"}),
+    "skip_rows": _Spelling(option={"type": click.IntRange(min=0)}),
+    # '' always spells empty, whatever the list says
+    "null_values": _Spelling(
+        note="Comma-separated; '' for none.", to_config=lambda t: ["", *(v for v in t.split(",") if v)]
+    ),
+    "max_cell_bytes": _Spelling(
+        "--max-cell-kib",
+        note="Given in KiB.",
+        to_config=lambda kib: kib * 1024,
+        option={"type": click.IntRange(min=1), "default": 128, "show_default": True},
+    ),
+    "actor": _Spelling(option={"default": _cli_actor, "show_default": "cli:$USER"}),
+}
+# first in `bulkops import --help`; the rest follow in the order ImportConfig declares them
+_IMPORT_FIRST = ("entity", "account", "mapping_path", "mapping_yaml")
+
+
+class ImportOption(click.Option):
+    """A flag of `bulkops import` made from a field of `ImportConfig`: `to_config` turns its value into the field's."""
+
+    def __init__(self, decls: list[str], *, to_config: Callable[[Any], Any], **kwargs: Any) -> None:
+        super().__init__(decls, **kwargs)
+        self.to_config = to_config
+
+
+def _import_option(name: str, info: Any, allowed: tuple[str, ...] | None) -> ImportOption:
+    spelling = _IMPORT_SPELLINGS.get(name, _Spelling())
+    # a default made when the config is (the account) is left to the config
+    default = None if info.default_factory is not None else info.default
+    annotation = info.annotation
+    args = [a for a in getattr(annotation, "__args__", ()) if a is not type(None)]
+    base = args[0] if args and getattr(annotation, "__origin__", None) is not list else annotation
+    flag = f"--{name.replace('_', '-')}"
+    note, to_config = "", (lambda v: v)
+    kwargs: dict[str, Any]
+    if annotation is bool:
+        # a switch on by default is turned off by --no-<name>
+        if default:
+            flag, note = f"--no-{name.replace('_', '-')}", "This flag turns it off."
+        kwargs = {"is_flag": True, "flag_value": not default, "default": default}
+    elif annotation == list[str]:
+        note, to_config = "Comma-separated.", _comma_list
+        kwargs = {"default": ",".join(v for v in default if v), "metavar": "LIST", "show_default": True}
+    elif getattr(annotation, "__origin__", None) is list:
+        note = "JSON: an object or a list of them."
+        kwargs = {"type": JsonRules(), "default": None}
+    elif allowed is not None:
+        kwargs = {"type": click.Choice(allowed), "default": default, "show_default": default is not None}
+    else:
+        kwargs = {"type": base if base in (int, float) else str, "default": None if default == "" else default}
+        kwargs["show_default"] = kwargs["default"] is not None
+    kwargs.update(spelling.option)
+    return ImportOption(
+        [spelling.flag or flag, name],
+        to_config=spelling.to_config or to_config,
+        help=" ".join(t for t in (info.description, spelling.note or note) if t),
+        **kwargs,
+    )
+
+
+def import_options() -> list[ImportOption]:
+    """The flags of `bulkops import`: one per field of `ImportConfig` but `path` (the PATH argument).
+
+    Flag, help (the field's description), choices, type and default come from the field;
+    `_IMPORT_SPELLINGS` holds where the command spells one otherwise.
+    """
+    from pipelines.imports.assets import ImportConfig
+    from pipelines.imports.options import ImportFields, choices
+
+    fields = ImportConfig.model_fields
+    names = [*_IMPORT_FIRST, *(n for n in fields if n not in _IMPORT_FIRST and n != "path")]
+    return [_import_option(n, fields[n], choices(n) if n in ImportFields.model_fields else None) for n in names]
+
+
+def import_config(path: str, values: dict[str, Any], params: list[click.Parameter]) -> Any:
+    """The `ImportConfig` of `bulkops import PATH` from its parsed flags (a flag not given keeps the field's default)."""
+    import pydantic
+
+    from pipelines.imports.assets import ImportConfig
+
+    fields: dict[str, Any] = {"path": str(Path(path).resolve())}
+    for param in params:
+        if isinstance(param, ImportOption) and values.get(param.name) is not None:
+            fields[param.name] = param.to_config(values[param.name])
+    try:
+        return ImportConfig(**fields)
+    except pydantic.ValidationError as exc:
+        error = exc.errors()[0]
+        where = ".".join(str(p) for p in error["loc"])
+        raise click.BadParameter(error["msg"], param_hint=f"--{where.replace('_', '-')}") from None
+
+
+class ImportCommand(click.Command):
+    """`bulkops import`: its import options are made from `ImportConfig` when the command is first
+    parsed or shown, so other commands do not load Dagster."""
+
+    def get_params(self, ctx: click.Context) -> list[click.Parameter]:
+        if not any(isinstance(p, ImportOption) for p in self.params):
+            self.params[1:1] = import_options()
+        return super().get_params(ctx)
+
+
+@main.command("import", cls=ImportCommand)
 @click.argument("path", type=click.Path(exists=True, dir_okay=False))
-@click.option(
-    "--entity",
-    type=click.Choice(["applications", "candidates", "jobs", "contracts"]),
-    default="applications",
-    show_default=True,
-    help="The kind of records the file holds.",
-)
-@click.option("--account", default=None, help="Account slug (default $BULKOPS_ACCOUNT or demo).")
-@click.option(
-    "--mapping",
-    type=click.Path(exists=True, dir_okay=False),
-    default=None,
-    help="YAML field mapping (default: columns mapped by their names).",
-)
-@click.option(
-    "--on-duplicate",
-    type=click.Choice(["skip", "update", "create", "flag"]),
-    default="update",
-    show_default=True,
-    help="What to do with a row that matches an existing record.",
-)
-@click.option(
-    "--duplicate-keys",
-    default="external_id,email",
-    show_default=True,
-    help="Comma-separated fields that identify an existing record.",
-)
-@click.option(
-    "--default-stage", default="applied", show_default=True, help="Stage of applications whose row names none."
-)
-@click.option(
-    "--error-policy",
-    type=click.Choice(["skip", "abort", "threshold"]),
-    default="skip",
-    show_default=True,
-    help="skip: reject bad rows and go on; abort: stop at the first; threshold: stop past --error-threshold.",
-)
-@click.option(
-    "--error-threshold",
-    type=float,
-    default=0.1,
-    show_default=True,
-    help="With --error-policy threshold: the share of bad rows that stops the import.",
-)
-@click.option("--batch-size", type=int, default=5000, show_default=True, help="Rows per committed batch.")
-@click.option(
-    "--no-create-missing-jobs", is_flag=True, help="Reject rows naming an unknown job instead of creating it."
-)
-@click.option(
-    "--case-sensitive-keys",
-    is_flag=True,
-    help="Match job codes and external ids with their case (by default ENG-1 and eng-1 are one key).",
-)
-@click.option("--encoding", default=None, help="Text encoding of a CSV file (default: detected).")
-@click.option("--delimiter", default=None, help="Field delimiter of a CSV file (default: detected).")
-@click.option(
-    "--format",
-    "file_format",
-    type=click.Choice(["csv", "parquet", "xlsx"]),
-    default=None,
-    help="Default: from the file's bytes (gzip, bzip2, xz or a zip of one file are opened).",
-)
-@click.option(
-    "--decode-errors",
-    "decode_fallback",
-    default=None,
-    metavar="ENCODING",
-    help="Decode bytes the file's encoding cannot with ENCODING (e.g. cp1252); default: reject those rows.",
-)
-@click.option(
-    "--skip-rows", type=click.IntRange(min=0), default=None, help="Lines above the header to skip (default: detected)."
-)
-@click.option("--comment", default=None, metavar="CHARS", help="Skip lines starting with CHARS, e.g. '#'.")
-@click.option("--sheet", default=None, help="Workbook sheet to read (default: the first).")
-@click.option(
-    "--null-values",
-    default=None,
-    metavar="LIST",
-    help="Comma-separated spellings of empty in mapped fields (default: NULL,null,N/A,n/a,#N/A,NA,-,None,none); '' for none.",
-)
-@click.option(
-    "--max-cell-kib",
-    type=click.IntRange(min=1),
-    default=128,
-    show_default=True,
-    help="A row with a longer cell is rejected.",
-)
-@click.option("--force", is_flag=True, help="Import even when identical content was already imported.")
-@click.option("--dry-run", is_flag=True, help="Report what would happen; write nothing.")
-@click.option(
-    "--allow-update-without-key",
-    is_flag=True,
-    help="Update existing records even though no column of the file maps to an identity key (external_id, job code, email).",
-)
 @click.option(
     "--submit",
     is_flag=True,
@@ -592,35 +648,15 @@ def _rejected(errors: int, rows_read: int, failed_rows_path: str | None) -> str:
     is_flag=True,
     help=f"Exit {EXIT_REJECTED} when any row was rejected (the import itself completes; default: exit 0).",
 )
+@click.pass_context
 def import_file(
+    ctx: click.Context,
     path: str,
-    entity: str,
-    account: str | None,
-    mapping: str | None,
-    on_duplicate: str,
-    duplicate_keys: str,
-    default_stage: str,
-    error_policy: str,
-    error_threshold: float,
-    batch_size: int,
-    no_create_missing_jobs: bool,
-    encoding: str | None,
-    delimiter: str | None,
-    file_format: str | None,
-    decode_fallback: str | None,
-    skip_rows: int | None,
-    comment: str | None,
-    sheet: str | None,
-    null_values: str | None,
-    max_cell_kib: int,
-    force: bool,
-    dry_run: bool,
     submit: bool,
     no_wait: bool,
     timeout: float | None,
     fail_on_rejected: bool,
-    allow_update_without_key: bool,
-    case_sensitive_keys: bool,
+    **options: Any,
 ) -> None:
     """Import PATH through the Dagster import_job (the run shows in the UI).
 
@@ -631,55 +667,18 @@ def import_file(
     Exit codes: 0 the import completed (rejected rows are in the failed-rows file), 1 it failed,
     2 bad usage, 3 rows were rejected and --fail-on-rejected was given, 4 --timeout ran out.
     """
-    from pipelines.imports.options import ImportOptions
-
-    options = ImportOptions(
-        entity=entity,
-        duplicate_keys=tuple(k.strip() for k in duplicate_keys.split(",") if k.strip()),
-        on_duplicate=on_duplicate,
-        default_stage=default_stage,
-        error_policy=error_policy,
-        error_threshold=error_threshold,
-        batch_size=batch_size,
-        dry_run=dry_run,
-        create_missing_jobs=not no_create_missing_jobs,
-        encoding=encoding,
-        delimiter=delimiter,
-        file_format=file_format,
-        force=force,
-        actor=f"cli:{os.environ.get('USER', 'bulkops')}",
-        decode_fallback=decode_fallback,
-        skip_rows=skip_rows,
-        comment=comment,
-        sheet=sheet,
-        max_cell_bytes=max_cell_kib * 1024,
-        **({} if null_values is None else {"null_values": ("", *(v for v in null_values.split(",") if v))}),
-        allow_update_without_key=allow_update_without_key,
-        case_sensitive_keys=case_sensitive_keys,
-    )
+    config = import_config(path, options, ctx.command.get_params(ctx))
+    # invalid options stop here, before a run is made; the mapping is read by the run
+    config.options(with_mapping=False)
     if submit:
-        _submit(
-            path,
-            entity,
-            account or settings.default_account(),
-            options,
-            mapping,
-            wait=not no_wait,
-            timeout=timeout,
-            fail_on_rejected=fail_on_rejected,
-        )
+        _submit(path, config, wait=not no_wait, timeout=timeout, fail_on_rejected=fail_on_rejected)
     else:
-        _launch(
-            path, entity, account or settings.default_account(), options, mapping, fail_on_rejected=fail_on_rejected
-        )
+        _launch(path, config.entity, config.account, config, fail_on_rejected=fail_on_rejected)
 
 
 def _submit(
     path: str,
-    entity: str,
-    account: str,
-    options: object,
-    mapping: str | None,
+    config: Any,
     *,
     wait: bool,
     timeout: float | None,
@@ -689,9 +688,7 @@ def _submit(
     from pipelines.imports.launch import run_page, submit_import, wait_for_run
 
     try:
-        run_id = submit_import(
-            path, entity, account, options, mapping_path=str(Path(mapping).resolve()) if mapping else ""
-        )
+        run_id = submit_import(path, config.entity, config.account, config)
     except RuntimeError as exc:
         raise CommandFailed(f"cannot submit the import: {exc}") from exc
     click.echo(f"queued dagster run: {run_id}")
@@ -704,7 +701,7 @@ def _submit(
     except TimeoutError as exc:
         raise CommandFailed(f"{exc}; it goes on (bulkops imports list shows it when done)", EXIT_TIMEOUT) from exc
     try:
-        store, account_id = _store_and_account(account)
+        store, account_id = _store_and_account(config.account)
     except LookupError:
         rows = []  # the run failed on it: the run's page says so
     else:
@@ -818,7 +815,7 @@ def demo(path: str) -> None:
         sample = Path(__file__).resolve().parent.parent / path
     for entity in ("applications", "candidates", "jobs", "contracts"):
         (settings.dropzone_dir() / entity).mkdir(parents=True, exist_ok=True)
-    _launch(str(sample), "applications", "demo", None, None)
+    _launch(str(sample), "applications", "demo")
     click.echo(f"drop more files into {settings.dropzone_dir()}/<entity>/ while the UI runs")
     click.echo("open the UI with: make dev  (or: DAGSTER_HOME=var/dagster .venv/bin/dagster dev -w workspace.yaml)")
 

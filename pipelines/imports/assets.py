@@ -4,7 +4,7 @@ import dataclasses
 import json
 import time
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import dagster as dg
 from pydantic import Field
@@ -13,6 +13,7 @@ from connectors import settings
 from connectors.store.errors import describe_error
 from connectors.store.faults import is_transient
 from pipelines.imports import dropzone
+from pipelines.imports.options import ImportFields, ImportOptions, load_mapping
 from pipelines.instance import reap_dead_runs, record_process, run_terminating
 from pipelines.retries import RETRY_POLICY
 from resources import RecordStoreResource
@@ -30,121 +31,68 @@ BUSY_WAIT_SECONDS = 30
 HISTORY_COLUMNS = ("date_time", "type", "file", "created", "updated", "skipped", "errors", "status")
 
 
-class ImportConfig(dg.Config):
-    """Launch options of one import; every engine option is here, so the Launchpad shows them all."""
+class ImportConfig(dg.Config, ImportFields):
+    """The launch config of one import, the op config of `imported_file` (the Launchpad form).
+
+    Every import option (`ImportFields`, declared once) plus the file, the account and where the
+    mapping comes from. The drop-folder sensors and `bulkops import` launch this model too; the
+    command's flags are generated from its fields.
+    """
 
     path: str = Field(
         default="",
-        description="File to import (CSV, TSV or Parquet). Empty: the partition's file in the drop zone "
+        description="File to import (CSV, TSV, Parquet or Excel). Empty: the partition's file in the drop zone "
         "(waiting, failed/ or processed/), found from the partition key.",
     )
-    account: str = Field(default_factory=settings.default_account, description="Slug of the account to import into.")
-    entity: str | None = Field(
-        default=None,
-        description="applications, candidates, jobs or contracts. Empty: taken from the partition key (`<entity>/<file>@<sha>`), else applications.",
+    account: str = Field(
+        default_factory=settings.default_account,
+        description="Slug of the account to import into; empty: $BULKOPS_ACCOUNT when the run starts, else demo.",
     )
     mapping_path: str = Field(
-        default="", description="YAML field mapping file. Empty with no mapping_yaml: map by header names."
+        default="", description="YAML field mapping file; empty, and no inline mapping: columns mapped by their names."
     )
-    mapping_yaml: str = Field(default="", description="Inline YAML field mapping; wins over mapping_path.")
-    duplicate_keys: list[str] = Field(
-        default=["external_id", "email"],
-        description="Fields that identify an existing record, tried in order (email is case- and space-folded).",
-    )
-    on_duplicate: Literal["skip", "update", "create", "flag"] = Field(
-        default="update",
-        description="What a row matching an existing record does: skip, update, create anyway, or flag for review.",
-    )
-    default_stage: str = Field(default="applied", description="Stage of imported applications whose row names none.")
-    auto_advance: list[dict[str, Any]] = Field(
-        default=[], description="Auto-advance rules: a condition on mapped fields moves the record to a stage."
-    )
-    error_policy: Literal["skip", "abort", "threshold"] = Field(
-        default="skip", description="Bad rows: skip and continue, abort on the first, or abort past error_threshold."
-    )
-    error_threshold: float = Field(
-        default=0.1, description="Error rate (0..1) that aborts a threshold import; also the asset check's limit."
-    )
-    batch_size: int = Field(
-        default=5000, description="Rows per committed batch; a killed run resumes after the last one."
-    )
-    dry_run: bool = Field(
-        default=False, description="Report what would be created, updated, skipped and rejected; write nothing."
-    )
-    create_missing_jobs: bool = Field(
-        default=True, description="Create a job on the fly when an application names an unknown job code."
-    )
-    encoding: str | None = Field(
-        default=None, description="Text encoding; empty: detected (UTF-8/BOM, UTF-16, cp1252)."
-    )
-    delimiter: str | None = Field(default=None, description="CSV delimiter; empty: detected.")
-    file_format: str | None = Field(
-        default=None,
-        description="csv, parquet or xlsx; empty: from the file's bytes (gzip, bzip2, xz, zip of one file opened).",
-    )
-    decode_fallback: str | None = Field(
-        default=None,
-        description="Encoding for bytes the file's encoding cannot decode (e.g. cp1252); empty: reject those rows.",
-    )
-    skip_rows: int | None = Field(
-        default=None,
-        description="Lines above the header to skip; empty: the header is found past title and comment rows.",
-    )
-    comment: str | None = Field(default=None, description="Skip lines starting with these characters, e.g. '#'.")
-    sheet: str | None = Field(default=None, description="Workbook sheet to read; empty: the first.")
-    null_values: list[str] = Field(
-        default=["", "NULL", "null", "Null", "N/A", "n/a", "#N/A", "NA", "-", "None", "none"],
-        description="Spellings of empty in columns mapped to record fields (columns kept in data keep their text).",
-    )
-    max_cell_bytes: int = Field(
-        default=128 * 1024, description="A row with a cell longer than this many bytes is rejected."
-    )
-    actor: str = Field(default="bulkops", description="Who the audit log names for this import.")
-    force: bool = Field(default=False, description="Import again even when identical content was already imported.")
-    form_name: str = Field(
-        default="application", description="Name of the form submission an application import creates."
-    )
-    allow_update_without_key: bool = Field(
-        default=False,
-        description="Update existing records even though no column of the file maps to an identity key (external_id, job code, email).",
-    )
-    case_sensitive_keys: bool = Field(
-        default=False,
-        description="Match job codes and external ids with their case (by default ENG-1 and eng-1 are one key).",
-    )
+    mapping_yaml: str = Field(default="", description="Inline YAML field mapping; wins over the mapping file.")
 
+    def load_mapping(self) -> dict | None:
+        """The parsed mapping (inline YAML first, then the file), or None to map by header names.
 
-def import_options(config: ImportConfig, entity: str) -> Any:
-    """The engine's `ImportOptions` for a config (mapping loaded, lists made tuples)."""
-    from pipelines.imports.options import ImportOptions, load_mapping
+        Raises:
+            MappingError: the mapping is unreadable or names an unknown field or transform.
+        """
+        if self.mapping_yaml.strip():
+            return load_mapping(self.mapping_yaml)
+        if self.mapping_path:
+            return load_mapping(self.mapping_path)
+        return None
 
-    values = config.model_dump()
-    values["entity"] = entity
-    values["duplicate_keys"] = tuple(values["duplicate_keys"])
-    values["auto_advance"] = tuple(values["auto_advance"])
-    if config.mapping_yaml.strip():
-        values["mapping"] = load_mapping(config.mapping_yaml)
-    elif config.mapping_path:
-        values["mapping"] = load_mapping(config.mapping_path)
-    names = {f.name for f in dataclasses.fields(ImportOptions)}
-    return ImportOptions(**{k: v for k, v in values.items() if k in names})
+    def options(self, entity: str | None = None, *, with_mapping: bool = True) -> ImportOptions:
+        """What the engine reads: this config's options, for ENTITY when given, with the mapping parsed.
+
+        Args:
+            entity: the entity the import resolved (the partition's); None keeps the config's.
+            with_mapping: parse the mapping; off checks the options without reading it.
+
+        Raises:
+            ImportFailed: an option is invalid ("invalid import options: ..."), or the mapping is
+                (`MappingError`).
+        """
+        values: dict[str, Any] = {name: getattr(self, name) for name in ImportFields.model_fields}
+        values["entity"] = entity or self.entity
+        mapping = self.load_mapping() if with_mapping else None
+        return ImportOptions(**values, mapping=mapping)
 
 
 def config_for(
-    path: str | Path, entity: str, account: str, options: Any = None, *, mapping_path: str = ""
+    path: str | Path, entity: str, account: str, config: ImportConfig | None = None, *, mapping_path: str = ""
 ) -> ImportConfig:
-    """An `ImportConfig` from engine `ImportOptions` (used by the CLI so every route shares one config)."""
-    values: dict[str, Any] = {"path": str(path), "entity": entity, "account": account, "mapping_path": mapping_path}
-    if options is not None:
-        for f in dataclasses.fields(options):
-            v = getattr(options, f.name)
-            if f.name == "mapping":
-                if v:
-                    import yaml
-
-                    values["mapping_yaml"] = yaml.safe_dump(v, sort_keys=False)
-            elif f.name in ImportConfig.model_fields and f.name != "entity":
-                values[f.name] = list(v) if isinstance(v, tuple) else v
+    """The launch config importing PATH as ENTITY into ACCOUNT: CONFIG (None: every default) with
+    the file, the entity and the account set, and MAPPING_PATH when given."""
+    if config is not None and not isinstance(config, ImportConfig):
+        raise TypeError(f"expected an ImportConfig, got {type(config).__name__}")
+    values: dict[str, Any] = config.model_dump() if config is not None else {}
+    values.update(path=str(path), entity=entity, account=account)
+    if mapping_path:
+        values["mapping_path"] = mapping_path
     return ImportConfig(**values)
 
 
@@ -275,7 +223,7 @@ def _import_partition(
     outcome: str | None = None
     try:
         try:
-            options = import_options(config, entity)
+            options = config.options(entity)
             store = record_store.store
             account_id = store.account_id(config.account)
             result = run_import(

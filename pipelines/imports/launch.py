@@ -43,9 +43,10 @@ def launch_import(
         path: file to import.
         entity: record type (applications, candidates, jobs, contracts).
         account: account slug.
-        options: engine `ImportOptions` (its `entity` is ignored in favour of ENTITY); None for defaults.
+        options: the `ImportConfig` to launch (its path, entity and account are set from the
+            arguments); None for defaults.
         instance: Dagster instance; defaults to `DagsterInstance.get()` (needs DAGSTER_HOME).
-        mapping_path: YAML mapping file, when options carry no parsed mapping.
+        mapping_path: YAML mapping file, when given replacing the config's.
         tags: extra run tags.
         log_level: console log level of the run (the event log in the instance keeps everything).
 

@@ -20,7 +20,6 @@ from pipelines.imports.assets import (
     imported_file,
 )
 from pipelines.imports.errors import ImportFailed
-from pipelines.imports.options import ImportOptions
 from pipelines.imports.sensors import build_dropzone_sensor
 from pipelines.retries import RETRY_POLICY
 from resources import RecordStoreResource
@@ -410,14 +409,6 @@ def test_a_failed_drop_moves_to_failed_and_its_partition_re_runs_after_the_fix(
     assert count(store, schema.users, slug) == 2
     assert list((dropzone_root / "candidates" / "failed").iterdir()) == []
     assert len(list((dropzone_root / "candidates" / "processed").iterdir())) == 1
-
-
-def test_the_config_exposes_every_engine_option() -> None:
-    import dataclasses
-
-    options = {f.name for f in dataclasses.fields(ImportOptions)} - {"mapping"}
-    assert options <= set(ImportConfig.model_fields)
-    assert all(ImportConfig.model_fields[name].description for name in ImportConfig.model_fields)
 
 
 def test_the_code_location_holds_the_import_graph_described_and_grouped() -> None:

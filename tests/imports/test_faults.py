@@ -327,8 +327,8 @@ def test_terminate_stops_an_in_process_import_at_the_next_batch(
     pg_url: str, instance: dg.DagsterInstance, acct: Account, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """`bulkops import` runs in process: Terminate can only mark the run, the import must notice."""
+    from pipelines.imports.assets import ImportConfig
     from pipelines.imports.launch import launch_import
-    from pipelines.imports.options import ImportOptions
 
     monkeypatch.setenv("BULKOPS_DATABASE_URL", pg_url)
     path = applicants_csv(tmp_path / "inproc.csv", 5 * BATCH, late_from=2 * BATCH + 1)
@@ -349,7 +349,7 @@ def test_terminate_stops_an_in_process_import_at_the_next_batch(
                 path,
                 "applications",
                 acct.slug,
-                ImportOptions(entity="applications", batch_size=BATCH),
+                ImportConfig(batch_size=BATCH),
                 instance=instance,
                 log_level="ERROR",
             )
