@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dagster as dg
 
+from pipelines import records
 from pipelines.bulk import definitions as bulk
 from pipelines.imports import definitions as imports
 from resources import RecordStoreResource
@@ -11,6 +12,7 @@ from resources import RecordStoreResource
 # dagster refuses a module with more than one Definitions at module scope: merge inline
 defs = dg.Definitions.merge(
     dg.Definitions(resources={"record_store": RecordStoreResource()}),
+    records.defs,
     imports.defs,
     bulk.defs,
 )

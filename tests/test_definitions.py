@@ -7,14 +7,25 @@ import shutil
 from pathlib import Path
 
 import dagster as dg
+import pytest
+import sqlalchemy as sa
 import yaml
 
+from connectors.store import RecordStore, make_engine, migrate, registry, schema
 from pipelines.definitions import defs
+from pipelines.imports import dropzone
 
 ROOT = Path(__file__).resolve().parents[1]
 
 # a rename breaks launch configs, run history and anything that selects by key: change these on purpose only
-ASSET_KEYS = ["bulkops/bulk_jobs", "imported_file"]
+ASSET_KEYS = [
+    "bulkops/applications",
+    "bulkops/bulk_jobs",
+    "bulkops/candidates",
+    "bulkops/contracts",
+    "bulkops/jobs",
+    "imported_file",
+]
 JOB_NAMES = ["bulk_job", "import_job", "rollback_import_job"]
 SENSOR_NAMES = [
     "applications_dropzone_sensor",
@@ -29,6 +40,7 @@ SENSOR_NAMES = [
 ]
 SCHEDULE_NAMES: list[str] = []
 RESOURCE_KEYS = ["record_store"]
+GROUP_TAG = "bulkops/group"
 
 
 def _jobs() -> list[dg.JobDefinition]:
@@ -58,7 +70,7 @@ def test_asset_keys_job_sensor_and_schedule_names_are_the_known_ones() -> None:
     assert sorted(defs.resources or {}) == RESOURCE_KEYS
 
 
-def test_every_asset_check_job_sensor_and_schedule_is_described_and_every_asset_grouped() -> None:
+def test_every_asset_check_job_sensor_and_schedule_is_described_and_grouped() -> None:
     repo = defs.get_repository_def()
     specs = defs.resolve_all_asset_specs()
     checks = [c for a in defs.assets or [] if isinstance(a, dg.AssetsDefinition) for c in a.check_specs]
@@ -68,6 +80,11 @@ def test_every_asset_check_job_sensor_and_schedule_is_described_and_every_asset_
     undescribed += [f"sensor {s.name}" for s in repo.sensor_defs if not (s.description or "").strip()]
     undescribed += [f"schedule {s.name}" for s in repo.schedule_defs if not (s.description or "").strip()]
     ungrouped = [f"asset {s.key.to_user_string()}" for s in specs if s.group_name in (None, "default")]
+    # jobs, sensors and schedules have no group in Dagster: a tag names the assets' group they belong to
+    groups = {s.group_name for s in specs}
+    ungrouped += [f"job {j.name}" for j in _jobs() if j.tags.get(GROUP_TAG) not in groups]
+    ungrouped += [f"sensor {s.name}" for s in repo.sensor_defs if s.tags.get(GROUP_TAG) not in groups]
+    ungrouped += [f"schedule {s.name}" for s in repo.schedule_defs if s.tags.get(GROUP_TAG) not in groups]
     assert undescribed + ungrouped == []
     # the lists above are not empty by accident
     assert specs and checks and _jobs() and repo.sensor_defs
@@ -90,3 +107,52 @@ def test_the_local_instance_config_loads_with_its_settings(tmp_path: Path) -> No
         [per_file] = instance.get_settings("concurrency")["runs"]["tag_concurrency_limits"]
         assert per_file == {"key": "bulkops/sha256", "value": {"applyLimitPerUniqueValue": True}, "limit": 1}
         assert instance.run_monitoring_enabled
+
+
+def test_each_entity_of_the_registry_has_its_record_asset_with_the_tables_columns() -> None:
+    specs = {s.key: s for s in defs.resolve_all_asset_specs()}
+    for entity in registry.ENTITIES.values():
+        spec = specs[dg.AssetKey(["bulkops", entity.name])]
+        assert spec.group_name == "records" and spec.kinds == {"sql"}
+        assert [d.asset_key for d in spec.deps] == [dg.AssetKey("imported_file")]
+        assert spec.metadata["dagster/table_name"] == entity.table.name
+        columns = {c.name: c for c in spec.metadata["dagster/column_schema"].columns}
+        assert list(columns) == [c.name for c in entity.table.c]
+        assert all("imported" in (columns[f].description or "") for f in entity.fields if f in columns)
+        assert columns["id"].constraints.nullable is False
+    # imports write records: the import's asset is upstream of every record asset
+    graph = defs.resolve_asset_graph()
+    assert graph.get(dg.AssetKey("imported_file")).child_keys >= {
+        dg.AssetKey(["bulkops", name]) for name in registry.ENTITY_NAMES
+    }
+
+
+def test_a_run_uses_the_record_store_and_account_set_after_the_code_location_was_imported(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, instance: dg.DagsterInstance
+) -> None:
+    # `defs` was imported with this module, before these variables were set, as `dagster dev` imports it once
+    url = f"sqlite:///{tmp_path / 'later.db'}"
+    engine = make_engine(url)
+    migrate.upgrade(engine)
+    engine.dispose()
+    RecordStore(url).ensure_account("later")
+    monkeypatch.setenv("BULKOPS_DATABASE_URL", url)
+    monkeypatch.setenv("BULKOPS_ACCOUNT", "later")
+    monkeypatch.setenv("BULKOPS_VAR_DIR", str(tmp_path / "var"))
+    path = tmp_path / "late.csv"
+    path.write_text("Email,First Name\nlate@example.com,Late\n")
+    key = dropzone.partition_key("candidates", path.name, dropzone.file_sha256(path))
+    instance.add_dynamic_partitions("import_files", [key])
+
+    result = defs.resolve_job_def("import_job").execute_in_process(
+        run_config={"ops": {"imported_file": {"config": {"path": str(path)}}}}, instance=instance, partition_key=key
+    )
+
+    assert result.success
+    store = RecordStore(url)
+    with store.engine.connect() as conn:
+        emails = conn.scalars(
+            sa.select(schema.users.c.email).where(schema.users.c.account_id == store.account_id("later"))
+        ).all()
+    store.dispose()
+    assert emails == ["late@example.com"]

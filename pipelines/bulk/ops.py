@@ -12,6 +12,7 @@ from connectors.store.errors import describe_error
 from connectors.store.faults import is_transient
 from pipelines.bulk import service
 from pipelines.instance import record_process, run_terminating
+from pipelines.records import bulk_job_changes
 from pipelines.retries import RETRY_POLICY
 from resources import RecordStoreResource
 
@@ -122,7 +123,10 @@ def apply_bulk_job(context: dg.OpExecutionContext, config: BulkJobConfig, record
             # a failed step of a CANCELING run ends CANCELED; re-raising would be retried in-process
             raise _terminated(job_id) from exc
         raise
-    return _report(context, store, job_id)
+    job = _report(context, store, job_id)
+    for event in bulk_job_changes(job):
+        context.log_event(event)
+    return job
 
 
 def _report_unstarted(context: dg.OpExecutionContext, store, job_id: uuid.UUID) -> dict:

@@ -15,6 +15,7 @@ from connectors.store.faults import is_transient
 from pipelines.imports import dropzone
 from pipelines.imports.options import ImportFields, ImportOptions, load_mapping
 from pipelines.instance import reap_dead_runs, record_process, run_terminating
+from pipelines.records import import_changes
 from pipelines.retries import RETRY_POLICY
 from resources import RecordStoreResource
 
@@ -252,6 +253,7 @@ def _import_partition(
             }
             failed = getattr(exc, "result", None)
             if failed is not None:
+                _report_records(context, entity, failed, key)
                 failure_md.update(
                     {k: getattr(failed, k) for k in ("created", "updated", "skipped", "errors", "rows_read")}
                 )
@@ -276,6 +278,7 @@ def _import_partition(
                 allow_retries=False,
             ) from exc
 
+        _report_records(context, entity, result, key)
         if result.status == "cancelled":
             # terminated: the file stays where it is and a re-run of the partition resumes
             raise dg.Failure(
@@ -364,6 +367,12 @@ def _import_partition(
         metadata={"error_rate": rate, "error_threshold": config.error_threshold, "errors": result.errors},
     )
     return dg.MaterializeResult(metadata=metadata, check_results=[check])
+
+
+def _report_records(context: dg.AssetExecutionContext, entity: str, result: Any, key: str) -> None:
+    """Materializations of the record assets the import wrote (committed batches count, even of an import that then failed)."""
+    for event in import_changes(entity, result, key):
+        context.log_event(event)
 
 
 def _record_move(

@@ -14,5 +14,5 @@ import_job = dg.define_asset_job(
         "Launched by the drop-folder sensors, by `bulkops import` and from the Launchpad; "
         "configure mapping, duplicates and error policy under ops.imported_file.config."
     ),
-    tags={"bulkops/kind": "import"},
+    tags={"bulkops/kind": "import", "bulkops/group": "imports"},
 )

@@ -14,6 +14,7 @@ from connectors.store import schema
 from connectors.store.faults import is_transient
 from pipelines.imports.assets import imported_file
 from pipelines.imports.engine import ImportFailed, rollback_import
+from pipelines.records import rollback_changes
 from pipelines.retries import RETRY_POLICY
 from resources import RecordStoreResource
 
@@ -74,6 +75,8 @@ def rollback_import_op(
     if key:
         # the import's partition shows it was undone, next to its materialization
         context.log_event(dg.AssetObservation(asset_key=imported_file.key, partition=key, metadata=metadata))
+    for event in rollback_changes(str(import_id), out):
+        context.log_event(event)
     context.add_output_metadata(metadata)
     conflicts = sum(out["conflicts"].values())
     context.log.info(
@@ -92,7 +95,7 @@ def rollback_import_op(
     name="rollback_import_job",
     description="Undo one import (config: ops.rollback_import_op.config.import_id, from `bulkops imports list` "
     "or the imported_file materialization). Same as `bulkops imports rollback`.",
-    tags={"bulkops/kind": "import"},
+    tags={"bulkops/kind": "import", "bulkops/group": "imports"},
 )
 def rollback_import_job() -> None:
     rollback_import_op()

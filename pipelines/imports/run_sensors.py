@@ -16,6 +16,7 @@ from resources import RecordStoreResource
     ),
     monitored_jobs=[import_job],
     default_status=dg.DefaultSensorStatus.RUNNING,
+    tags={"bulkops/group": "imports"},
 )
 def import_failure_sensor(context: dg.RunFailureSensorContext, record_store: RecordStoreResource) -> None:
     run = context.dagster_run
@@ -30,6 +31,7 @@ def import_failure_sensor(context: dg.RunFailureSensorContext, record_store: Rec
     run_status=dg.DagsterRunStatus.CANCELED,
     monitored_jobs=[import_job],
     default_status=dg.DefaultSensorStatus.RUNNING,
+    tags={"bulkops/group": "imports"},
 )
 def import_canceled_sensor(context: dg.RunStatusSensorContext, record_store: RecordStoreResource) -> None:
     run = context.dagster_run
@@ -47,6 +49,7 @@ def import_canceled_sensor(context: dg.RunStatusSensorContext, record_store: Rec
     ),
     minimum_interval_seconds=30,
     default_status=dg.DefaultSensorStatus.RUNNING,
+    tags={"bulkops/group": "imports"},
 )
 def dead_run_sensor(context: dg.SensorEvaluationContext) -> dg.SkipReason:
     reaped = reap_dead_runs(context.instance)

@@ -88,6 +88,7 @@ def build_dropzone_sensor(
         name=f"{entity}_dropzone_sensor",
         job=import_job,
         minimum_interval_seconds=15,
+        tags={"bulkops/group": "imports"},
         default_status=(
             dg.DefaultSensorStatus.RUNNING if settings.dropzone_sensors_running() else dg.DefaultSensorStatus.STOPPED
         ),
