@@ -43,8 +43,11 @@ def bulk_job_definition() -> dg.JobDefinition:
 
 
 def run_config_for(job_id: uuid.UUID, database_url: str | None = None, batch_size: int = 0) -> dict:
-    """Run config of the bulk job for one bulk_jobs row."""
-    config: dict = {"ops": {"apply_bulk_job": {"config": {"bulk_job_id": str(job_id), "batch_size": batch_size}}}}
+    """Run config of the bulk job for one bulk_jobs row (its op config is `BulkJobConfig`, as the Launchpad shows it)."""
+    from pipelines.bulk.ops import BulkJobConfig
+
+    op_config = BulkJobConfig(bulk_job_id=str(job_id), batch_size=batch_size).model_dump()
+    config: dict = {"ops": {"apply_bulk_job": {"config": op_config}}}
     if database_url:
         config["resources"] = {"record_store": {"config": {"database_url": database_url}}}
     return config

@@ -32,7 +32,7 @@ PROGRESS_ASSET = bulk_jobs_table.key
 class BulkJobConfig(dg.Config):
     """Which bulk job to run."""
 
-    bulk_job_id: str = Field(description="Id of the bulk_jobs row (created by the API or `bulkops bulk create`).")
+    bulk_job_id: str = Field(description="Id of the bulk_jobs row (created by the API or `bulkops jobs create`).")
     batch_size: int = Field(
         default=0,
         ge=0,
