@@ -31,7 +31,7 @@ PROGRESS_ASSET = bulk_jobs_table.key
 class BulkJobConfig(dg.Config):
     """Which bulk job to run."""
 
-    bulk_job_id: str = Field(description="Id of the bulk_jobs row (created by the API or `bulkops bulk create`).")
+    bulk_job_id: str = Field(description="Id of the bulk_jobs row (created by the API or `bulkops bulk-jobs create`).")
     batch_size: int = Field(
         default=0,
         ge=0,
@@ -82,31 +82,41 @@ def apply_bulk_job(context: dg.OpExecutionContext, config: BulkJobConfig, record
         f"bulk job {job_id}: {started.operation} on {started.total_count} {started.entity_type} "
         f"({started.mode}), resuming at record {started.next_seq}"
     )
-    size = config.batch_size or bulk.DEFAULT_BATCH_SIZE.get(store.dialect, 1000)
-    number = 0
-    try:
-        while True:
-            if run_terminating(context):
-                bulk.finish_job(store, job_id, "cancelled")
-                raise _terminated(job_id)
-            result = bulk.process_next_batch(store, job_id, size, batch_number=number, run_id=context.run.run_id)
-            number += 1
-            if result is None:
-                break
-            context.log_event(
-                dg.AssetObservation(
-                    asset_key=PROGRESS_ASSET,
-                    metadata={
-                        "bulk_job_id": str(job_id),
-                        "total_count": result.total_count,
-                        "processed_count": result.processed_count,
-                        "failed_count": result.failed_count,
-                        "batch": f"{result.lo}..{result.hi}",
-                    },
-                )
+
+    def observe(result: bulk.BatchResult) -> None:
+        context.log_event(
+            dg.AssetObservation(
+                asset_key=PROGRESS_ASSET,
+                metadata={
+                    "bulk_job_id": str(job_id),
+                    "total_count": result.total_count,
+                    "processed_count": result.processed_count,
+                    "failed_count": result.failed_count,
+                    "batch": f"{result.lo}..{result.hi}",
+                },
             )
-            if result.job_status != "processing":
-                break
+        )
+
+    terminated = False
+
+    def stop() -> bool:
+        nonlocal terminated
+        terminated = run_terminating(context)
+        return terminated
+
+    try:
+        # the one batch loop of bulk jobs; a transient fault is not retried in place but by the step's retry policy
+        bulk.run_job(
+            store,
+            job_id,
+            batch_size=config.batch_size or None,
+            run_id=context.run.run_id,
+            on_batch=observe,
+            should_stop=stop,
+            transient_retries=0,
+        )
+        if terminated:
+            raise _terminated(job_id)
     except dg.Failure:
         raise
     except Exception as exc:
