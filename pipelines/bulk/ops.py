@@ -1,4 +1,4 @@
-"""Ops of the bulk job: apply the job's records in committed batches, then deliver its webhooks."""
+"""Ops of the bulk job: apply the bulk job's records in committed batches, then deliver its webhooks."""
 
 import uuid
 
@@ -20,7 +20,7 @@ bulk_jobs_table = dg.AssetSpec(
     key=dg.AssetKey(["bulkops", "bulk_jobs"]),
     description=(
         "The bulk_jobs table of the record store: one row per bulk job (status, total, processed and failed "
-        "counts). Each committed batch of a bulk_job run records an observation with the job's counts."
+        "counts). Each committed batch of a bulk_job run records an observation with the bulk job's counts."
     ),
     group_name="bulk_jobs",
     kinds={"sql"},
@@ -62,7 +62,7 @@ def _items_table(rows: list[dict], columns: list[str]) -> dg.MetadataValue:
     description=(
         "Applies a bulk job's records in batches; each batch commits its record changes, per-record outcomes, "
         "audit rows and counters in one transaction. Resumes after the last committed batch; a terminated run "
-        "leaves the job cancelled with exact counts. A job awaiting confirmation only reports its preview."
+        "leaves the bulk job cancelled with exact counts. A bulk job awaiting confirmation only reports its preview."
     ),
     retry_policy=RETRY_POLICY,
     tags={"bulkops/kind": "bulk_job"},
@@ -126,7 +126,7 @@ def apply_bulk_job(context: dg.OpExecutionContext, config: BulkJobConfig, record
         bulk.finish_job(store, job_id, "failed", error=reason)
         raise dg.Failure(description=f"bulk job {job_id} failed: {reason}", allow_retries=False) from exc
     except BaseException as exc:
-        # run terminated: committed batches stay, the job stops here
+        # run terminated: committed batches stay, the bulk job stops here
         bulk.finish_job(store, job_id, "cancelled")
         if run_terminating(context):
             # a failed step of a CANCELING run ends CANCELED; re-raising would be retried in-process
