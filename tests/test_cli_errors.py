@@ -31,16 +31,8 @@ def store_url(sqlite_url: str) -> str:
 
 
 @pytest.fixture
-def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, store_url: str) -> Path:
-    """A private var/ and Dagster home, the record store under test, a fresh account as default."""
-    var = tmp_path / "var"
-    monkeypatch.setenv("BULKOPS_VAR_DIR", str(var))
-    monkeypatch.setenv("BULKOPS_DATABASE_URL", store_url)
-    monkeypatch.setenv("DAGSTER_HOME", str(var / "dagster"))
-    monkeypatch.setenv("BULKOPS_ACCOUNT", f"t-{uuid.uuid4().hex[:10]}")
-    monkeypatch.delenv("BULKOPS_DEBUG", raising=False)
-    RecordStore(store_url).ensure_account(os.environ["BULKOPS_ACCOUNT"])
-    return tmp_path
+def env(cli_env: Path) -> Path:
+    return cli_env
 
 
 def closed_port() -> int:
