@@ -175,10 +175,14 @@ class SlowRecorder:
             config.getoption("keyword") or config.getoption("markexpr")
         )
         if not whole or exitstatus != 0:
-            raise pytest.UsageError(
+            reporter = config.pluginmanager.get_plugin("terminalreporter")
+            reporter.ensure_newline()
+            reporter.write_line(
                 f"--record-slow needs a whole-suite run that passes (no paths, -k or -m): {SLOW_TESTS_FILE.name} "
-                "is unchanged"
+                "is unchanged",
+                red=True,
             )
+            return
         slow = sorted((-s, n) for n, s in self.durations.items() if s >= SLOW_SECONDS)
         made_by = "(`make slow-tests`); tests/conftest.py marks them slow"
         header = [
