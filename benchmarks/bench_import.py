@@ -8,9 +8,9 @@ PostgreSQL database measures (a) COPY of the file into an all-text table (logged
 the targets are set against; an UNLOGGED one is printed beside it), (b) the first bulkops
 import, (c) a re-import of the same file (`force=True` bypasses the identical-content skip;
 rows equal to their records are unchanged and write nothing), (c') an import of the same rows
-with every application's stage and data changed (all updates), then (d) the rollback of each, newest first. Two reference
-points are printed with them: "COPY into a staging table, then INSERT ... ON CONFLICT" into a
-single table, and the schema floors: the rows a first import writes (users, applications, form
+with every application's stage and data changed (all updates), then (d) the rollback of each,
+newest first. Two reference points are printed with them: "COPY into a staging table, then
+INSERT ... ON CONFLICT" into a single table, and the schema floors: the rows a first import writes (users, applications, form
 submissions, an audit row each) and the rows a re-import writes (application updates with an
 audit row holding before and after), written set-based with no logic at all, and the bare
 floor: the first import's user, application and form-submission rows into copies of those tables
