@@ -6,7 +6,7 @@ export DAGSTER_HOME ?= $(CURDIR)/var/dagster
 DEV_HOST ?= 127.0.0.1
 DEV_PORT ?= 3000
 
-.PHONY: demo test test-fast lint format dev api bench clean
+.PHONY: demo test test-fast slow-tests lint format dev api bench clean
 
 $(BIN)/bulkops: pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "bulkops needs Python >= 3.11")'
@@ -30,6 +30,10 @@ test: $(BIN)/bulkops
 ## the edit loop: every test not marked slow (under a minute)
 test-fast: $(BIN)/bulkops
 	$(BIN)/pytest -n 2 --dist loadgroup -m "not slow" -q
+
+## run the whole suite and rewrite tests/slow_tests.txt: the tests that took 0.5 s or more are the slow tier
+slow-tests: $(BIN)/bulkops
+	$(BIN)/pytest -n 2 --dist loadgroup -q --record-slow
 
 ## what CI checks besides the tests: lint and formatting (both run, either failing fails)
 lint: $(BIN)/bulkops

@@ -1,9 +1,9 @@
-"""Failed records as CSV: `bulkops jobs failed` against `GET /api/bulk-jobs-failed-records`.
+"""Failed records as CSV: `bulkops bulk-jobs failed` against `GET /api/bulk-jobs-failed-records`.
 
 Creates a throwaway PostgreSQL database, a job of N ids that all fail ("not found"), runs it,
 then times, each `--rounds` times:
 
-- cli: `bulkops jobs failed JOB_ID` in a fresh process, stdout to a file (process start included);
+- cli: `bulkops bulk-jobs failed BULK_JOB_ID` in a fresh process, stdout to a file (process start included);
 - api: the same CSV streamed from a `bulkops api` server in its own process, to a file.
 
 Both outputs are checked to hold N records and to be identical.
@@ -115,7 +115,7 @@ def main() -> None:
             cli_file, api_file = out / f"cli-{n}.csv", out / f"api-{n}.csv"
             t = time.perf_counter()
             with open(cli_file, "wb") as f:
-                subprocess.run([str(BIN / "bulkops"), "jobs", "failed", job["id"]], env=env, stdout=f, check=True)
+                subprocess.run([str(BIN / "bulkops"), "bulk-jobs", "failed", job["id"]], env=env, stdout=f, check=True)
             cli_times.append(time.perf_counter() - t)
             t = time.perf_counter()
             with (
@@ -139,7 +139,7 @@ def main() -> None:
         load = os.getloadavg()
         print(f"records: {args.records}, rounds: {args.rounds}, load average {load[0]:.1f}")
         print(
-            f"cli  (bulkops jobs failed, process start included): median {statistics.median(cli_times):.2f}s "
+            f"cli  (bulkops bulk-jobs failed, process start included): median {statistics.median(cli_times):.2f}s "
             f"{[round(x, 2) for x in cli_times]}"
         )
         print(

@@ -4,13 +4,13 @@
 
 Generates an applications CSV (about 5% duplicate emails, messy values: upper case and padded
 emails, mixed stages, a few bad dates and bad emails, quoted newlines), then on a throwaway
-PostgreSQL database measures (a) COPY of the file into an all-text table (logged, the issue's
-baseline; an UNLOGGED one is printed beside it), (b) the first bulkops import, (c) a re-import of
-the same file (`force=True` bypasses the identical-content skip; rows equal to their records
-are unchanged and write nothing), (c') an import of the same rows with every application's stage
-and data changed (all updates), then (d) the rollback of each, newest first. Two reference
-points are printed with them: the issue's "COPY into staging, then INSERT ... ON CONFLICT" into a
-single table, and the schema floors: the rows a first import writes (users, applications, form
+PostgreSQL database measures (a) COPY of the file into an all-text table (logged, the baseline
+the targets are set against; an UNLOGGED one is printed beside it), (b) the first bulkops
+import, (c) a re-import of the same file (`force=True` bypasses the identical-content skip;
+rows equal to their records are unchanged and write nothing), (c') an import of the same rows
+with every application's stage and data changed (all updates), then (d) the rollback of each,
+newest first. Two reference points are printed with them: "COPY into a staging table, then
+INSERT ... ON CONFLICT" into a single table, and the schema floors: the rows a first import writes (users, applications, form
 submissions, an audit row each) and the rows a re-import writes (application updates with an
 audit row holding before and after), written set-based with no logic at all, and the bare
 floor: the first import's user, application and form-submission rows into copies of those tables
@@ -109,7 +109,7 @@ def _copy_file(cur: psycopg.Cursor, table: str, path: Path) -> None:
 
 
 def raw_copy(url: str, path: Path, *, unlogged: bool = False) -> float:
-    """(a) COPY of the file into an all-text table: the issue's baseline (logged, like any table)."""
+    """(a) COPY of the file into an all-text table: the baseline the targets are set against (logged, like any table)."""
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute(
             f"DROP TABLE IF EXISTS raw_copy; CREATE {'UNLOGGED ' if unlogged else ''}TABLE raw_copy ({TEXT_COLUMNS})"
@@ -129,7 +129,7 @@ def _stage_file(cur: psycopg.Cursor, path: Path) -> None:
 
 
 def single_table_upsert(url: str, path: Path) -> float:
-    """The issue's reference technique: COPY into staging, then one INSERT ... ON CONFLICT into one table."""
+    """The reference technique: COPY into a staging table, then one INSERT ... ON CONFLICT into one table."""
     with psycopg.connect(url) as conn, conn.cursor() as cur:
         cur.execute("DROP TABLE IF EXISTS upsert_target")
         cur.execute(

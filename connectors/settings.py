@@ -30,7 +30,7 @@ def dropzone_dir() -> Path:
 
 
 def default_account() -> str:
-    """Account slug used when a command or job is not told one: `BULKOPS_ACCOUNT`, else demo."""
+    """Account slug used when a command or Dagster job is not told one: `BULKOPS_ACCOUNT`, else demo."""
     return os.environ.get("BULKOPS_ACCOUNT", "demo")
 
 

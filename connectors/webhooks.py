@@ -76,7 +76,7 @@ def deliver_pending(
     limit: int = 10_000,
     **deliver_options: Any,
 ) -> dict[str, int]:
-    """Deliver pending webhook events of the outbox (optionally of one job) and record each result."""
+    """Deliver pending webhook events of the outbox (optionally of one bulk job) and record each result."""
     ev = schema.automation_events
     stmt = (
         sa.select(ev).where(ev.c.status == "pending", ev.c.action == "webhook").order_by(ev.c.created_at).limit(limit)

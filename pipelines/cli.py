@@ -87,7 +87,7 @@ def explain(exc: BaseException) -> tuple[str, int] | None:
     from pipelines.imports.errors import ImportFailed
 
     if isinstance(exc, JobNotFound):
-        return f"{exc.message} in this account (bulkops jobs list shows its bulk jobs)", EXIT_FAILED
+        return f"{exc.message} in this account (bulkops bulk-jobs list shows its bulk jobs)", EXIT_FAILED
     if isinstance(exc, (ImportFailed, BulkJobError)):
         return exc.message, EXIT_FAILED
     if isinstance(exc, RollbackBlocked):
@@ -138,7 +138,7 @@ class BulkopsGroup(click.Group):
             click.echo(f"error: {_lower_first(_one_line(exc.format_message()))}{hint}", err=True)
             sys.exit(exc.exit_code)
         except BrokenPipeError:
-            # the reader went away (`bulkops jobs failed ID | head`): no traceback when stdout is flushed at exit
+            # the reader went away (`bulkops bulk-jobs failed ID | head`): no traceback when stdout is flushed at exit
             with contextlib.suppress(OSError, ValueError, AttributeError):
                 os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
             sys.exit(EXIT_FAILED)
@@ -354,7 +354,7 @@ def tokens() -> None:
 @click.argument("account_slug")
 @click.option("--name", default="api", show_default=True, help="Label to tell tokens apart.")
 @click.option(
-    "--user-id", type=click.UUID, default=None, help="User recorded as created_by on jobs made with the token."
+    "--user-id", type=click.UUID, default=None, help="User recorded as created_by on bulk jobs made with the token."
 )
 def tokens_create(account_slug: str, name: str, user_id: uuid.UUID | None) -> None:
     """Create a token for ACCOUNT_SLUG and print it once (only its digest is stored)."""
@@ -658,7 +658,7 @@ def import_file(
     fail_on_rejected: bool,
     **options: Any,
 ) -> None:
-    """Import PATH through the Dagster import_job (the run shows in the UI).
+    """Import PATH through the Dagster job import_job (the run shows in the UI).
 
     By default the run executes in this process, at once. With --submit it is queued on the
     Dagster deployment like a sensor's run: at most two imports run at once there, and the run
@@ -803,7 +803,7 @@ def imports_rollback(import_id: uuid.UUID, account: str | None, force: bool) -> 
 @main.command("demo")
 @click.option("--file", "path", default="samples/applications.csv", show_default=True, type=click.Path(dir_okay=False))
 def demo(path: str) -> None:
-    """Migrate the record store, create account `demo`, import the sample applications through import_job."""
+    """Migrate the record store, create account `demo`, import the sample applications through the Dagster job import_job."""
     from connectors.store import RecordStore, make_engine, migrate
 
     engine = make_engine()
@@ -820,12 +820,12 @@ def demo(path: str) -> None:
     click.echo("open the UI with: make dev  (or: DAGSTER_HOME=var/dagster .venv/bin/dagster dev -w workspace.yaml)")
 
 
-@main.group()
-def jobs() -> None:
+@main.group("bulk-jobs")
+def bulk_jobs() -> None:
     """Bulk jobs: create, watch, cancel, roll back; each runs as a Dagster run."""
 
 
-def _echo_job(job: dict) -> None:
+def _echo_bulk_job(job: dict) -> None:
     click.echo(json.dumps(job, indent=2, default=str))
 
 
@@ -836,10 +836,10 @@ def _launch_and_show(store, account_id, job_id: uuid.UUID | str, wait: bool) -> 
     run_id = launch.launch_bulk_job(job_id, database_url=settings.database_url())
     if wait:
         launch.wait_for_local_run(run_id)
-    _echo_job(service.get_job(store, account_id, job_id))
+    _echo_bulk_job(service.get_job(store, account_id, job_id))
 
 
-@jobs.command("create")
+@bulk_jobs.command("create")
 @click.argument("entity_type")
 @click.argument("operation")
 @click.option(
@@ -855,8 +855,10 @@ def _launch_and_show(store, account_id, job_id: uuid.UUID | str, wait: bool) -> 
 )
 @click.option("--mode", type=click.Choice(["execute", "preview", "dry_run"]), default="execute", show_default=True)
 @click.option("--account", default=None, help="Account slug (default $BULKOPS_ACCOUNT or demo).")
-@click.option("--wait/--no-wait", default=True, show_default=True, help="Wait for the run and print the finished job.")
-def jobs_create(
+@click.option(
+    "--wait/--no-wait", default=True, show_default=True, help="Wait for the run and print the finished bulk job."
+)
+def bulk_jobs_create(
     entity_type: str, operation: str, ids_file, params: dict, mode: str, account: str | None, wait: bool
 ) -> None:  # type: ignore[no-untyped-def]
     """Create a bulk job on ENTITY_TYPE records and launch its Dagster run (not for --mode preview)."""
@@ -886,19 +888,21 @@ def jobs_create(
         mode=mode,
     )
     if mode == "preview":
-        _echo_job(service.preview(store, account_id, uuid.UUID(job["id"]), limit=20))
-        click.echo(f"confirm with: bulkops jobs confirm {job['id']} --plan-id <plan_id>")
+        _echo_bulk_job(service.preview(store, account_id, uuid.UUID(job["id"]), limit=20))
+        click.echo(f"confirm with: bulkops bulk-jobs confirm {job['id']} --plan-id <plan_id>")
         return
     _launch_and_show(store, account_id, job["id"], wait)
 
 
-@jobs.command("confirm")
-@click.argument("job_id", type=click.UUID)
+@bulk_jobs.command("confirm")
+@click.argument("job_id", type=click.UUID, metavar="BULK_JOB_ID")
 @click.option("--plan-id", required=True, help="The plan id the preview printed.")
 @click.option("--account", default=None, help="Account slug (default $BULKOPS_ACCOUNT or demo).")
-@click.option("--wait/--no-wait", default=True, show_default=True, help="Wait for the run and print the finished job.")
-def jobs_confirm(job_id: uuid.UUID, plan_id: str, account: str | None, wait: bool) -> None:
-    """Execute exactly the previewed plan of JOB_ID."""
+@click.option(
+    "--wait/--no-wait", default=True, show_default=True, help="Wait for the run and print the finished bulk job."
+)
+def bulk_jobs_confirm(job_id: uuid.UUID, plan_id: str, account: str | None, wait: bool) -> None:
+    """Execute exactly the previewed plan of bulk job BULK_JOB_ID."""
     from pipelines.bulk import service
 
     use_local_dagster_home()
@@ -907,18 +911,18 @@ def jobs_confirm(job_id: uuid.UUID, plan_id: str, account: str | None, wait: boo
     _launch_and_show(store, account_id, job_id, wait)
 
 
-@jobs.command("get")
-@click.argument("job_id", type=click.UUID)
+@bulk_jobs.command("get")
+@click.argument("job_id", type=click.UUID, metavar="BULK_JOB_ID")
 @click.option("--account", default=None, help="Account slug (default $BULKOPS_ACCOUNT or demo).")
-def jobs_get(job_id: uuid.UUID, account: str | None) -> None:
-    """Show bulk job JOB_ID as JSON: status, counts, error message, Dagster run."""
+def bulk_jobs_get(job_id: uuid.UUID, account: str | None) -> None:
+    """Show bulk job BULK_JOB_ID as JSON: status, counts, error message, Dagster run."""
     from pipelines.bulk import service
 
     store, account_id = _store_and_account(account)
-    _echo_job(service.get_job(store, account_id, job_id))
+    _echo_bulk_job(service.get_job(store, account_id, job_id))
 
 
-@jobs.command("list")
+@bulk_jobs.command("list")
 @click.option(
     "--status",
     default=None,
@@ -926,7 +930,7 @@ def jobs_get(job_id: uuid.UUID, account: str | None) -> None:
 )
 @click.option("--limit", type=int, default=20, show_default=True, help="At most this many bulk jobs.")
 @click.option("--account", default=None, help="Account slug (default $BULKOPS_ACCOUNT or demo).")
-def jobs_list(status: str | None, limit: int, account: str | None) -> None:
+def bulk_jobs_list(status: str | None, limit: int, account: str | None) -> None:
     """Bulk jobs of the account, newest first."""
     from pipelines.bulk import service
 
@@ -941,11 +945,11 @@ def jobs_list(status: str | None, limit: int, account: str | None) -> None:
         )
 
 
-@jobs.command("cancel")
-@click.argument("job_id", type=click.UUID)
+@bulk_jobs.command("cancel")
+@click.argument("job_id", type=click.UUID, metavar="BULK_JOB_ID")
 @click.option("--account", default=None, help="Account slug (default $BULKOPS_ACCOUNT or demo).")
-def jobs_cancel(job_id: uuid.UUID, account: str | None) -> None:
-    """Cancel JOB_ID: a pending job at once, a running one at its next batch (its run is terminated)."""
+def bulk_jobs_cancel(job_id: uuid.UUID, account: str | None) -> None:
+    """Cancel bulk job BULK_JOB_ID: a pending one at once, a running one at its next batch (its run is terminated)."""
     from pipelines.bulk import launch, service
 
     use_local_dagster_home()
@@ -953,15 +957,17 @@ def jobs_cancel(job_id: uuid.UUID, account: str | None) -> None:
     job = service.request_cancel(store, account_id, job_id)
     if job.get("dagster_run_id"):
         launch.terminate_bulk_job_run(job["dagster_run_id"])
-    _echo_job(job)
+    _echo_bulk_job(job)
 
 
-@jobs.command("rollback")
-@click.argument("job_id", type=click.UUID)
+@bulk_jobs.command("rollback")
+@click.argument("job_id", type=click.UUID, metavar="BULK_JOB_ID")
 @click.option("--account", default=None, help="Account slug (default $BULKOPS_ACCOUNT or demo).")
-@click.option("--wait/--no-wait", default=True, show_default=True, help="Wait for the run and print the finished job.")
-def jobs_rollback(job_id: uuid.UUID, account: str | None, wait: bool) -> None:
-    """Undo completed or cancelled JOB_ID from its before-images, as a new audited job."""
+@click.option(
+    "--wait/--no-wait", default=True, show_default=True, help="Wait for the run and print the finished bulk job."
+)
+def bulk_jobs_rollback(job_id: uuid.UUID, account: str | None, wait: bool) -> None:
+    """Undo completed or cancelled bulk job BULK_JOB_ID from its before-images, as a new audited bulk job."""
     from pipelines.bulk import service
 
     use_local_dagster_home()
@@ -970,16 +976,20 @@ def jobs_rollback(job_id: uuid.UUID, account: str | None, wait: bool) -> None:
     _launch_and_show(store, account_id, job["id"], wait)
 
 
-@jobs.command("failed")
-@click.argument("job_id", type=click.UUID)
+@bulk_jobs.command("failed")
+@click.argument("job_id", type=click.UUID, metavar="BULK_JOB_ID")
 @click.option("--account", default=None, help="Account slug (default $BULKOPS_ACCOUNT or demo).")
-def jobs_failed(job_id: uuid.UUID, account: str | None) -> None:
-    """Failed records of JOB_ID as CSV (entity id and error per record)."""
+def bulk_jobs_failed(job_id: uuid.UUID, account: str | None) -> None:
+    """Failed records of bulk job BULK_JOB_ID as CSV (entity id and error per record)."""
     from pipelines.bulk import service
 
     store, account_id = _store_and_account(account)
     for line in service.iter_failed_items_csv(store, account_id, job_id):
         click.echo(line, nl=False)
+
+
+# `bulkops jobs` was the group's first name: it keeps working for scripts, unlisted, since "jobs" are job postings
+main.add_command(click.Group("jobs", commands=bulk_jobs.commands, help=bulk_jobs.help, hidden=True))
 
 
 def run() -> None:

@@ -1,7 +1,7 @@
 """Run `dagster dev` so that Ctrl-C (SIGINT), SIGTERM or SIGHUP stops all of it within seconds.
 
 `dagster dev` starts a webserver, a daemon and code servers. Started with SIGINT ignored (from a
-background job, nohup, some IDEs and CI runners), each of them ignores SIGINT and, because dagster
+background shell job, nohup, some IDEs and CI runners), each of them ignores SIGINT and, because dagster
 maps SIGTERM onto the SIGINT handler, SIGTERM too: only SIGKILL stopped them. And with a working
 SIGINT, their shutdown runs one after the other and takes tens of seconds on a busy machine.
 

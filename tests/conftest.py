@@ -104,53 +104,93 @@ def instance(tmp_path: Path) -> Iterator[dg.DagsterInstance]:
         yield inst
 
 
-# tests that take seconds each (Dagster runs in subprocesses, deployments, kill -9, large files), measured
-# with `pytest -n 2 --durations=0` on the shared 2-core machine: `pytest -m "not slow"` leaves them out
-SLOW_MODULES = frozenset(
-    {
-        "tests/api/test_jobs.py",
-        "tests/bulk/test_dagster.py",
-        "tests/imports/test_cli.py",
-        "tests/imports/test_faults.py",
-        "tests/test_devserver.py",
-        "tests/test_queued_runs.py",
-    }
-)
-SLOW_TESTS = frozenset(
-    {
-        "tests/api/test_errors.py::test_malformed_json_is_400",
-        "tests/bulk/test_cli_jobs.py::test_jobs_create_runs_the_job_and_rollback_restores_it",
-        "tests/bulk/test_webhooks.py::test_bulk_trigger_delivers_webhooks_after_a_transient_500",
-        "tests/imports/test_assets.py::test_a_dry_run_writes_nothing_and_reports_a_sample",
-        "tests/imports/test_assets.py::test_a_failed_drop_moves_to_failed_and_its_partition_re_runs_after_the_fix",
-        "tests/imports/test_assets.py::test_a_materialization_imports_the_rows_records_history_and_reports_metadata",
-        "tests/imports/test_assets.py::test_a_run_waits_while_an_earlier_run_imports_the_same_content",
-        "tests/imports/test_assets.py::test_a_transient_database_error_is_retried_then_fails",
-        "tests/imports/test_assets.py::test_an_identical_file_is_recorded_as_skipped_not_imported_twice",
-        "tests/imports/test_assets.py::test_drop_zone_files_move_to_processed_and_a_re_drop_is_skipped",
-        "tests/imports/test_assets.py::test_progress_is_observed_per_committed_batch",
-        "tests/imports/test_assets.py::test_rows_with_errors_fail_the_error_rate_check_and_leave_a_failed_rows_csv",
-        "tests/imports/test_assets.py::test_terminal_errors_fail_once_without_retries",
-        "tests/imports/test_concurrency.py::test_concurrent_imports_on_sqlite_neither_fail_nor_duplicate",
-        "tests/imports/test_planner_statistics.py::test_a_new_account_is_in_the_statistics_before_its_first_batch_looks_up_its_own_rows",
-        "tests/imports/test_planner_statistics.py::test_import_analyzes_lookup_tables_each_time_it_doubles_the_account",
-        "tests/imports/test_rollback_job.py::test_rollback_job_fails_clearly_without_retrying",
-        "tests/imports/test_rollback_job.py::test_rollback_job_undoes_the_import_and_marks_its_partition",
-        "tests/imports/test_sensors.py::test_history_and_partition_say_where_a_dropped_file_is_now",
-        "tests/imports/test_sensors.py::test_thousands_of_files_keep_a_small_cursor_and_a_capped_tick",
-        "tests/resources/test_store_resource.py::test_a_run_against_a_stale_schema_fails_once_naming_the_command",
-        "tests/resources/test_store_resource.py::test_a_run_writes_and_reads_the_store_it_is_given",
-        "tests/resources/test_store_resource.py::test_without_a_url_a_run_opens_the_store_named_by_the_environment_at_run_time",
-        "tests/store/test_migrations.py::test_each_revision_downgrades_one_step_and_back",
-    }
-)
+@pytest.fixture
+def cli_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, store_url: str) -> Path:
+    """Where a `bulkops` command runs: a private var/ (TMP_PATH/var) and Dagster home, the store under test, a fresh
+    account as the default; returns TMP_PATH."""
+    var = tmp_path / "var"
+    monkeypatch.setenv("BULKOPS_VAR_DIR", str(var))
+    monkeypatch.setenv("BULKOPS_DATABASE_URL", store_url)
+    monkeypatch.setenv("DAGSTER_HOME", str(var / "dagster"))
+    monkeypatch.setenv("BULKOPS_ACCOUNT", f"t-{uuid.uuid4().hex[:10]}")
+    monkeypatch.delenv("BULKOPS_DEBUG", raising=False)
+    store = RecordStore(store_url)
+    try:
+        store.ensure_account(os.environ["BULKOPS_ACCOUNT"])
+    finally:
+        store.dispose()
+    return tmp_path
+
+
+# The fast tier (`make test-fast`: `pytest -m "not slow"`) is the edit loop: under a minute on the 2-core
+# machine, start-up included. A test is slow when a whole-suite run measured it at SLOW_SECONDS or more
+# (setup, call and teardown; each parametrized case on its own): tests/slow_tests.txt lists those, written by
+# `make slow-tests` (`pytest -n 2 --dist loadgroup --record-slow`). Re-record when the fast tier nears a
+# minute or a slow test was added; until then a new slow test can carry `@pytest.mark.slow` itself.
+SLOW_SECONDS = 0.5
+SLOW_TESTS_FILE = Path(__file__).with_name("slow_tests.txt")
+
+
+def _slow_tests() -> frozenset[str]:
+    """Node ids listed in SLOW_TESTS_FILE (lines `<seconds>\t<node id>`; `#` starts a comment line)."""
+    lines = SLOW_TESTS_FILE.read_text(encoding="utf-8").splitlines() if SLOW_TESTS_FILE.exists() else []
+    return frozenset(line.split("\t", 1)[1] for line in lines if line.strip() and not line.startswith("#"))
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--record-slow",
+        action="store_true",
+        help=f"after a whole-suite run, rewrite tests/{SLOW_TESTS_FILE.name} with the tests that took "
+        f"{SLOW_SECONDS} s or more",
+    )
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # under xdist the controller receives every worker's reports: it alone records
+    if config.getoption("record_slow") and not hasattr(config, "workerinput"):
+        config.pluginmanager.register(SlowRecorder(config), "bulkops-slow-recorder")
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    slow = _slow_tests()
     for item in items:
-        module, _, name = item.nodeid.partition("::")
-        if module in SLOW_MODULES or f"{module}::{name.split('[')[0]}" in SLOW_TESTS:
+        if item.nodeid in slow:
             item.add_marker(pytest.mark.slow)
+
+
+class SlowRecorder:
+    """Sums each test's setup, call and teardown and writes SLOW_TESTS_FILE at the end of a whole-suite run."""
+
+    def __init__(self, config: pytest.Config) -> None:
+        self.config = config
+        self.durations: dict[str, float] = {}
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        self.durations[report.nodeid] = self.durations.get(report.nodeid, 0.0) + report.duration
+
+    def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
+        config = self.config
+        whole = config.args_source is pytest.Config.ArgsSource.TESTPATHS and not (
+            config.getoption("keyword") or config.getoption("markexpr")
+        )
+        if not whole or exitstatus != 0:
+            reporter = config.pluginmanager.get_plugin("terminalreporter")
+            reporter.ensure_newline()
+            reporter.write_line(
+                f"--record-slow needs a whole-suite run that passes (no paths, -k or -m): {SLOW_TESTS_FILE.name} "
+                "is unchanged",
+                red=True,
+            )
+            return
+        slow = sorted((-s, n) for n, s in self.durations.items() if s >= SLOW_SECONDS)
+        made_by = "(`make slow-tests`); tests/conftest.py marks them slow"
+        header = [
+            f"# {len(slow)} of {len(self.durations)} tests took {SLOW_SECONDS} s or more {made_by}",
+            "# seconds<TAB>node id",
+        ]
+        lines = [f"{-s:.2f}\t{n}" for s, n in slow]
+        SLOW_TESTS_FILE.write_text("\n".join(header + lines) + "\n", encoding="utf-8")
 
 
 def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:  # type: ignore[no-untyped-def]

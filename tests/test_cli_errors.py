@@ -31,16 +31,8 @@ def store_url(sqlite_url: str) -> str:
 
 
 @pytest.fixture
-def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, store_url: str) -> Path:
-    """A private var/ and Dagster home, the record store under test, a fresh account as default."""
-    var = tmp_path / "var"
-    monkeypatch.setenv("BULKOPS_VAR_DIR", str(var))
-    monkeypatch.setenv("BULKOPS_DATABASE_URL", store_url)
-    monkeypatch.setenv("DAGSTER_HOME", str(var / "dagster"))
-    monkeypatch.setenv("BULKOPS_ACCOUNT", f"t-{uuid.uuid4().hex[:10]}")
-    monkeypatch.delenv("BULKOPS_DEBUG", raising=False)
-    RecordStore(store_url).ensure_account(os.environ["BULKOPS_ACCOUNT"])
-    return tmp_path
+def env(cli_env: Path) -> Path:
+    return cli_env
 
 
 def closed_port() -> int:
@@ -94,21 +86,21 @@ CASES: dict[str, tuple[Callable[[Path], list[str]], int, tuple[str, ...]]] = {
         ("IMPORT_ID", "not-a-uuid", "not a valid UUID"),
     ),
     "malformed import id to show": (lambda _: ["imports", "show", "12345"], 2, ("IMPORT_ID", "12345")),
-    "malformed bulk job id": (lambda _: ["jobs", "get", "xyz"], 2, ("JOB_ID", "xyz")),
+    "malformed bulk job id": (lambda _: ["bulk-jobs", "get", "xyz"], 2, ("BULK_JOB_ID", "xyz")),
     "missing bulk job": (
-        lambda _: ["jobs", "get", str(uuid.UUID(int=7))],
+        lambda _: ["bulk-jobs", "get", str(uuid.UUID(int=7))],
         1,
-        ("no bulk job", str(uuid.UUID(int=7)), "jobs list"),
+        ("no bulk job", str(uuid.UUID(int=7)), "bulk-jobs list"),
     ),
     "missing import": (lambda _: ["imports", "show", str(uuid.UUID(int=9))], 1, ("no import", "imports list")),
     "rollback of a missing import": (lambda _: ["imports", "rollback", str(uuid.UUID(int=9))], 1, ("no import",)),
     "params not json": (
-        lambda _: ["jobs", "create", "applications", "status_update", "--params", "{status: x}"],
+        lambda _: ["bulk-jobs", "create", "applications", "status_update", "--params", "{status: x}"],
         2,
         ("--params", "not valid JSON"),
     ),
     "params not an object": (
-        lambda _: ["jobs", "create", "applications", "status_update", "--params", "[1]"],
+        lambda _: ["bulk-jobs", "create", "applications", "status_update", "--params", "[1]"],
         2,
         ("--params", "JSON object"),
     ),
@@ -121,7 +113,7 @@ CASES: dict[str, tuple[Callable[[Path], list[str]], int, tuple[str, ...]]] = {
         ("cannot migrate", "'nope'", "db current"),
     ),
     "demo of a missing file": (lambda tmp: ["demo", "--file", str(tmp / "gone.csv")], 1, ("no such file", "gone.csv")),
-    "unknown bulk job entity": (lambda _: ["jobs", "create", "planets", "delete", "--ids", "-"], 1, ("planets",)),
+    "unknown bulk job entity": (lambda _: ["bulk-jobs", "create", "planets", "delete", "--ids", "-"], 1, ("planets",)),
 }
 
 
@@ -153,10 +145,10 @@ def test_a_record_store_behind_the_code_says_to_upgrade(env: Path, monkeypatch: 
 
 
 def test_verbose_and_bulkops_debug_show_the_traceback(env: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    quiet = CliRunner().invoke(main, ["jobs", "get", str(uuid.UUID(int=7))])
-    loud = CliRunner().invoke(main, ["-v", "jobs", "get", str(uuid.UUID(int=7))])
+    quiet = CliRunner().invoke(main, ["bulk-jobs", "get", str(uuid.UUID(int=7))])
+    loud = CliRunner().invoke(main, ["-v", "bulk-jobs", "get", str(uuid.UUID(int=7))])
     monkeypatch.setenv("BULKOPS_DEBUG", "1")
-    debug = CliRunner().invoke(main, ["jobs", "get", str(uuid.UUID(int=7))])
+    debug = CliRunner().invoke(main, ["bulk-jobs", "get", str(uuid.UUID(int=7))])
 
     assert "Traceback" not in quiet.stderr
     for out in (loud, debug):

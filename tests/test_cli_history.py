@@ -19,15 +19,8 @@ from pipelines.cli import EXIT_REJECTED, main
 
 
 @pytest.fixture
-def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, store_url: str) -> Path:
-    var = tmp_path / "var"
-    monkeypatch.setenv("BULKOPS_VAR_DIR", str(var))
-    monkeypatch.setenv("BULKOPS_DATABASE_URL", store_url)
-    monkeypatch.setenv("DAGSTER_HOME", str(var / "dagster"))
-    monkeypatch.setenv("BULKOPS_ACCOUNT", f"t-{uuid.uuid4().hex[:10]}")
-    monkeypatch.delenv("BULKOPS_DEBUG", raising=False)
-    RecordStore(store_url).ensure_account(os.environ["BULKOPS_ACCOUNT"])
-    return tmp_path
+def env(cli_env: Path) -> Path:
+    return cli_env
 
 
 @pytest.fixture

@@ -3,7 +3,7 @@
 Every route is `/api/bulk-jobs-<action>`, answers `{"ok": true, "result": ...}` or
 `{"ok": false, "error": {"code", "message", "details"}}`, and is scoped to the account of the
 bearer token. Request bodies are read raw under a size cap and parsed with `json.loads`, so a
-job of a million ids costs well under a second of parsing.
+bulk job of a million ids costs well under a second of parsing.
 """
 
 from __future__ import annotations
@@ -100,7 +100,7 @@ class Api:
             raise ApiError(exc.http_status, exc.code, str(exc), exc.details) from None
 
     async def launch(self, job: dict[str, Any]) -> dict[str, Any]:
-        """Submit the job's Dagster run; the job is stored already, so a failure here is a 503."""
+        """Submit the bulk job's Dagster run; the bulk job is stored already, so a failure here is a 503."""
         from pipelines.bulk import launch
 
         try:
@@ -115,7 +115,7 @@ class Api:
             raise ApiError(
                 503,
                 "launch_failed",
-                f"the job was stored but its Dagster run could not be submitted: {exc}",
+                f"the bulk job was stored but its Dagster run could not be submitted: {exc}",
                 {"job_id": str(job["id"])},
             ) from None
         return {**job, "dagster_run_id": run_id}
@@ -314,12 +314,12 @@ def create_app(
         return ok([_public(job) for job in jobs])
 
     def _before(payload: dict[str, Any]) -> datetime | uuid.UUID | None:
-        # a page boundary: a created_at timestamp, or the id of the last job of the previous page
+        # a page boundary: a created_at timestamp, or the id of the last bulk job of the previous page
         value = payload.get("before")
         if value in (None, ""):
             return None
         if not isinstance(value, str):
-            raise invalid("before must be a timestamp or a job id", field="before", value=value)
+            raise invalid("before must be a timestamp or a bulk job id", field="before", value=value)
         try:
             return uuid.UUID(value)
         except ValueError:
@@ -327,7 +327,9 @@ def create_app(
         try:
             moment = datetime.fromisoformat(value)
         except ValueError:
-            raise invalid("before must be an ISO 8601 timestamp or a job id", field="before", value=value) from None
+            raise invalid(
+                "before must be an ISO 8601 timestamp or a bulk job id", field="before", value=value
+            ) from None
         return moment.astimezone(UTC) if moment.tzinfo else moment.replace(tzinfo=UTC)
 
     @app.post("/api/bulk-jobs-cancel", **docs("cancel", "post"))
@@ -370,7 +372,7 @@ def create_app(
         job_id = uuid_value(await api.body(request), "id")
         rows = await api.call(service.iter_failed_items_csv, who.account_id, job_id)
         rows = iter(rows)
-        # pull the header now, so an unknown job is a 404 and not a broken stream
+        # pull the header now, so an unknown bulk job is a 404 and not a broken stream
         try:
             first = await run_in_threadpool(next, rows, None)
         except service.BulkJobError as exc:

@@ -14,7 +14,7 @@ API_DESCRIPTION = """\
 Bulk jobs over recruiting records: one operation applied to many records of one account, run by Dagster.
 
 Authenticate with `Authorization: Bearer <token>` (create one with `bulkops tokens create ACCOUNT`).
-The token's account scopes every call: another account's job ids answer 404.
+The token's account scopes every call: another account's bulk job ids answer 404.
 Every answer is `{"ok": true, "result": ...}` or `{"ok": false, "error": {"code", "message", "details"}}`.
 Endpoints that read take their arguments from the query string (GET) or a JSON object (POST).
 """
@@ -49,7 +49,9 @@ class JobIdRequest(BaseModel):
 
 
 class GetJobRequest(JobIdRequest):
-    include_entity_ids: bool = Field(default=False, description="Also return entity_ids (large jobs: large answer).")
+    include_entity_ids: bool = Field(
+        default=False, description="Also return entity_ids (large bulk jobs: large answer)."
+    )
 
 
 class ListJobsRequest(BaseModel):
@@ -57,7 +59,7 @@ class ListJobsRequest(BaseModel):
     limit: int = Field(default=50, ge=1, le=1000)
     before: str | None = Field(
         default=None,
-        description="List jobs created before this ISO 8601 timestamp, or after this job id in the list's order "
+        description="List bulk jobs created before this ISO 8601 timestamp, or after this bulk job id in the list's order "
         "(newest first): pass the last id of a page to get the next page.",
     )
 
@@ -82,14 +84,14 @@ class BulkJob(BaseModel):
     params: dict[str, Any]
     status: Status = Field(
         description="completed: every record processed, some may have failed (failed_count); failed: every record "
-        "failed, or the job itself failed (error_message says why); cancelled: stopped on request."
+        "failed, or the bulk job itself failed (error_message says why); cancelled: stopped on request."
     )
     total_count: int
     processed_count: int
     failed_count: int
     error_message: str | None = Field(
         default=None,
-        description="Why a failed job failed, e.g. 'all 3 records failed: not found (3)'; null unless failed.",
+        description="Why a failed bulk job failed, e.g. 'all 3 records failed: not found (3)'; null unless failed.",
     )
     created_at: datetime
     updated_at: datetime
@@ -136,11 +138,11 @@ _ERRORS = {
     400: "Malformed JSON (`malformed_json`) or a bad header (`bad_request`).",
     401: "Missing or unknown bearer token (`unauthorized`).",
     403: "Revoked token (`token_revoked`).",
-    404: "No such job in the token's account (`not_found`).",
-    409: "The job's status does not allow this (`invalid_state`).",
+    404: "No such bulk job in the token's account (`not_found`).",
+    409: "The bulk job's status does not allow this (`invalid_state`).",
     413: "Body larger than the configured maximum (`payload_too_large`).",
     422: "Validation failed (`invalid_request`): the message and details name the field.",
-    503: "The job was stored but its Dagster run could not be submitted (`launch_failed`).",
+    503: "The bulk job was stored but its Dagster run could not be submitted (`launch_failed`).",
 }
 
 _ROUTES: dict[str, dict[str, Any]] = {
@@ -163,13 +165,13 @@ _ROUTES: dict[str, dict[str, Any]] = {
         "errors": (400, 401, 403, 422),
     },
     "cancel": {
-        "summary": "Cancel a job: marks the cancel request and terminates its Dagster run",
+        "summary": "Cancel a bulk job: marks the cancel request and terminates its Dagster run",
         "body": JobIdRequest,
         "ok": JobEnvelope,
         "errors": (400, 401, 403, 404, 409, 422),
     },
     "preview": {
-        "summary": "The records a preview-mode job would change, and the exact changes",
+        "summary": "The records a preview-mode bulk job would change, and the exact changes",
         "body": PreviewRequest,
         "ok": PlanEnvelope,
         "errors": (400, 401, 403, 404, 409, 422),
@@ -181,13 +183,13 @@ _ROUTES: dict[str, dict[str, Any]] = {
         "errors": (400, 401, 403, 404, 409, 422, 503),
     },
     "rollback": {
-        "summary": "Roll back a completed or cancelled job from its before-images (a new bulk job)",
+        "summary": "Roll back a completed or cancelled bulk job from its before-images (a new bulk job)",
         "body": JobIdRequest,
         "ok": JobEnvelope,
         "errors": (400, 401, 403, 404, 409, 422, 503),
     },
     "failed": {
-        "summary": "The job's failed records as CSV (streamed)",
+        "summary": "The bulk job's failed records as CSV (streamed)",
         "body": JobIdRequest,
         "ok": None,
         "errors": (400, 401, 403, 404, 422),

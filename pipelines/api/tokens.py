@@ -62,7 +62,7 @@ def create_token(
         store: The record store.
         account_id: The account the token acts for.
         name: A label to tell tokens apart when listing or revoking them.
-        user_id: The user recorded as `created_by` on jobs created with the token.
+        user_id: The user recorded as `created_by` on bulk jobs created with the token.
 
     Returns:
         The token id and the secret itself; only its sha256 digest is stored.

@@ -14,7 +14,7 @@ BULK_JOB_NAME = "bulk_job"
     description=(
         "Runs one bulk job (status/stage update, delete, tags, field update, automations, recollection, "
         "contract creation, rollback) by id: batched transactions with per-record outcomes and audit, live "
-        "progress as observations of bulkops/bulk_jobs. Terminate the run to cancel the job."
+        "progress as observations of bulkops/bulk_jobs. Terminate the run to cancel the bulk job."
     ),
     tags={"bulkops/kind": "bulk_job", "bulkops/group": "bulk_jobs"},
     # one step: in-process keeps start-up short and delivers termination straight to the batch loop

@@ -1,4 +1,4 @@
-"""Ops of the bulk job: apply the job's records in committed batches, then deliver its webhooks."""
+"""Ops of the bulk job: apply the bulk job's records in committed batches, then deliver its webhooks."""
 
 import uuid
 
@@ -21,7 +21,7 @@ bulk_jobs_table = dg.AssetSpec(
     key=dg.AssetKey(["bulkops", "bulk_jobs"]),
     description=(
         "The bulk_jobs table of the record store: one row per bulk job (status, total, processed and failed "
-        "counts). Each committed batch of a bulk_job run records an observation with the job's counts."
+        "counts). Each committed batch of a bulk_job run records an observation with the bulk job's counts."
     ),
     group_name="bulk_jobs",
     kinds={"sql"},
@@ -32,7 +32,7 @@ PROGRESS_ASSET = bulk_jobs_table.key
 class BulkJobConfig(dg.Config):
     """Which bulk job to run."""
 
-    bulk_job_id: str = Field(description="Id of the bulk_jobs row (created by the API or `bulkops jobs create`).")
+    bulk_job_id: str = Field(description="Id of the bulk_jobs row (created by the API or `bulkops bulk-jobs create`).")
     batch_size: int = Field(
         default=0,
         ge=0,
@@ -63,7 +63,7 @@ def _items_table(rows: list[dict], columns: list[str]) -> dg.MetadataValue:
     description=(
         "Applies a bulk job's records in batches; each batch commits its record changes, per-record outcomes, "
         "audit rows and counters in one transaction. Resumes after the last committed batch; a terminated run "
-        "leaves the job cancelled with exact counts. A job awaiting confirmation only reports its preview."
+        "leaves the bulk job cancelled with exact counts. A bulk job awaiting confirmation only reports its preview."
     ),
     retry_policy=RETRY_POLICY,
     tags={"bulkops/kind": "bulk_job"},
@@ -83,31 +83,41 @@ def apply_bulk_job(context: dg.OpExecutionContext, config: BulkJobConfig, record
         f"bulk job {job_id}: {started.operation} on {started.total_count} {started.entity_type} "
         f"({started.mode}), resuming at record {started.next_seq}"
     )
-    size = config.batch_size or bulk.DEFAULT_BATCH_SIZE.get(store.dialect, 1000)
-    number = 0
-    try:
-        while True:
-            if run_terminating(context):
-                bulk.finish_job(store, job_id, "cancelled")
-                raise _terminated(job_id)
-            result = bulk.process_next_batch(store, job_id, size, batch_number=number, run_id=context.run.run_id)
-            number += 1
-            if result is None:
-                break
-            context.log_event(
-                dg.AssetObservation(
-                    asset_key=PROGRESS_ASSET,
-                    metadata={
-                        "bulk_job_id": str(job_id),
-                        "total_count": result.total_count,
-                        "processed_count": result.processed_count,
-                        "failed_count": result.failed_count,
-                        "batch": f"{result.lo}..{result.hi}",
-                    },
-                )
+
+    def observe(result: bulk.BatchResult) -> None:
+        context.log_event(
+            dg.AssetObservation(
+                asset_key=PROGRESS_ASSET,
+                metadata={
+                    "bulk_job_id": str(job_id),
+                    "total_count": result.total_count,
+                    "processed_count": result.processed_count,
+                    "failed_count": result.failed_count,
+                    "batch": f"{result.lo}..{result.hi}",
+                },
             )
-            if result.job_status != "processing":
-                break
+        )
+
+    terminated = False
+
+    def stop() -> bool:
+        nonlocal terminated
+        terminated = run_terminating(context)
+        return terminated
+
+    try:
+        # the one batch loop of bulk jobs; a transient fault is not retried in place but by the step's retry policy
+        bulk.run_job(
+            store,
+            job_id,
+            batch_size=config.batch_size or None,
+            run_id=context.run.run_id,
+            on_batch=observe,
+            should_stop=stop,
+            transient_retries=0,
+        )
+        if terminated:
+            raise _terminated(job_id)
     except dg.Failure:
         raise
     except Exception as exc:
@@ -117,7 +127,7 @@ def apply_bulk_job(context: dg.OpExecutionContext, config: BulkJobConfig, record
         bulk.finish_job(store, job_id, "failed", error=reason)
         raise dg.Failure(description=f"bulk job {job_id} failed: {reason}", allow_retries=False) from exc
     except BaseException as exc:
-        # run terminated: committed batches stay, the job stops here
+        # run terminated: committed batches stay, the bulk job stops here
         bulk.finish_job(store, job_id, "cancelled")
         if run_terminating(context):
             # a failed step of a CANCELING run ends CANCELED; re-raising would be retried in-process

@@ -46,7 +46,7 @@ def bulk_job_failure_sensor(context: dg.RunFailureSensorContext, record_store: R
 
 @dg.run_status_sensor(
     name="bulk_job_canceled_sensor",
-    description="Marks a bulk job cancelled when its run was cancelled before the job could record it itself.",
+    description="Marks a bulk job cancelled when its run was cancelled before the bulk job could record it itself.",
     run_status=dg.DagsterRunStatus.CANCELED,
     monitored_jobs=[bulk_job],
     default_status=dg.DefaultSensorStatus.RUNNING,

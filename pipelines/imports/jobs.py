@@ -1,4 +1,4 @@
-"""The one import job every entry point runs: Launchpad, drop-folder sensors and `bulkops import`."""
+"""The one import Dagster job every entry point runs: Launchpad, drop-folder sensors and `bulkops import`."""
 
 from __future__ import annotations
 

@@ -37,7 +37,7 @@ class RollbackImportConfig(dg.Config):
 @dg.op(
     description=(
         "Undo one import: records it created are deleted, records it updated get their before-image back, "
-        "every change is audited (`import.rollback.*`). Candidates and jobs other records use stay; records "
+        "every change is audited (`import.rollback.*`). Candidates and jobs (postings) other records use stay; records "
         "changed since the import are conflicts, left alone unless force. One transaction, set-based."
     ),
     retry_policy=RETRY_POLICY,

@@ -16,12 +16,12 @@ from pipelines.api.tokens import create_token, revoke_token
 from tests.api.conftest import SMALL_BODY_LIMIT
 from tests.api.helpers import error
 
-SEED_IDS = [
+EXAMPLE_IDS = [
     "550e8400-e29b-41d4-a716-446655440000",
     "550e8400-e29b-41d4-a716-446655440001",
     "550e8400-e29b-41d4-a716-446655440002",
 ]
-VALID = {"entity_type": "contacts", "operation": "delete", "entity_ids": SEED_IDS}
+VALID = {"entity_type": "contacts", "operation": "delete", "entity_ids": EXAMPLE_IDS}
 
 
 @pytest.mark.parametrize(
@@ -66,7 +66,7 @@ def test_revoked_token_is_403(anonymous: httpx.Client, store: RecordStore, accou
     issued = create_token(store, account, name="to-revoke")
     assert revoke_token(store, str(issued.id) if revoke_by == "id" else issued.token) == 1
     headers = {"Authorization": f"Bearer {issued.token}"}
-    err = error(anonymous.get("/api/bulk-jobs-get", params={"id": SEED_IDS[0]}, headers=headers), 403)
+    err = error(anonymous.get("/api/bulk-jobs-get", params={"id": EXAMPLE_IDS[0]}, headers=headers), 403)
     assert err["code"] == "token_revoked"
     assert revoke_token(store, issued.token) == 0
 
@@ -92,9 +92,11 @@ def test_unknown_endpoint_and_method_use_the_envelope(client: httpx.Client) -> N
             {"entity_ids": "550e8400-e29b-41d4-a716-446655440000"}, "entity_ids", "must be an array", id="ids-not-array"
         ),
         pytest.param(
-            {"entity_ids": [*SEED_IDS, "550e8400-nope"]}, "entity_ids", "entity_ids[3] is not a uuid", id="bad-uuid"
+            {"entity_ids": [*EXAMPLE_IDS, "550e8400-nope"]}, "entity_ids", "entity_ids[3] is not a uuid", id="bad-uuid"
         ),
-        pytest.param({"entity_ids": [*SEED_IDS, 42]}, "entity_ids", "entity_ids[3] is not a uuid", id="number-in-ids"),
+        pytest.param(
+            {"entity_ids": [*EXAMPLE_IDS, 42]}, "entity_ids", "entity_ids[3] is not a uuid", id="number-in-ids"
+        ),
         pytest.param({"params": ["tag"]}, "params", "must be a JSON object", id="params-not-object"),
         pytest.param({"mode": "yolo"}, "mode", "unknown mode", id="unknown-mode"),
         pytest.param({"entity_type": ""}, "entity_type", "non-empty string", id="blank-entity-type"),
@@ -122,7 +124,7 @@ def test_empty_ids_are_refused_outside_contracts_create(client: httpx.Client) ->
 
 
 def test_body_must_be_an_object(client: httpx.Client) -> None:
-    err = error(client.post("/api/bulk-jobs-create", json=SEED_IDS), 422)
+    err = error(client.post("/api/bulk-jobs-create", json=EXAMPLE_IDS), 422)
     assert err["details"] == {"received": "list"}
 
 

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+import re
 import uuid
 from pathlib import Path
 
@@ -37,7 +38,7 @@ def _statuses(store: RecordStore, ids: list[uuid.UUID]) -> list[str]:
         return [r.status for r in conn.execute(sa.select(s.applications.c.status).where(s.applications.c.id.in_(ids)))]
 
 
-def test_jobs_create_runs_the_job_and_rollback_restores_it(var: RecordStore, tmp_path: Path) -> None:
+def test_bulk_jobs_create_runs_the_bulk_job_and_rollback_restores_it(var: RecordStore, tmp_path: Path) -> None:
     account = var.ensure_account("demo")
     ids = _seed(var, account, 4)
     ids_file = tmp_path / "ids.csv"
@@ -47,7 +48,7 @@ def test_jobs_create_runs_the_job_and_rollback_restores_it(var: RecordStore, tmp
     out = runner.invoke(
         main,
         [
-            "jobs",
+            "bulk-jobs",
             "create",
             "applications",
             "status_update",
@@ -62,25 +63,40 @@ def test_jobs_create_runs_the_job_and_rollback_restores_it(var: RecordStore, tmp
     assert (job["status"], job["total_count"], job["processed_count"], job["failed_count"]) == ("completed", 5, 5, 1)
     assert _statuses(var, ids) == ["rejected"] * 4
 
-    failed = runner.invoke(main, ["jobs", "failed", job["id"]])
+    failed = runner.invoke(main, ["bulk-jobs", "failed", job["id"]])
     assert "not found" in failed.output and failed.output.count("\n") == 2
 
-    back = runner.invoke(main, ["jobs", "rollback", job["id"]])
+    back = runner.invoke(main, ["bulk-jobs", "rollback", job["id"]])
     assert back.exit_code == 0, back.output
     assert _statuses(var, ids) == ["active"] * 4
-    listed = runner.invoke(main, ["jobs", "list"])
+    listed = runner.invoke(main, ["bulk-jobs", "list"])
     assert listed.output.count("completed") == 2
 
 
-def test_jobs_create_names_a_bad_id_line(var: RecordStore, tmp_path: Path) -> None:
+def test_bulk_jobs_create_names_a_bad_id_line(var: RecordStore, tmp_path: Path) -> None:
     var.ensure_account("demo")
     ids_file = tmp_path / "ids.txt"
     ids_file.write_text(f"{uuid.uuid4()}\nnot-a-uuid\n")
-    out = CliRunner().invoke(main, ["jobs", "create", "applications", "delete", "--ids", str(ids_file)])
+    out = CliRunner().invoke(main, ["bulk-jobs", "create", "applications", "delete", "--ids", str(ids_file)])
     assert out.exit_code == 2 and "line 2: 'not-a-uuid' is not a uuid" in out.output
 
 
 def test_a_service_error_prints_one_line(var: RecordStore) -> None:
     var.ensure_account("demo")
-    out = CliRunner().invoke(main, ["jobs", "get", str(uuid.uuid4())])
+    out = CliRunner().invoke(main, ["bulk-jobs", "get", str(uuid.uuid4())])
     assert out.exit_code == 1 and out.output.startswith("error: no bulk job ") and "Traceback" not in out.output
+
+
+def test_the_former_group_name_still_runs_but_is_not_listed(var: RecordStore) -> None:
+    # "jobs" are job postings; `bulkops jobs` keeps working for scripts written against it
+    var.ensure_account("demo")
+    job_id = str(uuid.uuid4())
+    old = CliRunner().invoke(main, ["jobs", "get", job_id])
+    new = CliRunner().invoke(main, ["bulk-jobs", "get", job_id])
+    assert (
+        (old.exit_code, old.output)
+        == (new.exit_code, new.output)
+        == (1, f"error: no bulk job {job_id} in this account (bulkops bulk-jobs list shows its bulk jobs)\n")
+    )
+    listed = CliRunner().invoke(main, ["--help"]).output
+    assert "bulk-jobs" in listed and not re.search(r"^\s+jobs\b", listed, re.MULTILINE)

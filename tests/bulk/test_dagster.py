@@ -15,7 +15,6 @@ from collections.abc import Iterator
 import dagster as dg
 import pytest
 import sqlalchemy as sa
-from dagster._core.errors import DagsterExecutionInterruptedError
 
 from connectors.store import bulk, schema
 from pipelines.bulk import launch, service
@@ -94,7 +93,7 @@ def test_interrupt_mid_job_cancels_with_exact_counts(
     def interrupt(point: str, batch: int) -> None:
         # what a run termination delivers, right after the second batch committed
         if point == "after_commit" and batch == 1:
-            raise DagsterExecutionInterruptedError()
+            raise dg.DagsterExecutionInterruptedError()
 
     bulk.fault_hook = interrupt
     # in-process the retry policy turns the interrupt into a retry that finds the job cancelled;

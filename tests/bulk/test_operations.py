@@ -77,7 +77,9 @@ def test_hard_delete_requires_preview_and_confirm(seed, store, account) -> None:
     done = service.run_job_now(store, account, uuid.UUID(job["id"]))
     assert done["status"] == "completed" and done["processed_count"] == 2
     assert seed.rows(schema.contracts, ids) == {}
-    assert all(a.after is None and a.before["id"] for a in seed.audit(job["id"]))
+    audit = seed.audit(job["id"])
+    assert sorted(a.entity_id for a in audit) == sorted(ids)
+    assert all(a.after is None and a.before["id"] for a in audit)
 
 
 def test_tags_add_remove_set(seed, store, account) -> None:

@@ -175,9 +175,9 @@ def test_rollback_of_created_contracts_and_recollection(seed, store, account) ->
     assert service.run_job_now(store, account, uuid.UUID(back["id"]))["processed_count"] == 2
     c = schema.contracts
     with store.engine.connect() as conn:
-        assert all(
-            r.deleted_at is not None for r in conn.execute(sa.select(c).where(c.c.bulk_job_id == uuid.UUID(made["id"])))
-        )
+        contracts = conn.execute(sa.select(c).where(c.c.bulk_job_id == uuid.UUID(made["id"]))).all()
+    assert sorted(r.application_id for r in contracts) == sorted(apps)
+    assert all(r.deleted_at is not None for r in contracts)
     rec = service.run_job_now(
         store,
         account,

@@ -4,7 +4,6 @@ import os
 import re
 import subprocess
 import sys
-import uuid
 from pathlib import Path
 
 import dagster as dg
@@ -28,15 +27,9 @@ def store_url(sqlite_url: str) -> str:
 
 
 @pytest.fixture
-def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, store_url: str) -> Path:
-    """A private var/ and Dagster home, the record store under test, a fresh account as default."""
-    var = tmp_path / "var"
-    monkeypatch.setenv("BULKOPS_VAR_DIR", str(var))
-    monkeypatch.setenv("BULKOPS_DATABASE_URL", store_url)
-    monkeypatch.setenv("DAGSTER_HOME", str(var / "dagster"))
-    monkeypatch.setenv("BULKOPS_ACCOUNT", f"t-{uuid.uuid4().hex[:10]}")
-    RecordStore(store_url).ensure_account(os.environ["BULKOPS_ACCOUNT"])
-    return var / "dagster"
+def home(cli_env: Path) -> Path:
+    """The Dagster home of the command's environment."""
+    return cli_env / "var" / "dagster"
 
 
 def runs(home: Path) -> list[dg.DagsterRun]:

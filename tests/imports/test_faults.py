@@ -26,7 +26,6 @@ from typing import Any
 import dagster as dg
 import pytest
 import sqlalchemy as sa
-from dagster._serdes import serialize_value
 
 from connectors.store import RecordStore, schema
 from pipelines.definitions import defs
@@ -52,12 +51,11 @@ _RUN_WORKER = textwrap.dedent("""
     from dagster._core.definitions.reconstruct import ReconstructableRepository
     from dagster._core.execution.api import execute_run
     from dagster._core.instance.ref import InstanceRef
-    from dagster._serdes import deserialize_value
     from dagster._utils.interrupts import capture_interrupts
 
     run_id = sys.argv[1]
     with capture_interrupts():
-        ref = deserialize_value(os.environ["BULKOPS_TEST_INSTANCE_REF"], InstanceRef)
+        ref = dg.deserialize_value(os.environ["BULKOPS_TEST_INSTANCE_REF"], InstanceRef)
         with dg.DagsterInstance.from_ref(ref) as instance:
             instance.add_run_tags(run_id, {"bulkops/pid": str(os.getpid())})
             repo = ReconstructableRepository.for_module("pipelines.definitions", "defs", os.getcwd())
@@ -215,7 +213,7 @@ def test_a_terminated_import_run_keeps_whole_batches_and_a_rerun_finishes_the_fi
         run = instance.create_run_for_job(job, run_config=run_config, tags=tags)
         worker = subprocess.Popen(
             [sys.executable, "-c", _RUN_WORKER, run.run_id],
-            env={**os.environ, "BULKOPS_TEST_INSTANCE_REF": serialize_value(instance.get_ref())},
+            env={**os.environ, "BULKOPS_TEST_INSTANCE_REF": dg.serialize_value(instance.get_ref())},
             stdin=subprocess.DEVNULL,
             cwd=REPO,
         )

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import gzip
 import os
-import uuid
 from pathlib import Path
 
 import dagster as dg
@@ -17,14 +16,13 @@ from pipelines.cli import main
 
 
 @pytest.fixture
-def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, sqlite_url: str) -> Path:
-    var = tmp_path / "var"
-    monkeypatch.setenv("BULKOPS_VAR_DIR", str(var))
-    monkeypatch.setenv("BULKOPS_DATABASE_URL", sqlite_url)
-    monkeypatch.setenv("DAGSTER_HOME", str(var / "dagster"))
-    monkeypatch.setenv("BULKOPS_ACCOUNT", f"t-{uuid.uuid4().hex[:10]}")
-    RecordStore(sqlite_url).ensure_account(os.environ["BULKOPS_ACCOUNT"])
-    return var / "dagster"
+def store_url(sqlite_url: str) -> str:
+    return sqlite_url
+
+
+@pytest.fixture
+def home(cli_env: Path) -> Path:
+    return cli_env / "var" / "dagster"
 
 
 def test_reader_flags_reach_the_import_and_what_was_read_is_in_history_and_metadata(

@@ -1,4 +1,4 @@
-"""Seed 001's curl example, run as written (with the URL and token pointed at a local server)."""
+"""The API's curl example (README, docs/api.md), run as written with the URL and token pointed at a local server."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ import pytest
 
 from tests.api.helpers import wait_for
 
-# seed 001, verbatim
-SEED_CURL = """\
+# the create call exactly as the API's clients write it, against the hosted API
+CURL_EXAMPLE = """\
 curl -X POST https://api.driftwoodapp.com/api/bulk-jobs-create \\
   -H "Authorization: Bearer YOUR_TOKEN" \\
   -H "Content-Type: application/json" \\
@@ -28,8 +28,8 @@ curl -X POST https://api.driftwoodapp.com/api/bulk-jobs-create \\
 
 
 @pytest.mark.skipif(shutil.which("curl") is None, reason="curl is not installed")
-def test_the_seed_curl_example_works_against_a_local_server(base_url: str, token: str, client: httpx.Client) -> None:
-    command = SEED_CURL.replace("https://api.driftwoodapp.com", base_url).replace("YOUR_TOKEN", token)
+def test_the_curl_example_works_against_a_local_server(base_url: str, token: str, client: httpx.Client) -> None:
+    command = CURL_EXAMPLE.replace("https://api.driftwoodapp.com", base_url).replace("YOUR_TOKEN", token)
     out = subprocess.run(
         ["bash", "-c", command + " --silent --show-error"], capture_output=True, text=True, timeout=120
     )
@@ -39,7 +39,7 @@ def test_the_seed_curl_example_works_against_a_local_server(base_url: str, token
     job = body["result"]
     assert (job["entity_type"], job["operation"], job["total_count"]) == ("candidates", "delete", 3)
 
-    # the seed's ids exist in no account: each is recorded as not found, so every record failed
+    # the example's ids exist in no account: each is recorded as not found, so every record failed
     done = wait_for(client, job["id"])
     assert (done["status"], done["processed_count"], done["failed_count"]) == ("failed", 3, 3)
     assert done["error_message"] == "all 3 records failed: not found (3)"
