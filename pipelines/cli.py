@@ -19,12 +19,15 @@ from dataclasses import dataclass
 from dataclasses import field as dataclass_field
 from datetime import UTC
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from connectors import settings
 from pipelines.instance import use_local_dagster_home
+
+if TYPE_CHECKING:
+    from pipelines.imports.assets import ImportConfig
 
 EXIT_FAILED = 1
 EXIT_USAGE = 2
@@ -600,7 +603,7 @@ def import_options() -> list[ImportOption]:
     return [_import_option(n, fields[n], choices(n) if n in ImportFields.model_fields else None) for n in names]
 
 
-def import_config(path: str, values: dict[str, Any], params: list[click.Parameter]) -> Any:
+def import_config(path: str, values: dict[str, Any], params: list[click.Parameter]) -> ImportConfig:
     """The `ImportConfig` of `bulkops import PATH` from its parsed flags (a flag not given keeps the field's default)."""
     import pydantic
 
@@ -678,7 +681,7 @@ def import_file(
 
 def _submit(
     path: str,
-    config: Any,
+    config: ImportConfig,
     *,
     wait: bool,
     timeout: float | None,

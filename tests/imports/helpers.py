@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from pathlib import Path
+from typing import Any
 
 import sqlalchemy as sa
 
@@ -31,3 +32,12 @@ def rows(store: RecordStore, table: str, account: uuid.UUID, order_by: str = "ex
     t = schema.metadata.tables[table]
     with store.engine.connect() as c:
         return c.execute(sa.select(t).where(t.c.account_id == account).order_by(t.c[order_by])).all()
+
+
+def file_materializations(result: Any) -> list:
+    """The materializations of `imported_file` in a run's result (the run also materializes the record assets it wrote)."""
+    return [
+        m
+        for m in result.asset_materializations_for_node("imported_file")
+        if m.asset_key.to_user_string() == "imported_file"
+    ]

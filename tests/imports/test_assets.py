@@ -23,6 +23,7 @@ from pipelines.imports.errors import ImportFailed
 from pipelines.imports.sensors import build_dropzone_sensor
 from pipelines.retries import RETRY_POLICY
 from resources import RecordStoreResource
+from tests.imports.helpers import file_materializations
 
 HEADER = "Application ID,First Name,Last Name,Email,Job Code,Job Title,Stage\n"
 ROWS = [f"APP-{i},First{i},Last{i},person{i}@example.com,ENG-{i % 2},Engineer {i % 2},Applied\n" for i in range(6)]
@@ -117,7 +118,7 @@ def test_a_materialization_imports_the_rows_records_history_and_reports_metadata
         0,
     )
     assert row["partition_key"] == result.dagster_run.tags["dagster/partition"]
-    [mat] = result.asset_materializations_for_node("imported_file")
+    [mat] = file_materializations(result)
     md = mat.metadata
     assert set(HISTORY_COLUMNS) <= set(md)
     assert md["created"].value == len(ROWS) and md["status"].value == "completed"
@@ -157,7 +158,7 @@ def test_a_dry_run_writes_nothing_and_reports_a_sample(
 
     assert result.success
     assert count(store, schema.applications, slug) == 0
-    [mat] = result.asset_materializations_for_node("imported_file")
+    [mat] = file_materializations(result)
     assert mat.metadata["dry_run"].value is True
     assert mat.metadata["sample"].value
     assert mat.metadata["created"].value == len(ROWS)
@@ -178,7 +179,7 @@ def test_rows_with_errors_fail_the_error_rate_check_and_leave_a_failed_rows_csv(
     )
 
     assert result.success, failure_description(result)
-    [mat] = result.asset_materializations_for_node("imported_file")
+    [mat] = file_materializations(result)
     assert mat.metadata["errors"].value == 2
     assert Path(mat.metadata["failed_rows"].value).is_file()
     [check] = result.get_asset_check_evaluations()
@@ -195,12 +196,9 @@ def test_an_identical_file_is_recorded_as_skipped_not_imported_twice(
     assert count(store, schema.applications, slug) == len(ROWS)
     [row] = history(store, again.run_id)
     assert row["created"] == 0
-    [mat] = again.asset_materializations_for_node("imported_file")
+    [mat] = file_materializations(again)
     assert mat.metadata["status"].value == "skipped"
-    assert (
-        mat.metadata["duplicate_of"].value
-        == first.asset_materializations_for_node("imported_file")[0].metadata["import_id"].value
-    )
+    assert mat.metadata["duplicate_of"].value == file_materializations(first)[0].metadata["import_id"].value
 
 
 @pytest.mark.parametrize(
@@ -385,7 +383,7 @@ def test_drop_zone_files_move_to_processed_and_a_re_drop_is_skipped(
 
     assert second.success and not path.exists()
     assert count(store, schema.applications, slug) == len(ROWS)
-    [mat] = second.asset_materializations_for_node("imported_file")
+    [mat] = file_materializations(second)
     assert mat.metadata["status"].value == "skipped"
 
 

@@ -79,5 +79,9 @@ def test_reader_flags_reach_the_import_and_what_was_read_is_in_history_and_metad
     ].items()
     with dg.DagsterInstance.from_config(str(home)) as instance:
         (run,) = instance.get_runs()
-        (mat,) = [e.asset_materialization for e in instance.all_logs(run.run_id) if e.asset_materialization]
+        (mat,) = [
+            e.asset_materialization
+            for e in instance.all_logs(run.run_id)
+            if e.asset_materialization and e.asset_materialization.asset_key == dg.AssetKey("imported_file")
+        ]
     assert mat.metadata["encoding"].value == "utf-8-sig" and mat.metadata["file_read"].value["compression"] == "gzip"

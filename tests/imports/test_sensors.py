@@ -14,6 +14,7 @@ from pipelines.imports import dropzone
 from pipelines.imports.assets import ImportConfig, imported_file
 from pipelines.imports.sensors import FOLDER_CONFIG, Watermark, build_dropzone_sensor
 from resources import RecordStoreResource
+from tests.imports.helpers import file_materializations
 
 CSV = (
     "Application ID,First Name,Last Name,Email,Job Code,Job Title\nAPP-1,Ada,Lovelace,ada@example.com,ENG-1,Engineer\n"
@@ -301,7 +302,7 @@ def test_history_and_partition_say_where_a_dropped_file_is_now(
     fixed = _run_partition(instance, store_url, key, account=account, mapping_yaml=good_mapping)
     assert fixed.success and Path(processed_path).is_file()
     assert _source_paths(store, account, sha) == [processed_path]
-    [materialization] = fixed.asset_materializations_for_node("imported_file")
+    [materialization] = file_materializations(fixed)
     assert materialization.metadata["source_path"].value == processed_path
 
     # an identical re-drop is recorded as skipped, and its row too names the file where it ends up
