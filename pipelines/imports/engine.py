@@ -30,7 +30,7 @@ import pyarrow.compute as pc
 import sqlalchemy as sa
 
 from connectors.files import FileReadError, RawBatch, csvsafe, open_tabular
-from connectors.store import accounts, schema
+from connectors.store import accounts, history
 from connectors.store.errors import add_context, describe_error
 from connectors.store.imports import ImportRollback, ImportWriter, RollbackBlocked, serialized_batches
 from pipelines.imports.errors import FileFormatError, ImportFailed, MappingError
@@ -97,7 +97,6 @@ def file_sha256(path: str | Path) -> str:
     return h.hexdigest()
 
 
-RESUMABLE = ("pending", "processing", "failed", "cancelled")
 FAILED_COLUMNS = ("_row", "_line", "_column", "_error")
 
 
@@ -240,10 +239,6 @@ def _read_ahead(tab: Any, batch_size: int, after: int, null_columns: list[str]) 
         return
 
 
-def _history_row(conn: sa.Connection, import_id: uuid.UUID) -> Any:
-    return conn.execute(sa.select(schema.import_history).where(schema.import_history.c.id == import_id)).one()
-
-
 def _result(
     row: Any, *, elapsed: float, sample: list[dict] | None = None, duplicate_of: uuid.UUID | None = None
 ) -> ImportResult:
@@ -271,85 +266,67 @@ def _begin(
     store: Any, account_id: uuid.UUID, path: Path, name: str, sha: str, options: ImportOptions, run: dict
 ) -> tuple[uuid.UUID, Any]:
     """Create the history row, or pick up an unfinished one of the same content; (id, duplicate_of)."""
-    h = schema.import_history
-    same = (
-        (h.c.account_id == account_id)
-        & (h.c.type == options.entity)
-        & (h.c.content_sha256 == sha)
-        & (h.c.dry_run == sa.false())
-    )
     with store.begin() as conn:
         if not options.dry_run:
             if not options.force:
-                done = conn.execute(
-                    sa.select(h.c.id, h.c.rows_read)
-                    .where(same, h.c.status == "completed")
-                    .order_by(h.c.started_at.desc())
-                    .limit(1)
-                ).first()
+                done = history.last_completed(conn, account_id, options.entity, sha)
                 if done is not None:
                     import_id = uuid.uuid4()
-                    conn.execute(
-                        h.insert().values(
-                            id=import_id,
-                            account_id=account_id,
-                            type=options.entity,
-                            file=name,
-                            source_path=str(path),
-                            content_sha256=sha,
-                            status="skipped",
-                            started_at=_now(),
-                            skipped=done.rows_read,
-                            rows_read=done.rows_read,
-                            options=options.to_json(),
-                            error_message=f"identical content already imported by import {done.id}",
-                            finished_at=_now(),
-                            created_by=options.actor,
-                            details={"duplicate_of": str(done.id)},
-                            **run,
-                        )
+                    history.insert(
+                        conn,
+                        id=import_id,
+                        account_id=account_id,
+                        type=options.entity,
+                        file=name,
+                        source_path=str(path),
+                        content_sha256=sha,
+                        status="skipped",
+                        started_at=_now(),
+                        skipped=done.rows_read,
+                        rows_read=done.rows_read,
+                        options=options.to_json(),
+                        error_message=f"identical content already imported by import {done.id}",
+                        finished_at=_now(),
+                        created_by=options.actor,
+                        details={"duplicate_of": str(done.id)},
+                        **run,
                     )
                     return import_id, done.id
-            unfinished = conn.execute(
-                sa.select(h.c.id).where(same, h.c.status.in_(RESUMABLE)).order_by(h.c.started_at.desc()).limit(1)
-            ).scalar()
+            unfinished = history.last_resumable(conn, account_id, options.entity, sha)
             if unfinished is not None:
-                conn.execute(
-                    h.update()
-                    .where(h.c.id == unfinished)
-                    .values(
-                        status="processing", error_message=None, options=options.to_json(), source_path=str(path), **run
-                    )
+                history.update(
+                    conn,
+                    unfinished,
+                    status="processing",
+                    error_message=None,
+                    options=options.to_json(),
+                    source_path=str(path),
+                    **run,
                 )
                 return unfinished, None
         import_id = uuid.uuid4()
-        conn.execute(
-            h.insert().values(
-                id=import_id,
-                account_id=account_id,
-                type=options.entity,
-                file=name,
-                source_path=str(path),
-                content_sha256=sha,
-                status="processing",
-                started_at=_now(),
-                options=options.to_json(),
-                dry_run=options.dry_run,
-                created_by=options.actor,
-                **run,
-            )
+        history.insert(
+            conn,
+            id=import_id,
+            account_id=account_id,
+            type=options.entity,
+            file=name,
+            source_path=str(path),
+            content_sha256=sha,
+            status="processing",
+            started_at=_now(),
+            options=options.to_json(),
+            dry_run=options.dry_run,
+            created_by=options.actor,
+            **run,
         )
         return import_id, None
 
 
-def _finish(conn: sa.Connection, import_id: uuid.UUID, **values: Any) -> None:
-    conn.execute(schema.import_history.update().where(schema.import_history.c.id == import_id).values(**values))
-
-
 def _cancelled(conn: sa.Connection, import_id: uuid.UUID, why: str) -> None:
     """End the history row 'cancelled', saying where a re-run resumes."""
-    committed = _history_row(conn, import_id).rows_committed
-    _finish(
+    committed = history.row(conn, import_id).rows_committed
+    history.update(
         conn,
         import_id,
         status="cancelled",
@@ -397,7 +374,7 @@ def run_import(
     import_id, duplicate_of = _begin(store, account_id, path, name, sha, options, run)
     if duplicate_of is not None:
         with store.begin() as conn:
-            return _result(_history_row(conn, import_id), elapsed=time.monotonic() - t0, duplicate_of=duplicate_of)
+            return _result(history.row(conn, import_id), elapsed=time.monotonic() - t0, duplicate_of=duplicate_of)
     failed: FailedRows | None = None
     sample: list[dict] = []
     batch_at = ""  # "rows 20001-40000" while a batch is being written: what a database error names
@@ -418,10 +395,10 @@ def run_import(
         except FileReadError as exc:
             raise FileFormatError(f"{name}: {exc}".replace(f"{path.name}: ", "", 1), import_id=import_id) from exc
         with store.begin() as conn:
-            h = _history_row(conn, import_id)
+            h = history.row(conn, import_id)
             account_settings = accounts.settings(conn, account_id)
             # how the file was read (format, encoding, header, renamed columns), before the first batch
-            _finish(conn, import_id, details={**dict(h.details or {}), "file": tab.detected})
+            history.update(conn, import_id, details={**dict(h.details or {}), "file": tab.detected})
         # everything about the mapping is decided, and refused, before the first write
         try:
             mapping = bind_mapping(options.mapping, tab.columns, options.entity)
@@ -557,7 +534,7 @@ def run_import(
                             details["date_formats"] = date_report(mapping)
                         failed.add(raw, row_errors)
                         if not options.dry_run:
-                            _finish(conn, import_id, rows_committed=raw.last_row, details=details, **totals)
+                            history.update(conn, import_id, rows_committed=raw.last_row, details=details, **totals)
                     committed = raw.last_row
                     batch_at = ""
                     batches += 1
@@ -584,18 +561,18 @@ def run_import(
             values: dict[str, Any] = {"status": "completed", "finished_at": _now(), "failed_rows_path": str(final)}
             if options.dry_run:
                 values.update(rows_committed=committed, details=details, **totals)
-            _finish(conn, import_id, **values)
-            return _result(_history_row(conn, import_id), elapsed=time.monotonic() - t0, sample=sample)
+            history.update(conn, import_id, **values)
+            return _result(history.row(conn, import_id), elapsed=time.monotonic() - t0, sample=sample)
     except _Stopped:
         if failed is not None:
             failed.close()  # the part file stays: the resumed import appends to it
         with store.begin() as conn:
             _cancelled(conn, import_id, "stopped on request")
-            return _result(_history_row(conn, import_id), elapsed=time.monotonic() - t0, sample=sample)
+            return _result(history.row(conn, import_id), elapsed=time.monotonic() - t0, sample=sample)
     except _Abort as exc:
         final_path = failed.finish() if failed is not None else None
         with store.begin() as conn:
-            _finish(
+            history.update(
                 conn,
                 import_id,
                 status="failed",
@@ -603,15 +580,15 @@ def run_import(
                 error_message=exc.message,
                 failed_rows_path=str(final_path) if final_path else None,
             )
-            result = _result(_history_row(conn, import_id), elapsed=time.monotonic() - t0, sample=sample)
+            result = _result(history.row(conn, import_id), elapsed=time.monotonic() - t0, sample=sample)
         raise ImportFailed(exc.message, import_id=import_id, result=result) from None
     except ImportFailed as exc:
         if failed is not None:
             failed.close()
         exc.import_id = import_id
         with store.begin() as conn:
-            _finish(conn, import_id, status="failed", finished_at=_now(), error_message=exc.message)
-            exc.result = _result(_history_row(conn, import_id), elapsed=time.monotonic() - t0)
+            history.update(conn, import_id, status="failed", finished_at=_now(), error_message=exc.message)
+            exc.result = _result(history.row(conn, import_id), elapsed=time.monotonic() - t0)
         raise
     except BaseException as exc:
         # crash, cancellation or transient fault: committed batches stay, a re-run resumes
@@ -623,7 +600,7 @@ def run_import(
             with store.begin() as conn:
                 if isinstance(exc, Exception):
                     why = describe_error(exc, url=store.engine.url)
-                    _finish(conn, import_id, status="failed", finished_at=_now(), error_message=why)
+                    history.update(conn, import_id, status="failed", finished_at=_now(), error_message=why)
                 else:
                     _cancelled(
                         conn,
@@ -637,10 +614,8 @@ def run_import(
 
 def record_file_moved(store: Any, old: str | Path, new: str | Path, sha256: str) -> int:
     """Point the history rows of this content that name `old` at `new`, where the file is now; how many."""
-    h = schema.import_history
     with store.begin() as conn:
-        moved = h.update().where(h.c.source_path == str(old), h.c.content_sha256 == sha256).values(source_path=str(new))
-        return conn.execute(moved).rowcount
+        return history.move_source(conn, str(old), str(new), sha256)
 
 
 def list_imports(
@@ -653,39 +628,14 @@ def list_imports(
     Each dict: id, started_at, type, file, created, updated, skipped, errors, status,
     flagged, rows_read, dry_run, failed_rows_path, error_message, finished_at.
     """
-    h = schema.import_history
-    cols = [
-        h.c.id,
-        h.c.started_at,
-        h.c.type,
-        h.c.file,
-        h.c.created,
-        h.c.updated,
-        h.c.skipped,
-        h.c.errors,
-        h.c.status,
-        h.c.flagged,
-        h.c.rows_read,
-        h.c.dry_run,
-        h.c.failed_rows_path,
-        h.c.error_message,
-        h.c.finished_at,
-    ]
-    q = sa.select(*cols).where(h.c.account_id == account_id)
-    if type is not None:
-        q = q.where(h.c.type == type)
-    if dagster_run_id is not None:
-        q = q.where(h.c.dagster_run_id == dagster_run_id)
-    q = q.order_by(h.c.started_at.desc(), h.c.id).limit(limit)
     with store.engine.connect() as conn:
-        return [dict(r._mapping) for r in conn.execute(q)]
+        return history.listing(conn, account_id, entity=type, limit=limit, dagster_run_id=dagster_run_id)
 
 
 def get_import(store: Any, account_id: uuid.UUID, import_id: uuid.UUID) -> dict | None:
     """The whole history row of one import of the account (None when there is none), its reason included."""
-    h = schema.import_history
     with store.engine.connect() as conn:
-        row = conn.execute(sa.select(h).where(h.c.id == import_id, h.c.account_id == account_id)).first()
+        row = history.row_of_account(conn, account_id, import_id)
     return None if row is None else dict(row._mapping)
 
 
@@ -714,10 +664,9 @@ def rollback_import(
         ImportFailed: unknown import, a dry run, already rolled back, or contracts of another
             import reference applications this import created.
     """
-    h = schema.import_history
     now = _now()
     with store.engine.connect() as conn, serialized_batches(conn), conn.begin():
-        row = conn.execute(sa.select(h).where(h.c.id == import_id, h.c.account_id == account_id)).first()
+        row = history.row_of_account(conn, account_id, import_id)
         if row is None:
             raise ImportFailed(f"no import {import_id} in this account", import_id=import_id)
         if row.dry_run:
@@ -733,16 +682,10 @@ def rollback_import(
             ).execute()
         except RollbackBlocked as exc:
             raise ImportFailed(f"cannot roll back import {import_id}: {exc}", import_id=import_id) from exc
-        conn.execute(
-            schema.import_flags.update()
-            .where(schema.import_flags.c.import_id == import_id, schema.import_flags.c.resolved_at.is_(None))
-            .values(resolved_at=now)
-        )
+        history.resolve_flags(conn, import_id, now)
         if row.status == "rolled_back":
             # a forced second pass over what the first one left
             details["rollback_passes"] = [*details.get("rollback_passes", [details["rollback"]]), counts]
         details["rollback"] = counts
-        conn.execute(
-            h.update().where(h.c.id == import_id).values(status="rolled_back", finished_at=now, details=details)
-        )
+        history.update(conn, import_id, status="rolled_back", finished_at=now, details=details)
     return {"import_id": import_id, "status": "rolled_back", **counts}

@@ -9,6 +9,7 @@ import pytest
 import sqlalchemy as sa
 
 from connectors.store import RecordStore, imports, make_engine, migrate
+from connectors.store.importing import statistics
 from pipelines.imports.engine import ImportOptions, run_import
 from tests.imports.helpers import apps_csv
 
@@ -46,7 +47,7 @@ def _csv(tmp_path: Path, n: int, prefix: str, dup_every: int = 0) -> Path:
 
 
 def test_import_analyzes_lookup_tables_each_time_it_doubles_the_account(fresh_store, tmp_path, monkeypatch) -> None:
-    monkeypatch.setattr(imports, "ANALYZE_MIN_ROWS", 1000)
+    monkeypatch.setattr(statistics, "ANALYZE_MIN_ROWS", 1000)
     account = fresh_store.ensure_account("stats")
     assert _reltuples(fresh_store, "applications") < 0  # never analyzed
     r = run_import(

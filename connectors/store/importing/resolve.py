@@ -1,0 +1,149 @@
+"""References of staged rows: the jobs of applications (created when missing), the candidates
+of applications (created when missing), the applications of contracts."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import sqlalchemy as sa
+
+from connectors.store.dialect import inline
+from connectors.store.importing.audit import audit_rows
+from connectors.store.importing.staging import ACCT, IMP, NOW, ROUND, probe
+from connectors.store.schema import applications, jobs, users
+
+if TYPE_CHECKING:
+    from connectors.store.importing.writer import ImportWriter
+
+# the created or updated rows of a round: the ones that need their candidate
+ROUND_WRITES = ("created", "updated")
+
+
+def resolve_jobs(w: ImportWriter) -> int:
+    """Give each staged application its job by code, creating the missing jobs; how many were created."""
+    s, d = w.stage.c, w.dialect
+    need = sa.and_(s.job_id.is_(None), s.job_code.is_not(None), s.err.is_(None))
+    k = w.keys.of(s.job_code)
+
+    def lookup() -> None:
+        # one index probe per distinct code of the batch (the oldest job with it), hashed back
+        # onto the rows (a nested loop, which the planner takes when its statistics see few
+        # codes, scans the batch once per code); materialized: inlined, the probe ran once per
+        # row instead of once per code
+        codes = sa.select(k.label("k"), sa.func.min(s.job_code).label("code")).where(need).group_by(k).subquery("d")
+        j = jobs.alias("j")
+        oldest = (
+            sa.select(j.c.id)
+            .where(j.c.account_id == ACCT, w.keys.equal(j.c.code, codes.c.code))
+            .order_by(j.c.created_at, j.c.id)
+            .limit(inline(1))
+            .scalar_subquery()
+        )
+        found = sa.select(codes.c.k, oldest.label("id")).cte("found_jobs").prefix_with("MATERIALIZED")
+        with d.setting(w.conn, "enable_nestloop", "off"):
+            w.run(w.stage.update().values(job_id=found.c.id).where(need, found.c.id.is_not(None), found.c.k == k))
+
+    lookup()
+    if not w.create_missing_jobs:
+        message = inline("unknown job code ") + s.job_code + inline(" (create_missing_jobs is off)")
+        w.run(w.stage.update().values(err=message, err_col=inline("job_code")).where(need))
+        return 0
+    # one job per code, spelled as its first row spells it
+    first = sa.select(
+        s.job_code,
+        sa.func.max(s.job_title).over(partition_by=k).label("title"),
+        sa.func.row_number().over(partition_by=k, order_by=s.row_no).label("n"),
+    )
+    f = first.where(need).subquery("f")
+    insert = jobs.insert().from_select(
+        ["id", "account_id", "code", "title", "status", "origin", "data", "import_id", "created_at", "updated_at"],
+        sa.select(
+            d.new_uuid(),
+            ACCT,
+            f.c.job_code,
+            sa.func.coalesce(f.c.title, f.c.job_code),
+            inline("open"),
+            inline("uploaded"),
+            d.empty_json(),
+            IMP,
+            NOW,
+            NOW,
+        ).where(f.c.n == 1),
+    )
+
+    def audited(rows: sa.FromClause) -> sa.Insert:
+        after = d.json_object([("code", rows.c.code), ("title", rows.c.title)])
+        return audit_rows("import.create", "jobs", sa.select(rows.c.id, sa.null(), after))
+
+    def inserted() -> sa.Select:
+        return sa.select(jobs.c.id, jobs.c.code, jobs.c.title).where(
+            jobs.c.account_id == ACCT,
+            jobs.c.import_id == IMP,
+            jobs.c.created_at == NOW,
+            jobs.c.code.in_(sa.select(s.job_code).where(need)),
+        )
+
+    created = d.insert_then(w.conn, insert, (jobs.c.id, jobs.c.code, jobs.c.title), audited, inserted, w.params)
+    if created:
+        lookup()
+    return created
+
+
+def resolve_applications(w: ImportWriter) -> None:
+    """Give each staged contract its application by external id; a row whose application is missing is an error."""
+    s, a = w.stage.c, applications.alias("a")
+    oldest = (
+        sa.select(a.c.id)
+        .where(
+            a.c.account_id == ACCT, w.keys.equal(a.c.external_id, s.application_external_id), a.c.deleted_at.is_(None)
+        )
+        .order_by(a.c.created_at, a.c.id)
+        .limit(inline(1))
+    )
+    w.run(probe(w.stage, "ref_id", oldest, sa.and_(s.ref_id.is_(None), s.application_external_id.is_not(None))))
+    missing = sa.and_(s.ref_id.is_(None), s.application_external_id.is_not(None), s.err.is_(None))
+    message = inline("no application with external id ") + s.application_external_id
+    w.run(w.stage.update().values(err=message, err_col=inline("application_external_id")).where(missing))
+
+
+def resolve_candidates(w: ImportWriter, r: int) -> int:
+    """Give round R's written applications their candidate by email, creating the missing ones; how many were."""
+    s, d = w.stage.c, w.dialect
+    need = sa.and_(s.rnd == ROUND, s.candidate_id.is_(None), s.outcome.in_([inline(o) for o in ROUND_WRITES]))
+    u = users.alias("u")
+    by_email = sa.select(u.c.id).where(u.c.account_id == ACCT, u.c.email_normalized == s.email_norm)
+    w.run(probe(w.stage, "candidate_id", by_email, need), r=r)
+    # the first row per new email creates the user; its id derives from that row's number, so
+    # the round's rows get it without a join with the inserted rows
+    prefix = w.prefix["user"]
+    rows = sa.select(
+        d.uuid_from(prefix, s.row_no),
+        ACCT,
+        inline("candidate"),
+        s.email,
+        s.email_norm,
+        s.first_name,
+        s.last_name,
+        s.phone,
+        s.candidate_external_id,
+        d.empty_json(),
+        IMP,
+        NOW,
+        NOW,
+    ).where(need)
+    columns = ["id", "account_id", "role", "email", "email_normalized", "first_name", "last_name", "phone"]
+    columns += ["external_id", "data", "import_id", "created_at", "updated_at"]
+    insert = users.insert().from_select(columns, d.first_per(rows, s.email_norm, s.row_no))
+    returning = (users.c.id, users.c.email, users.c.first_name, users.c.last_name, users.c.phone)
+    firsts = sa.select(s.row_no, sa.func.min(s.row_no).over(partition_by=s.email_norm).label("first_row"))
+    f = firsts.where(need).subquery("f")
+    linked = w.stage.update().values(candidate_id=d.uuid_from(prefix, f.c.first_row)).where(s.row_no == f.c.row_no)
+
+    def audited(rows: sa.FromClause) -> sa.Insert:
+        after = d.json_object([(c, rows.c[c]) for c in ("email", "first_name", "last_name", "phone")])
+        return audit_rows("import.create", "candidates", sa.select(rows.c.id, sa.null(), after))
+
+    def inserted() -> sa.Select:
+        return sa.select(*returning).where(users.c.id.in_(sa.select(d.uuid_from(prefix, s.row_no)).where(need)))
+
+    return d.insert_then(w.conn, insert, returning, audited, inserted, {**w.params, "r": r}, also=[linked])
