@@ -3,11 +3,11 @@
 import uuid
 
 import dagster as dg
-import sqlalchemy as sa
 from pydantic import Field
 
 from connectors import webhooks
-from connectors.store import bulk, schema
+from connectors.store import bulk
+from connectors.store.bulk import jobs
 from connectors.store.errors import describe_error
 from connectors.store.faults import is_transient
 from pipelines.bulk import service
@@ -46,9 +46,9 @@ def _terminated(job_id: uuid.UUID) -> dg.Failure:
     )
 
 
-def _job_row(store, job_id: uuid.UUID) -> sa.Row:
+def _job_row(store, job_id: uuid.UUID):
     with store.engine.connect() as conn:
-        return conn.execute(sa.select(*service._SUMMARY_COLUMNS).where(schema.bulk_jobs.c.id == job_id)).one()
+        return jobs.summary_row(conn, job_id)
 
 
 def _items_table(rows: list[dict], columns: list[str]) -> dg.MetadataValue:
@@ -83,14 +83,12 @@ def apply_bulk_job(context: dg.OpExecutionContext, config: BulkJobConfig, record
         f"({started.mode}), resuming at record {started.next_seq}"
     )
     size = config.batch_size or bulk.DEFAULT_BATCH_SIZE.get(store.dialect, 1000)
-    number = 0
     try:
         while True:
             if run_terminating(context):
                 bulk.finish_job(store, job_id, "cancelled")
                 raise _terminated(job_id)
-            result = bulk.process_next_batch(store, job_id, size, batch_number=number, run_id=context.run.run_id)
-            number += 1
+            result = bulk.process_next_batch(store, job_id, size, run_id=context.run.run_id)
             if result is None:
                 break
             context.log_event(
@@ -149,27 +147,7 @@ def _report(context: dg.OpExecutionContext, store, job_id: uuid.UUID) -> dict:
     row = _job_row(store, job_id)
     job = service.job_to_dict(row)
     with store.engine.connect() as conn:
-        t = schema.bulk_job_items
-        problems = (
-            conn.execute(
-                sa.select(t.c.entity_id, t.c.status, t.c.error)
-                .where(t.c.bulk_job_id == job_id, t.c.status.in_(["failed", "skipped"]))
-                .order_by(t.c.seq)
-                .limit(100)
-            )
-            .mappings()
-            .all()
-        )
-        changes = (
-            conn.execute(
-                sa.select(t.c.entity_id, t.c.before, t.c.after)
-                .where(t.c.bulk_job_id == job_id, t.c.status == "succeeded")
-                .order_by(t.c.seq)
-                .limit(100)
-            )
-            .mappings()
-            .all()
-        )
+        changes, problems = jobs.report_items(conn, job_id, limit=100)
     context.add_output_metadata(
         {
             "status": row.status,
@@ -179,10 +157,8 @@ def _report(context: dg.OpExecutionContext, store, job_id: uuid.UUID) -> dict:
             "processed_count": row.processed_count,
             "failed_count": row.failed_count,
             "skipped_count": row.skipped_count,
-            "changes (first 100)": _items_table([dict(c) for c in changes], ["entity_id", "before", "after"]),
-            "failed and skipped (first 100)": _items_table(
-                [dict(p) for p in problems], ["entity_id", "status", "error"]
-            ),
+            "changes (first 100)": _items_table(changes, ["entity_id", "before", "after"]),
+            "failed and skipped (first 100)": _items_table(problems, ["entity_id", "status", "error"]),
         }
     )
     context.log.info(
