@@ -175,17 +175,16 @@ def failed_items(conn: sa.Connection, job_id: uuid.UUID, *, chunk_rows: int) -> 
 
 def report_items(conn: sa.Connection, job_id: uuid.UUID, *, limit: int = 100) -> tuple[list[dict], list[dict]]:
     """(changes, failed and skipped items) of a job that ran: the first `limit` of each by seq, as dicts."""
-    problems = conn.execute(
-        sa.select(items_t.c.entity_id, items_t.c.status, items_t.c.error)
-        .where(items_t.c.bulk_job_id == job_id, items_t.c.status.in_(["failed", "skipped"]))
-        .order_by(items_t.c.seq)
-        .limit(limit)
-    ).mappings()
-    problems_list = [dict(p) for p in problems]
-    changes = conn.execute(
+    changes = (
         sa.select(items_t.c.entity_id, items_t.c.before, items_t.c.after)
         .where(items_t.c.bulk_job_id == job_id, items_t.c.status == "succeeded")
         .order_by(items_t.c.seq)
         .limit(limit)
-    ).mappings()
-    return [dict(c) for c in changes], problems_list
+    )
+    problems = (
+        sa.select(items_t.c.entity_id, items_t.c.status, items_t.c.error)
+        .where(items_t.c.bulk_job_id == job_id, items_t.c.status.in_(["failed", "skipped"]))
+        .order_by(items_t.c.seq)
+        .limit(limit)
+    )
+    return [dict(r) for r in conn.execute(changes).mappings()], [dict(r) for r in conn.execute(problems).mappings()]

@@ -18,7 +18,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from connectors.store import schema
-from connectors.store.bulk.base import NOT_FOUND, Batch, Counts, Item, Outcome, utcnow
+from connectors.store.bulk.base import NOT_FOUND, Batch, Counts, Item, Operation, Outcome, utcnow
 from connectors.store.bulk.catalog import operation_for
 from connectors.store.bulk.dialect import dialect_named, dialect_of
 from connectors.store.bulk.outcomes import count, failure_outcome, write_bulk_audit, write_outcomes
@@ -71,20 +71,21 @@ def _evaluate(batch: Batch, items: Sequence[Item]) -> list[Outcome]:
     return operation_for(batch).evaluate(items).outcomes
 
 
-def _apply(batch: Batch, items: Sequence[Item]) -> list[Outcome]:
-    op = operation_for(batch)
+def _apply(op: Operation, items: Sequence[Item]) -> list[Outcome]:
+    b = op.batch
     evaluation = op.evaluate(items)
     op.apply(evaluation)
-    write_outcomes(batch.conn, batch.job, evaluation.outcomes, batch.now)
-    write_bulk_audit(batch.conn, batch.job, evaluation.outcomes, batch.now)
+    write_outcomes(b.conn, b.job, evaluation.outcomes, b.now)
+    write_bulk_audit(b.conn, b.job, evaluation.outcomes, b.now)
     return evaluation.outcomes
 
 
 def _apply_batch(batch: Batch, lo: int, hi: int) -> Counts:
-    counts = operation_for(batch).apply_set_based(lo, hi)
+    op = operation_for(batch)
+    counts = op.apply_set_based(lo, hi)
     if counts is not None:
         return counts
-    return count(_apply(batch, pending_items(batch.conn, batch.job.id, lo, hi)))
+    return count(_apply(op, pending_items(batch.conn, batch.job.id, lo, hi)))
 
 
 def _apply_one_by_one(batch: Batch, lo: int, hi: int) -> Counts:
@@ -93,7 +94,7 @@ def _apply_one_by_one(batch: Batch, lo: int, hi: int) -> Counts:
     for item in pending_items(conn, batch.job.id, lo, hi):
         try:
             with conn.begin_nested():
-                outcomes = _apply(batch, [item])
+                outcomes = _apply(operation_for(batch), [item])
         except sa.exc.DBAPIError as exc:
             if is_transient(exc):
                 raise
