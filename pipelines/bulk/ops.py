@@ -3,11 +3,11 @@
 import uuid
 
 import dagster as dg
-import sqlalchemy as sa
 from pydantic import Field
 
 from connectors import webhooks
-from connectors.store import bulk, schema
+from connectors.store import bulk
+from connectors.store.bulk import jobs
 from connectors.store.errors import describe_error
 from connectors.store.faults import is_transient
 from pipelines.bulk import service
@@ -47,9 +47,9 @@ def _terminated(job_id: uuid.UUID) -> dg.Failure:
     )
 
 
-def _job_row(store, job_id: uuid.UUID) -> sa.Row:
+def _job_row(store, job_id: uuid.UUID):
     with store.engine.connect() as conn:
-        return conn.execute(sa.select(*service._SUMMARY_COLUMNS).where(schema.bulk_jobs.c.id == job_id)).one()
+        return jobs.summary_row(conn, job_id)
 
 
 def _items_table(rows: list[dict], columns: list[str]) -> dg.MetadataValue:
@@ -163,27 +163,7 @@ def _report(context: dg.OpExecutionContext, store, job_id: uuid.UUID) -> dict:
     row = _job_row(store, job_id)
     job = service.job_to_dict(row)
     with store.engine.connect() as conn:
-        t = schema.bulk_job_items
-        problems = (
-            conn.execute(
-                sa.select(t.c.entity_id, t.c.status, t.c.error)
-                .where(t.c.bulk_job_id == job_id, t.c.status.in_(["failed", "skipped"]))
-                .order_by(t.c.seq)
-                .limit(100)
-            )
-            .mappings()
-            .all()
-        )
-        changes = (
-            conn.execute(
-                sa.select(t.c.entity_id, t.c.before, t.c.after)
-                .where(t.c.bulk_job_id == job_id, t.c.status == "succeeded")
-                .order_by(t.c.seq)
-                .limit(100)
-            )
-            .mappings()
-            .all()
-        )
+        changes, problems = jobs.report_items(conn, job_id, limit=100)
     context.add_output_metadata(
         {
             "status": row.status,
@@ -193,10 +173,8 @@ def _report(context: dg.OpExecutionContext, store, job_id: uuid.UUID) -> dict:
             "processed_count": row.processed_count,
             "failed_count": row.failed_count,
             "skipped_count": row.skipped_count,
-            "changes (first 100)": _items_table([dict(c) for c in changes], ["entity_id", "before", "after"]),
-            "failed and skipped (first 100)": _items_table(
-                [dict(p) for p in problems], ["entity_id", "status", "error"]
-            ),
+            "changes (first 100)": _items_table(changes, ["entity_id", "before", "after"]),
+            "failed and skipped (first 100)": _items_table(problems, ["entity_id", "status", "error"]),
         }
     )
     context.log.info(

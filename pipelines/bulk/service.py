@@ -12,21 +12,20 @@ import io
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from datetime import UTC, datetime
-from typing import Any
-
-import sqlalchemy as sa
+from typing import TYPE_CHECKING, Any
 
 from connectors.files import csvsafe
 from connectors.store import RecordStore, accounts, bulk, schema
+from connectors.store.bulk import jobs
 from connectors.store.ids import canonical_uuid_strings
+
+if TYPE_CHECKING:
+    import sqlalchemy as sa
 
 MODES = ("execute", "preview", "dry_run")
 MAX_ENTITY_IDS = 2_000_000
 STATUSES = schema.BULK_JOB_STATUSES
 TERMINAL = ("completed", "failed", "cancelled")
-
-jobs_t = schema.bulk_jobs
-items_t = schema.bulk_job_items
 
 
 class BulkJobError(Exception):
@@ -73,9 +72,6 @@ OPERATIONS: dict[str, tuple[str, ...]] = dict(bulk.OPERATIONS)
 
 FIELD_ALLOW_LIST: dict[str, tuple[str, ...]] = dict(bulk.FIELD_ALLOW_LIST)
 """Entity type -> fields `field_update` may change."""
-
-# every column except entity_ids, which can hold millions of ids
-_SUMMARY_COLUMNS = [c for c in jobs_t.c if c.name != "entity_ids"]
 
 
 def _iso(value: datetime | None) -> str | None:
@@ -138,12 +134,7 @@ def _as_uuid(value: Any, what: str) -> uuid.UUID:
 
 
 def _row(conn: sa.Connection, account_id: uuid.UUID, job_id: Any, *, lock: bool = False, full: bool = False) -> sa.Row:
-    job_uuid = _as_job_id(job_id)
-    cols = list(jobs_t.c) if full else _SUMMARY_COLUMNS
-    stmt = sa.select(*cols).where(jobs_t.c.id == job_uuid, jobs_t.c.account_id == account_id)
-    if lock and conn.dialect.name == "postgresql":
-        stmt = stmt.with_for_update()
-    row = conn.execute(stmt).one_or_none()
+    row = jobs.find(conn, account_id, _as_job_id(job_id), lock=lock, full=full)
     if row is None:
         raise JobNotFound(f"no bulk job {job_id}", details={"id": str(job_id)})
     return row
@@ -154,20 +145,6 @@ def _as_job_id(job_id: Any) -> uuid.UUID:
         return job_id if isinstance(job_id, uuid.UUID) else uuid.UUID(str(job_id))
     except (ValueError, TypeError, AttributeError):
         raise JobNotFound(f"no bulk job {job_id}", details={"id": str(job_id)}) from None
-
-
-def _hiring_completions(conn: sa.Connection, account_id: uuid.UUID) -> list[uuid.UUID]:
-    a, c = schema.applications, schema.contracts
-    has_contract = sa.exists().where(c.c.application_id == a.c.id, c.c.deleted_at.is_(None))
-    return list(
-        conn.scalars(
-            sa.select(a.c.id)
-            .where(
-                a.c.account_id == account_id, a.c.deleted_at.is_(None), a.c.stage.in_(bulk.HIRED_STAGES), ~has_contract
-            )
-            .order_by(a.c.created_at, a.c.id)
-        )
-    )
 
 
 def create_job(
@@ -246,73 +223,31 @@ def create_job(
         ids = list(dict.fromkeys(_as_uuid(i, "entity_ids") for i in entity_ids))
     if created_by is not None:
         created_by = _as_uuid(created_by, "created_by")
-    job_id = uuid.uuid4()
     with store.begin() as conn:
         if not ids:
             if entity_type == "contracts" and operation == "create":
-                ids = _hiring_completions(conn, account_id)
+                ids = bulk.hiring_completions(conn, account_id)
             else:
                 raise InvalidRequest("entity_ids must not be empty", details={"field": "entity_ids"})
         if operation == "trigger_automations":
-            _check_automations(conn, account_id, entity_type, clean["automations"], account_settings)
-        now = bulk.utcnow()
-        conn.execute(
-            jobs_t.insert().values(
-                id=job_id,
-                account_id=account_id,
-                created_by=created_by,
-                entity_type=entity_type,
-                operation=operation,
-                entity_ids=[],
-                params=clean,
-                status="pending",
-                total_count=len(ids),
-                mode=mode,
-                created_at=now,
-                updated_at=now,
-            )
+            try:
+                bulk.check_automations(conn, account_id, entity_type, clean["automations"], account_settings)
+            except bulk.ParamsError as exc:
+                raise InvalidRequest(str(exc), details=exc.details) from None
+        job_id = jobs.insert_job(
+            conn,
+            account_id,
+            created_by=created_by,
+            entity_type=entity_type,
+            operation=operation,
+            params=clean,
+            entity_ids=ids,
+            mode=mode,
+            now=bulk.utcnow(),
         )
-        bulk.load_items(conn, job_id, ids)
     if mode == "preview":
         bulk.plan_job(store, job_id)
     return get_job(store, account_id, job_id)
-
-
-def _check_automations(
-    conn: sa.Connection, account_id: uuid.UUID, entity_type: str, names: list[str], account_settings: dict[str, Any]
-) -> None:
-    rules = bulk._automations(conn, account_id, names)
-    unknown = [n for n in names if n not in rules]
-    if unknown:
-        raise InvalidRequest(
-            f"unknown automations: {', '.join(unknown)}", details={"field": "params.automations", "unknown": unknown}
-        )
-    for name, rule in rules.items():
-        if rule.action not in bulk.AUTOMATION_ACTIONS:
-            raise InvalidRequest(
-                f"automation {name!r} has unknown action {rule.action!r}", details={"automation": name}
-            )
-        if rule.action == "move_stage" and (entity_type != "applications" or not (rule.config or {}).get("stage")):
-            raise InvalidRequest(
-                f"automation {name!r} moves a stage: it applies to applications and needs config.stage",
-                details={"automation": name},
-            )
-        if rule.action == "move_stage":
-            try:
-                bulk.declared_value(entity_type, "stage", str(rule.config["stage"]), account_settings)
-            except bulk.ParamsError as exc:
-                raise InvalidRequest(
-                    f"automation {name!r} moves to stage {exc.details['value']!r}, which is not a stage of "
-                    f"{entity_type}: use one of {', '.join(exc.details['allowed'])}",
-                    details={
-                        "field": "params.automations",
-                        "automation": name,
-                        "value": exc.details["value"],
-                        "allowed": exc.details["allowed"],
-                    },
-                ) from None
-        if rule.action == "webhook" and not str((rule.config or {}).get("url", "")).startswith(("http://", "https://")):
-            raise InvalidRequest(f"automation {name!r} has no http(s) config.url", details={"automation": name})
 
 
 def get_job(store: RecordStore, account_id: uuid.UUID, job_id: uuid.UUID, *, include_entity_ids: bool = False) -> dict:
@@ -326,10 +261,7 @@ def get_job(store: RecordStore, account_id: uuid.UUID, job_id: uuid.UUID, *, inc
         if not include_entity_ids:
             return job_to_dict(row)
         # the ids live once, in bulk_job_items (seq order); bulk_jobs.entity_ids is no longer written
-        ids = conn.scalars(
-            sa.select(items_t.c.entity_id).where(items_t.c.bulk_job_id == row.id).order_by(items_t.c.seq)
-        )
-        return job_to_dict({**row._mapping, "entity_ids": list(ids)})
+        return job_to_dict({**row._mapping, "entity_ids": jobs.entity_ids(conn, row.id)})
 
 
 def list_jobs(
@@ -355,23 +287,18 @@ def list_jobs(
         raise InvalidRequest(f"unknown status {status!r}", details={"field": "status", "allowed": list(STATUSES)})
     if not isinstance(limit, int) or not 1 <= limit <= 1000:
         raise InvalidRequest("limit must be between 1 and 1000", details={"field": "limit"})
-    stmt = sa.select(*_SUMMARY_COLUMNS).where(jobs_t.c.account_id == account_id)
-    if status is not None:
-        stmt = stmt.where(jobs_t.c.status == status)
+    after_job = created_before = None
+    if isinstance(before, uuid.UUID):
+        after_job = before
+    elif before is not None:
+        created_before = before.astimezone(UTC) if before.tzinfo is not None else before
     with store.engine.connect() as conn:
-        if isinstance(before, uuid.UUID):
-            _row(conn, account_id, before)
-            # compared with the stored value itself: no round trip through Python's datetime
-            ref = sa.select(jobs_t.c.created_at).where(jobs_t.c.id == before).scalar_subquery()
-            stmt = stmt.where(
-                sa.or_(jobs_t.c.created_at < ref, sa.and_(jobs_t.c.created_at == ref, jobs_t.c.id < before))
-            )
-        elif before is not None:
-            if before.tzinfo is not None:
-                before = before.astimezone(UTC)
-            stmt = stmt.where(jobs_t.c.created_at < before)
-        stmt = stmt.order_by(jobs_t.c.created_at.desc(), jobs_t.c.id.desc()).limit(limit)
-        return [job_to_dict(r) for r in conn.execute(stmt)]
+        if after_job is not None:
+            _row(conn, account_id, after_job)
+        rows = jobs.page(
+            conn, account_id, status=status, limit=limit, after_job=after_job, created_before=created_before
+        )
+        return [job_to_dict(r) for r in rows]
 
 
 def preview(store: RecordStore, account_id: uuid.UUID, job_id: uuid.UUID, *, limit: int = 100) -> dict:
@@ -402,32 +329,20 @@ def preview(store: RecordStore, account_id: uuid.UUID, job_id: uuid.UUID, *, lim
         raise InvalidState(f"job is {job.status}: only pending jobs can be previewed", details={"status": job.status})
     elif job.plan_id is None or job.mode != "preview":
         with store.begin() as conn:
-            conn.execute(
-                jobs_t.update()
-                .where(jobs_t.c.id == job.id, jobs_t.c.status == "pending")
-                .values(mode="preview", updated_at=bulk.utcnow())
-            )
+            jobs.update_job(conn, job.id, only_if_status="pending", mode="preview", updated_at=bulk.utcnow())
         bulk.plan_job(store, job.id)
     with store.engine.connect() as conn:
         job = _row(conn, account_id, job_id)
         done = job.mode == "dry_run"
-        ok = (
-            (items_t.c.status == "succeeded")
-            if done
-            else sa.and_(items_t.c.status == "pending", items_t.c.error.is_(None))
-        )
-        base = sa.select(items_t.c.seq, items_t.c.entity_id, items_t.c.before, items_t.c.after, items_t.c.error).where(
-            items_t.c.bulk_job_id == job.id
-        )
-        changes = conn.execute(base.where(ok).order_by(items_t.c.seq).limit(limit)).all()
-        problems = conn.execute(base.where(sa.not_(ok)).order_by(items_t.c.seq).limit(limit)).all()
+        changes, problems = jobs.plan_items(conn, job.id, ran=done, limit=limit)
+        not_found = jobs.count_not_found(conn, job.id) if done else 0
     plan = (job.summary or {}).get("plan", {})
     if done:
         plan = {
             "changes": job.processed_count - job.failed_count - job.skipped_count,
             "failed": job.failed_count,
             "skipped": job.skipped_count,
-            "not_found": _count_not_found(store, job.id),
+            "not_found": not_found,
         }
     return {
         "job_id": str(job.id),
@@ -444,18 +359,6 @@ def preview(store: RecordStore, account_id: uuid.UUID, job_id: uuid.UUID, *, lim
         "changes": [{"entity_id": str(r.entity_id), "before": r.before, "after": r.after} for r in changes],
         "problems": [{"entity_id": str(r.entity_id), "error": r.error} for r in problems],
     }
-
-
-def _count_not_found(store: RecordStore, job_id: uuid.UUID) -> int:
-    with store.engine.connect() as conn:
-        return (
-            conn.scalar(
-                sa.select(sa.func.count())
-                .select_from(items_t)
-                .where(items_t.c.bulk_job_id == job_id, items_t.c.error.like(f"%{bulk.NOT_FOUND}"))
-            )
-            or 0
-        )
 
 
 def confirm(store: RecordStore, account_id: uuid.UUID, job_id: uuid.UUID, *, plan_id: str) -> dict:
@@ -480,9 +383,7 @@ def confirm(store: RecordStore, account_id: uuid.UUID, job_id: uuid.UUID, *, pla
                 "plan_id does not match the job's current plan: preview again", details={"plan_id": job.plan_id}
             )
         now = bulk.utcnow()
-        conn.execute(
-            jobs_t.update().where(jobs_t.c.id == job.id).values(mode="execute", confirmed_at=now, updated_at=now)
-        )
+        jobs.update_job(conn, job.id, mode="execute", confirmed_at=now, updated_at=now)
     return get_job(store, account_id, job_id)
 
 
@@ -503,7 +404,7 @@ def request_cancel(store: RecordStore, account_id: uuid.UUID, job_id: uuid.UUID)
         values: dict[str, Any] = {"cancel_requested_at": job.cancel_requested_at or now, "updated_at": now}
         if job.status == "pending":
             values.update(status="cancelled", finished_at=now)
-        conn.execute(jobs_t.update().where(jobs_t.c.id == job.id).values(**values))
+        jobs.update_job(conn, job.id, **values)
     return get_job(store, account_id, job_id)
 
 
@@ -528,43 +429,24 @@ def create_rollback(
             )
         if job.mode != "execute":
             raise InvalidState(f"a {job.mode} job changed nothing", details={"mode": job.mode})
-        if job.operation not in bulk.ROLLBACKABLE or (job.operation == "delete" and (job.params or {}).get("hard")):
+        if not bulk.can_roll_back(job.operation, job.params or {}):
             what = "hard delete" if job.operation == "delete" else job.operation
             raise InvalidState(f"{what} cannot be rolled back", details={"operation": job.operation})
-        existing = conn.scalar(
-            sa.select(jobs_t.c.id).where(
-                jobs_t.c.rollback_of == job.id, jobs_t.c.status.notin_(["failed", "cancelled"])
-            )
-        )
+        existing = jobs.live_rollback(conn, job.id)
         if existing is not None:
             raise InvalidState(f"job already has rollback {existing}", details={"rollback_id": str(existing)})
-        ids = list(
-            conn.scalars(
-                sa.select(items_t.c.entity_id)
-                .where(items_t.c.bulk_job_id == job.id, items_t.c.status == "succeeded")
-                .order_by(items_t.c.seq)
-            )
+        rollback_id = jobs.insert_job(
+            conn,
+            account_id,
+            created_by=_as_uuid(created_by, "created_by") if created_by else None,
+            entity_type=job.entity_type,
+            operation=bulk.ROLLBACK,
+            params={"rollback_of": str(job.id), "operation": job.operation},
+            entity_ids=jobs.succeeded_ids(conn, job.id),
+            mode="execute",
+            now=bulk.utcnow(),
+            rollback_of=job.id,
         )
-        rollback_id = uuid.uuid4()
-        now = bulk.utcnow()
-        conn.execute(
-            jobs_t.insert().values(
-                id=rollback_id,
-                account_id=account_id,
-                created_by=_as_uuid(created_by, "created_by") if created_by else None,
-                entity_type=job.entity_type,
-                operation=bulk.ROLLBACK,
-                entity_ids=[],
-                params={"rollback_of": str(job.id), "operation": job.operation},
-                status="pending",
-                total_count=len(ids),
-                mode="execute",
-                rollback_of=job.id,
-                created_at=now,
-                updated_at=now,
-            )
-        )
-        bulk.load_items(conn, rollback_id, ids)
     return get_job(store, account_id, rollback_id)
 
 
@@ -589,16 +471,8 @@ def iter_failed_items_csv(
     def chunks() -> Iterator[str]:
         buf = io.StringIO()
         writer = csvsafe.SafeCsvWriter(buf, FAILED_CSV_COLUMNS, lineterminator="\n")
-        # PostgreSQL renders the uuid as text itself; SQLite stores 32 hex digits, so Python does
-        entity_id = sa.cast(items_t.c.entity_id, sa.Text) if store.dialect == "postgresql" else items_t.c.entity_id
-        stmt = (
-            sa.select(entity_id, items_t.c.error, items_t.c.seq, items_t.c.status)
-            .where(items_t.c.bulk_job_id == job.id, items_t.c.status == "failed")
-            .order_by(items_t.c.seq)
-        )
         with store.engine.connect() as conn:
-            result = conn.execution_options(stream_results=True, yield_per=chunk_rows).execute(stmt)
-            for part in result.partitions():
+            for part in jobs.failed_items(conn, job.id, chunk_rows=chunk_rows):
                 if buf.tell():
                     yield buf.getvalue()
                     buf.seek(0)

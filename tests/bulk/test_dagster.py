@@ -2,21 +2,14 @@
 
 from __future__ import annotations
 
-import os
-import signal
-import sqlite3
-import subprocess
-import sys
-import textwrap
 import time
 import uuid
-from collections.abc import Iterator
 
 import dagster as dg
 import pytest
 import sqlalchemy as sa
 
-from connectors.store import bulk, schema
+from connectors.store import schema
 from pipelines.bulk import launch, service
 from pipelines.bulk.sensors import bulk_job_canceled_sensor, bulk_job_failure_sensor
 from pipelines.definitions import defs
@@ -26,12 +19,6 @@ from resources import RecordStoreResource
 @pytest.fixture
 def bulk_job_def(store_url: str) -> dg.JobDefinition:
     return defs.resolve_job_def("bulk_job")
-
-
-@pytest.fixture
-def clean_hook() -> Iterator[None]:
-    yield
-    bulk.fault_hook = None
 
 
 def _execute(job_def, instance, store_url, job_id, batch_size=2, tags=None) -> dg.ExecuteInProcessResult:
@@ -82,90 +69,6 @@ def test_preview_job_run_shows_plan_table_and_changes_nothing(
     assert len(out["preview"].value.records) == 3 and out["would_change"].value == 3
     assert {r.status for r in seed.rows(schema.applications, ids).values()} == {"active"}
     assert service.get_job(store, account, job_id)["status"] == "pending"
-
-
-def test_interrupt_mid_job_cancels_with_exact_counts(
-    seed, store, store_url, account, instance, bulk_job_def, clean_hook
-) -> None:
-    ids = seed.applications(7)
-    job_id = _create(store, account, ids)
-
-    def interrupt(point: str, batch: int) -> None:
-        # what a run termination delivers, right after the second batch committed
-        if point == "after_commit" and batch == 1:
-            raise dg.DagsterExecutionInterruptedError()
-
-    bulk.fault_hook = interrupt
-    # in-process the retry policy turns the interrupt into a retry that finds the job cancelled;
-    # a real termination ends the run CANCELED (see the launch test)
-    _execute(bulk_job_def, instance, store_url, job_id)
-    job = service.get_job(store, account, job_id)
-    assert (job["status"], job["processed_count"], job["failed_count"]) == ("cancelled", 4, 0)
-    rows = seed.rows(schema.applications, ids)
-    assert [rows[i].status for i in ids] == ["archived"] * 4 + ["active"] * 3
-    assert len(seed.audit(job_id)) == 4
-    assert [i.status for i in seed.items(job_id)] == ["succeeded"] * 4 + ["pending"] * 3
-    # a cancelled job can be rolled back from its before-images
-    rollback = service.create_rollback(store, account, job_id)
-    assert rollback["total_count"] == 4
-
-
-_KILL_SCRIPT = textwrap.dedent("""
-    import os, signal, sys, uuid
-    from connectors.store import RecordStore, bulk
-
-    def kill(point, batch):
-        if point == "before_commit" and batch == 2:
-            os.kill(os.getpid(), signal.SIGKILL)
-
-    bulk.fault_hook = kill
-    bulk.run_job(RecordStore(sys.argv[1]), uuid.UUID(sys.argv[2]), batch_size=2, run_id="killed-run")
-""")
-
-
-def test_killed_run_resumes_without_applying_twice(seed, store, store_url, account, instance, bulk_job_def) -> None:
-    ids = seed.applications(7)
-    job_id = _create(store, account, ids, operation="tags_add", params={"tags": ["vip"]})
-    proc = subprocess.run([sys.executable, "-c", _KILL_SCRIPT, store_url, str(job_id)], cwd=os.getcwd())
-    assert proc.returncode == -signal.SIGKILL
-    half = service.get_job(store, account, job_id)
-    assert (half["status"], half["processed_count"]) == ("processing", 4)
-    assert len(seed.audit(job_id)) == 4
-    result = _execute(bulk_job_def, instance, store_url, job_id)
-    assert result.success
-    job = service.get_job(store, account, job_id)
-    assert (job["status"], job["processed_count"], job["failed_count"]) == ("completed", 7, 0)
-    audit = seed.audit(job_id)
-    assert sorted(a.entity_id for a in audit) == sorted(ids)
-    assert all(seed.tags("applications", i) == ["vip"] for i in ids)
-
-
-def test_transient_error_is_retried_by_the_retry_policy(
-    seed, store, store_url, account, instance, bulk_job_def, clean_hook
-) -> None:
-    ids = seed.applications(4)
-    job_id = _create(store, account, ids)
-    raised = []
-
-    def flaky(point: str, batch: int) -> None:
-        if point == "before_commit" and not raised:
-            raised.append(batch)
-            # what a busy SQLite file raises; the one transient rule (connectors.store.faults) retries it
-            raise sa.exc.OperationalError("UPDATE", {}, sqlite3.OperationalError("database is locked"))
-
-    bulk.fault_hook = flaky
-    result = bulk_job_def.execute_in_process(
-        run_config={**launch.run_config_for(job_id, store_url, 2)},
-        instance=instance,
-        raise_on_error=False,
-        op_selection=None,
-    )
-    assert result.success
-    retries = [e for e in result.all_events if e.event_type_value == "STEP_UP_FOR_RETRY"]
-    assert len(retries) == 1
-    job = service.get_job(store, account, job_id)
-    assert (job["status"], job["processed_count"]) == ("completed", 4)
-    assert len(seed.audit(job_id)) == 4
 
 
 def test_terminal_error_fails_the_job_without_retry(store, store_url, account, instance, bulk_job_def) -> None:

@@ -1,0 +1,156 @@
+"""What a bulk operation is: the `Operation` protocol, its batch context and what it decides.
+
+An operation is a small class with four parts:
+
+- `validate` (a classmethod): the caller's params -> clean params, or `ParamsError`;
+- `evaluate(items)`: load the batch's records and decide each item's outcome with its
+  before/after images, writing nothing; what the batch would write goes in `Evaluation.changes`;
+- `apply(evaluation)`: write those changes;
+- `undo`: the `Undo` class a rollback of a job of this operation runs, or None when the
+  operation cannot be rolled back.
+
+A new operation is one module holding its class and an entry in `catalog.py`, plus its name in
+the entity's `operations` in the registry.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, ClassVar
+
+import sqlalchemy as sa
+
+from connectors.store import schema
+
+NOT_FOUND = "not found"
+
+# (succeeded, failed, skipped)
+Counts = tuple[int, int, int]
+
+
+class ParamsError(ValueError):
+    """Params that do not fit the operation; `details` names the offending fields."""
+
+    def __init__(self, message: str, **details: Any) -> None:
+        super().__init__(message)
+        self.details = details
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass
+class Item:
+    """A pending item of a batch: its position, its record and the before-image of its plan."""
+
+    seq: int
+    entity_id: uuid.UUID
+    planned: Any
+
+
+@dataclass
+class Outcome:
+    seq: int
+    entity_id: uuid.UUID
+    status: str
+    error: str | None = None
+    before: Any = None
+    after: Any = None
+    # audit rows: (entity_type, entity_id, before, after)
+    audit: list[tuple[str, uuid.UUID, Any, Any]] = field(default_factory=list)
+
+
+def succeeded(item: Item, before: Any, after: Any, entity_type: str, entity_id: uuid.UUID | None = None) -> Outcome:
+    """A changed record, with its one audit row (on `entity_id`, by default the item's record)."""
+    audited = item.entity_id if entity_id is None else entity_id
+    return Outcome(item.seq, item.entity_id, "succeeded", None, before, after, [(entity_type, audited, before, after)])
+
+
+@dataclass
+class Evaluation:
+    """An operation's decision on a batch: one outcome per item and what `apply` writes."""
+
+    outcomes: list[Outcome]
+    changes: Any = None
+
+
+@dataclass(frozen=True)
+class Batch:
+    """What an operation works in: the open transaction, the job and the batch's clock."""
+
+    conn: sa.Connection
+    job: sa.Row
+    now: datetime
+    # skip records whose before-image is no longer the previewed one
+    check_plan: bool = False
+
+    @property
+    def account_id(self) -> uuid.UUID:
+        return self.job.account_id
+
+    @property
+    def entity_type(self) -> str:
+        return self.job.entity_type
+
+    @property
+    def table(self) -> sa.Table:
+        return schema.ENTITY_TABLES[self.job.entity_type]
+
+    @property
+    def params(self) -> Mapping[str, Any]:
+        return self.job.params or {}
+
+    def planned_mismatch(self, item: Item, before: Any) -> str | None:
+        """Why a previewed record is skipped: its before-image is not the one the plan showed."""
+        if self.check_plan and item.planned != before:
+            return f"changed since preview: planned {json.dumps(item.planned)}, now {json.dumps(before)}"
+        return None
+
+
+class Undo:
+    """How a rollback reverses one job's succeeded items (see `rollback.py`)."""
+
+    def __init__(self, batch: Batch, original: sa.Row) -> None:
+        self.batch = batch
+        self.original = original
+
+    def evaluate(self, items: Sequence[Item], done: Mapping[uuid.UUID, sa.Row]) -> Evaluation:
+        """`done`: the original job's succeeded items (entity_id, before, after) by record."""
+        raise NotImplementedError
+
+    def apply(self, evaluation: Evaluation) -> None:
+        raise NotImplementedError
+
+
+class Operation:
+    """One bulk operation; an instance works on one batch."""
+
+    name: ClassVar[str]
+    undo: ClassVar[type[Undo] | None] = None
+
+    @classmethod
+    def validate(cls, entity_type: str, params: dict[str, Any], settings: Mapping[str, Any] | None) -> dict[str, Any]:
+        raise NotImplementedError
+
+    @classmethod
+    def variant(cls, params: Mapping[str, Any]) -> type[Operation]:
+        """The class that runs a job of this name with these (clean) params."""
+        return cls
+
+    def __init__(self, batch: Batch) -> None:
+        self.batch = batch
+
+    def evaluate(self, items: Sequence[Item]) -> Evaluation:
+        raise NotImplementedError
+
+    def apply(self, evaluation: Evaluation) -> None:
+        raise NotImplementedError
+
+    def apply_set_based(self, lo: int, hi: int) -> Counts | None:
+        """Evaluate, apply and record the items [lo, hi) in one statement, when the database can."""
+        return None

@@ -1,0 +1,128 @@
+"""What a batch records: each item's outcome, the audit rows of its changes, the job's failure summary."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+
+from connectors.store import schema
+from connectors.store.bulk.base import Counts, Outcome
+from connectors.store.store import write_audit
+
+FAILURE_REASONS_SHOWN = 5
+
+items_t = schema.bulk_job_items
+
+
+def actor(job: sa.Row) -> str:
+    """Who a job's audit rows name: its creator, else the system."""
+    return str(job.created_by) if job.created_by else "bulkops"
+
+
+def write_outcomes(
+    conn: sa.Connection, job: sa.Row, outcomes: Sequence[Outcome], now: datetime, *, keep_pending: bool = False
+) -> None:
+    """Store each item's status, error and before/after images (a plan keeps them pending)."""
+    if not outcomes:
+        return
+    stmt = (
+        items_t.update()
+        .where(items_t.c.bulk_job_id == job.id, items_t.c.seq == sa.bindparam("b_seq"))
+        .values(
+            status=sa.bindparam("b_status"),
+            error=sa.bindparam("b_error"),
+            before=sa.bindparam("b_before"),
+            after=sa.bindparam("b_after"),
+            updated_at=now,
+        )
+    )
+    conn.execute(
+        stmt,
+        [
+            {
+                "b_seq": o.seq,
+                "b_status": "pending" if keep_pending else o.status,
+                "b_error": o.error,
+                "b_before": o.before,
+                "b_after": o.after,
+            }
+            for o in outcomes
+        ],
+    )
+
+
+def write_bulk_audit(conn: sa.Connection, job: sa.Row, outcomes: Iterable[Outcome], now: datetime) -> None:
+    """The audit rows of a batch's succeeded items (PostgreSQL's set-based batches write theirs in SQL)."""
+    rows = [
+        {
+            "occurred_at": now,
+            "operation": job.operation,
+            "entity_type": entity_type,
+            "entity_id": entity_id,
+            "bulk_job_id": job.id,
+            "before": before,
+            "after": after,
+        }
+        for o in outcomes
+        if o.status == "succeeded"
+        for entity_type, entity_id, before, after in o.audit
+    ]
+    write_audit(conn, job.account_id, actor(job), rows)
+
+
+def count(outcomes: Iterable[Outcome]) -> Counts:
+    s = f = k = 0
+    for o in outcomes:
+        if o.status == "succeeded":
+            s += 1
+        elif o.status == "failed":
+            f += 1
+        else:
+            k += 1
+    return s, f, k
+
+
+def failure_reasons(
+    conn: sa.Connection, job_id: uuid.UUID, limit: int = FAILURE_REASONS_SHOWN
+) -> list[tuple[str, int]]:
+    """The most frequent errors of a job's failed items, most frequent first: [(error, count)]."""
+    n = sa.func.count().label("n")
+    stmt = (
+        sa.select(items_t.c.error, n)
+        .where(items_t.c.bulk_job_id == job_id, items_t.c.status == "failed")
+        .group_by(items_t.c.error)
+        .order_by(n.desc(), items_t.c.error)
+        .limit(limit)
+    )
+    return [(error or "unknown error", int(count)) for error, count in conn.execute(stmt)]
+
+
+def failure_outcome(conn: sa.Connection, job: sa.Row, failed_count: int) -> dict[str, Any]:
+    """How a job with failed records ends: `failed` when every record failed, else `completed`.
+
+    Either way `summary.failed_reasons` lists the most frequent errors with their counts; a
+    failed job also says them in `error_message`. A completed job's `error_message` stays empty:
+    it names a job-level failure, and per-record failures are `failed_count`.
+    """
+    reasons = failure_reasons(conn, job.id)
+    other = failed_count - sum(n for _, n in reasons)
+    summary = dict(job.summary or {})
+    summary["failed_reasons"] = [{"error": e, "count": n} for e, n in reasons]
+    if other:
+        summary["failed_reasons"].append({"error": "other reasons", "count": other})
+    out: dict[str, Any] = {"summary": summary}
+    if failed_count >= job.total_count:
+        listed = ", ".join(f"{_short(e)} ({n})" for e, n in reasons)
+        if other:
+            listed += f", other reasons ({other})"
+        out.update(status="failed", error_message=f"all {failed_count} records failed: {listed}")
+    return out
+
+
+def _short(text: str, limit: int = 160) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
