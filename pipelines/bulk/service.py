@@ -17,7 +17,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from connectors.files import csvsafe
-from connectors.store import RecordStore, accounts, bulk, schema
+from connectors.store import RecordStore, accounts, bulk, changes, schema
 from connectors.store.ids import canonical_uuid_strings
 
 MODES = ("execute", "preview", "dry_run")
@@ -256,6 +256,7 @@ def create_job(
         if operation == "trigger_automations":
             _check_automations(conn, account_id, entity_type, clean["automations"], account_settings)
         now = bulk.utcnow()
+        changes.open_change_set(conn, id=job_id, account_id=account_id, kind="bulk_job")
         conn.execute(
             jobs_t.insert().values(
                 id=job_id,
@@ -547,6 +548,7 @@ def create_rollback(
         )
         rollback_id = uuid.uuid4()
         now = bulk.utcnow()
+        changes.open_change_set(conn, id=rollback_id, account_id=account_id, kind="bulk_job", rollback_of=job.id)
         conn.execute(
             jobs_t.insert().values(
                 id=rollback_id,

@@ -30,9 +30,9 @@ import pyarrow.compute as pc
 import sqlalchemy as sa
 
 from connectors.files import FileReadError, RawBatch, csvsafe, open_tabular
-from connectors.store import accounts, schema
+from connectors.store import accounts, changes, schema
 from connectors.store.errors import add_context, describe_error
-from connectors.store.imports import ImportRollback, ImportWriter, RollbackBlocked, serialized_batches
+from connectors.store.imports import ImportWriter, serialized_batches
 from pipelines.imports.errors import FileFormatError, ImportFailed, MappingError
 from pipelines.imports.mapping import apply_mapping, bind_mapping, check_identity_key, date_report, mapping_report
 from pipelines.imports.options import ImportOptions
@@ -289,6 +289,7 @@ def _begin(
                 ).first()
                 if done is not None:
                     import_id = uuid.uuid4()
+                    changes.open_change_set(conn, id=import_id, account_id=account_id, kind="import")
                     conn.execute(
                         h.insert().values(
                             id=import_id,
@@ -323,6 +324,7 @@ def _begin(
                 )
                 return unfinished, None
         import_id = uuid.uuid4()
+        changes.open_change_set(conn, id=import_id, account_id=account_id, kind="import")
         conn.execute(
             h.insert().values(
                 id=import_id,
@@ -690,7 +692,13 @@ def get_import(store: Any, account_id: uuid.UUID, import_id: uuid.UUID) -> dict 
 
 
 def rollback_import(
-    store: Any, account_id: uuid.UUID, import_id: uuid.UUID, *, actor: str, force: bool = False
+    store: Any,
+    account_id: uuid.UUID,
+    import_id: uuid.UUID,
+    *,
+    actor: str,
+    force: bool = False,
+    dagster_run_id: str | None = None,
 ) -> dict:
     """Undo an import: delete what it created, restore what it updated, audit both.
 
@@ -698,10 +706,11 @@ def rollback_import(
     an `import.rollback.delete` audit row holding the deleted record. Updated records get the
     before-image of their first update by this import back (`import.rollback.restore`).
     Candidates and jobs the import created but that other records now use are kept, and so are
-    applications other records point at (recollection requests). Records something else changed
-    after the import (another import, a bulk job: any later audit row) are conflicts, left as
-    they are and counted, unless `force`. Set-based (`ImportRollback`), one transaction; the
-    history row ends `rolled_back` with the counts in its details.
+    applications other records point at (recollection requests, contracts). Records something
+    else changed after the import (another import, a bulk job: any later audit row) are
+    conflicts, left as they are and counted, unless `force`. The import is a change set and so
+    is its rollback (`connectors.store.changes.rollback`: set-based, one transaction, recorded
+    with `dagster_run_id`); the history row ends `rolled_back` with the counts in its details.
 
     An import already rolled back is refused, except with `force` when its rollback left
     conflicts: that second pass undoes what the first left (records restored then are not
@@ -711,8 +720,7 @@ def rollback_import(
         {"import_id", "status", "deleted", "restored", "kept", "conflicts"}: counts per entity.
 
     Raises:
-        ImportFailed: unknown import, a dry run, already rolled back, or contracts of another
-            import reference applications this import created.
+        ImportFailed: unknown import, a dry run, or already rolled back.
     """
     h = schema.import_history
     now = _now()
@@ -727,12 +735,9 @@ def rollback_import(
         if row.status == "rolled_back" and not (force and left):
             hint = f"; {left} conflict(s) were left as they are: --force (force: true) undoes them" if left else ""
             raise ImportFailed(f"import {import_id} is already rolled back{hint}", import_id=import_id)
-        try:
-            counts = ImportRollback(
-                conn, account_id=account_id, import_id=import_id, actor=actor, force=force
-            ).execute()
-        except RollbackBlocked as exc:
-            raise ImportFailed(f"cannot roll back import {import_id}: {exc}", import_id=import_id) from exc
+        counts = changes.rollback(
+            conn, import_id, account_id=account_id, actor=actor, force=force, dagster_run_id=dagster_run_id
+        ).counts
         conn.execute(
             schema.import_flags.update()
             .where(schema.import_flags.c.import_id == import_id, schema.import_flags.c.resolved_at.is_(None))
