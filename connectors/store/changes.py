@@ -505,7 +505,7 @@ class _Images:
         return raw
 
     def tags(self, image: sa.ColumnElement) -> sa.TableValuedAlias:
-        """The tags of IMAGE's "tags" array, one row (column `tag`) each."""
+        """The tags of IMAGE's "tags" array, one row (column `value`) each."""
         if self.pg:
             return (
                 sa.func.jsonb_array_elements_text(image.op("->")(sa.literal_column("'tags'")))
