@@ -82,8 +82,8 @@ def explain(exc: BaseException) -> tuple[str, int] | None:
     from connectors.files import FileReadError
     from connectors.store import AccountNotFound, SchemaOutOfDate
     from connectors.store.bulk import ParamsError
+    from connectors.store.changes import RollbackRefused
     from connectors.store.errors import describe_error, is_unreachable
-    from connectors.store.imports import RollbackBlocked
     from connectors.store.registry import UnknownEntity
     from pipelines.api.tokens import TokenError
     from pipelines.bulk.service import BulkJobError, JobNotFound
@@ -93,7 +93,7 @@ def explain(exc: BaseException) -> tuple[str, int] | None:
         return f"{exc.message} in this account (bulkops bulk-jobs list shows its bulk jobs)", EXIT_FAILED
     if isinstance(exc, (ImportFailed, BulkJobError)):
         return exc.message, EXIT_FAILED
-    if isinstance(exc, RollbackBlocked):
+    if isinstance(exc, RollbackRefused):
         return f"cannot roll back: {exc}", EXIT_FAILED
     if isinstance(exc, (FileReadError, AccountNotFound, SchemaOutOfDate, UnknownEntity, ParamsError, TokenError)):
         return str(exc.args[0] if exc.args else exc), EXIT_FAILED

@@ -27,6 +27,8 @@ import pyarrow.csv as pcsv
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
+# the lock scope of writes to an account's records: import batches and rollbacks take turns (PostgreSQL)
+ACCOUNT_WRITES = "bulkops.import"
 # jsonb_build_object takes at most 100 arguments: objects are built from chunks of pairs
 JSON_PAIRS_PER_CALL = 40
 

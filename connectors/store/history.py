@@ -13,6 +13,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from connectors.store import changes
 from connectors.store.schema import import_flags
 from connectors.store.schema import import_history as h
 
@@ -49,7 +50,8 @@ def row_of_account(conn: sa.Connection, account_id: uuid.UUID, import_id: uuid.U
 
 
 def insert(conn: sa.Connection, **values: Any) -> None:
-    """A new history row with VALUES (the id among them)."""
+    """A new history row with VALUES (the id among them), in the change set it opens."""
+    changes.open_change_set(conn, id=values["id"], account_id=values["account_id"], kind="import")
     conn.execute(h.insert().values(**values))
 
 

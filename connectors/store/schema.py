@@ -54,6 +54,10 @@ BULK_JOB_STATUSES = ("pending", "processing", "completed", "failed", "cancelled"
 BULK_JOB_MODES = ("execute", "preview", "dry_run")
 ITEM_STATUSES = ("pending", "succeeded", "failed", "skipped")
 IMPORT_STATUSES = ("pending", "processing", "completed", "failed", "cancelled", "rolled_back", "skipped")
+# what backs a change set: a row of import_history, bulk_jobs or sync_runs with the same id, or
+# (rollback of an import, document import) nothing but the change set itself
+CHANGE_SET_KINDS = ("import", "bulk_job", "sync", "document_import", "rollback")
+BACKED_KINDS = {"import": "import_history", "bulk_job": "bulk_jobs", "sync": "sync_runs"}
 
 
 def _now() -> sa.ColumnElement:
@@ -331,11 +335,43 @@ job_skills = sa.Table(
     sa.PrimaryKeyConstraint("job_id", "skill_id"),
 )
 
+
+def _change_set_id() -> sa.Column:
+    # a capability row shares its id with its change set (migration 0009)
+    return sa.Column("id", sa.Uuid(), sa.ForeignKey("change_sets.id"), primary_key=True)
+
+
+change_sets = sa.Table(
+    "change_sets",
+    metadata,
+    # every write to records happens inside one: docs/change-sets.md
+    _id(),
+    _account(),
+    sa.Column("kind", sa.String(16), nullable=False),
+    sa.Column("opened_at", TS, nullable=False, server_default=_now()),
+    sa.Column("rollback_of", sa.Uuid(), sa.ForeignKey("change_sets.id"), nullable=True),
+    # only for kinds no capability table backs (a rollback of an import, a document import); a
+    # backed change set keeps them in its row of import_history / bulk_jobs / sync_runs, once
+    sa.Column("actor", sa.String(200), nullable=True),
+    sa.Column("dagster_run_id", sa.String(64), nullable=True),
+    sa.Column("status", sa.String(16), nullable=True),
+    sa.Column("counts", JSON, nullable=True),
+    sa.Column("finished_at", TS, nullable=True),
+    _enum_check("kind", CHANGE_SET_KINDS),
+    sa.CheckConstraint(
+        "kind NOT IN ('import', 'bulk_job', 'sync') OR (actor IS NULL AND dagster_run_id IS NULL "
+        "AND status IS NULL AND counts IS NULL AND finished_at IS NULL)",
+        name="backed_fields_once",
+    ),
+    sa.Index(None, "account_id", "opened_at"),
+    sa.Index(None, "rollback_of"),
+)
+
 bulk_jobs = sa.Table(
     "bulk_jobs",
     metadata,
     # the API's bulk job object, field for field
-    _id(),
+    _change_set_id(),
     _account(),
     sa.Column("created_by", sa.Uuid(), nullable=True),
     sa.Column("entity_type", sa.String(32), nullable=False),
@@ -416,6 +452,9 @@ audit_log = sa.Table(
     sa.Column("sync_run_id", sa.Uuid(), nullable=True),
     sa.Column("before", JSON, nullable=True),
     sa.Column("after", JSON, nullable=True),
+    # THE link to the change set that wrote the row (migration 0009); bulk_job_id, import_id and
+    # sync_run_id stay for the writers not yet on the spine's audit writer (changes.py)
+    sa.Column("change_set_id", sa.Uuid(), nullable=True),
     sa.Index(None, "account_id", "entity_type", "entity_id"),
     # partial: an audit row comes from a bulk job or an import, never both; indexing the NULLs
     # cost every row of the other kind an index entry (migration 0005)
@@ -431,12 +470,18 @@ audit_log = sa.Table(
         postgresql_where=sa.text("import_id IS NOT NULL"),
         sqlite_where=sa.text("import_id IS NOT NULL"),
     ),
+    sa.Index(
+        None,
+        "change_set_id",
+        postgresql_where=sa.text("change_set_id IS NOT NULL"),
+        sqlite_where=sa.text("change_set_id IS NOT NULL"),
+    ),
 )
 
 import_history = sa.Table(
     "import_history",
     metadata,
-    _id(),
+    _change_set_id(),
     _account(),
     # the import history's columns: date/time, type, file, created, updated, skipped, errors, status
     sa.Column("started_at", TS, nullable=False, server_default=_now()),
@@ -490,7 +535,7 @@ import_flags = sa.Table(
 sync_runs = sa.Table(
     "sync_runs",
     metadata,
-    _id(),
+    _change_set_id(),
     _account(),
     sa.Column("sync_name", sa.String(200), nullable=False),
     sa.Column("started_at", TS, nullable=False, server_default=_now()),

@@ -32,7 +32,7 @@ import sqlalchemy as sa
 from connectors.files import FileReadError, RawBatch, csvsafe, open_tabular
 from connectors.store import accounts, history
 from connectors.store.errors import add_context, describe_error
-from connectors.store.imports import ImportRollback, ImportWriter, RollbackBlocked, serialized_batches
+from connectors.store.imports import ImportWriter, serialized_batches
 from pipelines.imports.errors import FileFormatError, ImportFailed, MappingError
 from pipelines.imports.mapping import apply_mapping, bind_mapping, check_identity_key, date_report, mapping_report
 from pipelines.imports.options import ImportOptions
@@ -640,7 +640,13 @@ def get_import(store: Any, account_id: uuid.UUID, import_id: uuid.UUID) -> dict 
 
 
 def rollback_import(
-    store: Any, account_id: uuid.UUID, import_id: uuid.UUID, *, actor: str, force: bool = False
+    store: Any,
+    account_id: uuid.UUID,
+    import_id: uuid.UUID,
+    *,
+    actor: str,
+    force: bool = False,
+    dagster_run_id: str | None = None,
 ) -> dict:
     """Undo an import: delete what it created, restore what it updated, audit both.
 
@@ -648,10 +654,11 @@ def rollback_import(
     an `import.rollback.delete` audit row holding the deleted record. Updated records get the
     before-image of their first update by this import back (`import.rollback.restore`).
     Candidates and jobs the import created but that other records now use are kept, and so are
-    applications other records point at (recollection requests). Records something else changed
-    after the import (another import, a bulk job: any later audit row) are conflicts, left as
-    they are and counted, unless `force`. Set-based (`ImportRollback`), one transaction; the
-    history row ends `rolled_back` with the counts in its details.
+    applications other records point at (recollection requests, contracts). Records something
+    else changed after the import (another import, a bulk job: any later audit row) are
+    conflicts, left as they are and counted, unless `force`. The import is a change set and so
+    is its rollback (`connectors.store.changes.rollback`: set-based, one transaction, recorded
+    with `dagster_run_id`); the history row ends `rolled_back` with the counts in its details.
 
     An import already rolled back is refused, except with `force` when its rollback left
     conflicts: that second pass undoes what the first left (records restored then are not
@@ -661,8 +668,7 @@ def rollback_import(
         {"import_id", "status", "deleted", "restored", "kept", "conflicts"}: counts per entity.
 
     Raises:
-        ImportFailed: unknown import, a dry run, already rolled back, or contracts of another
-            import reference applications this import created.
+        ImportFailed: unknown import, a dry run, or already rolled back.
     """
     now = _now()
     with store.engine.connect() as conn, serialized_batches(conn), conn.begin():

@@ -37,8 +37,9 @@ class RollbackImportConfig(dg.Config):
 @dg.op(
     description=(
         "Undo one import: records it created are deleted, records it updated get their before-image back, "
-        "every change is audited (`import.rollback.*`). Candidates and jobs (postings) other records use stay; records "
-        "changed since the import are conflicts, left alone unless force. One transaction, set-based."
+        "every change is audited (`import.rollback.*`). Records other records use stay; records changed "
+        "since the import are conflicts, left alone unless force. One transaction, set-based: the rollback "
+        "is a change set of its own, recording this run."
     ),
     retry_policy=RETRY_POLICY,
     tags={"bulkops/kind": "import"},
@@ -55,7 +56,14 @@ def rollback_import_op(
         ) from None
     try:
         account_id = store.account_id(config.account)
-        out = rollback_import(store, account_id, import_id, actor=f"dagster:{context.run.run_id}", force=config.force)
+        out = rollback_import(
+            store,
+            account_id,
+            import_id,
+            actor=f"dagster:{context.run.run_id}",
+            force=config.force,
+            dagster_run_id=context.run.run_id,
+        )
     except (LookupError, ImportFailed) as exc:
         raise dg.Failure(description=str(exc), allow_retries=False) from exc
     except Exception as exc:

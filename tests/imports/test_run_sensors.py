@@ -10,7 +10,7 @@ import dagster as dg
 import pytest
 import sqlalchemy as sa
 
-from connectors.store import RecordStore, schema
+from connectors.store import RecordStore, changes, schema
 from pipelines.imports.run_sensors import dead_run_sensor, import_canceled_sensor, import_failure_sensor
 from pipelines.instance import PROCESS_TAG, process_id, reap_dead_runs, this_process
 from resources import RecordStoreResource
@@ -38,6 +38,7 @@ def started_run(instance: dg.DagsterInstance, processes: str | None, *, owner: s
 def history_row(store: RecordStore, account: uuid.UUID, run_id: str, status: str = "processing") -> uuid.UUID:
     import_id = uuid.uuid4()
     with store.begin() as conn:
+        changes.open_change_set(conn, id=import_id, account_id=account, kind="import")
         conn.execute(
             schema.import_history.insert().values(
                 id=import_id,

@@ -5,7 +5,7 @@ import uuid
 import pytest
 import sqlalchemy as sa
 
-from connectors.store import AccountNotFound, RecordStore, normalize_url
+from connectors.store import AccountNotFound, RecordStore, changes, normalize_url
 from connectors.store import schema as s
 from connectors.store.store import write_audit
 
@@ -94,6 +94,7 @@ def test_bulk_job_keeps_seed_fields_and_rejects_unknown_status(store: RecordStor
     ids = [uuid.uuid4() for _ in range(3)]
     job = uuid.uuid4()
     with store.begin() as conn:
+        changes.open_change_set(conn, id=job, account_id=account, kind="bulk_job")
         conn.execute(
             s.bulk_jobs.insert().values(
                 id=job,

@@ -12,7 +12,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from connectors.store import schema
+from connectors.store import changes, schema
 from connectors.store.bulk.base import NOT_FOUND
 from connectors.store.bulk.dialect import dialect_of
 
@@ -38,6 +38,7 @@ def insert_job(
 ) -> uuid.UUID:
     """A new pending job and its items, one per entity id (de-duplicated, valid uuids or canonical strings)."""
     job_id = uuid.uuid4()
+    changes.open_change_set(conn, id=job_id, account_id=account_id, kind="bulk_job", rollback_of=rollback_of)
     conn.execute(
         jobs_t.insert().values(
             id=job_id,

@@ -20,7 +20,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import sqlalchemy as sa
 
-from connectors.store.dialect import dialect_of, inline
+from connectors.store.dialect import ACCOUNT_WRITES, dialect_of, inline
 from connectors.store.importing import match, resolve, write
 from connectors.store.importing.errors import WriteFailed, db_reason
 from connectors.store.importing.keys import Keys
@@ -32,7 +32,6 @@ from connectors.store.schema import ENTITY_TABLES
 # as skipped with details["unchanged"]
 OUTCOMES = ("created", "updated", "skipped", "flagged")
 # held by each import batch and each rollback until it commits, per account (PostgreSQL)
-ACCOUNT_LOCK_SCOPE = "bulkops.import"
 
 
 @dataclass
@@ -170,7 +169,7 @@ class ImportWriter:
         # again and fail on the unique key, or duplicate an application that has none. The
         # lock waits for the other batch's commit; the statements below then see its rows.
         self.step = "waiting for the account's other imports"
-        self.dialect.lock(self.conn, ACCOUNT_LOCK_SCOPE, str(self.account_id))
+        self.dialect.lock(self.conn, ACCOUNT_WRITES, str(self.account_id))
         self.params["now"] = datetime.now(UTC)
         details: dict[str, int] = {}
         if e == "applications":
