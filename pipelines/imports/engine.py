@@ -30,7 +30,7 @@ import pyarrow.compute as pc
 import sqlalchemy as sa
 
 from connectors.files import FileReadError, RawBatch, csvsafe, open_tabular
-from connectors.store import accounts, history
+from connectors.store import accounts, changes, history
 from connectors.store.errors import add_context, describe_error
 from connectors.store.imports import ImportWriter, serialized_batches
 from pipelines.imports.errors import FileFormatError, ImportFailed, MappingError
@@ -683,10 +683,10 @@ def rollback_import(
             hint = f"; {left} conflict(s) were left as they are: --force (force: true) undoes them" if left else ""
             raise ImportFailed(f"import {import_id} is already rolled back{hint}", import_id=import_id)
         try:
-            counts = ImportRollback(
-                conn, account_id=account_id, import_id=import_id, actor=actor, force=force
-            ).execute()
-        except RollbackBlocked as exc:
+            counts = changes.rollback(
+                conn, import_id, account_id=account_id, actor=actor, force=force, dagster_run_id=dagster_run_id
+            ).counts
+        except changes.RollbackRefused as exc:
             raise ImportFailed(f"cannot roll back import {import_id}: {exc}", import_id=import_id) from exc
         history.resolve_flags(conn, import_id, now)
         if row.status == "rolled_back":
