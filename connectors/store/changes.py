@@ -580,7 +580,8 @@ class _Rollback:
         self.cs = change_set
         self.run_id = dagster_run_id
         self.now = datetime.now(UTC)
-        self.tables: dict[str, sa.Table] = {**schema.ENTITY_TABLES, **{p.table.name: p.table for p in PARTS}}
+        # reported dependants first, the order records are deleted in
+        self.tables: dict[str, sa.Table] = {**{p.table.name: p.table for p in PARTS}, **schema.ENTITY_TABLES}
         self.counts: dict[str, dict[str, int]] = {k: {} for k in OUTCOMES}
         for what in ("deleted", "restored", "kept", "conflicts"):
             self.counts[what] = dict.fromkeys(self.tables, 0)
