@@ -298,9 +298,6 @@ class PostgresDialect(StoreDialect):
     def first_per(self, rows: sa.Select, key: sa.ColumnElement, order: sa.ColumnElement) -> sa.Select:
         return rows.ext(postgresql.distinct_on(key)).order_by(key, order)
 
-    def staging_type(self, type_: sa.types.TypeEngine) -> sa.types.TypeEngine:
-        return type_
-
     def create_temp_table(self, conn: sa.Connection, table: sa.Table) -> None:
         # temp tables live in local buffers: 8 MB by default would spill every batch to disk; the
         # setting only takes before the session's first temp table (else it keeps its value)

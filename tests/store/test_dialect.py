@@ -206,6 +206,24 @@ def test_raw_binds_are_what_the_schema_types_store(conn) -> None:
     assert (u, t.replace(tzinfo=None)) == (value, at.replace(tzinfo=None))
 
 
+def test_an_upsert_keeps_or_replaces_the_row_of_a_key(conn) -> None:
+    d = dialect_of(conn)
+    table = sa.Table(
+        f"keyed_{uuid.uuid4().hex[:8]}",
+        sa.MetaData(),
+        sa.Column("k", sa.Text(), primary_key=True),
+        sa.Column("v", sa.Text()),
+        prefixes=["TEMPORARY"],
+    )
+    d.create_temp_table(conn, table)
+    conn.execute(d.insert(table).values(k="a", v="first"))
+    conn.execute(d.insert(table).values(k="a", v="second").on_conflict_do_nothing(index_elements=["k"]))
+    assert conn.execute(sa.select(table.c.v)).scalar() == "first"
+    newer = d.insert(table).values(k="a", v="third")
+    conn.execute(newer.on_conflict_do_update(index_elements=["k"], set_={"v": newer.excluded.v}))
+    assert conn.execute(sa.select(table.c.v)).scalars().all() == ["third"]
+
+
 @pytest.mark.postgres
 def test_postgres_locks_wait_and_settings_come_back(pg_url) -> None:
     engine = sa.create_engine(pg_url)
