@@ -22,6 +22,8 @@ from connectors.store import RecordStore, make_engine, migrate
 os.environ["BULKOPS_VAR_DIR"] = tempfile.mkdtemp(prefix="bulkops-test-var-")
 os.environ.pop("BULKOPS_DATABASE_URL", None)
 os.environ.pop("DAGSTER_HOME", None)
+# runs go to the instance a test names, never to a webserver the developer's shell points at
+os.environ.pop("BULKOPS_DAGSTER_GRAPHQL_URL", None)
 
 PG_ADMIN_URL = os.environ.get("BULKOPS_TEST_PG_ADMIN_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
 
@@ -102,6 +104,20 @@ def instance(tmp_path: Path) -> Iterator[dg.DagsterInstance]:
     home.mkdir()
     with dg.instance_for_test(temp_dir=str(home)) as inst:
         yield inst
+
+
+@pytest.fixture(scope="session")
+def deployment(pg_database_factory, tmp_path_factory: pytest.TempPathFactory) -> Iterator:
+    """One `dagster dev` (webserver + daemon) per session and worker, on a private Dagster home and a
+    fresh PostgreSQL record store; its tests share a worker (`xdist_group("dagster_dev")`)."""
+    from tests.dagster_deployment import run_deployment
+
+    store_url = pg_database_factory()
+    engine = make_engine(store_url)
+    migrate.upgrade(engine)
+    engine.dispose()
+    with run_deployment(store_url, tmp_path_factory.mktemp("deployment")) as deployed:
+        yield deployed
 
 
 # tests that take seconds each (Dagster runs in subprocesses, deployments, kill -9, large files), measured
