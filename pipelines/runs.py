@@ -36,6 +36,7 @@ from pipelines.instance import (
     GRAPHQL_URL_ENV,
     code_location,
     graphql_client,
+    reap_dead_runs,
     use_local_dagster_home,
 )
 
@@ -48,6 +49,8 @@ TERMINAL = frozenset({dg.DagsterRunStatus.SUCCESS, dg.DagsterRunStatus.FAILURE, 
 # a webserver answers this in milliseconds; anything slower is not `make dev` on this machine
 PROBE_TIMEOUT_S = 2.0
 LAUNCH_TIMEOUT_S = 600.0
+# how often a wait looks whether the processes of the run it waits for are gone
+DEAD_CHECK_S = 10.0
 
 _INSTANCE_INFO = "{ instance { info } }"
 _TERMINATE = """
@@ -318,11 +321,16 @@ def wait_for_run(
     server = webserver(home, url)
     deadline = None if timeout is None else time.monotonic() + timeout
     own = None if server or instance is not None else dg.DagsterInstance.from_config(str(home))
+    checked = time.monotonic()
     try:
         while True:
             status = _status(run_id, server, instance or own)
             if status in TERMINAL:
                 return status
+            if not server and time.monotonic() - checked > DEAD_CHECK_S:
+                # a worker that died with its code server is noticed by nobody else without a daemon
+                checked = time.monotonic()
+                reap_dead_runs(instance or own, run_ids=[run_id])
             if deadline is not None and time.monotonic() > deadline:
                 raise TimeoutError(f"run {run_id} is still {status.value} after {timeout:.0f} s")
             time.sleep(poll)

@@ -130,6 +130,7 @@ SLOW_MODULES = frozenset(
         "tests/imports/test_faults.py",
         "tests/test_devserver.py",
         "tests/test_queued_runs.py",
+        "tests/test_runs.py",
     }
 )
 SLOW_TESTS = frozenset(
