@@ -21,8 +21,10 @@ import os
 import shutil
 import subprocess
 import sys
+import threading
 import time
 import uuid
+from collections.abc import Callable
 from importlib.resources import files
 from pathlib import Path
 from typing import Any
@@ -98,16 +100,24 @@ def _serves(url: str, home: Path) -> bool:
     if not info:
         return False
     try:
-        theirs = yaml.safe_load(info).get("run_storage")
-    except (yaml.YAMLError, AttributeError):
+        theirs = _storage_of(yaml.safe_load(info))
+    except (yaml.YAMLError, AttributeError, TypeError):
         return False
-    return theirs is not None and theirs == _run_storage(str(home))
+    return theirs == _storage(str(home))
+
+
+def _storage_of(info: dict[str, Any]) -> tuple[Any, ...]:
+    """What tells two instances' storage apart in `DagsterInstance.info_str()`: the storage classes
+    (their settings are not shown) and the instance directory the SQLite files live under."""
+    artifacts = info.get("local_artifact_storage") or {}
+    base = artifacts.get("config", {}).get("base_dir") if isinstance(artifacts, dict) else None
+    return (info.get("run_storage"), info.get("event_log_storage"), os.path.realpath(base) if base else None)
 
 
 @functools.cache
-def _run_storage(home: str) -> Any:
+def _storage(home: str) -> tuple[Any, ...]:
     with dg.DagsterInstance.from_config(home) as instance:
-        return yaml.safe_load(instance.info_str()).get("run_storage")
+        return _storage_of(yaml.safe_load(instance.info_str()))
 
 
 def launcher_home(home: Path) -> Path:
@@ -120,7 +130,8 @@ def launcher_home(home: Path) -> Path:
     for key in ("run_coordinator", "run_queue"):
         main.pop(key, None)
     if isinstance(main.get("concurrency"), dict):
-        main["concurrency"] = {k: v for k, v in main["concurrency"].items() if k != "runs"}
+        main["concurrency"] = {k: v for k, v in main["concurrency"].items() if k != "runs"} or None
+    main = {k: v for k, v in main.items() if v is not None}
     if any(key in main for key in ("run_storage", "event_log_storage", "schedule_storage")):
         config.pop("storage")
     config.update({k: v for k, v in main.items() if k != "telemetry"})
@@ -156,6 +167,7 @@ def launch_run(
     tags: dict[str, str],
     instance: dg.DagsterInstance | None = None,
     url: str | None = None,
+    on_failure: Callable[[str, BaseException], None] | None = None,
 ) -> str:
     """Launch a run of JOB_NAME through the instance's run launcher; its run id.
 
@@ -164,6 +176,8 @@ def launch_run(
         run_config, tags: of the run.
         instance: the instance (default `$DAGSTER_HOME`'s).
         url: a webserver to submit to instead of finding one (see `webserver`).
+        on_failure: given, a launch with `dagster job launch` returns the run id at once and goes on
+            in a thread (which reaps the command), calling ON_FAILURE(run_id, error) if it fails.
 
     Raises:
         RuntimeError: the webserver or `dagster job launch` refused the run (its message included).
@@ -172,7 +186,19 @@ def launch_run(
     server = webserver(home, url)
     if server:
         return submit_run(server, job_name, run_config=run_config, tags=tags)
-    return _launch_directly(home, job_name, run_config, tags)
+    run_id = str(uuid.uuid4())
+    if on_failure is None:
+        _launch_directly(home, job_name, run_config, tags, run_id)
+        return run_id
+
+    def launch() -> None:
+        try:
+            _launch_directly(home, job_name, run_config, tags, run_id)
+        except Exception as exc:
+            on_failure(run_id, exc)
+
+    threading.Thread(target=launch, name=f"launch-{run_id}", daemon=True).start()
+    return run_id
 
 
 def submit_run(url: str, job_name: str, *, run_config: dict[str, Any], tags: dict[str, str]) -> str:
@@ -191,9 +217,8 @@ def submit_run(url: str, job_name: str, *, run_config: dict[str, Any], tags: dic
         raise RuntimeError(graphql_failure(url, exc)) from exc
 
 
-def _launch_directly(home: Path, job_name: str, run_config: dict[str, Any], tags: dict[str, str]) -> str:
+def _launch_directly(home: Path, job_name: str, run_config: dict[str, Any], tags: dict[str, str], run_id: str) -> None:
     launcher = launcher_home(home)
-    run_id = str(uuid.uuid4())
     logs = launcher / "logs"
     logs.mkdir(exist_ok=True)
     log = logs / f"{run_id}.log"
@@ -232,7 +257,6 @@ def _launch_directly(home: Path, job_name: str, run_config: dict[str, Any], tags
         raise RuntimeError(f"dagster job launch of {job_name} failed: {why} (log: {log})")
     # the run's own events are in the instance; the file only keeps the code server's chatter
     log.unlink(missing_ok=True)
-    return run_id
 
 
 def _script(name: str) -> str:

@@ -106,6 +106,19 @@ def process_gone(pid: int) -> bool:
         return True
 
 
+def zombie_children() -> list[int]:
+    """Children of this process that exited and were never reaped."""
+    left = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if fields[0] == "Z" and int(fields[1]) == os.getpid():
+            left.append(int(stat.parent.name))
+    return left
+
+
 # imports
 
 

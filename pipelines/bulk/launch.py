@@ -14,7 +14,7 @@ import dagster as dg
 import sqlalchemy as sa
 
 from connectors import settings
-from connectors.store import RecordStore, schema
+from connectors.store import RecordStore, bulk, schema
 from pipelines import runs
 
 JOB_NAME = "bulk_job"
@@ -44,6 +44,7 @@ def launch_bulk_job(
     instance: dg.DagsterInstance | None = None,
     batch_size: int = 0,
     url: str | None = None,
+    background: bool = False,
 ) -> str:
     """Launch the Dagster run of a bulk job and store its run id on the job.
 
@@ -53,6 +54,8 @@ def launch_bulk_job(
         instance: the Dagster instance (default: `DAGSTER_HOME`'s).
         batch_size: records per transaction (0: the dialect default).
         url: a Dagster webserver to submit to (default: found as `pipelines.runs.webserver` says).
+        background: return without waiting for `dagster job launch` (the API); a launch that fails
+            then fails the job with the reason.
 
     Returns:
         The Dagster run id.
@@ -70,12 +73,28 @@ def launch_bulk_job(
             ).one_or_none()
         if job is None:
             raise LookupError(f"no bulk job {job_id}")
+        url_of_store = database_url or settings.database_url()
+
+        def failed(run_id: str, exc: BaseException) -> None:
+            failing = RecordStore(url_of_store, check=False)
+            try:
+                bulk.finish_job(
+                    failing,
+                    job_id,
+                    "failed",
+                    error=f"its Dagster run {run_id} could not be launched: {exc}",
+                    only_if=("pending", "processing"),
+                )
+            finally:
+                failing.dispose()
+
         run_id = runs.launch_run(
             JOB_NAME,
             run_config=run_config_for(job_id, database_url, batch_size),
             tags=_tags_for(job),
             instance=instance,
             url=url,
+            on_failure=failed if background else None,
         )
         _store_run_id(store, job_id, run_id)
         return run_id

@@ -12,7 +12,6 @@ import os
 import threading
 import uuid
 from collections.abc import Iterator
-from pathlib import Path
 
 import dagster as dg
 import pytest
@@ -25,7 +24,7 @@ from pipelines.bulk.sensors import bulk_job_canceled_sensor, bulk_job_failure_se
 from pipelines.definitions import defs
 from resources import RecordStoreResource
 from tests.bulk.conftest import Seeder
-from tests.faults import WAIT_S, kill_run, process_gone, row_locked, run_pids, wait_for
+from tests.faults import WAIT_S, kill_run, process_gone, row_locked, run_pids, wait_for, zombie_children
 
 
 @pytest.fixture
@@ -145,19 +144,6 @@ def test_reconciliation_sensor_finishes_jobs_left_processing(
     assert service.get_job(store, account, other)["status"] == "processing"
 
 
-def _children_left() -> list[int]:
-    """Children of this process that exited and were never reaped (zombies)."""
-    left = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if fields[0] == "Z" and int(fields[1]) == os.getpid():
-            left.append(int(stat.parent.name))
-    return left
-
-
 def _on_job_page(instance: dg.DagsterInstance, run_id: str) -> bool:
     """Whether the UI's Runs page of `bulk_job` lists RUN_ID (it filters on the repository tag)."""
     records = instance.get_run_records(
@@ -179,7 +165,7 @@ def test_a_launched_run_goes_through_the_run_launcher_and_leaves_no_process(
     assert _on_job_page(instance, run_id)
     # the run worker was Dagster's, in a process of its own; nothing of ours is left to reap
     assert os.getpid() not in run_pids(instance, run_id)
-    assert _children_left() == []
+    assert zombie_children() == []
 
 
 @pytest.fixture
