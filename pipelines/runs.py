@@ -124,7 +124,7 @@ def launcher_home(home: Path) -> Path:
     """HOME/launcher: the instance's configuration with the default run coordinator (written when it changed)."""
     path = home / LAUNCHER_DIR
     text = files("pipelines").joinpath("dagster.launcher.yaml").read_text()
-    config = yaml.safe_load(text.replace("HOME", str(home)))
+    config = yaml.safe_load(text.replace("__HOME__", str(home)))
     main = yaml.safe_load((home / "dagster.yaml").read_text()) if (home / "dagster.yaml").exists() else None
     main = dict(main or {})
     for key in ("run_coordinator", "run_queue"):
