@@ -8,8 +8,8 @@ its own process group with a temporary DAGSTER_HOME:
 - bulkops (queued): `POST /api/bulk-jobs-create` of a 3-record soft delete to a `bulkops api`
   that submits through the same GraphQL endpoint (BULKOPS_DAGSTER_GRAPHQL_URL), timed until
   `bulk-jobs-get` says completed;
-- bulkops (direct): the same against a `bulkops api` on the launcher's local path (the run is
-  created in the same instance and executed at once in a child process: no queue, no code server);
+- bulkops (direct): the same against a `bulkops api` that knows no webserver (the run is launched
+  with `dagster job launch` into the same instance, default run coordinator: no queue);
 - 20 concurrent creates through the queued API, each checked for exact counts.
 
     .venv/bin/python benchmarks/bench_api.py [--rounds 5] [--dequeue-interval 1] [--database-url URL]

@@ -424,22 +424,29 @@ def _launch(path: str, entity: str, account: str, config: object = None, *, fail
 
     import dagster as dg
 
-    from pipelines.imports.launch import failure_message, launch_import
+    from pipelines import runs
+    from pipelines.imports.launch import failure_message, import_result, start_import
 
     # an unknown account or an unreachable record store is told before a run is made
     store, _ = _store_and_account(account)
     store.dispose()
     use_local_dagster_home()
     with dg.DagsterInstance.get() as instance:
-        # the run's event log (tracebacks included) goes to stderr only with -v; the instance keeps it all
-        run_id, result = launch_import(
-            path,
-            entity,
-            account,
-            config,
-            instance=instance,
-            log_level="INFO" if BulkopsGroup.verbose else "CRITICAL",
-        )
+        try:
+            run_id = start_import(
+                path, entity, account, config, instance=instance, database_url=settings.database_url()
+            )
+        except RuntimeError as exc:
+            raise CommandFailed(f"cannot launch the import: {exc}") from exc
+        try:
+            status = runs.wait_for_run(run_id, instance=instance)
+        except KeyboardInterrupt:
+            # Ctrl-C cancels the import as Terminate in the UI does: committed batches stay
+            click.echo(f"terminating dagster run {run_id}", err=True)
+            runs.terminate_run(run_id, instance=instance)
+            runs.wait_for_run(run_id, instance=instance, timeout=120)
+            raise
+        result = import_result(instance, run_id) if status == dg.DagsterRunStatus.SUCCESS else None
         if result is None:
             raise CommandFailed(f"{failure_message(instance, run_id)} (dagster run {run_id})")
     _print_history(
@@ -838,7 +845,7 @@ def _launch_and_show(store, account_id, job_id: uuid.UUID | str, wait: bool) -> 
     job_id = uuid.UUID(str(job_id))
     run_id = launch.launch_bulk_job(job_id, database_url=settings.database_url())
     if wait:
-        launch.wait_for_local_run(run_id)
+        launch.wait_for_bulk_job_run(run_id)
     _echo_bulk_job(service.get_job(store, account_id, job_id))
 
 

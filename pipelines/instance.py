@@ -119,19 +119,24 @@ def record_process(context: dg.OpExecutionContext | dg.AssetExecutionContext) ->
 
     A step of the multiprocess executor runs in a child of the run worker, which lives on between
     steps and while a retry waits: both are recorded, and the run is dead only when both are gone.
+    Under the in-process executor the step's process is the run worker.
     """
     import multiprocessing
 
     processes = [this_process()]
     parent = multiprocessing.parent_process()
-    if parent is not None and parent.pid is not None:
+    # under the in-process executor the step runs in the run worker, whose parent is the code server
+    in_worker = context.job_def.executor_def.name == "in_process"
+    if parent is not None and parent.pid is not None and not in_worker:
         processes.append(process_id(parent.pid))
     run_id = context.run.run_id
     # the run id in the value: a retry or re-execution inherits its parent's tags, not its process
     context.instance.add_run_tags(run_id, {PROCESS_TAG: f"{','.join(processes)}@{run_id}"})
 
 
-def reap_dead_runs(instance: dg.DagsterInstance, tags: dict[str, str] | None = None) -> list[str]:
+def reap_dead_runs(
+    instance: dg.DagsterInstance, tags: dict[str, str] | None = None, run_ids: list[str] | None = None
+) -> list[str]:
     """Mark failed every started or canceling run (of TAGS) whose process is gone; their ids.
 
     Nothing else notices the death of a run that runs in the process that started it
@@ -144,7 +149,7 @@ def reap_dead_runs(instance: dg.DagsterInstance, tags: dict[str, str] | None = N
 
     statuses = [dg.DagsterRunStatus[s] for s in ACTIVE_STATUSES]
     reaped = []
-    for record in instance.get_run_records(filters=dg.RunsFilter(tags=tags or {}, statuses=statuses)):
+    for record in instance.get_run_records(filters=dg.RunsFilter(run_ids=run_ids, tags=tags or {}, statuses=statuses)):
         run = record.dagster_run
         tag, _, owner = run.tags.get(PROCESS_TAG, "").partition("@")
         processes = tag.split(",")

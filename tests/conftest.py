@@ -22,6 +22,8 @@ from connectors.store import RecordStore, make_engine, migrate
 os.environ["BULKOPS_VAR_DIR"] = tempfile.mkdtemp(prefix="bulkops-test-var-")
 os.environ.pop("BULKOPS_DATABASE_URL", None)
 os.environ.pop("DAGSTER_HOME", None)
+# runs go to the instance a test names, never to a webserver the developer's shell points at
+os.environ.pop("BULKOPS_DAGSTER_GRAPHQL_URL", None)
 
 PG_ADMIN_URL = os.environ.get("BULKOPS_TEST_PG_ADMIN_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
 
@@ -152,10 +154,37 @@ def pytest_configure(config: pytest.Config) -> None:
         config.pluginmanager.register(SlowRecorder(config), "bulkops-slow-recorder")
 
 
+@pytest.fixture(scope="session")
+def deployment(pg_database_factory, tmp_path_factory: pytest.TempPathFactory) -> Iterator:
+    """One `dagster dev` (webserver + daemon) per session and worker, on a private Dagster home and a
+    fresh PostgreSQL record store; its tests share a worker (`xdist_group("dagster_dev")`)."""
+    from tests.dagster_deployment import run_deployment
+
+    store_url = pg_database_factory()
+    engine = make_engine(store_url)
+    migrate.upgrade(engine)
+    engine.dispose()
+    with run_deployment(store_url, tmp_path_factory.mktemp("deployment")) as deployed:
+        yield deployed
+
+
+# whole modules of Dagster deployments, run workers in subprocesses and kill -9: slow whatever the recording says
+SLOW_MODULES = frozenset(
+    {
+        "tests/api/test_jobs.py",
+        "tests/bulk/test_dagster.py",
+        "tests/imports/test_faults.py",
+        "tests/test_devserver.py",
+        "tests/test_queued_runs.py",
+        "tests/test_runs.py",
+    }
+)
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     slow = _slow_tests()
     for item in items:
-        if item.nodeid in slow:
+        if item.nodeid in slow or item.nodeid.split("::", 1)[0] in SLOW_MODULES:
             item.add_marker(pytest.mark.slow)
 
 

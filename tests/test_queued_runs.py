@@ -1,125 +1,31 @@
 """Runs submitted to a running Dagster deployment: `bulkops import --submit` and bulk jobs over GraphQL.
 
-One `dagster dev` (webserver + daemon, queued run coordinator) per module on a private Dagster
-home and a fresh PostgreSQL record store; runs go through its queue and its daemon like
-production's. The tests share that deployment, so they run on one xdist worker (loadgroup).
+The session's `dagster dev` (webserver + daemon, queued run coordinator; tests/dagster_deployment.py)
+on a private Dagster home and a fresh PostgreSQL record store; runs go through its queue and its
+daemon like production's. The tests share that deployment, so they run on one xdist worker (loadgroup).
 """
 
 from __future__ import annotations
 
-import contextlib
-import os
-import shutil
-import signal
-import socket
-import subprocess
-import sys
-import time
 import uuid
-from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import dagster as dg
-import httpx
 import pytest
 import sqlalchemy as sa
 from click.testing import CliRunner
 
-from connectors.store import RecordStore, make_engine, migrate, schema
+from connectors.store import RecordStore, schema
 from pipelines.bulk import launch, service
 from pipelines.cli import main
 from pipelines.imports.launch import wait_for_run
+from tests.dagster_deployment import Deployment, free_port
 
 pytestmark = [pytest.mark.postgres, pytest.mark.xdist_group("dagster_dev")]
 
-ROOT = Path(__file__).resolve().parents[1]
 CSV = "Application ID,First Name,Last Name,Email,Job Code,Job Title\n" + "".join(
     f"Q-{i},First{i},Last{i},queued{i}@example.com,ENG-{i % 2},Engineer\n" for i in range(6)
 )
-READY = "{ workspaceOrError { ... on Workspace { locationEntries { name locationOrLoadError { __typename } } } } }"
-
-
-@dataclass
-class Deployment:
-    url: str
-    store_url: str
-    home: Path
-    env: dict[str, str]
-
-    def instance(self) -> dg.DagsterInstance:
-        return dg.DagsterInstance.from_config(str(self.home))
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _wait_ready(url: str, proc: subprocess.Popen, log: Path, timeout: float = 180) -> None:
-    """Poll the webserver until the bulkops code location is loaded (or the process dies)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"dagster dev exited with {proc.returncode}:\n{log.read_text()[-3000:]}")
-        try:
-            data = httpx.post(f"{url}/graphql", json={"query": READY}, timeout=5).json()["data"]["workspaceOrError"]
-            kinds = {
-                e["name"]: e["locationOrLoadError"] and e["locationOrLoadError"]["__typename"]
-                for e in data["locationEntries"]
-            }
-            if kinds.get("bulkops") == "RepositoryLocation":
-                return
-            if kinds.get("bulkops") == "PythonError":
-                raise RuntimeError(f"the code location failed to load:\n{log.read_text()[-3000:]}")
-        except (httpx.HTTPError, KeyError, TypeError, ValueError):
-            pass
-        time.sleep(0.5)
-    raise TimeoutError(f"dagster dev not ready after {timeout:.0f} s:\n{log.read_text()[-3000:]}")
-
-
-@pytest.fixture(scope="module")
-def deployment(pg_database_factory, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]:
-    store_url = pg_database_factory()
-    engine = make_engine(store_url)
-    migrate.upgrade(engine)
-    engine.dispose()
-    base = tmp_path_factory.mktemp("deployment")
-    home = base / "dagster"
-    home.mkdir()
-    shutil.copy(ROOT / "pipelines" / "dagster.local.yaml", home / "dagster.yaml")
-    port = _free_port()
-    url = f"http://127.0.0.1:{port}"
-    env = {
-        **os.environ,
-        "DAGSTER_HOME": str(home),
-        "BULKOPS_VAR_DIR": str(base / "var"),
-        "BULKOPS_DATABASE_URL": store_url,
-        "BULKOPS_DAGSTER_GRAPHQL_URL": url,
-    }
-    log = base / "dagster-dev.log"
-    dagster = Path(sys.executable).with_name("dagster")
-    with open(log, "wb") as out:
-        proc = subprocess.Popen(
-            [str(dagster), "dev", "-w", "workspace.yaml", "-h", "127.0.0.1", "-p", str(port)],
-            cwd=ROOT,
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    try:
-        _wait_ready(url, proc, log)
-        yield Deployment(url=url, store_url=store_url, home=home, env=env)
-    finally:
-        os.killpg(proc.pid, signal.SIGINT)
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            proc.wait(timeout=30)
-        # the webserver, daemon and code servers are the group's: none may outlive the module
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
 
 
 @pytest.fixture
@@ -185,7 +91,7 @@ def test_import_submit_reports_a_failed_run_and_exits_1(deployed: Deployment, tm
 
 
 def test_import_submit_names_an_unreachable_deployment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("BULKOPS_DAGSTER_GRAPHQL_URL", f"http://127.0.0.1:{_free_port()}")
+    monkeypatch.setenv("BULKOPS_DAGSTER_GRAPHQL_URL", f"http://127.0.0.1:{free_port()}")
     path = tmp_path / "a.csv"
     path.write_text(CSV)
     result = CliRunner().invoke(main, ["import", str(path), "--submit", "--no-wait"])

@@ -63,7 +63,7 @@ def test_imports_rollbacks_and_bulk_jobs_report_changes_on_declared_assets_only(
     path.write_text(CSV)
     declared = {s.key.to_user_string() for s in defs.resolve_all_asset_specs()}
 
-    import_run, imported = launch_import(path, "applications", slug, instance=instance, log_level="ERROR")
+    import_run, imported = launch_import(path, "applications", slug, instance=instance)
     with store.engine.connect() as conn:
         ids = conn.scalars(sa.select(schema.applications.c.id).where(schema.applications.c.account_id == account)).all()
     job = service.create_job(
@@ -126,9 +126,7 @@ def test_a_dry_run_import_reports_no_change_to_the_records(
     path = tmp_path / "dry.csv"
     path.write_text(CSV)
 
-    run_id, result = launch_import(
-        path, "applications", slug, ImportConfig(dry_run=True), instance=instance, log_level="ERROR"
-    )
+    run_id, result = launch_import(path, "applications", slug, ImportConfig(dry_run=True), instance=instance)
 
     assert result is not None and result.dry_run
     assert record_counts(asset_events(instance, run_id), "created") == {}

@@ -100,7 +100,11 @@ class Api:
             raise ApiError(exc.http_status, exc.code, str(exc), exc.details) from None
 
     async def launch(self, job: dict[str, Any]) -> dict[str, Any]:
-        """Submit the bulk job's Dagster run; the bulk job is stored already, so a failure here is a 503."""
+        """Submit the bulk job's Dagster run; the bulk job is stored already, so a failure here is a 503.
+
+        Without a webserver, `dagster job launch` goes on in a thread that reaps it (a failed launch
+        fails the bulk job): the answer does not wait for it, and no child process is left behind.
+        """
         from pipelines.bulk import launch
 
         try:
@@ -109,6 +113,7 @@ class Api:
                 uuid.UUID(str(job["id"])),
                 database_url=self.database_url,
                 instance=self.instance,
+                background=True,
             )
         except Exception as exc:
             log.exception("could not launch the run of bulk job %s", job["id"])

@@ -15,4 +15,7 @@ import_job = dg.define_asset_job(
         "configure mapping, duplicates and error policy under ops.imported_file.config."
     ),
     tags={"bulkops/kind": "import", "bulkops/group": "imports"},
+    # one step: running it in the run worker saves a process start per import, and a kill of the
+    # worker is a kill of the import
+    executor_def=dg.in_process_executor,
 )

@@ -1,93 +1,27 @@
-"""Launch an import of one file through `import_job`, recorded in the Dagster instance.
+"""Launch an import of one file as an `import_job` run, through the instance's run launcher.
 
-Two ways: `launch_import` runs it in this process at once (the CLI's default, the demo);
-`submit_import` queues it on a running Dagster webserver (GraphQL), where the daemon starts it
-under the instance's run queue and concurrency limits like a sensor's run.
+`launch_import` launches the run and waits for its result (the CLI's default, the demo);
+`start_import` only launches it; `submit_import` insists on a running Dagster webserver, where the
+run waits in the run queue under the instance's concurrency limits like a sensor's run. How a run
+is launched, watched and terminated is `pipelines.runs`'s.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import re
-import time
 from pathlib import Path
 from typing import Any
 
 import dagster as dg
-import httpx
 
-from connectors import settings
+from pipelines import runs
 from pipelines.imports import dropzone
-from pipelines.imports.assets import config_for, import_files
-from pipelines.instance import code_location, graphql_client, graphql_url
-from resources import RecordStoreResource
+from pipelines.imports.assets import config_for, import_files, imported_file
+from pipelines.instance import code_location, graphql_url
 
-
-def launch_import(
-    path: str | Path,
-    entity: str,
-    account: str,
-    options: Any = None,
-    *,
-    instance: dg.DagsterInstance | None = None,
-    mapping_path: str = "",
-    tags: dict[str, str] | None = None,
-    log_level: str = "INFO",
-) -> tuple[str, Any]:
-    """Import PATH by running `import_job` in this process against the instance.
-
-    The file's partition (`<entity>/<name>@<sha12>`) is added when missing, so the run shows in the
-    UI's run history and under the partition like a sensor- or Launchpad-launched one.
-
-    Args:
-        path: file to import.
-        entity: record type (applications, candidates, jobs, contracts).
-        account: account slug.
-        options: the `ImportConfig` to launch (its path, entity and account are set from the
-            arguments); None for defaults.
-        instance: Dagster instance; defaults to `DagsterInstance.get()` (needs DAGSTER_HOME).
-        mapping_path: YAML mapping file, when given replacing the config's.
-        tags: extra run tags.
-        log_level: console log level of the run (the event log in the instance keeps everything).
-
-    Returns:
-        The run id and the engine's `ImportResult`, or None when the run failed
-        (`failure_message(instance, run_id)` says why).
-    """
-    from pipelines.definitions import defs
-
-    path = Path(path).expanduser().resolve()
-    if not path.is_file():
-        raise FileNotFoundError(f"no such file: {path}")
-    sha = dropzone.file_sha256(path)
-    key = dropzone.partition_key(entity, path.name, sha)
-    instance = instance or dg.DagsterInstance.get()
-    if not instance.has_dynamic_partition(import_files.name, key):
-        instance.add_dynamic_partitions(import_files.name, [key])
-    config = config_for(path, entity, account, options, mapping_path=mapping_path)
-    job = defs.resolve_job_def("import_job")
-    result = job.execute_in_process(
-        run_config=dg.RunConfig(
-            ops={"imported_file": config}, loggers={"console": {"config": {"log_level": log_level}}}
-        ),
-        instance=instance,
-        partition_key=key,
-        raise_on_error=False,
-        # the URL is read now, not when the definitions module was first imported
-        resources={"record_store": RecordStoreResource(database_url=settings.database_url())},
-        tags={
-            "bulkops/entity": entity,
-            "bulkops/file": path.name[:200],
-            "bulkops/sha256": sha,
-            "bulkops/launched_by": "cli",
-            **(tags or {}),
-        },
-    )
-    if not result.success:
-        return result.run_id, None
-    materializations = result.asset_materializations_for_node("imported_file")
-    return result.run_id, import_result_from_metadata(materializations[-1].metadata) if materializations else None
-
+JOB_NAME = "import_job"
+TERMINAL = ("SUCCESS", "FAILURE", "CANCELED")
 
 _ADD_PARTITION = """
 mutation AddPartition($selector: RepositorySelector!, $name: String!, $key: String!) {
@@ -98,9 +32,137 @@ mutation AddPartition($selector: RepositorySelector!, $name: String!, $key: Stri
   }
 }
 """
-TERMINAL = ("SUCCESS", "FAILURE", "CANCELED")
-# the repository name Dagster gives a code location's `Definitions`
-REPOSITORY = "__repository__"
+
+
+def start_import(
+    path: str | Path,
+    entity: str,
+    account: str,
+    options: Any = None,
+    *,
+    instance: dg.DagsterInstance | None = None,
+    url: str | None = None,
+    mapping_path: str = "",
+    database_url: str | None = None,
+    tags: dict[str, str] | None = None,
+) -> str:
+    """Launch an `import_job` run importing PATH; its run id.
+
+    The file's partition (`<entity>/<name>@<sha12>`) is added when missing, so the run is listed
+    under the partition like a sensor- or Launchpad-launched one. The run worker opens PATH, so it
+    must be a path that machine sees (same host or a shared volume).
+
+    Args:
+        path: file to import.
+        entity: record type (applications, candidates, jobs, contracts).
+        account: account slug.
+        options: the `ImportConfig` to launch (its path, entity and account are set from the arguments); None for defaults.
+        instance: the Dagster instance (default `$DAGSTER_HOME`'s).
+        url: a Dagster webserver to submit to (default: found as `pipelines.runs.webserver` says).
+        mapping_path: YAML mapping file, when given replacing the config's.
+        database_url: the record store the run writes (default: the run worker's own settings).
+        tags: extra run tags.
+
+    Raises:
+        FileNotFoundError: no such file.
+        RuntimeError: Dagster refused the partition or the run (its message included).
+    """
+    path = Path(path).expanduser().resolve()
+    if not path.is_file():
+        raise FileNotFoundError(f"no such file: {path}")
+    sha = dropzone.file_sha256(path)
+    key = dropzone.partition_key(entity, path.name, sha)
+    home = runs.dagster_home(instance)
+    server = runs.webserver(home, url)
+    if server:
+        selector = {"repositoryLocationName": code_location(), "repositoryName": runs.REPOSITORY}
+        added = runs.graphql(server, _ADD_PARTITION, {"selector": selector, "name": import_files.name, "key": key})[
+            "addDynamicPartition"
+        ]
+        if added["__typename"] not in ("AddDynamicPartitionSuccess", "DuplicateDynamicPartitionError"):
+            raise RuntimeError(f"{server} refused partition {key}: {added.get('message') or added['__typename']}")
+    elif instance is not None:
+        _add_partition(instance, key)
+    else:
+        with dg.DagsterInstance.from_config(str(home)) as own:
+            _add_partition(own, key)
+    config = config_for(path, entity, account, options, mapping_path=mapping_path)
+    run_config: dict[str, Any] = {"ops": {"imported_file": {"config": config.model_dump()}}}
+    if database_url:
+        run_config["resources"] = {"record_store": {"config": {"database_url": database_url}}}
+    return runs.launch_run(
+        JOB_NAME,
+        run_config=run_config,
+        tags={
+            "dagster/partition": key,
+            "bulkops/entity": entity,
+            "bulkops/file": path.name[:200],
+            "bulkops/sha256": sha,
+            "bulkops/launched_by": "cli",
+            **(tags or {}),
+        },
+        instance=instance,
+        url=server,
+    )
+
+
+def _add_partition(instance: dg.DagsterInstance, key: str) -> None:
+    if not instance.has_dynamic_partition(import_files.name, key):
+        instance.add_dynamic_partitions(import_files.name, [key])
+
+
+def launch_import(
+    path: str | Path,
+    entity: str,
+    account: str,
+    options: Any = None,
+    *,
+    instance: dg.DagsterInstance | None = None,
+    url: str | None = None,
+    mapping_path: str = "",
+    database_url: str | None = None,
+    tags: dict[str, str] | None = None,
+    timeout: float | None = None,
+) -> tuple[str, Any]:
+    """Import PATH as an `import_job` run and wait for it (`start_import`'s arguments).
+
+    Returns:
+        The run id and the engine's `ImportResult`, or None when the run did not succeed
+        (`failure_message(instance, run_id)` says why).
+    """
+    run_id = start_import(
+        path,
+        entity,
+        account,
+        options,
+        instance=instance,
+        url=url,
+        mapping_path=mapping_path,
+        database_url=database_url,
+        tags=tags,
+    )
+    status = runs.wait_for_run(run_id, instance=instance, url=url, timeout=timeout)
+    if status != dg.DagsterRunStatus.SUCCESS:
+        return run_id, None
+    if instance is not None:
+        return run_id, import_result(instance, run_id)
+    with dg.DagsterInstance.from_config(str(runs.dagster_home())) as own:
+        return run_id, import_result(own, run_id)
+
+
+def import_result(instance: dg.DagsterInstance, run_id: str) -> Any:
+    """The engine's `ImportResult` of a finished run, from its materialization; None when it has none here."""
+    run = instance.get_run_by_id(run_id)
+    key = run.tags.get("dagster/partition") if run is not None else None
+    if key is None:
+        return None
+    found = instance.fetch_materializations(
+        dg.AssetRecordsFilter(asset_key=imported_file.key, asset_partitions=[key]), limit=20, ascending=False
+    )
+    for record in found.records:
+        if record.run_id == run_id and record.asset_materialization is not None:
+            return import_result_from_metadata(record.asset_materialization.metadata)
+    return None
 
 
 def submit_import(
@@ -113,112 +175,35 @@ def submit_import(
     mapping_path: str = "",
     tags: dict[str, str] | None = None,
 ) -> str:
-    """Queue an import of PATH as an `import_job` run on the Dagster webserver at URL.
+    """Queue an import of PATH on the Dagster webserver at URL; the run id (see `start_import`).
 
-    The file's partition is added through GraphQL, then the run is submitted with it: it waits in
-    the instance's run queue (`bulkops/kind: import` limits apply) and the daemon starts it. The run
-    worker reads PATH, so it must be a path that machine sees (same host or a shared volume).
-
-    Args:
-        path: file to import.
-        entity, account, options, mapping_path, tags: as for `launch_import`.
-        url: the webserver (default `$BULKOPS_DAGSTER_GRAPHQL_URL`, else http://127.0.0.1:3000).
-
-    Returns:
-        The Dagster run id.
-
-    Raises:
-        FileNotFoundError: no such file.
-        RuntimeError: the webserver refused the partition or the run (its message included).
+    URL defaults to `$BULKOPS_DAGSTER_GRAPHQL_URL`, else http://127.0.0.1:3000; the webserver's
+    daemon starts the run under the run queue's limits, and its worker uses its own record store.
     """
-    from dagster_graphql import DagsterGraphQLClientError
-
-    path = Path(path).expanduser().resolve()
-    if not path.is_file():
-        raise FileNotFoundError(f"no such file: {path}")
-    sha = dropzone.file_sha256(path)
-    key = dropzone.partition_key(entity, path.name, sha)
-    url = graphql_url(url)
-    client = graphql_client(url)
-    selector = {"repositoryLocationName": code_location(), "repositoryName": REPOSITORY}
-    try:
-        added = _graphql(url, _ADD_PARTITION, {"selector": selector, "name": import_files.name, "key": key})[
-            "addDynamicPartition"
-        ]
-        if added["__typename"] not in ("AddDynamicPartitionSuccess", "DuplicateDynamicPartitionError"):
-            raise RuntimeError(f"{url} refused partition {key}: {added.get('message') or added['__typename']}")
-        config = config_for(path, entity, account, options, mapping_path=mapping_path)
-        return client.submit_job_execution(
-            "import_job",
-            repository_location_name=code_location(),
-            repository_name=REPOSITORY,
-            run_config={"ops": {"imported_file": {"config": config.model_dump()}}},
-            tags={
-                "dagster/partition": key,
-                "bulkops/entity": entity,
-                "bulkops/file": path.name[:200],
-                "bulkops/sha256": sha,
-                "bulkops/launched_by": "cli-submit",
-                **(tags or {}),
-            },
-        )
-    except (DagsterGraphQLClientError, httpx.HTTPError) as exc:
-        raise RuntimeError(_graphql_failure(url, exc)) from exc
-
-
-def _graphql(url: str, query: str, variables: dict[str, Any]) -> dict[str, Any]:
-    """The data of a GraphQL operation the client has no method for, posted as plain HTTP to URL/graphql."""
-    response = httpx.post(f"{url.rstrip('/')}/graphql", json={"query": query, "variables": variables}, timeout=60)
-    response.raise_for_status()
-    body = response.json()
-    if body.get("errors"):
-        raise RuntimeError(
-            f"the Dagster webserver at {url} answered: {body['errors'][0].get('message', body['errors'][0])}"
-        )
-    return body["data"]
-
-
-def _graphql_failure(url: str, exc: BaseException) -> str:
-    """What went wrong talking to the webserver, without the GraphQL query the client's message holds."""
-    chain: list[BaseException] = []
-    e: BaseException | None = exc
-    while e is not None and e not in chain:
-        chain.append(e)
-        e = e.__cause__ or e.__context__
-    root = chain[-1]
-    if any(isinstance(c, OSError) for c in chain):
-        why = root.strerror if isinstance(root, OSError) and root.strerror else str(root).splitlines()[0]
-        return f"cannot reach the Dagster webserver at {url}: {why}; start it (make dev) or set BULKOPS_DAGSTER_GRAPHQL_URL"
-    text = str(root if root is not exc else exc).split(" during execution of query", 1)[0]
-    return f"the Dagster webserver at {url} answered: {text.splitlines()[0] if text.strip() else type(root).__name__}"
+    return start_import(
+        path,
+        entity,
+        account,
+        options,
+        url=graphql_url(url),
+        mapping_path=mapping_path,
+        tags={"bulkops/launched_by": "cli-submit", **(tags or {})},
+    )
 
 
 def wait_for_run(run_id: str, *, url: str | None = None, timeout: float | None = None, poll: float = 1.0) -> str:
-    """Poll the webserver until run RUN_ID ends; returns SUCCESS, FAILURE or CANCELED.
+    """Poll the webserver at URL (as for `submit_import`) until RUN_ID ends; SUCCESS, FAILURE or CANCELED.
 
     Raises:
         TimeoutError: still running after TIMEOUT seconds (None: wait as long as it takes).
         RuntimeError: the webserver cannot be reached or refused the question (its message included).
     """
-    from dagster_graphql import DagsterGraphQLClientError
-
-    client = graphql_client(url)
-    deadline = None if timeout is None else time.monotonic() + timeout
-    while True:
-        try:
-            status = client.get_run_status(run_id).value
-        except DagsterGraphQLClientError as exc:
-            raise RuntimeError(_graphql_failure(graphql_url(url), exc)) from exc
-        if status in TERMINAL:
-            return status
-        if deadline is not None and time.monotonic() > deadline:
-            raise TimeoutError(f"run {run_id} is still {status} after {timeout:.0f} s")
-        time.sleep(poll)
+    return runs.wait_for_run(run_id, url=graphql_url(url), timeout=timeout, poll=poll).value
 
 
 def run_page(run_id: str, url: str | None = None) -> str:
     """The run's page in the UI of the webserver at URL (default as for `submit_import`)."""
-    return f"{graphql_url(url).rstrip('/')}/runs/{run_id}"
+    return runs.run_page(run_id, url)
 
 
 def import_result_from_metadata(metadata: dict[str, Any]) -> Any:
