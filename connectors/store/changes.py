@@ -154,6 +154,16 @@ def load_change_set(conn: sa.Connection, id_: uuid.UUID, *, actor: str = "bulkop
     )
 
 
+def backed_change_set(
+    id_: uuid.UUID, account_id: uuid.UUID, kind: str, actor: str, rollback_of: uuid.UUID | None = None
+) -> ChangeSet:
+    """The change set a capability row backs (import, bulk job, sync run), from that row's own
+    fields, without reading `change_sets` (a bulk batch has its job row at hand)."""
+    if kind not in LINK_COLUMNS:
+        raise ValueError(f"no capability row backs a {kind} change set")
+    return ChangeSet(id_, account_id, kind, actor, rollback_of, {LINK_COLUMNS[kind]: id_})
+
+
 def describe(conn: sa.Connection, id_: uuid.UUID) -> dict[str, Any] | None:
     """One change set as users see it, whatever backs it: kind, status, counts, actor, run, times."""
     cs = conn.execute(sa.select(change_sets).where(change_sets.c.id == id_)).first()
@@ -243,36 +253,79 @@ AUDIT_COLUMNS = (
 )
 
 
+@dataclass(frozen=True)
+class AuditStamp:
+    """What each audit row of a change set carries, as SQL.
+
+    `stamp(cs)` binds a change set's values; a writer that runs one compiled statement for many
+    batches (the import, PostgreSQL's set-based bulk batch) passes bind parameters it fills per
+    execution instead.
+    """
+
+    account_id: sa.ColumnElement
+    actor: sa.ColumnElement
+    change_set_id: sa.ColumnElement
+    # audit_log columns that also name the change set (`ChangeSet.links`)
+    links: Mapping[str, sa.ColumnElement] = field(default_factory=dict)
+
+
+def stamp(cs: ChangeSet) -> AuditStamp:
+    """CS's audit stamp, its values bound."""
+    return AuditStamp(
+        sa.literal(cs.account_id, sa.Uuid()),
+        sa.literal(cs.actor, sa.String()),
+        sa.literal(cs.id, sa.Uuid()),
+        {k: sa.literal(v, sa.Uuid()) for k, v in cs.links.items()},
+    )
+
+
+def _sql(value: Any, type_: sa.types.TypeEngine) -> sa.ColumnElement:
+    return value if isinstance(value, sa.ColumnElement) else sa.literal(value, type_)
+
+
 def audit_insert(
-    cs: ChangeSet,
-    operation: str,
-    entity_type: str,
+    cs: ChangeSet | AuditStamp,
+    operation: str | sa.ColumnElement,
+    entity_type: str | sa.ColumnElement,
     source: sa.Select | sa.FromClause,
     *,
-    now: datetime,
+    now: datetime | sa.ColumnElement,
     where: sa.ColumnElement[bool] | None = None,
 ) -> sa.Insert:
     """INSERT INTO audit_log ... SELECT: one audit row of CS per row of SOURCE.
 
-    SOURCE (a SELECT, a table, or a CTE such as `insert(...).returning(...).cte()`) has the
-    columns `entity_id`, `before` and `after` (JSON, or NULL: a creation need not keep its
-    record, its provenance says who made it). A data-modifying CTE is put at the top of the
-    statement, where PostgreSQL wants it. Execute the result in the transaction of the change.
+    SOURCE (a SELECT, a table, a subquery, or a CTE such as `insert(...).returning(...).cte()`)
+    has the columns `entity_id`, `before` and `after` (JSON, or NULL: a creation need not keep
+    its record, its provenance says who made it). A SELECT gets the audit columns in place of its
+    own, so the statement stays one flat INSERT ... SELECT (the import's hot path): pass one with
+    GROUP BY, DISTINCT or LIMIT as `.subquery()`. A data-modifying CTE is put at the top of the statement, where PostgreSQL wants it. CS is a
+    change set, or an `AuditStamp` of bind parameters; OPERATION, ENTITY_TYPE and NOW may be SQL
+    too. Execute the result in the transaction of the change.
     """
-    src = source.subquery("src") if isinstance(source, sa.Select) else source
-    links = sorted(cs.links.items())
-    select = sa.select(
-        sa.literal(cs.account_id, sa.Uuid()),
-        sa.literal(now, TS),
-        sa.literal(cs.actor, sa.String()),
-        sa.literal(operation, sa.String()),
-        sa.literal(entity_type, sa.String()),
-        src.c.entity_id,
-        sa.literal(cs.id, sa.Uuid()),
-        *(sa.literal(v, sa.Uuid()) for _, v in links),
-        _Image(src.c.before),
-        _Image(src.c.after),
-    ).select_from(src)
+    st = cs if isinstance(cs, AuditStamp) else stamp(cs)
+    links = sorted(st.links.items())
+    if isinstance(source, sa.Select):
+        c = source.selected_columns
+        entity_id, before, after = c.entity_id, c.before, c.after
+    else:
+        src = source
+        entity_id, before, after = src.c.entity_id, src.c.before, src.c.after
+    columns = (
+        st.account_id,
+        _sql(now, TS),
+        st.actor,
+        _sql(operation, sa.String()),
+        _sql(entity_type, sa.String()),
+        entity_id,
+        st.change_set_id,
+        *(v for _, v in links),
+        _Image(before),
+        _Image(after),
+    )
+    if isinstance(source, sa.Select):
+        select = source.with_only_columns(*columns, maintain_column_froms=True)
+    else:
+        select = sa.select(*columns).select_from(src)
     if where is not None:
         select = select.where(where)
     names = [*AUDIT_COLUMNS[:7], *(k for k, _ in links), "before", "after"]

@@ -6,7 +6,7 @@ import datetime
 import decimal
 import json
 import uuid
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -105,11 +105,3 @@ class RecordStore:
         if found is None:
             raise AccountNotFound(f"no account with slug {slug!r}: create it with `bulkops accounts create {slug}`")
         return found
-
-
-def write_audit(conn: sa.Connection, account_id: uuid.UUID, actor: str, rows: Iterable[Mapping[str, Any]]) -> int:
-    """Append audit rows (operation, entity_type, entity_id, before, after, and provenance ids)."""
-    values = [{"account_id": account_id, "actor": actor, **row} for row in rows]
-    if values:
-        conn.execute(schema.audit_log.insert(), values)
-    return len(values)

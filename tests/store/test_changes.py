@@ -257,6 +257,29 @@ def test_a_rollback_is_refused_for_another_account_or_a_rollback(store, account,
 ROWS = ["S-1,Ann,One,ann@x.org,J-1,Applied,2026-01-01,1", "S-2,Bob,Two,bob@x.org,J-1,Applied,2026-01-02,2"]
 
 
+def test_every_writer_names_its_change_set_on_its_audit_rows(store, account, tmp_path) -> None:
+    # the import's creates and updates, a bulk job set-based on PostgreSQL (Core on SQLite), and
+    # a bulk job on the Core path on both
+    imp = run_import(store, account, apps_csv(tmp_path, ROWS, "a.csv"), ImportOptions(), failed_rows_dir=tmp_path)
+    again = [ROWS[0][:-1] + "3", ROWS[1]]
+    re = run_import(store, account, apps_csv(tmp_path, again, "b.csv"), ImportOptions(), failed_rows_dir=tmp_path)
+    t = schema.applications
+    with store.engine.connect() as conn:
+        ids = conn.scalars(sa.select(t.c.id).where(t.c.import_id == imp.import_id)).all()
+    moved = _job(store, account, "applications", "status_update", ids, {"status": "rejected"})
+    tagged = _job(store, account, "applications", "tags_add", ids, {"tags": ["vip"]})
+    with store.engine.connect() as c:
+        rows = c.execute(sa.select(a).where(a.c.account_id == account)).all()
+    by = {}
+    for r in rows:
+        assert r.change_set_id is not None and r.change_set_id == (r.import_id or r.bulk_job_id), r
+        by.setdefault(r.change_set_id, set()).add(r.operation)
+    assert by[imp.import_id] == {"import.create"}
+    assert by[re.import_id] == {"import.update"}
+    assert (by[moved], by[tagged]) == ({"status_update"}, {"tags_add"})
+    assert len(_audit(store, moved)) == len(_audit(store, tagged)) == 2
+
+
 def test_an_import_and_the_bulk_job_after_it_roll_back_in_either_order(store, account, tmp_path) -> None:
     imp = run_import(store, account, apps_csv(tmp_path, ROWS), ImportOptions(), failed_rows_dir=tmp_path)
     t = schema.applications

@@ -16,7 +16,6 @@ import pytest
 import sqlalchemy as sa
 
 from connectors.store import RecordStore, changes, make_engine, migrate, schema
-from connectors.store.store import write_audit
 from pipelines.bulk import service
 from pipelines.imports.engine import ImportOptions, rollback_import, run_import
 from tests.imports.helpers import apps_csv
@@ -64,22 +63,20 @@ def _fill(store: RecordStore, tmp_path) -> dict:
     with store.begin() as c:
         changes.open_change_set(c, id=sync_id, account_id=account, kind="sync")
         c.execute(schema.sync_runs.insert().values(id=sync_id, account_id=account, sync_name="crm", status="completed"))
-        write_audit(
+        sync = changes.load_change_set(c, sync_id, actor="sync:crm")
+        changes.write_audit_rows(
             c,
-            account,
-            "sync:crm",
-            [
-                {
-                    "operation": "sync.update",
-                    "entity_type": "applications",
-                    "entity_id": apps[2],
-                    "before": {"source": None},
-                    "after": {"source": "crm"},
-                    "sync_run_id": sync_id,
-                }
-            ],
+            sync,
+            "sync.update",
+            [("applications", apps[2], {"source": None}, {"source": "crm"})],
+            now=datetime.now(UTC),
         )
-        write_audit(c, account, "admin", [{"operation": "manual", "entity_type": "jobs", "entity_id": uuid.uuid4()}])
+        # a row from before change sets, that none wrote
+        c.execute(
+            schema.audit_log.insert().values(
+                account_id=account, actor="admin", operation="manual", entity_type="jobs", entity_id=uuid.uuid4()
+            )
+        )
     return {
         "account": account,
         "first": first.import_id,

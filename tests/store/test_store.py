@@ -1,13 +1,13 @@
 from __future__ import annotations
 
 import uuid
+from datetime import UTC, datetime
 
 import pytest
 import sqlalchemy as sa
 
 from connectors.store import AccountNotFound, RecordStore, changes, normalize_url
 from connectors.store import schema as s
-from connectors.store.store import write_audit
 
 
 @pytest.mark.parametrize(
@@ -67,20 +67,9 @@ def test_one_email_per_account_but_the_same_email_in_two_accounts(store: RecordS
 def test_audit_log_is_append_only(store: RecordStore, account: uuid.UUID, statement: str) -> None:
     entity = uuid.uuid4()
     with store.begin() as conn:
-        write_audit(
-            conn,
-            account,
-            "alice",
-            [
-                {
-                    "operation": "status_update",
-                    "entity_type": "applications",
-                    "entity_id": entity,
-                    "before": {"status": "active"},
-                    "after": {"status": "rejected"},
-                }
-            ],
-        )
+        cs = changes.open_change_set(conn, account_id=account, kind="document_import", actor="alice")
+        rows = [("applications", entity, {"status": "active"}, {"status": "rejected"})]
+        changes.write_audit_rows(conn, cs, "status_update", rows, now=datetime.now(UTC))
     with pytest.raises(sa.exc.DBAPIError, match="append-only"), store.begin() as conn:
         conn.execute(
             sa.text(statement + " WHERE entity_id = :e"), {"e": entity if store.dialect == "postgresql" else entity.hex}
@@ -118,18 +107,8 @@ def test_json_columns_accept_uuids_and_datetimes(store: RecordStore, account: uu
     entity = uuid.uuid4()
     when = dt.datetime(2026, 1, 2, 3, 4, 5, tzinfo=dt.UTC)
     with store.begin() as conn:
-        write_audit(
-            conn,
-            account,
-            "bob",
-            [
-                {
-                    "operation": "x",
-                    "entity_type": "applications",
-                    "entity_id": entity,
-                    "before": {"job_id": entity, "applied_at": when},
-                }
-            ],
-        )
+        cs = changes.open_change_set(conn, account_id=account, kind="document_import", actor="bob")
+        rows = [("applications", entity, {"job_id": entity, "applied_at": when}, None)]
+        changes.write_audit_rows(conn, cs, "x", rows, now=datetime.now(UTC))
         before = conn.scalar(sa.select(s.audit_log.c.before).where(s.audit_log.c.entity_id == entity))
     assert before == {"job_id": str(entity), "applied_at": "2026-01-02T03:04:05+00:00"}

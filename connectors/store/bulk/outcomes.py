@@ -9,9 +9,8 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from connectors.store import schema
+from connectors.store import changes, schema
 from connectors.store.bulk.base import Counts, Outcome
-from connectors.store.store import write_audit
 
 FAILURE_REASONS_SHOWN = 5
 
@@ -56,22 +55,16 @@ def write_outcomes(
 
 
 def write_bulk_audit(conn: sa.Connection, job: sa.Row, outcomes: Iterable[Outcome], now: datetime) -> None:
-    """The audit rows of a batch's succeeded items (PostgreSQL's set-based batches write theirs in SQL)."""
-    rows = [
-        {
-            "occurred_at": now,
-            "operation": job.operation,
-            "entity_type": entity_type,
-            "entity_id": entity_id,
-            "bulk_job_id": job.id,
-            "before": before,
-            "after": after,
-        }
-        for o in outcomes
-        if o.status == "succeeded"
-        for entity_type, entity_id, before, after in o.audit
-    ]
-    write_audit(conn, job.account_id, actor(job), rows)
+    """The audit rows of a batch's succeeded items, rows of the job's change set (PostgreSQL's
+    set-based batches write theirs in SQL)."""
+    rows = [audit for o in outcomes if o.status == "succeeded" for audit in o.audit]
+    if rows:
+        changes.write_audit_rows(conn, change_set(job), job.operation, rows, now=now)
+
+
+def change_set(job: sa.Row) -> changes.ChangeSet:
+    """The bulk job's change set (its id is the job's) as its audit rows carry it."""
+    return changes.backed_change_set(job.id, job.account_id, "bulk_job", actor(job), job.rollback_of)
 
 
 def count(outcomes: Iterable[Outcome]) -> Counts:

@@ -12,7 +12,9 @@ from __future__ import annotations
 import json
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql
 
+from connectors.store import changes, schema
 from connectors.store.bulk.base import NOT_FOUND, Batch, Counts
 from connectors.store.bulk.outcomes import actor
 from connectors.store.bulk.records import jsonable
@@ -44,9 +46,7 @@ upd AS (
     WHERE t.id = ANY(ARRAY(SELECT id FROM dec WHERE ok))
 ),
 aud AS (
-    INSERT INTO audit_log (account_id, occurred_at, actor, operation, entity_type, entity_id, bulk_job_id, before, after)
-    SELECT :acct, :now, :actor, :op, :etype, dec.id, :job, dec.before, CAST(:after AS jsonb) FROM dec WHERE dec.ok
-    ORDER BY dec.seq
+    {audit}
 ),
 itm AS (
     UPDATE bulk_job_items bi SET
@@ -63,6 +63,50 @@ SELECT count(*) FILTER (WHERE status = 'succeeded'), count(*) FILTER (WHERE stat
        count(*) FILTER (WHERE status = 'skipped')
 FROM itm
 """
+
+
+def _audit() -> str:
+    """The batch's audit rows, from the one audit writer (`changes.audit_insert`), as SQL text.
+
+    Rows of the job's change set (the job id is its id), in item order, bound by name like the
+    rest of the statement.
+    """
+    dec = sa.table(
+        "dec",
+        sa.column("seq", sa.Integer()),
+        sa.column("id", sa.Uuid()),
+        sa.column("before", schema.JSON),
+        sa.column("ok", sa.Boolean()),
+    )
+    # untyped: a typed uuid would render `:job::UUID`, which sa.text() does not read as a parameter
+    job = sa.bindparam("job")
+    stamp = changes.AuditStamp(
+        account_id=sa.bindparam("acct"),
+        actor=sa.bindparam("actor", type_=sa.String()),
+        change_set_id=job,
+        links={changes.LINK_COLUMNS["bulk_job"]: job},
+    )
+    rows = (
+        sa.select(
+            dec.c.id.label("entity_id"),
+            dec.c.before.label("before"),
+            sa.cast(sa.bindparam("after", type_=sa.Text()), postgresql.JSONB).label("after"),
+        )
+        .where(dec.c.ok)
+        .order_by(dec.c.seq)
+    )
+    insert = changes.audit_insert(
+        stamp,
+        sa.bindparam("op", type_=sa.String()),
+        sa.bindparam("etype", type_=sa.String()),
+        rows,
+        now=sa.bindparam("now", type_=schema.TS),
+    )
+    # named parameters, as sa.text() takes them
+    return str(insert.compile(dialect=postgresql.base.PGDialect(paramstyle="named")))
+
+
+_SET_BATCH = _SET_BATCH.replace("{audit}", _audit().replace("{", "{{").replace("}", "}}"))
 
 
 def apply(batch: Batch, values: dict[str, object], lo: int, hi: int) -> Counts:

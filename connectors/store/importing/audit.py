@@ -4,39 +4,22 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 
+from connectors.store import changes
 from connectors.store.dialect import inline
 from connectors.store.importing.staging import ACCT, ACTOR, IMP, NOW
-from connectors.store.schema import audit_log
 
-COLUMNS = (
-    "account_id",
-    "occurred_at",
-    "actor",
-    "operation",
-    "entity_type",
-    "entity_id",
-    "import_id",
-    "before",
-    "after",
-)
+# the import's change set (its id is the import's), bound per batch like the rest of its statements
+STAMP = changes.AuditStamp(account_id=ACCT, actor=ACTOR, change_set_id=IMP, links={"import_id": IMP})
 
 
 def audit_rows(operation: str, entity_type: str, rows: sa.Select) -> sa.Insert:
     """INSERT ... SELECT of one audit row per row of ROWS, whose columns are (entity_id, before, after).
 
-    Each row carries the account, the import, its actor and the batch's time.
+    Each row carries the account, the import (its change set), its actor and the batch's time
+    (`changes.audit_insert`, the one audit writer).
     """
     entity_id, before, after = rows.selected_columns
-    stamped = rows.with_only_columns(
-        ACCT,
-        NOW,
-        ACTOR,
-        inline(operation),
-        inline(entity_type),
-        entity_id,
-        IMP,
-        before,
-        after,
-        maintain_column_froms=True,
+    labelled = rows.with_only_columns(
+        entity_id.label("entity_id"), before.label("before"), after.label("after"), maintain_column_froms=True
     )
-    return audit_log.insert().from_select(COLUMNS, stamped)
+    return changes.audit_insert(STAMP, inline(operation), inline(entity_type), labelled, now=NOW)
