@@ -196,7 +196,7 @@ class JsonObject(click.ParamType):
     "-v",
     "--verbose",
     is_flag=True,
-    help=f"Show tracebacks and the Dagster event log of in-process runs (also ${DEBUG_ENV}=1).",
+    help=f"Show tracebacks and the Dagster event log of a failed import's run (also ${DEBUG_ENV}=1).",
 )
 def main(verbose: bool) -> None:
     """bulkops: bulk operations on recruiting and HR records, run by Dagster.
@@ -448,6 +448,9 @@ def _launch(path: str, entity: str, account: str, config: object = None, *, fail
             raise
         result = import_result(instance, run_id) if status == dg.DagsterRunStatus.SUCCESS else None
         if result is None:
+            if BulkopsGroup.verbose:
+                for record in instance.all_logs(run_id):
+                    click.echo(f"{record.step_key or 'run'}: {record.message}", err=True)
             raise CommandFailed(f"{failure_message(instance, run_id)} (dagster run {run_id})")
     _print_history(
         [

@@ -18,6 +18,7 @@ from __future__ import annotations
 import functools
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -100,10 +101,10 @@ def _serves(url: str, home: Path) -> bool:
     if not info:
         return False
     try:
-        theirs = _storage_of(yaml.safe_load(info))
-    except (yaml.YAMLError, AttributeError, TypeError):
+        return _storage_of(yaml.safe_load(info)) == _storage(str(home))
+    except Exception:
+        # an answer we cannot read, or an instance here we cannot open: not ours to use
         return False
-    return theirs == _storage(str(home))
 
 
 def _storage_of(info: dict[str, Any]) -> tuple[Any, ...]:
@@ -252,11 +253,19 @@ def _launch_directly(home: Path, job_name: str, run_config: dict[str, Any], tags
             check=False,
         )
     if done.returncode != 0:
-        lines = [ln for ln in log.read_text(errors="replace").splitlines() if ln.strip()]
-        why = lines[-1].strip() if lines else f"exit code {done.returncode}"
-        raise RuntimeError(f"dagster job launch of {job_name} failed: {why} (log: {log})")
+        raise RuntimeError(f"dagster job launch of {job_name} failed: {_last_error(log, done.returncode)} (log: {log})")
     # the run's own events are in the instance; the file only keeps the code server's chatter
     log.unlink(missing_ok=True)
+
+
+def _last_error(log: Path, code: int) -> str:
+    """The exception line of a failed command's output (the code server's goodbye comes after it)."""
+    lines = [re.sub(r"\x1b\[[0-9;]*m", "", ln).strip() for ln in log.read_text(errors="replace").splitlines()]
+    errors = [ln for ln in lines if re.match(r"^[A-Za-z_][\w.]*(Error|Exception)\b.*:", ln)]
+    if errors:
+        return errors[-1]
+    lines = [ln for ln in lines if ln]
+    return lines[-1] if lines else f"exit code {code}"
 
 
 def _script(name: str) -> str:

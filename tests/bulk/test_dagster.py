@@ -265,3 +265,23 @@ def test_a_killed_database_connection_is_retried_and_the_job_finishes_exactly(
     job = service.get_job(store, account, job_id)
     assert (job["status"], job["processed_count"], job["failed_count"]) == ("completed", 10, 0)
     assert sorted(a.entity_id for a in seed.audit(job_id)) == sorted(ids)
+
+
+def test_a_launch_that_fails_in_the_background_fails_the_job_with_the_reason(
+    seed, store, store_url, account, tmp_path, monkeypatch
+) -> None:
+    home = tmp_path / "broken"
+    home.mkdir()
+    (home / "dagster.yaml").write_text("run_launcher:\n  module: no_such_module\n  class: NoSuchLauncher\n")
+    monkeypatch.setenv("DAGSTER_HOME", str(home))
+    job_id = _create(store, account, seed.applications(2))
+
+    # what the API does: the answer does not wait for `dagster job launch`
+    run_id = launch.launch_bulk_job(job_id, database_url=store_url, background=True)
+
+    assert service.get_job(store, account, job_id)["dagster_run_id"] == run_id
+    job = wait_for(
+        lambda: (j := service.get_job(store, account, job_id))["status"] == "failed" and j, "the job to fail"
+    )
+    assert run_id in job["error_message"] and "no_such_module" in job["error_message"]
+    assert zombie_children() == []
