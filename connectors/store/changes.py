@@ -633,12 +633,19 @@ class _Rollback:
         self.cs = change_set
         self.run_id = dagster_run_id
         self.now = datetime.now(UTC)
-        # reported dependants first, the order records are deleted in
-        self.tables: dict[str, sa.Table] = {**{p.table.name: p.table for p in PARTS}, **schema.ENTITY_TABLES}
-        self.counts: dict[str, dict[str, int]] = {k: {} for k in OUTCOMES}
-        for what in ("deleted", "restored", "kept", "conflicts"):
-            self.counts[what] = dict.fromkeys(self.tables, 0)
-        self.counts["closed"] = {p.table.name: 0 for p in PARTS if p.close}
+        self.tables: dict[str, sa.Table] = {**schema.ENTITY_TABLES, **{p.table.name: p.table for p in PARTS}}
+        # entity tables, dependants first: the order records it created are removed in
+        entity_of = {t.name: name for name, t in schema.ENTITY_TABLES.items()}
+        self.removal = [(entity_of[t.name], t) for t in reversed(schema.metadata.sorted_tables) if t.name in entity_of]
+        # counts keep the order the work is done in (parts go just before their owner)
+        removed = [n for name, t in self.removal for n in (*(p.table.name for p in PARTS if p.owner_table is t), name)]
+        self.counts: dict[str, dict[str, int]] = {
+            "deleted": dict.fromkeys([*removed, *(n for n in self.tables if n not in removed)], 0),
+            "restored": dict.fromkeys(self.tables, 0),
+            "kept": dict.fromkeys(name for name, _ in self.removal) | dict.fromkeys(self.tables, 0),
+            "conflicts": dict.fromkeys(self.tables, 0),
+            "closed": {p.table.name: 0 for p in PARTS if p.close},
+        }
         self.listed: list[tuple[str, uuid.UUID]] = []
         self.tmp = sa.Table(
             f"cs_rollback_{uuid.uuid4().hex[:12]}",
@@ -881,11 +888,7 @@ class _Rollback:
 
     def _remove_created(self) -> None:
         """Delete what it created, dependants first; keep what others changed since or point at."""
-        entity_of = {t.name: name for name, t in schema.ENTITY_TABLES.items()}
-        for table in reversed(schema.metadata.sorted_tables):
-            entity_type = entity_of.get(table.name)
-            if entity_type is None:
-                continue
+        for entity_type, table in self.removal:
             created = self._refill(
                 sa.select(table.c.id, sa.null(), sa.null(), self._conflict_flag(entity_type, table, 0)).where(
                     table.c.account_id == self.acct, self._prov(table) == self.cs_target
