@@ -21,7 +21,7 @@ from connectors.store import schema
 from pipelines import runs
 from pipelines.bulk import launch, service
 from pipelines.imports.launch import launch_import, start_import
-from pipelines.imports.options import ImportOptions
+from pipelines.imports.assets import ImportConfig
 from tests.bulk.conftest import Seeder
 from tests.dagster_deployment import Deployment
 from tests.faults import (
@@ -129,7 +129,7 @@ def test_an_import_run_is_on_its_job_page_and_terminate_in_the_ui_cancels_it_kee
 ) -> None:
     rows = 1000
     path = applicants_csv(tmp_path / f"{route}.csv", rows, late_from=2 * BATCH + 1)
-    options = ImportOptions(entity="applications", batch_size=BATCH)
+    options = ImportConfig(batch_size=BATCH)
     with job_row_locked(acct) as lock:
         run_id = start_import(path, "applications", acct.slug, options, database_url=deployment.store_url)
         try:
@@ -164,7 +164,7 @@ def test_a_killed_import_run_worker_is_retried_by_the_daemon_and_resumes_without
     monkeypatch.setenv("BULKOPS_DAGSTER_GRAPHQL_URL", deployment.url)
     rows = 1000
     path = applicants_csv(tmp_path / "killed.csv", rows, late_from=2 * BATCH + 1)
-    options = ImportOptions(entity="applications", batch_size=BATCH)
+    options = ImportConfig(batch_size=BATCH)
     with deployment.instance() as instance:
         with job_row_locked(acct) as lock:
             run_id = start_import(path, "applications", acct.slug, options, database_url=deployment.store_url)
@@ -201,7 +201,7 @@ def test_two_runs_on_the_same_bytes_never_run_at_once(
     path = applicants_csv(tmp_path / "same.csv", rows, late_from=2 * BATCH + 1)
     copy = tmp_path / "copy-of-same.csv"
     copy.write_bytes(path.read_bytes())
-    options = ImportOptions(entity="applications", batch_size=BATCH)
+    options = ImportConfig(batch_size=BATCH)
     with deployment.instance() as instance:
         with job_row_locked(acct) as lock:
             first = start_import(path, "applications", acct.slug, options, database_url=deployment.store_url)
