@@ -20,8 +20,8 @@ import pytest
 from connectors.store import schema
 from pipelines import runs
 from pipelines.bulk import launch, service
-from pipelines.imports.launch import launch_import, start_import
 from pipelines.imports.assets import ImportConfig
+from pipelines.imports.launch import launch_import, start_import
 from tests.bulk.conftest import Seeder
 from tests.dagster_deployment import Deployment
 from tests.faults import (
