@@ -2,7 +2,7 @@
 
 The run goes through the instance's run launcher by public API (`pipelines.runs`): submitted to a
 Dagster webserver serving the instance when one answers, else launched with `dagster job launch`.
-Either way it is listed on `bulk_job`'s page, and Terminate (UI, API, `bulkops jobs cancel`) ends it
+Either way it is listed on `bulk_job`'s page, and Terminate (UI, API, `bulkops bulk-jobs cancel`) ends it
 CANCELED at its next interrupt point, committed batches kept.
 """
 
