@@ -1005,6 +1005,59 @@ def bulk_jobs_failed(job_id: uuid.UUID, account: str | None) -> None:
 main.add_command(click.Group("jobs", commands=bulk_jobs.commands, help=bulk_jobs.help, hidden=True))
 
 
+def _echo_failed(store, account_id, change_set_id: uuid.UUID) -> None:  # type: ignore[no-untyped-def]
+    from connectors.store import failures
+
+    try:
+        chunks = failures.csv_chunks(store, change_set_id, account_id=account_id)
+    except (failures.NoSuchChangeSet, failures.FailedRecordsUnavailable) as exc:
+        raise CommandFailed(str(exc)) from None
+    for chunk in chunks:
+        click.echo(chunk, nl=False)
+
+
+@imports.command("failed")
+@click.argument("import_id", type=click.UUID)
+@click.option("--account", default=None, help="Account slug (default $BULKOPS_ACCOUNT or demo).")
+def imports_failed(import_id: uuid.UUID, account: str | None) -> None:
+    """Failed rows of import IMPORT_ID as CSV: row, line, column, reason and the original row."""
+    store, account_id = _store_and_account(account)
+    _echo_failed(store, account_id, import_id)
+
+
+@main.command("failed")
+@click.argument("change_set_id", type=click.UUID, metavar="ID")
+@click.option("--account", default=None, help="Account slug (default $BULKOPS_ACCOUNT or demo).")
+def failed_records(change_set_id: uuid.UUID, account: str | None) -> None:
+    """Failed records, with reasons, of any import, bulk job, sync run or document import ID, as CSV."""
+    store, account_id = _store_and_account(account)
+    _echo_failed(store, account_id, change_set_id)
+
+
+@main.command("stats")
+@click.option("--account", default=None, help="Only this account (default: every account).")
+@click.option("--since", default="7d", show_default=True, help="Window back from now: 30m, 12h, 7d, 2w.")
+@click.option("--json", "as_json", is_flag=True, help="Print the numbers as JSON.")
+def stats_command(account: str | None, since: str, as_json: bool) -> None:
+    """Statistics of bulk operations: in progress, succeeded, failed, success rate, durations, records per day.
+
+    The same numbers as the bulk_operations_stats asset and the API's stats-get.
+    """
+    from connectors.store import RecordStore
+    from pipelines.monitoring import report
+
+    store = RecordStore()
+    account_id = store.account_id(account) if account else None
+    try:
+        result = report.stats_report(store, account_id=account_id, since=since)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--since") from None
+    if as_json:
+        click.echo(json.dumps(result.as_dict(), default=str, indent=2))
+        return
+    click.echo(report.text_table(result))
+
+
 def run() -> None:
     """Console entry point (`bulkops`): errors print as one line, see `BulkopsGroup`."""
     main()

@@ -85,7 +85,9 @@ def _import_preview(store: RecordStore, id_: uuid.UUID, limit: int) -> list[Fail
             if len(out) >= limit:
                 break
             line = f" (line {row['_line']})" if row.get("_line") else ""
-            out.append(FailedRecord(f"row {row.get('_row', '')}{line}", row.get("_column") or "", row.get("_error", "")))
+            out.append(
+                FailedRecord(f"row {row.get('_row', '')}{line}", row.get("_column") or "", row.get("_error", ""))
+            )
     return out
 
 

@@ -240,9 +240,7 @@ def operation_stats(
         sa.func.coalesce(ops.c.records, 0).label("records"),
         sa.func.coalesce(ops.c.failed_records, 0).label("failed_records"),
     ).select_from(ops.join(a, a.c.id == ops.c.account_id))
-    base = base.where(
-        (ops.c.started_at >= start) | status_class(ops.c.raw_status).in_([IN_PROGRESS, WAITING])
-    )
+    base = base.where((ops.c.started_at >= start) | status_class(ops.c.raw_status).in_([IN_PROGRESS, WAITING]))
     slug = None
     if account_id is not None:
         base = base.where(ops.c.account_id == account_id)

@@ -24,7 +24,11 @@ def _bad_import(store: RecordStore, account: uuid.UUID, tmp_path: Path) -> uuid.
 
 def _bulk_job_with_missing_ids(store: RecordStore, account: uuid.UUID, n: int) -> uuid.UUID:
     job = service.create_job(
-        store, account, created_by=None, entity_type="applications", operation="delete",
+        store,
+        account,
+        created_by=None,
+        entity_type="applications",
+        operation="delete",
         entity_ids=[uuid.uuid4() for _ in range(n)],
     )
     service.run_job_now(store, account, uuid.UUID(job["id"]))

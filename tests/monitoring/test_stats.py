@@ -81,7 +81,12 @@ def test_an_account_without_operations_has_zero_counts_and_no_rates(store: Recor
 
 @pytest.mark.parametrize(
     ("text", "expected"),
-    [("7d", timedelta(days=7)), ("12h", timedelta(hours=12)), ("30m", timedelta(minutes=30)), ("2w", timedelta(weeks=2))],
+    [
+        ("7d", timedelta(days=7)),
+        ("12h", timedelta(hours=12)),
+        ("30m", timedelta(minutes=30)),
+        ("2w", timedelta(weeks=2)),
+    ],
 )
 def test_windows_are_read_from_a_number_and_a_unit(text: str, expected: timedelta) -> None:
     assert stats.parse_window(text) == expected

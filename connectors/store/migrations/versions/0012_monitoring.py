@@ -55,12 +55,12 @@ def upgrade() -> None:
         sa.Column("claim_token", sa.String(32), nullable=True),
         sa.Column("sent_at", TS, nullable=True),
         sa.CheckConstraint(f"status IN ({STATUSES})", name=op.f("ck_alert_deliveries_status_values")),
-        sa.ForeignKeyConstraint(
-            ["run_id"], ["run_alerts.run_id"], name=op.f("fk_alert_deliveries_run_id_run_alerts")
-        ),
+        sa.ForeignKeyConstraint(["run_id"], ["run_alerts.run_id"], name=op.f("fk_alert_deliveries_run_id_run_alerts")),
         sa.PrimaryKeyConstraint("run_id", "target", name=op.f("pk_alert_deliveries")),
     )
-    op.create_index(op.f("ix_alert_deliveries_status_next_attempt_at"), "alert_deliveries", ["status", "next_attempt_at"])
+    op.create_index(
+        op.f("ix_alert_deliveries_status_next_attempt_at"), "alert_deliveries", ["status", "next_attempt_at"]
+    )
     op.create_table(
         "delivery_attempts",
         sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), autoincrement=True, nullable=False),
