@@ -12,6 +12,7 @@ from connectors.store.errors import describe_error
 from connectors.store.faults import is_transient
 from pipelines.bulk import service
 from pipelines.instance import record_process, run_terminating
+from pipelines.monitoring.errors import failed_records_metadata
 from pipelines.records import bulk_job_changes
 from pipelines.retries import RETRY_POLICY
 from resources import RecordStoreResource
@@ -175,6 +176,7 @@ def _report(context: dg.OpExecutionContext, store, job_id: uuid.UUID) -> dict:
             "skipped_count": row.skipped_count,
             "changes (first 100)": _items_table(changes, ["entity_id", "before", "after"]),
             "failed and skipped (first 100)": _items_table(problems, ["entity_id", "status", "error"]),
+            **(failed_records_metadata(store, job_id, kind="bulk_job") if row.failed_count else {}),
         }
     )
     context.log.info(

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import dagster as dg
 import httpx
+import pytest
 from click.testing import CliRunner
 
 from connectors.store import RecordStore
@@ -17,6 +18,9 @@ from pipelines.definitions import defs
 from pipelines.monitoring.assets import bulk_operations_stats
 from resources import RecordStoreResource
 from tests.monitoring.helpers import add_bulk_job, add_import, slug
+
+# real runs, a real API server and files: each takes seconds
+pytestmark = pytest.mark.slow
 
 
 def _seed(store: RecordStore, account: uuid.UUID) -> None:
