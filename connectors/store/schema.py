@@ -580,6 +580,7 @@ alert_deliveries = sa.Table(
     "alert_deliveries",
     metadata,
     # one notification of one alert to one receiver (a webhook URL or an email address): at most once
+    _id(),
     sa.Column("run_id", sa.String(64), sa.ForeignKey("run_alerts.run_id"), nullable=False),
     sa.Column("target", sa.String(500), nullable=False),
     sa.Column("channel", sa.String(16), nullable=False),
@@ -590,7 +591,7 @@ alert_deliveries = sa.Table(
     sa.Column("claimed_at", TS, nullable=True),
     sa.Column("claim_token", sa.String(32), nullable=True),
     sa.Column("sent_at", TS, nullable=True),
-    sa.PrimaryKeyConstraint("run_id", "target"),
+    sa.UniqueConstraint("run_id", "target"),
     _enum_check("status", DELIVERY_STATUSES),
     sa.Index(None, "status", "next_attempt_at"),
 )

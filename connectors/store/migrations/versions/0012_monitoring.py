@@ -44,6 +44,7 @@ def upgrade() -> None:
     op.create_index(op.f("ix_run_alerts_recorded_at"), "run_alerts", ["recorded_at"])
     op.create_table(
         "alert_deliveries",
+        sa.Column("id", sa.Uuid(), nullable=False),
         sa.Column("run_id", sa.String(64), nullable=False),
         sa.Column("target", sa.String(500), nullable=False),
         sa.Column("channel", sa.String(16), nullable=False),
@@ -56,7 +57,8 @@ def upgrade() -> None:
         sa.Column("sent_at", TS, nullable=True),
         sa.CheckConstraint(f"status IN ({STATUSES})", name=op.f("ck_alert_deliveries_status_values")),
         sa.ForeignKeyConstraint(["run_id"], ["run_alerts.run_id"], name=op.f("fk_alert_deliveries_run_id_run_alerts")),
-        sa.PrimaryKeyConstraint("run_id", "target", name=op.f("pk_alert_deliveries")),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_alert_deliveries")),
+        sa.UniqueConstraint("run_id", "target", name=op.f("uq_alert_deliveries_run_id_target")),
     )
     op.create_index(
         op.f("ix_alert_deliveries_status_next_attempt_at"), "alert_deliveries", ["status", "next_attempt_at"]
