@@ -83,10 +83,9 @@ def drain(
     settings: mail.SmtpSettings,
     *,
     limit: int = 100,
-    policy: deliveries.Policy = deliveries.Policy(),
+    policy: deliveries.Policy = deliveries.DEFAULT_POLICY,
     now: Callable[[], datetime] | None = None,
     budget_seconds: float = 40.0,
-    on_sent: Callable[[sa.Row], None] | None = None,
 ) -> DrainResult:
     """Send up to LIMIT due `send_email` events; stops claiming more after BUDGET_SECONDS."""
     clock = now or deliveries._now
@@ -118,8 +117,6 @@ def drain(
                 )
                 if status == QUEUE.sent_status:
                     result.sent += 1
-                    if on_sent is not None:
-                        on_sent(event)
                 elif status == "dead":
                     result.dead += 1
                     result.errors.append(f"{event.id}: {error}")

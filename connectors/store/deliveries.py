@@ -63,6 +63,8 @@ class Policy:
         return timedelta(seconds=min(self.max_backoff_seconds, self.backoff_seconds * 2 ** max(0, attempts - 1)))
 
 
+DEFAULT_POLICY = Policy()
+
 OUTBOX_EMAILS = Queue(
     schema.automation_events,
     subject="automation_event",
