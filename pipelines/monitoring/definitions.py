@@ -5,5 +5,11 @@ from __future__ import annotations
 import dagster as dg
 
 from pipelines.monitoring.assets import bulk_operations_stats, stats_job, stats_schedule
+from pipelines.monitoring.sensors import alert_delivery_sensor, outbox_email_sensor, run_failure_alert_sensor
 
-defs = dg.Definitions(assets=[bulk_operations_stats], jobs=[stats_job], schedules=[stats_schedule])
+defs = dg.Definitions(
+    assets=[bulk_operations_stats],
+    jobs=[stats_job],
+    schedules=[stats_schedule],
+    sensors=[run_failure_alert_sensor, alert_delivery_sensor, outbox_email_sensor],
+)
