@@ -16,6 +16,7 @@ from pipelines.imports import dropzone
 from pipelines.imports.options import ImportFields, ImportOptions, load_mapping
 from pipelines.instance import reap_dead_runs, record_process, run_terminating
 from pipelines.monitoring.errors import failed_records_metadata
+from pipelines.monitoring.tags import tag_run
 from pipelines.records import import_changes
 from pipelines.retries import RETRY_POLICY
 from resources import RecordStoreResource
@@ -206,7 +207,10 @@ def _import_partition(
     last_attempt = retry_policy is None or context.retry_number >= retry_policy.max_retries
     context.log.info(f"importing {path} as {entity} into account {config.account} (attempt {context.retry_number + 1})")
 
+    tag_run(context, kind="import", account=config.account, entity=entity)
+
     def on_progress(p: Any) -> None:
+        tag_run(context, kind="import", account=config.account, entity=entity, change_set_id=p.import_id)
         metadata = {
             "import_id": str(p.import_id),
             "rows_read": p.rows_read,
@@ -282,6 +286,7 @@ def _import_partition(
             ) from exc
 
         _report_records(context, entity, result, key)
+        tag_run(context, kind="import", account=config.account, entity=entity, change_set_id=result.import_id)
         if result.status == "cancelled":
             # terminated: the file stays where it is and a re-run of the partition resumes
             raise dg.Failure(
