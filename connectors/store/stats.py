@@ -1,8 +1,8 @@
 """Statistics of bulk operations, set-based from the change sets (docs/operations.md, "Statistics").
 
 Every import, bulk job, sync run, document import and rollback is a change set; `operations()`
-is one SELECT (a UNION ALL over the capability tables, each joined to `change_sets`) giving each
-of them the same columns: operation kind, account, status class, start, end, duration, records
+is one SELECT (a UNION ALL over the capability tables, whose rows share their change set's id
+and account, and the change sets no capability table backs) giving each of them the same columns: operation kind, account, status class, start, end, duration, records
 processed and failed. `operation_stats` aggregates it in SQL (counts, success rate, mean and p95
 duration, records per day) per operation kind and account, per kind, per account and overall.
 No record passes through Python; the p95 is a window function (nearest rank), so it runs on
@@ -72,10 +72,11 @@ def operations() -> sa.Subquery:
     started_at, finished_at, records (processed), failed_records."""
     cs = schema.change_sets
     h, b, s = schema.import_history, schema.bulk_jobs, schema.sync_runs
+    # a backed change set's row shares its id and account: no join with change_sets needed
     imports = sa.select(
-        cs.c.id,
-        cs.c.account_id,
-        cs.c.kind,
+        h.c.id,
+        h.c.account_id,
+        sa.literal("import", sa.String()).label("kind"),
         sa.literal("import", sa.String()).label("operation"),
         h.c.status.label("raw_status"),
         h.c.dagster_run_id,
@@ -83,13 +84,13 @@ def operations() -> sa.Subquery:
         h.c.finished_at,
         (h.c.created + h.c.updated + h.c.skipped + h.c.errors).label("records"),
         h.c.errors.label("failed_records"),
-    ).select_from(cs.join(h, h.c.id == cs.c.id))
+    )
     # a preview that waits for its confirm is neither running nor done
     waiting = (b.c.mode == "preview") & (b.c.confirmed_at.is_(None)) & (b.c.status == "pending")
     bulk_jobs = sa.select(
-        cs.c.id,
-        cs.c.account_id,
-        cs.c.kind,
+        b.c.id,
+        b.c.account_id,
+        sa.literal("bulk_job", sa.String()).label("kind"),
         (sa.literal("bulk_job.", sa.String()) + b.c.operation).label("operation"),
         sa.case((waiting, sa.literal(WAITING)), else_=b.c.status).label("raw_status"),
         b.c.dagster_run_id,
@@ -97,11 +98,11 @@ def operations() -> sa.Subquery:
         b.c.finished_at,
         b.c.processed_count.label("records"),
         b.c.failed_count.label("failed_records"),
-    ).select_from(cs.join(b, b.c.id == cs.c.id))
+    )
     syncs = sa.select(
-        cs.c.id,
-        cs.c.account_id,
-        cs.c.kind,
+        s.c.id,
+        s.c.account_id,
+        sa.literal("sync", sa.String()).label("kind"),
         sa.literal("sync", sa.String()).label("operation"),
         s.c.status.label("raw_status"),
         s.c.dagster_run_id,
@@ -109,7 +110,7 @@ def operations() -> sa.Subquery:
         s.c.finished_at,
         s.c.records_read.label("records"),
         s.c.errors.label("failed_records"),
-    ).select_from(cs.join(s, s.c.id == cs.c.id))
+    )
     # a change set nothing backs keeps its status and counts itself (document imports, rollbacks)
     counts = cs.c.counts
     unbacked_records = sa.func.coalesce(
@@ -161,7 +162,8 @@ class Stats:
         }
 
 
-def _aggregate(conn: sa.Connection, base: sa.Subquery, keys: tuple[str, ...], days: float) -> list[dict[str, Any]]:
+def _aggregate(base: sa.CTE, name: str, keys: tuple[str, ...]) -> sa.Select:
+    """One grouping of BASE: its keys (NULL for the others), its name, and the numbers."""
     group = [base.c[k] for k in keys]
     finished = base.c.cls.in_([SUCCEEDED, FAILED, CANCELLED]) & base.c.in_window
     dur = sa.case((finished, base.c.duration))
@@ -178,39 +180,39 @@ def _aggregate(conn: sa.Connection, base: sa.Subquery, keys: tuple[str, ...], da
         .over(partition_by=group or None, order_by=[sa.case((dur.is_(None), 1), else_=0), dur])
         .label("rn"),
         sa.func.count(dur).over(partition_by=group or None).label("n"),
-    ).subquery("ranked")
+    ).subquery(f"ranked_{name}")
     r = ranked.c
 
-    def in_window(cls: str) -> sa.ColumnElement[int]:
-        return sa.func.sum(sa.case(((r.cls == cls) & r.in_window, 1), else_=0))
+    def count(cls: str, *, windowed: bool = True) -> sa.ColumnElement[int]:
+        return sa.func.sum(sa.case(((r.cls == cls) & r.in_window if windowed else r.cls == cls, 1), else_=0))
 
-    succeeded, failed = in_window(SUCCEEDED), in_window(FAILED)
     q = sa.select(
-        *(r[k] for k in keys),
-        sa.func.sum(sa.case((r.cls == IN_PROGRESS, 1), else_=0)).label(IN_PROGRESS),
-        sa.func.sum(sa.case((r.cls == WAITING, 1), else_=0)).label(WAITING),
-        succeeded.label(SUCCEEDED),
-        failed.label(FAILED),
-        in_window(CANCELLED).label(CANCELLED),
+        sa.literal(name).label("grouping"),
+        *(r[k] if k in keys else sa.null().label(k) for k in ("operation", "account")),
+        count(IN_PROGRESS, windowed=False).label(IN_PROGRESS),
+        count(WAITING, windowed=False).label(WAITING),
+        count(SUCCEEDED).label(SUCCEEDED),
+        count(FAILED).label(FAILED),
+        count(CANCELLED).label(CANCELLED),
         sa.func.avg(r.dur).label("mean_seconds"),
         sa.func.min(sa.case((r.dur.is_not(None) & (r.rn * 100 >= P95 * r.n), r.dur))).label("p95_seconds"),
         sa.func.sum(sa.case((r.in_window, r.records), else_=0)).label("records"),
         sa.func.sum(sa.case((r.in_window, r.failed_records), else_=0)).label("failed_records"),
     )
-    if keys:
-        q = q.group_by(*(r[k] for k in keys)).order_by(*(r[k] for k in keys))
-    out = []
-    for row in conn.execute(q):
-        d = dict(row._mapping)
-        for k in (IN_PROGRESS, WAITING, SUCCEEDED, FAILED, CANCELLED, "records", "failed_records"):
-            d[k] = int(d[k] or 0)
-        decided = d[SUCCEEDED] + d[FAILED]
-        d["success_rate"] = round(d[SUCCEEDED] / decided, 4) if decided else None
-        for k in ("mean_seconds", "p95_seconds"):
-            d[k] = round(float(d[k]), 3) if d[k] is not None else None
-        d["records_per_day"] = round(d["records"] / days, 2) if days > 0 else float(d["records"])
-        out.append(d)
-    return out
+    return q.group_by(*(r[k] for k in keys)) if keys else q
+
+
+def _numbers(row: sa.Row, days: float) -> dict[str, Any]:
+    d = dict(row._mapping)
+    d.pop("grouping")
+    for k in (IN_PROGRESS, WAITING, SUCCEEDED, FAILED, CANCELLED, "records", "failed_records"):
+        d[k] = int(d[k] or 0)
+    decided = d[SUCCEEDED] + d[FAILED]
+    d["success_rate"] = round(d[SUCCEEDED] / decided, 4) if decided else None
+    for k in ("mean_seconds", "p95_seconds"):
+        d[k] = round(float(d[k]), 3) if d[k] is not None else None
+    d["records_per_day"] = round(d["records"] / days, 2) if days > 0 else float(d["records"])
+    return d
 
 
 def operation_stats(
@@ -245,9 +247,19 @@ def operation_stats(
     if account_id is not None:
         base = base.where(ops.c.account_id == account_id)
         slug = conn.scalar(sa.select(a.c.slug).where(a.c.id == account_id))
-    sub = base.subquery("base")
+    # one statement: the change sets are read once (a CTE used four times), each grouping ranks them
+    cte = base.cte("base")
     days = (until - start).total_seconds() / 86400
-    groups: dict[str, Any] = {name: _aggregate(conn, sub, keys, days) for name, keys in GROUPINGS.items()}
+    groups: dict[str, Any] = {name: [] for name in GROUPINGS}
+    rows = conn.execute(sa.union_all(*(_aggregate(cte, name, keys) for name, keys in GROUPINGS.items()))).all()
+    for row in rows:
+        numbers = _numbers(row, days)
+        keys = GROUPINGS[row.grouping]
+        groups[row.grouping].append(
+            {k: v for k, v in numbers.items() if k in keys or k not in ("operation", "account")}
+        )
+    for name, keys in GROUPINGS.items():
+        groups[name].sort(key=lambda g, keys=keys: tuple(g[k] for k in keys))
     groups["total"] = groups["total"][0]
     return Stats(start, until, slug, groups)
 
