@@ -221,3 +221,19 @@ def attempts_of(store: RecordStore, queue: Queue, id_: uuid.UUID) -> list[Mappin
             sa.select(a).where(a.c.subject == queue.subject, a.c.subject_id == str(id_)).order_by(a.c.id)
         ).all()
     return [r._mapping for r in rows]
+
+
+def listing(store: RecordStore, queue: Queue, *, statuses: list[str] | None = None, limit: int = 50) -> list[dict]:
+    """Rows of the queue (of these statuses), newest first: id, status, attempts, last error, when."""
+    t = queue.table
+    cols = [t.c.id, t.c.status, t.c.attempts, t.c.last_error, t.c.next_attempt_at, t.c[queue.sent_at]]
+    if queue.target_column:
+        cols.insert(1, t.c[queue.target_column])
+    q = sa.select(*cols)
+    if queue.where is not None:
+        q = q.where(queue.where)
+    if statuses:
+        q = q.where(t.c.status.in_(statuses))
+    order = t.c.created_at if "created_at" in t.c else t.c.id
+    with store.engine.connect() as conn:
+        return [dict(r._mapping) for r in conn.execute(q.order_by(order.desc()).limit(limit))]

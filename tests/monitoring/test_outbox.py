@@ -185,3 +185,26 @@ def test_a_second_drain_does_not_take_rows_another_holds(store: RecordStore, acc
     with store.engine.connect() as conn:
         pending = conn.scalar(sa.select(sa.func.count()).where(ev.c.account_id == account, ev.c.status == "pending"))
     assert pending == 2
+
+
+def test_the_sensor_waits_without_a_server_and_sends_with_one(
+    store: RecordStore, account: uuid.UUID, store_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import dagster as dg
+
+    from pipelines.monitoring.sensors import outbox_email_sensor
+    from resources import RecordStoreResource
+
+    [event] = _events(store, account, ["s@example.com"])
+    _only_mine(store, account)
+    resources = {"record_store": RecordStoreResource(database_url=store_url)}
+    monkeypatch.delenv("BULKOPS_SMTP_HOST", raising=False)
+    with dg.build_sensor_context(resources=resources) as context:
+        idle = outbox_email_sensor(context)
+    with smtp_server() as (inbox, port):
+        monkeypatch.setenv("BULKOPS_SMTP_HOST", "127.0.0.1")
+        monkeypatch.setenv("BULKOPS_SMTP_PORT", str(port))
+        with dg.build_sensor_context(resources=resources) as context:
+            busy = outbox_email_sensor(context)
+    assert "BULKOPS_SMTP_HOST" in idle.skip_message
+    assert "'sent': 1" in busy.skip_message and inbox.ids() == [str(event)]
