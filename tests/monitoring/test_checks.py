@@ -17,6 +17,9 @@ from pipelines.imports.engine import ImportOptions, run_import
 from resources import RecordStoreResource
 from tests.monitoring.helpers import add_bulk_job, add_import
 
+# real imports, runs and SMTP servers on both databases: each takes about a second
+pytestmark = pytest.mark.slow
+
 WEEK_AGO = datetime.now(UTC) - timedelta(days=7)
 
 

@@ -6,12 +6,16 @@ import os
 import uuid
 from pathlib import Path
 
+import pytest
 from click.testing import CliRunner
 
 from connectors.store import RecordStore, alerts, schema
 from pipelines.cli import main
 from tests.monitoring.smtp import smtp_server
 from tests.monitoring.test_outbox import _events, _only_mine
+
+# real imports, runs and SMTP servers on both databases: each takes about a second
+pytestmark = pytest.mark.slow
 
 
 def test_an_operator_lists_drains_and_requeues_outbox_emails(store: RecordStore, cli_env: Path, monkeypatch) -> None:

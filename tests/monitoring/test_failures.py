@@ -13,6 +13,9 @@ from connectors.store import RecordStore, changes, failures
 from pipelines.bulk import service
 from pipelines.imports.engine import ImportOptions, run_import
 
+# real imports, runs and SMTP servers on both databases: each takes about a second
+pytestmark = pytest.mark.slow
+
 
 def _bad_import(store: RecordStore, account: uuid.UUID, tmp_path: Path) -> uuid.UUID:
     path = tmp_path / "people.csv"

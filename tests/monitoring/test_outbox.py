@@ -17,6 +17,9 @@ from connectors import mail, outbox
 from connectors.store import RecordStore, deliveries, schema
 from tests.monitoring.smtp import free_port, smtp_server
 
+# real SMTP servers on loopback on both databases: each takes about a second
+pytestmark = pytest.mark.slow
+
 ROOT = Path(__file__).resolve().parents[2]
 T0 = datetime(2026, 12, 2, 9, 0, tzinfo=UTC)
 

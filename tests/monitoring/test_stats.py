@@ -16,6 +16,7 @@ def _stats(store: RecordStore, account: uuid.UUID, **kw) -> stats.Stats:
         return stats.operation_stats(conn, account_id=account, now=NOW, **kw)
 
 
+@pytest.mark.slow
 def test_counts_rates_durations_and_records_per_kind_and_account(store: RecordStore, account: uuid.UUID) -> None:
     # twenty imports of 1..20 s: mean 10.5 s, nearest-rank p95 19 s
     for s in range(1, 21):
