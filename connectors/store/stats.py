@@ -63,8 +63,44 @@ def seconds_between(start: sa.ColumnElement, end: sa.ColumnElement) -> sa.Column
     return _Seconds(start, end)
 
 
+class _JsonCount(sa.sql.functions.FunctionElement):
+    """A count kept under a key of a JSON object: the number there, or the sum of the numbers of
+    the object there (a rollback keeps `{"deleted": {"candidates": 3, ...}}`); NULL otherwise."""
+
+    type = sa.Integer()
+    inherit_cache = True
+
+
+@compiles(_JsonCount, "postgresql")
+def _json_count_pg(element: _JsonCount, compiler: Any, **kw: Any) -> str:
+    doc, key = (compiler.process(c, **kw) for c in element.clauses)
+    value = f"(({doc})::jsonb -> {key})"
+    return (
+        f"(CASE jsonb_typeof({value}) WHEN 'number' THEN ({value} #>> '{{}}')::numeric::bigint "
+        f"WHEN 'object' THEN (SELECT sum((e.value #>> '{{}}')::numeric)::bigint FROM jsonb_each({value}) AS e "
+        "WHERE jsonb_typeof(e.value) = 'number') END)"
+    )
+
+
+@compiles(_JsonCount)
+def _json_count_plain(element: _JsonCount, compiler: Any, **kw: Any) -> str:
+    doc, key = (compiler.process(c, **kw) for c in element.clauses)
+    path = f"('$.' || {key})"
+    return (
+        f"(CASE json_type({doc}, {path}) WHEN 'integer' THEN json_extract({doc}, {path}) "
+        f"WHEN 'real' THEN CAST(json_extract({doc}, {path}) AS INTEGER) "
+        f"WHEN 'object' THEN (SELECT CAST(sum(e.value) AS INTEGER) FROM json_each({doc}, {path}) AS e "
+        "WHERE e.type IN ('integer', 'real')) END)"
+    )
+
+
+def json_count(counts: sa.ColumnElement, key: str) -> sa.ColumnElement[int]:
+    """SQL: the count under KEY of the JSON object COUNTS (see _JsonCount)."""
+    return _JsonCount(counts, sa.literal(key, sa.String()))
+
+
 def _count(counts: sa.ColumnElement, key: str) -> sa.ColumnElement[int]:
-    return sa.func.coalesce(counts[key].as_integer(), 0)
+    return sa.func.coalesce(json_count(counts, key), 0)
 
 
 def operations() -> sa.Subquery:
@@ -114,8 +150,8 @@ def operations() -> sa.Subquery:
     # a change set nothing backs keeps its status and counts itself (document imports, rollbacks)
     counts = cs.c.counts
     unbacked_records = sa.func.coalesce(
-        counts["records"].as_integer(),
-        counts["processed"].as_integer(),
+        json_count(counts, "records"),
+        json_count(counts, "processed"),
         _count(counts, "restored") + _count(counts, "deleted") + _count(counts, "closed"),
     )
     unbacked = sa.select(
@@ -128,7 +164,7 @@ def operations() -> sa.Subquery:
         cs.c.opened_at.label("started_at"),
         cs.c.finished_at,
         unbacked_records.label("records"),
-        sa.func.coalesce(counts["failed"].as_integer(), counts["errors"].as_integer(), 0).label("failed_records"),
+        sa.func.coalesce(json_count(counts, "failed"), json_count(counts, "errors"), 0).label("failed_records"),
     ).where(cs.c.kind.not_in(list(schema.BACKED_KINDS)))
     return sa.union_all(imports, bulk_jobs, syncs, unbacked).subquery("operations")
 

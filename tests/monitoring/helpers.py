@@ -88,7 +88,13 @@ def add_rollback(store: RecordStore, account: uuid.UUID, of: uuid.UUID, *, secon
     """A finished rollback change set of OF, its counts kept in change_sets."""
     with store.begin() as conn:
         cs = changes.open_change_set(conn, account_id=account, kind="rollback", rollback_of=of)
-        changes.finish_change_set(conn, cs, status="completed", counts={"deleted": 4, "restored": 1})
+        # as an import's rollback keeps them: per entity
+        changes.finish_change_set(
+            conn,
+            cs,
+            status="completed",
+            counts={"deleted": {"candidates": 3, "jobs": 1}, "restored": {"candidates": 1}, "kept": {}},
+        )
         conn.execute(
             schema.change_sets.update()
             .where(schema.change_sets.c.id == cs.id)

@@ -97,3 +97,28 @@ def test_windows_are_read_from_a_number_and_a_unit(text: str, expected: timedelt
 def test_a_bad_window_is_refused_naming_the_forms(text: str) -> None:
     with pytest.raises(ValueError, match="7d"):
         stats.parse_window(text)
+
+
+@pytest.mark.slow
+def test_a_real_rollback_and_a_document_import_count_their_records(
+    store: RecordStore, account: uuid.UUID, tmp_path
+) -> None:
+    from connectors.store import changes
+    from pipelines.imports.engine import ImportOptions, rollback_import, run_import
+
+    path = tmp_path / "people.csv"
+    path.write_text("Email,First Name\na@example.com,A\nb@example.com,B\nc@example.com,C\n")
+    imported = run_import(store, account, path, ImportOptions(entity="candidates"), failed_rows_dir=tmp_path)
+    rollback_import(store, account, imported.import_id, actor="test")
+    with store.begin() as conn:
+        doc = changes.open_change_set(conn, account_id=account, kind="document_import")
+        changes.finish_change_set(conn, doc, status="failed", counts={"records": 7, "failed": 2})
+
+    with store.engine.connect() as conn:
+        result = stats.operation_stats(conn, account_id=account)
+
+    by_op = {row["operation"]: row for row in result.groups["by_operation"]}
+    assert (by_op["import"]["records"], by_op["import"]["succeeded"]) == (3, 1)
+    assert (by_op["rollback"]["records"], by_op["rollback"]["succeeded"]) == (3, 1)
+    assert (by_op["document_import"]["records"], by_op["document_import"]["failed_records"]) == (7, 2)
+    assert by_op["document_import"]["failed"] == 1
