@@ -12,7 +12,8 @@ from pipelines.monitoring.assets import GROUP_TAGS
 from resources import RecordStoreResource
 
 FAILURE_REASON_TAG = "dagster/failure_reason"
-CRASHES = frozenset({"RUN_WORKER_CRASH", "UNEXPECTED_TERMINATION", "START_TIMEOUT", "RUN_EXCEPTION"})
+# the run worker died or never started, as opposed to a step that failed
+CRASHES = frozenset({"UNEXPECTED_TERMINATION", "RUN_WORKER_RESTART", "START_TIMEOUT"})
 MAX_REASON = 2000
 
 

@@ -144,3 +144,18 @@ def test_a_receiver_that_is_down_is_retried_with_backoff(store: RecordStore, rec
     assert [a["outcome"] for a in attempts] == ["failed", "failed", "sent"]
     assert "503" in attempts[0]["error"]
     assert len(receiver.posts) == 1
+
+
+def test_a_run_whose_worker_died_is_recorded_as_crashed(
+    store: RecordStore, store_url: str, instance: dg.DagsterInstance, monkeypatch
+) -> None:
+    monkeypatch.delenv("BULKOPS_ALERT_WEBHOOK_URLS", raising=False)
+    monkeypatch.delenv("BULKOPS_ALERT_EMAILS", raising=False)
+    run, event = _failed_run(instance, store_url)
+    # what Dagster writes on a run whose worker process vanished
+    instance.add_run_tags(run.run_id, {"dagster/failure_reason": "UNEXPECTED_TERMINATION"})
+
+    _evaluate(instance, instance.get_run_by_id(run.run_id), event, store_url)
+
+    alert = alerts.get(store, run.run_id)
+    assert alert["run_status"] == "CRASHED" and alert["deliveries"] == []
