@@ -75,7 +75,7 @@ def deliver(
     timeout: float = 10.0,
 ) -> AlertResult:
     """Send the due notifications (of RUN_ID only, when given); each receiver gets an alert at most once."""
-    clock = now or deliveries._now
+    clock = now or deliveries.utcnow
     queue = QUEUE if run_id is None else replace(QUEUE, where=schema.alert_deliveries.c.run_id == run_id)
     result = AlertResult()
     started = time.monotonic()

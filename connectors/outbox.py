@@ -88,7 +88,7 @@ def drain(
     budget_seconds: float = 40.0,
 ) -> DrainResult:
     """Send up to LIMIT due `send_email` events; stops claiming more after BUDGET_SECONDS."""
-    clock = now or deliveries._now
+    clock = now or deliveries.utcnow
     result = DrainResult()
     started = time.monotonic()
     token, events = deliveries.claim(store, QUEUE, limit=limit, now=clock(), policy=policy)

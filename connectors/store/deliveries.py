@@ -75,7 +75,7 @@ OUTBOX_EMAILS = Queue(
 ALERTS = Queue(schema.alert_deliveries, subject="alert", sent_status="sent", sent_at="sent_at", target_column="target")
 
 
-def _now() -> datetime:
+def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
@@ -109,7 +109,7 @@ def claim(
     store: RecordStore, queue: Queue, *, limit: int, now: datetime | None = None, policy: Policy = Policy()
 ) -> tuple[str, list[sa.Row]]:
     """Claim up to LIMIT due rows for this drain: (its token, the rows), committed before any send."""
-    now = now or _now()
+    now = now or utcnow()
     token = uuid.uuid4().hex
     t = queue.table
     with store.begin() as conn:
@@ -131,7 +131,7 @@ def start(
     store: RecordStore, queue: Queue, row: sa.Row, token: str, *, target: str | None, now: datetime | None = None
 ) -> int | None:
     """Mark ROW `sending` and record the attempt, committed; None when this drain no longer holds it."""
-    now = now or _now()
+    now = now or utcnow()
     t = queue.table
     with store.begin() as conn:
         moved = conn.execute(
@@ -167,7 +167,7 @@ def finish(
     now: datetime | None = None,
 ) -> str:
     """Record the attempt's outcome; the row's new status (sent, pending for a retry, dead)."""
-    now = now or _now()
+    now = now or utcnow()
     t = queue.table
     attempts = row.attempts + 1
     values: dict[str, Any] = {"claim_token": None, "claimed_at": None, "last_error": error}
