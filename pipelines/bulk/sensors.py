@@ -34,7 +34,7 @@ def reconcile(store, run: dg.DagsterRun, status: str, error: str | None) -> bool
     description="Marks a bulk job failed when its run failed or its run worker crashed, so it never stays processing.",
     monitored_jobs=[bulk_job],
     default_status=dg.DefaultSensorStatus.RUNNING,
-    tags={"bulkops/group": "bulk_jobs"},
+    tags={"bulkops/group": "bulk"},
 )
 def bulk_job_failure_sensor(context: dg.RunFailureSensorContext, record_store: RecordStoreResource) -> None:
     message = context.failure_event.message or "run failed"
@@ -50,7 +50,7 @@ def bulk_job_failure_sensor(context: dg.RunFailureSensorContext, record_store: R
     run_status=dg.DagsterRunStatus.CANCELED,
     monitored_jobs=[bulk_job],
     default_status=dg.DefaultSensorStatus.RUNNING,
-    tags={"bulkops/group": "bulk_jobs"},
+    tags={"bulkops/group": "bulk"},
 )
 def bulk_job_canceled_sensor(context: dg.RunStatusSensorContext, record_store: RecordStoreResource) -> None:
     changed = reconcile(record_store.store, context.dagster_run, "cancelled", None)

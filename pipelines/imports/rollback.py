@@ -14,6 +14,7 @@ from connectors.store import schema
 from connectors.store.faults import is_transient
 from pipelines.imports.assets import imported_file
 from pipelines.imports.engine import ImportFailed, rollback_import
+from pipelines.monitoring.tags import tag_run
 from pipelines.records import rollback_changes
 from pipelines.retries import RETRY_POLICY
 from resources import RecordStoreResource
@@ -54,6 +55,8 @@ def rollback_import_op(
         raise dg.Failure(
             description=f"import_id {config.import_id!r} is not an import id (a uuid)", allow_retries=False
         ) from None
+    # the run is found by the import it undoes
+    tag_run(context, kind="import", account=config.account, change_set_id=import_id)
     try:
         account_id = store.account_id(config.account)
         out = rollback_import(
