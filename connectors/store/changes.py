@@ -383,6 +383,12 @@ def written_by(a: sa.FromClause, change_set_id: Any) -> sa.ColumnElement[bool]:
     )
 
 
+def provenance(table: sa.FromClause) -> sa.ColumnElement:
+    """SQL: the change set that created a row of TABLE (its `import_id` or `bulk_job_id`)."""
+    cols = [table.c[c] for c in PROVENANCE if c in table.c]
+    return cols[0] if len(cols) == 1 else sa.func.coalesce(*cols)
+
+
 # -- the conflict check
 
 
@@ -492,7 +498,7 @@ class _Images:
 
     def has(self, image: sa.ColumnElement, key: str) -> sa.ColumnElement[bool]:
         if self.pg:
-            return image.op("?")(sa.literal_column(f"'{key}'"))
+            return image.op("?", is_comparison=True)(sa.literal_column(f"'{key}'"))
         return sa.func.json_type(image, f"$.{key}").is_not(None)
 
     def column_value(self, column: sa.Column) -> sa.ColumnElement:
@@ -515,6 +521,11 @@ class _Images:
                 out = out.op("||")(p)
             return out
         return sa.func.json_object(*args)
+
+    def pair(self, key: str, value: sa.ColumnElement) -> sa.ColumnElement:
+        """The JSON object {KEY: VALUE}."""
+        build = sa.func.jsonb_build_object if self.pg else sa.func.json_object
+        return build(sa.literal_column(f"'{key}'"), value)
 
     def obj_like(self, image: sa.ColumnElement, columns: Sequence[sa.Column]) -> sa.ColumnElement:
         """The JSON object of the row's COLUMNS whose names are keys of IMAGE (its current values)."""
@@ -701,8 +712,7 @@ class _Rollback:
         return f"{self.kind}.rollback.{what}"
 
     def _prov(self, table: sa.FromClause) -> sa.ColumnElement:
-        cols = [table.c[c] for c in PROVENANCE if c in table.c]
-        return cols[0] if len(cols) == 1 else sa.func.coalesce(*cols)
+        return provenance(table)
 
     def _restorable(self, table: sa.Table) -> list[sa.Column]:
         return [c for c in table.c if c.name not in NOT_RESTORED]
@@ -887,16 +897,25 @@ class _Rollback:
     # -- records it created
 
     def _remove_created(self) -> None:
-        """Delete what it created, dependants first; keep what others changed since or point at."""
+        """Delete what it created, dependants first; keep what others changed since or point at.
+
+        An entity whose registry rule is `rollback_created="soft_delete"` keeps its rows,
+        soft-deleted (`_soft_delete_created`)."""
         for entity_type, table in self.removal:
+            soft = registry.get(entity_type).rollback_created == "soft_delete"
+            mine = [table.c.account_id == self.acct, self._prov(table) == self.cs_target]
+            if soft:
+                # one soft-deleted already (by an earlier pass) has nothing left to undo
+                mine.append(table.c.deleted_at.is_(None))
             created = self._refill(
-                sa.select(table.c.id, sa.null(), sa.null(), self._conflict_flag(entity_type, table, 0)).where(
-                    table.c.account_id == self.acct, self._prov(table) == self.cs_target
-                )
+                sa.select(table.c.id, sa.null(), sa.null(), self._conflict_flag(entity_type, table, 0)).where(*mine)
             )
             if not created:
                 continue
             self._count_conflicts(entity_type)
+            if soft:
+                self.counts["deleted"][entity_type] += self._soft_delete_created(entity_type, table)
+                continue
             tmp = self.tmp
             blocked = []
             for other, column in registry.get(entity_type).delete_blockers:
@@ -925,6 +944,25 @@ class _Rollback:
                 entity_type, table, sa.and_(table.c.id.in_(self._undo_ids()), table.c.account_id == self.acct)
             )
 
+    def _soft_delete_created(self, entity_type: str, table: sa.Table) -> int:
+        """Soft-delete the records in the work table: the row stays (nothing that points at it
+        breaks), with `deleted_at` set; its audit row's images are that field."""
+        tmp, img = self.tmp, self.img
+        todo = sa.and_(table.c.id == tmp.c.entity_id, tmp.c.flag == 0)
+        src = (
+            sa.select(
+                table.c.id.label("entity_id"),
+                img.obj([table.c.deleted_at]).label("before"),
+                img.pair("deleted_at", sa.cast(sa.literal(self.now.isoformat()), sa.Text())).label("after"),
+            )
+            .select_from(table.join(tmp, tmp.c.entity_id == table.c.id))
+            .where(tmp.c.flag == 0)
+        )
+        n = self.conn.execute(audit_insert(self.cs, self._op("delete"), entity_type, src, now=self.now)).rowcount
+        if n:
+            self.conn.execute(table.update().where(todo).values(deleted_at=self.now, updated_at=self.now))
+        return n
+
     def _undo_parts(self) -> None:
         """Parts it created under records it did not create: deleted, or closed."""
         for part in PARTS:
@@ -945,15 +983,10 @@ class _Rollback:
                 continue
             column, open_value, closed = part.close
             still_open = sa.and_(mine, p.c[column] == open_value)
-            lit = sa.literal_column
             src = sa.select(
                 p.c.id.label("entity_id"),
-                (sa.func.jsonb_build_object if self.pg else sa.func.json_object)(lit(f"'{column}'"), p.c[column]).label(
-                    "before"
-                ),
-                (sa.func.jsonb_build_object if self.pg else sa.func.json_object)(
-                    lit(f"'{column}'"), sa.cast(sa.literal(closed), sa.Text())
-                ).label("after"),
+                self.img.pair(column, p.c[column]).label("before"),
+                self.img.pair(column, sa.cast(sa.literal(closed), sa.Text())).label("after"),
             ).where(still_open)
             n = self.conn.execute(audit_insert(self.cs, self._op("close"), p.name, src, now=self.now)).rowcount
             if n:

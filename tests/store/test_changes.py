@@ -193,7 +193,7 @@ def test_rollback_of_tags_gives_each_record_its_tags_back(store, account, seed) 
     ]
 
 
-def test_rollback_of_a_contract_create_removes_the_contracts_it_created(store, account, seed) -> None:
+def test_rollback_of_a_contract_create_soft_deletes_the_contracts_it_created(store, account, seed) -> None:
     hired = seed.applications(2, stage="hired")
     job = _job(
         store, account, "contracts", "create", hired, {"template": "std", "status": "draft", "terms": {"days": 5}}
@@ -203,11 +203,16 @@ def test_rollback_of_a_contract_create_removes_the_contracts_it_created(store, a
     assert len(made) == 2
     out = _undo(store, account, job)
     assert out.counts["deleted"]["contracts"] == 2
-    assert seed.rows(schema.contracts, made) == {}
+    # contracts are soft-deleted (the registry's `rollback_created` rule): the rows stay
+    rows = seed.rows(schema.contracts, made)
+    assert len(rows) == 2 and all(r.deleted_at is not None for r in rows.values())
     deletes = _audit(store, out.change_set.id)
-    assert {(r.operation, r.before["template"], r.after) for r in deletes} == {
-        ("bulk_job.rollback.delete", "std", None)
+    assert {(r.operation, r.before["deleted_at"], r.after["deleted_at"] is not None) for r in deletes} == {
+        ("bulk_job.rollback.delete", None, True)
     }
+    # a second pass finds nothing left to undo
+    again = _undo(store, account, job, force=True)
+    assert again.counts["deleted"]["contracts"] == 0
 
 
 def test_rollback_of_a_recollection_closes_its_requests(store, account, seed) -> None:

@@ -2,10 +2,10 @@
 
 | module | what it holds |
 |---|---|
-| `base.py` | the `Operation` protocol (validate, evaluate, apply, undo), `Batch`, `Outcome` |
+| `base.py` | the `Operation` protocol (validate, evaluate, apply; reversible, creates), `Batch`, `Outcome` |
 | `catalog.py` | every operation by name; `validate_params` |
-| `set_fields.py`, `delete.py`, `tags.py`, `automations.py`, `recollection.py`, `contracts.py` | one operation family each, with its undo |
-| `rollback.py` | the rollback job and its conflict check |
+| `set_fields.py`, `delete.py`, `tags.py`, `automations.py`, `recollection.py`, `contracts.py` | one operation family each |
+| `rollback.py` | the rollback job: `changes.rollback` on the original job's change set, and each item's outcome |
 | `set_batch_pg.py` | a set operation's batch as one PostgreSQL statement |
 | `runner.py` | start, batch loop, plan, finish |
 | `outcomes.py` | item outcomes, audit rows, failure summaries |

@@ -6,8 +6,10 @@ An operation is a small class with four parts:
 - `evaluate(items)`: load the batch's records and decide each item's outcome with its
   before/after images, writing nothing; what the batch would write goes in `Evaluation.changes`;
 - `apply(evaluation)`: write those changes;
-- `undo`: the `Undo` class a rollback of a job of this operation runs, or None when the
-  operation cannot be rolled back.
+- `reversible`: whether a rollback can undo a job of it. There is nothing to write for that: a
+  job is a change set, and `changes.rollback` undoes any change set from its audit rows and
+  the provenance of what it created (`rollback.py`). An operation that creates rows names
+  them (`creates`) so the rollback job can report each item's outcome.
 
 A new operation is one module holding its class and an entry in `catalog.py`, plus its name in
 the entity's `operations` in the registry.
@@ -112,26 +114,14 @@ class Batch:
         return None
 
 
-class Undo:
-    """How a rollback reverses one job's succeeded items (see `rollback.py`)."""
-
-    def __init__(self, batch: Batch, original: sa.Row) -> None:
-        self.batch = batch
-        self.original = original
-
-    def evaluate(self, items: Sequence[Item], done: Mapping[uuid.UUID, sa.Row]) -> Evaluation:
-        """`done`: the original job's succeeded items (entity_id, before, after) by record."""
-        raise NotImplementedError
-
-    def apply(self, evaluation: Evaluation) -> None:
-        raise NotImplementedError
-
-
 class Operation:
     """One bulk operation; an instance works on one batch."""
 
     name: ClassVar[str]
-    undo: ClassVar[type[Undo] | None] = None
+    # a rollback can undo its jobs (not: a hard delete, messages sent, a rollback)
+    reversible: ClassVar[bool] = True
+    # an operation that creates one row per item: (the row's table, its column naming the item's record)
+    creates: ClassVar[tuple[sa.Table, str] | None] = None
 
     @classmethod
     def validate(cls, entity_type: str, params: dict[str, Any], settings: Mapping[str, Any] | None) -> dict[str, Any]:

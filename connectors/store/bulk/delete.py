@@ -1,4 +1,4 @@
-"""`delete`: a soft delete (sets `deleted_at`, rolled back by clearing it) or, with `hard`, a hard delete."""
+"""`delete`: a soft delete (sets `deleted_at`; a rollback clears it) or, with `hard`, a hard delete."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from connectors.store import registry, schema
 from connectors.store.bulk.base import NOT_FOUND, Evaluation, Item, Operation, Outcome, ParamsError, succeeded
 from connectors.store.bulk.records import jsonable, load_records
-from connectors.store.bulk.set_fields import RestoreFields, SetFields
+from connectors.store.bulk.set_fields import SetFields
 
 # dependents that block a hard delete (table, column), from the schema's foreign keys
 _BLOCKERS: dict[str, tuple[tuple[sa.Table, str], ...]] = {n: e.delete_blockers for n, e in registry.ENTITIES.items()}
@@ -24,20 +24,8 @@ def _validate(params: Mapping[str, Any]) -> dict[str, Any]:
     return {"hard": hard}
 
 
-def _still_deleted(now: Any, wrote: Any) -> bool:
-    return now["deleted_at"] is not None
-
-
-class RestoreDeleted(RestoreFields):
-    """Undeletes records the job soft-deleted, unless undeleted since."""
-
-    include_deleted = True
-    unchanged = staticmethod(_still_deleted)
-
-
 class SoftDelete(SetFields):
     name = "delete"
-    undo = RestoreDeleted
 
     @classmethod
     def validate(cls, entity_type: str, params: dict[str, Any], settings: Mapping[str, Any] | None) -> dict[str, Any]:
@@ -55,7 +43,8 @@ class HardDelete(Operation):
     """Removes records and their tags; a record other rows point at fails, naming them."""
 
     name = "delete"
-    undo = None
+    # the rows are gone (their audit rows hold them)
+    reversible = False
 
     @classmethod
     def validate(cls, entity_type: str, params: dict[str, Any], settings: Mapping[str, Any] | None) -> dict[str, Any]:

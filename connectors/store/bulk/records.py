@@ -37,13 +37,6 @@ def image(row: sa.Row, cols: Iterable[str]) -> dict[str, Any]:
     return {c: jsonable(getattr(row, c)) for c in cols}
 
 
-def from_json(table: sa.Table, column: str, value: Any) -> Any:
-    """A column value back from its JSON image."""
-    if value is not None and isinstance(table.c[column].type, sa.DateTime):
-        return datetime.fromisoformat(value)
-    return value
-
-
 def load_records(
     conn: sa.Connection,
     table: sa.Table,

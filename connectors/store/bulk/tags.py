@@ -1,4 +1,5 @@
-"""`tags_add`, `tags_remove`, `tags_set`: a record's tags; the before/after images are its sorted tags."""
+"""`tags_add`, `tags_remove`, `tags_set`: a record's tags; the before/after images are its sorted tags
+(a rollback gives a record exactly the tags of its before-image)."""
 
 from __future__ import annotations
 
@@ -6,12 +7,9 @@ import uuid
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-import sqlalchemy as sa
-
-from connectors.store.bulk.base import NOT_FOUND, Evaluation, Item, Operation, Outcome, Undo, succeeded
+from connectors.store.bulk.base import NOT_FOUND, Evaluation, Item, Operation, Outcome, succeeded
 from connectors.store.bulk.params import str_list
 from connectors.store.bulk.records import load_records, load_tags, write_tags
-from connectors.store.bulk.rollback import changed_since_job
 
 # (record id, tag) pairs to add, and to remove
 TagChanges = tuple[list[tuple[uuid.UUID, str]], list[tuple[uuid.UUID, str]]]
@@ -21,41 +19,8 @@ def _diff(entity_id: uuid.UUID, have: list[str], new: list[str]) -> TagChanges:
     return [(entity_id, t) for t in new if t not in have], [(entity_id, t) for t in have if t not in new]
 
 
-class RestoreTags(Undo):
-    """Gives each record its tags from before the job, unless they changed since."""
-
-    def evaluate(self, items: Sequence[Item], done: Mapping[uuid.UUID, sa.Row]) -> Evaluation:
-        b = self.batch
-        records = load_records(b.conn, b.table, b.account_id, [i.entity_id for i in items])
-        tags = load_tags(b.conn, b.account_id, b.entity_type, list(records))
-        outcomes: list[Outcome] = []
-        to_add: list[tuple[uuid.UUID, str]] = []
-        to_remove: list[tuple[uuid.UUID, str]] = []
-        for item in items:
-            orig = done.get(item.entity_id)
-            if item.entity_id not in records or orig is None:
-                outcomes.append(Outcome(item.seq, item.entity_id, "failed", NOT_FOUND))
-                continue
-            now = {"tags": tags[item.entity_id]}
-            conflict = changed_since_job(orig.after, now)
-            if conflict:
-                outcomes.append(Outcome(item.seq, item.entity_id, "skipped", conflict, before=now))
-                continue
-            add, remove = _diff(item.entity_id, now["tags"], orig.before["tags"])
-            to_add += add
-            to_remove += remove
-            outcomes.append(succeeded(item, now, orig.before, b.entity_type))
-        return Evaluation(outcomes, (to_add, to_remove))
-
-    def apply(self, evaluation: Evaluation) -> None:
-        b = self.batch
-        write_tags(b.conn, b.account_id, b.entity_type, b.now, *evaluation.changes)
-
-
 class Tags(Operation):
     """Gives each record found the tags `new_tags` decides."""
-
-    undo = RestoreTags
 
     @classmethod
     def validate(cls, entity_type: str, params: dict[str, Any], settings: Mapping[str, Any] | None) -> dict[str, Any]:
