@@ -92,7 +92,7 @@ class StoreDialect:
         if not pairs:
             return self.empty_json()
         chunks = [pairs[i : i + JSON_PAIRS_PER_CALL] for i in range(0, len(pairs), JSON_PAIRS_PER_CALL)]
-        objects = [self._build_object([a for k, e in chunk for a in (inline(k), e)]) for chunk in chunks]
+        objects = [self._build_object([a for k, e in chunk for a in (inline(k, sa.String()), e)]) for chunk in chunks]
         out = objects[0]
         for more in objects[1:]:
             out = self.json_merge(out, more)
@@ -207,8 +207,49 @@ class StoreDialect:
     def empty_temp_table(self, conn: sa.Connection, table: sa.Table) -> None:
         conn.execute(table.delete())
 
+    def release_temp_table(self, conn: sa.Connection, table: sa.Table) -> None:
+        """A temporary table its transaction is done with (PostgreSQL: created ON COMMIT DROP)."""
+        self.drop_temp_table(conn, table)
+
     def bulk_load(self, conn: sa.Connection, table: sa.Table, data: pa.Table) -> None:
         """Append DATA's rows (its columns name TABLE's) to TABLE."""
+        raise NotImplementedError
+
+    # -- record images (an audit row's before/after), read and written by the rollback
+
+    def image_null(self) -> sa.ColumnElement:
+        """SQL NULL typed as an image (PostgreSQL reads a bare NULL in a subquery as text)."""
+        return sa.null()
+
+    def image_is_object(self, image: sa.ColumnElement) -> sa.ColumnElement[bool]:
+        raise NotImplementedError
+
+    def image_has(self, image: sa.ColumnElement, key: str) -> sa.ColumnElement[bool]:
+        """SQL: IMAGE has the key KEY."""
+        raise NotImplementedError
+
+    def image_column(self, column: sa.ColumnElement) -> sa.ColumnElement:
+        """A record's column as the JSON value an image holds."""
+        return column
+
+    def image_of(self, columns: Sequence[sa.Column]) -> sa.ColumnElement:
+        """SQL: the image {name: value} of COLUMNS of one row."""
+        return self.json_object([(c.name, self.image_column(c)) for c in columns])
+
+    def image_like(self, image: sa.ColumnElement, columns: Sequence[sa.Column]) -> sa.ColumnElement:
+        """SQL: the image of the row's COLUMNS whose names are keys of IMAGE (their current values)."""
+        raise NotImplementedError
+
+    def image_value(self, image: sa.ColumnElement, column: sa.Column) -> sa.ColumnElement:
+        """SQL: COLUMN's value in IMAGE, typed for the column."""
+        raise NotImplementedError
+
+    def image_tags(self, image: sa.ColumnElement) -> sa.TableValuedAlias:
+        """The tags of IMAGE's "tags" array, one row (column `value`) each."""
+        raise NotImplementedError
+
+    def tags_image(self, tags: sa.Select, tag: sa.ColumnElement) -> sa.ColumnElement:
+        """SQL: the image {"tags": [...]} of the TAG values TAGS selects, sorted."""
         raise NotImplementedError
 
     # -- planner, locks, transactions
@@ -352,6 +393,52 @@ class PostgresDialect(StoreDialect):
         hashed = sa.func.pg_advisory_xact_lock(sa.func.hashtext(scope), sa.func.hashtext(key))
         conn.execute(sa.select(hashed))
 
+    def release_temp_table(self, conn: sa.Connection, table: sa.Table) -> None:
+        # dropped at commit; a statement now would fail in a transaction an error aborted
+        return None
+
+    def image_null(self) -> sa.ColumnElement:
+        return sa.cast(sa.null(), postgresql.JSONB())
+
+    def image_is_object(self, image: sa.ColumnElement) -> sa.ColumnElement[bool]:
+        return sa.func.jsonb_typeof(image) == "object"
+
+    def image_has(self, image: sa.ColumnElement, key: str) -> sa.ColumnElement[bool]:
+        return image.op("?", is_comparison=True)(inline(key, sa.String()))
+
+    def image_column(self, column: sa.ColumnElement) -> sa.ColumnElement:
+        return sa.func.to_jsonb(column)
+
+    def image_like(self, image: sa.ColumnElement, columns: Sequence[sa.Column]) -> sa.ColumnElement:
+        j = sa.func.jsonb_each(image).table_valued("key", "value").alias("img")
+        value = sa.case(*((j.c.key == c.name, sa.func.to_jsonb(c)) for c in columns), else_=sa.null())
+        names = [c.name for c in columns]
+        return (
+            sa.select(sa.func.jsonb_object_agg(j.c.key, value)).select_from(j).where(j.c.key.in_(names))
+        ).scalar_subquery()
+
+    def image_value(self, image: sa.ColumnElement, column: sa.Column) -> sa.ColumnElement:
+        key = inline(column.name, sa.String())
+        if isinstance(column.type, sa.JSON):
+            return image.op("->")(key)
+        text = image.op("->>")(key)
+        if isinstance(column.type, sa.Uuid):
+            return sa.cast(text, postgresql.UUID())
+        if isinstance(column.type, sa.DateTime):
+            return sa.cast(text, postgresql.TIMESTAMP(timezone=True))
+        return text
+
+    def image_tags(self, image: sa.ColumnElement) -> sa.TableValuedAlias:
+        return (
+            sa.func.jsonb_array_elements_text(image.op("->")(inline("tags", sa.String())))
+            .table_valued("value")
+            .render_derived(name="tg", with_types=False)
+        )
+
+    def tags_image(self, tags: sa.Select, tag: sa.ColumnElement) -> sa.ColumnElement:
+        agg = tags.with_only_columns(sa.func.jsonb_agg(postgresql.aggregate_order_by(tag, tag))).scalar_subquery()
+        return self.json_object([("tags", sa.func.coalesce(agg, sa.cast(inline("[]"), postgresql.JSONB)))])
+
 
 class SqliteDialect(StoreDialect):
     name = "sqlite"
@@ -435,6 +522,46 @@ class SqliteDialect(StoreDialect):
         marks = ", ".join("?" * len(arrays))
         insert = f"INSERT INTO {self._quote(conn, table.name)} ({names}) VALUES ({marks})"
         conn.exec_driver_sql(insert, list(zip(*arrays, strict=True)))
+
+    def image_is_object(self, image: sa.ColumnElement) -> sa.ColumnElement[bool]:
+        return sa.func.json_type(image) == "object"
+
+    def image_has(self, image: sa.ColumnElement, key: str) -> sa.ColumnElement[bool]:
+        return sa.func.json_type(image, f"$.{key}").is_not(None)
+
+    def image_column(self, column: sa.ColumnElement) -> sa.ColumnElement:
+        # SQLite's json functions would store a JSON column as a string: json() keeps it a value
+        return sa.func.json(column) if isinstance(column.type, sa.JSON) else column
+
+    def image_like(self, image: sa.ColumnElement, columns: Sequence[sa.Column]) -> sa.ColumnElement:
+        j = sa.func.json_each(image).table_valued("key", "value").alias("img")
+        value = sa.case(*((j.c.key == c.name, self.image_column(c)) for c in columns), else_=sa.null())
+        names = [c.name for c in columns]
+        return (
+            sa.select(sa.func.json_group_object(j.c.key, value)).select_from(j).where(j.c.key.in_(names))
+        ).scalar_subquery()
+
+    def image_value(self, image: sa.ColumnElement, column: sa.Column) -> sa.ColumnElement:
+        raw = sa.func.json_extract(image, f"$.{column.name}")
+        if isinstance(column.type, sa.Uuid):
+            # images from Python hold hyphenated uuids; SQLite stores 32 hex digits
+            return sa.func.replace(raw, "-", "")
+        if isinstance(column.type, sa.DateTime):
+            # an ISO 8601 instant from Python -> SQLite's stored form (UTC, microseconds)
+            return sa.case(
+                (sa.func.instr(raw, "T") > 0, sa.func.strftime("%Y-%m-%d %H:%M:%f", raw).concat("000")), else_=raw
+            )
+        if isinstance(column.type, sa.JSON):
+            return sa.func.json(raw)
+        return raw
+
+    def image_tags(self, image: sa.ColumnElement) -> sa.TableValuedAlias:
+        return sa.func.json_each(image, "$.tags").table_valued("value").alias("tg")
+
+    def tags_image(self, tags: sa.Select, tag: sa.ColumnElement) -> sa.ColumnElement:
+        # SELECT's order hands the tags over sorted (the tags' primary key serves it)
+        agg = tags.with_only_columns(sa.func.json_group_array(tag)).scalar_subquery()
+        return self.json_object([("tags", sa.func.json(agg))])
 
     @contextlib.contextmanager
     def serialized_batches(self, conn: sa.Connection) -> Iterator[None]:
