@@ -4,8 +4,10 @@
 SQLAlchemy Core and ask it for the pieces that differ: JSON objects and merges, the "row equals
 stored" comparison, new and derived ids, loading a staging table (COPY on PostgreSQL,
 executemany on SQLite), planner settings and statistics, the per-account lock (PostgreSQL) or
-immediate transactions (SQLite), and statements whose rows feed another statement (one
-statement with a data-modifying CTE on PostgreSQL, two on SQLite).
+immediate transactions (SQLite), statements whose rows feed another statement (one
+statement with a data-modifying CTE on PostgreSQL, two on SQLite), the JSON of audit images a
+rollback reads and writes, and what bulk jobs do differently (batch size, the job lock, the
+items' COPY, set-based batches).
 
 Values are bound parameters, or constants SQLAlchemy renders into the statement (`inline`);
 none is quoted by hand. Only identifiers (table and column names the code chose) are put into
@@ -27,10 +29,14 @@ import pyarrow.csv as pcsv
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
+from connectors.store import schema
+
 # the lock scope of writes to an account's records: import batches and rollbacks take turns (PostgreSQL)
 ACCOUNT_WRITES = "bulkops.import"
 # jsonb_build_object takes at most 100 arguments: objects are built from chunks of pairs
 JSON_PAIRS_PER_CALL = 40
+# a bulk job with this many items gets fresh statistics of bulk_job_items (PostgreSQL)
+ANALYZE_ITEMS = 10_000
 
 
 def inline(value: Any, type_: sa.types.TypeEngine | None = None) -> sa.BindParameter:
@@ -57,6 +63,10 @@ class StoreDialect:
     name = ""
     # whether the planner needs its statistics refreshed while a large import grows a table
     keeps_planner_statistics = False
+    # records per bulk-job batch: fewer, larger transactions where the database takes them well
+    bulk_batch_size = 1000
+    # whether a batch of a bulk set operation runs as one statement (connectors/store/bulk/set_batch_pg.py)
+    set_based_batches = False
 
     # -- values bound into raw SQL (Core columns of the schema's types convert by themselves)
 
@@ -126,6 +136,11 @@ class StoreDialect:
     def uuid_text(self, column: sa.ColumnElement) -> sa.ColumnElement:
         """SQL: a uuid column as the text the database holds (PostgreSQL: canonical; SQLite: 32 hex digits)."""
         return sa.type_coerce(column, sa.Text())
+
+    def uuid_canonical(self, column: sa.ColumnElement) -> sa.ColumnElement:
+        """SQL: a uuid column as its canonical text where the database has it (PostgreSQL), else
+        the column itself (Python renders the uuid it reads)."""
+        return column
 
     def same_value(self, column: sa.Column, stored: sa.ColumnElement, value: sa.ColumnElement) -> sa.ColumnElement:
         """SQL: STORED (of COLUMN's type) equals VALUE; NULL equals NULL."""
@@ -252,6 +267,32 @@ class StoreDialect:
         """SQL: the image {"tags": [...]} of the TAG values TAGS selects, sorted."""
         raise NotImplementedError
 
+    # -- bulk jobs
+
+    def lock_job(self, conn: sa.Connection, job_id: uuid.UUID) -> None:
+        """Take the bulk job's lock before reading its row (with `for_update`)."""
+        raise NotImplementedError
+
+    def relax_commit(self, conn: sa.Connection) -> None:
+        """Let this transaction commit without waiting for durability (a batch that is redone if lost)."""
+
+    def write_items(self, conn: sa.Connection, job_id: uuid.UUID, entity_ids: Sequence[uuid.UUID | str]) -> None:
+        """One pending bulk-job item per entity id (uuids or canonical uuid strings), numbered from 0."""
+        chunk = 5000
+        for start in range(0, len(entity_ids), chunk):
+            conn.execute(
+                schema.bulk_job_items.insert(),
+                [
+                    {
+                        "bulk_job_id": job_id,
+                        "seq": start + n,
+                        "entity_id": eid if isinstance(eid, uuid.UUID) else uuid.UUID(eid),
+                        "status": "pending",
+                    }
+                    for n, eid in enumerate(entity_ids[start : start + chunk])
+                ],
+            )
+
     # -- planner, locks, transactions
 
     def analyze(self, conn: sa.Connection, table: sa.Table | str, columns: Sequence[str] = ()) -> None:
@@ -284,6 +325,8 @@ class StoreDialect:
 class PostgresDialect(StoreDialect):
     name = "postgresql"
     keeps_planner_statistics = True
+    bulk_batch_size = 20_000
+    set_based_batches = True
 
     def bind_uuid(self, value: uuid.UUID) -> Any:
         return value
@@ -332,6 +375,38 @@ class PostgresDialect(StoreDialect):
 
     def uuid_text(self, column: sa.ColumnElement) -> sa.ColumnElement:
         return sa.cast(column, sa.Text)
+
+    def uuid_canonical(self, column: sa.ColumnElement) -> sa.ColumnElement:
+        return sa.cast(column, sa.Text)
+
+    def lock_job(self, conn: sa.Connection, job_id: uuid.UUID) -> None:
+        # the job's row is read FOR UPDATE
+        return None
+
+    def relax_commit(self, conn: sa.Connection) -> None:
+        # no wait for the WAL flush: a crash can lose the last batches committed, but each batch
+        # commits with its own counters and next_seq, so they are lost whole and the next run
+        # redoes them
+        self.set_local(conn, synchronous_commit="off")
+
+    def write_items(self, conn: sa.Connection, job_id: uuid.UUID, entity_ids: Sequence[uuid.UUID | str]) -> None:
+        # one COPY: a million ids in a few seconds
+        job = str(job_id)
+        chunk = 100_000
+        cursor = conn.connection.driver_connection.cursor()
+        with cursor.copy("COPY bulk_job_items (bulk_job_id, seq, entity_id, status) FROM STDIN") as copy:
+            for start in range(0, len(entity_ids), chunk):
+                copy.write(
+                    "".join(
+                        f"{job}\t{seq}\t{eid}\tpending\n"
+                        for seq, eid in enumerate(entity_ids[start : start + chunk], start)
+                    )
+                )
+        cursor.close()
+        if len(entity_ids) >= ANALYZE_ITEMS:
+            # fresh statistics, or the planner takes a million new items for a handful and
+            # joins each batch by nested loops over the whole job
+            self.analyze(conn, schema.bulk_job_items)
 
     def for_update(self, rows: sa.Select) -> sa.Select:
         return rows.with_for_update()
@@ -442,6 +517,13 @@ class PostgresDialect(StoreDialect):
 
 class SqliteDialect(StoreDialect):
     name = "sqlite"
+    bulk_batch_size = 500
+
+    def lock_job(self, conn: sa.Connection, job_id: uuid.UUID) -> None:
+        # a write first: pysqlite then opens a real transaction (a bare SAVEPOINT would commit on
+        # release) and takes the database write lock, sqlite's FOR UPDATE
+        jobs = schema.bulk_jobs
+        conn.execute(jobs.update().where(jobs.c.id == job_id).values(id=jobs.c.id))
 
     def bind_uuid(self, value: uuid.UUID) -> Any:
         return value.hex
@@ -586,9 +668,14 @@ def _counted(conn: sa.Connection, statement: sa.Executable, params: dict[str, An
 DIALECTS: dict[str, StoreDialect] = {d.name: d for d in (PostgresDialect(), SqliteDialect())}
 
 
+def dialect_named(name: str) -> StoreDialect:
+    """The StoreDialect of the database NAME (`postgresql`, `sqlite`)."""
+    try:
+        return DIALECTS[name]
+    except KeyError:
+        raise ValueError(f"the record store runs on PostgreSQL or SQLite, not {name}") from None
+
+
 def dialect_of(bind: sa.Connection | sa.Engine) -> StoreDialect:
     """The StoreDialect of BIND's database."""
-    try:
-        return DIALECTS[bind.dialect.name]
-    except KeyError:
-        raise ValueError(f"the record store runs on PostgreSQL or SQLite, not {bind.dialect.name}") from None
+    return dialect_named(bind.dialect.name)

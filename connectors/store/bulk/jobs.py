@@ -14,7 +14,7 @@ import sqlalchemy as sa
 
 from connectors.store import changes, schema
 from connectors.store.bulk.base import NOT_FOUND
-from connectors.store.bulk.dialect import dialect_of
+from connectors.store.dialect import dialect_of
 
 jobs_t = schema.bulk_jobs
 items_t = schema.bulk_job_items
@@ -165,7 +165,9 @@ def succeeded_ids(conn: sa.Connection, job_id: uuid.UUID) -> list[uuid.UUID]:
 def failed_items(conn: sa.Connection, job_id: uuid.UUID, *, chunk_rows: int) -> Iterator[list[sa.Row]]:
     """The job's failed items (entity_id as text, error, seq, status) in chunks, from a server-side cursor."""
     stmt = (
-        sa.select(dialect_of(conn).uuid_text(items_t.c.entity_id), items_t.c.error, items_t.c.seq, items_t.c.status)
+        sa.select(
+            dialect_of(conn).uuid_canonical(items_t.c.entity_id), items_t.c.error, items_t.c.seq, items_t.c.status
+        )
         .where(items_t.c.bulk_job_id == job_id, items_t.c.status == "failed")
         .order_by(items_t.c.seq)
     )

@@ -11,7 +11,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from connectors.store import schema
-from connectors.store.bulk.dialect import dialect_of
+from connectors.store.dialect import dialect_of
 
 
 def jsonable(value: Any) -> Any:

@@ -20,8 +20,8 @@ import sqlalchemy as sa
 from connectors.store import schema
 from connectors.store.bulk.base import NOT_FOUND, Batch, Counts, Item, Operation, Outcome, utcnow
 from connectors.store.bulk.catalog import operation_for
-from connectors.store.bulk.dialect import dialect_named, dialect_of
 from connectors.store.bulk.outcomes import count, db_error_text, failure_outcome, write_bulk_audit, write_outcomes
+from connectors.store.dialect import dialect_named, dialect_of
 from connectors.store.faults import is_transient
 from connectors.store.store import RecordStore
 
@@ -247,7 +247,7 @@ def run_job(
     """Process a job to its end outside Dagster (tests, CLI); returns its final status."""
     if start_job(store, job_id, run_id) is None:
         return None
-    size = batch_size or dialect_named(store.dialect).batch_size()
+    size = batch_size or dialect_named(store.dialect).bulk_batch_size
     while True:
         if should_stop is not None and should_stop():
             finish_job(store, job_id, "cancelled")

@@ -24,9 +24,9 @@ from connectors.store.bulk.base import (
     ParamsError,
     succeeded,
 )
-from connectors.store.bulk.dialect import dialect_of
 from connectors.store.bulk.params import declared_value, str_param
 from connectors.store.bulk.records import image, jsonable, load_records
+from connectors.store.dialect import dialect_of
 
 
 class SetFields(Operation):
