@@ -484,6 +484,10 @@ class PostgresDialect(StoreDialect):
     def image_column(self, column: sa.ColumnElement) -> sa.ColumnElement:
         return sa.func.to_jsonb(column)
 
+    def image_of(self, columns: Sequence[sa.Column]) -> sa.ColumnElement:
+        # jsonb_build_object converts its values itself: no to_jsonb call per column and row
+        return self.json_object([(c.name, c) for c in columns])
+
     def image_like(self, image: sa.ColumnElement, columns: Sequence[sa.Column]) -> sa.ColumnElement:
         j = sa.func.jsonb_each(image).table_valued("key", "value").alias("img")
         value = sa.case(*((j.c.key == c.name, sa.func.to_jsonb(c)) for c in columns), else_=sa.null())

@@ -9,7 +9,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from connectors.store import registry, schema
-from connectors.store.bulk.base import NOT_FOUND, Evaluation, Item, Operation, Outcome, ParamsError, succeeded
+from connectors.store.bulk.base import Evaluation, Item, Operation, ParamsError, evaluate_each
 from connectors.store.bulk.records import jsonable, load_records
 from connectors.store.bulk.set_fields import SetFields
 
@@ -54,26 +54,15 @@ class HardDelete(Operation):
         b = self.batch
         records = load_records(b.conn, b.table, b.account_id, [i.entity_id for i in items], include_deleted=True)
         blocked = self._blocked(list(records))
-        outcomes: list[Outcome] = []
-        ok: list[uuid.UUID] = []
-        for item in items:
-            row = records.get(item.entity_id)
-            if row is None:
-                outcomes.append(Outcome(item.seq, item.entity_id, "failed", NOT_FOUND, before=item.planned))
-                continue
-            if item.entity_id in blocked:
-                outcomes.append(
-                    Outcome(item.seq, item.entity_id, "failed", f"cannot hard delete: {blocked[item.entity_id]}")
-                )
-                continue
-            before = {k: jsonable(v) for k, v in row._mapping.items()}
-            mismatch = b.planned_mismatch(item, before)
-            if mismatch:
-                outcomes.append(Outcome(item.seq, item.entity_id, "skipped", mismatch, before=item.planned))
-                continue
-            outcomes.append(succeeded(item, before, None, b.entity_type))
-            ok.append(item.entity_id)
-        return Evaluation(outcomes, ok)
+        outcomes, changed = evaluate_each(
+            b,
+            items,
+            records,
+            lambda _, row: {k: jsonable(v) for k, v in row._mapping.items()},
+            lambda _: None,
+            refused=lambda i: f"cannot hard delete: {blocked[i]}" if i in blocked else None,
+        )
+        return Evaluation(outcomes, [o.entity_id for o in changed])
 
     def _blocked(self, ids: list[uuid.UUID]) -> dict[uuid.UUID, str]:
         """Why each referenced record cannot go: the first table found pointing at it."""

@@ -84,6 +84,21 @@ def summary_row(conn: sa.Connection, job_id: uuid.UUID) -> sa.Row:
     return conn.execute(sa.select(*SUMMARY_COLUMNS).where(jobs_t.c.id == job_id)).one()
 
 
+def launch_row(conn: sa.Connection, job_id: uuid.UUID) -> sa.Row | None:
+    """(id, account_id, entity_type, operation) of a job of any account, for launching its run."""
+    stmt = sa.select(jobs_t.c.id, jobs_t.c.account_id, jobs_t.c.entity_type, jobs_t.c.operation)
+    return conn.execute(stmt.where(jobs_t.c.id == job_id)).one_or_none()
+
+
+def set_run_id(conn: sa.Connection, job_id: uuid.UUID, run_id: str) -> None:
+    """Record the Dagster run launched for the job, unless the job already moved on (a run took it)."""
+    conn.execute(
+        jobs_t.update()
+        .where(jobs_t.c.id == job_id, jobs_t.c.status.in_(["pending", "failed"]))
+        .values(dagster_run_id=run_id)
+    )
+
+
 def entity_ids(conn: sa.Connection, job_id: uuid.UUID) -> list[uuid.UUID]:
     """The job's record ids in item order."""
     return list(

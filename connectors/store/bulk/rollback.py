@@ -1,10 +1,10 @@
 """The rollback of a bulk job: a bulk job of its own, whose work is the spine's one rollback.
 
-`create_rollback` (pipelines/bulk/service.py) makes a job of operation `rollback` with one item
-per record the original job changed. The job's first batch runs `changes.rollback` on the
-original job's change set, as the rollback job's change set (its audit rows are the job's,
-`bulk_job.rollback.restore | delete | close`), and in the same transaction gives every item its
-outcome, from what that rollback wrote:
+`create_rollback` (pipelines/bulk/service.py) makes a bulk job of operation `rollback` with one
+item per record the original bulk job changed. Its first batch runs `changes.rollback` on the
+original's change set, as the rollback's own change set (so its audit rows name the rollback
+bulk job, `bulk_job.rollback.restore | delete | close`), and in the same transaction gives every
+item its outcome, from what that rollback wrote:
 
 - succeeded: the rollback wrote the record back (the item's before/after are its audit row's);
 - skipped, "changed since the bulk job": another change set changed the record since
@@ -12,9 +12,9 @@ outcome, from what that rollback wrote:
 - skipped, "nothing left to undo": an earlier rollback or a later change already did;
 - failed, "not found": the record is gone.
 
-Later batches count their items' outcomes, so the job's counters move as for any job. Like an
+Later batches count their items' outcomes, so the counters move as for any bulk job. Like an
 import's rollback it is one transaction and set-based (a few statements per entity and one
-UPDATE of the items): no record passes through Python.
+UPDATE of the items per outcome): no record passes through Python.
 """
 
 from __future__ import annotations
@@ -43,7 +43,7 @@ class Rollback(Operation):
     """Undoes the bulk job `params.rollback_of` with `changes.rollback`."""
 
     name = ROLLBACK
-    # a rollback is not rolled back: run the original job again instead
+    # a rollback is not rolled back: run the original bulk job again instead
     reversible = False
 
     @classmethod
@@ -103,12 +103,12 @@ def _decide(conn: sa.Connection, job: sa.Row, original: sa.Row, creates: tuple[s
     """Every pending item's outcome, from the rollback's audit rows and the conflict check."""
     i, acct = items_t, job.account_id
     if creates is None:
-        # the item's record is the record the original job changed
+        # the item's record is the record the original bulk job changed
         table, entity_type = schema.ENTITY_TABLES[original.entity_type], original.entity_type
         record: sa.ColumnElement = i.c.entity_id
         exists = sa.exists().where(table.c.id == i.c.entity_id, table.c.account_id == acct)
     else:
-        # the row the original job created for the item's record
+        # the row the original bulk job created for the item's record
         table, owner = creates
         entity_type = _ENTITY_OF_TABLE.get(table.name, table.name)
         made = sa.and_(

@@ -6,7 +6,6 @@ runs as one statement (`set_batch_pg.py`).
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -14,16 +13,7 @@ import sqlalchemy as sa
 
 from connectors.store import registry, schema
 from connectors.store.bulk import set_batch_pg
-from connectors.store.bulk.base import (
-    NOT_FOUND,
-    Counts,
-    Evaluation,
-    Item,
-    Operation,
-    Outcome,
-    ParamsError,
-    succeeded,
-)
+from connectors.store.bulk.base import Counts, Evaluation, Item, Operation, ParamsError, evaluate_each
 from connectors.store.bulk.params import declared_value, str_param
 from connectors.store.bulk.records import image, jsonable, load_records
 from connectors.store.dialect import dialect_of
@@ -38,24 +28,10 @@ class SetFields(Operation):
     def evaluate(self, items: Sequence[Item]) -> Evaluation:
         b = self.batch
         values = self.values()
-        cols = list(values)
         after = jsonable(values)
         records = load_records(b.conn, b.table, b.account_id, [i.entity_id for i in items])
-        outcomes: list[Outcome] = []
-        ok_ids: list[uuid.UUID] = []
-        for item in items:
-            row = records.get(item.entity_id)
-            if row is None:
-                outcomes.append(Outcome(item.seq, item.entity_id, "failed", NOT_FOUND, before=item.planned))
-                continue
-            before = image(row, cols)
-            mismatch = b.planned_mismatch(item, before)
-            if mismatch:
-                outcomes.append(Outcome(item.seq, item.entity_id, "skipped", mismatch, before=item.planned))
-                continue
-            outcomes.append(succeeded(item, before, after, b.entity_type))
-            ok_ids.append(item.entity_id)
-        return Evaluation(outcomes, ok_ids)
+        outcomes, changed = evaluate_each(b, items, records, lambda _, row: image(row, values), lambda _: after)
+        return Evaluation(outcomes, [o.entity_id for o in changed])
 
     def apply(self, evaluation: Evaluation) -> None:
         b = self.batch

@@ -7,7 +7,7 @@ import uuid
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from connectors.store.bulk.base import NOT_FOUND, Evaluation, Item, Operation, Outcome, succeeded
+from connectors.store.bulk.base import Evaluation, Item, Operation, evaluate_each
 from connectors.store.bulk.params import str_list
 from connectors.store.bulk.records import load_records, load_tags, write_tags
 
@@ -35,24 +35,19 @@ class Tags(Operation):
         wanted = b.params["tags"]
         records = load_records(b.conn, b.table, b.account_id, [i.entity_id for i in items])
         current = load_tags(b.conn, b.account_id, b.entity_type, list(records))
-        outcomes: list[Outcome] = []
+        outcomes, changed = evaluate_each(
+            b,
+            items,
+            records,
+            lambda entity_id, _: {"tags": current[entity_id]},
+            lambda before: {"tags": self.new_tags(before["tags"], wanted)},
+        )
         to_add: list[tuple[uuid.UUID, str]] = []
         to_remove: list[tuple[uuid.UUID, str]] = []
-        for item in items:
-            if item.entity_id not in records:
-                outcomes.append(Outcome(item.seq, item.entity_id, "failed", NOT_FOUND, before=item.planned))
-                continue
-            have = current[item.entity_id]
-            before = {"tags": have}
-            mismatch = b.planned_mismatch(item, before)
-            if mismatch:
-                outcomes.append(Outcome(item.seq, item.entity_id, "skipped", mismatch, before=item.planned))
-                continue
-            new = self.new_tags(have, wanted)
-            add, remove = _diff(item.entity_id, have, new)
+        for o in changed:
+            add, remove = _diff(o.entity_id, o.before["tags"], o.after["tags"])
             to_add += add
             to_remove += remove
-            outcomes.append(succeeded(item, before, {"tags": new}, b.entity_type))
         return Evaluation(outcomes, (to_add, to_remove))
 
     def apply(self, evaluation: Evaluation) -> None:
