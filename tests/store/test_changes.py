@@ -215,6 +215,25 @@ def test_rollback_of_a_contract_create_soft_deletes_the_contracts_it_created(sto
     assert again.counts["deleted"]["contracts"] == 0
 
 
+def test_an_imports_rollback_soft_deletes_the_contracts_it_created_and_deletes_the_rest(
+    store, account, tmp_path
+) -> None:
+    # the registry's rule is per entity, whichever change set created the record
+    path = tmp_path / "contracts.csv"
+    path.write_text("Contract ID,Status\nK-1,draft\nK-2,sent\n")
+    imp = run_import(store, account, path, ImportOptions(entity="contracts"), failed_rows_dir=tmp_path)
+    apps = run_import(store, account, apps_csv(tmp_path, ROWS), ImportOptions(), failed_rows_dir=tmp_path)
+    c = schema.contracts
+    assert _undo(store, account, imp.import_id).counts["deleted"]["contracts"] == 2
+    with store.engine.connect() as conn:
+        kept = conn.execute(sa.select(c.c.external_id, c.c.deleted_at).where(c.c.account_id == account)).all()
+    assert sorted(k.external_id for k in kept) == ["K-1", "K-2"] and all(k.deleted_at for k in kept)
+    assert _undo(store, account, apps.import_id).counts["deleted"]["applications"] == 2
+    with store.engine.connect() as conn:
+        left = conn.scalar(sa.select(sa.func.count()).where(schema.applications.c.account_id == account))
+    assert left == 0
+
+
 def test_rollback_of_a_recollection_closes_its_requests(store, account, seed) -> None:
     ids = seed.applications(2)
     job = _job(store, account, "applications", "recollection", ids, {"fields": ["phone"], "message": "please"})
