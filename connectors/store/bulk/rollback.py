@@ -26,6 +26,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from connectors.store import changes, schema
+from connectors.store.bulk import jobs
 from connectors.store.bulk.base import NOT_FOUND, Counts, Evaluation, Item, Operation
 from connectors.store.bulk.outcomes import change_set, db_error_text
 from connectors.store.faults import is_transient
@@ -35,7 +36,6 @@ CHANGED_SINCE = "changed since the bulk job: another change set changed the reco
 NOTHING_LEFT = "nothing left to undo: already rolled back or changed back"
 
 items_t = schema.bulk_job_items
-jobs_t = schema.bulk_jobs
 _ENTITY_OF_TABLE = {t.name: name for name, t in schema.ENTITY_TABLES.items()}
 
 
@@ -66,7 +66,7 @@ class Rollback(Operation):
         b = self.batch
         from connectors.store.bulk.catalog import operation_class  # the catalog imports this module
 
-        original = b.conn.execute(sa.select(jobs_t).where(jobs_t.c.id == uuid.UUID(str(b.params["rollback_of"])))).one()
+        original = jobs.summary_row(b.conn, uuid.UUID(str(b.params["rollback_of"])))
         cs = change_set(b.job)
         try:
             with b.conn.begin_nested():
