@@ -6,11 +6,10 @@ No `from __future__ import annotations` here: Dagster reads the op's config clas
 import uuid
 
 import dagster as dg
-import sqlalchemy as sa
 from pydantic import Field
 
 from connectors import settings
-from connectors.store import schema
+from connectors.store import history
 from connectors.store.faults import is_transient
 from pipelines.imports.assets import imported_file
 from pipelines.imports.engine import ImportFailed, rollback_import
@@ -73,9 +72,8 @@ def rollback_import_op(
         if is_transient(exc):
             raise  # the retry policy: the rollback is one transaction, so nothing half-done is left
         raise dg.Failure(description=f"{type(exc).__name__}: {exc}", allow_retries=False) from exc
-    h = schema.import_history
     with store.engine.connect() as conn:
-        key = conn.execute(sa.select(h.c.partition_key).where(h.c.id == import_id)).scalar()
+        key = history.partition_key(conn, import_id)
     counts = {
         f"{what}.{entity}": n
         for what in ("deleted", "restored", "kept", "conflicts")
