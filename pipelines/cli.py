@@ -1130,3 +1130,7 @@ def alerts_list(limit: int) -> None:
 def run() -> None:
     """Console entry point (`bulkops`): errors print as one line, see `BulkopsGroup`."""
     main()
+
+
+if __name__ == "__main__":
+    run()
