@@ -1,0 +1,189 @@
+"""Documents read in worker processes, each bounded in time and memory.
+
+`read_all(paths, kind, limits, workers)` yields one `Read` per file, in completion order. Each worker
+is a spawned process (one per core by default) that extracts a PDF's text, parses its fields and
+matches its skills, then takes the next file. Its address space is capped (`RLIMIT_AS`), and each
+document gets a CPU-time budget (`RLIMIT_CPU`, raised per document) and a wall-clock deadline the
+parent enforces by killing the worker. A worker that dies (a hostile file that exhausts memory or
+crashes the PDF library) costs that one document, which fails with the reason; a fresh worker
+takes the rest. The parent holds no document in memory beyond its results.
+"""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import os
+import resource
+import signal
+import time
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from multiprocessing.connection import Connection, wait
+from pathlib import Path
+from typing import Any
+
+from connectors.documents.errors import DocumentError
+from connectors.documents.pdf import Limits
+
+
+@dataclass
+class Read:
+    """One document's outcome: its text and findings, or the error that stopped it."""
+
+    path: Path
+    pages: list[str] = field(default_factory=list)
+    ocr_pages: list[int] = field(default_factory=list)
+    fields: dict[str, Any] = field(default_factory=dict)
+    skills: list[Any] = field(default_factory=list)
+    error: DocumentError | None = None
+    seconds: float = 0.0
+
+
+def analyse(path: Path, kind: str, limits: Limits) -> Read:
+    """Extract, parse and match one document (in the calling process)."""
+    from connectors.documents import job_description, pdf, resume, skills
+
+    t0 = time.monotonic()
+    try:
+        ex = pdf.extract(path, limits)
+        text = "\n".join(ex.pages)
+        if not text.strip():
+            raise DocumentError("no_text", f"{path.name} has no text on any page")
+        if kind == "resume":
+            c = resume.parse(text)
+            fields = {
+                "first_name": c.first_name,
+                "last_name": c.last_name,
+                "email": c.email,
+                "phone": c.phone,
+                "links": c.links,
+            }
+        else:
+            p = job_description.parse(text)
+            fields = {"title": p.title, "location": p.location, "description": p.description}
+        found = skills.matcher().find(ex.pages)
+        return Read(path, ex.pages, ex.ocr_pages, fields, found, None, time.monotonic() - t0)
+    except DocumentError as exc:
+        return Read(path, error=exc, seconds=time.monotonic() - t0)
+
+
+def _worker(conn: Connection, limits: Limits) -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    resource.setrlimit(resource.RLIMIT_AS, (limits.memory_bytes, limits.memory_bytes))
+    _, cpu_hard = resource.getrlimit(resource.RLIMIT_CPU)
+    from connectors.documents import skills
+
+    skills.matcher()
+    conn.send(("ready", None))
+    while True:
+        try:
+            task = conn.recv()
+        except EOFError:
+            return
+        if task is None:
+            return
+        path, kind = task
+        used = resource.getrusage(resource.RUSAGE_SELF)
+        budget = int(used.ru_utime + used.ru_stime + limits.seconds) + 1
+        if cpu_hard == resource.RLIM_INFINITY or budget < cpu_hard:
+            resource.setrlimit(resource.RLIMIT_CPU, (budget, cpu_hard))
+        try:
+            result = analyse(Path(path), kind, limits)
+        except MemoryError:
+            result = Read(Path(path), error=DocumentError("out_of_memory", f"{Path(path).name} needs more memory than the limit"))
+        conn.send(("done", result))
+
+
+class _Slot:
+    def __init__(self, ctx: Any, limits: Limits) -> None:
+        self.parent, child = ctx.Pipe()
+        self.proc = ctx.Process(target=_worker, args=(child, limits), daemon=True, name="bulkops-document")
+        self.proc.start()
+        child.close()
+        self.ready = False
+        self.task: tuple[Path, str] | None = None
+        self.deadline = 0.0
+
+    def kill(self) -> None:
+        if self.proc.is_alive():
+            self.proc.kill()
+        self.proc.join(5)
+        self.parent.close()
+
+
+def _died(slot: _Slot, limits: Limits) -> DocumentError:
+    path = slot.task[0] if slot.task else Path("?")
+    code = slot.proc.exitcode
+    if code == -signal.SIGXCPU:
+        return DocumentError("timeout", f"{path.name} took more than {limits.seconds:.0f} s of CPU time")
+    if code == -signal.SIGKILL:
+        return DocumentError("timeout", f"{path.name} took more than {limits.seconds:.0f} s")
+    return DocumentError(
+        "out_of_memory",
+        f"{path.name} stopped its worker (exit {code}): it needs more than the "
+        f"{limits.memory_bytes // 2**20} MiB memory limit, or breaks the PDF library",
+    )
+
+
+def default_workers() -> int:
+    return max(1, len(os.sched_getaffinity(0)))
+
+
+def read_all(
+    paths: Iterable[str | Path], kind: str, limits: Limits | None = None, *, workers: int | None = None
+) -> Iterator[Read]:
+    """Each document's outcome (completion order); at most `workers` documents at a time."""
+    limits = limits or Limits()
+    todo = [(Path(p), kind) for p in paths]
+    todo.reverse()
+    if not todo:
+        return
+    n = min(workers or default_workers(), len(todo))
+    ctx = mp.get_context("spawn")
+    slots = [_Slot(ctx, limits) for _ in range(n)]
+    pending = len(todo)
+    try:
+        while pending:
+            now = time.monotonic()
+            for i, slot in enumerate(slots):
+                if slot.task is None and slot.ready and todo:
+                    slot.task = todo.pop()
+                    slot.deadline = now + limits.seconds * 1.5 + 5
+                    slot.parent.send((str(slot.task[0]), slot.task[1]))
+                elif slot.task is not None and now > slot.deadline:
+                    slot.kill()
+                    pending -= 1
+                    yield Read(slot.task[0], error=DocumentError("timeout", f"{slot.task[0].name} took more than {limits.seconds:.0f} s"))
+                    slots[i] = _Slot(ctx, limits)
+            busy = [s.parent for s in slots if s.task is not None or not s.ready]
+            timeout = max(0.05, min((s.deadline for s in slots if s.task is not None), default=now + 1) - now)
+            for conn in wait(busy, timeout=min(timeout, 1.0)):
+                i = next(j for j, s in enumerate(slots) if s.parent is conn)
+                slot = slots[i]
+                try:
+                    what, result = conn.recv()
+                except (EOFError, OSError):
+                    slot.proc.join(5)
+                    if slot.task is not None:
+                        pending -= 1
+                        yield Read(slot.task[0], error=_died(slot, limits))
+                    elif not todo:
+                        raise RuntimeError("a document worker could not start") from None
+                    slot.kill()
+                    slots[i] = _Slot(ctx, limits)
+                    continue
+                if what == "ready":
+                    slot.ready = True
+                    continue
+                slot.task = None
+                pending -= 1
+                yield result
+    finally:
+        for slot in slots:
+            try:
+                slot.parent.send(None)
+            except OSError:
+                pass
+        for slot in slots:
+            slot.proc.join(2)
+            slot.kill()
