@@ -265,6 +265,8 @@ def import_documents(
                     "phone": _clean(r.fields.get("phone")),
                     "links": " ".join(r.fields.get("links") or []) or None,
                     "resume_file": name,
+                    # a newer resume is a change of the applicant even when its contact fields are the same
+                    "resume_sha256": sha,
                 }
             )
         else:
@@ -280,7 +282,7 @@ def import_documents(
                 }
             )
     columns = (
-        ["email", "first_name", "last_name", "phone", "links", "resume_file"]
+        ["email", "first_name", "last_name", "phone", "links", "resume_file", "resume_sha256"]
         if kind == "resume"
         else ["code", "title", "location", "description", "source_url"]
     )
