@@ -24,9 +24,10 @@ ASSET_KEYS = [
     "bulkops/candidates",
     "bulkops/contracts",
     "bulkops/jobs",
+    "documents/document_skills",
     "imported_file",
 ]
-JOB_NAMES = ["bulk_job", "import_job", "rollback_import_job"]
+JOB_NAMES = ["bulk_job", "document_import_job", "document_skills_job", "import_job", "rollback_import_job"]
 SENSOR_NAMES = [
     "applications_dropzone_sensor",
     "bulk_job_canceled_sensor",
@@ -36,7 +37,9 @@ SENSOR_NAMES = [
     "dead_run_sensor",
     "import_canceled_sensor",
     "import_failure_sensor",
+    "job_descriptions_dropzone_sensor",
     "jobs_dropzone_sensor",
+    "resumes_dropzone_sensor",
 ]
 SCHEDULE_NAMES: list[str] = []
 RESOURCE_KEYS = ["record_store"]

@@ -35,4 +35,6 @@ def parse(text: str) -> Posting:
     elif REMOTE.search(text):
         location = "Remote"
     description = "\n".join(ln.rstrip() for ln in text.strip().splitlines())
-    return Posting(title=title[:500] if title else None, location=location[:500] if location else None, description=description)
+    return Posting(
+        title=title[:500] if title else None, location=location[:500] if location else None, description=description
+    )

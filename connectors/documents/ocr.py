@@ -15,7 +15,9 @@ def tesseract() -> str:
     """The tesseract executable, or DocumentError saying that OCR is needed and how to install it."""
     exe = shutil.which("tesseract")
     if exe is None:
-        raise DocumentError("ocr_unavailable", f"this PDF is a scan and needs OCR, but Tesseract is missing: {INSTALL_HINT}")
+        raise DocumentError(
+            "ocr_unavailable", f"this PDF is a scan and needs OCR, but Tesseract is missing: {INSTALL_HINT}"
+        )
     return exe
 
 

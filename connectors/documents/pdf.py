@@ -104,7 +104,9 @@ def extract(path: str | Path, limits: Limits | None = None) -> Extracted:
     try:
         n = len(doc)
         if n > limits.max_pages:
-            raise DocumentError("too_many_pages", f"{path.name} has {n:,} pages, more than the {limits.max_pages} allowed")
+            raise DocumentError(
+                "too_many_pages", f"{path.name} has {n:,} pages, more than the {limits.max_pages} allowed"
+            )
         if n == 0:
             raise DocumentError("corrupt", f"{path.name} has no pages")
         pages: list[str] = []

@@ -90,7 +90,9 @@ def _worker(conn: Connection, limits: Limits) -> None:
         try:
             result = analyse(Path(path), kind, limits)
         except MemoryError:
-            result = Read(Path(path), error=DocumentError("out_of_memory", f"{Path(path).name} needs more memory than the limit"))
+            result = Read(
+                Path(path), error=DocumentError("out_of_memory", f"{Path(path).name} needs more memory than the limit")
+            )
         conn.send(("done", result))
 
 
@@ -153,7 +155,10 @@ def read_all(
                 elif slot.task is not None and now > slot.deadline:
                     slot.kill()
                     pending -= 1
-                    yield Read(slot.task[0], error=DocumentError("timeout", f"{slot.task[0].name} took more than {limits.seconds:.0f} s"))
+                    yield Read(
+                        slot.task[0],
+                        error=DocumentError("timeout", f"{slot.task[0].name} took more than {limits.seconds:.0f} s"),
+                    )
                     slots[i] = _Slot(ctx, limits)
             busy = [s.parent for s in slots if s.task is not None or not s.ready]
             timeout = max(0.05, min((s.deadline for s in slots if s.task is not None), default=now + 1) - now)

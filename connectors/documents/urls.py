@@ -40,9 +40,7 @@ class Posting:
     from_jsonld: bool
 
 
-def fetch(
-    url: str, *, timeout: float = 15.0, max_bytes: int = 5 * 1024 * 1024, max_redirects: int = 5
-) -> Page:
+def fetch(url: str, *, timeout: float = 15.0, max_bytes: int = 5 * 1024 * 1024, max_redirects: int = 5) -> Page:
     """The page at URL, or DocumentError("fetch_failed", why)."""
     scheme = urlsplit(url).scheme.lower()
     if scheme not in ("http", "https"):
@@ -70,13 +68,16 @@ def fetch(
                     declared = resp.headers.get("content-length")
                     if declared and declared.isdigit() and int(declared) > max_bytes:
                         raise DocumentError(
-                            "too_large", f"{url}: the page has {int(declared):,} bytes, more than the {max_bytes:,} allowed"
+                            "too_large",
+                            f"{url}: the page has {int(declared):,} bytes, more than the {max_bytes:,} allowed",
                         )
                     chunks, size = [], 0
                     for chunk in resp.iter_bytes():
                         size += len(chunk)
                         if size > max_bytes:
-                            raise DocumentError("too_large", f"{url}: the page is larger than the {max_bytes:,} bytes allowed")
+                            raise DocumentError(
+                                "too_large", f"{url}: the page is larger than the {max_bytes:,} bytes allowed"
+                            )
                         if time.monotonic() > deadline:
                             raise DocumentError("timeout", f"{url}: the page took more than {timeout:.0f} s to arrive")
                         chunks.append(chunk)

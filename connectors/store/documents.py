@@ -34,7 +34,9 @@ def by_sha(conn: sa.Connection, account_id: uuid.UUID, kind: str, shas: Iterable
     shas = list(set(shas))
     out: dict[str, sa.Row] = {}
     for i in range(0, len(shas), 500):
-        q = sa.select(d).where(d.c.account_id == account_id, d.c.kind == kind, d.c.content_sha256.in_(shas[i : i + 500]))
+        q = sa.select(d).where(
+            d.c.account_id == account_id, d.c.kind == kind, d.c.content_sha256.in_(shas[i : i + 500])
+        )
         out.update({r.content_sha256: r for r in conn.execute(q)})
     return out
 
@@ -122,7 +124,9 @@ def insert_document(conn: sa.Connection, cs: changes.ChangeSet, values: Mapping[
     return row["id"]
 
 
-def reuse_document(conn: sa.Connection, cs: changes.ChangeSet, document_id: uuid.UUID, values: Mapping[str, Any]) -> None:
+def reuse_document(
+    conn: sa.Connection, cs: changes.ChangeSet, document_id: uuid.UUID, values: Mapping[str, Any]
+) -> None:
     """Give a document row that belongs to no record yet (its earlier reading failed) to change set CS."""
     before = get(conn, document_id)
     conn.execute(d.update().where(d.c.id == document_id).values(**values, import_id=cs.id, updated_at=_now()))
@@ -211,9 +215,13 @@ def of_import(conn: sa.Connection, account_id: uuid.UUID, import_id: uuid.UUID) 
     return [dict(r._mapping) for r in conn.execute(q)]
 
 
-def tasks(conn: sa.Connection, account_id: uuid.UUID, kind: str | None = None, limit: int = 100) -> list[dict[str, Any]]:
+def tasks(
+    conn: sa.Connection, account_id: uuid.UUID, kind: str | None = None, limit: int = 100
+) -> list[dict[str, Any]]:
     """Skills-extraction tasks, newest first: document, status, reason, attempts."""
-    cols = [d.c[c] for c in ("id", "kind", "filename", "source_url", "status", "error_kind", "error_message", "attempts")]
+    cols = [
+        d.c[c] for c in ("id", "kind", "filename", "source_url", "status", "error_kind", "error_message", "attempts")
+    ]
     q = sa.select(*cols, d.c.partition_key, d.c.created_at).where(d.c.account_id == account_id)
     if kind:
         q = q.where(d.c.kind == kind)

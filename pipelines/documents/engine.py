@@ -102,7 +102,9 @@ def expand(paths: Iterable[str | Path]) -> list[Path]:
     for p in map(Path, paths):
         if p.is_dir():
             out.extend(
-                sorted(f for f in p.iterdir() if f.is_file() and f.suffix.lower() == ".pdf" and not IGNORED.search(f.name))
+                sorted(
+                    f for f in p.iterdir() if f.is_file() and f.suffix.lower() == ".pdf" and not IGNORED.search(f.name)
+                )
             )
         elif p.is_file():
             out.append(p)
@@ -391,7 +393,9 @@ def import_documents(
             "kind": kind,
             "files": len(files),
             "urls": len(url_list),
-            "failed": [{"file": o.name, "kind": o.error_kind, "reason": o.error} for o in outcomes if o.status == "failed"][:200],
+            "failed": [
+                {"file": o.name, "kind": o.error_kind, "reason": o.error} for o in outcomes if o.status == "failed"
+            ][:200],
             "skipped": [{"file": o.name, "reason": o.error} for o in outcomes if o.status == "skipped"][:200],
             "ocr_pages": sum(o.ocr_pages for o in outcomes),
             "skills": sum(o.skills for o in outcomes),
@@ -404,7 +408,9 @@ def import_documents(
             rows_read=len(stored) + sum(1 for u in url_list if isinstance(fetched.get(u), DocumentError)),
             details=details,
             error_message=(
-                f"{failed} of {len(outcomes)} documents failed; first: {next(o.error for o in outcomes if o.status == 'failed')}"[:1900]
+                f"{failed} of {len(outcomes)} documents failed; first: {next(o.error for o in outcomes if o.status == 'failed')}"[
+                    :1900
+                ]
                 if failed
                 else None
             ),

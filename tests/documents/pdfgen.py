@@ -51,7 +51,9 @@ def build(pages: list[list[list[str]] | bytes], *, extra_trailer: str = "") -> b
         else:
             stream = zlib.compress(_content(page))
             resources = f"<< /Font << /F1 {font} 0 R >> >>"
-            stream_obj = add(f"<< /Length {len(stream)} /Filter /FlateDecode >>\nstream\n".encode() + stream + b"\nendstream")
+            stream_obj = add(
+                f"<< /Length {len(stream)} /Filter /FlateDecode >>\nstream\n".encode() + stream + b"\nendstream"
+            )
         if isinstance(page, bytes):
             stream_obj = add(f"<< /Length {len(stream)} >>\nstream\n".encode() + stream + b"\nendstream")
         kids.append(
@@ -72,7 +74,9 @@ def build(pages: list[list[list[str]] | bytes], *, extra_trailer: str = "") -> b
     buf.write(f"xref\n0 {len(objs) + 1}\n0000000000 65535 f \n".encode())
     for off in offsets:
         buf.write(f"{off:010d} 00000 n \n".encode())
-    buf.write(f"trailer\n<< /Size {len(objs) + 1} /Root {catalog} 0 R {extra_trailer}>>\nstartxref\n{xref}\n%%EOF\n".encode())
+    buf.write(
+        f"trailer\n<< /Size {len(objs) + 1} /Root {catalog} 0 R {extra_trailer}>>\nstartxref\n{xref}\n%%EOF\n".encode()
+    )
     return buf.getvalue()
 
 
@@ -108,7 +112,10 @@ def resume_lines(i: int, skills: list[str] | None = None) -> list[str]:
 
 def resume_pdf(i: int, skills: list[str] | None = None, *, pages: int = 1) -> bytes:
     first = [resume_lines(i, skills)]
-    more = [[[f"Project {p}: maintained reporting jobs and on-call rotations." for _ in range(30)]] for p in range(pages - 1)]
+    more = [
+        [[f"Project {p}: maintained reporting jobs and on-call rotations." for _ in range(30)]]
+        for p in range(pages - 1)
+    ]
     return build([first, *more])
 
 

@@ -41,7 +41,9 @@ def _skills(store: RecordStore, candidate_id: uuid.UUID) -> list[str]:
         return [s["name"] for s in store_docs.skills_of(c, "resume", candidate_id)]
 
 
-def test_resumes_become_applicants_with_skills_and_evidence(store: RecordStore, account: uuid.UUID, tmp_path: Path) -> None:
+def test_resumes_become_applicants_with_skills_and_evidence(
+    store: RecordStore, account: uuid.UUID, tmp_path: Path
+) -> None:
     folder = tmp_path / "resumes"
     pdfgen.write(folder / "one.pdf", pdfgen.resume_pdf(1, ["Python", "Go", "Structured query language"]))
     pdfgen.write(folder / "two.pdf", pdfgen.resume_pdf(2, ["JavaScript", "C++", ".NET"], pages=3))
@@ -74,10 +76,17 @@ def test_resumes_become_applicants_with_skills_and_evidence(store: RecordStore, 
     assert Path(doc.storage_path) == tmp_path / "stored" / doc.content_sha256
     assert Path(doc.storage_path).read_bytes() == (folder / "one.pdf").read_bytes()
     row = list_imports(store, account, limit=1)[0]
-    assert (row["type"], row["file"], row["created"], row["status"]) == ("candidates", "resumes/ (3 files)", 3, "completed")
+    assert (row["type"], row["file"], row["created"], row["status"]) == (
+        "candidates",
+        "resumes/ (3 files)",
+        3,
+        "completed",
+    )
 
 
-def test_newer_resume_updates_the_applicant_as_a_new_version(store: RecordStore, account: uuid.UUID, tmp_path: Path) -> None:
+def test_newer_resume_updates_the_applicant_as_a_new_version(
+    store: RecordStore, account: uuid.UUID, tmp_path: Path
+) -> None:
     first = pdfgen.write(tmp_path / "a" / "cv.pdf", pdfgen.resume_pdf(7, ["Python"]))
     _import(store, account, tmp_path, first)
     newer = pdfgen.write(tmp_path / "b" / "cv-2026.pdf", pdfgen.resume_pdf(7, ["Rust", "Kubernetes"]))
@@ -135,7 +144,9 @@ def _bad_files(tmp_path: Path) -> dict[str, Path]:
     return files
 
 
-def test_each_failure_is_named_and_never_stops_the_others(store: RecordStore, account: uuid.UUID, tmp_path: Path) -> None:
+def test_each_failure_is_named_and_never_stops_the_others(
+    store: RecordStore, account: uuid.UUID, tmp_path: Path
+) -> None:
     files = _bad_files(tmp_path)
     good = pdfgen.write(tmp_path / "bad" / "good.pdf", pdfgen.resume_pdf(10))
 
@@ -183,7 +194,9 @@ def test_limits_are_named(store: RecordStore, account: uuid.UUID, tmp_path: Path
     assert kinds == {"many.pdf": "too_many_pages", "big.pdf": "too_large"}
 
 
-def test_rollback_removes_applicants_documents_and_skills(store: RecordStore, account: uuid.UUID, tmp_path: Path) -> None:
+def test_rollback_removes_applicants_documents_and_skills(
+    store: RecordStore, account: uuid.UUID, tmp_path: Path
+) -> None:
     existing = pdfgen.write(tmp_path / "old" / "cv.pdf", pdfgen.resume_pdf(30, ["Python"]))
     _import(store, account, tmp_path, existing)
     before = _users(store, account)[0]
@@ -201,7 +214,9 @@ def test_rollback_removes_applicants_documents_and_skills(store: RecordStore, ac
     assert _skills(store, before.id) == ["Python", "PostgreSQL"]
     with store.engine.connect() as c:
         left = c.execute(
-            sa.select(sa.func.count()).select_from(schema.documents).where(schema.documents.c.import_id == result.import_id)
+            sa.select(sa.func.count())
+            .select_from(schema.documents)
+            .where(schema.documents.c.import_id == result.import_id)
         ).scalar()
         skills_left = c.execute(
             sa.select(sa.func.count())
