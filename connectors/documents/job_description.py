@@ -5,8 +5,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-LABELLED = re.compile(r"^\s*(job\s+title|title|position|role)\s*[:\-–]\s*(?P<v>.+)$", re.I | re.M)
-LOCATION = re.compile(r"^\s*(location|based\s+in|office)\s*[:\-–]\s*(?P<v>.+)$", re.I | re.M)
+LABELLED = re.compile(r"^\s*(job\s+title|title|position|role)\s*[:\-\u2013]\s*(?P<v>.+)$", re.I | re.M)
+LOCATION = re.compile(r"^\s*(location|based\s+in|office)\s*[:\-\u2013]\s*(?P<v>.+)$", re.I | re.M)
 REMOTE = re.compile(r"\b(fully\s+remote|remote)\b", re.I)
 SKIP = {"job description", "about us", "about the role", "overview"}
 

@@ -11,6 +11,7 @@ takes the rest. The parent holds no document in memory beyond its results.
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing as mp
 import os
 import resource
@@ -185,10 +186,8 @@ def read_all(
                 yield result
     finally:
         for slot in slots:
-            try:
+            with contextlib.suppress(OSError):
                 slot.parent.send(None)
-            except OSError:
-                pass
         for slot in slots:
             slot.proc.join(2)
             slot.kill()

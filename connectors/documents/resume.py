@@ -11,7 +11,7 @@ LINK = re.compile(r"\b(?:https?://|www\.)[^\s<>()\"']+|\b(?:linkedin\.com|github
 HEADINGS = {
     "resume", "curriculum vitae", "cv", "profile", "summary", "contact", "experience", "education", "skills",
 }  # fmt: skip
-NAME_WORD = re.compile(r"^[A-Z][A-Za-z'’.-]*$")
+NAME_WORD = re.compile(r"^[A-Z][A-Za-z'\u2019.-]*$")
 
 
 @dataclass
@@ -45,7 +45,7 @@ def parse(text: str) -> Contact:
         c.email = m.group(0).strip(".").lower()
     for m in PHONE.finditer(text):
         digits = re.sub(r"\D", "", m.group(1))
-        if 8 <= len(digits) <= 15 and not re.fullmatch(r"(19|20)\d\d\s*[-–]\s*(19|20)\d\d", m.group(1).strip()):
+        if 8 <= len(digits) <= 15 and not re.fullmatch(r"(19|20)\d\d\s*[-\u2013]\s*(19|20)\d\d", m.group(1).strip()):
             c.phone = " ".join(m.group(1).split())
             break
     links = []

@@ -17,7 +17,7 @@ from pathlib import Path
 
 TAXONOMY = Path(__file__).parent / "data" / "skills.tsv"
 # a list item is bounded by these (bullets, separators, line ends)
-LIST_BEFORE = re.compile(r"(?:^|[,;:/|(•·.\-–*]|\band|\bor)\s*$")
+LIST_BEFORE = re.compile(r"(?:^|[,;:/|(•·.\-\u2013*]|\band|\bor)\s*$")
 # "Excel at", "Swift in": the word, not the name
 VERB_AFTER = re.compile(r"^\s+(?:at|in|to|with)\b")
 LIST_AFTER = re.compile(r"^\s*(?:$|[,;/|)•·.]|\band\b|\bor\b)")

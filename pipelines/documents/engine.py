@@ -326,7 +326,7 @@ def import_documents(
             else store_docs.jobs_by_code(conn, account_id, key_of.values())
         )
         owner_col = "candidate_id" if kind == "resume" else "job_id"
-        versions = store_docs.next_versions(conn, kind, [o for o in owners.values()])
+        versions = store_docs.next_versions(conn, kind, list(owners.values()))
         known = store_docs.by_sha(conn, account_id, kind, [s for _, s, *_ in todo])
         for name, sha, path, media, url, size in todo:
             r = reads.get(sha)

@@ -105,7 +105,7 @@ def test_dropped_resumes_share_one_run_and_each_gets_a_partition(
     pdfgen.write(folder / "one.pdf", pdfgen.resume_pdf(41, ["Python", "Docker"]))
     clock[0] = now + 120
     again = sensor(dg.build_sensor_context(instance=instance, cursor=tick.cursor))
-    [redrop] = [r for r in again.run_requests]
+    [redrop] = list(again.run_requests)
     paths = redrop.run_config["ops"]["import_documents"]["config"]["paths"]
     assert [Path(p).name for p in paths] == ["one.pdf", "still-writing.pdf"]
     assert _run(instance, store_url, redrop).success

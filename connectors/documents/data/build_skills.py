@@ -95,9 +95,10 @@ def clean(name: str) -> tuple[str, list[str]]:
     for tail in GENERIC_TAIL:
         stripped = base[: -len(tail)]
         # 'Accounting software' stays whole: only a name ('Alteryx software') loses the tail
-        if base.lower().endswith(tail) and (re.search(r"[A-Z0-9+#.]", stripped[1:]) or " " not in stripped):
-            if re.search(r"[A-Z0-9+#.]", stripped[1:]) or stripped[0].isupper() and stripped.lower() not in COMMON:
-                base = stripped
+        named = re.search(r"[A-Z0-9+#.]", stripped[1:])
+        one_word = " " not in stripped and stripped[:1].isupper() and stripped.lower() not in COMMON
+        if base.lower().endswith(tail) and (named or one_word):
+            base = stripped
     aliases.append(base)
     low = base.lower()
     for v in sorted(VENDORS, key=len, reverse=True):
