@@ -47,6 +47,13 @@ def page_text(doc, index: int, name: str, *, dpi: int = 300) -> str:
     try:
         bitmap = page.render(scale=dpi / 72, grayscale=True)
         image = bitmap.to_pil()
+    except (MemoryError, RuntimeError) as exc:
+        w, h = page.get_size()
+        mb = int(w * h * (dpi / 72) ** 2) // 2**20
+        raise DocumentError(
+            "out_of_memory",
+            f"{name} page {index + 1}: rendering it for OCR ({mb} MiB at {dpi} dpi) failed{': ' + str(exc) if str(exc) else ''}",
+        ) from None
     finally:
         page.close()
     buf = io.BytesIO()

@@ -120,18 +120,46 @@ def resume_pdf(i: int, skills: list[str] | None = None, *, pages: int = 1) -> by
 
 
 def scanned_page(lines: list[str]) -> bytes:
-    """JPEG of a letter page (100 dpi) with LINES drawn in a large font: what a scanner gives."""
+    """JPEG of a letter page (200 dpi) with LINES drawn in a 17 pt font: what a scanner gives."""
     from PIL import Image, ImageDraw, ImageFont
 
-    img = Image.new("L", (850, 1100), 255)
+    img = Image.new("L", (1700, 2200), 255)
     draw = ImageDraw.Draw(img)
-    font = ImageFont.load_default(size=28)
-    y = 80
+    font = ImageFont.load_default(size=48)
+    y = 160
     for line in lines:
-        draw.text((70, y), line, fill=0, font=font)
-        y += 44
+        draw.text((140, y), line, fill=0, font=font)
+        y += 80
     buf = io.BytesIO()
     img.save(buf, format="JPEG", quality=90)
+    return buf.getvalue()
+
+
+def huge_page_tree(pages: int, *, cyclic: bool = False) -> bytes:
+    """A PDF of PAGES empty pages sharing one content stream (a few MB, a huge page tree); CYCLIC
+    makes one /Kids entry point back at the root of the tree."""
+    buf = io.BytesIO()
+    buf.write(b"%PDF-1.4\n")
+    offsets: dict[int, int] = {}
+
+    def obj(num: int, body: bytes) -> None:
+        offsets[num] = buf.tell()
+        buf.write(f"{num} 0 obj\n".encode() + body + b"\nendobj\n")
+
+    first = 4
+    kids = " ".join(f"{first + i} 0 R" for i in range(pages))
+    if cyclic:
+        kids += " 2 0 R"
+    obj(1, b"<< /Type /Catalog /Pages 2 0 R >>")
+    obj(2, f"<< /Type /Pages /Kids [{kids}] /Count {pages} >>".encode())
+    obj(3, b"<< /Length 0 >>\nstream\n\nendstream")
+    for i in range(pages):
+        obj(first + i, b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Contents 3 0 R >>")
+    n = first + pages
+    xref = buf.tell()
+    buf.write(f"xref\n0 {n}\n0000000000 65535 f \n".encode())
+    buf.write(b"".join(f"{offsets[i]:010d} 00000 n \n".encode() for i in range(1, n)))
+    buf.write(f"trailer\n<< /Size {n} /Root 1 0 R >>\nstartxref\n{xref}\n%%EOF\n".encode())
     return buf.getvalue()
 
 
