@@ -18,6 +18,7 @@ from pathlib import Path
 TAXONOMY = Path(__file__).parent / "data" / "skills.tsv"
 # a list item is bounded by these (bullets, separators, line ends)
 LIST_BEFORE = re.compile(r"(?:^|[,;:/|(•·.\-\u2013*]|\band|\bor)\s*$")
+LIST_SEPARATOR_AFTER = re.compile(r"^\s*[,;/|)]")
 # "Excel at", "Swift in": the word, not the name
 VERB_AFTER = re.compile(r"^\s+(?:at|in|to|with)\b")
 LIST_AFTER = re.compile(r"^\s*(?:$|[,;/|)•·.]|\band\b|\bor\b)")
@@ -76,6 +77,9 @@ class Matcher:
         line_end = text.find("\n", m.end())
         before = text[line_start : m.start()]
         after = text[m.end() : len(text) if line_end < 0 else line_end]
+        if LIST_SEPARATOR_AFTER.match(after):
+            # 'Statistics in R, SAS': a separator after it is enough
+            return True
         return bool(LIST_BEFORE.search(before)) and bool(LIST_AFTER.match(after))
 
     def find(self, pages: list[str]) -> list[Found]:

@@ -100,6 +100,12 @@ def clean(name: str) -> tuple[str, list[str]]:
         if base.lower().endswith(tail) and (named or one_word):
             base = stripped
     aliases.append(base)
+    words = base.split()
+    acro = _acronym(words)
+    if acro:
+        # 'Amazon Web Services AWS': the acronym abbreviates the whole name, vendor included
+        aliases.append(" ".join(words[:-1]))
+        return acro, [a for a in dict.fromkeys(aliases) if a != acro]
     low = base.lower()
     for v in sorted(VENDORS, key=len, reverse=True):
         if low.startswith(v + " ") and len(base) > len(v) + 1:
