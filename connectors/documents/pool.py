@@ -1,7 +1,8 @@
 """Documents read in worker processes, each bounded in time and memory.
 
 `read_all(paths, kind, limits, workers)` yields one `Read` per file, in completion order. Each worker
-is a spawned process (one per core by default) that extracts a PDF's text, parses its fields and
+is a fresh Python process (`python -m connectors.documents.worker`, one per core by default: it
+imports only this package, not the caller's modules) that extracts a PDF's text, parses its fields and
 matches its skills, then takes the next file. Its address space is capped (`RLIMIT_AS`), and each
 document gets a CPU-time budget (`RLIMIT_CPU`, raised per document) and a wall-clock deadline the
 parent enforces by killing the worker. A worker that dies (a hostile file that exhausts memory or
@@ -12,14 +13,17 @@ takes the rest. The parent holds no document in memory beyond its results.
 from __future__ import annotations
 
 import contextlib
-import multiprocessing as mp
+import contextlib
 import os
+import pickle
 import resource
 import signal
+import subprocess
+import sys
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from multiprocessing.connection import Connection, wait
+from multiprocessing.connection import wait
 from pathlib import Path
 from typing import Any
 
@@ -68,17 +72,31 @@ def analyse(path: Path, kind: str, limits: Limits) -> Read:
         return Read(path, error=exc, seconds=time.monotonic() - t0)
 
 
-def _worker(conn: Connection, limits: Limits) -> None:
+def worker_main() -> None:
+    """A worker process (`python -m connectors.documents.worker`): limits, then one document per message.
+
+    Messages are pickles on stdin/stdout; the protocol keeps its own copy of stdout, and fd 1 points
+    at stderr, so nothing a library prints can corrupt it.
+    """
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    out = os.fdopen(os.dup(1), "wb")
+    os.dup2(2, 1)
+    inp = sys.stdin.buffer
+    limits: Limits = pickle.load(inp)
     resource.setrlimit(resource.RLIMIT_AS, (limits.memory_bytes, limits.memory_bytes))
     _, cpu_hard = resource.getrlimit(resource.RLIMIT_CPU)
     from connectors.documents import skills
 
     skills.matcher()
-    conn.send(("ready", None))
+
+    def send(what: str, result: Any) -> None:
+        pickle.dump((what, result), out, protocol=pickle.HIGHEST_PROTOCOL)
+        out.flush()
+
+    send("ready", None)
     while True:
         try:
-            task = conn.recv()
+            task = pickle.load(inp)
         except EOFError:
             return
         if task is None:
@@ -91,32 +109,51 @@ def _worker(conn: Connection, limits: Limits) -> None:
         try:
             result = analyse(Path(path), kind, limits)
         except MemoryError:
-            result = Read(
-                Path(path), error=DocumentError("out_of_memory", f"{Path(path).name} needs more memory than the limit")
-            )
-        conn.send(("done", result))
+            name = Path(path).name
+            result = Read(Path(path), error=DocumentError("out_of_memory", f"{name} needs more memory than the limit"))
+        send("done", result)
 
 
 class _Slot:
-    def __init__(self, ctx: Any, limits: Limits) -> None:
-        self.parent, child = ctx.Pipe()
-        self.proc = ctx.Process(target=_worker, args=(child, limits), daemon=True, name="bulkops-document")
-        self.proc.start()
-        child.close()
+    """One worker process and the document it is working on."""
+
+    def __init__(self, limits: Limits) -> None:
+        env = dict(os.environ)
+        # the worker imports this package from where the parent found it
+        root = str(Path(__file__).resolve().parents[2])
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH", "")) if p)
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "connectors.documents.worker"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            env=env,
+            start_new_session=True,
+        )
+        self.stdout = self.proc.stdout
+        self.send(limits)
         self.ready = False
         self.task: tuple[Path, str] | None = None
         self.deadline = 0.0
 
+    def send(self, message: Any) -> None:
+        pickle.dump(message, self.proc.stdin, protocol=pickle.HIGHEST_PROTOCOL)
+        self.proc.stdin.flush()
+
+    def receive(self) -> tuple[str, Any]:
+        return pickle.load(self.stdout)
+
     def kill(self) -> None:
-        if self.proc.is_alive():
+        if self.proc.poll() is None:
             self.proc.kill()
-        self.proc.join(5)
-        self.parent.close()
+        self.proc.wait(5)
+        for f in (self.proc.stdin, self.proc.stdout):
+            with contextlib.suppress(OSError):
+                f.close()
 
 
 def _died(slot: _Slot, limits: Limits) -> DocumentError:
     path = slot.task[0] if slot.task else Path("?")
-    code = slot.proc.exitcode
+    code = slot.proc.returncode
     if code == -signal.SIGXCPU:
         return DocumentError("timeout", f"{path.name} took more than {limits.seconds:.0f} s of CPU time")
     if code == -signal.SIGKILL:
@@ -142,8 +179,7 @@ def read_all(
     if not todo:
         return
     n = min(workers or default_workers(), len(todo))
-    ctx = mp.get_context("spawn")
-    slots = [_Slot(ctx, limits) for _ in range(n)]
+    slots = [_Slot(limits) for _ in range(n)]
     pending = len(todo)
     try:
         while pending:
@@ -152,7 +188,7 @@ def read_all(
                 if slot.task is None and slot.ready and todo:
                     slot.task = todo.pop()
                     slot.deadline = now + limits.seconds * 1.5 + 5
-                    slot.parent.send((str(slot.task[0]), slot.task[1]))
+                    slot.send((str(slot.task[0]), slot.task[1]))
                 elif slot.task is not None and now > slot.deadline:
                     slot.kill()
                     pending -= 1
@@ -160,23 +196,24 @@ def read_all(
                         slot.task[0],
                         error=DocumentError("timeout", f"{slot.task[0].name} took more than {limits.seconds:.0f} s"),
                     )
-                    slots[i] = _Slot(ctx, limits)
-            busy = [s.parent for s in slots if s.task is not None or not s.ready]
+                    slots[i] = _Slot(limits)
+            busy = [s.stdout for s in slots if s.task is not None or not s.ready]
             timeout = max(0.05, min((s.deadline for s in slots if s.task is not None), default=now + 1) - now)
             for conn in wait(busy, timeout=min(timeout, 1.0)):
-                i = next(j for j, s in enumerate(slots) if s.parent is conn)
+                i = next(j for j, s in enumerate(slots) if s.stdout is conn)
                 slot = slots[i]
                 try:
-                    what, result = conn.recv()
-                except (EOFError, OSError):
-                    slot.proc.join(5)
+                    what, result = slot.receive()
+                except (EOFError, OSError, pickle.UnpicklingError):
+                    with contextlib.suppress(subprocess.TimeoutExpired):
+                        slot.proc.wait(5)
                     if slot.task is not None:
                         pending -= 1
                         yield Read(slot.task[0], error=_died(slot, limits))
                     elif not todo:
                         raise RuntimeError("a document worker could not start") from None
                     slot.kill()
-                    slots[i] = _Slot(ctx, limits)
+                    slots[i] = _Slot(limits)
                     continue
                 if what == "ready":
                     slot.ready = True
@@ -186,8 +223,9 @@ def read_all(
                 yield result
     finally:
         for slot in slots:
-            with contextlib.suppress(OSError):
-                slot.parent.send(None)
+            with contextlib.suppress(OSError, ValueError):
+                slot.send(None)
         for slot in slots:
-            slot.proc.join(2)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                slot.proc.wait(2)
             slot.kill()

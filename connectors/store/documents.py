@@ -124,6 +124,57 @@ def insert_document(conn: sa.Connection, cs: changes.ChangeSet, values: Mapping[
     return row["id"]
 
 
+def insert_documents(conn: sa.Connection, cs: changes.ChangeSet, rows: Sequence[Mapping[str, Any]]) -> None:
+    """New document rows (each with its `id`) in change set CS, audited: two statements for all."""
+    if not rows:
+        return
+    now = _now()
+    full = [{"account_id": cs.account_id, "import_id": cs.id, **r, "created_at": now, "updated_at": now} for r in rows]
+    # executemany needs the same keys in every row
+    keys = set().union(*full)
+    conn.execute(d.insert(), [{k: r.get(k) for k in keys} for r in full])
+    changes.write_audit_rows(
+        conn, cs, "document.create", [("documents", r["id"], None, _image(r)) for r in full], now=now
+    )
+
+
+def insert_skills(
+    conn: sa.Connection,
+    cs: changes.ChangeSet,
+    kind: str,
+    found: Sequence[tuple[uuid.UUID, uuid.UUID, Sequence[Any]]],
+    skill_meta: Mapping[str, Any],
+) -> dict[uuid.UUID, int]:
+    """The skills found in new documents, (owner, document id, found) each, audited in CS; count per document."""
+    table, col = OWNERS[kind]
+    now = _now()
+    ids = ensure_skills(conn, [skill_meta[name] for name in {f.skill for _, _, fs in found for f in fs}])
+    rows = [
+        {
+            "id": uuid.uuid4(),
+            "account_id": cs.account_id,
+            col: owner,
+            "skill_id": ids[f.skill],
+            "document_id": doc_id,
+            "page": f.page,
+            "span_start": f.start,
+            "span_end": f.end,
+            "evidence": f.text[:500],
+            "mentions": f.mentions,
+            "import_id": cs.id,
+            "created_at": now,
+        }
+        for owner, doc_id, fs in found
+        for f in fs
+    ]
+    if rows:
+        conn.execute(table.insert(), rows)
+        changes.write_audit_rows(
+            conn, cs, f"{table.name}.create", [(table.name, r["id"], None, _image(r)) for r in rows], now=now
+        )
+    return {doc_id: len(fs) for _, doc_id, fs in found}
+
+
 def reuse_document(
     conn: sa.Connection, cs: changes.ChangeSet, document_id: uuid.UUID, values: Mapping[str, Any]
 ) -> None:

@@ -222,6 +222,7 @@ def import_documents(
         seen.add(sha)
         todo.append((name, sha, path, media, url, size))
 
+    timings = {"stored_s": round(time.monotonic() - t0, 3)}
     # read the PDFs in worker processes; parse the fetched pages here
     reads: dict[str, pool.Read] = {}
     pdfs = [(name, sha, path) for name, sha, path, _, url, _ in todo if url is None]
@@ -246,6 +247,7 @@ def import_documents(
             skills=found,
         )
 
+    timings["read_s"] = round(time.monotonic() - t0 - sum(timings.values()), 3)
     # the records, through the import writer
     rows: list[dict[str, Any]] = []
     key_of: dict[str, str] = {}  # sha -> email (normalised) or job code
@@ -314,6 +316,7 @@ def import_documents(
     finally:
         batch.unlink(missing_ok=True)
     import_id = result.import_id
+    timings["records_s"] = round(time.monotonic() - t0 - sum(timings.values()), 3)
 
     # documents and skills, in the import's change set
     meta = matcher.skills
@@ -328,6 +331,8 @@ def import_documents(
         owner_col = "candidate_id" if kind == "resume" else "job_id"
         versions = store_docs.next_versions(conn, kind, list(owners.values()))
         known = store_docs.by_sha(conn, account_id, kind, [s for _, s, *_ in todo])
+        new_docs: list[dict[str, Any]] = []
+        new_skills: list[tuple[uuid.UUID, uuid.UUID, list]] = []
         for name, sha, path, media, url, size in todo:
             r = reads.get(sha)
             err = r.error if r is not None else (fetched.get(url) if url else None)
@@ -345,6 +350,14 @@ def import_documents(
                 "storage_path": str(path),
                 "partition_key": pk,
                 "attempts": 1,
+                # every row has every column: the new ones are written by one executemany
+                owner_col: None,
+                "version": 1,
+                "pages": None,
+                "ocr_pages": 0,
+                "text": None,
+                "error_kind": None,
+                "error_message": None,
             }
             if isinstance(err, DocumentError):
                 values.update(status="failed", error_kind=err.kind, error_message=str(err)[:2000])
@@ -361,14 +374,18 @@ def import_documents(
                 versions[owner] = versions.get(owner, 1) + 1
                 status = "created" if values["version"] == 1 else "updated"
             prior = known.get(sha)
+            n = 0
             if prior is not None:
                 store_docs.reuse_document(conn, cs, prior.id, values)
                 doc_id = prior.id
+                if status != "failed":
+                    n = store_docs.replace_skills(conn, cs, kind, owner, doc_id, r.skills, meta)
             else:
-                doc_id = store_docs.insert_document(conn, cs, values)
-            n = 0
-            if status != "failed":
-                n = store_docs.replace_skills(conn, cs, kind, owner, doc_id, r.skills, meta)
+                doc_id = uuid.uuid4()
+                new_docs.append({"id": doc_id, **values})
+                if status != "failed":
+                    new_skills.append((owner, doc_id, r.skills))
+                    n = len(r.skills)
             outcomes.append(
                 DocumentOutcome(
                     name,
@@ -385,6 +402,8 @@ def import_documents(
                     url,
                 )
             )
+        store_docs.insert_documents(conn, cs, new_docs)
+        store_docs.insert_skills(conn, cs, kind, new_skills, meta)
         failed = sum(1 for o in outcomes if o.status == "failed")
         skipped_docs = sum(1 for o in outcomes if o.status == "skipped")
         h = history.row(conn, import_id)
@@ -399,6 +418,7 @@ def import_documents(
             "skipped": [{"file": o.name, "reason": o.error} for o in outcomes if o.status == "skipped"][:200],
             "ocr_pages": sum(o.ocr_pages for o in outcomes),
             "skills": sum(o.skills for o in outcomes),
+            "timings": {**timings, "documents_s": round(time.monotonic() - t0 - sum(timings.values()), 3)},
         }
         history.update(
             conn,
