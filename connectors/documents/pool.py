@@ -13,7 +13,6 @@ takes the rest. The parent holds no document in memory beyond its results.
 from __future__ import annotations
 
 import contextlib
-import contextlib
 import os
 import pickle
 import resource
