@@ -26,6 +26,7 @@ import random
 import resource
 import sys
 import tempfile
+import threading
 import time
 import uuid
 from pathlib import Path
@@ -78,7 +79,6 @@ def pdfplumber_baseline(files: list[Path]) -> tuple[float, dict[str, set[str]]]:
 
 
 def bulkops_run(drop_root: Path, db_url: str, n: int, workers: int) -> tuple[float, float, dict[str, set[str]], str]:
-    from connectors.store import documents as store_docs
     from pipelines.documents.assets import document_import_job
     from pipelines.documents.sensors import build_document_sensor
     from resources import RecordStoreResource
@@ -95,6 +95,22 @@ def bulkops_run(drop_root: Path, db_url: str, n: int, workers: int) -> tuple[flo
         t0 = time.perf_counter()
         for f in sorted(staged.iterdir()):
             os.replace(f, folder / f.name)
+        # a second connection watches the database: the moment all N applicants have their skills
+        done_at: list[float] = []
+        stop = threading.Event()
+
+        def watch() -> None:
+            cs = schema.candidate_skills
+            q = sa.select(sa.func.count(sa.distinct(cs.c.candidate_id))).where(cs.c.account_id == acct)
+            while not stop.is_set():
+                with store.engine.connect() as c:
+                    if c.execute(q).scalar() >= n:
+                        done_at.append(time.perf_counter())
+                        return
+                stop.wait(0.05)
+
+        watcher = threading.Thread(target=watch, daemon=True)
+        watcher.start()
         tick = sensor(dg.build_sensor_context(instance=instance))
         [request] = tick.run_requests
         run_config = dict(request.run_config)
@@ -105,13 +121,16 @@ def bulkops_run(drop_root: Path, db_url: str, n: int, workers: int) -> tuple[flo
             resources={"record_store": RecordStoreResource(database_url=db_url)},
         )
         assert result.success
+        run_s = time.perf_counter() - t0
+        watcher.join(10)
+        stop.set()
         u, cs, sk = schema.users, schema.candidate_skills, schema.skills
         with store.engine.connect() as c:
             have = c.execute(
                 sa.select(sa.func.count(sa.distinct(cs.c.candidate_id))).where(cs.c.account_id == acct)
             ).scalar()
             users = c.execute(sa.select(sa.func.count()).select_from(u).where(u.c.account_id == acct)).scalar()
-        elapsed = time.perf_counter() - t0
+        elapsed = (done_at[0] if done_at else time.perf_counter()) - t0
         if have != n or users != n:
             print(f"!! {users} applicants, {have} with skills, of {n}")
         found: dict[str, set[str]] = {}
@@ -127,9 +146,7 @@ def bulkops_run(drop_root: Path, db_url: str, n: int, workers: int) -> tuple[flo
             docs = c.execute(
                 sa.select(sa.func.count()).select_from(schema.documents).where(schema.documents.c.account_id == acct)
             ).scalar()
-        del store_docs
     store.dispose()
-    run_s = elapsed
     return elapsed, run_s, found, f"{users} applicants, {docs} documents"
 
 
@@ -156,8 +173,9 @@ def main() -> None:
         base_s, base_found = (None, None) if args.no_baseline else pdfplumber_baseline(files)
         if base_s is not None:
             print(f"pdfplumber extract_text, one process: {base_s:.1f} s ({pages / base_s:.1f} pages/s)")
-        wall, _, found, what = bulkops_run(tmp_path / "drop", db_url, args.count, args.workers)
+        wall, run_s, found, what = bulkops_run(tmp_path / "drop", db_url, args.count, args.workers)
         print(f"bulkops drop -> all applicants with skills: {wall:.2f} s ({pages / wall:.0f} pages/s; {what})")
+        print(f"bulkops drop -> run finished (one event per document partition logged): {run_s:.2f} s")
         if base_s is not None:
             print(f"speed-up: {base_s / wall:.1f}x")
             same = sum(1 for e, s in base_found.items() if found.get(e, set()) == s)

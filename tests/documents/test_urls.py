@@ -117,6 +117,7 @@ def test_a_posting_without_json_ld_is_read_from_its_main_text(server: str) -> No
     assert "Kubernetes clusters" in post.description and "Home" not in post.description
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("path", "kind", "says"),
     [
