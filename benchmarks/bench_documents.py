@@ -111,18 +111,26 @@ def bulkops_run(drop_root: Path, db_url: str, n: int, workers: int) -> tuple[flo
 
         watcher = threading.Thread(target=watch, daemon=True)
         watcher.start()
-        tick = sensor(dg.build_sensor_context(instance=instance))
-        [request] = tick.run_requests
-        run_config = dict(request.run_config)
-        run_config["ops"]["import_documents"]["config"]["workers"] = workers
-        result = document_import_job.execute_in_process(
-            run_config=run_config,
-            instance=instance,
-            resources={"record_store": RecordStoreResource(database_url=db_url)},
-        )
-        assert result.success
+        cursor = None
+        runs = 0
+        while True:
+            # a tick sends at most 1,000 documents into one run; the next tick takes the rest
+            tick = sensor(dg.build_sensor_context(instance=instance, cursor=cursor))
+            cursor = tick.cursor
+            if not tick.run_requests:
+                break
+            [request] = tick.run_requests
+            run_config = dict(request.run_config)
+            run_config["ops"]["import_documents"]["config"]["workers"] = workers
+            result = document_import_job.execute_in_process(
+                run_config=run_config,
+                instance=instance,
+                resources={"record_store": RecordStoreResource(database_url=db_url)},
+            )
+            assert result.success
+            runs += 1
         run_s = time.perf_counter() - t0
-        watcher.join(10)
+        watcher.join(30)
         stop.set()
         u, cs, sk = schema.users, schema.candidate_skills, schema.skills
         with store.engine.connect() as c:
@@ -147,7 +155,7 @@ def bulkops_run(drop_root: Path, db_url: str, n: int, workers: int) -> tuple[flo
                 sa.select(sa.func.count()).select_from(schema.documents).where(schema.documents.c.account_id == acct)
             ).scalar()
     store.dispose()
-    return elapsed, run_s, found, f"{users} applicants, {docs} documents"
+    return elapsed, run_s, found, f"{users} applicants, {docs} documents, {runs} run(s)"
 
 
 def main() -> None:
