@@ -131,6 +131,7 @@ class _Slot:
         self.stdout = self.proc.stdout
         self.send(limits)
         self.ready = False
+        self.done = 0
         self.task: tuple[Path, str] | None = None
         self.deadline = 0.0
 
@@ -140,6 +141,14 @@ class _Slot:
 
     def receive(self) -> tuple[str, Any]:
         return pickle.load(self.stdout)
+
+    def retire(self) -> None:
+        """Ask the worker to exit, and make sure it has."""
+        with contextlib.suppress(OSError, ValueError):
+            self.send(None)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self.proc.wait(2)
+        self.kill()
 
     def kill(self) -> None:
         if self.proc.poll() is None:
@@ -162,6 +171,10 @@ def _died(slot: _Slot, limits: Limits) -> DocumentError:
         f"{path.name} stopped its worker (exit {code}): it needs more than the "
         f"{limits.memory_bytes // 2**20} MiB memory limit, or breaks the PDF library",
     )
+
+
+# documents a worker reads before it is replaced by a fresh one
+RECYCLE_AFTER = 250
 
 
 def default_workers() -> int:
@@ -218,13 +231,16 @@ def read_all(
                     slot.ready = True
                     continue
                 slot.task = None
+                slot.done += 1
                 pending -= 1
+                if slot.done >= RECYCLE_AFTER and len(todo) > len(slots):
+                    # a fresh worker now and then: memory stays what one document needs
+                    slot.retire()
+                    slots[i] = _Slot(limits)
                 yield result
     finally:
         for slot in slots:
             with contextlib.suppress(OSError, ValueError):
                 slot.send(None)
         for slot in slots:
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                slot.proc.wait(2)
-            slot.kill()
+            slot.retire()

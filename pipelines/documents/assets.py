@@ -101,7 +101,16 @@ def import_documents(
 ) -> None:
     store = record_store.store
     account_id = store.account_id(config.account)
-    kind = engine.kind_of(config.kind)
+    try:
+        kind = engine.kind_of(config.kind)
+        files = engine.expand(config.paths)
+    except (ValueError, FileNotFoundError) as exc:
+        raise dg.Failure(description=str(exc), allow_retries=False) from exc
+    if not files and not config.urls:
+        raise dg.Failure(
+            description=f"nothing to import: no PDF in {', '.join(config.paths) or 'the paths given'}",
+            allow_retries=False,
+        )
     result = engine.import_documents(
         store,
         account_id,

@@ -187,6 +187,10 @@ def import_documents(
     given = [str(p) for p in paths]
     files = expand(given)
     url_list = list(dict.fromkeys(u.strip() for u in urls_ if u.strip()))
+    if not files and not url_list:
+        raise ValueError(
+            f"nothing to import: no PDF in {', '.join(given)}" if given else "nothing to import: no paths or URLs"
+        )
     if url_list and kind != "job_description":
         raise ValueError("URLs are imported as jobs: use --type job")
     docs_dir = documents_dir or settings.documents_dir()

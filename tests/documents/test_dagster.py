@@ -164,3 +164,21 @@ def test_a_partition_re_runs_its_document_and_a_failed_one_fails_with_its_reason
     assert tuple(status) == ("failed", "unreadable", 2)
     failure = next(e for e in failed.all_events if e.event_type == dg.DagsterEventType.STEP_FAILURE)
     assert "no applicant or job was made from it" in failure.step_failure_data.error.message
+
+
+def test_a_launch_with_nothing_to_import_fails_saying_so(
+    tmp_path: Path, instance: dg.DagsterInstance, store_url: str, slug: str
+) -> None:
+    (tmp_path / "empty").mkdir()
+    run_config = {"ops": {"import_documents": {"config": {"kind": "resume", "paths": [str(tmp_path / "empty")]}}}}
+
+    result = document_import_job.execute_in_process(
+        run_config=run_config,
+        instance=instance,
+        resources={"record_store": RecordStoreResource(database_url=store_url)},
+        raise_on_error=False,
+    )
+
+    assert not result.success
+    failure = next(e for e in result.all_events if e.event_type == dg.DagsterEventType.STEP_FAILURE)
+    assert failure.step_failure_data.user_failure_data.description.startswith("nothing to import: no PDF in")

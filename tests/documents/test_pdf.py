@@ -132,3 +132,15 @@ def test_a_document_over_its_time_limit_is_stopped_and_the_others_go_on(tmp_path
 
     assert got["slow.pdf"].error.kind == "timeout"
     assert got["fine.pdf"].error is None
+
+
+def test_workers_are_replaced_after_many_documents_and_every_document_is_read(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(pool, "RECYCLE_AFTER", 3)
+    files = [pdfgen.write(tmp_path / f"r{i}.pdf", pdfgen.resume_pdf(i)) for i in range(12)]
+
+    got = _read(*files)
+
+    assert sorted(got) == sorted(f.name for f in files)
+    assert all(r.error is None and r.fields["email"] == pdfgen.person(int(n[1:-4]))[2] for n, r in got.items())
