@@ -188,3 +188,47 @@ def test_a_urls_only_launch_is_listed_with_no_file(
     )
     row = list_imports(store, account, type="jobs", limit=1)[0]
     assert (row["file"], row["created"]) == ("--", 1)
+
+
+@pytest.mark.slow
+def test_a_posting_partition_re_runs_from_the_stored_page(
+    server: str, store: RecordStore, account: uuid.UUID, tmp_path: Path
+) -> None:
+    import dagster as dg
+
+    from pipelines.documents.assets import document_partitions, document_skills
+    from resources import RecordStoreResource
+
+    result = import_documents(
+        store,
+        account,
+        kind="job",
+        urls_=[f"{server}/jobs/data-engineer"],
+        documents_dir=tmp_path / "stored",
+        failed_rows_dir=tmp_path / "failed",
+    )
+    [doc] = result.documents
+    with store.engine.connect() as c:
+        c.execute(sa.delete(schema.job_skills).where(schema.job_skills.c.document_id == doc.document_id))
+        c.commit()
+    (tmp_path / "dagster").mkdir()
+    with dg.instance_for_test(temp_dir=str(tmp_path / "dagster")) as instance:
+        instance.add_dynamic_partitions(document_partitions.name, [doc.partition_key])
+        rerun = dg.materialize(
+            [document_skills],
+            instance=instance,
+            partition_key=doc.partition_key,
+            resources={
+                "record_store": RecordStoreResource(database_url=store.engine.url.render_as_string(hide_password=False))
+            },
+        )
+
+    assert rerun.success
+    assert doc.partition_key.startswith("job_description/127.0.0.1_jobs_data-engineer@")
+    with store.engine.connect() as c:
+        assert [s["name"] for s in store_docs.skills_of(c, "job_description", doc.record_id)] == [
+            "Python",
+            "SQL",
+            "Spark",
+            "Kafka",
+        ]
