@@ -41,6 +41,8 @@ class Read:
     skills: list[Any] = field(default_factory=list)
     error: DocumentError | None = None
     seconds: float = 0.0
+    # peak resident memory of the worker process so far (VmHWM), KiB
+    worker_peak_kib: int = 0
 
 
 def analyse(path: Path, kind: str, limits: Limits) -> Read:
@@ -110,7 +112,20 @@ def worker_main() -> None:
         except MemoryError:
             name = Path(path).name
             result = Read(Path(path), error=DocumentError("out_of_memory", f"{name} needs more memory than the limit"))
+        result.worker_peak_kib = _peak_kib()
         send("done", result)
+
+
+def _peak_kib() -> int:
+    """This process's peak resident set since it started (VmHWM: not the forked parent's, as ru_maxrss is)."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
 
 
 class _Slot:

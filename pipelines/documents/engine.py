@@ -231,7 +231,9 @@ def import_documents(
     reads: dict[str, pool.Read] = {}
     pdfs = [(name, sha, path) for name, sha, path, _, url, _ in todo if url is None]
     by_path = {str(path): (name, sha) for name, sha, path in pdfs}
+    worker_peak = 0
     for r in pool.read_all([p for _, _, p in pdfs], "resume" if kind == "resume" else "job", limits, workers=workers):
+        worker_peak = max(worker_peak, r.worker_peak_kib)
         name, sha = by_path[str(r.path)]
         if r.error is not None:
             r.error = DocumentError(r.error.kind, r.error.message.replace(r.path.name, name))
@@ -422,6 +424,7 @@ def import_documents(
             "skipped": [{"file": o.name, "reason": o.error} for o in outcomes if o.status == "skipped"][:200],
             "ocr_pages": sum(o.ocr_pages for o in outcomes),
             "skills": sum(o.skills for o in outcomes),
+            "worker_peak_mib": round(worker_peak / 1024, 1),
             "timings": {**timings, "documents_s": round(time.monotonic() - t0 - sum(timings.values()), 3)},
         }
         history.update(
