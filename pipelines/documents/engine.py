@@ -31,6 +31,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -457,7 +458,6 @@ def import_documents(
 
 
 def urlsplit_host(url: str) -> str:
-    from urllib.parse import urlsplit
-
+    """'https://example.com/jobs/42' -> 'example.com/jobs/42' (a posting's partition name)."""
     parts = urlsplit(url)
     return f"{parts.hostname or ''}{parts.path}".strip("/")
