@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import shutil
+import signal
 import subprocess
 
 from connectors.documents.errors import DocumentError
@@ -34,6 +35,9 @@ def image_text(png: bytes, name: str, *, timeout: float = 60.0) -> str:
         )
     except subprocess.TimeoutExpired:
         raise DocumentError("timeout", f"{name}: OCR took more than {timeout:.0f} s") from None
+    if done.returncode in (-signal.SIGXCPU, -signal.SIGKILL):
+        # tesseract inherits the worker's per-document CPU-time limit
+        raise DocumentError("timeout", f"{name}: OCR ran over the document's time limit")
     if done.returncode != 0:
         why = done.stderr.decode("utf-8", "replace").strip().splitlines()
         raise DocumentError("ocr_failed", f"{name}: Tesseract failed: {why[-1] if why else done.returncode}")
