@@ -190,6 +190,8 @@ def _died(slot: _Slot, limits: Limits) -> DocumentError:
 
 # documents a worker reads before it is replaced by a fresh one
 RECYCLE_AFTER = 250
+# workers that die before taking a document, in one call, before it gives up
+MAX_FAILED_STARTS = 3
 
 
 def default_workers() -> int:
@@ -208,6 +210,7 @@ def read_all(
     n = min(workers or default_workers(), len(todo))
     slots = [_Slot(limits) for _ in range(n)]
     pending = len(todo)
+    failed_starts = 0
     try:
         while pending:
             now = time.monotonic()
@@ -237,8 +240,13 @@ def read_all(
                     if slot.task is not None:
                         pending -= 1
                         yield Read(slot.task[0], error=_died(slot, limits))
-                    elif not todo:
-                        raise RuntimeError("a document worker could not start") from None
+                    else:
+                        failed_starts += 1
+                        if failed_starts > MAX_FAILED_STARTS:
+                            raise RuntimeError(
+                                f"document worker processes do not start (exit {slot.proc.returncode}); "
+                                f"is the memory limit ({limits.memory_bytes // 2**20} MiB) too low?"
+                            ) from None
                     slot.kill()
                     slots[i] = _Slot(limits)
                     continue

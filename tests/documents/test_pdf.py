@@ -144,3 +144,10 @@ def test_workers_are_replaced_after_many_documents_and_every_document_is_read(
 
     assert sorted(got) == sorted(f.name for f in files)
     assert all(r.error is None and r.fields["email"] == pdfgen.person(int(n[1:-4]))[2] for n, r in got.items())
+
+
+def test_workers_that_cannot_start_stop_the_reading_with_the_reason(tmp_path: Path) -> None:
+    fine = pdfgen.write(tmp_path / "fine.pdf", pdfgen.resume_pdf(9))
+
+    with pytest.raises(RuntimeError, match=r"do not start .*memory limit \(8 MiB\) too low"):
+        _read(fine, limits=Limits(memory_bytes=8 * 2**20))
