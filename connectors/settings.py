@@ -29,6 +29,11 @@ def dropzone_dir() -> Path:
     return Path(os.environ.get("BULKOPS_DROPZONE") or var_dir() / "dropzone").resolve()
 
 
+def documents_dir() -> Path:
+    """Where imported documents are stored by content hash: `BULKOPS_DOCUMENTS_DIR`, else var/documents."""
+    return Path(os.environ.get("BULKOPS_DOCUMENTS_DIR") or var_dir() / "documents").resolve()
+
+
 def default_account() -> str:
     """Account slug used when a command or Dagster job is not told one: `BULKOPS_ACCOUNT`, else demo."""
     return os.environ.get("BULKOPS_ACCOUNT", "demo")

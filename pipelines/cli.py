@@ -753,9 +753,9 @@ def imports() -> None:
 @click.option(
     "--type",
     "type_",
-    type=click.Choice(["applications", "candidates", "jobs", "contracts"]),
+    type=click.Choice(["applications", "candidates", "applicants", "jobs", "contracts"]),
     default=None,
-    help="Only imports of this kind of records.",
+    help="Only imports of this kind of records (applicants: candidates, as resume imports make them).",
 )
 @click.option("--account", default=None, help="Account slug (default $BULKOPS_ACCOUNT or demo).")
 @click.option("--limit", type=int, default=50, show_default=True, help="At most this many imports.")
@@ -764,6 +764,7 @@ def imports_list(type_: str | None, account: str | None, limit: int) -> None:
     from pipelines.imports.engine import list_imports
 
     store, account_id = _store_and_account(account)
+    type_ = {"applicants": "candidates"}.get(type_ or "", type_)
     _print_history(list_imports(store, account_id, type=type_, limit=limit))
 
 
@@ -1125,6 +1126,15 @@ def alerts_list(limit: int) -> None:
             click.echo(
                 f"    -> {d['channel']} {d['target']}: {d['status']} ({d['attempts']} attempts) {d['last_error'] or ''}".rstrip()
             )
+
+
+def _documents() -> click.Group:
+    from pipelines.documents.cli import documents
+
+    return documents
+
+
+main.add_command(_documents())
 
 
 def run() -> None:

@@ -6,6 +6,7 @@ import dagster as dg
 
 from pipelines import records
 from pipelines.bulk import definitions as bulk
+from pipelines.documents import definitions as documents
 from pipelines.imports import definitions as imports
 from pipelines.monitoring import definitions as monitoring
 from resources import RecordStoreResource
@@ -17,4 +18,5 @@ defs = dg.Definitions.merge(
     imports.defs,
     bulk.defs,
     monitoring.defs,
+    documents.defs,
 )

@@ -25,9 +25,18 @@ ASSET_KEYS = [
     "bulkops/candidates",
     "bulkops/contracts",
     "bulkops/jobs",
+    "documents/document_skills",
     "imported_file",
 ]
-JOB_NAMES = ["bulk_job", "bulk_operations_stats_job", "import_job", "record_store_checks_job", "rollback_import_job"]
+JOB_NAMES = [
+    "bulk_job",
+    "bulk_operations_stats_job",
+    "document_import_job",
+    "document_skills_job",
+    "import_job",
+    "record_store_checks_job",
+    "rollback_import_job",
+]
 SENSOR_NAMES = [
     "alert_delivery_sensor",
     "applications_dropzone_sensor",
@@ -38,9 +47,11 @@ SENSOR_NAMES = [
     "dead_run_sensor",
     "import_canceled_sensor",
     "import_failure_sensor",
+    "job_descriptions_dropzone_sensor",
     "jobs_dropzone_sensor",
     "outbox_email_sensor",
     "run_failure_alert_sensor",
+    "resumes_dropzone_sensor",
 ]
 SCHEDULE_NAMES = ["bulk_operations_stats_schedule", "record_store_checks_schedule"]
 # the UI's groups: one per capability, plus the record tables

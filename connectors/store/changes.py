@@ -66,6 +66,11 @@ class Part:
 PARTS: tuple[Part, ...] = (
     Part(schema.form_submissions, "application_id"),
     Part(schema.recollection_requests, "application_id", close=("status", "requested", "cancelled")),
+    # a document import's skills, then its documents (the skills point at them)
+    Part(schema.candidate_skills, "candidate_id"),
+    Part(schema.job_skills, "job_id"),
+    Part(schema.documents, "candidate_id"),
+    Part(schema.documents, "job_id"),
 )
 
 
@@ -855,6 +860,8 @@ class _Rollback:
             mine = sa.and_(
                 p.c.account_id == self.acct,
                 self._prov(p) == self.cs_target,
+                # a row with two possible owners (a document) is undone under the one it has
+                p.c[part.owner].is_not(None),
                 sa.not_(
                     sa.exists(
                         sa.select(1)

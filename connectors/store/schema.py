@@ -296,6 +296,10 @@ skills = sa.Table(
     sa.Column("uri", sa.Text(), nullable=True),
 )
 
+# the original files of document imports, stored by content hash (settings.documents_dir()),
+# one row per file and kind; a newer file of the same applicant or job is its next version
+DOCUMENT_KINDS = ("resume", "job_description")
+DOCUMENT_STATUSES = ("pending", "processing", "completed", "failed")
 documents = sa.Table(
     "documents",
     metadata,
@@ -305,39 +309,58 @@ documents = sa.Table(
     sa.Column("filename", sa.String(500), nullable=True),
     sa.Column("size_bytes", sa.BigInteger(), nullable=False),
     sa.Column("media_type", sa.String(100), nullable=True),
-    # resume | job_description
     sa.Column("kind", sa.String(32), nullable=False),
-    sa.Column("entity_type", sa.String(32), nullable=True),
-    sa.Column("entity_id", sa.Uuid(), nullable=True),
+    sa.Column("candidate_id", sa.Uuid(), sa.ForeignKey("users.id"), nullable=True),
+    sa.Column("job_id", sa.Uuid(), sa.ForeignKey("jobs.id"), nullable=True),
+    # 1, 2, ... per applicant or job
+    sa.Column("version", sa.Integer(), nullable=False, server_default="1"),
     sa.Column("source_url", sa.Text(), nullable=True),
+    sa.Column("storage_path", sa.Text(), nullable=True),
+    sa.Column("pages", sa.Integer(), nullable=True),
+    sa.Column("ocr_pages", sa.Integer(), nullable=False, server_default="0"),
     sa.Column("text", sa.Text(), nullable=True),
-    sa.Column("created_at", TS, nullable=False, server_default=_now()),
-    sa.UniqueConstraint("account_id", "content_sha256"),
+    # the skills-extraction task of the document (its Dagster partition)
+    sa.Column("status", sa.String(16), nullable=False, server_default="pending"),
+    sa.Column("error_kind", sa.String(32), nullable=True),
+    sa.Column("error_message", sa.Text(), nullable=True),
+    sa.Column("partition_key", sa.String(500), nullable=True),
+    sa.Column("attempts", sa.Integer(), nullable=False, server_default="0"),
+    # provenance: the document import (change set) that stored it
+    sa.Column("import_id", sa.Uuid(), nullable=True),
+    *_timestamps(),
+    _enum_check("kind", DOCUMENT_KINDS),
+    _enum_check("status", DOCUMENT_STATUSES),
+    sa.UniqueConstraint("account_id", "kind", "content_sha256"),
+    sa.Index(None, "candidate_id"),
+    sa.Index(None, "job_id"),
 )
 
-candidate_skills = sa.Table(
-    "candidate_skills",
-    metadata,
-    _account(),
-    sa.Column("candidate_id", sa.Uuid(), sa.ForeignKey("users.id"), nullable=False),
-    sa.Column("skill_id", sa.Uuid(), sa.ForeignKey("skills.id"), nullable=False),
-    sa.Column("document_id", sa.Uuid(), sa.ForeignKey("documents.id"), nullable=True),
-    sa.Column("confidence", sa.Float(), nullable=True),
-    sa.Column("created_at", TS, nullable=False, server_default=_now()),
-    sa.PrimaryKeyConstraint("candidate_id", "skill_id"),
-)
 
-job_skills = sa.Table(
-    "job_skills",
-    metadata,
-    _account(),
-    sa.Column("job_id", sa.Uuid(), sa.ForeignKey("jobs.id"), nullable=False),
-    sa.Column("skill_id", sa.Uuid(), sa.ForeignKey("skills.id"), nullable=False),
-    sa.Column("document_id", sa.Uuid(), sa.ForeignKey("documents.id"), nullable=True),
-    sa.Column("confidence", sa.Float(), nullable=True),
-    sa.Column("created_at", TS, nullable=False, server_default=_now()),
-    sa.PrimaryKeyConstraint("job_id", "skill_id"),
-)
+def _skill_links(name: str, owner: str, owner_table: str) -> sa.Table:
+    """candidate_skills / job_skills: one row per skill found in one document, with its evidence."""
+    return sa.Table(
+        name,
+        metadata,
+        _id(),
+        _account(),
+        sa.Column(owner, sa.Uuid(), sa.ForeignKey(f"{owner_table}.id"), nullable=False),
+        sa.Column("skill_id", sa.Uuid(), sa.ForeignKey("skills.id"), nullable=False),
+        sa.Column("document_id", sa.Uuid(), sa.ForeignKey("documents.id"), nullable=False),
+        # evidence: the first place the skill is named (page from 1, character span on that page)
+        sa.Column("page", sa.Integer(), nullable=False),
+        sa.Column("span_start", sa.Integer(), nullable=False),
+        sa.Column("span_end", sa.Integer(), nullable=False),
+        sa.Column("evidence", sa.String(500), nullable=False),
+        sa.Column("mentions", sa.Integer(), nullable=False, server_default="1"),
+        sa.Column("import_id", sa.Uuid(), nullable=True),
+        sa.Column("created_at", TS, nullable=False, server_default=_now()),
+        sa.UniqueConstraint("document_id", "skill_id"),
+        sa.Index(None, owner),
+    )
+
+
+candidate_skills = _skill_links("candidate_skills", "candidate_id", "users")
+job_skills = _skill_links("job_skills", "job_id", "jobs")
 
 
 def _change_set_id() -> sa.Column:

@@ -1,0 +1,210 @@
+"""Resume import benchmark: drop N generated resume PDFs, time until every applicant has its skills.
+
+    .venv/bin/python benchmarks/bench_documents.py --count 200            # bulkops vs pdfplumber
+    .venv/bin/python benchmarks/bench_documents.py --count 2000 --no-baseline   # peak memory at 2,000
+
+Generates N resume PDFs (about 1.9 pages each, a mix of skills), drops them into a fresh drop
+folder and measures, in one process as a run worker would be:
+
+- bulkops end to end: the resumes drop-folder sensor's tick, then the one `document_import_job`
+  run it requests (pypdfium2 text in worker processes on every core, parsing, skills matching,
+  the applicants through the import writer, documents and skills stored), until all N applicants
+  exist with their skills (checked in the database);
+- the baseline: single-process pdfplumber `extract_text` of the same files, and nothing else.
+
+Then it checks that the skills bulkops stored for each applicant are the ones the same matcher
+finds in pdfplumber's text. Peak memory: the benchmark process (sensor + run) and the largest
+document worker, from getrusage. The record store is a throwaway SQLite file (`--db` for another).
+Prints figures; nothing is asserted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import resource
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import dagster as dg
+import sqlalchemy as sa
+
+from connectors.store import RecordStore, make_engine, migrate, schema
+from tests.documents import pdfgen
+
+SKILLS = [
+    "Python", "SQL", "Docker", "Kubernetes", "JavaScript", "TypeScript", "React", "Node.js", "C++", "C#",
+    ".NET", "Java", "Go", "Terraform", "AWS", "PostgreSQL", "MongoDB", "Redis", "Apache Kafka", "Spark",
+    "Excel", "Tableau", "Git", "Linux", "Scala", "Rust", "Django", "GraphQL", "Jenkins", "Ansible",
+]  # fmt: skip
+
+
+WORKER_PEAK_MIB = 0.0
+
+
+def generate(folder: Path, n: int, seed: int = 7) -> int:
+    rnd = random.Random(seed)
+    pages = 0
+    folder.mkdir(parents=True, exist_ok=True)
+    for i in range(n):
+        p = 1 if rnd.random() < 0.12 else 2
+        pages += p
+        pdfgen.write(
+            folder / f"resume-{i:05d}.pdf", pdfgen.resume_pdf(i, rnd.sample(SKILLS, rnd.randint(3, 9)), pages=p)
+        )
+    return pages
+
+
+def pdfplumber_baseline(files: list[Path]) -> tuple[float, dict[str, set[str]]]:
+    import pdfplumber
+
+    from connectors.documents import resume, skills
+
+    t0 = time.perf_counter()
+    texts = {}
+    for f in files:
+        with pdfplumber.open(f) as pdf:
+            texts[f.name] = [page.extract_text() or "" for page in pdf.pages]
+    elapsed = time.perf_counter() - t0
+    m = skills.matcher()
+    found = {}
+    for pages in texts.values():
+        email = resume.parse("\n".join(pages)).email
+        found[email] = {s.skill for s in m.find(pages)}
+    return elapsed, found
+
+
+def bulkops_run(drop_root: Path, db_url: str, n: int, workers: int) -> tuple[float, float, dict[str, set[str]], str]:
+    from pipelines.documents.assets import document_import_job
+    from pipelines.documents.sensors import build_document_sensor
+    from resources import RecordStoreResource
+
+    store = RecordStore(db_url)
+    account = f"bench-{uuid.uuid4().hex[:8]}"
+    acct = store.ensure_account(account)
+    os.environ["BULKOPS_ACCOUNT"] = account
+    staged = drop_root / "staged"
+    folder = drop_root / "resumes"
+    folder.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory() as home, dg.instance_for_test(temp_dir=home) as instance:
+        sensor = build_document_sensor("resume", clock=lambda: time.time() + 60, settle_seconds=10, root=drop_root)
+        t0 = time.perf_counter()
+        for f in sorted(staged.iterdir()):
+            os.replace(f, folder / f.name)
+        # a second connection watches the database: the moment all N applicants have their skills
+        done_at: list[float] = []
+        stop = threading.Event()
+
+        def watch() -> None:
+            cs = schema.candidate_skills
+            q = sa.select(sa.func.count(sa.distinct(cs.c.candidate_id))).where(cs.c.account_id == acct)
+            while not stop.is_set():
+                with store.engine.connect() as c:
+                    if c.execute(q).scalar() >= n:
+                        done_at.append(time.perf_counter())
+                        return
+                stop.wait(0.05)
+
+        watcher = threading.Thread(target=watch, daemon=True)
+        watcher.start()
+        cursor = None
+        runs = 0
+        while True:
+            # a tick sends at most 1,000 documents into one run; the next tick takes the rest
+            tick = sensor(dg.build_sensor_context(instance=instance, cursor=cursor))
+            cursor = tick.cursor
+            if not tick.run_requests:
+                break
+            [request] = tick.run_requests
+            run_config = dict(request.run_config)
+            run_config["ops"]["import_documents"]["config"]["workers"] = workers
+            result = document_import_job.execute_in_process(
+                run_config=run_config,
+                instance=instance,
+                resources={"record_store": RecordStoreResource(database_url=db_url)},
+            )
+            assert result.success
+            runs += 1
+        run_s = time.perf_counter() - t0
+        watcher.join(30)
+        stop.set()
+        u, cs, sk = schema.users, schema.candidate_skills, schema.skills
+        with store.engine.connect() as c:
+            have = c.execute(
+                sa.select(sa.func.count(sa.distinct(cs.c.candidate_id))).where(cs.c.account_id == acct)
+            ).scalar()
+            users = c.execute(sa.select(sa.func.count()).select_from(u).where(u.c.account_id == acct)).scalar()
+        elapsed = (done_at[0] if done_at else time.perf_counter()) - t0
+        if have != n or users != n:
+            print(f"!! {users} applicants, {have} with skills, of {n}")
+        found: dict[str, set[str]] = {}
+        with store.engine.connect() as c:
+            rows = c.execute(
+                sa.select(u.c.email, sk.c.name)
+                .join(cs, cs.c.candidate_id == u.c.id)
+                .join(sk, sk.c.id == cs.c.skill_id)
+                .where(u.c.account_id == acct)
+            )
+            for email, name in rows:
+                found.setdefault(email, set()).add(name)
+            docs = c.execute(
+                sa.select(sa.func.count()).select_from(schema.documents).where(schema.documents.c.account_id == acct)
+            ).scalar()
+            h = schema.import_history
+            peaks = [
+                (d or {}).get("documents", {}).get("worker_peak_mib", 0)
+                for d in c.execute(sa.select(h.c.details).where(h.c.account_id == acct)).scalars()
+            ]
+        global WORKER_PEAK_MIB
+        WORKER_PEAK_MIB = max(peaks, default=0)
+    store.dispose()
+    return elapsed, run_s, found, f"{users} applicants, {docs} documents, {runs} run(s)"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--count", type=int, default=200)
+    ap.add_argument("--no-baseline", action="store_true")
+    ap.add_argument("--workers", type=int, default=0, help="document workers (0: one per core)")
+    ap.add_argument("--db", default=None, help="record store URL (default: a throwaway SQLite file)")
+    args = ap.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp_path = Path(tmp)
+        os.environ["BULKOPS_VAR_DIR"] = str(tmp_path / "var")
+        os.environ["BULKOPS_DOCUMENTS_DIR"] = str(tmp_path / "var" / "documents")
+        db_url = args.db or f"sqlite:///{tmp_path / 'bench.db'}"
+        engine = make_engine(db_url)
+        migrate.upgrade(engine)
+        engine.dispose()
+        t = time.perf_counter()
+        pages = generate(tmp_path / "drop" / "staged", args.count)
+        files = sorted((tmp_path / "drop" / "staged").iterdir())
+        print(f"{args.count} resume PDFs, {pages} pages, generated in {time.perf_counter() - t:.1f} s")
+        print(f"load average before: {os.getloadavg()[0]:.2f} (cores: {os.cpu_count()})")
+        base_s, base_found = (None, None) if args.no_baseline else pdfplumber_baseline(files)
+        if base_s is not None:
+            print(f"pdfplumber extract_text, one process: {base_s:.1f} s ({pages / base_s:.1f} pages/s)")
+        wall, run_s, found, what = bulkops_run(tmp_path / "drop", db_url, args.count, args.workers)
+        print(f"bulkops drop -> all applicants with skills: {wall:.2f} s ({pages / wall:.0f} pages/s; {what})")
+        print(f"bulkops drop -> run finished (one event per document partition logged): {run_s:.2f} s")
+        if base_s is not None:
+            print(f"speed-up: {base_s / wall:.1f}x")
+            same = sum(1 for e, s in base_found.items() if found.get(e, set()) == s)
+            print(f"same skills as from pdfplumber's text: {same} of {len(base_found)} applicants")
+        me = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        print(
+            f"peak RSS: benchmark process (sensor + run) {me:.0f} MiB; "
+            f"largest document worker {WORKER_PEAK_MIB:.0f} MiB (its own VmHWM, after exec)"
+        )
+        print(f"load average after: {os.getloadavg()[0]:.2f}")
+
+
+if __name__ == "__main__":
+    main()

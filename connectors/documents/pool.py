@@ -1,0 +1,269 @@
+"""Documents read in worker processes, each bounded in time and memory.
+
+`read_all(paths, kind, limits, workers)` yields one `Read` per file, in completion order. Each worker
+is a fresh Python process (`python -m connectors.documents.worker`, one per core by default: it
+imports only this package, not the caller's modules) that extracts a PDF's text, parses its fields and
+matches its skills, then takes the next file. Its address space is capped (`RLIMIT_AS`), and each
+document gets a CPU-time budget (`RLIMIT_CPU`, raised per document) and a wall-clock deadline the
+parent enforces by killing the worker. A worker that dies (a hostile file that exhausts memory or
+crashes the PDF library) costs that one document, which fails with the reason; a fresh worker
+takes the rest. The parent holds no document in memory beyond its results.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import pickle
+import resource
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from multiprocessing.connection import wait
+from pathlib import Path
+from typing import Any
+
+from connectors.documents.errors import DocumentError
+from connectors.documents.pdf import Limits
+
+
+@dataclass
+class Read:
+    """One document's outcome: its text and findings, or the error that stopped it."""
+
+    path: Path
+    pages: list[str] = field(default_factory=list)
+    ocr_pages: list[int] = field(default_factory=list)
+    fields: dict[str, Any] = field(default_factory=dict)
+    skills: list[Any] = field(default_factory=list)
+    error: DocumentError | None = None
+    seconds: float = 0.0
+    # peak resident memory of the worker process so far (VmHWM), KiB
+    worker_peak_kib: int = 0
+
+
+def analyse(path: Path, kind: str, limits: Limits) -> Read:
+    """Extract, parse and match one document (in the calling process)."""
+    from connectors.documents import job_description, pdf, resume, skills
+
+    t0 = time.monotonic()
+    try:
+        ex = pdf.extract(path, limits)
+        text = "\n".join(ex.pages)
+        if not text.strip():
+            raise DocumentError("no_text", f"{path.name} has no text on any page")
+        if kind == "resume":
+            c = resume.parse(text)
+            fields = {
+                "first_name": c.first_name,
+                "last_name": c.last_name,
+                "email": c.email,
+                "phone": c.phone,
+                "links": c.links,
+            }
+        else:
+            p = job_description.parse(text)
+            fields = {"title": p.title, "location": p.location, "description": p.description}
+        found = skills.matcher().find(ex.pages)
+        return Read(path, ex.pages, ex.ocr_pages, fields, found, None, time.monotonic() - t0)
+    except DocumentError as exc:
+        return Read(path, error=exc, seconds=time.monotonic() - t0)
+
+
+def worker_main() -> None:
+    """A worker process (`python -m connectors.documents.worker`): limits, then one document per message.
+
+    Messages are pickles on stdin/stdout; the protocol keeps its own copy of stdout, and fd 1 points
+    at stderr, so nothing a library prints can corrupt it.
+    """
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    out = os.fdopen(os.dup(1), "wb")
+    os.dup2(2, 1)
+    inp = sys.stdin.buffer
+    limits: Limits = pickle.load(inp)
+    resource.setrlimit(resource.RLIMIT_AS, (limits.memory_bytes, limits.memory_bytes))
+    _, cpu_hard = resource.getrlimit(resource.RLIMIT_CPU)
+    from connectors.documents import skills
+
+    skills.matcher()
+
+    def send(what: str, result: Any) -> None:
+        pickle.dump((what, result), out, protocol=pickle.HIGHEST_PROTOCOL)
+        out.flush()
+
+    send("ready", None)
+    while True:
+        try:
+            task = pickle.load(inp)
+        except EOFError:
+            return
+        if task is None:
+            return
+        path, kind = task
+        used = resource.getrusage(resource.RUSAGE_SELF)
+        budget = int(used.ru_utime + used.ru_stime + limits.seconds) + 1
+        if cpu_hard == resource.RLIM_INFINITY or budget < cpu_hard:
+            resource.setrlimit(resource.RLIMIT_CPU, (budget, cpu_hard))
+        try:
+            result = analyse(Path(path), kind, limits)
+        except MemoryError:
+            name = Path(path).name
+            result = Read(Path(path), error=DocumentError("out_of_memory", f"{name} needs more memory than the limit"))
+        result.worker_peak_kib = _peak_kib()
+        send("done", result)
+
+
+def _peak_kib() -> int:
+    """This process's peak resident set since it started (VmHWM: not the forked parent's, as ru_maxrss is)."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
+class _Slot:
+    """One worker process and the document it is working on."""
+
+    def __init__(self, limits: Limits) -> None:
+        env = dict(os.environ)
+        # the worker imports this package from where the parent found it
+        root = str(Path(__file__).resolve().parents[2])
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH", "")) if p)
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "connectors.documents.worker"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            env=env,
+            start_new_session=True,
+        )
+        self.stdout = self.proc.stdout
+        self.send(limits)
+        self.ready = False
+        self.done = 0
+        self.task: tuple[Path, str] | None = None
+        self.deadline = 0.0
+
+    def send(self, message: Any) -> None:
+        pickle.dump(message, self.proc.stdin, protocol=pickle.HIGHEST_PROTOCOL)
+        self.proc.stdin.flush()
+
+    def receive(self) -> tuple[str, Any]:
+        return pickle.load(self.stdout)
+
+    def retire(self) -> None:
+        """Ask the worker to exit, and make sure it has."""
+        with contextlib.suppress(OSError, ValueError):
+            self.send(None)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self.proc.wait(2)
+        self.kill()
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait(5)
+        for f in (self.proc.stdin, self.proc.stdout):
+            with contextlib.suppress(OSError):
+                f.close()
+
+
+def _died(slot: _Slot, limits: Limits) -> DocumentError:
+    path = slot.task[0] if slot.task else Path("?")
+    code = slot.proc.returncode
+    if code == -signal.SIGXCPU:
+        return DocumentError("timeout", f"{path.name} took more than {limits.seconds:.0f} s of CPU time")
+    if code == -signal.SIGKILL:
+        return DocumentError("timeout", f"{path.name} took more than {limits.seconds:.0f} s")
+    return DocumentError(
+        "out_of_memory",
+        f"{path.name} stopped its worker (exit {code}): it needs more than the "
+        f"{limits.memory_bytes // 2**20} MiB memory limit, or breaks the PDF library",
+    )
+
+
+# documents a worker reads before it is replaced by a fresh one
+RECYCLE_AFTER = 250
+# workers that die before taking a document, in one call, before it gives up
+MAX_FAILED_STARTS = 3
+
+
+def default_workers() -> int:
+    return max(1, len(os.sched_getaffinity(0)))
+
+
+def read_all(
+    paths: Iterable[str | Path], kind: str, limits: Limits | None = None, *, workers: int | None = None
+) -> Iterator[Read]:
+    """Each document's outcome (completion order); at most `workers` documents at a time."""
+    limits = limits or Limits()
+    todo = [(Path(p), kind) for p in paths]
+    todo.reverse()
+    if not todo:
+        return
+    n = min(workers or default_workers(), len(todo))
+    slots = [_Slot(limits) for _ in range(n)]
+    pending = len(todo)
+    failed_starts = 0
+    try:
+        while pending:
+            now = time.monotonic()
+            for i, slot in enumerate(slots):
+                if slot.task is None and slot.ready and todo:
+                    slot.task = todo.pop()
+                    slot.deadline = now + limits.seconds * 1.5 + 5
+                    slot.send((str(slot.task[0]), slot.task[1]))
+                elif slot.task is not None and now > slot.deadline:
+                    slot.kill()
+                    pending -= 1
+                    yield Read(
+                        slot.task[0],
+                        error=DocumentError("timeout", f"{slot.task[0].name} took more than {limits.seconds:.0f} s"),
+                    )
+                    slots[i] = _Slot(limits)
+            busy = [s.stdout for s in slots if s.task is not None or not s.ready]
+            timeout = max(0.05, min((s.deadline for s in slots if s.task is not None), default=now + 1) - now)
+            for conn in wait(busy, timeout=min(timeout, 1.0)):
+                i = next(j for j, s in enumerate(slots) if s.stdout is conn)
+                slot = slots[i]
+                try:
+                    what, result = slot.receive()
+                except (EOFError, OSError, pickle.UnpicklingError):
+                    with contextlib.suppress(subprocess.TimeoutExpired):
+                        slot.proc.wait(5)
+                    if slot.task is not None:
+                        pending -= 1
+                        yield Read(slot.task[0], error=_died(slot, limits))
+                    else:
+                        failed_starts += 1
+                        if failed_starts > MAX_FAILED_STARTS:
+                            raise RuntimeError(
+                                f"document worker processes do not start (exit {slot.proc.returncode}); "
+                                f"is the memory limit ({limits.memory_bytes // 2**20} MiB) too low?"
+                            ) from None
+                    slot.kill()
+                    slots[i] = _Slot(limits)
+                    continue
+                if what == "ready":
+                    slot.ready = True
+                    continue
+                slot.task = None
+                slot.done += 1
+                pending -= 1
+                if slot.done >= RECYCLE_AFTER and len(todo) > len(slots):
+                    # a fresh worker now and then: memory stays what one document needs
+                    slot.retire()
+                    slots[i] = _Slot(limits)
+                yield result
+    finally:
+        for slot in slots:
+            with contextlib.suppress(OSError, ValueError):
+                slot.send(None)
+        for slot in slots:
+            slot.retire()
