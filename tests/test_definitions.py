@@ -50,8 +50,8 @@ SENSOR_NAMES = [
     "job_descriptions_dropzone_sensor",
     "jobs_dropzone_sensor",
     "outbox_email_sensor",
-    "run_failure_alert_sensor",
     "resumes_dropzone_sensor",
+    "run_failure_alert_sensor",
 ]
 SCHEDULE_NAMES = ["bulk_operations_stats_schedule", "record_store_checks_schedule"]
 # the UI's groups: one per capability, plus the record tables
