@@ -1,0 +1,316 @@
+"""Sync runs in the record store: one row per run (`sync_runs`, backed by its change set), the
+incremental position, delete handling and the manual-conflict queue (`sync_conflicts`).
+
+The sync engine (`pipelines/syncs/engine.py`) writes records through the import writer
+(`connectors.store.importing`, kind "sync"); these functions keep the run's own row, each in the
+caller's transaction, so a batch's counters and cursor commit with its records.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlalchemy as sa
+
+from connectors.store import changes, registry, schema
+from connectors.store.dialect import ACCOUNT_WRITES, dialect_of
+from connectors.store.schema import sync_conflicts as k
+from connectors.store.schema import sync_runs as s
+
+# statuses of a run the next run of its connection picks up after its committed batches
+RESUMABLE = ("processing", "failed", "cancelled")
+COUNTS = ("records_read", "created", "updated", "skipped", "unchanged", "deleted", "conflicts", "errors")
+LISTED = ("id", "sync_name", "started_at", "finished_at", *COUNTS, "status", "error_message", "full_refresh")
+
+
+def row(conn: sa.Connection, run_id: uuid.UUID) -> sa.Row:
+    return conn.execute(sa.select(s).where(s.c.id == run_id)).one()
+
+
+def begin(
+    conn: sa.Connection,
+    account_id: uuid.UUID,
+    name: str,
+    *,
+    full_refresh: bool,
+    direction: str,
+    dagster_run_id: str | None,
+) -> tuple[uuid.UUID, dict | None, bool]:
+    """The run to do: an unfinished one of NAME resumed, or a new one from the last completed cursor.
+
+    Returns (run id, the position to read after, whether the run was resumed). A new run opens its
+    change set (kind "sync") with its row.
+    """
+    last = conn.execute(
+        sa.select(s).where(s.c.account_id == account_id, s.c.sync_name == name).order_by(s.c.started_at.desc()).limit(1)
+    ).first()
+    if last is not None and last.status in RESUMABLE and not full_refresh:
+        conn.execute(
+            s.update()
+            .where(s.c.id == last.id)
+            .values(status="processing", error_message=None, finished_at=None, dagster_run_id=dagster_run_id)
+        )
+        return last.id, last.cursor or last.cursor_from, True
+    start = None if full_refresh else last_cursor(conn, account_id, name)
+    run_id = uuid.uuid4()
+    changes.open_change_set(conn, id=run_id, account_id=account_id, kind="sync", actor=f"sync:{name}")
+    conn.execute(
+        s.insert().values(
+            id=run_id,
+            account_id=account_id,
+            sync_name=name,
+            started_at=datetime.now(UTC),
+            status="processing",
+            cursor_from=start,
+            full_refresh=full_refresh,
+            direction=direction,
+            dagster_run_id=dagster_run_id,
+        )
+    )
+    return run_id, start, False
+
+
+def last_cursor(conn: sa.Connection, account_id: uuid.UUID, name: str) -> dict | None:
+    """The position the last completed run of NAME reached (None: none completed, read everything).
+
+    A rolled-back run's position stands: its source changes are not applied again until they
+    change again (or a full refresh reads everything).
+    """
+    return conn.execute(
+        sa.select(s.c.cursor)
+        .where(s.c.account_id == account_id, s.c.sync_name == name, s.c.status.in_(("completed", "rolled_back")))
+        .order_by(s.c.finished_at.desc())
+        .limit(1)
+    ).scalar()
+
+
+def last_completed_at(conn: sa.Connection, account_id: uuid.UUID, name: str) -> datetime | None:
+    return conn.execute(
+        sa.select(sa.func.max(s.c.finished_at)).where(
+            s.c.account_id == account_id, s.c.sync_name == name, s.c.status == "completed"
+        )
+    ).scalar()
+
+
+def update(conn: sa.Connection, run_id: uuid.UUID, **values: Any) -> None:
+    conn.execute(s.update().where(s.c.id == run_id).values(**values))
+
+
+def finish(conn: sa.Connection, run_id: uuid.UUID, status: str, error_message: str | None = None) -> None:
+    """End the run STATUS; a completed run with nothing new keeps the position it started from."""
+    values: dict[str, Any] = {"status": status, "finished_at": datetime.now(UTC), "error_message": error_message}
+    if status == "completed":
+        values["cursor"] = sa.func.coalesce(s.c.cursor, s.c.cursor_from)
+    update(conn, run_id, **values)
+
+
+def end_unfinished(conn: sa.Connection, dagster_run_id: str, status: str, error: str) -> int:
+    """End the rows a Dagster run left processing (crashed, cancelled); a later run resumes them."""
+    q = s.update().where(s.c.dagster_run_id == dagster_run_id, s.c.status == "processing")
+    return conn.execute(q.values(status=status, error_message=error, finished_at=datetime.now(UTC))).rowcount
+
+
+def listing(conn: sa.Connection, account_id: uuid.UUID, name: str | None = None, limit: int = 50) -> list[dict]:
+    """Sync runs of the account (of NAME), newest first."""
+    q = sa.select(*(s.c[c] for c in LISTED)).where(s.c.account_id == account_id)
+    if name is not None:
+        q = q.where(s.c.sync_name == name)
+    return [dict(r._mapping) for r in conn.execute(q.order_by(s.c.started_at.desc()).limit(limit))]
+
+
+def latest_by_name(conn: sa.Connection, account_id: uuid.UUID) -> dict[str, dict]:
+    """The newest run of each connection of the account."""
+    newest = (
+        sa.select(s.c.sync_name, sa.func.max(s.c.started_at).label("at"))
+        .where(s.c.account_id == account_id)
+        .group_by(s.c.sync_name)
+        .subquery()
+    )
+    q = sa.select(*(s.c[c] for c in LISTED)).join(
+        newest, sa.and_(newest.c.sync_name == s.c.sync_name, newest.c.at == s.c.started_at)
+    )
+    return {r.sync_name: dict(r._mapping) for r in conn.execute(q.where(s.c.account_id == account_id))}
+
+
+# -- records this connection wrote
+
+
+def _runs_of(account_id: uuid.UUID, name: str) -> sa.Select:
+    return sa.select(s.c.id).where(s.c.account_id == account_id, s.c.sync_name == name)
+
+
+def handle_deletes(
+    conn: sa.Connection,
+    run_id: uuid.UUID,
+    account_id: uuid.UUID,
+    name: str,
+    *,
+    entity: str,
+    key_field: str,
+    keys: Iterable[list[str]],
+    mode: str,
+) -> int:
+    """Records of ENTITY this connection wrote whose KEY_FIELD the source no longer holds.
+
+    KEYS (the source's keys, in batches) are loaded into a temporary table; one statement then
+    finds the records missing from it (keys compared folded). `soft_delete` sets `deleted_at`,
+    `mirror` deletes them (dependants first would be the registry's blockers: a record others
+    point at is soft-deleted instead). Every change has an audit row of the run's change set, so
+    the run's rollback brings them back. Returns how many records were deleted.
+    """
+    d = dialect_of(conn)
+    table = schema.ENTITY_TABLES[entity]
+    tmp = sa.Table(
+        f"sync_keys_{uuid.uuid4().hex[:12]}",
+        sa.MetaData(),
+        sa.Column("k", d.staging_type(sa.Text())),
+        sa.Index(None, "k"),
+        prefixes=["TEMPORARY"],
+    )
+    d.create_temp_table(conn, tmp)
+    try:
+        import pyarrow as pa
+
+        for batch in keys:
+            folded = [str(x).strip().lower() for x in batch]
+            d.bulk_load(conn, tmp, pa.table({"k": pa.array(folded, pa.string())}))
+        d.analyze(conn, tmp, ["k"])
+        a = schema.audit_log.alias("del_a")
+        runs = _runs_of(account_id, name)
+        wrote = sa.exists(
+            sa.select(1).where(
+                a.c.account_id == account_id,
+                a.c.entity_type == entity,
+                a.c.entity_id == table.c.id,
+                changes.writer_of(a).in_(runs),
+            )
+        )
+        key = table.c[key_field]
+        missing = sa.and_(
+            table.c.account_id == account_id,
+            table.c.deleted_at.is_(None),
+            key.is_not(None),
+            sa.or_(table.c.import_id.in_(runs), wrote),
+            ~sa.exists(sa.select(1).where(tmp.c.k == sa.func.lower(sa.func.trim(key)))),
+        )
+        d.lock(conn, ACCOUNT_WRITES, str(account_id))
+        now = datetime.now(UTC)
+        cs = changes.load_change_set(conn, run_id)
+        assert cs is not None
+        src = sa.select(
+            table.c.id.label("entity_id"),
+            d.json_object([("deleted_at", sa.null())]).label("before"),
+            d.json_object([("deleted_at", sa.literal(now.isoformat()))]).label("after"),
+        ).where(missing)
+        ids = [r[0] for r in conn.execute(sa.select(table.c.id).where(missing))]
+        if not ids:
+            return 0
+        hard = mode == "mirror"
+        blockers = registry.get(entity).delete_blockers if hard else ()
+        if hard and not blockers:
+            image = sa.select(
+                table.c.id.label("entity_id"),
+                _record_image(d, table).label("before"),
+                sa.null().label("after"),
+            ).where(table.c.id.in_(ids))
+            conn.execute(changes.audit_insert(cs, "sync.delete", entity, image, now=now))
+            conn.execute(table.delete().where(table.c.id.in_(ids)))
+        else:
+            conn.execute(changes.audit_insert(cs, "sync.soft_delete", entity, src.where(table.c.id.in_(ids)), now=now))
+            conn.execute(table.update().where(table.c.id.in_(ids)).values(deleted_at=now, updated_at=now))
+        return len(ids)
+    finally:
+        d.drop_temp_table(conn, tmp)
+
+
+def _record_image(d: Any, table: sa.Table) -> sa.ColumnElement:
+    cols = [c for c in table.c if c.name not in ("data", "terms")]
+    return d.json_object([(c.name, sa.cast(c, sa.Text())) for c in cols])
+
+
+# -- manual conflicts
+
+
+def add_conflicts(conn: sa.Connection, rows: list[dict]) -> int:
+    if rows:
+        conn.execute(k.insert(), rows)
+    return len(rows)
+
+
+def open_conflict_keys(conn: sa.Connection, account_id: uuid.UUID, name: str) -> set[str]:
+    q = sa.select(k.c.key).where(k.c.account_id == account_id, k.c.sync_name == name, k.c.resolved_at.is_(None))
+    return {r[0] for r in conn.execute(q)}
+
+
+def conflicts(
+    conn: sa.Connection, account_id: uuid.UUID, name: str | None = None, *, open_only: bool = True
+) -> list[dict]:
+    q = sa.select(k).where(k.c.account_id == account_id)
+    if name is not None:
+        q = q.where(k.c.sync_name == name)
+    if open_only:
+        q = q.where(k.c.resolved_at.is_(None))
+    return [dict(r._mapping) for r in conn.execute(q.order_by(k.c.created_at))]
+
+
+def conflict(conn: sa.Connection, account_id: uuid.UUID, conflict_id: uuid.UUID) -> dict | None:
+    r = conn.execute(sa.select(k).where(k.c.account_id == account_id, k.c.id == conflict_id)).first()
+    return None if r is None else dict(r._mapping)
+
+
+def resolve_conflict(conn: sa.Connection, conflict_id: uuid.UUID, resolution: str, actor: str) -> None:
+    conn.execute(
+        k.update()
+        .where(k.c.id == conflict_id)
+        .values(resolved_at=datetime.now(UTC), resolution=resolution, resolved_by=actor)
+    )
+
+
+# -- conflicts: records changed in the store since this connection last wrote them
+
+
+def changed_in_store(
+    conn: sa.Connection,
+    account_id: uuid.UUID,
+    name: str,
+    *,
+    entity: str,
+    key_field: str,
+    keys: list[str],
+    fields: tuple[str, ...],
+) -> dict[str, dict[str, Any]]:
+    """Of the records whose KEY_FIELD is one of KEYS (compared folded), those something other than
+    this connection changed after the connection's last write of them (`changes.changed_since`
+    from that write: undone changes and rollbacks do not count). A record the connection never
+    wrote has no last sync to compare with: not a conflict.
+
+    Returns folded key -> {"id", "updated_at", FIELDS...}: the store's side of each conflict.
+    """
+    if not keys:
+        return {}
+    table = schema.ENTITY_TABLES[entity]
+    a = schema.audit_log.alias("mine")
+    runs = _runs_of(account_id, name)
+    mine = [
+        a.c.account_id == account_id,
+        a.c.entity_type == entity,
+        a.c.entity_id == table.c.id,
+        changes.writer_of(a).in_(runs),
+    ]
+    last_id = sa.select(sa.func.max(a.c.id)).where(*mine).scalar_subquery()
+    b = schema.audit_log.alias("last")
+    last_writer = sa.select(changes.writer_of(b)).where(b.c.id == last_id).scalar_subquery()
+    changed = changes.changed_since(last_writer, entity, table.c.id, account_id=account_id, after=last_id)
+    # lower(), as the folded key index has it (keys are stored trimmed)
+    folded = sa.func.lower(table.c[key_field])
+    cols = [table.c[f] for f in fields if f in table.c]
+    q = (
+        sa.select(table.c.id, folded.label("k"), table.c.updated_at, *cols)
+        .where(table.c.account_id == account_id, table.c.deleted_at.is_(None))
+        .where(folded.in_([x.strip().lower() for x in keys]))
+        .where(last_id.is_not(None), changed)
+    )
+    return {r.k: dict(r._mapping) for r in conn.execute(q)}

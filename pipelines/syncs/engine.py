@@ -1,0 +1,335 @@
+"""The sync engine: an external system -> the importer's mapping and validation -> the record store.
+
+A sync run is a change set (kind "sync"): its records go through the import writer
+(`connectors.store.importing`, kind "sync"), batch by batch, each batch one transaction holding
+the records, their audit rows, the run's counters and its cursor. So a killed run resumes after
+its last committed batch, the incremental cursor advances only as batches commit (the next run
+starts from the last *completed* run's cursor), and `changes.rollback` undoes a run.
+
+Conflicts: a row read from the source (it changed there since the last cursor) whose record
+something else changed in the store since this connection last wrote it
+(`syncs.changed_in_store`). The connection's strategy decides: source_wins writes the source's
+values; target_wins keeps the record; newest_wins compares the source row's cursor time with the
+record's `updated_at`; merge_non_empty writes only the fields the record has empty; manual keeps
+the record and queues the conflict (`bulkops conflicts`).
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import pyarrow as pa
+
+from connectors.store import accounts, changes, syncs
+from connectors.store.errors import describe_error
+from connectors.store.imports import ImportWriter, serialized_batches
+from connectors.sync import Position, SqlConnector, SyncSourceError
+from pipelines.imports.errors import MappingError
+from pipelines.imports.mapping import apply_mapping, bind_mapping
+from pipelines.imports.validation import prepare
+from pipelines.syncs.config import Connection, SyncConfigError
+
+# errors listed in a run's details (all are counted)
+ERRORS_LISTED = 20
+
+
+class SyncFailed(Exception):
+    """A sync run that could not complete; `run_id` names its row (committed batches stay)."""
+
+    def __init__(self, message: str, run_id: uuid.UUID | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.run_id = run_id
+
+
+@dataclass
+class SyncResult:
+    run_id: uuid.UUID
+    name: str
+    status: str
+    counts: dict[str, int]
+    resumed: bool = False
+    elapsed_s: float = 0.0
+    cursor: dict | None = None
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+def make_connector(connection: Connection) -> Any:
+    """The connector of CONNECTION's source, its secrets read from the environment now."""
+    src = connection.resolved_source()
+    if src["type"] == "sql":
+        return SqlConnector(src["url"], src["table"], key=src["key"], cursor=src.get("cursor"), name=connection.name)
+    raise SyncConfigError(f"{connection.path}: source type {src['type']!r} is not available yet")
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def run_sync(
+    store: Any,
+    connection: Connection,
+    *,
+    full_refresh: bool = False,
+    dagster_run_id: str | None = None,
+    connector: Any = None,
+    should_stop: Callable[[], bool] | None = None,
+    on_batch: Callable[[dict[str, int]], None] | None = None,
+) -> SyncResult:
+    """Run CONNECTION once (direction in): what changed since the last completed run, or everything.
+
+    Raises:
+        SyncFailed: the source failed or the mapping does not fit; the run's row says why, its
+            committed batches stay, and the next run resumes after them.
+    """
+    if connection.direction != "in":
+        raise SyncFailed(f"{connection.name}: direction {connection.direction!r} is not available yet")
+    t0 = time.monotonic()
+    account_id = store.account_id(connection.account)
+    owned = connector is None
+    run_id: uuid.UUID | None = None
+    try:
+        if connector is None:
+            connector = make_connector(connection)
+        columns = connector.columns()
+        try:
+            mapping = bind_mapping(connection.mapping, columns, connection.entity)
+        except MappingError as exc:
+            raise SyncFailed(f"{connection.name}: {exc.message}") from None
+        key_rule = next((r for r in mapping.rules if r.target == connection.key_field), None)
+        if key_rule is None:
+            raise SyncFailed(f"{connection.name}: no source column maps to the key field {connection.key_field!r}")
+        with store.begin() as conn:
+            run_id, since, resumed = syncs.begin(
+                conn,
+                account_id,
+                connection.name,
+                full_refresh=full_refresh,
+                direction=connection.direction,
+                dagster_run_id=dagster_run_id,
+            )
+            row = syncs.row(conn, run_id)
+            settings = accounts.settings(conn, account_id)
+        counts = {k: getattr(row, k) for k in syncs.COUNTS}
+        details: dict[str, Any] = dict(row.details or {})
+        errors: list[str] = list(details.get("errors_listed", []))
+        position = Position.from_json(since)
+        row_no = 0
+        writer: ImportWriter | None = None
+        with store.engine.connect() as conn, serialized_batches(conn):
+            try:
+                for batch in connector.read_batches(position, connection.batch_size):
+                    if should_stop is not None and should_stop():
+                        raise SyncFailed(f"{connection.name}: stopped on request", run_id)
+                    n = batch.table.num_rows
+                    rows = pa.array(range(row_no + 1, row_no + n + 1), pa.int64())
+                    row_no += n
+                    mapped = apply_mapping(mapping, batch.table, rows)
+                    prep = prepare(
+                        connection.entity,
+                        mapped,
+                        n,
+                        duplicate_keys=(connection.key_field,),
+                        account_settings=settings,
+                    )
+                    if writer is None:
+                        writer = ImportWriter(
+                            conn,
+                            entity=connection.entity,
+                            account_id=account_id,
+                            import_id=run_id,
+                            actor=f"sync:{connection.name}",
+                            columns=[c for c in prep.table.column_names if c != "rnd"],
+                            json_spec=prep.json,
+                            on_duplicate="update",
+                            duplicate_keys=(connection.key_field,),
+                            kind="sync",
+                        )
+                        with conn.begin():
+                            writer.create_stage()
+                    bad = {i for i, _, _ in prep.errors}
+                    for i, col, reason in prep.errors[: max(0, ERRORS_LISTED - len(errors))]:
+                        errors.append(f"row {row_no - n + i + 1}, {col}: {reason}")
+                    table = prep.table.append_column("row_no", rows)
+                    keep = pa.array([i not in bad for i in range(n)], pa.bool_())
+                    with conn.begin():
+                        keys = batch.table.column(key_rule.source).to_pylist()
+                        kept, found = _resolve_conflicts(
+                            conn, connection, account_id, run_id, mapping, batch.table, keys, keep
+                        )
+                        table = table.filter(kept)
+                        outcome = writer.write_batch(table) if table.num_rows else None
+                        counts["records_read"] += n
+                        counts["errors"] += len(bad)
+                        counts["conflicts"] += found
+                        counts["skipped"] += n - len(bad) - table.num_rows
+                        if outcome is not None:
+                            counts["created"] += outcome.counts["created"]
+                            counts["updated"] += outcome.counts["updated"]
+                            counts["skipped"] += outcome.counts["skipped"] + outcome.counts["flagged"]
+                            counts["unchanged"] += outcome.details.get("unchanged", 0)
+                            counts["errors"] += len(outcome.errors)
+                            for row_n, col, reason in outcome.errors[: max(0, ERRORS_LISTED - len(errors))]:
+                                errors.append(f"row {row_n}, {col}: {reason}")
+                        details["errors_listed"] = errors
+                        values: dict[str, Any] = {**counts, "details": details}
+                        if batch.last is not None:
+                            values["cursor"] = batch.last.to_json()
+                        syncs.update(conn, run_id, **values)
+                    if on_batch is not None:
+                        on_batch(dict(counts))
+                if connection.delete != "ignore":
+                    with conn.begin():
+                        counts["deleted"] += syncs.handle_deletes(
+                            conn,
+                            run_id,
+                            account_id,
+                            connection.name,
+                            entity=connection.entity,
+                            key_field=connection.key_field,
+                            keys=connector.read_keys(connection.batch_size * 5),
+                            mode=connection.delete,
+                        )
+                        syncs.update(conn, run_id, deleted=counts["deleted"])
+            finally:
+                if writer is not None:
+                    with conn.begin():
+                        writer.drop_stage()
+        with store.begin() as conn:
+            syncs.finish(conn, run_id, "completed")
+            cursor = syncs.row(conn, run_id).cursor
+        return SyncResult(
+            run_id, connection.name, "completed", counts, resumed, round(time.monotonic() - t0, 3), cursor, details
+        )
+    except BaseException as exc:
+        if isinstance(exc, SyncFailed):
+            message = exc.message
+        elif isinstance(exc, (SyncSourceError, SyncConfigError)):
+            message = str(exc)
+        elif isinstance(exc, Exception):
+            message = describe_error(exc, url=store.engine.url)
+        else:
+            message = f"interrupted ({type(exc).__name__})"
+        if run_id is not None:
+            try:
+                with store.begin() as conn:
+                    status = "failed" if isinstance(exc, Exception) else "cancelled"
+                    syncs.finish(conn, run_id, status, message[:1900])
+            except Exception:
+                pass
+        if isinstance(exc, Exception) and not _transient(exc):
+            raise SyncFailed(message, run_id) from exc
+        raise
+    finally:
+        if owned and connector is not None:
+            connector.close()
+
+
+def _transient(exc: Exception) -> bool:
+    from connectors.store.faults import is_transient
+
+    return is_transient(exc)
+
+
+def _resolve_conflicts(
+    conn: Any,
+    connection: Connection,
+    account_id: uuid.UUID,
+    run_id: uuid.UUID,
+    mapping: Any,
+    source: pa.Table,
+    keys: list[Any],
+    keep: pa.Array,
+) -> tuple[pa.Array, int]:
+    """Which rows of the batch to write, after the connection's conflict strategy; (mask, conflicts)."""
+    fields = tuple(r.target for r in mapping.rules if r.target and "." not in r.target)
+    text_keys = [str(k) for k in keys if k is not None]
+    found = syncs.changed_in_store(
+        conn,
+        account_id,
+        connection.name,
+        entity=connection.entity,
+        key_field=connection.key_field,
+        keys=text_keys,
+        fields=fields,
+    )
+    if not found:
+        return keep, 0
+    strategy = connection.conflict
+    mask = keep.to_pylist()
+    queued = []
+    cursor_col = connection.source.get("cursor")
+    for i, k in enumerate(keys):
+        rec = found.get(str(k).strip().lower()) if k is not None else None
+        if rec is None or not mask[i]:
+            continue
+        if strategy == "source_wins" or strategy == "merge_non_empty":
+            # merge_non_empty: the writer keeps a record's value where the source's is empty
+            continue
+        if strategy == "newest_wins" and cursor_col:
+            at = source.column(cursor_col)[i].as_py()
+            src_time = _parse_time(at)
+            if src_time is not None and rec["updated_at"] is not None and src_time > _aware(rec["updated_at"]):
+                continue
+        mask[i] = False
+        if strategy == "manual":
+            row = {c: source.column(c)[i].as_py() for c in source.column_names}
+            target = {c: _jsonable(v) for c, v in rec.items() if c not in ("k",)}
+            queued.append(
+                {
+                    "id": uuid.uuid4(),
+                    "account_id": account_id,
+                    "sync_run_id": run_id,
+                    "sync_name": connection.name,
+                    "entity_type": connection.entity,
+                    "entity_id": rec["id"],
+                    "key": str(k),
+                    "source_values": row,
+                    "target_values": target,
+                }
+            )
+    syncs.add_conflicts(conn, queued)
+    return pa.array(mask, pa.bool_()), len(found)
+
+
+def _jsonable(v: Any) -> Any:
+    if isinstance(v, datetime):
+        return v.isoformat()
+    if isinstance(v, uuid.UUID):
+        return str(v)
+    return v
+
+
+def _aware(t: datetime) -> datetime:
+    return t if t.tzinfo else t.replace(tzinfo=UTC)
+
+
+def _parse_time(value: Any) -> datetime | None:
+    if value is None:
+        return None
+    try:
+        return _aware(datetime.fromisoformat(str(value)))
+    except ValueError:
+        return None
+
+
+def rollback_sync(store: Any, account_id: uuid.UUID, run_id: uuid.UUID, *, actor: str, force: bool = False) -> dict:
+    """Undo a sync run (`changes.rollback`): what it created deleted, what it updated or deleted restored."""
+    with store.engine.connect() as conn, serialized_batches(conn), conn.begin():
+        row = syncs.row(conn, run_id)
+        if row.account_id != account_id:
+            raise SyncFailed(f"no sync run {run_id} in this account", run_id)
+        try:
+            result = changes.rollback(conn, run_id, account_id=account_id, actor=actor, force=force)
+        except changes.RollbackRefused as exc:
+            raise SyncFailed(f"cannot roll back sync run {run_id}: {exc}", run_id) from exc
+        syncs.update(conn, run_id, status="rolled_back", details={**dict(row.details or {}), "rollback": result.counts})
+    return {"run_id": run_id, "status": "rolled_back", **result.counts}
+
+
+__all__ = ["SyncFailed", "SyncResult", "make_connector", "rollback_sync", "run_sync"]
