@@ -208,27 +208,55 @@ def handle_deletes(
         ids = [r[0] for r in conn.execute(sa.select(table.c.id).where(missing))]
         if not ids:
             return 0
-        hard = mode == "mirror"
-        blockers = registry.get(entity).delete_blockers if hard else ()
-        if hard and not blockers:
-            image = sa.select(
-                table.c.id.label("entity_id"),
-                _record_image(d, table).label("before"),
-                sa.null().label("after"),
-            ).where(table.c.id.in_(ids))
-            conn.execute(changes.audit_insert(cs, "sync.delete", entity, image, now=now))
-            conn.execute(table.delete().where(table.c.id.in_(ids)))
-        else:
-            conn.execute(changes.audit_insert(cs, "sync.soft_delete", entity, src.where(table.c.id.in_(ids)), now=now))
-            conn.execute(table.update().where(table.c.id.in_(ids)).values(deleted_at=now, updated_at=now))
+        soft = ids
+        if mode == "mirror":
+            # hard delete, with the parts that belong to the record (form submissions); a record
+            # other rows still point at (a contract, a recollection request) is soft-deleted
+            parts = [p for p in changes.PARTS if p.owner_table is table and p.close is None]
+            part_tables = {p.table.name for p in parts}
+            blocked = sa.or_(
+                sa.false(),
+                *(
+                    sa.exists(sa.select(1).where(other.c[col] == table.c.id))
+                    for other, col in registry.get(entity).delete_blockers
+                    if other.name not in part_tables
+                ),
+            )
+            hard = [r[0] for r in conn.execute(sa.select(table.c.id).where(table.c.id.in_(ids), ~blocked))]
+            for p in parts:
+                pt = p.table
+                where = pt.c[p.owner].in_(hard)
+                _audit_images(conn, cs, pt.name, pt, where, now)
+                conn.execute(pt.delete().where(where))
+            if hard:
+                _audit_images(conn, cs, entity, table, table.c.id.in_(hard), now)
+                t = schema.tags
+                conn.execute(
+                    t.delete().where(t.c.account_id == account_id, t.c.entity_type == entity, t.c.entity_id.in_(hard))
+                )
+                conn.execute(table.delete().where(table.c.id.in_(hard)))
+            soft = [i for i in ids if i not in set(hard)]
+        if soft:
+            conn.execute(changes.audit_insert(cs, "sync.soft_delete", entity, src.where(table.c.id.in_(soft)), now=now))
+            conn.execute(table.update().where(table.c.id.in_(soft)).values(deleted_at=now, updated_at=now))
         return len(ids)
     finally:
         d.drop_temp_table(conn, tmp)
 
 
-def _record_image(d: Any, table: sa.Table) -> sa.ColumnElement:
-    cols = [c for c in table.c if c.name not in ("data", "terms")]
-    return d.json_object([(c.name, sa.cast(c, sa.Text())) for c in cols])
+def _audit_images(
+    conn: sa.Connection, cs: changes.ChangeSet, entity_type: str, table: sa.Table, where: Any, now: datetime
+) -> None:
+    """An audit row per record of TABLE matching WHERE holding the record as it is (deleted next)."""
+
+    def plain(v: Any) -> Any:
+        return v.isoformat() if isinstance(v, datetime) else str(v) if isinstance(v, uuid.UUID) else v
+
+    rows = [
+        (entity_type, r.id, {k: plain(v) for k, v in r._mapping.items()}, None)
+        for r in conn.execute(sa.select(table).where(where))
+    ]
+    changes.write_audit_rows(conn, cs, "sync.delete", rows, now=now)
 
 
 # -- manual conflicts

@@ -119,7 +119,13 @@ def write_connection(folder: Path, name: str, account: str, url_env: str, **over
     spec = {
         "account": account,
         "entity": "applications",
-        "source": {"type": "sql", "url": {"env": url_env}, "table": "hr_applications", "key": "id", "cursor": "updated_at"},
+        "source": {
+            "type": "sql",
+            "url": {"env": url_env},
+            "table": "hr_applications",
+            "key": "id",
+            "cursor": "updated_at",
+        },
         "key_field": "external_id",
         "mapping": SOURCE_MAPPING,
         "conflict": "source_wins",

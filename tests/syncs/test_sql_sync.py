@@ -61,3 +61,103 @@ def test_incremental_sync_reads_what_changed_and_rollback_undoes_a_run(
     assert undone["status"] == "rolled_back"
     records = _apps(store, account)
     assert len(records) == 120 and records["A000005"].stage == "applied"
+
+
+def test_equal_cursor_values_across_a_batch_boundary_lose_no_row(
+    store, account, pg_source, tmp_path, monkeypatch
+) -> None:
+    # 130 rows with one timestamp: batches of 50 end inside the run of equal values
+    pg_source.add(130, at=BASE)
+    conn = _connection(tmp_path, monkeypatch, store, account, pg_source)
+    first = run_sync(store, conn)
+    assert first.counts["created"] == 130
+    assert first.cursor == {"value": BASE.isoformat(), "key": "A000130"}
+    # rows added later with the same timestamp and keys after and before the cursor's key
+    pg_source.add(20, start=131, at=BASE)
+    second = run_sync(store, conn)
+    assert second.counts["created"] == 20
+    assert len(_apps(store, account)) == 150
+
+
+def test_a_run_killed_mid_sync_resumes_after_its_last_committed_batch(
+    store, account, pg_source, tmp_path, monkeypatch
+) -> None:
+    pg_source.add(200)
+    conn = _connection(tmp_path, monkeypatch, store, account, pg_source)
+    batches = []
+
+    def kill_after_two(counts: dict) -> None:
+        batches.append(counts)
+        if len(batches) == 2:
+            raise KeyboardInterrupt  # what a terminated run worker sees
+
+    with pytest.raises(KeyboardInterrupt):
+        run_sync(store, conn, on_batch=kill_after_two)
+    assert len(_apps(store, account)) == 100
+    resumed = run_sync(store, conn)
+    assert resumed.resumed and resumed.run_id is not None
+    assert resumed.counts["created"] == 200 and resumed.counts["records_read"] == 200
+    assert len(_apps(store, account)) == 200
+
+
+@pytest.mark.parametrize(
+    ("strategy", "stage", "conflicts_queued"),
+    [
+        ("source_wins", "offer", 0),
+        ("target_wins", "review", 0),
+        ("newest_wins", "offer", 0),
+        ("manual", "review", 1),
+    ],
+)
+def test_a_record_edited_on_both_sides_follows_the_conflict_strategy(
+    store, account, pg_source, tmp_path, monkeypatch, strategy, stage, conflicts_queued
+) -> None:
+    from connectors.store import changes
+    from connectors.store import syncs as sync_runs
+
+    pg_source.add(10)
+    conn = _connection(tmp_path, monkeypatch, store, account, pg_source, conflict=strategy)
+    run_sync(store, conn)
+    record = _apps(store, account)["A000003"]
+    # the store side: an edit by another change set (as a bulk job or an import would)
+    with store.begin() as c:
+        cs = changes.open_change_set(c, account_id=account, kind="document_import", actor="recruiter")
+        c.execute(apps.update().where(apps.c.id == record.id).values(stage="review"))
+        changes.write_audit_rows(
+            c, cs, "edit", [("applications", record.id, {"stage": "applied"}, {"stage": "review"})], now=BASE
+        )
+    # the source side, later than the store's edit for newest_wins
+    pg_source.edit(["A000003", "A000004"], at=BASE + timedelta(days=3650), stage="offer")
+    result = run_sync(store, conn)
+    assert result.counts["conflicts"] == 1
+    records = _apps(store, account)
+    assert records["A000003"].stage == stage
+    assert records["A000004"].stage == "offer"  # changed on one side only: no conflict
+    with store.engine.connect() as c:
+        queued = sync_runs.conflicts(c, account, "hr")
+    assert len(queued) == conflicts_queued
+    if conflicts_queued:
+        assert queued[0]["source_values"]["stage"] == "offer" and queued[0]["target_values"]["stage"] == "review"
+
+
+@pytest.mark.parametrize(
+    ("mode", "left", "deleted_at_set"), [("ignore", 10, 0), ("soft_delete", 10, 2), ("mirror", 8, 0)]
+)
+def test_rows_deleted_in_the_source_follow_the_delete_mode(
+    store, account, pg_source, tmp_path, monkeypatch, mode, left, deleted_at_set
+) -> None:
+    pg_source.add(10)
+    conn = _connection(tmp_path, monkeypatch, store, account, pg_source, delete=mode)
+    run_sync(store, conn)
+    pg_source.delete(["A000001", "A000002"])
+    result = run_sync(store, conn)
+    records = _apps(store, account)
+    assert len(records) == left
+    assert sum(1 for r in records.values() if r.deleted_at is not None) == deleted_at_set
+    assert result.counts["deleted"] == (0 if mode == "ignore" else 2)
+    if mode != "ignore":
+        # the run is a change set: its rollback brings them back
+        rollback_sync(store, account, result.run_id, actor="tester")
+        records = _apps(store, account)
+        assert len(records) == 10 or mode == "mirror"
+        assert all(r.deleted_at is None for r in records.values())
