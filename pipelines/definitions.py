@@ -7,6 +7,7 @@ import dagster as dg
 from pipelines import records
 from pipelines.bulk import definitions as bulk
 from pipelines.imports import definitions as imports
+from pipelines.syncs import definitions as syncs
 from resources import RecordStoreResource
 
 # dagster refuses a module with more than one Definitions at module scope: merge inline
@@ -15,4 +16,5 @@ defs = dg.Definitions.merge(
     records.defs,
     imports.defs,
     bulk.defs,
+    syncs.defs,
 )

@@ -13,7 +13,12 @@ import pyarrow as pa
 
 class SyncSourceError(Exception):
     """The external system failed or refused (after the connector's own retries); the message
-    names the connection's system, never its secrets."""
+    names the connection's system, never its secrets. `transient`: it may answer later (down,
+    unreachable, overloaded), so the run is worth retrying."""
+
+    def __init__(self, message: str, *, transient: bool = False) -> None:
+        super().__init__(message)
+        self.transient = transient
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from connectors.store.faults import is_transient
 from connectors.sync.base import Batch, Position, SyncSourceError, jsonable, text_table
 
 
@@ -46,7 +47,9 @@ class SqlConnector:
         except sa.exc.NoSuchTableError:
             raise SyncSourceError(f"{name}: no table {table!r} in the database") from None
         except sa.exc.DBAPIError as exc:
-            raise SyncSourceError(f"{name}: cannot reach the database: {type(exc.orig).__name__}") from None
+            raise SyncSourceError(
+                f"{name}: cannot reach the database: {type(exc.orig).__name__}", transient=True
+            ) from None
         for role, column in (("key", key), ("cursor", cursor)):
             if column is not None and column not in self.table.c:
                 raise SyncSourceError(f"{name}: table {table!r} has no {role} column {column!r}")
@@ -117,7 +120,10 @@ class SqlConnector:
                 return conn.execute(q).all()
         except sa.exc.DBAPIError as exc:
             # the driver's message may hold the URL: name the error's kind only
-            raise SyncSourceError(f"{self.name}: reading {self.table.name} failed: {type(exc.orig).__name__}") from None
+            why = type(exc.orig).__name__
+            raise SyncSourceError(
+                f"{self.name}: reading {self.table.name} failed: {why}", transient=is_transient(exc)
+            ) from None
 
     def write_batches(self, rows: Sequence[dict[str, Any]]) -> tuple[int, int]:
         """Upsert ROWS (column -> value) by key in one transaction; (inserted, updated)."""

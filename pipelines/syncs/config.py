@@ -249,7 +249,14 @@ def load_connection(path: str | Path, *, check_env: bool = True) -> Connection:
         try:
             mapping = parse_mapping({"entity": entity, **mapping} if isinstance(mapping, dict) else mapping)
         except MappingError as exc:
-            raise fail(("mapping",), f"mapping: {exc}") from None
+            # the line of the column or default the message names, else the mapping's
+            where: tuple = ("mapping",)
+            for quoted in re.findall(r"'([^']*)'", str(exc)):
+                for part in ("columns", "defaults"):
+                    if ("mapping", part, quoted) in lines:
+                        where = ("mapping", part, quoted)
+                        break
+            raise fail(where, f"mapping: {exc}") from None
     key_field = str(raw.get("key_field", "external_id"))
     if key_field not in registry.get(entity).fields:
         raise fail(("key_field",), f"key_field {key_field!r} is not a field of {entity}")

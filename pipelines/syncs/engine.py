@@ -222,8 +222,11 @@ def run_sync(
                     syncs.finish(conn, run_id, status, message[:1900])
             except Exception:
                 pass
+        if isinstance(exc, SyncSourceError) and exc.transient:
+            # the Dagster step retries it (RETRY_POLICY); the run's row says failed meanwhile
+            raise SyncSourceError(message, transient=True) from None
         if isinstance(exc, Exception) and not _transient(exc):
-            raise SyncFailed(message, run_id) from exc
+            raise SyncFailed(message, run_id) from None
         raise
     finally:
         if owned and connector is not None:
