@@ -73,6 +73,27 @@ def begin(
     return run_id, start, False
 
 
+def open_resolution_run(conn: sa.Connection, account_id: uuid.UUID, name: str, conflict_id: uuid.UUID) -> uuid.UUID:
+    """A sync run of NAME that writes one resolved conflict (its change set, rollback-able like any
+    run); it keeps the connection's position, so the next run reads on from where it was."""
+    run_id = uuid.uuid4()
+    changes.open_change_set(conn, id=run_id, account_id=account_id, kind="sync", actor=f"sync:{name}")
+    start = last_cursor(conn, account_id, name)
+    conn.execute(
+        s.insert().values(
+            id=run_id,
+            account_id=account_id,
+            sync_name=name,
+            started_at=datetime.now(UTC),
+            status="processing",
+            cursor_from=start,
+            cursor=start,
+            details={"resolves": str(conflict_id)},
+        )
+    )
+    return run_id
+
+
 def last_cursor(conn: sa.Connection, account_id: uuid.UUID, name: str) -> dict | None:
     """The position the last completed run of NAME reached (None: none completed, read everything).
 
@@ -263,8 +284,17 @@ def _audit_images(
 
 
 def add_conflicts(conn: sa.Connection, rows: list[dict]) -> int:
-    if rows:
-        conn.execute(k.insert(), rows)
+    """Queue ROWS; a key with an open conflict of the same connection gets the newer values instead."""
+    for r in rows:
+        same = sa.and_(
+            k.c.account_id == r["account_id"],
+            k.c.sync_name == r["sync_name"],
+            k.c.key == r["key"],
+            k.c.resolved_at.is_(None),
+        )
+        newer = {c: r[c] for c in ("sync_run_id", "source_values", "target_values")}
+        if not conn.execute(k.update().where(same).values(**newer)).rowcount:
+            conn.execute(k.insert().values(**r))
     return len(rows)
 
 

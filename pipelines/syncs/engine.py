@@ -335,4 +335,118 @@ def rollback_sync(store: Any, account_id: uuid.UUID, run_id: uuid.UUID, *, actor
     return {"run_id": run_id, "status": "rolled_back", **result.counts}
 
 
-__all__ = ["SyncFailed", "SyncResult", "make_connector", "rollback_sync", "run_sync"]
+def list_runs(store: Any, account_id: uuid.UUID, name: str | None = None, limit: int = 50) -> list[dict]:
+    """Sync runs, newest first: started, finished, read, created, updated, unchanged, conflicts, errors, status."""
+    with store.engine.connect() as conn:
+        return syncs.listing(conn, account_id, name, limit)
+
+
+def latest_runs(store: Any, account_id: uuid.UUID) -> dict[str, dict]:
+    with store.engine.connect() as conn:
+        return syncs.latest_by_name(conn, account_id)
+
+
+def list_conflicts(store: Any, account_id: uuid.UUID, name: str | None = None, *, open_only: bool = True) -> list[dict]:
+    with store.engine.connect() as conn:
+        return syncs.conflicts(conn, account_id, name, open_only=open_only)
+
+
+def get_conflict(store: Any, account_id: uuid.UUID, conflict_id: uuid.UUID) -> dict | None:
+    with store.engine.connect() as conn:
+        return syncs.conflict(conn, account_id, conflict_id)
+
+
+def resolve_conflict(
+    store: Any,
+    connection: Connection,
+    conflict_id: uuid.UUID,
+    *,
+    take: str,
+    values: dict[str, str] | None = None,
+    actor: str,
+) -> dict:
+    """Resolve a queued conflict: keep the record (`target`), write the source's values (`source`),
+    or write the source's values with VALUES (record field -> value) in place (`value`).
+
+    A write is a sync run of the connection of its own (a change set: audited, rollback-able).
+    """
+    if take not in ("source", "target", "value"):
+        raise SyncFailed(f"--take {take!r}: one of source, target, value")
+    if take == "value" and not values:
+        raise SyncFailed("--take value needs the values to write (FIELD=VALUE)")
+    account_id = store.account_id(connection.account)
+    with store.engine.connect() as conn:
+        found = syncs.conflict(conn, account_id, conflict_id)
+    if found is None or found["sync_name"] != connection.name:
+        raise SyncFailed(f"no conflict {conflict_id} of sync {connection.name} in this account")
+    if found["resolved_at"] is not None:
+        raise SyncFailed(f"conflict {conflict_id} is already resolved ({found['resolution']})")
+    written: dict[str, Any] = {"conflict_id": conflict_id, "resolution": take, "sync_run_id": None}
+    if take == "target":
+        with store.begin() as conn:
+            syncs.resolve_conflict(conn, conflict_id, take, actor)
+        return written
+    row = {k: (None if v is None else str(v)) for k, v in found["source_values"].items()}
+    columns = list(row)
+    mapping = bind_mapping(connection.mapping, columns, connection.entity)
+    for field_name, value in (values or {}).items():
+        rule = next((r for r in mapping.rules if r.target == field_name), None)
+        if rule is None:
+            raise SyncFailed(
+                f"{field_name!r} is not a field this sync maps (one of {', '.join(r.target for r in mapping.rules if r.target)})"
+            )
+        row[rule.source] = value
+    table = pa.table({c: pa.array([row[c]], pa.string()) for c in columns})
+    with store.begin() as conn:
+        run_id = syncs.open_resolution_run(conn, account_id, connection.name, conflict_id)
+    settings_ = None
+    with store.engine.connect() as conn, serialized_batches(conn):
+        settings_ = accounts.settings(conn, account_id)
+        conn.rollback()
+        mapped = apply_mapping(mapping, table, pa.array([1], pa.int64()))
+        prep = prepare(connection.entity, mapped, 1, duplicate_keys=(connection.key_field,), account_settings=settings_)
+        if prep.errors:
+            raise SyncFailed(f"the values do not fit: {'; '.join(f'{c}: {r}' for _, c, r in prep.errors)}", run_id)
+        writer = ImportWriter(
+            conn,
+            entity=connection.entity,
+            account_id=account_id,
+            import_id=run_id,
+            actor=actor,
+            columns=[c for c in prep.table.column_names if c != "rnd"],
+            json_spec=prep.json,
+            on_duplicate="update",
+            duplicate_keys=(connection.key_field,),
+            kind="sync",
+        )
+        with conn.begin():
+            writer.create_stage()
+        try:
+            with conn.begin():
+                outcome = writer.write_batch(prep.table.append_column("row_no", pa.array([1], pa.int64())))
+                counts = {"records_read": 1, **{k: outcome.counts[k] for k in ("created", "updated")}}
+                counts["unchanged"] = outcome.details.get("unchanged", 0)
+                counts["errors"] = len(outcome.errors)
+                syncs.update(conn, run_id, **counts)
+                syncs.resolve_conflict(conn, conflict_id, take, actor)
+        finally:
+            with conn.begin():
+                writer.drop_stage()
+    with store.begin() as conn:
+        syncs.finish(conn, run_id, "completed")
+    written["sync_run_id"] = run_id
+    return written
+
+
+__all__ = [
+    "SyncFailed",
+    "SyncResult",
+    "get_conflict",
+    "latest_runs",
+    "list_conflicts",
+    "list_runs",
+    "make_connector",
+    "resolve_conflict",
+    "rollback_sync",
+    "run_sync",
+]
