@@ -58,9 +58,23 @@ TOP_LEVEL = {
 SOURCE_KEYS = {
     "sql": {"type", "url", "table", "key", "cursor"},
     "files": {"type", "path", "key", "cursor"},
-    "http": {"type", "url", "token", "username", "password", "pagination", "records", "key", "cursor", "params"},
-    "greenhouse": {"type", "token", "resource", "base_url", "key", "cursor"},
-    "lever": {"type", "token", "resource", "base_url", "key", "cursor"},
+    "http": {
+        "type",
+        "url",
+        "token",
+        "username",
+        "password",
+        "pagination",
+        "records",
+        "key",
+        "cursor",
+        "params",
+        "fields",
+        "explode",
+        "since_param",
+    },
+    "greenhouse": {"type", "token", "resource", "base_url"},
+    "lever": {"type", "token", "resource", "base_url"},
 }
 NAME_RE = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
 CRON_FIELDS = (("minute", 0, 59), ("hour", 0, 23), ("day of month", 1, 31), ("month", 1, 12), ("day of week", 0, 7))
@@ -231,10 +245,21 @@ def load_connection(path: str | Path, *, check_env: bool = True) -> Connection:
             raise fail(
                 ("source", k), f"unknown field {k!r} of a {kind} source: one of {', '.join(sorted(SOURCE_KEYS[kind]))}"
             )
-    if kind == "sql":
-        for k in ("url", "table", "key"):
-            if k not in source:
-                raise fail(("source",), f"a sql source needs {k!r}")
+    needs = {"sql": ("url", "table", "key"), "http": ("url", "key"), "greenhouse": ("token", "resource")}
+    for k in needs.get(kind, ("token", "resource") if kind == "lever" else ()):
+        if k not in source:
+            raise fail(("source",), f"a {kind} source needs {k!r}")
+    if kind in ("greenhouse", "lever"):
+        from connectors.sync import ats
+
+        try:
+            preset = ats.resource(kind, str(source["resource"]))
+        except KeyError as exc:
+            raise fail(("source", "resource"), str(exc.args[0])) from None
+        if preset.entity != entity:
+            raise fail(("entity",), f"{kind} {source['resource']} are {preset.entity}, not {entity}")
+        if raw.get("mapping") is None:
+            raw = {**raw, "mapping": preset.mapping}
     resolved = {k: _secret_or_value(v) for k, v in source.items()}
     for k, v in resolved.items():
         if isinstance(v, Secret) and check_env and v.env not in os.environ:

@@ -28,12 +28,14 @@ import pyarrow as pa
 from connectors.store import accounts, changes, syncs
 from connectors.store.errors import describe_error
 from connectors.store.imports import ImportWriter, serialized_batches
-from connectors.sync import Position, SqlConnector, SyncSourceError
+from connectors.sync import Position, SqlConnector, SyncSourceError, ats
+from connectors.sync.http import HttpConnector
 from pipelines.imports.errors import MappingError
 from pipelines.imports.mapping import apply_mapping, bind_mapping
 from pipelines.imports.validation import prepare
 from pipelines.syncs.config import Connection, SyncConfigError
 
+HTTP_OPTIONS = ("token", "username", "password", "pagination", "records", "fields", "explode", "params", "since_param")
 # errors listed in a run's details (all are counted)
 ERRORS_LISTED = 20
 
@@ -64,6 +66,13 @@ def make_connector(connection: Connection) -> Any:
     src = connection.resolved_source()
     if src["type"] == "sql":
         return SqlConnector(src["url"], src["table"], key=src["key"], cursor=src.get("cursor"), name=connection.name)
+    if src["type"] in ("greenhouse", "lever"):
+        make = ats.greenhouse if src["type"] == "greenhouse" else ats.lever
+        extra = {"base_url": src["base_url"]} if src.get("base_url") else {}
+        return make(str(src["resource"]), src["token"], name=connection.name, **extra)
+    if src["type"] == "http":
+        options = {k: src[k] for k in HTTP_OPTIONS if k in src}
+        return HttpConnector(src["url"], key=src["key"], cursor=src.get("cursor"), name=connection.name, **options)
     raise SyncConfigError(f"{connection.path}: source type {src['type']!r} is not available yet")
 
 
@@ -183,6 +192,11 @@ def run_sync(
                         syncs.update(conn, run_id, **values)
                     if on_batch is not None:
                         on_batch(dict(counts))
+                final = getattr(connector, "final_position", None)
+                if final is not None:
+                    # an API's pages are not in cursor order: its position commits with the run
+                    with conn.begin():
+                        syncs.update(conn, run_id, cursor=final.to_json())
                 if connection.delete != "ignore":
                     with conn.begin():
                         counts["deleted"] += syncs.handle_deletes(
