@@ -30,6 +30,7 @@ from connectors.store.errors import describe_error
 from connectors.store.imports import ImportWriter, serialized_batches
 from connectors.sync import Position, SqlConnector, SyncSourceError, ats
 from connectors.sync.http import HttpConnector
+from pipelines.imports.engine import _prefetch as prefetch
 from pipelines.imports.errors import MappingError
 from pipelines.imports.mapping import apply_mapping, bind_mapping
 from pipelines.imports.validation import prepare
@@ -132,20 +133,29 @@ def run_sync(
         writer: ImportWriter | None = None
         with store.engine.connect() as conn, serialized_batches(conn):
             try:
-                for batch in connector.read_batches(position, connection.batch_size):
+
+                def prepared() -> Any:
+                    # read, map and validate the next batch while the store writes this one
+                    start = 0
+                    for batch in connector.read_batches(position, connection.batch_size):
+                        n = batch.table.num_rows
+                        rows = pa.array(range(start + 1, start + n + 1), pa.int64())
+                        start += n
+                        mapped = apply_mapping(mapping, batch.table, rows)
+                        prep = prepare(
+                            connection.entity,
+                            mapped,
+                            n,
+                            duplicate_keys=(connection.key_field,),
+                            account_settings=settings,
+                        )
+                        yield batch, rows, prep
+
+                for batch, rows, prep in prefetch(prepared):
                     if should_stop is not None and should_stop():
                         raise SyncFailed(f"{connection.name}: stopped on request", run_id)
                     n = batch.table.num_rows
-                    rows = pa.array(range(row_no + 1, row_no + n + 1), pa.int64())
                     row_no += n
-                    mapped = apply_mapping(mapping, batch.table, rows)
-                    prep = prepare(
-                        connection.entity,
-                        mapped,
-                        n,
-                        duplicate_keys=(connection.key_field,),
-                        account_settings=settings,
-                    )
                     if writer is None:
                         writer = ImportWriter(
                             conn,
@@ -161,6 +171,8 @@ def run_sync(
                         )
                         with conn.begin():
                             writer.create_stage()
+                    with conn.begin():
+                        writer.refresh_statistics()
                     bad = {i for i, _, _ in prep.errors}
                     for i, col, reason in prep.errors[: max(0, ERRORS_LISTED - len(errors))]:
                         errors.append(f"row {row_no - n + i + 1}, {col}: {reason}")
