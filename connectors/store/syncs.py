@@ -372,3 +372,58 @@ def changed_in_store(
         .where(last_id.is_not(None), changed)
     )
     return {r.k: dict(r._mapping) for r in conn.execute(q)}
+
+
+# -- the store's side of a sync out: records changed by anything but this connection
+
+
+def audit_high_water(conn: sa.Connection, account_id: uuid.UUID) -> int:
+    """The newest audit row id of the account (0 when none): where a sync out's scan stops."""
+    a = schema.audit_log
+    return int(conn.execute(sa.select(sa.func.max(a.c.id)).where(a.c.account_id == account_id)).scalar() or 0)
+
+
+def changed_for_out(
+    conn: sa.Connection,
+    account_id: uuid.UUID,
+    name: str,
+    *,
+    entity: str,
+    after: int,
+    upto: int,
+    key_field: str,
+) -> list[dict[str, Any]]:
+    """Records of ENTITY with an audit row in (AFTER, UPTO] written by anything but this
+    connection's runs (so what the connection wrote itself is never sent back: no echo), as
+    they are now, with a non-empty KEY_FIELD and no open conflict of the connection. Applications
+    carry their candidate's email and names and their job's code."""
+    table = schema.ENTITY_TABLES[entity]
+    a = schema.audit_log
+    runs = _runs_of(account_id, name)
+    changed = (
+        sa.select(a.c.entity_id)
+        .where(a.c.account_id == account_id, a.c.entity_type == entity, a.c.id > after, a.c.id <= upto)
+        .where(sa.or_(changes.writer_of(a).is_(None), changes.writer_of(a).not_in(runs)))
+        .distinct()
+    )
+    open_keys = sa.select(k.c.key).where(k.c.account_id == account_id, k.c.sync_name == name, k.c.resolved_at.is_(None))
+    cols: list[Any] = [table]
+    src: Any = table
+    if entity == "applications":
+        u, j = schema.users, schema.jobs
+        src = table.join(u, u.c.id == table.c.candidate_id).outerjoin(j, j.c.id == table.c.job_id)
+        cols += [
+            u.c.email,
+            u.c.first_name,
+            u.c.last_name,
+            u.c.phone,
+            j.c.code.label("job_code"),
+            j.c.title.label("job_title"),
+        ]
+    q = (
+        sa.select(*cols)
+        .select_from(src)
+        .where(table.c.account_id == account_id, table.c.id.in_(changed), table.c[key_field].is_not(None))
+        .where(table.c[key_field].not_in(open_keys))
+    )
+    return [dict(r._mapping) for r in conn.execute(q)]

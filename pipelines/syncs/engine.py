@@ -97,8 +97,6 @@ def run_sync(
         SyncFailed: the source failed or the mapping does not fit; the run's row says why, its
             committed batches stay, and the next run resumes after them.
     """
-    if connection.direction != "in":
-        raise SyncFailed(f"{connection.name}: direction {connection.direction!r} is not available yet")
     t0 = time.monotonic()
     account_id = store.account_id(connection.account)
     owned = connector is None
@@ -129,6 +127,8 @@ def run_sync(
         details: dict[str, Any] = dict(row.details or {})
         errors: list[str] = list(details.get("errors_listed", []))
         position = Position.from_json(since)
+        # where the last sync out's scan of the store's audit log stopped
+        out_after = int((since or {}).get("out") or 0)
         row_no = 0
         writer: ImportWriter | None = None
         with store.engine.connect() as conn, serialized_batches(conn):
@@ -151,7 +151,8 @@ def run_sync(
                         )
                         yield batch, rows, prep
 
-                for batch, rows, prep in prefetch(prepared):
+                reading = connection.direction != "out"
+                for batch, rows, prep in prefetch(prepared) if reading else ():
                     if should_stop is not None and should_stop():
                         raise SyncFailed(f"{connection.name}: stopped on request", run_id)
                     n = batch.table.num_rows
@@ -181,7 +182,7 @@ def run_sync(
                     with conn.begin():
                         keys = batch.table.column(key_rule.source).to_pylist()
                         kept, found = _resolve_conflicts(
-                            conn, connection, account_id, run_id, mapping, batch.table, keys, keep
+                            conn, connection, account_id, run_id, mapping, batch.table, keys, keep, prep.table
                         )
                         table = table.filter(kept)
                         outcome = writer.write_batch(table) if table.num_rows else None
@@ -200,7 +201,7 @@ def run_sync(
                         details["errors_listed"] = errors
                         values: dict[str, Any] = {**counts, "details": details}
                         if batch.last is not None:
-                            values["cursor"] = batch.last.to_json()
+                            values["cursor"] = {**batch.last.to_json(), "out": out_after}
                         syncs.update(conn, run_id, **values)
                     if on_batch is not None:
                         on_batch(dict(counts))
@@ -208,8 +209,16 @@ def run_sync(
                 if final is not None:
                     # an API's pages are not in cursor order: its position commits with the run
                     with conn.begin():
-                        syncs.update(conn, run_id, cursor=final.to_json())
-                if connection.delete != "ignore":
+                        syncs.update(conn, run_id, cursor={**final.to_json(), "out": out_after})
+                if connection.direction in ("out", "two_way"):
+                    # after the read, so what it wrote (this run's own rows) is not sent back
+                    details["out"] = _push_out(conn, connection, connector, mapping, account_id, run_id, out_after)
+                    with conn.begin():
+                        current = syncs.row(conn, run_id).cursor or since or {}
+                        syncs.update(
+                            conn, run_id, details=details, cursor={**current, "out": details["out"]["position"]}
+                        )
+                if connection.delete != "ignore" and connection.direction != "out":
                     with conn.begin():
                         counts["deleted"] += syncs.handle_deletes(
                             conn,
@@ -259,6 +268,48 @@ def run_sync(
             connector.close()
 
 
+def _push_out(
+    conn: Any,
+    connection: Connection,
+    connector: Any,
+    mapping: Any,
+    account_id: uuid.UUID,
+    run_id: uuid.UUID,
+    after: int,
+) -> dict[str, Any]:
+    """Write the records something other than this connection changed since the last sync out to
+    the source table, through the mapping backwards (record field -> source column)."""
+    with conn.begin():
+        upto = syncs.audit_high_water(conn, account_id)
+        records = syncs.changed_for_out(
+            conn,
+            account_id,
+            connection.name,
+            entity=connection.entity,
+            after=after,
+            upto=upto,
+            key_field=connection.key_field,
+        )
+    back = [(r.source, r.target) for r in mapping.rules if r.target and "." not in r.target]
+    cursor_col = connection.source.get("cursor")
+    now = _now()
+    rows = []
+    for rec in records:
+        row = {source: _outward(rec.get(target)) for source, target in back if target in rec}
+        if cursor_col and cursor_col not in row:
+            row[cursor_col] = now
+        rows.append(row)
+    inserted = updated = 0
+    for i in range(0, len(rows), connection.batch_size):
+        n_in, n_up = connector.write_batches(rows[i : i + connection.batch_size])
+        inserted, updated = inserted + n_in, updated + n_up
+    return {"written": len(rows), "inserted": inserted, "updated": updated, "position": upto}
+
+
+def _outward(value: Any) -> Any:
+    return str(value) if isinstance(value, uuid.UUID) else value
+
+
 def _transient(exc: Exception) -> bool:
     from connectors.store.faults import is_transient
 
@@ -274,6 +325,7 @@ def _resolve_conflicts(
     source: pa.Table,
     keys: list[Any],
     keep: pa.Array,
+    staged: pa.Table,
 ) -> tuple[pa.Array, int]:
     """Which rows of the batch to write, after the connection's conflict strategy; (mask, conflicts)."""
     fields = tuple(r.target for r in mapping.rules if r.target and "." not in r.target)
@@ -292,11 +344,17 @@ def _resolve_conflicts(
     strategy = connection.conflict
     mask = keep.to_pylist()
     queued = []
+    conflicts = 0
+    compared = [f for f in fields if f in staged.column_names and f != connection.key_field]
     cursor_col = connection.source.get("cursor")
     for i, k in enumerate(keys):
         rec = found.get(str(k).strip().lower()) if k is not None else None
         if rec is None or not mask[i]:
             continue
+        if all(_same(staged.column(f)[i].as_py(), rec.get(f)) for f in compared if f in rec):
+            # both sides hold the same values (a two-way sync's own write coming back): no conflict
+            continue
+        conflicts += 1
         if strategy == "source_wins" or strategy == "merge_non_empty":
             # merge_non_empty: the writer keeps a record's value where the source's is empty
             continue
@@ -323,7 +381,16 @@ def _resolve_conflicts(
                 }
             )
     syncs.add_conflicts(conn, queued)
-    return pa.array(mask, pa.bool_()), len(found)
+    return pa.array(mask, pa.bool_()), conflicts
+
+
+def _same(staged: Any, stored: Any) -> bool:
+    if staged is None or stored is None:
+        return staged is None and stored is None
+    if isinstance(stored, datetime):
+        at = staged if isinstance(staged, datetime) else _parse_time(staged)
+        return at is not None and _aware(at) == _aware(stored)
+    return str(staged) == str(stored)
 
 
 def _jsonable(v: Any) -> Any:
