@@ -24,6 +24,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from connectors.store import accounts, changes, syncs
 from connectors.store.errors import describe_error
@@ -181,10 +182,10 @@ def run_sync(
                     keep = pa.array([i not in bad for i in range(n)], pa.bool_())
                     with conn.begin():
                         keys = batch.table.column(key_rule.source).to_pylist()
-                        kept, found = _resolve_conflicts(
+                        kept, found, merged = _resolve_conflicts(
                             conn, connection, account_id, run_id, mapping, batch.table, keys, keep, prep.table
                         )
-                        table = table.filter(kept)
+                        table = _blank(table, merged).filter(kept)
                         outcome = writer.write_batch(table) if table.num_rows else None
                         counts["records_read"] += n
                         counts["errors"] += len(bad)
@@ -326,8 +327,12 @@ def _resolve_conflicts(
     keys: list[Any],
     keep: pa.Array,
     staged: pa.Table,
-) -> tuple[pa.Array, int]:
-    """Which rows of the batch to write, after the connection's conflict strategy; (mask, conflicts)."""
+) -> tuple[pa.Array, int, dict[str, list[int]]]:
+    """Which rows of the batch to write, after the connection's conflict strategy.
+
+    Returns (mask, conflicts, kept): KEPT names, per staged field, the rows whose record keeps
+    its own non-empty value (merge_non_empty).
+    """
     fields = tuple(r.target for r in mapping.rules if r.target and "." not in r.target)
     text_keys = [str(k) for k in keys if k is not None]
     found = syncs.changed_in_store(
@@ -339,8 +344,9 @@ def _resolve_conflicts(
         keys=text_keys,
         fields=fields,
     )
+    kept: dict[str, list[int]] = {}
     if not found:
-        return keep, 0
+        return keep, 0, kept
     strategy = connection.conflict
     mask = keep.to_pylist()
     queued = []
@@ -355,8 +361,13 @@ def _resolve_conflicts(
             # both sides hold the same values (a two-way sync's own write coming back): no conflict
             continue
         conflicts += 1
-        if strategy == "source_wins" or strategy == "merge_non_empty":
-            # merge_non_empty: the writer keeps a record's value where the source's is empty
+        if strategy == "merge_non_empty":
+            # the record keeps what it has; the source fills only its empty fields
+            for f in compared:
+                if rec.get(f) not in (None, ""):
+                    kept.setdefault(f, []).append(i)
+            continue
+        if strategy == "source_wins":
             continue
         if strategy == "newest_wins" and cursor_col:
             at = source.column(cursor_col)[i].as_py()
@@ -381,7 +392,17 @@ def _resolve_conflicts(
                 }
             )
     syncs.add_conflicts(conn, queued)
-    return pa.array(mask, pa.bool_()), conflicts
+    return pa.array(mask, pa.bool_()), conflicts, kept
+
+
+def _blank(table: pa.Table, kept: dict[str, list[int]]) -> pa.Table:
+    """TABLE with the KEPT cells empty: the writer then keeps the record's value there."""
+    for f, rows in kept.items():
+        i = table.column_names.index(f)
+        hit = pa.array([n in set(rows) for n in range(table.num_rows)], pa.bool_())
+        column = table.column(f).combine_chunks()
+        table = table.set_column(i, f, pc.if_else(hit, pa.scalar(None, column.type), column))
+    return table
 
 
 def _same(staged: Any, stored: Any) -> bool:

@@ -106,6 +106,7 @@ def test_a_run_killed_mid_sync_resumes_after_its_last_committed_batch(
         ("source_wins", "offer", 0),
         ("target_wins", "review", 0),
         ("newest_wins", "offer", 0),
+        ("merge_non_empty", "review", 0),
         ("manual", "review", 1),
     ],
 )
