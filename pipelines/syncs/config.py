@@ -57,7 +57,7 @@ TOP_LEVEL = {
 }
 SOURCE_KEYS = {
     "sql": {"type", "url", "table", "key", "cursor"},
-    "files": {"type", "path", "key", "cursor"},
+    "files": {"type", "path", "key"},
     "http": {
         "type",
         "url",
@@ -245,7 +245,12 @@ def load_connection(path: str | Path, *, check_env: bool = True) -> Connection:
             raise fail(
                 ("source", k), f"unknown field {k!r} of a {kind} source: one of {', '.join(sorted(SOURCE_KEYS[kind]))}"
             )
-    needs = {"sql": ("url", "table", "key"), "http": ("url", "key"), "greenhouse": ("token", "resource")}
+    needs = {
+        "sql": ("url", "table", "key"),
+        "http": ("url", "key"),
+        "files": ("path", "key"),
+        "greenhouse": ("token", "resource"),
+    }
     for k in needs.get(kind, ("token", "resource") if kind == "lever" else ()):
         if k not in source:
             raise fail(("source",), f"a {kind} source needs {k!r}")

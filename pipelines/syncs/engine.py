@@ -30,6 +30,7 @@ from connectors.store import accounts, changes, syncs
 from connectors.store.errors import describe_error
 from connectors.store.imports import ImportWriter, serialized_batches
 from connectors.sync import Position, SqlConnector, SyncSourceError, ats
+from connectors.sync.folder import FolderConnector
 from connectors.sync.http import HttpConnector
 from pipelines.imports.engine import _prefetch as prefetch
 from pipelines.imports.errors import MappingError
@@ -72,6 +73,8 @@ def make_connector(connection: Connection) -> Any:
         make = ats.greenhouse if src["type"] == "greenhouse" else ats.lever
         extra = {"base_url": src["base_url"]} if src.get("base_url") else {}
         return make(str(src["resource"]), src["token"], name=connection.name, **extra)
+    if src["type"] == "files":
+        return FolderConnector(str(src["path"]), key=src["key"], name=connection.name)
     if src["type"] == "http":
         options = {k: src[k] for k in HTTP_OPTIONS if k in src}
         return HttpConnector(src["url"], key=src["key"], cursor=src.get("cursor"), name=connection.name, **options)

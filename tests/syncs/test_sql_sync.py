@@ -162,3 +162,34 @@ def test_rows_deleted_in_the_source_follow_the_delete_mode(
         records = _apps(store, account)
         assert len(records) == 10 or mode == "mirror"
         assert all(r.deleted_at is None for r in records.values())
+
+
+def test_a_folder_of_files_syncs_the_files_written_since_the_last_run(store, account, tmp_path, monkeypatch) -> None:
+    import os
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    import yaml
+
+    drop = tmp_path / "exports"
+    drop.mkdir()
+    (drop / "a.csv").write_text(
+        "id,email,stage\nF1,f1@example.com,applied\nF2,f2@example.com,review\n", encoding="utf-8"
+    )
+    os.utime(drop / "a.csv", (1_700_000_000, 1_700_000_000))
+    spec = {
+        "account": store_slug(store, account),
+        "entity": "applications",
+        "source": {"type": "files", "path": str(drop), "key": "id"},
+        "mapping": {"columns": {"id": "external_id", "email": "email", "stage": "stage"}},
+        "batch_size": 1,
+    }
+    (tmp_path / "files.yaml").write_text(yaml.safe_dump(spec), encoding="utf-8")
+    conn = load_connection(tmp_path / "files.yaml")
+    assert run_sync(store, conn).counts["created"] == 2
+    table = pa.table({"id": ["F2", "F3"], "email": ["f2@example.com", "f3@example.com"], "stage": ["offer", "applied"]})
+    pq.write_table(table, drop / "b.parquet")
+    second = run_sync(store, conn)
+    assert (second.counts["records_read"], second.counts["created"], second.counts["updated"]) == (2, 1, 1)
+    assert _apps(store, account)["F2"].stage == "offer"
+    assert run_sync(store, conn).counts["records_read"] == 0
