@@ -149,7 +149,9 @@ def sync_definitions(connections: list[Connection]) -> dg.Definitions:
                     default_status=dg.DefaultScheduleStatus.RUNNING,
                 )
             )
-    return dg.Definitions(assets=assets, jobs=jobs, schedules=schedules)
+    from pipelines.syncs.jobs import resolve_sync_conflict_job
+
+    return dg.Definitions(assets=assets, jobs=[*jobs, resolve_sync_conflict_job], schedules=schedules)
 
 
 def load_definitions(folder: Path | None = None) -> dg.Definitions:

@@ -25,6 +25,7 @@ def test_each_connection_is_an_asset_with_a_schedule_and_its_runs_are_history(
         load_definitions(tmp_path / "syncs"),
         dg.Definitions(resources={"record_store": RecordStoreResource(database_url=store_url)}),
     )
+    assert defs.resolve_job_def("resolve_sync_conflict_job").description
     job = defs.resolve_job_def("sync_hr")
     assert job.tags[SYNC_TAG] == "hr"
     schedule = defs.resolve_schedule_def("sync_hr_schedule")
