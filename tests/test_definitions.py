@@ -26,7 +26,7 @@ ASSET_KEYS = [
     "bulkops/jobs",
     "imported_file",
 ]
-JOB_NAMES = ["bulk_job", "import_job", "resolve_sync_conflict_job", "rollback_import_job"]
+JOB_NAMES = ["bulk_job", "import_job", "rollback_import_job"]
 SENSOR_NAMES = [
     "applications_dropzone_sensor",
     "bulk_job_canceled_sensor",

@@ -147,11 +147,14 @@ def sync_definitions(connections: list[Connection]) -> dg.Definitions:
                     execution_timezone=c.timezone,
                     description=f"Runs the sync {c.name} on {c.schedule!r} ({c.timezone}).",
                     default_status=dg.DefaultScheduleStatus.RUNNING,
+                    tags={"bulkops/group": "syncs"},
                 )
             )
     from pipelines.syncs.jobs import resolve_sync_conflict_job
 
-    return dg.Definitions(assets=assets, jobs=[*jobs, resolve_sync_conflict_job], schedules=schedules)
+    # without a connection there is no conflict to resolve (and no `syncs` group to belong to)
+    extra = [resolve_sync_conflict_job] if connections else []
+    return dg.Definitions(assets=assets, jobs=[*jobs, *extra], schedules=schedules)
 
 
 def load_definitions(folder: Path | None = None) -> dg.Definitions:
