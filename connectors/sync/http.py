@@ -41,17 +41,23 @@ LINK_NEXT = re.compile(r'<([^>]+)>\s*;\s*rel="?next"?')
 PATH_PART = re.compile(r"([^.\[\]]+)|\[(\d+)\]")
 
 
-def extract(record: Any, path: str) -> Any:
-    """The value at PATH (`a.b[0].c`) of RECORD, None where it is missing."""
+def parse_path(path: str) -> tuple[str | int, ...]:
+    """`a.b[0].c` -> ("a", "b", 0, "c")."""
+    return tuple(name or int(index) for name, index in PATH_PART.findall(path))
+
+
+def extract(record: Any, path: str | tuple[str | int, ...]) -> Any:
+    """The value at PATH (`a.b[0].c`, or its parsed form) of RECORD, None where it is missing."""
     value = record
-    for name, index in PATH_PART.findall(path):
-        if value is None:
-            return None
-        if name:
-            value = value.get(name) if isinstance(value, dict) else None
+    for part in parse_path(path) if isinstance(path, str) else path:
+        if isinstance(part, str):
+            if not isinstance(value, dict):
+                return None
+            value = value.get(part)
         else:
-            i = int(index)
-            value = value[i] if isinstance(value, list) and i < len(value) else None
+            if not isinstance(value, list) or part >= len(value):
+                return None
+            value = value[part]
     return value
 
 
@@ -137,11 +143,12 @@ class HttpConnector:
         self.client = httpx.Client(auth=auth, headers=headers, timeout=timeout, follow_redirects=True)
         self.final_position: Position | None = None
         self._columns: list[str] | None = list(fields) if fields else None
+        self._paths = {c: parse_path(p) for c, p in (fields or {}).items()}
         self.requests = 0
 
     # -- HTTP
 
-    def _get(self, url: str, params: dict[str, Any] | None) -> httpx.Response:
+    def _get(self, url: str, params: dict[str, Any] | None) -> tuple[httpx.Response, Any]:
         attempt = 0
         while True:
             self.requests += 1
@@ -154,8 +161,7 @@ class HttpConnector:
             else:
                 if response.status_code < 400:
                     try:
-                        response.json()
-                        return response
+                        return response, response.json()
                     except ValueError:
                         why = "a body that is not JSON"
                 elif response.status_code == 429 or response.status_code >= 500:
@@ -186,8 +192,7 @@ class HttpConnector:
         while url is not None:
             if style == "page":
                 params[p.get("page_param", "page")] = page
-            response = self._get(url, params)
-            body = response.json()
+            response, body = self._get(url, params)
             items = extract(body, self.records) if self.records else body
             if not isinstance(items, list):
                 raise SyncSourceError(
@@ -221,7 +226,7 @@ class HttpConnector:
 
     def _flat(self, row: dict) -> dict[str, str | None]:
         if self.fields:
-            return {c: _text(extract(row, path)) for c, path in self.fields.items()}
+            return {c: _text(extract(row, path)) for c, path in self._paths.items()}
         return {k: _text(v) for k, v in row.items() if k != "parent"}
 
     def columns(self) -> list[str]:
