@@ -5,12 +5,16 @@ from __future__ import annotations
 import uuid
 from datetime import timedelta
 
+import pytest
 import sqlalchemy as sa
 from click.testing import CliRunner
 
 from connectors.store import RecordStore, changes, schema
 from pipelines.cli import main
 from tests.syncs.conftest import BASE, write_connection
+
+# real databases, Dagster runs and local servers: each test takes seconds
+pytestmark = pytest.mark.slow
 
 apps = schema.applications
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dagster as dg
+import pytest
 import sqlalchemy as sa
 
 from connectors.store import schema
@@ -10,6 +11,9 @@ from pipelines.syncs.assets import SYNC_TAG, load_definitions
 from resources import RecordStoreResource
 from tests.syncs.conftest import write_connection
 from tests.syncs.test_sql_sync import store_slug
+
+# real databases, Dagster runs and local servers: each test takes seconds
+pytestmark = pytest.mark.slow
 
 
 def test_each_connection_is_an_asset_with_a_schedule_and_its_runs_are_history(

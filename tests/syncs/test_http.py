@@ -15,6 +15,9 @@ from pipelines.syncs.config import load_connection
 from pipelines.syncs.engine import SyncFailed, run_sync
 from tests.syncs.ats_server import TOKEN, State, ats_server, greenhouse_candidate, lever_opportunity
 
+# real databases, Dagster runs and local servers: each test takes seconds
+pytestmark = pytest.mark.slow
+
 apps = schema.applications
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 from datetime import timedelta
 
+import pytest
 import sqlalchemy as sa
 
 from connectors.store import RecordStore, changes, schema
@@ -13,6 +14,9 @@ from pipelines.syncs.config import load_connection
 from pipelines.syncs.engine import run_sync
 from tests.syncs.conftest import BASE, Source, hr_applications, write_connection
 from tests.syncs.test_sql_sync import store_slug
+
+# real databases, Dagster runs and local servers: each test takes seconds
+pytestmark = pytest.mark.slow
 
 apps = schema.applications
 
