@@ -38,6 +38,8 @@ from pipelines.imports.mapping import parse_mapping
 DIRECTIONS = ("in", "out", "two_way")
 CONFLICTS = ("source_wins", "target_wins", "newest_wins", "merge_non_empty", "manual")
 DELETES = ("ignore", "soft_delete", "mirror")
+# strategies that can decide one field of a record (the others decide the whole record)
+FIELD_CONFLICTS = ("source_wins", "target_wins", "merge_non_empty")
 SOURCE_TYPES = ("sql", "files", "http", "greenhouse", "lever")
 TOP_LEVEL = {
     "name": "the connection's name (default: the file's name)",
@@ -120,7 +122,8 @@ class Connection:
     batch_size: int
     description: str = ""
     timezone: str = "UTC"
-    extra: dict[str, Any] = field(default_factory=dict)
+    # per field, where it makes sense: a strategy that decides field by field
+    field_conflicts: dict[str, str] = field(default_factory=dict)
 
     def secrets(self) -> list[Secret]:
         return [v for v in self.source.values() if isinstance(v, Secret)]
@@ -229,6 +232,20 @@ def load_connection(path: str | Path, *, check_env: bool = True) -> Connection:
         return value
 
     direction = choice("direction", DIRECTIONS, "in")
+    field_conflicts: dict[str, str] = {}
+    if isinstance(raw.get("conflict"), dict):
+        # {default: <strategy>, fields: {field: source_wins | target_wins | merge_non_empty}}
+        spec = raw["conflict"]
+        for k in spec:
+            if k not in ("default", "fields"):
+                raise fail(("conflict", k), f"unknown field {k!r} of conflict: default, fields")
+        raw = {**raw, "conflict": spec.get("default", "source_wins")}
+        for f, strategy in (spec.get("fields") or {}).items():
+            if strategy not in FIELD_CONFLICTS:
+                raise fail(("conflict", "fields", f), f"conflict of field {f!r}: one of {', '.join(FIELD_CONFLICTS)}")
+            if f not in registry.get(entity).fields:
+                raise fail(("conflict", "fields", f), f"conflict of field {f!r}: not a field of {entity}")
+            field_conflicts[str(f)] = str(strategy)
     conflict = choice("conflict", CONFLICTS, "source_wins")
     delete = choice("delete", DELETES, "ignore")
     target = raw.get("target", "store")
@@ -305,6 +322,7 @@ def load_connection(path: str | Path, *, check_env: bool = True) -> Connection:
         key_field=key_field,
         mapping=mapping,
         conflict=conflict,
+        field_conflicts=field_conflicts,
         delete=delete,
         schedule=str(schedule) if schedule is not None else None,
         batch_size=batch_size,

@@ -364,10 +364,16 @@ def _resolve_conflicts(
             # both sides hold the same values (a two-way sync's own write coming back): no conflict
             continue
         conflicts += 1
+        for f, how in connection.field_conflicts.items():
+            # a field's own strategy: the record keeps its value there (target) or keeps it when set (merge)
+            if f in staged.column_names and (
+                how == "target_wins" or (how == "merge_non_empty" and rec.get(f) not in (None, ""))
+            ):
+                kept.setdefault(f, []).append(i)
         if strategy == "merge_non_empty":
             # the record keeps what it has; the source fills only its empty fields
             for f in compared:
-                if rec.get(f) not in (None, ""):
+                if f not in connection.field_conflicts and rec.get(f) not in (None, ""):
                     kept.setdefault(f, []).append(i)
             continue
         if strategy == "source_wins":

@@ -196,3 +196,27 @@ def test_a_folder_of_files_syncs_the_files_written_since_the_last_run(store, acc
     assert (second.counts["records_read"], second.counts["created"], second.counts["updated"]) == (2, 1, 1)
     assert _apps(store, account)["F2"].stage == "offer"
     assert run_sync(store, conn).counts["records_read"] == 0
+
+
+def test_a_field_can_have_its_own_conflict_strategy(store, account, pg_source, tmp_path, monkeypatch) -> None:
+    from connectors.store import changes
+
+    pg_source.add(4)
+    strategy = {"default": "source_wins", "fields": {"stage": "target_wins"}}
+    conn = _connection(tmp_path, monkeypatch, store, account, pg_source, conflict=strategy)
+    assert conn.field_conflicts == {"stage": "target_wins"}
+    run_sync(store, conn)
+    record = _apps(store, account)["A000002"]
+    with store.begin() as c:
+        cs = changes.open_change_set(c, account_id=account, kind="document_import", actor="recruiter")
+        c.execute(apps.update().where(apps.c.id == record.id).values(stage="review", source="referral"))
+        changes.write_audit_rows(
+            c, cs, "edit", [("applications", record.id, {"stage": "applied"}, {"stage": "review"})], now=BASE
+        )
+    pg_source.edit(["A000002"], at=BASE + timedelta(days=30), stage="offer", job_code="ENG-9")
+    assert run_sync(store, conn).counts["conflicts"] == 1
+    record = _apps(store, account)["A000002"]
+    assert record.stage == "review"  # the field's own strategy: the record keeps it
+    with store.engine.connect() as c:
+        code = c.scalar(sa.select(schema.jobs.c.code).where(schema.jobs.c.id == record.job_id))
+    assert code == "ENG-9"  # the rest: source wins
