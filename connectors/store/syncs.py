@@ -330,6 +330,14 @@ def resolve_conflict(conn: sa.Connection, conflict_id: uuid.UUID, resolution: st
 # -- conflicts: records changed in the store since this connection last wrote them
 
 
+def wrote_before(conn: sa.Connection, account_id: uuid.UUID, name: str, run_id: uuid.UUID) -> bool:
+    """Whether an earlier run of NAME wrote any record: without one, nothing can be a conflict
+    (a first sync skips the check, whose cost grows with the table)."""
+    a = schema.audit_log
+    earlier = _runs_of(account_id, name).where(s.c.id != run_id)
+    return conn.execute(sa.select(a.c.id).where(a.c.change_set_id.in_(earlier)).limit(1)).first() is not None
+
+
 def changed_in_store(
     conn: sa.Connection,
     account_id: uuid.UUID,

@@ -127,6 +127,7 @@ def run_sync(
             )
             row = syncs.row(conn, run_id)
             settings = accounts.settings(conn, account_id)
+            check_conflicts = syncs.wrote_before(conn, account_id, connection.name, run_id)
         counts = {k: getattr(row, k) for k in syncs.COUNTS}
         details: dict[str, Any] = dict(row.details or {})
         errors: list[str] = list(details.get("errors_listed", []))
@@ -185,10 +186,14 @@ def run_sync(
                     keep = pa.array([i not in bad for i in range(n)], pa.bool_())
                     with conn.begin():
                         keys = batch.table.column(key_rule.source).to_pylist()
-                        kept, found, merged = _resolve_conflicts(
-                            conn, connection, account_id, run_id, mapping, batch.table, keys, keep, prep.table
-                        )
-                        table = _blank(table, merged).filter(kept)
+                        if check_conflicts:
+                            kept, found, merged = _resolve_conflicts(
+                                conn, connection, account_id, run_id, mapping, batch.table, keys, keep, prep.table
+                            )
+                            table = _blank(table, merged).filter(kept)
+                        else:
+                            found = 0
+                            table = table.filter(keep)
                         outcome = writer.write_batch(table) if table.num_rows else None
                         counts["records_read"] += n
                         counts["errors"] += len(bad)
