@@ -154,7 +154,30 @@ def sync_definitions(connections: list[Connection]) -> dg.Definitions:
 
     # without a connection there is no conflict to resolve (and no `syncs` group to belong to)
     extra = [resolve_sync_conflict_job] if connections else []
-    return dg.Definitions(assets=assets, jobs=[*jobs, *extra], schedules=schedules)
+    sensors = [_failure_sensor(jobs)] if jobs else []
+    return dg.Definitions(assets=assets, jobs=[*jobs, *extra], schedules=schedules, sensors=sensors)
+
+
+def _failure_sensor(jobs: list) -> dg.SensorDefinition:
+    @dg.run_failure_sensor(
+        name="sync_failure_sensor",
+        description=(
+            "Ends the sync_runs row of a failed or crashed sync run `failed` with the run's reason, so no row stays "
+            "processing; the connection's next run resumes after its committed batches."
+        ),
+        monitored_jobs=jobs,
+        default_status=dg.DefaultSensorStatus.RUNNING,
+        tags={"bulkops/group": "syncs"},
+    )
+    def sync_failure_sensor(context: dg.RunFailureSensorContext, record_store: RecordStoreResource) -> None:
+        from pipelines.syncs.engine import end_run
+
+        run = context.dagster_run
+        message = context.failure_event.message or "run failed"
+        ended = end_run(record_store.store, run.run_id, "failed", f"Dagster run {run.run_id} failed: {message}")
+        context.log.info(f"run {run.run_id}: {ended} sync run(s) marked failed")
+
+    return sync_failure_sensor
 
 
 def load_definitions(folder: Path | None = None) -> dg.Definitions:

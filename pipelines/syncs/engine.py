@@ -463,6 +463,12 @@ def rollback_sync(store: Any, account_id: uuid.UUID, run_id: uuid.UUID, *, actor
     return {"run_id": run_id, "status": "rolled_back", **result.counts}
 
 
+def end_run(store: Any, dagster_run_id: str, status: str, message: str) -> int:
+    """End the sync_runs rows a Dagster run left processing (it crashed or was killed)."""
+    with store.begin() as conn:
+        return syncs.end_unfinished(conn, dagster_run_id, status, message[:1900])
+
+
 def list_runs(store: Any, account_id: uuid.UUID, name: str | None = None, limit: int = 50) -> list[dict]:
     """Sync runs, newest first: started, finished, read, created, updated, unchanged, conflicts, errors, status."""
     with store.engine.connect() as conn:
@@ -569,6 +575,7 @@ def resolve_conflict(
 __all__ = [
     "SyncFailed",
     "SyncResult",
+    "end_run",
     "get_conflict",
     "latest_runs",
     "list_conflicts",

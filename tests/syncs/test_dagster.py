@@ -35,6 +35,7 @@ def test_each_connection_is_an_asset_with_a_schedule_and_its_runs_are_history(
     schedule = defs.resolve_schedule_def("sync_hr_schedule")
     assert schedule.cron_schedule == "*/15 * * * *"
     assert schedule.tags["bulkops/group"] == "syncs" and schedule.description
+    assert defs.resolve_sensor_def("sync_failure_sensor").description
     asset = defs.resolve_assets_def(dg.AssetKey(["syncs", "hr"]))
     assert asset.group_names_by_key[dg.AssetKey(["syncs", "hr"])] == "syncs"
 

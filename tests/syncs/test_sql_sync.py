@@ -220,3 +220,21 @@ def test_a_field_can_have_its_own_conflict_strategy(store, account, pg_source, t
     with store.engine.connect() as c:
         code = c.scalar(sa.select(schema.jobs.c.code).where(schema.jobs.c.id == record.job_id))
     assert code == "ENG-9"  # the rest: source wins
+
+
+def test_a_crashed_runs_row_is_ended_by_the_failure_sensor_and_resumed(
+    store, account, pg_source, tmp_path, monkeypatch
+) -> None:
+    from connectors.store import syncs as sync_runs
+    from pipelines.syncs.engine import end_run
+
+    pg_source.add(5)
+    conn = _connection(tmp_path, monkeypatch, store, account, pg_source)
+    # a run worker killed before its first batch: its row stays processing
+    with store.begin() as c:
+        crashed, _, _ = sync_runs.begin(c, account, "hr", full_refresh=False, direction="in", dagster_run_id="run-1")
+    assert end_run(store, "run-1", "failed", "Dagster run run-1 failed: worker gone") == 1
+    with store.engine.connect() as c:
+        assert sync_runs.row(c, crashed).status == "failed"
+    resumed = run_sync(store, conn)
+    assert resumed.run_id == crashed and resumed.resumed and resumed.counts["created"] == 5
