@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import dagster as dg
 import yaml
 
 from connectors.store import registry
@@ -97,7 +98,7 @@ class Secret:
     env: str
 
     def value(self) -> str:
-        value = os.environ.get(self.env)
+        value = dg.EnvVar(self.env).get_value()
         if value is None:
             raise SyncConfigError(f"the environment variable {self.env} is not set")
         return value
