@@ -7,13 +7,13 @@ once: its job's runs carry the tag `bulkops/sync: <name>`, limited to one per va
 queue (`dagster.yaml`), and a run that finds another run of the connection in progress waits.
 """
 
-import os
 from pathlib import Path
 from typing import Any
 
 import dagster as dg
 from pydantic import Field
 
+from connectors import settings
 from connectors.store.errors import describe_error
 from connectors.store.faults import is_transient
 from connectors.sync import SyncSourceError
@@ -29,8 +29,8 @@ BUSY_RETRIES = 20
 
 
 def syncs_folder() -> Path:
-    """Where the connection files are: `BULKOPS_SYNCS_DIR`, else ./syncs."""
-    return Path(os.environ.get("BULKOPS_SYNCS_DIR", "syncs")).resolve()
+    """Where the connection files are (`connectors.settings.syncs_dir`)."""
+    return settings.syncs_dir()
 
 
 class SyncRunConfig(dg.Config):
