@@ -52,6 +52,10 @@ class SyncFailed(Exception):
         self.run_id = run_id
 
 
+class SyncStopped(SyncFailed):
+    """The run was terminated between two batches; it ends `cancelled` and the next run resumes it."""
+
+
 @dataclass
 class SyncResult:
     run_id: uuid.UUID
@@ -159,7 +163,7 @@ def run_sync(
                 reading = connection.direction != "out"
                 for batch, rows, prep in prefetch(prepared) if reading else ():
                     if should_stop is not None and should_stop():
-                        raise SyncFailed(f"{connection.name}: stopped on request", run_id)
+                        raise SyncStopped(f"{connection.name}: stopped on request", run_id)
                     n = batch.table.num_rows
                     row_no += n
                     if writer is None:
@@ -262,13 +266,16 @@ def run_sync(
         if run_id is not None:
             try:
                 with store.begin() as conn:
-                    status = "failed" if isinstance(exc, Exception) else "cancelled"
+                    stopped = isinstance(exc, SyncStopped) or not isinstance(exc, Exception)
+                    status = "cancelled" if stopped else "failed"
                     syncs.finish(conn, run_id, status, message[:1900])
             except Exception:
                 pass
         if isinstance(exc, SyncSourceError) and exc.transient:
             # the Dagster step retries it (RETRY_POLICY); the run's row says failed meanwhile
             raise SyncSourceError(message, transient=True) from None
+        if isinstance(exc, SyncStopped):
+            raise
         if isinstance(exc, Exception) and not _transient(exc):
             raise SyncFailed(message, run_id) from None
         raise

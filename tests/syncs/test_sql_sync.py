@@ -238,3 +238,24 @@ def test_a_crashed_runs_row_is_ended_by_the_failure_sensor_and_resumed(
         assert sync_runs.row(c, crashed).status == "failed"
     resumed = run_sync(store, conn)
     assert resumed.run_id == crashed and resumed.resumed and resumed.counts["created"] == 5
+
+
+def test_a_run_stopped_between_batches_ends_cancelled_and_the_next_resumes(
+    store, account, pg_source, tmp_path, monkeypatch
+) -> None:
+    from pipelines.syncs.engine import SyncStopped
+
+    pg_source.add(120)
+    conn = _connection(tmp_path, monkeypatch, store, account, pg_source)
+    asked = []
+
+    def stop_at_third() -> bool:
+        asked.append(1)
+        return len(asked) == 3
+
+    with pytest.raises(SyncStopped) as stopped:
+        run_sync(store, conn, should_stop=stop_at_third)
+    with store.engine.connect() as c:
+        row = c.execute(sa.select(schema.sync_runs).where(schema.sync_runs.c.id == stopped.value.run_id)).one()
+    assert (row.status, row.created) == ("cancelled", 100)
+    assert run_sync(store, conn).counts["created"] == 120
