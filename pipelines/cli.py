@@ -1125,28 +1125,22 @@ def syncs_history(name: str | None, account: str | None, limit: int) -> None:
 @click.argument("name")
 @click.option("--full-refresh", is_flag=True, help="Read every source row, not only what changed since the last run.")
 def syncs_run(name: str, full_refresh: bool) -> None:
-    """Run sync NAME now, as a run of its Dagster job (sync_NAME) in the local instance, and print its history row."""
-    import dagster as dg
-
-    from pipelines.syncs.assets import sync_definitions
-    from resources import RecordStoreResource
+    """Run sync NAME now as a run of its Dagster job (sync_NAME), through the instance's run launcher
+    (queued under the per-connection limit when a webserver serves the instance), and print its history row."""
+    from pipelines import runs
+    from pipelines.syncs.engine import list_runs
 
     connection = _connection(name)
     use_local_dagster_home()
-    defs = dg.Definitions.merge(
-        sync_definitions([connection]), dg.Definitions(resources={"record_store": RecordStoreResource()})
-    )
     config = {"ops": {f"syncs__{name}": {"config": {"full_refresh": full_refresh}}}}
-    with dg.DagsterInstance.get() as instance:
-        result = defs.resolve_job_def(f"sync_{name}").execute_in_process(
-            instance=instance, run_config=config, raise_on_error=False
-        )
-    from pipelines.syncs.engine import list_runs
-
+    tags = {"bulkops/kind": "sync", "bulkops/sync": name}
+    run_id = runs.launch_run(f"sync_{name}", run_config=config, tags=tags)
+    click.echo(f"run {run_id}: sync {name}")
+    status = runs.wait_for_run(run_id)
     store, account_id = _store_and_account(connection.account)
     _print_sync_runs(list_runs(store, account_id, name, 1))
-    if not result.success:
-        raise CommandFailed(f"sync {name} failed (Dagster run {result.run_id})")
+    if status.value != "SUCCESS":
+        raise CommandFailed(f"sync {name} ended {status.value.lower()} (Dagster run {run_id})")
 
 
 @syncs.command("rollback")
