@@ -99,7 +99,8 @@ def run_sync(
     should_stop: Callable[[], bool] | None = None,
     on_batch: Callable[[dict[str, int]], None] | None = None,
 ) -> SyncResult:
-    """Run CONNECTION once (direction in): what changed since the last completed run, or everything.
+    """Run CONNECTION once: read what changed since the last completed run (or everything), then,
+    for `out` and `two_way`, write the store's changes to the source, then handle deletes.
 
     Raises:
         SyncFailed: the source failed or the mapping does not fit; the run's row says why, its
