@@ -34,6 +34,11 @@ def documents_dir() -> Path:
     return Path(os.environ.get("BULKOPS_DOCUMENTS_DIR") or var_dir() / "documents").resolve()
 
 
+def syncs_dir() -> Path:
+    """The sync connection files, one YAML file per connection: `BULKOPS_SYNCS_DIR`, else ./syncs."""
+    return Path(os.environ.get("BULKOPS_SYNCS_DIR") or "syncs").resolve()
+
+
 def default_account() -> str:
     """Account slug used when a command or Dagster job is not told one: `BULKOPS_ACCOUNT`, else demo."""
     return os.environ.get("BULKOPS_ACCOUNT", "demo")

@@ -95,6 +95,13 @@ def explain(exc: BaseException) -> tuple[str, int] | None:
         return exc.message, EXIT_FAILED
     if isinstance(exc, RollbackRefused):
         return f"cannot roll back: {exc}", EXIT_FAILED
+    from pipelines.syncs.config import SyncConfigError
+    from pipelines.syncs.engine import SyncFailed
+
+    if isinstance(exc, SyncFailed):
+        return exc.message, EXIT_FAILED
+    if isinstance(exc, SyncConfigError):
+        return str(exc), EXIT_FAILED
     if isinstance(exc, (FileReadError, AccountNotFound, SchemaOutOfDate, UnknownEntity, ParamsError, TokenError)):
         return str(exc.args[0] if exc.args else exc), EXIT_FAILED
     if isinstance(exc, MigrationError):
@@ -1135,6 +1142,228 @@ def _documents() -> click.Group:
 
 
 main.add_command(_documents())
+# -- syncs (docs/syncs.md)
+
+
+def _connections() -> dict:
+    from pipelines.syncs.assets import syncs_folder
+    from pipelines.syncs.config import load_folder
+
+    return {c.name: c for c in load_folder(syncs_folder(), check_env=False)}
+
+
+def _connection(name: str):  # type: ignore[no-untyped-def]
+    found = _connections()
+    if name not in found:
+        from pipelines.syncs.assets import syncs_folder
+
+        known = ", ".join(sorted(found)) or "none"
+        raise CommandFailed(f"no sync {name!r} in {syncs_folder()} (connections: {known})")
+    return found[name]
+
+
+SYNC_COLUMNS = (
+    "started_at",
+    "finished_at",
+    "records_read",
+    "created",
+    "updated",
+    "unchanged",
+    "deleted",
+    "conflicts",
+    "errors",
+    "status",
+)
+
+
+def _print_sync_runs(rows: list[dict], with_name: bool = False) -> None:
+    headers = (
+        *(("sync",) if with_name else ()),
+        "started",
+        "finished",
+        "read",
+        "created",
+        "updated",
+        "unchanged",
+        "deleted",
+        "conflicts",
+        "errors",
+        "status",
+        "id",
+    )
+    table = []
+    for row in rows:
+        cells = [
+            f"{row[c]:%Y-%m-%d %H:%M:%S}" if hasattr(row.get(c), "strftime") else str(row.get(c) or "--")
+            for c in SYNC_COLUMNS
+        ]
+        table.append((*((row["sync_name"],) if with_name else ()), *cells, str(row["id"])))
+    widths = [max(len(h), *(len(r[i]) for r in table)) if table else len(h) for i, h in enumerate(headers)]
+    click.echo("  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=False)).rstrip())
+    for row, r in zip(rows, table, strict=False):
+        click.echo("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=False)).rstrip())
+        if row.get("error_message") and row.get("status") != "completed":
+            click.echo(f"    {row['status']}: {_one_line(row['error_message'])}")
+
+
+@main.group()
+def syncs() -> None:
+    """Scheduled syncs: connections, run history, runs on demand."""
+
+
+@syncs.command("list")
+def syncs_list() -> None:
+    """The connections of the syncs folder, with their schedule and last run."""
+    from connectors.store import RecordStore
+    from pipelines.syncs.engine import latest_runs
+
+    store = RecordStore()
+    last: dict[str, dict] = {}
+    for c in _connections().values():
+        if c.account not in last:
+            try:
+                last[c.account] = latest_runs(store, store.account_id(c.account))
+            except LookupError:
+                last[c.account] = {}
+        run = last[c.account].get(c.name)
+        when = f"{run['started_at']:%Y-%m-%d %H:%M}" if run else "never"
+        status = run["status"] if run else "--"
+        source = c.shown_source()
+        what = source.get("table") or source.get("resource") or source.get("path") or ""
+        click.echo(
+            f"{c.name}  {source['type']}:{what} -> {c.entity} ({c.account})  {c.direction}  {c.schedule or 'no schedule'}  last run {when} {status}"
+        )
+
+
+@syncs.command("history")
+@click.argument("name", required=False)
+@click.option(
+    "--account", default=None, help="Account slug (default: the connection's, else $BULKOPS_ACCOUNT or demo)."
+)
+@click.option("--limit", type=int, default=50, show_default=True, help="At most this many runs.")
+def syncs_history(name: str | None, account: str | None, limit: int) -> None:
+    """Sync runs, newest first: started, finished, read, created, updated, unchanged, conflicts, errors, status."""
+    from pipelines.syncs.engine import list_runs
+
+    if name and account is None:
+        account = _connection(name).account
+    store, account_id = _store_and_account(account)
+    _print_sync_runs(list_runs(store, account_id, name, limit), with_name=name is None)
+
+
+@syncs.command("run")
+@click.argument("name")
+@click.option("--full-refresh", is_flag=True, help="Read every source row, not only what changed since the last run.")
+def syncs_run(name: str, full_refresh: bool) -> None:
+    """Run sync NAME now as a run of its Dagster job (sync_NAME), through the instance's run launcher
+    (queued under the per-connection limit when a webserver serves the instance), and print its history row."""
+    from pipelines import runs
+    from pipelines.syncs.engine import list_runs
+
+    connection = _connection(name)
+    use_local_dagster_home()
+    config = {"ops": {f"syncs__{name}": {"config": {"full_refresh": full_refresh}}}}
+    tags = {"bulkops/kind": "sync", "bulkops/sync": name}
+    run_id = runs.launch_run(f"sync_{name}", run_config=config, tags=tags)
+    click.echo(f"run {run_id}: sync {name}")
+    status = runs.wait_for_run(run_id)
+    store, account_id = _store_and_account(connection.account)
+    _print_sync_runs(list_runs(store, account_id, name, 1))
+    if status.value != "SUCCESS":
+        raise CommandFailed(f"sync {name} ended {status.value.lower()} (Dagster run {run_id})")
+
+
+@syncs.command("rollback")
+@click.argument("run_id", type=click.UUID)
+@click.option("--account", default=None, help="Account slug (default $BULKOPS_ACCOUNT or demo).")
+@click.option("--force", is_flag=True, help="Also undo records something else changed after the run.")
+def syncs_rollback(run_id: uuid.UUID, account: str | None, force: bool) -> None:
+    """Undo sync run RUN_ID: delete what it created, restore what it updated or deleted (audited)."""
+    from pipelines.syncs.engine import rollback_sync
+
+    store, account_id = _store_and_account(account)
+    outcome = rollback_sync(store, account_id, run_id, actor=_cli_actor(), force=force)
+    click.echo(f"sync run {run_id}: {outcome['status']}")
+    for what in ("deleted", "restored", "kept", "conflicts"):
+        counts = {k: v for k, v in outcome.get(what, {}).items() if v}
+        click.echo(f"  {what}: " + (", ".join(f"{k} {v}" for k, v in counts.items()) or "none"))
+
+
+@main.group()
+def conflicts() -> None:
+    """Sync conflicts a manual-strategy connection left for someone to decide."""
+
+
+@conflicts.command("list")
+@click.option("--sync", "name", default=None, help="Only this connection's conflicts.")
+@click.option("--account", default=None, help="Account slug (default $BULKOPS_ACCOUNT or demo).")
+@click.option("--all", "show_all", is_flag=True, help="Resolved ones too.")
+def conflicts_list(name: str | None, account: str | None, show_all: bool) -> None:
+    """Open conflicts: id, sync, entity, key, when, resolution."""
+    from pipelines.syncs.engine import list_conflicts
+
+    if name and account is None:
+        account = _connection(name).account
+    store, account_id = _store_and_account(account)
+    for c in list_conflicts(store, account_id, name, open_only=not show_all):
+        click.echo(
+            f"{c['id']}  {c['sync_name']}  {c['entity_type']}  {c['key']}  {c['created_at']:%Y-%m-%d %H:%M}  {c['resolution'] or 'open'}"
+        )
+
+
+@conflicts.command("show")
+@click.argument("conflict_id", type=click.UUID)
+@click.option("--account", default=None, help="Account slug (default $BULKOPS_ACCOUNT or demo).")
+def conflicts_show(conflict_id: uuid.UUID, account: str | None) -> None:
+    """Both sides of conflict CONFLICT_ID, field by field."""
+    from pipelines.syncs.engine import get_conflict
+
+    store, account_id = _store_and_account(account)
+    c = get_conflict(store, account_id, conflict_id)
+    if c is None:
+        raise CommandFailed(f"no conflict {conflict_id} in this account (bulkops conflicts list shows them)")
+    click.echo(
+        f"conflict {c['id']}: sync {c['sync_name']}, {c['entity_type']} {c['entity_id']} (key {c['key']}), {c['resolution'] or 'open'}"
+    )
+    click.echo("source: " + json.dumps(c["source_values"], default=str, sort_keys=True))
+    click.echo("target: " + json.dumps(c["target_values"], default=str, sort_keys=True))
+
+
+@conflicts.command("resolve")
+@click.argument("conflict_id", type=click.UUID)
+@click.option(
+    "--take",
+    type=click.Choice(["source", "target", "value"]),
+    required=True,
+    help="Whose values the record keeps: the source's, the record's as it is, or --set values.",
+)
+@click.option(
+    "--set",
+    "values",
+    multiple=True,
+    metavar="FIELD=VALUE",
+    help="With --take value: a record field and the value to write (repeatable).",
+)
+@click.option("--account", default=None, help="Account slug (default $BULKOPS_ACCOUNT or demo).")
+def conflicts_resolve(conflict_id: uuid.UUID, take: str, values: tuple[str, ...], account: str | None) -> None:
+    """Resolve conflict CONFLICT_ID; a write is a sync run of its own (audited, rollback-able)."""
+    from pipelines.syncs.engine import get_conflict, resolve_conflict
+
+    store, account_id = _store_and_account(account)
+    found = get_conflict(store, account_id, conflict_id)
+    if found is None:
+        raise CommandFailed(f"no conflict {conflict_id} in this account (bulkops conflicts list shows them)")
+    pairs = {}
+    for item in values:
+        field_name, sep, value = item.partition("=")
+        if not sep:
+            raise CommandFailed(f"--set {item!r}: write FIELD=VALUE")
+        pairs[field_name.strip()] = value
+    out = resolve_conflict(
+        store, _connection(found["sync_name"]), conflict_id, take=take, values=pairs, actor=_cli_actor()
+    )
+    run = f" (sync run {out['sync_run_id']})" if out["sync_run_id"] else ""
+    click.echo(f"conflict {conflict_id}: resolved, took {take}{run}")
 
 
 def run() -> None:

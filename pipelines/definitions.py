@@ -9,6 +9,7 @@ from pipelines.bulk import definitions as bulk
 from pipelines.documents import definitions as documents
 from pipelines.imports import definitions as imports
 from pipelines.monitoring import definitions as monitoring
+from pipelines.syncs import definitions as syncs
 from resources import RecordStoreResource
 
 # dagster refuses a module with more than one Definitions at module scope: merge inline
@@ -19,4 +20,5 @@ defs = dg.Definitions.merge(
     bulk.defs,
     monitoring.defs,
     documents.defs,
+    syncs.defs,
 )

@@ -150,8 +150,9 @@ def test_the_local_instance_config_loads_with_its_settings(tmp_path: Path) -> No
         assert instance.run_retries_enabled and instance.run_retries_max_retries == 2
         assert instance.get_settings("telemetry") == {"enabled": False}
         assert instance.get_settings("concurrency")["runs"]["max_concurrent_runs"] == 4
-        [per_file] = instance.get_settings("concurrency")["runs"]["tag_concurrency_limits"]
+        per_file, per_sync = instance.get_settings("concurrency")["runs"]["tag_concurrency_limits"]
         assert per_file == {"key": "bulkops/sha256", "value": {"applyLimitPerUniqueValue": True}, "limit": 1}
+        assert per_sync == {"key": "bulkops/sync", "value": {"applyLimitPerUniqueValue": True}, "limit": 1}
         assert instance.run_monitoring_enabled
 
 

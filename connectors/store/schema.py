@@ -577,6 +577,14 @@ sync_runs = sa.Table(
     sa.Column("error_message", sa.Text(), nullable=True),
     sa.Column("details", JSON, nullable=False, server_default="{}"),
     sa.Column("dagster_run_id", sa.String(64), nullable=True),
+    # migration 0011: rows equal to their record (a subset of skipped), records deleted, where the
+    # run started and how far its committed batches reached ({"value": ..., "key": ...})
+    sa.Column("unchanged", sa.Integer(), nullable=False, server_default="0"),
+    sa.Column("deleted", sa.Integer(), nullable=False, server_default="0"),
+    sa.Column("cursor_from", JSON, nullable=True),
+    sa.Column("cursor", JSON, nullable=True),
+    sa.Column("full_refresh", sa.Boolean(), nullable=False, server_default=sa.false()),
+    sa.Column("direction", sa.String(16), nullable=False, server_default="in"),
     sa.Index(None, "account_id", "sync_name", "started_at"),
 )
 
@@ -635,6 +643,27 @@ delivery_attempts = sa.Table(
     sa.Column("outcome", sa.String(16), nullable=False),
     sa.Column("error", sa.Text(), nullable=True),
     sa.Index(None, "subject", "subject_id"),
+)
+
+sync_conflicts = sa.Table(
+    "sync_conflicts",
+    metadata,
+    # a record changed on both sides since a manual-strategy connection's last successful sync
+    _id(),
+    _account(),
+    sa.Column("sync_run_id", sa.Uuid(), sa.ForeignKey("sync_runs.id"), nullable=False),
+    sa.Column("sync_name", sa.String(200), nullable=False),
+    sa.Column("entity_type", sa.String(32), nullable=False),
+    sa.Column("entity_id", sa.Uuid(), nullable=True),
+    sa.Column("key", sa.String(200), nullable=False),
+    sa.Column("source_values", JSON, nullable=False),
+    sa.Column("target_values", JSON, nullable=False),
+    sa.Column("created_at", TS, nullable=False, server_default=_now()),
+    sa.Column("resolved_at", TS, nullable=True),
+    sa.Column("resolution", sa.String(16), nullable=True),
+    sa.Column("resolved_by", sa.String(200), nullable=True),
+    sa.Index(None, "account_id", "sync_name"),
+    sa.Index(None, "sync_run_id"),
 )
 
 # record tables an account owns, by the entity_type name used in jobs, tags and the audit log

@@ -73,7 +73,7 @@ def resolve_jobs(w: ImportWriter) -> int:
 
     def audited(rows: sa.FromClause) -> sa.Insert:
         after = d.json_object([("code", rows.c.code), ("title", rows.c.title)])
-        return audit_rows("import.create", "jobs", sa.select(rows.c.id, sa.null(), after))
+        return audit_rows(f"{w.kind}.create", "jobs", sa.select(rows.c.id, sa.null(), after), w.stamp)
 
     def inserted() -> sa.Select:
         return sa.select(jobs.c.id, jobs.c.code, jobs.c.title).where(
@@ -141,7 +141,7 @@ def resolve_candidates(w: ImportWriter, r: int) -> int:
 
     def audited(rows: sa.FromClause) -> sa.Insert:
         after = d.json_object([(c, rows.c[c]) for c in ("email", "first_name", "last_name", "phone")])
-        return audit_rows("import.create", "candidates", sa.select(rows.c.id, sa.null(), after))
+        return audit_rows(f"{w.kind}.create", "candidates", sa.select(rows.c.id, sa.null(), after), w.stamp)
 
     def inserted() -> sa.Select:
         return sa.select(*returning).where(users.c.id.in_(sa.select(d.uuid_from(prefix, s.row_no)).where(need)))

@@ -151,7 +151,7 @@ def create(w: ImportWriter, r: int) -> int:
 
     def audited(rows: sa.FromClause) -> sa.Insert:
         after = _image(w, rows, to_write.audit, json)
-        return audit_rows("import.create", w.entity, sa.select(rows.c.id, sa.null(), after))
+        return audit_rows(f"{w.kind}.create", w.entity, sa.select(rows.c.id, sa.null(), after), w.stamp)
 
     def inserted() -> sa.Select:
         return sa.select(*returning).select_from(w.stage.join(table, table.c.id == s.new_id)).where(created)
@@ -173,7 +173,7 @@ def _create_form_submissions(w: ImportWriter, created: sa.ColumnElement, params:
 
     def audited(rows: sa.FromClause) -> sa.Insert:
         after = _image(w, rows, ("application_id", "form_name"), ("answers",))
-        return audit_rows("import.create", "form_submissions", sa.select(rows.c.id, sa.null(), after))
+        return audit_rows(f"{w.kind}.create", "form_submissions", sa.select(rows.c.id, sa.null(), after), w.stamp)
 
     def inserted() -> sa.Select:
         return sa.select(*returning).select_from(w.stage.join(f, f.c.application_id == s.new_id)).where(created)
@@ -207,7 +207,9 @@ def update(w: ImportWriter, r: int) -> int:
 
     def audited(c: sa.FromClause) -> sa.Insert:
         # before-image first: rollback restores it
-        return audit_rows("import.update", w.entity, sa.select(c.c.id, c.c.before, c.c.after).where(sa.not_(c.c.same)))
+        return audit_rows(
+            f"{w.kind}.update", w.entity, sa.select(c.c.id, c.c.before, c.c.after).where(sa.not_(c.c.same)), w.stamp
+        )
 
     params = {**w.params, "r": r}
     n = w.dialect.select_then(w.conn, rows, unchanged, audited, params)

@@ -22,6 +22,7 @@ import sqlalchemy as sa
 
 from connectors.store.dialect import ACCOUNT_WRITES, dialect_of, inline
 from connectors.store.importing import match, resolve, write
+from connectors.store.importing.audit import STAMPS
 from connectors.store.importing.errors import WriteFailed, db_reason
 from connectors.store.importing.keys import Keys
 from connectors.store.importing.staging import STAGE_KEYS, STATE_COLUMNS, staging_table
@@ -75,8 +76,12 @@ class ImportWriter:
         default_stage: str = "applied",
         form_name: str = "application",
         case_sensitive_keys: bool = False,
+        kind: str = "import",
     ) -> None:
         self.conn = conn
+        # the change set kind writing: "import", or "sync" (a sync run; IMPORT_ID is then its id)
+        self.kind = kind
+        self.stamp = STAMPS[kind]
         self.dialect = dialect_of(conn)
         self.entity = entity
         self.table = ENTITY_TABLES[entity]

@@ -1,0 +1,1 @@
+"""Scheduled syncs between the record store and external systems (docs/syncs.md)."""
