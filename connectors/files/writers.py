@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import gc
 import json
 import os
 import uuid
@@ -221,7 +222,20 @@ class XlsxWriter(_Converting):
         return self._sheets
 
     def close(self) -> None:
-        self._book.close()
+        from xlsxwriter.exceptions import FileCreateError
+
+        failed: tuple | None = None
+        try:
+            self._book.close()
+        except FileCreateError as exc:
+            # the underlying OSError (a full disk), raised outside the handler so the half-written zip is let go
+            cause = exc.args[0] if exc.args and isinstance(exc.args[0], OSError) else OSError(str(exc))
+            failed = (cause.errno, cause.strerror or str(cause))
+            del cause
+        if failed is not None:
+            # xlsxwriter leaves its zip file open in a reference cycle: close it now, not at some later collection
+            gc.collect()
+            raise OSError(*failed)
 
 
 WRITERS = {"csv": CsvWriter, "parquet": ParquetWriter, "xlsx": XlsxWriter}

@@ -331,6 +331,7 @@ def test_a_read_only_folder_fails_clearly_with_no_file(dataset: Dataset, tmp_pat
         assert list(folder.iterdir()) == []
 
 
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
 @pytest.mark.parametrize("fmt", ["csv", "parquet", "xlsx"])
 def test_a_full_tmpfs_fails_clearly_with_no_file(dataset: Dataset, tmp_path: Path, fmt: str) -> None:
     if os.geteuid() != 0:
