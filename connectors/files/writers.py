@@ -83,7 +83,8 @@ class CsvWriter(_Converting):
     def __init__(self, path: Path, headers: Sequence[str], kinds: Sequence[str], *, escape: bool = True, bom: bool = False):
         super().__init__(kinds, _TEXT)
         self._file = open(path, "w", encoding="utf-8-sig" if bom else "utf-8", newline="")  # noqa: SIM115
-        self._writer = csv.writer(self._file)
+        # "\n" like PostgreSQL's COPY, which writes the same files on the fast path
+        self._writer = csv.writer(self._file, lineterminator="\n")
         self._escape = escape
         self._writer.writerow([self._safe(h) for h in headers] if escape else list(headers))
 
@@ -99,6 +100,11 @@ class CsvWriter(_Converting):
             if self._escape and any(type(v) is str and v[:1] in TRIGGERS for v in cells):
                 cells = [safe(v) for v in cells]
             writerow(cells)
+
+    def write_csv_bytes(self, chunk: bytes) -> None:
+        """Rows already written as CSV (UTF-8, "\n"-terminated, cells neutralised as `escape` says)."""
+        self._file.flush()
+        self._file.buffer.write(chunk)
 
     def close(self) -> None:
         self._file.close()
@@ -143,6 +149,13 @@ class ParquetWriter:
                 values = [None if v is None else _utc(v) for v in values]
             arrays.append(pa.array(values, type=field.type))
         self._writer.write_batch(pa.record_batch(arrays, schema=self._schema))
+
+    @property
+    def schema(self) -> pa.Schema:
+        return self._schema
+
+    def write_arrow(self, batch: pa.RecordBatch) -> None:
+        self._writer.write_batch(batch)
 
     def close(self) -> None:
         self._writer.close()
