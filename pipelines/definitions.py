@@ -6,6 +6,7 @@ import dagster as dg
 
 from pipelines import records
 from pipelines.bulk import definitions as bulk
+from pipelines.exports import definitions as exports
 from pipelines.imports import definitions as imports
 from resources import RecordStoreResource
 
@@ -15,4 +16,5 @@ defs = dg.Definitions.merge(
     records.defs,
     imports.defs,
     bulk.defs,
+    exports.defs,
 )

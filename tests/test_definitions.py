@@ -24,9 +24,14 @@ ASSET_KEYS = [
     "bulkops/candidates",
     "bulkops/contracts",
     "bulkops/jobs",
+    "exports/applications",
+    "exports/candidates",
+    "exports/contracts",
+    "exports/jobs",
     "imported_file",
 ]
-JOB_NAMES = ["bulk_job", "import_job", "rollback_import_job"]
+# export_weekly_review (and its schedule): the preset in presets/exports/
+JOB_NAMES = ["bulk_job", "export_job", "export_weekly_review", "import_job", "rollback_import_job"]
 SENSOR_NAMES = [
     "applications_dropzone_sensor",
     "bulk_job_canceled_sensor",
@@ -38,7 +43,7 @@ SENSOR_NAMES = [
     "import_failure_sensor",
     "jobs_dropzone_sensor",
 ]
-SCHEDULE_NAMES: list[str] = []
+SCHEDULE_NAMES: list[str] = ["export_weekly_review_schedule"]
 RESOURCE_KEYS = ["record_store"]
 GROUP_TAG = "bulkops/group"
 

@@ -80,7 +80,9 @@ class CsvWriter(_Converting):
 
     suffix = ".csv"
 
-    def __init__(self, path: Path, headers: Sequence[str], kinds: Sequence[str], *, escape: bool = True, bom: bool = False):
+    def __init__(
+        self, path: Path, headers: Sequence[str], kinds: Sequence[str], *, escape: bool = True, bom: bool = False
+    ):
         super().__init__(kinds, _TEXT)
         self._file = open(path, "w", encoding="utf-8-sig" if bom else "utf-8", newline="")  # noqa: SIM115
         # "\n" like PostgreSQL's COPY, which writes the same files on the fast path

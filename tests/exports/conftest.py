@@ -14,7 +14,7 @@ HARD_TEXTS = [
     "Zoë Ångström — 東京",
     'quote "inside" and, comma',
     "line one\nline two\r\nline three",
-    "=HYPERLINK(\"http://evil.example\",\"click\")",
+    '=HYPERLINK("http://evil.example","click")',
     "+1+cmd|' /C calc'!A0",
     "-2+3",
     "@SUM(A1:A2)",
@@ -41,7 +41,7 @@ def seed(store: RecordStore, account_id: uuid.UUID, *, n: int = 12, prefix: str 
     ds = Dataset(store, account_id, "", uuid.UUID(int=0))
     jobs = [
         {"id": uuid.uuid4(), "account_id": account_id, "code": f"{prefix}ENG-1", "title": "Engineer"},
-        {"id": uuid.uuid4(), "account_id": account_id, "code": f"{prefix}OPS-2", "title": "Opérateur, \"nuit\""},
+        {"id": uuid.uuid4(), "account_id": account_id, "code": f"{prefix}OPS-2", "title": 'Opérateur, "nuit"'},
     ]
     stages = ["review", "interview", "applied", "offer"]
     candidates, apps, tags = [], [], []

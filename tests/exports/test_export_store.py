@@ -50,11 +50,7 @@ def _ids(ds: Dataset, tmp_path: Path, *where: str, include_deleted: bool = False
 
 
 def _expect(ds: Dataset, pred, *, include_deleted: bool = False) -> set[str]:
-    return {
-        str(a["id"])
-        for a in ds.apps.values()
-        if (include_deleted or a["deleted_at"] is None) and pred(a)
-    }
+    return {str(a["id"]) for a in ds.apps.values() if (include_deleted or a["deleted_at"] is None) and pred(a)}
 
 
 def _job_code(ds: Dataset, a: dict) -> str | None:
@@ -90,17 +86,22 @@ FILTERS = {
     ),
     "job shorthand": (["job=ENG-1"], lambda ds, a: _job_code(ds, a) == "ENG-1"),
     "job title contains": (["job_title~opér"], lambda ds, a: _job_code(ds, a) == "OPS-2"),
-    "candidate email": (["candidate_email=c4@example.com"], lambda ds, a: ds.candidates[a["candidate_id"]]["email"] == "c4@example.com"),
+    "candidate email": (
+        ["candidate_email=c4@example.com"],
+        lambda ds, a: ds.candidates[a["candidate_id"]]["email"] == "c4@example.com",
+    ),
     "tag": (["tags=urgent"], lambda ds, a: "urgent" in ds.tags.get(a["id"], [])),
     "any of tags": (["tags in urgent,vip"], lambda ds, a: bool(ds.tags.get(a["id"]))),
     "without tag": (["tags!=vip"], lambda ds, a: "vip" not in ds.tags.get(a["id"], [])),
     "untagged": (["tags="], lambda ds, a: not ds.tags.get(a["id"])),
     "several together": (
         ["stage in review,interview", "applied_at>=2026-01-02", "job=OPS-2"],
-        lambda ds, a: a["stage"] in ("review", "interview")
-        and a["applied_at"] is not None
-        and a["applied_at"].day >= 2
-        and _job_code(ds, a) == "OPS-2",
+        lambda ds, a: (
+            a["stage"] in ("review", "interview")
+            and a["applied_at"] is not None
+            and a["applied_at"].day >= 2
+            and _job_code(ds, a) == "OPS-2"
+        ),
     ),
     "external id equality on a registry field": (["external_id=A5"], lambda ds, a: a["external_id"] == "A5"),
 }
@@ -123,18 +124,27 @@ def test_deleted_records_only_on_request(dataset: Dataset, tmp_path: Path) -> No
 
 def test_typed_conditions_equal_their_text() -> None:
     typed = make_filter(
-        [{"field": "stage", "op": "in", "value": ["review", "offer"]}, {"field": "applied_at", "op": ">=", "value": "2026-01-01"}]
+        [
+            {"field": "stage", "op": "in", "value": ["review", "offer"]},
+            {"field": "applied_at", "op": ">=", "value": "2026-01-01"},
+        ]
     )
     text = make_filter(["stage in review,offer", "applied_at>=2026-01-01"])
     assert typed == text
-    assert text.words("applications") == "applications where stage is one of review, offer and applied_at on or after 2026-01-01"
+    assert (
+        text.words("applications")
+        == "applications where stage is one of review, offer and applied_at on or after 2026-01-01"
+    )
 
 
 @pytest.mark.parametrize(
     ("where", "message"),
     [
         (["colour=red"], "unknown field 'colour' for applications: choose one of id,"),
-        (["account_id=00000000-0000-0000-0000-000000000000"], "unknown field 'account_id' for applications (the export's account"),
+        (
+            ["account_id=00000000-0000-0000-0000-000000000000"],
+            "unknown field 'account_id' for applications (the export's account",
+        ),
         (["stage>review"], "filter on 'stage': > applies to timestamps and numbers, not text"),
         (["applied_at>=soon"], "filter on 'applied_at': 'soon' is not a date"),
         (["id=42"], "filter on 'id': '42' is not a uuid value"),
@@ -146,7 +156,9 @@ def test_typed_conditions_equal_their_text() -> None:
 )
 def test_a_bad_filter_is_one_line_naming_it(dataset: Dataset, tmp_path: Path, where, message: str) -> None:
     with pytest.raises(FilterError) as err:
-        export(dataset.store.engine, ExportSpec("applications", dataset.account_id, make_filter(where)), tmp_path / "x.csv")
+        export(
+            dataset.store.engine, ExportSpec("applications", dataset.account_id, make_filter(where)), tmp_path / "x.csv"
+        )
     assert message in str(err.value)
     assert "\n" not in str(err.value)
     assert list(tmp_path.iterdir()) == []
@@ -201,7 +213,10 @@ def test_csv_reads_back_field_by_field_without_escaping(dataset: Dataset, tmp_pa
 
 def test_csv_neutralises_formulas_by_default_and_writes_a_bom_on_request(dataset: Dataset, tmp_path: Path) -> None:
     spec = ExportSpec(
-        "applications", dataset.account_id, columns=tuple(parse_columns("id,source,candidate_first_name:=name")), bom=True
+        "applications",
+        dataset.account_id,
+        columns=tuple(parse_columns("id,source,candidate_first_name:=name")),
+        bom=True,
     )
     result = export(dataset.store.engine, spec, tmp_path / "a.csv")
     raw = result.path.read_bytes()
@@ -228,7 +243,11 @@ def test_csv_neutralises_formulas_by_default_and_writes_a_bom_on_request(dataset
 
 def test_parquet_reads_back_typed(dataset: Dataset, tmp_path: Path) -> None:
     spec = ExportSpec(
-        "applications", dataset.account_id, columns=tuple(parse_columns(COLUMNS + ",data")), format="parquet", batch_rows=5
+        "applications",
+        dataset.account_id,
+        columns=tuple(parse_columns(COLUMNS + ",data")),
+        format="parquet",
+        batch_rows=5,
     )
     result = export(dataset.store.engine, spec, tmp_path / "a.parquet")
     table = pq.read_table(result.path)
@@ -253,7 +272,7 @@ def test_xlsx_reads_back_with_text_cells_never_formulas(dataset: Dataset, tmp_pa
     expected = _expected_rows(dataset)
     payloads = 0
     for cells in sheet.iter_rows(min_row=2):
-        row = {h: c for h, c in zip(header, cells, strict=True)}
+        row = dict(zip(header, cells, strict=True))
         want = expected[row["id"].value]
         for name, value in want.items():
             cell = row[name]
@@ -272,7 +291,9 @@ def test_xlsx_reads_back_with_text_cells_never_formulas(dataset: Dataset, tmp_pa
 
 
 def test_xlsx_splits_sheets_past_the_row_limit(dataset: Dataset, tmp_path: Path) -> None:
-    spec = ExportSpec("applications", dataset.account_id, columns=tuple(parse_columns("id")), format="xlsx", sheet_rows=4)
+    spec = ExportSpec(
+        "applications", dataset.account_id, columns=tuple(parse_columns("id")), format="xlsx", sheet_rows=4
+    )
     result = export(dataset.store.engine, spec, tmp_path / "a.xlsx")
     book = openpyxl.load_workbook(result.path)
     # 3 data rows and the header per sheet
@@ -344,7 +365,9 @@ def test_a_full_tmpfs_fails_clearly_with_no_file(dataset: Dataset, tmp_path: Pat
                 os.write(fd, b"x" * 4096)
         os.close(fd)
         with pytest.raises(ExportError, match="No space left on device; no file was left"):
-            export(dataset.store.engine, ExportSpec("applications", dataset.account_id, format=fmt), folder / f"a.{fmt}")
+            export(
+                dataset.store.engine, ExportSpec("applications", dataset.account_id, format=fmt), folder / f"a.{fmt}"
+            )
         assert [p.name for p in folder.iterdir()] == ["filler"]
 
 
@@ -365,7 +388,9 @@ def test_a_full_disk_fails_clearly_with_no_file(dataset: Dataset, tmp_path: Path
     writers.WRITERS["csv"] = FullDisk
     try:
         with pytest.raises(ExportError, match="No space left on device; no file was left"):
-            export(dataset.store.engine, ExportSpec("applications", dataset.account_id, batch_rows=1), tmp_path / "a.csv")
+            export(
+                dataset.store.engine, ExportSpec("applications", dataset.account_id, batch_rows=1), tmp_path / "a.csv"
+            )
     finally:
         writers.WRITERS["csv"] = original
     assert list(tmp_path.iterdir()) == []
@@ -390,7 +415,7 @@ def test_every_registry_entity_exports_with_its_defaults(dataset: Dataset, tmp_p
 def test_file_names_and_retention(tmp_path: Path) -> None:
     now = datetime(2026, 3, 4, 5, 6, 7, tzinfo=UTC)
     assert file_name("{preset}-{date}", "xlsx", now=now, preset="weekly") == "weekly-2026-03-04.xlsx"
-    with pytest.raises(ExportError, match="unknown field {when}"):
+    with pytest.raises(ExportError, match=r"unknown field \{when\}"):
         file_name("{when}", "csv")
     with pytest.raises(ExportError, match="without folders"):
         file_name("../{entity}", "csv", entity="jobs")

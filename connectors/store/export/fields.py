@@ -127,7 +127,9 @@ def catalog(entity_name: str, dialect: str) -> Catalog:
         for name in RELATED_FIELDS[target.name]:
             fields.setdefault(f"{prefix}_{name}", Field(f"{prefix}_{name}", TEXT, alias.c[name], join))
         if target.name == "users":
-            full = sa.func.trim(sa.func.coalesce(alias.c.first_name, "") + " " + sa.func.coalesce(alias.c.last_name, ""))
+            full = sa.func.trim(
+                sa.func.coalesce(alias.c.first_name, "") + " " + sa.func.coalesce(alias.c.last_name, "")
+            )
             fields.setdefault(f"{prefix}_name", Field(f"{prefix}_name", TEXT, sa.func.nullif(full, ""), join))
     fields["tags"] = Field("tags", TEXT, _tags_text(entity.name, table, dialect), tags=True)
     defaults = tuple(n for n in fields if n not in HIDDEN_BY_DEFAULT and n != "email_normalized")

@@ -151,9 +151,7 @@ def _parse_datetime(text: str, name: str) -> tuple[datetime, bool]:
             return datetime(d.year, d.month, d.day, tzinfo=UTC), True
         moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError:
-        raise FilterError(
-            f"filter on {name!r}: {text!r} is not a date (YYYY-MM-DD) or ISO 8601 timestamp"
-        ) from None
+        raise FilterError(f"filter on {name!r}: {text!r} is not a date (YYYY-MM-DD) or ISO 8601 timestamp") from None
     return (moment.astimezone(UTC) if moment.tzinfo else moment.replace(tzinfo=UTC)), False
 
 

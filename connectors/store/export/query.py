@@ -53,9 +53,7 @@ class Query:
     kinds: tuple[str, ...]
 
 
-def build_query(
-    entity: str, dialect: str, account_id: uuid.UUID, flt: Filter, columns: Sequence[Column] = ()
-) -> Query:
+def build_query(entity: str, dialect: str, account_id: uuid.UUID, flt: Filter, columns: Sequence[Column] = ()) -> Query:
     """The SELECT of an export of ENTITY for ACCOUNT_ID: COLUMNS (default: the entity's defaults).
 
     Raises:

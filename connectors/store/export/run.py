@@ -20,8 +20,8 @@ from typing import Any
 import sqlalchemy as sa
 
 from connectors.files import writers
-from connectors.store.export.filters import Filter
 from connectors.store.export import copy
+from connectors.store.export.filters import Filter
 from connectors.store.export.query import DEFAULT_BATCH_ROWS, Column, Query, build_query, stream_rows
 
 DEFAULT_NAME = "{entity}-{account}-{timestamp}"
