@@ -7,6 +7,7 @@ refused at once with one line and no run; the run's result is read back from its
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -47,9 +48,13 @@ def launch_export(
     database_url: str | None = None,
     instance: dg.DagsterInstance | None = None,
     tags: dict[str, str] | None = None,
-    background: bool = False,
+    on_failure: Callable[[str, BaseException], None] | None = None,
 ) -> str:
-    """Launch the export's run; its run id. The config's folder must be absolute: the run worker writes there."""
+    """Launch the export's run; its run id. The config's folder must be absolute: the run worker writes there.
+
+    Args:
+        on_failure: given, the launch goes on in the background and calls ON_FAILURE(run_id, error) if it fails.
+    """
     return runs.launch_run(
         EXPORT_JOB_NAME,
         run_config=run_config(config, database_url),
@@ -60,7 +65,7 @@ def launch_export(
             **(tags or {}),
         },
         instance=instance,
-        on_failure=(lambda run_id, exc: None) if background else None,
+        on_failure=on_failure,
     )
 
 
