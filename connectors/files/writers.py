@@ -135,7 +135,7 @@ class ParquetWriter:
     def __init__(self, path: Path, headers: Sequence[str], kinds: Sequence[str], **_: Any) -> None:
         self._kinds = list(kinds)
         self._schema = pa.schema([pa.field(h, _ARROW[k]) for h, k in zip(headers, kinds, strict=True)])
-        self._writer = pq.ParquetWriter(str(path), self._schema, compression="zstd")
+        self._writer = pq.ParquetWriter(str(path), self._schema, compression="snappy")
 
     def write(self, rows: Sequence[tuple]) -> None:
         if not rows:

@@ -180,9 +180,10 @@ def _copy_into(
     engine: sa.Engine, query: Query, writer: Any, spec: ExportSpec, on_batch: Callable[[int], None] | None
 ) -> int:
     """PostgreSQL: the rows through COPY, as CSV bytes or Arrow batches; the row count."""
-    stream = copy.CopyStream(engine, copy.text_statement(query, escape=spec.escape and spec.format == "csv"))
+    csv = spec.format == "csv"
+    stream = copy.CopyStream(engine, copy.text_statement(query, escape=spec.escape and csv, arrow=not csv))
     rows = 0
-    if spec.format == "csv":
+    if csv:
         for chunk in stream:
             writer.write_csv_bytes(chunk)
             # progress counts lines: a value with a newline makes it run ahead, the total is exact
