@@ -80,9 +80,23 @@ def seed(store: RecordStore, account_id: uuid.UUID, *, n: int = 12, prefix: str 
                 {"account_id": account_id, "entity_type": "applications", "entity_id": app["id"], "tag": t}
                 for t in names
             ]
+    # a recruiter shares the users table with candidates: never a candidate record
+    recruiter = f"{prefix}recruiter-{uuid.uuid4().hex[:6]}@example.com"
+    staff = [
+        {
+            "id": uuid.uuid4(),
+            "account_id": account_id,
+            "role": "recruiter",
+            "email": recruiter,
+            "email_normalized": recruiter,
+            "first_name": "Rita",
+            "last_name": "Recruiter",
+        },
+    ]
     with store.begin() as conn:
         conn.execute(schema.jobs.insert(), jobs)
         conn.execute(schema.users.insert(), candidates)
+        conn.execute(schema.users.insert(), staff)
         conn.execute(schema.applications.insert(), apps)
         if tags:
             conn.execute(schema.tags.insert(), tags)

@@ -16,6 +16,7 @@ from pathlib import Path
 import openpyxl
 import pyarrow.parquet as pq
 import pytest
+import sqlalchemy as sa
 
 from connectors.files.csvsafe import is_formula
 from connectors.store.export import (
@@ -402,6 +403,34 @@ def test_an_export_holds_its_account_records_only(dataset: Dataset, tmp_path: Pa
     assert ids == _expect(dataset, lambda a: _job_code(dataset, a) == "ENG-1")
     everything = _ids(dataset, tmp_path, include_deleted=True)
     assert everything == {str(i) for i in dataset.apps}
+
+
+def test_a_related_record_of_another_account_is_never_joined(dataset: Dataset, tmp_path: Path) -> None:
+    # an application pointing (wrongly) at another account's job and candidate shows neither
+    from connectors.store import schema
+
+    with dataset.store.engine.connect() as conn:
+        job = conn.execute(sa.select(schema.jobs).where(schema.jobs.c.account_id == dataset.other_account_id)).first()
+        user = conn.execute(
+            sa.select(schema.users).where(schema.users.c.account_id == dataset.other_account_id)
+        ).first()
+    app_id = uuid.uuid4()
+    with dataset.store.begin() as conn:
+        conn.execute(
+            schema.applications.insert().values(
+                id=app_id, account_id=dataset.account_id, candidate_id=user.id, job_id=job.id, external_id="X-1"
+            )
+        )
+    spec = ExportSpec(
+        "applications",
+        dataset.account_id,
+        make_filter(["external_id=X-1"]),
+        tuple(parse_columns("id,job_code,job_title,candidate_email")),
+        escape=False,
+    )
+    result = export(dataset.store.engine, spec, tmp_path / "x.csv")
+    assert result.path.read_text(encoding="utf-8").splitlines()[1] == f"{app_id},,,"
+    assert _ids(dataset, tmp_path, f"job_code={job.code}", "external_id=X-1") == set()
 
 
 @pytest.mark.parametrize("entity", ["candidates", "jobs", "contracts", "contacts"])
