@@ -8,7 +8,8 @@ stage and date with the candidate's email and the job code joined in. Each measu
 own process, so its peak RSS is its own:
 - copy: `COPY (the export's SELECT) TO STDOUT WITH (FORMAT csv)` into a file (psycopg);
 - csv, parquet, xlsx: `connectors.store.export.export` (server-side cursor, batches of 10,000).
-Prints one line per measurement (rows, seconds, rows/s, size, peak RSS) and the ratios.
+Each format runs --repeat times (xlsx once), interleaved; prints per format the median time, rows/s,
+the client's CPU time, the size and the peak RSS, and the ratios.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ import sqlalchemy as sa
 
 from connectors.store import make_engine, migrate
 from connectors.store.export import ExportSpec, build_query, export, make_filter, parse_columns
-from connectors.store.export.query import copy_csv
+from connectors.store.export.copy import CopyStream
 
 ADMIN = os.environ.get("BULKOPS_BENCH_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
 WHERE = ["stage in review,interview,offer", "applied_at>=2025-03-01"]
@@ -84,19 +85,32 @@ def _child(args: argparse.Namespace) -> None:
     out = Path(args.out)
     spec = ExportSpec("applications", account, make_filter(WHERE), tuple(parse_columns(COLUMNS)), format=args.child)
     t0 = time.perf_counter()
+    usage0 = resource.getrusage(resource.RUSAGE_SELF)
+    cpu0 = usage0.ru_utime + usage0.ru_stime
     if args.child == "copy":
+        # the reference: the export's own SELECT, as the database writes it, straight to a file
         query = build_query("applications", "postgresql", account, spec.filter, spec.columns)
         path = out / "copy.csv"
+        stream = CopyStream(engine, query.statement)
         with open(path, "wb") as f:
-            copy_csv(engine, query, f)
-        with open(path, "rb") as f:
-            rows = sum(1 for _ in f) - 1  # no payload holds a newline
+            f.write((",".join(c.header for c in query.columns) + "\n").encode())
+            for chunk in stream:
+                f.write(chunk)
+        rows = stream.rows
     else:
         result = export(engine, spec, out / f"export.{args.child}")
         rows, path = result.rows, result.path
     seconds = time.perf_counter() - t0
-    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(json.dumps({"rows": rows, "seconds": seconds, "size": path.stat().st_size, "peak_mb": peak_mb}))
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    cpu = usage.ru_utime + usage.ru_stime - cpu0
+    figures = {
+        "rows": rows,
+        "seconds": seconds,
+        "cpu": cpu,
+        "size": path.stat().st_size,
+        "peak_mb": usage.ru_maxrss / 1024,
+    }
+    print(json.dumps(figures))
     engine.dispose()
 
 
@@ -104,6 +118,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--formats", default="copy,csv,parquet,xlsx")
+    parser.add_argument("--repeat", type=int, default=3, help="runs per format, medians reported (xlsx runs once)")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--url", help=argparse.SUPPRESS)
     parser.add_argument("--account", help=argparse.SUPPRESS)
@@ -122,24 +137,47 @@ def main() -> None:
         account = _seed(url, args.rows)
         print(f"seeded {args.rows:,} applications in {time.perf_counter() - t0:.1f} s; load {os.getloadavg()}")
         print(f"filter: {' and '.join(WHERE)}; columns: {COLUMNS}")
-        figures = {}
+        runs: dict[str, list[dict]] = {}
         with tempfile.TemporaryDirectory(prefix="bench-export-") as out:
-            for fmt in args.formats.split(","):
-                done = subprocess.run(
-                    [sys.executable, __file__, "--child", fmt, "--url", url, "--account", str(account), "--out", out],
-                    capture_output=True,
-                    text=True,
-                    check=True,
-                )
-                fig = json.loads(done.stdout.strip().splitlines()[-1])
-                figures[fmt] = fig
-                print(
-                    f"{fmt:8} {fig['rows']:>10,} rows {fig['seconds']:7.2f} s {fig['rows'] / fig['seconds']:>10,.0f} rows/s "
-                    f"{fig['size'] / 1e6:8.1f} MB  peak RSS {fig['peak_mb']:6.0f} MB"
-                )
+            formats = args.formats.split(",")
+            # interleaved, so a load spike on a shared machine hits every format alike; xlsx (slow) once
+            for round_ in range(args.repeat):
+                for fmt in formats:
+                    if fmt == "xlsx" and round_ > 0:
+                        continue
+                    done = subprocess.run(
+                        [
+                            sys.executable,
+                            __file__,
+                            "--child",
+                            fmt,
+                            "--url",
+                            url,
+                            "--account",
+                            str(account),
+                            "--out",
+                            out,
+                        ],
+                        capture_output=True,
+                        text=True,
+                        check=True,
+                    )
+                    runs.setdefault(fmt, []).append(json.loads(done.stdout.strip().splitlines()[-1]))
+        figures = {}
+        for fmt, results in runs.items():
+            fig = sorted(results, key=lambda r: r["seconds"])[len(results) // 2]
+            figures[fmt] = fig
+            times = ", ".join(f"{r['seconds']:.2f}" for r in results)
+            print(
+                f"{fmt:8} {fig['rows']:>10,} rows {fig['seconds']:7.2f} s (median of {times}) "
+                f"{fig['rows'] / fig['seconds']:>10,.0f} rows/s  client CPU {fig['cpu']:6.2f} s  "
+                f"{fig['size'] / 1e6:8.1f} MB  peak RSS {max(r['peak_mb'] for r in results):6.0f} MB"
+            )
         if "copy" in figures:
             rate = {k: v["rows"] / v["seconds"] for k, v in figures.items()}
             print("vs COPY: " + ", ".join(f"{k} {rate[k] / rate['copy']:.2f}x" for k in rate if k != "copy"))
+        if "csv" in figures and "parquet" in figures:
+            print(f"parquet vs csv: {figures['csv']['seconds'] / figures['parquet']['seconds']:.2f}x")
         print(f"load average after: {os.getloadavg()}")
     finally:
         with admin.connect() as conn:

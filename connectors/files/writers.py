@@ -34,6 +34,7 @@ from connectors.files.csvsafe import TRIGGERS, is_formula
 FORMATS = ("csv", "xlsx", "parquet")
 EXCEL_MAX_ROWS = 1_048_576
 EXCEL_MAX_STRING = 32_767
+ROW_GROUP_ROWS = 65_536
 
 
 def _iso(value: datetime) -> str:
@@ -128,14 +129,21 @@ def _utc(value: datetime) -> datetime:
 
 
 class ParquetWriter:
-    """Parquet, one row group per batch, typed columns (timestamps in UTC, ids and JSON as text)."""
+    """Parquet with typed columns (timestamps in UTC, ids and JSON as text), snappy, row groups of ~64k rows."""
 
     suffix = ".parquet"
 
-    def __init__(self, path: Path, headers: Sequence[str], kinds: Sequence[str], **_: Any) -> None:
+    def __init__(
+        self, path: Path, headers: Sequence[str], kinds: Sequence[str], *, dictionary: Sequence[str] = (), **_: Any
+    ) -> None:
         self._kinds = list(kinds)
         self._schema = pa.schema([pa.field(h, _ARROW[k]) for h, k in zip(headers, kinds, strict=True)])
-        self._writer = pq.ParquetWriter(str(path), self._schema, compression="snappy")
+        # dictionary-encode only the columns of few values (DICTIONARY): on ids and emails it costs half the write
+        self._writer = pq.ParquetWriter(
+            str(path), self._schema, compression="snappy", use_dictionary=list(dictionary) or False
+        )
+        self._pending: list[pa.RecordBatch] = []
+        self._pending_rows = 0
 
     def write(self, rows: Sequence[tuple]) -> None:
         if not rows:
@@ -157,10 +165,22 @@ class ParquetWriter:
         return self._schema
 
     def write_arrow(self, batch: pa.RecordBatch) -> None:
-        self._writer.write_batch(batch)
+        # row groups of about ROW_GROUP_ROWS rows, whatever size the batches come in
+        self._pending.append(batch)
+        self._pending_rows += batch.num_rows
+        if self._pending_rows >= ROW_GROUP_ROWS:
+            self._flush()
+
+    def _flush(self) -> None:
+        if self._pending:
+            self._writer.write_table(pa.Table.from_batches(self._pending, schema=self._schema))
+            self._pending, self._pending_rows = [], 0
 
     def close(self) -> None:
-        self._writer.close()
+        try:
+            self._flush()
+        finally:
+            self._writer.close()
 
 
 class XlsxWriter(_Converting):

@@ -2,18 +2,15 @@
 
 Rows are read in batches through a server-side cursor on PostgreSQL (`stream_results` +
 `yield_per`; psycopg names the cursor) and SQLite's own stepping cursor, so memory stays flat
-whatever the row count. `copy_csv` is PostgreSQL's `COPY (SELECT ...) TO STDOUT` of the same
-statement: the benchmark's reference.
+whatever the row count. `COPY (SELECT ...) TO STDOUT` of the same statement (`copy.py`) is
+PostgreSQL's fast path for CSV and Parquet.
 """
 
 from __future__ import annotations
 
-import csv
-import io
 import uuid
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import IO
 
 import sqlalchemy as sa
 
@@ -95,27 +92,3 @@ def stream_rows(engine: sa.Engine, query: Query, batch_rows: int = DEFAULT_BATCH
         result = conn.execution_options(stream_results=True, yield_per=batch_rows).execute(query.statement)
         for part in result.partitions():
             yield [tuple(r) for r in part]
-
-
-def copy_csv(engine: sa.Engine, query: Query, out: IO[bytes], *, header: bool = True) -> int:
-    """PostgreSQL only: `COPY (query) TO STDOUT` in CSV into OUT (bytes written); values bound by psycopg."""
-    compiled = query.statement.compile(dialect=engine.dialect, compile_kwargs={"render_postcompile": True})
-    # only identifiers the code chose go into the statement; the header row is written by the csv module
-    sql = f"COPY ({compiled.string}) TO STDOUT WITH (FORMAT csv)"
-    if header:
-        buf = io.StringIO()
-        csv.writer(buf, lineterminator="\n").writerow([c.header for c in query.columns])
-        out.write(buf.getvalue().encode())
-    written = 0
-    raw = engine.raw_connection()
-    try:
-        with raw.cursor() as cur:
-            cur.execute("SET TIME ZONE 'UTC'")
-            with cur.copy(sql, compiled.params) as copy:
-                for chunk in copy:
-                    out.write(chunk)
-                    written += len(chunk)
-        raw.commit()
-    finally:
-        raw.close()
-    return written

@@ -20,6 +20,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from connectors.files import writers
+from connectors.store import registry
 from connectors.store.export import copy
 from connectors.store.export.filters import Filter
 from connectors.store.export.query import DEFAULT_BATCH_ROWS, Column, Query, build_query, stream_rows
@@ -139,6 +140,8 @@ def export(
             options: dict = {"escape": spec.escape, "bom": spec.bom}
             if spec.format == "xlsx":
                 options.update(sheet_name=spec.entity, max_rows=spec.sheet_rows)
+            if spec.format == "parquet":
+                options.update(dictionary=_few_values(spec.entity, query))
             writer = cls(tmp, headers, query.kinds, **options)
             try:
                 if fast:
@@ -167,6 +170,14 @@ def export(
         filter_words=spec.filter.words(spec.entity),
         sheets=sheets,
     )
+
+
+def _few_values(entity: str, query: Query) -> list[str]:
+    """Headers of the columns holding one of a declared set of values (stage, status): dictionary-encoded."""
+    declared = set(registry.get(entity).value_sets) | {
+        f"{p}_{f}" for p in ("job", "application") for f in ("status", "stage")
+    }
+    return [c.header for c in query.columns if c.field in declared]
 
 
 def _preview(engine: sa.Engine, query: Query, headers: list[str], limit: int) -> list[dict[str, str]]:
