@@ -467,3 +467,24 @@ def test_text_conditions_parse() -> None:
     assert parse_condition("applied_at >= 2026-01-01").op == ">="
     assert parse_condition("stage IN a, b").value == ["a", "b"]
     assert parse_condition("source~a=b").value == "a=b"
+
+
+@pytest.mark.parametrize("fmt", ["csv", "parquet", "xlsx"])
+def test_the_preview_is_the_files_first_rows_as_text(dataset: Dataset, tmp_path: Path, fmt: str) -> None:
+    spec = ExportSpec(
+        "applications",
+        dataset.account_id,
+        columns=tuple(parse_columns("id,source,applied_at")),
+        format=fmt,
+        preview_rows=50,
+    )
+    result = export(dataset.store.engine, spec, tmp_path / f"a.{fmt}")
+    expected = _expected_rows(dataset)
+    assert len(result.preview) == len(expected) == result.rows
+    assert sum(is_formula(expected[row["id"]]["source"]) for row in result.preview) >= 1
+    for row in result.preview:
+        want = expected[row["id"]]
+        assert row["applied_at"] == _iso(want["applied_at"])
+        source = want["source"] or ""
+        # CSV shows the cell as written (neutralised); the other formats hold the value itself
+        assert row["source"] == ("'" + source if fmt == "csv" and is_formula(source) else source)

@@ -12,6 +12,7 @@ the statement's own SQL, compiled by SQLAlchemy, goes into it.
 
 from __future__ import annotations
 
+import csv
 import io
 from collections.abc import Iterator
 from typing import Any
@@ -68,12 +69,15 @@ def text_statement(query: Query, *, escape: bool, arrow: bool = False) -> sa.Sel
 class CopyStream:
     """`COPY (STATEMENT) TO STDOUT WITH (FORMAT csv)`: iterate for its byte chunks; `rows` once exhausted."""
 
-    def __init__(self, engine: sa.Engine, statement: sa.Select) -> None:
+    def __init__(self, engine: sa.Engine, statement: sa.Select, *, head_rows: int = 0) -> None:
         compiled = statement.compile(dialect=engine.dialect, compile_kwargs={"render_postcompile": True})
         self._sql = f"COPY ({compiled.string}) TO STDOUT WITH (FORMAT csv)"
         self._params = compiled.params
         self._engine = engine
+        self._head_rows = head_rows
         self.rows: int | None = None
+        # the first HEAD_ROWS rows' cells, as the database wrote them (a preview without a second query)
+        self.head: list[list[str]] = []
 
     def __iter__(self) -> Iterator[bytes]:
         raw = self._engine.raw_connection()
@@ -84,6 +88,9 @@ class CopyStream:
                     # libpq hands COPY over a row at a time: pass it on in blocks of about CHUNK_BYTES
                     block = bytearray()
                     for row in copy:
+                        if len(self.head) < self._head_rows:
+                            # one COPY message is one row, line breaks in values included
+                            self.head.extend(csv.reader(io.StringIO(bytes(row).decode("utf-8"), newline="")))
                         block += row
                         if len(block) >= CHUNK_BYTES:
                             yield bytes(block)

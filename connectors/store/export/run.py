@@ -13,13 +13,14 @@ import re
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
 
 from connectors.files import writers
+from connectors.files.csvsafe import is_formula
 from connectors.store import registry
 from connectors.store.export import copy
 from connectors.store.export.filters import Filter
@@ -134,6 +135,7 @@ def export(
     preview: list[dict[str, str]] = []
     sheets = None
     fast = copy.supported(engine) and spec.format in ("csv", "parquet")
+    neutralise = spec.format == "csv" and spec.escape
     try:
         with writers.atomic_path(path) as tmp:
             cls = writers.WRITERS[spec.format]
@@ -145,14 +147,13 @@ def export(
             writer = cls(tmp, headers, query.kinds, **options)
             try:
                 if fast:
-                    preview = _preview(engine, query, headers, spec.preview_rows)
-                    rows = _copy_into(engine, query, writer, spec, on_batch)
+                    rows, preview = _copy_into(engine, query, writer, spec, on_batch)
                 else:
                     for batch in stream_rows(engine, query, spec.batch_rows):
                         writer.write(batch)
                         if len(preview) < spec.preview_rows:
                             for row in batch[: spec.preview_rows - len(preview)]:
-                                preview.append(_preview_row(headers, query.kinds, row))
+                                preview.append(_preview_row(headers, query.kinds, row, neutralise))
                         rows += len(batch)
                         if on_batch is not None:
                             on_batch(rows)
@@ -180,19 +181,13 @@ def _few_values(entity: str, query: Query) -> list[str]:
     return [c.header for c in query.columns if c.field in declared]
 
 
-def _preview(engine: sa.Engine, query: Query, headers: list[str], limit: int) -> list[dict[str, str]]:
-    if limit <= 0:
-        return []
-    head = Query(query.statement.limit(limit), query.columns, query.kinds)
-    return [_preview_row(headers, query.kinds, row) for batch in stream_rows(engine, head, limit) for row in batch]
-
-
 def _copy_into(
     engine: sa.Engine, query: Query, writer: Any, spec: ExportSpec, on_batch: Callable[[int], None] | None
-) -> int:
-    """PostgreSQL: the rows through COPY, as CSV bytes or Arrow batches; the row count."""
+) -> tuple[int, list[dict[str, str]]]:
+    """PostgreSQL: the rows through COPY, as CSV bytes or Arrow batches; the row count and the preview."""
     csv = spec.format == "csv"
-    stream = copy.CopyStream(engine, copy.text_statement(query, escape=spec.escape and csv, arrow=not csv))
+    statement = copy.text_statement(query, escape=spec.escape and csv, arrow=not csv)
+    stream = copy.CopyStream(engine, statement, head_rows=spec.preview_rows)
     rows = 0
     if csv:
         for chunk in stream:
@@ -207,12 +202,25 @@ def _copy_into(
             rows += batch.num_rows
             if on_batch is not None:
                 on_batch(rows)
-    return stream.rows if stream.rows is not None else rows
+    headers = [c.header for c in query.columns]
+    preview = []
+    for cells in stream.head:
+        row = dict(zip(headers, (c[:200] for c in cells), strict=True))
+        if not csv:
+            # the Parquet stream carries timestamps as microseconds since the epoch
+            for header, kind in zip(headers, query.kinds, strict=True):
+                if kind == "datetime" and row[header]:
+                    moment = datetime(1970, 1, 1, tzinfo=UTC) + timedelta(microseconds=int(row[header]))
+                    row[header] = writers.text_of(kind, moment)
+        preview.append(row)
+    return (stream.rows if stream.rows is not None else rows), preview
 
 
-def _preview_row(headers: Sequence[str], kinds: Sequence[str], row: tuple) -> dict[str, str]:
+def _preview_row(headers: Sequence[str], kinds: Sequence[str], row: tuple, neutralise: bool) -> dict[str, str]:
+    """A row as the preview shows it: as the file holds it (a CSV's formula cells neutralised)."""
     out = {}
     for h, k, v in zip(headers, kinds, row, strict=True):
         text = writers.text_of(k, v)
-        out[h] = "" if text is None else str(text)[:200]
+        text = "" if text is None else str(text)
+        out[h] = ("'" + text if neutralise and is_formula(text) else text)[:200]
     return out
