@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import re
 import uuid
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
@@ -261,6 +261,6 @@ def compile_filter(cat: F.Catalog, flt: Filter) -> tuple[list[sa.ColumnElement[b
     return where, joins
 
 
-def account_conditions(cat: F.Catalog, account_id: uuid.UUID, joins: Sequence[F.Join]) -> list[sa.ColumnElement]:
-    """Tenancy: the base table's rows of the account (joined rows are matched within it in their ON)."""
+def account_conditions(cat: F.Catalog, account_id: uuid.UUID) -> list[sa.ColumnElement]:
+    """Tenancy: the base table's rows of the account (a query joins related rows within it, in their ON)."""
     return [cat.table.c.account_id == account_id]

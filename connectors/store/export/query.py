@@ -81,7 +81,7 @@ def build_query(entity: str, dialect: str, account_id: uuid.UUID, flt: Filter, c
     stmt = (
         sa.select(*[f.expr.label(f"c{i}") for i, f in enumerate(selected)])
         .select_from(source)
-        .where(*account_conditions(cat, account_id, joins), *where)
+        .where(*account_conditions(cat, account_id), *where)
     )
     return Query(stmt, tuple(cols), tuple(f.kind for f in selected))
 
