@@ -79,3 +79,23 @@ def dropzone_sensors_running() -> bool:
     """Whether the drop-folder sensors start running when the code location loads:
     `BULKOPS_DROPZONE_SENSORS=stopped` starts them stopped (a sensor's default status is part of its definition)."""
     return os.environ.get("BULKOPS_DROPZONE_SENSORS", "").strip().lower() != "stopped"
+
+
+def _list(name: str) -> list[str]:
+    raw = os.environ.get(name, "")
+    return [part for part in (p.strip() for p in raw.replace(";", ",").replace(" ", ",").split(",")) if part]
+
+
+def alert_webhook_urls() -> list[str]:
+    """Where failed-run alerts are POSTed as JSON: `BULKOPS_ALERT_WEBHOOK_URLS`, comma-separated; none by default."""
+    return _list("BULKOPS_ALERT_WEBHOOK_URLS")
+
+
+def alert_emails() -> list[str]:
+    """Who gets failed-run alerts by email (through `BULKOPS_SMTP_HOST`): `BULKOPS_ALERT_EMAILS`, comma-separated."""
+    return _list("BULKOPS_ALERT_EMAILS")
+
+
+def dagster_ui_url() -> str:
+    """The Dagster UI that alerts link runs to: `BULKOPS_DAGSTER_UI_URL`, else http://127.0.0.1:3000."""
+    return os.environ.get("BULKOPS_DAGSTER_UI_URL", "http://127.0.0.1:3000").rstrip("/")

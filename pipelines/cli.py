@@ -1111,6 +1111,132 @@ def export_records(
 main.add_command(click.Group("jobs", commands=bulk_jobs.commands, help=bulk_jobs.help, hidden=True))
 
 
+def _echo_failed(store, account_id, change_set_id: uuid.UUID) -> None:  # type: ignore[no-untyped-def]
+    from connectors.store import failures
+
+    try:
+        chunks = failures.csv_chunks(store, change_set_id, account_id=account_id)
+    except (failures.NoSuchChangeSet, failures.FailedRecordsUnavailable) as exc:
+        raise CommandFailed(str(exc)) from None
+    for chunk in chunks:
+        click.echo(chunk, nl=False)
+
+
+@imports.command("failed")
+@click.argument("import_id", type=click.UUID)
+@click.option("--account", default=None, help="Account slug (default $BULKOPS_ACCOUNT or demo).")
+def imports_failed(import_id: uuid.UUID, account: str | None) -> None:
+    """Failed rows of import IMPORT_ID as CSV: row, line, column, reason and the original row."""
+    store, account_id = _store_and_account(account)
+    _echo_failed(store, account_id, import_id)
+
+
+@main.command("failed")
+@click.argument("change_set_id", type=click.UUID, metavar="ID")
+@click.option("--account", default=None, help="Account slug (default $BULKOPS_ACCOUNT or demo).")
+def failed_records(change_set_id: uuid.UUID, account: str | None) -> None:
+    """Failed records, with reasons, of any import, bulk job, sync run or document import ID, as CSV."""
+    store, account_id = _store_and_account(account)
+    _echo_failed(store, account_id, change_set_id)
+
+
+@main.command("stats")
+@click.option("--account", default=None, help="Only this account (default: every account).")
+@click.option("--since", default="7d", show_default=True, help="Window back from now: 30m, 12h, 7d, 2w.")
+@click.option("--json", "as_json", is_flag=True, help="Print the numbers as JSON.")
+def stats_command(account: str | None, since: str, as_json: bool) -> None:
+    """Statistics of bulk operations: in progress, succeeded, failed, success rate, durations, records per day.
+
+    The same numbers as the bulk_operations_stats asset and the API's stats-get.
+    """
+    from connectors.store import RecordStore
+    from pipelines.monitoring import report
+
+    store = RecordStore()
+    account_id = store.account_id(account) if account else None
+    try:
+        result = report.stats_report(store, account_id=account_id, since=since)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--since") from None
+    if as_json:
+        click.echo(json.dumps(result.as_dict(), default=str, indent=2))
+        return
+    click.echo(report.text_table(result))
+
+
+@main.group()
+def outbox() -> None:
+    """The outbox's send_email events: list them, send the due ones now, re-queue dead or unconfirmed ones."""
+
+
+@outbox.command("list")
+@click.option(
+    "--status", "statuses", multiple=True, help="Only these statuses (pending, sending, delivered, dead, unconfirmed)."
+)
+@click.option("--limit", type=int, default=50, show_default=True, help="At most this many events.")
+def outbox_list(statuses: tuple[str, ...], limit: int) -> None:
+    """send_email events, newest first: id, status, attempts, last error."""
+    from connectors.store import RecordStore, deliveries
+
+    for row in deliveries.listing(RecordStore(), deliveries.OUTBOX_EMAILS, statuses=list(statuses), limit=limit):
+        click.echo(f"{row['id']}  {row['status']:<11}  {row['attempts']}  {row['last_error'] or ''}".rstrip())
+
+
+@outbox.command("drain")
+@click.option("--limit", type=int, default=100, show_default=True, help="At most this many events.")
+def outbox_drain(limit: int) -> None:
+    """Send the due send_email events now, through $BULKOPS_SMTP_HOST (what outbox_email_sensor does)."""
+    from connectors import mail, outbox
+    from connectors.store import RecordStore
+
+    smtp = mail.smtp_settings()
+    if smtp is None:
+        raise CommandFailed("BULKOPS_SMTP_HOST is not set: no SMTP server to send through")
+    result = outbox.drain(RecordStore(), smtp, limit=limit)
+    click.echo(json.dumps(result.as_dict()))
+    for error in result.errors:
+        warn(error)
+
+
+@outbox.command("requeue")
+@click.argument("event_ids", nargs=-1, required=True, type=click.UUID)
+def outbox_requeue(event_ids: tuple[uuid.UUID, ...]) -> None:
+    """Send dead or unconfirmed events EVENT_IDS again, from their first attempt (check the receiver first)."""
+    from connectors.store import RecordStore, deliveries
+
+    n = deliveries.requeue(RecordStore(), deliveries.OUTBOX_EMAILS, list(event_ids))
+    click.echo(f"re-queued {n} of {len(event_ids)} (only dead or unconfirmed events are)")
+
+
+@main.group()
+def alerts() -> None:
+    """Failed runs recorded by run_failure_alert_sensor, and their notifications."""
+
+
+@alerts.command("list")
+@click.option("--limit", type=int, default=20, show_default=True, help="At most this many alerts.")
+def alerts_list(limit: int) -> None:
+    """The newest failed runs: when, job, kind, account, status, first error, link; then each notification."""
+    from connectors.store import RecordStore
+    from connectors.store import alerts as store_alerts
+
+    store = RecordStore()
+    for alert in store_alerts.recent(store, limit=limit):
+        click.echo(
+            f"{alert['recorded_at']:%Y-%m-%d %H:%M:%S}  {alert['job_name']}  {alert['kind'] or '-'}  "
+            f"{alert['account'] or '-'}  {alert['run_status']}  {alert['run_url'] or alert['run_id']}"
+        )
+        click.echo(f"    {alert['reason'] or ''}")
+        for d in store_alerts.get(store, alert["run_id"])["deliveries"]:
+            click.echo(
+                f"    -> {d['channel']} {d['target']}: {d['status']} ({d['attempts']} attempts) {d['last_error'] or ''}".rstrip()
+            )
+
+
 def run() -> None:
     """Console entry point (`bulkops`): errors print as one line, see `BulkopsGroup`."""
     main()
+
+
+if __name__ == "__main__":
+    run()

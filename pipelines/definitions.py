@@ -8,6 +8,7 @@ from pipelines import records
 from pipelines.bulk import definitions as bulk
 from pipelines.exports import definitions as exports
 from pipelines.imports import definitions as imports
+from pipelines.monitoring import definitions as monitoring
 from resources import RecordStoreResource
 
 # dagster refuses a module with more than one Definitions at module scope: merge inline
@@ -17,4 +18,5 @@ defs = dg.Definitions.merge(
     imports.defs,
     bulk.defs,
     exports.defs,
+    monitoring.defs,
 )

@@ -19,6 +19,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 # a rename breaks launch configs, run history and anything that selects by key: change these on purpose only
 ASSET_KEYS = [
+    "bulk_operations_stats",
     "bulkops/applications",
     "bulkops/bulk_jobs",
     "bulkops/candidates",
@@ -31,8 +32,17 @@ ASSET_KEYS = [
     "imported_file",
 ]
 # export_weekly_review (and its schedule): the preset in presets/exports/
-JOB_NAMES = ["bulk_job", "export_job", "export_weekly_review", "import_job", "rollback_import_job"]
+JOB_NAMES = [
+    "bulk_job",
+    "bulk_operations_stats_job",
+    "export_job",
+    "export_weekly_review",
+    "import_job",
+    "record_store_checks_job",
+    "rollback_import_job",
+]
 SENSOR_NAMES = [
+    "alert_delivery_sensor",
     "applications_dropzone_sensor",
     "bulk_job_canceled_sensor",
     "bulk_job_failure_sensor",
@@ -42,8 +52,14 @@ SENSOR_NAMES = [
     "import_canceled_sensor",
     "import_failure_sensor",
     "jobs_dropzone_sensor",
+    "outbox_email_sensor",
+    "run_failure_alert_sensor",
 ]
-SCHEDULE_NAMES: list[str] = ["export_weekly_review_schedule"]
+SCHEDULE_NAMES = ["bulk_operations_stats_schedule", "export_weekly_review_schedule", "record_store_checks_schedule"]
+# the UI's groups: one per capability, plus the record tables
+GROUPS = {"imports", "documents", "bulk", "exports", "syncs", "monitoring", "records"}
+# config fields that name the existing thing a run works on: no default could be right
+REQUIRED_CONFIG = {("BulkJobConfig", "bulk_job_id"), ("RollbackImportConfig", "import_id")}
 RESOURCE_KEYS = ["record_store"]
 GROUP_TAG = "bulkops/group"
 
@@ -84,15 +100,42 @@ def test_every_asset_check_job_sensor_and_schedule_is_described_and_grouped() ->
     undescribed += [f"job {j.name}" for j in _jobs() if not (j.description or "").strip()]
     undescribed += [f"sensor {s.name}" for s in repo.sensor_defs if not (s.description or "").strip()]
     undescribed += [f"schedule {s.name}" for s in repo.schedule_defs if not (s.description or "").strip()]
-    ungrouped = [f"asset {s.key.to_user_string()}" for s in specs if s.group_name in (None, "default")]
+    ungrouped = [f"asset {s.key.to_user_string()}" for s in specs if s.group_name not in GROUPS]
     # jobs, sensors and schedules have no group in Dagster: a tag names the assets' group they belong to
-    groups = {s.group_name for s in specs}
+    groups = {s.group_name for s in specs} & GROUPS
     ungrouped += [f"job {j.name}" for j in _jobs() if j.tags.get(GROUP_TAG) not in groups]
     ungrouped += [f"sensor {s.name}" for s in repo.sensor_defs if s.tags.get(GROUP_TAG) not in groups]
     ungrouped += [f"schedule {s.name}" for s in repo.schedule_defs if s.tags.get(GROUP_TAG) not in groups]
     assert undescribed + ungrouped == []
     # the lists above are not empty by accident
-    assert specs and checks and _jobs() and repo.sensor_defs
+    assert specs and checks and _jobs() and repo.sensor_defs and repo.schedule_defs
+    # every asset check too (those declared on their own, such as the record store's)
+    standalone = [spec for c in defs.asset_checks or [] for spec in c.check_specs]
+    assert standalone and [s.name for s in standalone if not (s.description or "").strip()] == []
+
+
+def _config_classes() -> list[type[dg.Config]]:
+    def walk(cls: type) -> list[type]:
+        return [c for sub in cls.__subclasses__() for c in (sub, *walk(sub))]
+
+    return [c for c in walk(dg.Config) if c.__module__.startswith(("pipelines.", "resources."))]
+
+
+def test_every_config_field_is_described_and_defaulted() -> None:
+    classes = _config_classes()
+    fields = [(c.__name__, name, f) for c in classes for name, f in c.model_fields.items()]
+    resource = type(defs.resources["record_store"])
+    fields += [(resource.__name__, name, f) for name, f in resource.model_fields.items()]
+    assert [f"{c}.{n}" for c, n, f in fields if not (f.description or "").strip()] == []
+    assert [f"{c}.{n}" for c, n, f in fields if f.is_required() and (c, n) not in REQUIRED_CONFIG] == []
+    assert {"ImportConfig", "BulkJobConfig", "StatsConfig"} <= {c.__name__ for c in classes}
+
+
+def test_the_sensors_and_schedules_run_from_the_start() -> None:
+    repo = defs.get_repository_def()
+    stopped = [s.name for s in repo.sensor_defs if s.default_status != dg.DefaultSensorStatus.RUNNING]
+    stopped += [s.name for s in repo.schedule_defs if s.default_status != dg.DefaultScheduleStatus.RUNNING]
+    assert stopped == []
 
 
 def test_the_record_store_resource_reads_its_url_at_run_time(monkeypatch, tmp_path: Path) -> None:

@@ -139,3 +139,8 @@ def canonical_value(entity: str, field: str, value: str, account_settings: Mappi
         return value
     folded = value.strip().casefold()
     return next((v for v in allowed if v.casefold() == folded), None)
+
+
+def slug_of(conn: sa.Connection, account_id: uuid.UUID) -> str | None:
+    """The slug of ACCOUNT_ID (None when there is no such account)."""
+    return conn.scalar(sa.select(schema.accounts.c.slug).where(schema.accounts.c.id == account_id))

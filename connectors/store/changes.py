@@ -18,13 +18,12 @@ SQLAlchemy Core throughout, values bound; identifiers come from the schema and t
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql
 from sqlalchemy.ext.compiler import compiles
 
 from connectors.store import registry, schema
@@ -383,6 +382,12 @@ def written_by(a: sa.FromClause, change_set_id: Any) -> sa.ColumnElement[bool]:
     )
 
 
+def provenance(table: sa.FromClause) -> sa.ColumnElement:
+    """SQL: the change set that created a row of TABLE (its `import_id` or `bulk_job_id`)."""
+    cols = [table.c[c] for c in PROVENANCE if c in table.c]
+    return cols[0] if len(cols) == 1 else sa.func.coalesce(*cols)
+
+
 # -- the conflict check
 
 
@@ -474,100 +479,6 @@ def undone_by_rollback(
     )
 
 
-# -- JSON images, per dialect
-
-
-class _Images:
-    """JSON expressions over record images, as each dialect writes them."""
-
-    def __init__(self, pg: bool) -> None:
-        self.pg = pg
-
-    def null(self) -> sa.ColumnElement:
-        """SQL NULL typed as an image (PostgreSQL would read a bare NULL in a subquery as text)."""
-        return sa.cast(sa.null(), postgresql.JSONB()) if self.pg else sa.null()
-
-    def is_object(self, image: sa.ColumnElement) -> sa.ColumnElement[bool]:
-        return (sa.func.jsonb_typeof(image) if self.pg else sa.func.json_type(image)) == "object"
-
-    def has(self, image: sa.ColumnElement, key: str) -> sa.ColumnElement[bool]:
-        if self.pg:
-            return image.op("?")(sa.literal_column(f"'{key}'"))
-        return sa.func.json_type(image, f"$.{key}").is_not(None)
-
-    def column_value(self, column: sa.Column) -> sa.ColumnElement:
-        """A record's column as a JSON value (what an audit image holds)."""
-        if self.pg:
-            return sa.func.to_jsonb(column)
-        # SQLite's json functions would store a JSON column as a string: json() keeps it a value
-        return sa.func.json(column) if isinstance(column.type, sa.JSON) else column
-
-    def obj(self, columns: Sequence[sa.Column]) -> sa.ColumnElement:
-        """The JSON object {name: value} of COLUMNS of one row."""
-        args: list[Any] = []
-        for c in columns:
-            args += [sa.literal_column(f"'{c.name}'"), self.column_value(c) if not self.pg else c]
-        if self.pg:
-            # jsonb_build_object takes at most 100 arguments
-            parts = [sa.func.jsonb_build_object(*args[i : i + 80]) for i in range(0, len(args), 80)]
-            out = parts[0] if parts else sa.literal_column("'{}'::jsonb")
-            for p in parts[1:]:
-                out = out.op("||")(p)
-            return out
-        return sa.func.json_object(*args)
-
-    def obj_like(self, image: sa.ColumnElement, columns: Sequence[sa.Column]) -> sa.ColumnElement:
-        """The JSON object of the row's COLUMNS whose names are keys of IMAGE (its current values)."""
-        names = [c.name for c in columns]
-        if self.pg:
-            j = sa.func.jsonb_each(image).table_valued("key", "value").alias("img")
-            value = sa.case(*((j.c.key == c.name, sa.func.to_jsonb(c)) for c in columns), else_=sa.null())
-            return (
-                sa.select(sa.func.jsonb_object_agg(j.c.key, value)).select_from(j).where(j.c.key.in_(names))
-            ).scalar_subquery()
-        j = sa.func.json_each(image).table_valued("key", "value").alias("img")
-        value = sa.case(*((j.c.key == c.name, self.column_value(c)) for c in columns), else_=sa.null())
-        return (
-            sa.select(sa.func.json_group_object(j.c.key, value)).select_from(j).where(j.c.key.in_(names))
-        ).scalar_subquery()
-
-    def value(self, image: sa.ColumnElement, column: sa.Column) -> sa.ColumnElement:
-        """COLUMN's value in IMAGE, typed for the column."""
-        key = column.name
-        if self.pg:
-            k = sa.literal_column(f"'{key}'")
-            if isinstance(column.type, sa.JSON):
-                return image.op("->")(k)
-            text = image.op("->>")(k)
-            if isinstance(column.type, sa.Uuid):
-                return sa.cast(text, postgresql.UUID())
-            if isinstance(column.type, sa.DateTime):
-                return sa.cast(text, postgresql.TIMESTAMP(timezone=True))
-            return text
-        raw = sa.func.json_extract(image, f"$.{key}")
-        if isinstance(column.type, sa.Uuid):
-            # images from Python hold hyphenated uuids; SQLite stores 32 hex digits
-            return sa.func.replace(raw, "-", "")
-        if isinstance(column.type, sa.DateTime):
-            # an ISO 8601 instant from Python -> SQLite's stored form (UTC, microseconds)
-            return sa.case(
-                (sa.func.instr(raw, "T") > 0, sa.func.strftime("%Y-%m-%d %H:%M:%f", raw).concat("000")), else_=raw
-            )
-        if isinstance(column.type, sa.JSON):
-            return sa.func.json(raw)
-        return raw
-
-    def tags(self, image: sa.ColumnElement) -> sa.TableValuedAlias:
-        """The tags of IMAGE's "tags" array, one row (column `value`) each."""
-        if self.pg:
-            return (
-                sa.func.jsonb_array_elements_text(image.op("->")(sa.literal_column("'tags'")))
-                .table_valued("value")
-                .render_derived(name="tg", with_types=False)
-            )
-        return sa.func.json_each(image, "$.tags").table_valued("value").alias("tg")
-
-
 # -- the rollback
 
 
@@ -624,8 +535,7 @@ class _Rollback:
         dagster_run_id: str | None,
     ) -> None:
         self.conn = conn
-        self.pg = conn.dialect.name == "postgresql"
-        self.img = _Images(self.pg)
+        self.d = dialect_of(conn)
         self.target_id = target_id
         self.acct = account_id
         self.actor = actor
@@ -668,11 +578,10 @@ class _Rollback:
         if target.kind == "rollback":
             raise RollbackRefused(f"{self.target_id} is a rollback: it cannot be rolled back")
         self.kind = target.kind
-        if self.pg:
-            # the account's import batches take turns with this (imports.write_batch takes the same lock)
-            dialect_of(self.conn).lock(self.conn, ACCOUNT_WRITES, str(self.acct))
-            # hash joins and aggregates over a million audit rows or ids stay in memory
-            self.conn.exec_driver_sql("SET LOCAL work_mem = '64MB'")
+        # the account's import batches take turns with this (imports.write_batch takes the same lock)
+        self.d.lock(self.conn, ACCOUNT_WRITES, str(self.acct))
+        # hash joins and aggregates over a million audit rows or ids stay in memory
+        self.d.set_local(self.conn, work_mem="64MB")
         if self.cs is None:
             self.cs = open_change_set(
                 self.conn,
@@ -682,15 +591,14 @@ class _Rollback:
                 rollback_of=self.target_id,
                 dagster_run_id=self.run_id,
             )
-        self.tmp.create(self.conn)
+        self.d.create_temp_table(self.conn, self.tmp)
         try:
             for entity_type, table in self.tables.items():
                 self._restore(entity_type, table)
             self._remove_created()
             self._undo_parts()
         finally:
-            if not self.pg:
-                self.tmp.drop(self.conn)
+            self.d.release_temp_table(self.conn, self.tmp)
         if self.cs.kind not in schema.BACKED_KINDS:
             finish_change_set(self.conn, self.cs, status="completed", counts=self.counts)
         return RollbackResult(self.cs, self.counts, self.listed)
@@ -701,8 +609,7 @@ class _Rollback:
         return f"{self.kind}.rollback.{what}"
 
     def _prov(self, table: sa.FromClause) -> sa.ColumnElement:
-        cols = [table.c[c] for c in PROVENANCE if c in table.c]
-        return cols[0] if len(cols) == 1 else sa.func.coalesce(*cols)
+        return provenance(table)
 
     def _restorable(self, table: sa.Table) -> list[sa.Column]:
         return [c for c in table.c if c.name not in NOT_RESTORED]
@@ -742,8 +649,8 @@ class _Rollback:
         """Audit rows holding the records of TABLE matching WHERE as they are, then delete them."""
         src = sa.select(
             table.c.id.label("entity_id"),
-            self.img.obj(self._restorable(table)).label("before"),
-            self.img.null().label("after"),
+            self.d.image_of(self._restorable(table)).label("before"),
+            self.d.image_null().label("after"),
         ).where(where)
         n = self.conn.execute(audit_insert(self.cs, self._op("delete"), entity_type, src, now=self.now)).rowcount
         if n:
@@ -763,7 +670,7 @@ class _Rollback:
     def _restore(self, entity_type: str, table: sa.Table) -> None:
         """Give the records the change set changed the before-image of its first change back."""
         a = audit_log.alias("ra")
-        mine = [written_by(a, self.cs_target), a.c.entity_type == entity_type, self.img.is_object(a.c.before)]
+        mine = [written_by(a, self.cs_target), a.c.entity_type == entity_type, self.d.image_is_object(a.c.before)]
         if self.conn.execute(sa.select(1).select_from(a).where(*mine).limit(1)).first() is None:
             return
         f = (
@@ -790,14 +697,14 @@ class _Rollback:
         if not self._refill(select):
             return
         self._count_conflicts(entity_type)
-        tmp, img = self.tmp, self.img
-        tagged = img.has(tmp.c.image, "tags")
+        tmp, d = self.tmp, self.d
+        tagged = d.image_has(tmp.c.image, "tags")
         cols = self._restorable(table)
         fields = sa.and_(tmp.c.flag == 0, sa.not_(tagged))
         src = (
             sa.select(
                 table.c.id.label("entity_id"),
-                img.obj_like(tmp.c.image, cols).label("before"),
+                d.image_like(tmp.c.image, cols).label("before"),
                 tmp.c.image.label("after"),
             )
             .select_from(table.join(tmp, tmp.c.entity_id == table.c.id))
@@ -806,7 +713,9 @@ class _Rollback:
         n = self.conn.execute(audit_insert(self.cs, self._op("restore"), entity_type, src, now=self.now)).rowcount
         if n:
             values = {
-                c.name: sa.case((img.has(tmp.c.image, c.name), img.value(tmp.c.image, c)), else_=table.c[c.name])
+                c.name: sa.case(
+                    (d.image_has(tmp.c.image, c.name), d.image_value(tmp.c.image, c)), else_=table.c[c.name]
+                )
                 for c in cols
             }
             self.conn.execute(
@@ -816,25 +725,11 @@ class _Rollback:
 
     def _restore_tags(self, entity_type: str) -> int:
         """Records whose image is their tags get exactly those tags back."""
-        tmp, img, t = self.tmp, self.img, schema.tags
-        todo = sa.and_(tmp.c.flag == 0, img.has(tmp.c.image, "tags"))
+        tmp, d, t = self.tmp, self.d, schema.tags
+        todo = sa.and_(tmp.c.flag == 0, d.image_has(tmp.c.image, "tags"))
         mine = [t.c.account_id == self.acct, t.c.entity_type == entity_type]
         held = sa.select(t.c.tag).where(*mine, t.c.entity_id == tmp.c.entity_id)
-        if self.pg:
-            current = sa.func.jsonb_build_object(
-                sa.literal_column("'tags'"),
-                sa.func.coalesce(
-                    held.with_only_columns(
-                        sa.func.jsonb_agg(postgresql.aggregate_order_by(t.c.tag, t.c.tag))
-                    ).scalar_subquery(),
-                    sa.literal_column("'[]'::jsonb"),
-                ),
-            )
-        else:
-            # the primary key (account, entity type, entity, tag) hands the tags over in order
-            current = sa.func.json_object(
-                "tags", sa.func.json(held.with_only_columns(sa.func.json_group_array(t.c.tag)).scalar_subquery())
-            )
+        current = d.tags_image(held, t.c.tag)
         src = sa.select(tmp.c.entity_id.label("entity_id"), current.label("before"), tmp.c.image.label("after")).where(
             todo
         )
@@ -842,7 +737,7 @@ class _Rollback:
         if not n:
             return 0
         r = tmp.alias("r")
-        tg = img.tags(r.c.image)
+        tg = d.image_tags(r.c.image)
         wanted = (
             sa.select(1).select_from(r).join(tg, sa.true()).where(r.c.entity_id == t.c.entity_id, tg.c.value == t.c.tag)
         )
@@ -854,7 +749,7 @@ class _Rollback:
             )
         )
         r2 = tmp.alias("r2")
-        tg2 = img.tags(r2.c.image)
+        tg2 = d.image_tags(r2.c.image)
         x = t.alias("x")
         new = (
             sa.select(
@@ -868,7 +763,7 @@ class _Rollback:
             .join(tg2, sa.true())
             .where(
                 r2.c.flag == 0,
-                img.has(r2.c.image, "tags"),
+                d.image_has(r2.c.image, "tags"),
                 sa.not_(
                     sa.exists(
                         sa.select(1).where(
@@ -887,16 +782,25 @@ class _Rollback:
     # -- records it created
 
     def _remove_created(self) -> None:
-        """Delete what it created, dependants first; keep what others changed since or point at."""
+        """Delete what it created, dependants first; keep what others changed since or point at.
+
+        An entity whose registry rule is `rollback_created="soft_delete"` keeps its rows,
+        soft-deleted (`_soft_delete_created`)."""
         for entity_type, table in self.removal:
+            soft = registry.get(entity_type).rollback_created == "soft_delete"
+            mine = [table.c.account_id == self.acct, self._prov(table) == self.cs_target]
+            if soft:
+                # one soft-deleted already (by an earlier pass) has nothing left to undo
+                mine.append(table.c.deleted_at.is_(None))
             created = self._refill(
-                sa.select(table.c.id, sa.null(), sa.null(), self._conflict_flag(entity_type, table, 0)).where(
-                    table.c.account_id == self.acct, self._prov(table) == self.cs_target
-                )
+                sa.select(table.c.id, sa.null(), sa.null(), self._conflict_flag(entity_type, table, 0)).where(*mine)
             )
             if not created:
                 continue
             self._count_conflicts(entity_type)
+            if soft:
+                self.counts["deleted"][entity_type] += self._soft_delete_created(entity_type, table)
+                continue
             tmp = self.tmp
             blocked = []
             for other, column in registry.get(entity_type).delete_blockers:
@@ -925,6 +829,25 @@ class _Rollback:
                 entity_type, table, sa.and_(table.c.id.in_(self._undo_ids()), table.c.account_id == self.acct)
             )
 
+    def _soft_delete_created(self, entity_type: str, table: sa.Table) -> int:
+        """Soft-delete the records in the work table: the row stays (nothing that points at it
+        breaks), with `deleted_at` set; its audit row's images are that field."""
+        tmp, d = self.tmp, self.d
+        todo = sa.and_(table.c.id == tmp.c.entity_id, tmp.c.flag == 0)
+        src = (
+            sa.select(
+                table.c.id.label("entity_id"),
+                d.image_of([table.c.deleted_at]).label("before"),
+                d.json_object([("deleted_at", sa.cast(sa.literal(self.now.isoformat()), sa.Text()))]).label("after"),
+            )
+            .select_from(table.join(tmp, tmp.c.entity_id == table.c.id))
+            .where(tmp.c.flag == 0)
+        )
+        n = self.conn.execute(audit_insert(self.cs, self._op("delete"), entity_type, src, now=self.now)).rowcount
+        if n:
+            self.conn.execute(table.update().where(todo).values(deleted_at=self.now, updated_at=self.now))
+        return n
+
     def _undo_parts(self) -> None:
         """Parts it created under records it did not create: deleted, or closed."""
         for part in PARTS:
@@ -945,15 +868,10 @@ class _Rollback:
                 continue
             column, open_value, closed = part.close
             still_open = sa.and_(mine, p.c[column] == open_value)
-            lit = sa.literal_column
             src = sa.select(
                 p.c.id.label("entity_id"),
-                (sa.func.jsonb_build_object if self.pg else sa.func.json_object)(lit(f"'{column}'"), p.c[column]).label(
-                    "before"
-                ),
-                (sa.func.jsonb_build_object if self.pg else sa.func.json_object)(
-                    lit(f"'{column}'"), sa.cast(sa.literal(closed), sa.Text())
-                ).label("after"),
+                self.d.json_object([(column, p.c[column])]).label("before"),
+                self.d.json_object([(column, sa.cast(sa.literal(closed), sa.Text()))]).label("after"),
             ).where(still_open)
             n = self.conn.execute(audit_insert(self.cs, self._op("close"), p.name, src, now=self.now)).rowcount
             if n:

@@ -4,8 +4,10 @@
 SQLAlchemy Core and ask it for the pieces that differ: JSON objects and merges, the "row equals
 stored" comparison, new and derived ids, loading a staging table (COPY on PostgreSQL,
 executemany on SQLite), planner settings and statistics, the per-account lock (PostgreSQL) or
-immediate transactions (SQLite), and statements whose rows feed another statement (one
-statement with a data-modifying CTE on PostgreSQL, two on SQLite).
+immediate transactions (SQLite), statements whose rows feed another statement (one
+statement with a data-modifying CTE on PostgreSQL, two on SQLite), the JSON of audit images a
+rollback reads and writes, and what bulk jobs do differently (batch size, the job lock, the
+items' COPY, set-based batches).
 
 Values are bound parameters, or constants SQLAlchemy renders into the statement (`inline`);
 none is quoted by hand. Only identifiers (table and column names the code chose) are put into
@@ -27,10 +29,14 @@ import pyarrow.csv as pcsv
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
+from connectors.store import schema
+
 # the lock scope of writes to an account's records: import batches and rollbacks take turns (PostgreSQL)
 ACCOUNT_WRITES = "bulkops.import"
 # jsonb_build_object takes at most 100 arguments: objects are built from chunks of pairs
 JSON_PAIRS_PER_CALL = 40
+# a bulk job with this many items gets fresh statistics of bulk_job_items (PostgreSQL)
+ANALYZE_ITEMS = 10_000
 
 
 def inline(value: Any, type_: sa.types.TypeEngine | None = None) -> sa.BindParameter:
@@ -57,6 +63,10 @@ class StoreDialect:
     name = ""
     # whether the planner needs its statistics refreshed while a large import grows a table
     keeps_planner_statistics = False
+    # records per bulk-job batch: fewer, larger transactions where the database takes them well
+    bulk_batch_size = 1000
+    # whether a batch of a bulk set operation runs as one statement (connectors/store/bulk/set_batch_pg.py)
+    set_based_batches = False
 
     # -- values bound into raw SQL (Core columns of the schema's types convert by themselves)
 
@@ -92,7 +102,7 @@ class StoreDialect:
         if not pairs:
             return self.empty_json()
         chunks = [pairs[i : i + JSON_PAIRS_PER_CALL] for i in range(0, len(pairs), JSON_PAIRS_PER_CALL)]
-        objects = [self._build_object([a for k, e in chunk for a in (inline(k), e)]) for chunk in chunks]
+        objects = [self._build_object([a for k, e in chunk for a in (inline(k, sa.String()), e)]) for chunk in chunks]
         out = objects[0]
         for more in objects[1:]:
             out = self.json_merge(out, more)
@@ -126,6 +136,11 @@ class StoreDialect:
     def uuid_text(self, column: sa.ColumnElement) -> sa.ColumnElement:
         """SQL: a uuid column as the text the database holds (PostgreSQL: canonical; SQLite: 32 hex digits)."""
         return sa.type_coerce(column, sa.Text())
+
+    def uuid_canonical(self, column: sa.ColumnElement) -> sa.ColumnElement:
+        """SQL: a uuid column as its canonical text where the database has it (PostgreSQL), else
+        the column itself (Python renders the uuid it reads)."""
+        return column
 
     def same_value(self, column: sa.Column, stored: sa.ColumnElement, value: sa.ColumnElement) -> sa.ColumnElement:
         """SQL: STORED (of COLUMN's type) equals VALUE; NULL equals NULL."""
@@ -207,9 +222,76 @@ class StoreDialect:
     def empty_temp_table(self, conn: sa.Connection, table: sa.Table) -> None:
         conn.execute(table.delete())
 
+    def release_temp_table(self, conn: sa.Connection, table: sa.Table) -> None:
+        """A temporary table its transaction is done with (PostgreSQL: created ON COMMIT DROP)."""
+        self.drop_temp_table(conn, table)
+
     def bulk_load(self, conn: sa.Connection, table: sa.Table, data: pa.Table) -> None:
         """Append DATA's rows (its columns name TABLE's) to TABLE."""
         raise NotImplementedError
+
+    # -- record images (an audit row's before/after), read and written by the rollback
+
+    def image_null(self) -> sa.ColumnElement:
+        """SQL NULL typed as an image (PostgreSQL reads a bare NULL in a subquery as text)."""
+        return sa.null()
+
+    def image_is_object(self, image: sa.ColumnElement) -> sa.ColumnElement[bool]:
+        raise NotImplementedError
+
+    def image_has(self, image: sa.ColumnElement, key: str) -> sa.ColumnElement[bool]:
+        """SQL: IMAGE has the key KEY."""
+        raise NotImplementedError
+
+    def image_column(self, column: sa.ColumnElement) -> sa.ColumnElement:
+        """A record's column as the JSON value an image holds."""
+        return column
+
+    def image_of(self, columns: Sequence[sa.Column]) -> sa.ColumnElement:
+        """SQL: the image {name: value} of COLUMNS of one row."""
+        return self.json_object([(c.name, self.image_column(c)) for c in columns])
+
+    def image_like(self, image: sa.ColumnElement, columns: Sequence[sa.Column]) -> sa.ColumnElement:
+        """SQL: the image of the row's COLUMNS whose names are keys of IMAGE (their current values)."""
+        raise NotImplementedError
+
+    def image_value(self, image: sa.ColumnElement, column: sa.Column) -> sa.ColumnElement:
+        """SQL: COLUMN's value in IMAGE, typed for the column."""
+        raise NotImplementedError
+
+    def image_tags(self, image: sa.ColumnElement) -> sa.TableValuedAlias:
+        """The tags of IMAGE's "tags" array, one row (column `value`) each."""
+        raise NotImplementedError
+
+    def tags_image(self, tags: sa.Select, tag: sa.ColumnElement) -> sa.ColumnElement:
+        """SQL: the image {"tags": [...]} of the TAG values TAGS selects, sorted."""
+        raise NotImplementedError
+
+    # -- bulk jobs
+
+    def lock_job(self, conn: sa.Connection, job_id: uuid.UUID) -> None:
+        """Take the bulk job's lock before reading its row (with `for_update`)."""
+        raise NotImplementedError
+
+    def relax_commit(self, conn: sa.Connection) -> None:
+        """Let this transaction commit without waiting for durability (a batch that is redone if lost)."""
+
+    def write_items(self, conn: sa.Connection, job_id: uuid.UUID, entity_ids: Sequence[uuid.UUID | str]) -> None:
+        """One pending bulk-job item per entity id (uuids or canonical uuid strings), numbered from 0."""
+        chunk = 5000
+        for start in range(0, len(entity_ids), chunk):
+            conn.execute(
+                schema.bulk_job_items.insert(),
+                [
+                    {
+                        "bulk_job_id": job_id,
+                        "seq": start + n,
+                        "entity_id": eid if isinstance(eid, uuid.UUID) else uuid.UUID(eid),
+                        "status": "pending",
+                    }
+                    for n, eid in enumerate(entity_ids[start : start + chunk])
+                ],
+            )
 
     # -- planner, locks, transactions
 
@@ -243,6 +325,8 @@ class StoreDialect:
 class PostgresDialect(StoreDialect):
     name = "postgresql"
     keeps_planner_statistics = True
+    bulk_batch_size = 20_000
+    set_based_batches = True
 
     def bind_uuid(self, value: uuid.UUID) -> Any:
         return value
@@ -291,6 +375,38 @@ class PostgresDialect(StoreDialect):
 
     def uuid_text(self, column: sa.ColumnElement) -> sa.ColumnElement:
         return sa.cast(column, sa.Text)
+
+    def uuid_canonical(self, column: sa.ColumnElement) -> sa.ColumnElement:
+        return sa.cast(column, sa.Text)
+
+    def lock_job(self, conn: sa.Connection, job_id: uuid.UUID) -> None:
+        # the job's row is read FOR UPDATE
+        return None
+
+    def relax_commit(self, conn: sa.Connection) -> None:
+        # no wait for the WAL flush: a crash can lose the last batches committed, but each batch
+        # commits with its own counters and next_seq, so they are lost whole and the next run
+        # redoes them
+        self.set_local(conn, synchronous_commit="off")
+
+    def write_items(self, conn: sa.Connection, job_id: uuid.UUID, entity_ids: Sequence[uuid.UUID | str]) -> None:
+        # one COPY: a million ids in a few seconds
+        job = str(job_id)
+        chunk = 100_000
+        cursor = conn.connection.driver_connection.cursor()
+        with cursor.copy("COPY bulk_job_items (bulk_job_id, seq, entity_id, status) FROM STDIN") as copy:
+            for start in range(0, len(entity_ids), chunk):
+                copy.write(
+                    "".join(
+                        f"{job}\t{seq}\t{eid}\tpending\n"
+                        for seq, eid in enumerate(entity_ids[start : start + chunk], start)
+                    )
+                )
+        cursor.close()
+        if len(entity_ids) >= ANALYZE_ITEMS:
+            # fresh statistics, or the planner takes a million new items for a handful and
+            # joins each batch by nested loops over the whole job
+            self.analyze(conn, schema.bulk_job_items)
 
     def for_update(self, rows: sa.Select) -> sa.Select:
         return rows.with_for_update()
@@ -352,9 +468,66 @@ class PostgresDialect(StoreDialect):
         hashed = sa.func.pg_advisory_xact_lock(sa.func.hashtext(scope), sa.func.hashtext(key))
         conn.execute(sa.select(hashed))
 
+    def release_temp_table(self, conn: sa.Connection, table: sa.Table) -> None:
+        # dropped at commit; a statement now would fail in a transaction an error aborted
+        return None
+
+    def image_null(self) -> sa.ColumnElement:
+        return sa.cast(sa.null(), postgresql.JSONB())
+
+    def image_is_object(self, image: sa.ColumnElement) -> sa.ColumnElement[bool]:
+        return sa.func.jsonb_typeof(image) == "object"
+
+    def image_has(self, image: sa.ColumnElement, key: str) -> sa.ColumnElement[bool]:
+        return image.op("?", is_comparison=True)(inline(key, sa.String()))
+
+    def image_column(self, column: sa.ColumnElement) -> sa.ColumnElement:
+        return sa.func.to_jsonb(column)
+
+    def image_of(self, columns: Sequence[sa.Column]) -> sa.ColumnElement:
+        # jsonb_build_object converts its values itself: no to_jsonb call per column and row
+        return self.json_object([(c.name, c) for c in columns])
+
+    def image_like(self, image: sa.ColumnElement, columns: Sequence[sa.Column]) -> sa.ColumnElement:
+        j = sa.func.jsonb_each(image).table_valued("key", "value").alias("img")
+        value = sa.case(*((j.c.key == c.name, sa.func.to_jsonb(c)) for c in columns), else_=sa.null())
+        names = [c.name for c in columns]
+        return (
+            sa.select(sa.func.jsonb_object_agg(j.c.key, value)).select_from(j).where(j.c.key.in_(names))
+        ).scalar_subquery()
+
+    def image_value(self, image: sa.ColumnElement, column: sa.Column) -> sa.ColumnElement:
+        key = inline(column.name, sa.String())
+        if isinstance(column.type, sa.JSON):
+            return image.op("->")(key)
+        text = image.op("->>")(key)
+        if isinstance(column.type, sa.Uuid):
+            return sa.cast(text, postgresql.UUID())
+        if isinstance(column.type, sa.DateTime):
+            return sa.cast(text, postgresql.TIMESTAMP(timezone=True))
+        return text
+
+    def image_tags(self, image: sa.ColumnElement) -> sa.TableValuedAlias:
+        return (
+            sa.func.jsonb_array_elements_text(image.op("->")(inline("tags", sa.String())))
+            .table_valued("value")
+            .render_derived(name="tg", with_types=False)
+        )
+
+    def tags_image(self, tags: sa.Select, tag: sa.ColumnElement) -> sa.ColumnElement:
+        agg = tags.with_only_columns(sa.func.jsonb_agg(postgresql.aggregate_order_by(tag, tag))).scalar_subquery()
+        return self.json_object([("tags", sa.func.coalesce(agg, sa.cast(inline("[]"), postgresql.JSONB)))])
+
 
 class SqliteDialect(StoreDialect):
     name = "sqlite"
+    bulk_batch_size = 500
+
+    def lock_job(self, conn: sa.Connection, job_id: uuid.UUID) -> None:
+        # a write first: pysqlite then opens a real transaction (a bare SAVEPOINT would commit on
+        # release) and takes the database write lock, sqlite's FOR UPDATE
+        jobs = schema.bulk_jobs
+        conn.execute(jobs.update().where(jobs.c.id == job_id).values(id=jobs.c.id))
 
     def bind_uuid(self, value: uuid.UUID) -> Any:
         return value.hex
@@ -436,6 +609,46 @@ class SqliteDialect(StoreDialect):
         insert = f"INSERT INTO {self._quote(conn, table.name)} ({names}) VALUES ({marks})"
         conn.exec_driver_sql(insert, list(zip(*arrays, strict=True)))
 
+    def image_is_object(self, image: sa.ColumnElement) -> sa.ColumnElement[bool]:
+        return sa.func.json_type(image) == "object"
+
+    def image_has(self, image: sa.ColumnElement, key: str) -> sa.ColumnElement[bool]:
+        return sa.func.json_type(image, f"$.{key}").is_not(None)
+
+    def image_column(self, column: sa.ColumnElement) -> sa.ColumnElement:
+        # SQLite's json functions would store a JSON column as a string: json() keeps it a value
+        return sa.func.json(column) if isinstance(column.type, sa.JSON) else column
+
+    def image_like(self, image: sa.ColumnElement, columns: Sequence[sa.Column]) -> sa.ColumnElement:
+        j = sa.func.json_each(image).table_valued("key", "value").alias("img")
+        value = sa.case(*((j.c.key == c.name, self.image_column(c)) for c in columns), else_=sa.null())
+        names = [c.name for c in columns]
+        return (
+            sa.select(sa.func.json_group_object(j.c.key, value)).select_from(j).where(j.c.key.in_(names))
+        ).scalar_subquery()
+
+    def image_value(self, image: sa.ColumnElement, column: sa.Column) -> sa.ColumnElement:
+        raw = sa.func.json_extract(image, f"$.{column.name}")
+        if isinstance(column.type, sa.Uuid):
+            # images from Python hold hyphenated uuids; SQLite stores 32 hex digits
+            return sa.func.replace(raw, "-", "")
+        if isinstance(column.type, sa.DateTime):
+            # an ISO 8601 instant from Python -> SQLite's stored form (UTC, microseconds)
+            return sa.case(
+                (sa.func.instr(raw, "T") > 0, sa.func.strftime("%Y-%m-%d %H:%M:%f", raw).concat("000")), else_=raw
+            )
+        if isinstance(column.type, sa.JSON):
+            return sa.func.json(raw)
+        return raw
+
+    def image_tags(self, image: sa.ColumnElement) -> sa.TableValuedAlias:
+        return sa.func.json_each(image, "$.tags").table_valued("value").alias("tg")
+
+    def tags_image(self, tags: sa.Select, tag: sa.ColumnElement) -> sa.ColumnElement:
+        # SELECT's order hands the tags over sorted (the tags' primary key serves it)
+        agg = tags.with_only_columns(sa.func.json_group_array(tag)).scalar_subquery()
+        return self.json_object([("tags", sa.func.json(agg))])
+
     @contextlib.contextmanager
     def serialized_batches(self, conn: sa.Connection) -> Iterator[None]:
         # A batch reads the records it matches against, then writes; begun deferred, a batch
@@ -459,9 +672,14 @@ def _counted(conn: sa.Connection, statement: sa.Executable, params: dict[str, An
 DIALECTS: dict[str, StoreDialect] = {d.name: d for d in (PostgresDialect(), SqliteDialect())}
 
 
+def dialect_named(name: str) -> StoreDialect:
+    """The StoreDialect of the database NAME (`postgresql`, `sqlite`)."""
+    try:
+        return DIALECTS[name]
+    except KeyError:
+        raise ValueError(f"the record store runs on PostgreSQL or SQLite, not {name}") from None
+
+
 def dialect_of(bind: sa.Connection | sa.Engine) -> StoreDialect:
     """The StoreDialect of BIND's database."""
-    try:
-        return DIALECTS[bind.dialect.name]
-    except KeyError:
-        raise ValueError(f"the record store runs on PostgreSQL or SQLite, not {bind.dialect.name}") from None
+    return dialect_named(bind.dialect.name)

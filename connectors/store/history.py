@@ -44,6 +44,11 @@ def row(conn: sa.Connection, import_id: uuid.UUID) -> sa.Row:
     return conn.execute(sa.select(h).where(h.c.id == import_id)).one()
 
 
+def partition_key(conn: sa.Connection, import_id: uuid.UUID) -> str | None:
+    """The imported_file partition the import ran for (None: run outside the asset, or no such import)."""
+    return conn.scalar(sa.select(h.c.partition_key).where(h.c.id == import_id))
+
+
 def row_of_account(conn: sa.Connection, account_id: uuid.UUID, import_id: uuid.UUID) -> sa.Row | None:
     """The history row of IMPORT_ID when the account has it, else None."""
     return conn.execute(sa.select(h).where(h.c.id == import_id, h.c.account_id == account_id)).first()

@@ -3,8 +3,9 @@
 An entity is what users import, operate on, export and sync: its table, the fields a file can
 fill (type and length from the schema), the required fields, header synonyms for automatic
 mapping, duplicate match keys, the bulk operations it supports, the fields a `field_update`
-may touch, the declared value sets of its status/stage fields, and the tables whose rows block
-a hard delete (derived from the schema's foreign keys).
+may touch, the declared value sets of its status/stage fields, the tables whose rows block
+a hard delete (derived from the schema's foreign keys), and how a rollback retracts the records a
+change set created (deleted, or soft-deleted).
 
 Adding an entity is one `Entity(...)` entry here plus a migration for its table.
 """
@@ -20,6 +21,7 @@ import sqlalchemy as sa
 from connectors.store import schema
 
 TEXT, DATETIME = "text", "datetime"
+ROLLBACK_CREATED = ("delete", "soft_delete")
 
 
 class FieldSpec(NamedTuple):
@@ -53,6 +55,13 @@ class Entity:
     unique_keys: tuple[str, ...] = ()
     # match keys that identify a record only together with another field (an application: email + job)
     match_scope: Mapping[str, str] = field(default_factory=dict)
+    # how a rollback retracts a record the rolled-back change set created: "delete" removes the
+    # row (unless other rows point at it), "soft_delete" keeps it with `deleted_at` set
+    rollback_created: str = "delete"
+
+    def __post_init__(self) -> None:
+        if self.rollback_created not in ROLLBACK_CREATED:
+            raise ValueError(f"{self.name}: rollback_created is one of {', '.join(ROLLBACK_CREATED)}")
 
     @property
     def staged_columns(self) -> tuple[str, ...]:
@@ -320,6 +329,8 @@ ENTITIES: dict[str, Entity] = {
             field_update_fields=("template", "terms", "external_id"),
             value_sets={"status": CONTRACT_STATUSES},
             unique_keys=("external_id",),
+            # a contract may have been sent out: a rollback keeps its row, soft-deleted
+            rollback_created="soft_delete",
         ),
     )
 }

@@ -262,6 +262,10 @@ automation_events = sa.Table(
     sa.Column("bulk_job_id", sa.Uuid(), nullable=True),
     sa.Column("created_at", TS, nullable=False, server_default=_now()),
     sa.Column("delivered_at", TS, nullable=True),
+    # the outbox drain (migration 0012): when a retry is due, and which drain holds the row
+    sa.Column("next_attempt_at", TS, nullable=True),
+    sa.Column("claimed_at", TS, nullable=True),
+    sa.Column("claim_token", sa.String(32), nullable=True),
     sa.Index(None, "status", "created_at"),
 )
 
@@ -551,6 +555,63 @@ sync_runs = sa.Table(
     sa.Column("details", JSON, nullable=False, server_default="{}"),
     sa.Column("dagster_run_id", sa.String(64), nullable=True),
     sa.Index(None, "account_id", "sync_name", "started_at"),
+)
+
+# monitoring (migration 0012): failed runs and the notifications about them, and every delivery attempt
+DELIVERY_STATUSES = ("pending", "claimed", "sending", "sent", "dead", "unconfirmed")
+
+run_alerts = sa.Table(
+    "run_alerts",
+    metadata,
+    # one row per failed or crashed Dagster run, recorded by the run-failure sensor
+    sa.Column("run_id", sa.String(64), primary_key=True),
+    sa.Column("job_name", sa.String(200), nullable=False),
+    sa.Column("kind", sa.String(32), nullable=True),
+    sa.Column("account", sa.String(64), nullable=True),
+    sa.Column("change_set_id", sa.Uuid(), nullable=True),
+    sa.Column("run_status", sa.String(16), nullable=False),
+    sa.Column("reason", sa.Text(), nullable=True),
+    sa.Column("run_url", sa.Text(), nullable=True),
+    sa.Column("recorded_at", TS, nullable=False, server_default=_now()),
+    sa.Index(None, "recorded_at"),
+)
+
+alert_deliveries = sa.Table(
+    "alert_deliveries",
+    metadata,
+    # one notification of one alert to one receiver (a webhook URL or an email address): at most once
+    _id(),
+    sa.Column("run_id", sa.String(64), sa.ForeignKey("run_alerts.run_id"), nullable=False),
+    sa.Column("target", sa.String(500), nullable=False),
+    sa.Column("channel", sa.String(16), nullable=False),
+    sa.Column("status", sa.String(16), nullable=False, server_default="pending"),
+    sa.Column("attempts", sa.Integer(), nullable=False, server_default="0"),
+    sa.Column("last_error", sa.Text(), nullable=True),
+    sa.Column("next_attempt_at", TS, nullable=True),
+    sa.Column("claimed_at", TS, nullable=True),
+    sa.Column("claim_token", sa.String(32), nullable=True),
+    sa.Column("sent_at", TS, nullable=True),
+    sa.UniqueConstraint("run_id", "target"),
+    _enum_check("status", DELIVERY_STATUSES),
+    sa.Index(None, "status", "next_attempt_at"),
+)
+
+delivery_attempts = sa.Table(
+    "delivery_attempts",
+    metadata,
+    # every attempt to send an outbox email or an alert: written before the send, finished after it
+    sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), primary_key=True, autoincrement=True),
+    # automation_event | alert
+    sa.Column("subject", sa.String(32), nullable=False),
+    sa.Column("subject_id", sa.String(64), nullable=False),
+    sa.Column("target", sa.String(500), nullable=True),
+    sa.Column("attempt", sa.Integer(), nullable=False),
+    sa.Column("started_at", TS, nullable=False),
+    sa.Column("finished_at", TS, nullable=True),
+    # sending | sent | failed | interrupted
+    sa.Column("outcome", sa.String(16), nullable=False),
+    sa.Column("error", sa.Text(), nullable=True),
+    sa.Index(None, "subject", "subject_id"),
 )
 
 # record tables an account owns, by the entity_type name used in jobs, tags and the audit log

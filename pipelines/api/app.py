@@ -434,5 +434,35 @@ def create_app(
         path = await export_call(exports.file_of, dagster_instance(), who.account_id, export_id)
         return FileResponse(path, filename=path.name, media_type=exports.media_type(path))
 
+    @get_and_post("/api/stats-get", "stats")
+    async def stats_get(request: Request, who: tokens.Principal = Depends(principal)) -> EnvelopeResponse:
+        from pipelines.monitoring import report
+
+        since = string_value(await api.body(request, required=False), "since", required=False, default="7d")
+        try:
+            result = await run_in_threadpool(report.stats_report, api.store, account_id=who.account_id, since=since)
+        except ValueError as exc:
+            raise invalid(str(exc), field="since", value=since) from None
+        return ok(result.as_dict())
+
+    @get_and_post("/api/change-sets-failed-records", "change_set_failed")
+    async def change_sets_failed_records(
+        request: Request, who: tokens.Principal = Depends(principal)
+    ) -> StreamingResponse:
+        from connectors.store import failures
+
+        change_set_id = uuid_value(await api.body(request), "id")
+        try:
+            chunks = await run_in_threadpool(failures.csv_chunks, api.store, change_set_id, account_id=who.account_id)
+        except failures.NoSuchChangeSet as exc:
+            raise ApiError(404, "not_found", str(exc), {"id": str(change_set_id)}) from None
+        except failures.FailedRecordsUnavailable as exc:
+            raise ApiError(409, "invalid_state", str(exc), {"id": str(change_set_id)}) from None
+        return StreamingResponse(
+            iter(chunks),
+            media_type="text/csv; charset=utf-8",
+            headers={"Content-Disposition": f'attachment; filename="{change_set_id}-failed.csv"'},
+        )
+
     app.openapi = lambda: models.openapi_schema(app)  # type: ignore[method-assign]
     return app

@@ -198,6 +198,53 @@ _ERRORS = {
     503: "The Dagster run could not be submitted (`launch_failed`).",
 }
 
+
+class StatsRequest(BaseModel):
+    since: str = Field(
+        default="7d", description="The window the numbers cover, back from now: a number and a unit (s, m, h, d, w)."
+    )
+
+
+class StatsGroup(BaseModel):
+    """The numbers of one group of operations (an operation kind, an account, both, or all)."""
+
+    operation: str | None = Field(
+        default=None, description="import, bulk_job.<operation>, sync, document_import, rollback."
+    )
+    account: str | None = None
+    in_progress: int = Field(description="Running now (whenever they started).")
+    waiting: int = Field(description="Previews waiting for their confirm.")
+    succeeded: int
+    failed: int
+    cancelled: int
+    success_rate: float | None = Field(description="succeeded / (succeeded + failed); null when none ended.")
+    mean_seconds: float | None
+    p95_seconds: float | None
+    records: int = Field(description="Records processed in the window.")
+    failed_records: int
+    records_per_day: float
+
+
+class Stats(BaseModel):
+    since: datetime
+    until: datetime
+    window_days: float
+    account: str | None
+    by_operation_and_account: list[StatsGroup]
+    by_operation: list[StatsGroup]
+    by_account: list[StatsGroup]
+    total: StatsGroup
+
+
+class StatsEnvelope(BaseModel):
+    ok: Literal[True]
+    result: Stats
+
+
+class ChangeSetIdRequest(BaseModel):
+    id: UUID = Field(description="Id of an import, bulk job, sync run or document import (its change set).")
+
+
 _ROUTES: dict[str, dict[str, Any]] = {
     "create": {
         "summary": "Create a bulk job and submit its Dagster run",
@@ -248,6 +295,7 @@ _ROUTES: dict[str, dict[str, Any]] = {
         "errors": (400, 401, 403, 404, 422),
     },
     "exports-create": {
+        "operation_id": "exports_create",
         "summary": "Export the account's filtered records to CSV, Excel or Parquet (an export_job Dagster run)",
         "body": CreateExportRequest,
         "ok": ExportEnvelope,
@@ -255,6 +303,7 @@ _ROUTES: dict[str, dict[str, Any]] = {
         "tag": "exports",
     },
     "exports-get": {
+        "operation_id": "exports_get",
         "summary": "An export's status and, once completed, its rows, size, filter and file name",
         "body": ExportIdRequest,
         "ok": ExportEnvelope,
@@ -262,12 +311,32 @@ _ROUTES: dict[str, dict[str, Any]] = {
         "tag": "exports",
     },
     "exports-download": {
+        "operation_id": "exports_download",
         "summary": "The file of a completed export, to its account only",
         "body": ExportIdRequest,
         "ok": None,
         "errors": (400, 401, 403, 404, 409, 422),
         "tag": "exports",
         "file": "The export file (text/csv, Excel or Parquet).",
+    },
+    "stats": {
+        "summary": "Statistics of the account's bulk operations: in progress, success rate, durations, records per day",
+        "body": StatsRequest,
+        "ok": StatsEnvelope,
+        "errors": (400, 401, 403, 422),
+        "operation_id": "stats_get",
+        "tag": "monitoring",
+    },
+    "change_set_failed": {
+        "summary": "The failed records of any import, bulk job, sync run or document import, as CSV (streamed)",
+        "body": ChangeSetIdRequest,
+        "ok": None,
+        "errors": (400, 401, 403, 404, 409, 422),
+        "operation_id": "change_sets_failed_records",
+        "tag": "monitoring",
+        "csv": "CSV, one row per failed record with its reason: an import's failed-rows file (_row, _line, _column, "
+        "_error, the original row), a bulk job's entity_id, error, seq, status. Formula-safe: a cell a spreadsheet "
+        "would run starts with ' and its original is in _original.",
     },
 }
 
@@ -284,14 +353,15 @@ def route_docs(name: str, method: str) -> dict[str, Any]:
         responses[200] = {"description": spec["file"], "content": {"application/octet-stream": {}}}
     elif spec["ok"] is None:
         responses[200] = {
-            "description": "CSV (entity_id, error, seq, status, _original), one row per failed record, streamed. "
+            "description": spec.get("csv")
+            or "CSV (entity_id, error, seq, status, _original), one row per failed record, streamed. "
             "A cell a spreadsheet would run as a formula starts with ' and its original is in _original.",
             "content": {"text/csv": {}},
         }
     else:
         responses[200] = {"model": spec["ok"], "description": "The result"}
     return {
-        "operation_id": f"{name.replace('-', '_')}_{method}" if "tag" in spec else f"bulk_jobs_{name}_{method}",
+        "operation_id": f"{spec.get('operation_id', f'bulk_jobs_{name}')}_{method}",
         "summary": spec["summary"],
         "tags": [spec.get("tag", "bulk jobs")],
         "response_model": None,

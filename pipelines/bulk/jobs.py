@@ -16,7 +16,7 @@ BULK_JOB_NAME = "bulk_job"
         "contract creation, rollback) by id: batched transactions with per-record outcomes and audit, live "
         "progress as observations of bulkops/bulk_jobs. Terminate the run to cancel the bulk job."
     ),
-    tags={"bulkops/kind": "bulk_job", "bulkops/group": "bulk_jobs"},
+    tags={"bulkops/kind": "bulk_job", "bulkops/group": "bulk"},
     # one step: in-process keeps start-up short and delivers termination straight to the batch loop
     executor_def=dg.in_process_executor,
 )

@@ -9,12 +9,13 @@ CANCELED at its next interrupt point, committed batches kept.
 from __future__ import annotations
 
 import uuid
+from typing import Any
 
 import dagster as dg
-import sqlalchemy as sa
 
 from connectors import settings
-from connectors.store import RecordStore, bulk, schema
+from connectors.store import RecordStore, bulk
+from connectors.store.bulk import jobs
 from pipelines import runs
 
 JOB_NAME = "bulk_job"
@@ -31,7 +32,7 @@ def run_config_for(job_id: uuid.UUID, database_url: str | None = None, batch_siz
     return config
 
 
-def _tags_for(job: sa.Row) -> dict[str, str]:
+def _tags_for(job: Any) -> dict[str, str]:
     return {
         "bulkops/kind": "bulk_job",
         "bulkops/bulk_job_id": str(job.id),
@@ -69,11 +70,8 @@ def launch_bulk_job(
     """
     store = RecordStore(database_url or settings.database_url(), check=False)
     try:
-        t = schema.bulk_jobs
         with store.engine.connect() as conn:
-            job = conn.execute(
-                sa.select(t.c.id, t.c.account_id, t.c.entity_type, t.c.operation).where(t.c.id == job_id)
-            ).one_or_none()
+            job = jobs.launch_row(conn, job_id)
         if job is None:
             raise LookupError(f"no bulk job {job_id}")
         url_of_store = database_url or settings.database_url()
@@ -99,18 +97,11 @@ def launch_bulk_job(
             url=url,
             on_failure=failed if background else None,
         )
-        _store_run_id(store, job_id, run_id)
+        with store.begin() as conn:
+            jobs.set_run_id(conn, job_id, run_id)
         return run_id
     finally:
         store.dispose()
-
-
-def _store_run_id(store: RecordStore, job_id: uuid.UUID, run_id: str) -> None:
-    t = schema.bulk_jobs
-    with store.begin() as conn:
-        conn.execute(
-            t.update().where(t.c.id == job_id, t.c.status.in_(["pending", "failed"])).values(dagster_run_id=run_id)
-        )
 
 
 def wait_for_bulk_job_run(

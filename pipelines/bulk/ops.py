@@ -6,12 +6,14 @@ import dagster as dg
 from pydantic import Field
 
 from connectors import webhooks
-from connectors.store import bulk
+from connectors.store import accounts, bulk
 from connectors.store.bulk import jobs
 from connectors.store.errors import describe_error
 from connectors.store.faults import is_transient
 from pipelines.bulk import service
 from pipelines.instance import record_process, run_terminating
+from pipelines.monitoring.errors import failed_records_metadata
+from pipelines.monitoring.tags import tag_run
 from pipelines.records import bulk_job_changes
 from pipelines.retries import RETRY_POLICY
 from resources import RecordStoreResource
@@ -23,7 +25,7 @@ bulk_jobs_table = dg.AssetSpec(
         "The bulk_jobs table of the record store: one row per bulk job (status, total, processed and failed "
         "counts). Each committed batch of a bulk_job run records an observation with the bulk job's counts."
     ),
-    group_name="bulk_jobs",
+    group_name="bulk",
     kinds={"sql"},
 )
 PROGRESS_ASSET = bulk_jobs_table.key
@@ -77,6 +79,7 @@ def apply_bulk_job(context: dg.OpExecutionContext, config: BulkJobConfig, record
         started = bulk.start_job(store, job_id, context.run.run_id)
     except (ValueError, bulk.JobGone) as exc:
         raise dg.Failure(description=f"no bulk job {config.bulk_job_id!r}: {exc}", allow_retries=False) from exc
+    _tag(context, store, job_id)
     if started is None:
         return _report_unstarted(context, store, job_id)
     context.log.info(
@@ -139,6 +142,13 @@ def apply_bulk_job(context: dg.OpExecutionContext, config: BulkJobConfig, record
     return job
 
 
+def _tag(context: dg.OpExecutionContext, store, job_id: uuid.UUID) -> None:
+    row = _job_row(store, job_id)
+    with store.engine.connect() as conn:
+        account = accounts.slug_of(conn, row.account_id)
+    tag_run(context, kind="bulk_job", account=account, entity=row.entity_type, change_set_id=job_id)
+
+
 def _report_unstarted(context: dg.OpExecutionContext, store, job_id: uuid.UUID) -> dict:
     row = _job_row(store, job_id)
     job = service.job_to_dict(row)
@@ -175,6 +185,7 @@ def _report(context: dg.OpExecutionContext, store, job_id: uuid.UUID) -> dict:
             "skipped_count": row.skipped_count,
             "changes (first 100)": _items_table(changes, ["entity_id", "before", "after"]),
             "failed and skipped (first 100)": _items_table(problems, ["entity_id", "status", "error"]),
+            **(failed_records_metadata(store, job_id, kind="bulk_job") if row.failed_count else {}),
         }
     )
     context.log.info(

@@ -1,12 +1,13 @@
 """Sensors that keep bulk_jobs in step with Dagster's run history."""
 
 import uuid
+from typing import Any
 
 import dagster as dg
 
 from connectors.store import bulk
 from pipelines.bulk.jobs import bulk_job
-from resources import RecordStoreResource
+from pipelines.run_end import run_end_sensors
 
 
 def bulk_job_id_of(run: dg.DagsterRun) -> uuid.UUID | None:
@@ -29,29 +30,15 @@ def reconcile(store, run: dg.DagsterRun, status: str, error: str | None) -> bool
     return bulk.finish_job(store, job_id, status, error=error, only_if=("pending", "processing"), run_id=run.run_id)
 
 
-@dg.run_failure_sensor(
-    name="bulk_job_failure_sensor",
-    description="Marks a bulk job failed when its run failed or its run worker crashed, so it never stays processing.",
-    monitored_jobs=[bulk_job],
-    default_status=dg.DefaultSensorStatus.RUNNING,
-    tags={"bulkops/group": "bulk_jobs"},
-)
-def bulk_job_failure_sensor(context: dg.RunFailureSensorContext, record_store: RecordStoreResource) -> None:
-    message = context.failure_event.message or "run failed"
-    changed = reconcile(
-        record_store.store, context.dagster_run, "failed", f"Dagster run {context.dagster_run.run_id} failed: {message}"
-    )
-    context.log.info(f"run {context.dagster_run.run_id}: bulk job {'marked failed' if changed else 'already final'}")
+def _finish(store: Any, run: dg.DagsterRun, status: str, error: str | None) -> str:
+    return f"bulk job {'marked ' + status if reconcile(store, run, status, error) else 'already final'}"
 
 
-@dg.run_status_sensor(
-    name="bulk_job_canceled_sensor",
-    description="Marks a bulk job cancelled when its run was cancelled before the bulk job could record it itself.",
-    run_status=dg.DagsterRunStatus.CANCELED,
-    monitored_jobs=[bulk_job],
-    default_status=dg.DefaultSensorStatus.RUNNING,
-    tags={"bulkops/group": "bulk_jobs"},
+bulk_job_failure_sensor, bulk_job_canceled_sensor = run_end_sensors(
+    name="bulk_job",
+    job=bulk_job,
+    group="bulk",
+    finish=_finish,
+    on_failure="Marks a bulk job failed when its run failed or its run worker crashed, so it never stays processing.",
+    on_cancel="Marks a bulk job cancelled when its run was cancelled before the bulk job could record it itself.",
 )
-def bulk_job_canceled_sensor(context: dg.RunStatusSensorContext, record_store: RecordStoreResource) -> None:
-    changed = reconcile(record_store.store, context.dagster_run, "cancelled", None)
-    context.log.info(f"run {context.dagster_run.run_id}: bulk job {'marked cancelled' if changed else 'already final'}")

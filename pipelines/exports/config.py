@@ -45,7 +45,9 @@ WHERE_HELP = (
 class FilterItem(dg.Config):
     """One condition as a typed structure (the same language as `where`)."""
 
-    field: str = Field(description="A field of the entity: a column, a related field (job_code, ...) or tags.")
+    field: str = Field(
+        default="", description="A field of the entity: a column, a related field (job_code, ...) or tags."
+    )
     op: Literal["=", "!=", ">", ">=", "<", "<=", "~", "in", "not in"] = Field(
         default="=", description="= != > >= < <= ~ (contains) in, not in."
     )

@@ -11,7 +11,7 @@ a cron schedule:
     columns: ["external_id:Ref", "candidate_email:Email", "candidate_name:Name", "job_title:Job", "tags"]
     format: xlsx
     name_template: "{preset}-{date}"      # file name: dated, one per run
-    schedule: "0 6 * * 1"                 # cron; its schedule starts stopped unless `schedule_running: true`
+    schedule: "0 6 * * 1"                 # cron; its schedule runs from the start unless `schedule_running: false`
     keep_last: 8                          # retention: the newest 8 files of this preset stay
 
 The job `export_<name>` opens in the Launchpad with the preset's config, which can be changed
@@ -90,7 +90,7 @@ def load_preset(path: Path) -> Preset:
         description=str(raw.get("description") or f"Export preset {name}"),
         config=config,
         schedule=str(schedule) if schedule else None,
-        schedule_running=bool(raw.get("schedule_running", False)),
+        schedule_running=bool(raw.get("schedule_running", True)),
         path=path,
     )
 

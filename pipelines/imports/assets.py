@@ -15,6 +15,8 @@ from connectors.store.faults import is_transient
 from pipelines.imports import dropzone
 from pipelines.imports.options import ImportFields, ImportOptions, load_mapping
 from pipelines.instance import reap_dead_runs, record_process, run_terminating
+from pipelines.monitoring.errors import failed_records_metadata
+from pipelines.monitoring.tags import tag_run
 from pipelines.records import import_changes
 from pipelines.retries import RETRY_POLICY
 from resources import RecordStoreResource
@@ -205,7 +207,10 @@ def _import_partition(
     last_attempt = retry_policy is None or context.retry_number >= retry_policy.max_retries
     context.log.info(f"importing {path} as {entity} into account {config.account} (attempt {context.retry_number + 1})")
 
+    tag_run(context, kind="import", account=config.account, entity=entity)
+
     def on_progress(p: Any) -> None:
+        tag_run(context, kind="import", account=config.account, entity=entity, change_set_id=p.import_id)
         metadata = {
             "import_id": str(p.import_id),
             "rows_read": p.rows_read,
@@ -260,6 +265,8 @@ def _import_partition(
                 failure_md["import_id"] = str(failed.import_id)
                 if failed.failed_rows_path:
                     failure_md["failed_rows"] = dg.MetadataValue.path(str(failed.failed_rows_path))
+                if failed.errors:
+                    failure_md.update(failed_records_metadata(store, failed.import_id, kind="import"))
             raise dg.Failure(
                 description=f"import of {source_name} failed: {reason}", metadata=failure_md, allow_retries=False
             ) from exc
@@ -279,6 +286,7 @@ def _import_partition(
             ) from exc
 
         _report_records(context, entity, result, key)
+        tag_run(context, kind="import", account=config.account, entity=entity, change_set_id=result.import_id)
         if result.status == "cancelled":
             # terminated: the file stays where it is and a re-run of the partition resumes
             raise dg.Failure(
@@ -299,7 +307,12 @@ def _import_partition(
             raise dg.Failure(
                 description=f"import of {source_name} {result.status}: {result.errors} bad rows of {result.rows_read}"
                 + (f"; see {result.failed_rows_path}" if result.failed_rows_path else ""),
-                metadata={"file": str(path), "partition": key, "import_id": str(result.import_id)},
+                metadata={
+                    "file": str(path),
+                    "partition": key,
+                    "import_id": str(result.import_id),
+                    **failed_records_metadata(store, result.import_id, kind="import"),
+                },
                 allow_retries=False,
             )
         if not result.dry_run:
@@ -356,6 +369,8 @@ def _import_partition(
         metadata["file_read"] = dg.MetadataValue.json(_jsonable(read))
     if result.failed_rows_path:
         metadata["failed_rows"] = dg.MetadataValue.path(str(result.failed_rows_path))
+    if result.errors:
+        metadata.update(failed_records_metadata(store, result.import_id, kind="import"))
     if result.duplicate_of:
         metadata["duplicate_of"] = str(result.duplicate_of)
     if result.dry_run and result.sample:

@@ -267,43 +267,34 @@ def _begin(
 ) -> tuple[uuid.UUID, Any]:
     """Create the history row, or pick up an unfinished one of the same content; (id, duplicate_of)."""
     with store.begin() as conn:
+        done = None
         if not options.dry_run:
             if not options.force:
                 done = history.last_completed(conn, account_id, options.entity, sha)
-                if done is not None:
-                    import_id = uuid.uuid4()
-                    history.insert(
+            if done is None:
+                unfinished = history.last_resumable(conn, account_id, options.entity, sha)
+                if unfinished is not None:
+                    history.update(
                         conn,
-                        id=import_id,
-                        account_id=account_id,
-                        type=options.entity,
-                        file=name,
-                        source_path=str(path),
-                        content_sha256=sha,
-                        status="skipped",
-                        started_at=_now(),
-                        skipped=done.rows_read,
-                        rows_read=done.rows_read,
+                        unfinished,
+                        status="processing",
+                        error_message=None,
                         options=options.to_json(),
-                        error_message=f"identical content already imported by import {done.id}",
-                        finished_at=_now(),
-                        created_by=options.actor,
-                        details={"duplicate_of": str(done.id)},
+                        source_path=str(path),
                         **run,
                     )
-                    return import_id, done.id
-            unfinished = history.last_resumable(conn, account_id, options.entity, sha)
-            if unfinished is not None:
-                history.update(
-                    conn,
-                    unfinished,
-                    status="processing",
-                    error_message=None,
-                    options=options.to_json(),
-                    source_path=str(path),
-                    **run,
-                )
-                return unfinished, None
+                    return unfinished, None
+        # a file whose content was already imported gets a row of its own, skipped, naming that import
+        outcome: dict[str, Any] = {"status": "processing", "dry_run": options.dry_run}
+        if done is not None:
+            outcome = {
+                "status": "skipped",
+                "skipped": done.rows_read,
+                "rows_read": done.rows_read,
+                "error_message": f"identical content already imported by import {done.id}",
+                "finished_at": _now(),
+                "details": {"duplicate_of": str(done.id)},
+            }
         import_id = uuid.uuid4()
         history.insert(
             conn,
@@ -313,14 +304,13 @@ def _begin(
             file=name,
             source_path=str(path),
             content_sha256=sha,
-            status="processing",
             started_at=_now(),
             options=options.to_json(),
-            dry_run=options.dry_run,
             created_by=options.actor,
+            **outcome,
             **run,
         )
-        return import_id, None
+        return import_id, (done.id if done is not None else None)
 
 
 def _cancelled(conn: sa.Connection, import_id: uuid.UUID, why: str) -> None:

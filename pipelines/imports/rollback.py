@@ -6,14 +6,14 @@ No `from __future__ import annotations` here: Dagster reads the op's config clas
 import uuid
 
 import dagster as dg
-import sqlalchemy as sa
 from pydantic import Field
 
 from connectors import settings
-from connectors.store import schema
+from connectors.store import history
 from connectors.store.faults import is_transient
 from pipelines.imports.assets import imported_file
 from pipelines.imports.engine import ImportFailed, rollback_import
+from pipelines.monitoring.tags import tag_run
 from pipelines.records import rollback_changes
 from pipelines.retries import RETRY_POLICY
 from resources import RecordStoreResource
@@ -54,6 +54,8 @@ def rollback_import_op(
         raise dg.Failure(
             description=f"import_id {config.import_id!r} is not an import id (a uuid)", allow_retries=False
         ) from None
+    # the run is found by the import it undoes
+    tag_run(context, kind="import", account=config.account, change_set_id=import_id)
     try:
         account_id = store.account_id(config.account)
         out = rollback_import(
@@ -70,9 +72,8 @@ def rollback_import_op(
         if is_transient(exc):
             raise  # the retry policy: the rollback is one transaction, so nothing half-done is left
         raise dg.Failure(description=f"{type(exc).__name__}: {exc}", allow_retries=False) from exc
-    h = schema.import_history
     with store.engine.connect() as conn:
-        key = conn.execute(sa.select(h.c.partition_key).where(h.c.id == import_id)).scalar()
+        key = history.partition_key(conn, import_id)
     counts = {
         f"{what}.{entity}": n
         for what in ("deleted", "restored", "kept", "conflicts")

@@ -1,44 +1,32 @@
 """Sensors that keep import_history in step with Dagster's run history, and find dead runs."""
 
+from typing import Any
+
 import dagster as dg
 
 from connectors.store.imports import finish_run_imports
 from pipelines.imports.jobs import import_job
 from pipelines.instance import reap_dead_runs
-from resources import RecordStoreResource
+from pipelines.run_end import run_end_sensors
 
 
-@dg.run_failure_sensor(
-    name="import_failure_sensor",
-    description=(
+def _finish(store: Any, run: dg.DagsterRun, status: str, error: str | None) -> str:
+    ended = finish_run_imports(store, run.run_id, status, error or "")
+    return f"{ended} import(s) marked {status}"
+
+
+import_failure_sensor, import_canceled_sensor = run_end_sensors(
+    name="import",
+    job=import_job,
+    group="imports",
+    finish=_finish,
+    on_failure=(
         "Ends the import-history row of a failed import run `failed` with the run's reason (retries exhausted, "
         "run worker crashed, process gone), so no row stays processing; a re-run resumes after its committed batches."
     ),
-    monitored_jobs=[import_job],
-    default_status=dg.DefaultSensorStatus.RUNNING,
-    tags={"bulkops/group": "imports"},
+    on_cancel="Ends the import-history row of a cancelled import run `cancelled` when the import could not record it.",
+    cancel_error=lambda run: f"Dagster run {run.run_id} was terminated; a re-run resumes",
 )
-def import_failure_sensor(context: dg.RunFailureSensorContext, record_store: RecordStoreResource) -> None:
-    run = context.dagster_run
-    message = context.failure_event.message or "run failed"
-    ended = finish_run_imports(record_store.store, run.run_id, "failed", f"Dagster run {run.run_id} failed: {message}")
-    context.log.info(f"run {run.run_id}: {ended} import(s) marked failed")
-
-
-@dg.run_status_sensor(
-    name="import_canceled_sensor",
-    description="Ends the import-history row of a cancelled import run `cancelled` when the import could not record it.",
-    run_status=dg.DagsterRunStatus.CANCELED,
-    monitored_jobs=[import_job],
-    default_status=dg.DefaultSensorStatus.RUNNING,
-    tags={"bulkops/group": "imports"},
-)
-def import_canceled_sensor(context: dg.RunStatusSensorContext, record_store: RecordStoreResource) -> None:
-    run = context.dagster_run
-    ended = finish_run_imports(
-        record_store.store, run.run_id, "cancelled", f"Dagster run {run.run_id} was terminated; a re-run resumes"
-    )
-    context.log.info(f"run {run.run_id}: {ended} import(s) marked cancelled")
 
 
 @dg.sensor(

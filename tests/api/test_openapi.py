@@ -34,6 +34,8 @@ def test_the_server_publishes_the_same_schema(anonymous: httpx.Client) -> None:
         "/api/exports-create",
         "/api/exports-get",
         "/api/exports-download",
+        "/api/stats-get",
+        "/api/change-sets-failed-records",
     }
     create = served["paths"]["/api/bulk-jobs-create"]["post"]
     assert create["requestBody"]["content"]["application/json"]["schema"] == {

@@ -1,4 +1,4 @@
-"""The operation catalog: every operation an entity offers has its class, its params check and its undo."""
+"""The operation catalog: every operation an entity offers has its class and its params check, and says whether a rollback can undo it."""
 
 from __future__ import annotations
 
@@ -28,7 +28,9 @@ def test_every_operation_an_entity_offers_has_a_class_of_that_name() -> None:
         pytest.param(bulk.ROLLBACK, {"rollback_of": "x"}, False, id="rollback"),
     ],
 )
-def test_an_operation_can_be_rolled_back_when_its_class_has_an_undo(operation, params, rollbackable) -> None:
+def test_an_operation_can_be_rolled_back_unless_its_class_says_it_is_not_reversible(
+    operation, params, rollbackable
+) -> None:
     assert bulk.can_roll_back(operation, params) is rollbackable
 
 

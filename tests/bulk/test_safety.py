@@ -130,7 +130,11 @@ def test_rollback_round_trip(seed, store, account, operation, params, check) -> 
     rows = seed.rows(schema.applications, ids)
     assert all(check(rows[i], seed.tags("applications", i)) for i in ids)
     audit = seed.audit(rollback["id"])
-    assert len(audit) == 3 and {a.actor for a in audit} == {str(actor)} and {a.operation for a in audit} == {"rollback"}
+    # the spine's rollback writes them: one operation name for every change set's rollback
+    assert len(audit) == 3 and {a.actor for a in audit} == {str(actor)}
+    assert {a.operation for a in audit} == {"bulk_job.rollback.restore"}
+    items = seed.items(rollback["id"])
+    assert {i.status for i in items} == {"succeeded"} and all(i.before and i.after for i in items)
 
 
 def test_rollback_skips_records_changed_after_the_job(seed, store, account) -> None:
@@ -145,13 +149,53 @@ def test_rollback_skips_records_changed_after_the_job(seed, store, account) -> N
         params={"stage": "offer"},
     )
     service.run_job_now(store, account, uuid.UUID(job["id"]))
-    with store.begin() as conn:
-        conn.execute(schema.applications.update().where(schema.applications.c.id == ids[1]).values(stage="hired"))
+    # a later change is a change set's (every write to records is audited): here another bulk job
+    later = service.create_job(
+        store,
+        account,
+        created_by=None,
+        entity_type="applications",
+        operation="stage_transition",
+        entity_ids=ids[1:],
+        params={"stage": "hired"},
+    )
+    service.run_job_now(store, account, uuid.UUID(later["id"]))
     rollback = service.create_rollback(store, account, job["id"])
     done = service.run_job_now(store, account, uuid.UUID(rollback["id"]))
     assert (done["processed_count"], done["skipped_count"]) == (2, 1)
     rows = seed.rows(schema.applications, ids)
     assert (rows[ids[0]].stage, rows[ids[1]].stage) == ("applied", "hired")
+    skipped = [i for i in seed.items(rollback["id"]) if i.status == "skipped"]
+    assert [s.entity_id for s in skipped] == [ids[1]] and "changed since the bulk job" in skipped[0].error
+
+
+def test_rollback_undoes_a_record_changed_since_and_changed_back_by_a_rolled_back_job(seed, store, account) -> None:
+    # the conflict check reads the audit log: a later change undone by its own rollback is no conflict
+    ids = seed.applications(1)
+
+    def run(operation, params, of=None):
+        made = (
+            service.create_rollback(store, account, of)
+            if of
+            else service.create_job(
+                store,
+                account,
+                created_by=None,
+                entity_type="applications",
+                operation=operation,
+                entity_ids=ids,
+                params=params,
+            )
+        )
+        return service.run_job_now(store, account, uuid.UUID(made["id"]))
+
+    first = run("status_update", {"status": "on_hold"})
+    later = run("stage_transition", {"stage": "interview"})
+    assert run(None, None, of=later["id"])["succeeded_count"] == 1
+    back = run(None, None, of=first["id"])
+    assert (back["succeeded_count"], back["skipped_count"]) == (1, 0)
+    row = seed.rows(schema.applications, ids)[ids[0]]
+    assert (row.status, row.stage) == ("active", "applied")
 
 
 def test_rollback_of_created_contracts_and_recollection(seed, store, account) -> None:
@@ -172,12 +216,15 @@ def test_rollback_of_created_contracts_and_recollection(seed, store, account) ->
         ),
     )
     back = service.create_rollback(store, account, made["id"])
-    assert service.run_job_now(store, account, uuid.UUID(back["id"]))["processed_count"] == 2
+    done = service.run_job_now(store, account, uuid.UUID(back["id"]))
+    assert (done["processed_count"], done["succeeded_count"]) == (2, 2)
     c = schema.contracts
     with store.engine.connect() as conn:
         contracts = conn.execute(sa.select(c).where(c.c.bulk_job_id == uuid.UUID(made["id"]))).all()
+    # the registry's rule for contracts: a rollback soft-deletes what it created
     assert sorted(r.application_id for r in contracts) == sorted(apps)
     assert all(r.deleted_at is not None for r in contracts)
+    assert {(i.status, i.after["deleted_at"] is not None) for i in seed.items(back["id"])} == {("succeeded", True)}
     rec = service.run_job_now(
         store,
         account,
@@ -188,7 +235,8 @@ def test_rollback_of_created_contracts_and_recollection(seed, store, account) ->
         ),
     )
     back = service.create_rollback(store, account, rec["id"])
-    service.run_job_now(store, account, uuid.UUID(back["id"]))
+    assert service.run_job_now(store, account, uuid.UUID(back["id"]))["succeeded_count"] == 2
+    assert {i.after["status"] for i in seed.items(back["id"])} == {"cancelled"}
     rr = schema.recollection_requests
     with store.engine.connect() as conn:
         assert {r.status for r in conn.execute(sa.select(rr).where(rr.c.bulk_job_id == uuid.UUID(rec["id"])))} == {

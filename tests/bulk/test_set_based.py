@@ -9,7 +9,7 @@ import pytest
 import sqlalchemy as sa
 
 from connectors.store import RecordStore, bulk, schema
-from connectors.store.bulk.dialect import PostgresBulk
+from connectors.store.dialect import PostgresDialect
 from pipelines.bulk import service
 from tests.bulk.conftest import Seeder
 
@@ -70,7 +70,7 @@ def test_set_based_batches_record_what_the_python_path_records(
     seed = Seeder(store, store.ensure_account(f"s-{uuid.uuid4().hex[:10]}"))
     try:
         set_based = _run(seed, operation, params, column, drift)
-        monkeypatch.setattr(PostgresBulk, "set_based_batches", False)
+        monkeypatch.setattr(PostgresDialect, "set_based_batches", False)
         evaluated = _run(seed, operation, params, column, drift)
     finally:
         store.dispose()

@@ -162,7 +162,7 @@ keep_last: 2
     [job], [schedule] = preset_definitions([preset])
     assert job.name == "export_nightly_offers" and job.tags["bulkops/preset"] == "nightly_offers"
     assert schedule.name == "export_nightly_offers_schedule" and schedule.cron_schedule == "0 2 * * *"
-    assert schedule.default_status == dg.DefaultScheduleStatus.STOPPED
+    assert schedule.default_status == dg.DefaultScheduleStatus.RUNNING
     # three earlier nights, oldest first
     out.mkdir()
     earlier = []

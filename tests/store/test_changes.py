@@ -193,7 +193,7 @@ def test_rollback_of_tags_gives_each_record_its_tags_back(store, account, seed) 
     ]
 
 
-def test_rollback_of_a_contract_create_removes_the_contracts_it_created(store, account, seed) -> None:
+def test_rollback_of_a_contract_create_soft_deletes_the_contracts_it_created(store, account, seed) -> None:
     hired = seed.applications(2, stage="hired")
     job = _job(
         store, account, "contracts", "create", hired, {"template": "std", "status": "draft", "terms": {"days": 5}}
@@ -203,11 +203,35 @@ def test_rollback_of_a_contract_create_removes_the_contracts_it_created(store, a
     assert len(made) == 2
     out = _undo(store, account, job)
     assert out.counts["deleted"]["contracts"] == 2
-    assert seed.rows(schema.contracts, made) == {}
+    # contracts are soft-deleted (the registry's `rollback_created` rule): the rows stay
+    rows = seed.rows(schema.contracts, made)
+    assert len(rows) == 2 and all(r.deleted_at is not None for r in rows.values())
     deletes = _audit(store, out.change_set.id)
-    assert {(r.operation, r.before["template"], r.after) for r in deletes} == {
-        ("bulk_job.rollback.delete", "std", None)
+    assert {(r.operation, r.before["deleted_at"], r.after["deleted_at"] is not None) for r in deletes} == {
+        ("bulk_job.rollback.delete", None, True)
     }
+    # a second pass finds nothing left to undo
+    again = _undo(store, account, job, force=True)
+    assert again.counts["deleted"]["contracts"] == 0
+
+
+def test_an_imports_rollback_soft_deletes_the_contracts_it_created_and_deletes_the_rest(
+    store, account, tmp_path
+) -> None:
+    # the registry's rule is per entity, whichever change set created the record
+    path = tmp_path / "contracts.csv"
+    path.write_text("Contract ID,Status\nK-1,draft\nK-2,sent\n")
+    imp = run_import(store, account, path, ImportOptions(entity="contracts"), failed_rows_dir=tmp_path)
+    apps = run_import(store, account, apps_csv(tmp_path, ROWS), ImportOptions(), failed_rows_dir=tmp_path)
+    c = schema.contracts
+    assert _undo(store, account, imp.import_id).counts["deleted"]["contracts"] == 2
+    with store.engine.connect() as conn:
+        kept = conn.execute(sa.select(c.c.external_id, c.c.deleted_at).where(c.c.account_id == account)).all()
+    assert sorted(k.external_id for k in kept) == ["K-1", "K-2"] and all(k.deleted_at for k in kept)
+    assert _undo(store, account, apps.import_id).counts["deleted"]["applications"] == 2
+    with store.engine.connect() as conn:
+        left = conn.scalar(sa.select(sa.func.count()).where(schema.applications.c.account_id == account))
+    assert left == 0
 
 
 def test_rollback_of_a_recollection_closes_its_requests(store, account, seed) -> None:

@@ -2,15 +2,15 @@
 
 | module | what it holds |
 |---|---|
-| `base.py` | the `Operation` protocol (validate, evaluate, apply, undo), `Batch`, `Outcome` |
+| `base.py` | the `Operation` protocol (validate, evaluate, apply; reversible, creates), `Batch`, `Outcome` |
 | `catalog.py` | every operation by name; `validate_params` |
-| `set_fields.py`, `delete.py`, `tags.py`, `automations.py`, `recollection.py`, `contracts.py` | one operation family each, with its undo |
-| `rollback.py` | the rollback job and its conflict check |
+| `set_fields.py`, `delete.py`, `tags.py`, `automations.py`, `recollection.py`, `contracts.py` | one operation family each |
+| `rollback.py` | the rollback job: `changes.rollback` on the original job's change set, and each item's outcome |
 | `set_batch_pg.py` | a set operation's batch as one PostgreSQL statement |
 | `runner.py` | start, batch loop, plan, finish |
 | `outcomes.py` | item outcomes, audit rows, failure summaries |
 | `jobs.py` | the job and item rows the service reads and writes |
-| `records.py`, `params.py`, `dialect.py` | shared record access, param checks, PostgreSQL vs SQLite |
+| `records.py`, `params.py` | shared record access, param checks (PostgreSQL vs SQLite: `connectors/store/dialect.py`) |
 """
 
 from connectors.store import registry
@@ -25,7 +25,6 @@ from connectors.store.bulk.catalog import (
     validate_params,
 )
 from connectors.store.bulk.contracts import HIRED_STAGES, hiring_completions
-from connectors.store.bulk.dialect import DEFAULT_BATCH_SIZE
 from connectors.store.bulk.jobs import load_items
 from connectors.store.bulk.outcomes import failure_reasons
 from connectors.store.bulk.params import declared_value
@@ -42,7 +41,11 @@ from connectors.store.bulk.runner import (
 )
 
 # the one transient rule of every write path, which the batch loop retries on
+from connectors.store.dialect import DIALECTS
 from connectors.store.faults import is_transient as _is_transient
+
+# records per batch by database
+DEFAULT_BATCH_SIZE = {name: d.bulk_batch_size for name, d in DIALECTS.items()}
 
 ENTITY_ALIASES = registry.ALIASES
 GENERIC_OPERATIONS = registry.GENERIC_OPERATIONS

@@ -66,7 +66,8 @@ def check_automations(
 
 class TriggerAutomations(Operation):
     name = "trigger_automations"
-    undo = None
+    # the messages went out
+    reversible = False
 
     @classmethod
     def validate(cls, entity_type: str, params: dict[str, Any], settings: Mapping[str, Any] | None) -> dict[str, Any]:

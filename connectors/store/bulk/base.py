@@ -6,8 +6,10 @@ An operation is a small class with four parts:
 - `evaluate(items)`: load the batch's records and decide each item's outcome with its
   before/after images, writing nothing; what the batch would write goes in `Evaluation.changes`;
 - `apply(evaluation)`: write those changes;
-- `undo`: the `Undo` class a rollback of a job of this operation runs, or None when the
-  operation cannot be rolled back.
+- `reversible`: whether a rollback can undo a bulk job of it. There is nothing to write for
+  that: a bulk job is a change set, and `changes.rollback` undoes any change set from its audit rows and
+  the provenance of what it created (`rollback.py`). An operation that creates rows names
+  them (`creates`) so the rollback can report each item's outcome.
 
 A new operation is one module holding its class and an entry in `catalog.py`, plus its name in
 the entity's `operations` in the registry.
@@ -17,7 +19,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, ClassVar
@@ -71,6 +73,40 @@ def succeeded(item: Item, before: Any, after: Any, entity_type: str, entity_id: 
     return Outcome(item.seq, item.entity_id, "succeeded", None, before, after, [(entity_type, audited, before, after)])
 
 
+def evaluate_each(
+    batch: Batch,
+    items: Sequence[Item],
+    records: Mapping[uuid.UUID, Any],
+    before_of: Callable[[uuid.UUID, Any], Any],
+    after_of: Callable[[Any], Any],
+    refused: Callable[[uuid.UUID], str | None] = lambda _: None,
+) -> tuple[list[Outcome], list[Outcome]]:
+    """The shape of an operation's evaluate on records: for each item, its record not in RECORDS
+    fails (not found), one REFUSED names fails with that reason, one whose before-image is not
+    the previewed one is skipped, and any other succeeds with BEFORE_OF(id, record) →
+    AFTER_OF(before) and its audit row. Returns (every outcome, the succeeded ones)."""
+    outcomes: list[Outcome] = []
+    changed: list[Outcome] = []
+    for item in items:
+        row = records.get(item.entity_id)
+        if row is None:
+            outcomes.append(Outcome(item.seq, item.entity_id, "failed", NOT_FOUND, before=item.planned))
+            continue
+        why = refused(item.entity_id)
+        if why:
+            outcomes.append(Outcome(item.seq, item.entity_id, "failed", why))
+            continue
+        before = before_of(item.entity_id, row)
+        mismatch = batch.planned_mismatch(item, before)
+        if mismatch:
+            outcomes.append(Outcome(item.seq, item.entity_id, "skipped", mismatch, before=item.planned))
+            continue
+        outcome = succeeded(item, before, after_of(before), batch.entity_type)
+        outcomes.append(outcome)
+        changed.append(outcome)
+    return outcomes, changed
+
+
 @dataclass
 class Evaluation:
     """An operation's decision on a batch: one outcome per item and what `apply` writes."""
@@ -112,26 +148,14 @@ class Batch:
         return None
 
 
-class Undo:
-    """How a rollback reverses one job's succeeded items (see `rollback.py`)."""
-
-    def __init__(self, batch: Batch, original: sa.Row) -> None:
-        self.batch = batch
-        self.original = original
-
-    def evaluate(self, items: Sequence[Item], done: Mapping[uuid.UUID, sa.Row]) -> Evaluation:
-        """`done`: the original job's succeeded items (entity_id, before, after) by record."""
-        raise NotImplementedError
-
-    def apply(self, evaluation: Evaluation) -> None:
-        raise NotImplementedError
-
-
 class Operation:
     """One bulk operation; an instance works on one batch."""
 
     name: ClassVar[str]
-    undo: ClassVar[type[Undo] | None] = None
+    # a rollback can undo its bulk jobs (not: a hard delete, messages sent, a rollback)
+    reversible: ClassVar[bool] = True
+    # an operation that creates one row per item: (the row's table, its column naming the item's record)
+    creates: ClassVar[tuple[sa.Table, str] | None] = None
 
     @classmethod
     def validate(cls, entity_type: str, params: dict[str, Any], settings: Mapping[str, Any] | None) -> dict[str, Any]:

@@ -39,7 +39,7 @@ CATALOG: dict[str, type[Operation]] = {
 OPERATIONS: dict[str, tuple[str, ...]] = {n: e.operations for n, e in registry.ENTITIES.items()}
 FIELD_ALLOW_LIST: dict[str, tuple[str, ...]] = {n: e.field_update_fields for n, e in registry.ENTITIES.items()}
 # operations whose jobs a rollback can undo (a hard `delete` cannot)
-ROLLBACKABLE = frozenset(name for name, op in CATALOG.items() if op.undo is not None)
+ROLLBACKABLE = frozenset(name for name, op in CATALOG.items() if op.reversible)
 
 
 def operation_class(name: str, params: Mapping[str, Any]) -> type[Operation]:
@@ -53,7 +53,7 @@ def operation_for(batch: Batch) -> Operation:
 
 
 def can_roll_back(name: str, params: Mapping[str, Any]) -> bool:
-    return name in CATALOG and operation_class(name, params).undo is not None
+    return name in CATALOG and operation_class(name, params).reversible
 
 
 def validate_params(

@@ -1,7 +1,7 @@
 """`create` on contracts: one contract per hired application that has none.
 
-The job's items are application ids. Rolled back by soft-deleting the contracts it created
-(`RetractContracts`).
+The job's items are application ids. A rollback soft-deletes the contracts it created (the
+registry's `rollback_created` rule for contracts).
 """
 
 from __future__ import annotations
@@ -15,24 +15,9 @@ import sqlalchemy as sa
 from connectors.store import schema
 from connectors.store.bulk.base import NOT_FOUND, Evaluation, Item, Operation, Outcome, ParamsError, succeeded
 from connectors.store.bulk.params import declared_value, str_param
-from connectors.store.bulk.records import jsonable, load_records
-from connectors.store.bulk.rollback import RetractCreated
+from connectors.store.bulk.records import load_records
 
 HIRED_STAGES = ("hired", "completed")
-
-
-class RetractContracts(RetractCreated):
-    table = schema.contracts
-    key = "contract_id"
-
-    def retraction(self, row: sa.Row) -> tuple[dict[str, Any], dict[str, Any], bool]:
-        return {"deleted_at": None}, {"deleted_at": jsonable(self.batch.now)}, row.deleted_at is None
-
-    def retracted(self) -> dict[str, Any]:
-        return {"deleted_at": self.batch.now}
-
-    def audited(self, item: Item, row: sa.Row) -> tuple[str, uuid.UUID]:
-        return "contracts", row.id
 
 
 def hiring_completions(conn: sa.Connection, account_id: uuid.UUID) -> list[uuid.UUID]:
@@ -50,7 +35,7 @@ def hiring_completions(conn: sa.Connection, account_id: uuid.UUID) -> list[uuid.
 
 class ContractCreate(Operation):
     name = "create"
-    undo = RetractContracts
+    creates = (schema.contracts, "application_id")
 
     @classmethod
     def validate(cls, entity_type: str, params: dict[str, Any], settings: Mapping[str, Any] | None) -> dict[str, Any]:

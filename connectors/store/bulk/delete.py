@@ -1,4 +1,4 @@
-"""`delete`: a soft delete (sets `deleted_at`, rolled back by clearing it) or, with `hard`, a hard delete."""
+"""`delete`: a soft delete (sets `deleted_at`; a rollback clears it) or, with `hard`, a hard delete."""
 
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ from typing import Any
 import sqlalchemy as sa
 
 from connectors.store import registry, schema
-from connectors.store.bulk.base import NOT_FOUND, Evaluation, Item, Operation, Outcome, ParamsError, succeeded
+from connectors.store.bulk.base import Evaluation, Item, Operation, ParamsError, evaluate_each
 from connectors.store.bulk.records import jsonable, load_records
-from connectors.store.bulk.set_fields import RestoreFields, SetFields
+from connectors.store.bulk.set_fields import SetFields
 
 # dependents that block a hard delete (table, column), from the schema's foreign keys
 _BLOCKERS: dict[str, tuple[tuple[sa.Table, str], ...]] = {n: e.delete_blockers for n, e in registry.ENTITIES.items()}
@@ -24,20 +24,8 @@ def _validate(params: Mapping[str, Any]) -> dict[str, Any]:
     return {"hard": hard}
 
 
-def _still_deleted(now: Any, wrote: Any) -> bool:
-    return now["deleted_at"] is not None
-
-
-class RestoreDeleted(RestoreFields):
-    """Undeletes records the job soft-deleted, unless undeleted since."""
-
-    include_deleted = True
-    unchanged = staticmethod(_still_deleted)
-
-
 class SoftDelete(SetFields):
     name = "delete"
-    undo = RestoreDeleted
 
     @classmethod
     def validate(cls, entity_type: str, params: dict[str, Any], settings: Mapping[str, Any] | None) -> dict[str, Any]:
@@ -55,7 +43,8 @@ class HardDelete(Operation):
     """Removes records and their tags; a record other rows point at fails, naming them."""
 
     name = "delete"
-    undo = None
+    # the rows are gone (their audit rows hold them)
+    reversible = False
 
     @classmethod
     def validate(cls, entity_type: str, params: dict[str, Any], settings: Mapping[str, Any] | None) -> dict[str, Any]:
@@ -65,26 +54,15 @@ class HardDelete(Operation):
         b = self.batch
         records = load_records(b.conn, b.table, b.account_id, [i.entity_id for i in items], include_deleted=True)
         blocked = self._blocked(list(records))
-        outcomes: list[Outcome] = []
-        ok: list[uuid.UUID] = []
-        for item in items:
-            row = records.get(item.entity_id)
-            if row is None:
-                outcomes.append(Outcome(item.seq, item.entity_id, "failed", NOT_FOUND, before=item.planned))
-                continue
-            if item.entity_id in blocked:
-                outcomes.append(
-                    Outcome(item.seq, item.entity_id, "failed", f"cannot hard delete: {blocked[item.entity_id]}")
-                )
-                continue
-            before = {k: jsonable(v) for k, v in row._mapping.items()}
-            mismatch = b.planned_mismatch(item, before)
-            if mismatch:
-                outcomes.append(Outcome(item.seq, item.entity_id, "skipped", mismatch, before=item.planned))
-                continue
-            outcomes.append(succeeded(item, before, None, b.entity_type))
-            ok.append(item.entity_id)
-        return Evaluation(outcomes, ok)
+        outcomes, changed = evaluate_each(
+            b,
+            items,
+            records,
+            lambda _, row: {k: jsonable(v) for k, v in row._mapping.items()},
+            lambda _: None,
+            refused=lambda i: f"cannot hard delete: {blocked[i]}" if i in blocked else None,
+        )
+        return Evaluation(outcomes, [o.entity_id for o in changed])
 
     def _blocked(self, ids: list[uuid.UUID]) -> dict[uuid.UUID, str]:
         """Why each referenced record cannot go: the first table found pointing at it."""

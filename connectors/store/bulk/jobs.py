@@ -14,7 +14,7 @@ import sqlalchemy as sa
 
 from connectors.store import changes, schema
 from connectors.store.bulk.base import NOT_FOUND
-from connectors.store.bulk.dialect import dialect_of
+from connectors.store.dialect import dialect_of
 
 jobs_t = schema.bulk_jobs
 items_t = schema.bulk_job_items
@@ -82,6 +82,21 @@ def find(
 def summary_row(conn: sa.Connection, job_id: uuid.UUID) -> sa.Row:
     """A job of any account, without `entity_ids` (for a run that already holds its id)."""
     return conn.execute(sa.select(*SUMMARY_COLUMNS).where(jobs_t.c.id == job_id)).one()
+
+
+def launch_row(conn: sa.Connection, job_id: uuid.UUID) -> sa.Row | None:
+    """(id, account_id, entity_type, operation) of a job of any account, for launching its run."""
+    stmt = sa.select(jobs_t.c.id, jobs_t.c.account_id, jobs_t.c.entity_type, jobs_t.c.operation)
+    return conn.execute(stmt.where(jobs_t.c.id == job_id)).one_or_none()
+
+
+def set_run_id(conn: sa.Connection, job_id: uuid.UUID, run_id: str) -> None:
+    """Record the Dagster run launched for the job, unless the job already moved on (a run took it)."""
+    conn.execute(
+        jobs_t.update()
+        .where(jobs_t.c.id == job_id, jobs_t.c.status.in_(["pending", "failed"]))
+        .values(dagster_run_id=run_id)
+    )
 
 
 def entity_ids(conn: sa.Connection, job_id: uuid.UUID) -> list[uuid.UUID]:
@@ -165,7 +180,9 @@ def succeeded_ids(conn: sa.Connection, job_id: uuid.UUID) -> list[uuid.UUID]:
 def failed_items(conn: sa.Connection, job_id: uuid.UUID, *, chunk_rows: int) -> Iterator[list[sa.Row]]:
     """The job's failed items (entity_id as text, error, seq, status) in chunks, from a server-side cursor."""
     stmt = (
-        sa.select(dialect_of(conn).uuid_text(items_t.c.entity_id), items_t.c.error, items_t.c.seq, items_t.c.status)
+        sa.select(
+            dialect_of(conn).uuid_canonical(items_t.c.entity_id), items_t.c.error, items_t.c.seq, items_t.c.status
+        )
         .where(items_t.c.bulk_job_id == job_id, items_t.c.status == "failed")
         .order_by(items_t.c.seq)
     )

@@ -67,6 +67,12 @@ def change_set(job: sa.Row) -> changes.ChangeSet:
     return changes.backed_change_set(job.id, job.account_id, "bulk_job", actor(job), job.rollback_of)
 
 
+def db_error_text(exc: sa.exc.DBAPIError) -> str:
+    """The first line of a database error, as an item's error."""
+    text = str(exc.orig).strip().splitlines()[0] if exc.orig is not None else str(exc)
+    return text[:500]
+
+
 def count(outcomes: Iterable[Outcome]) -> Counts:
     s = f = k = 0
     for o in outcomes:

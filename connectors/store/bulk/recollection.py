@@ -1,6 +1,7 @@
 """`recollection`: asks each application's candidate for missing information (a request and its email).
 
-Rolled back by cancelling the requests still open (`CancelRecollections`).
+A rollback cancels the requests still open (a `Part` of applications that closes, `changes.PARTS`);
+the emails already queued are not taken back.
 """
 
 from __future__ import annotations
@@ -9,32 +10,15 @@ import uuid
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-import sqlalchemy as sa
-
 from connectors.store import schema
 from connectors.store.bulk.base import NOT_FOUND, Evaluation, Item, Operation, Outcome, ParamsError, succeeded
 from connectors.store.bulk.params import str_list
 from connectors.store.bulk.records import load_records
-from connectors.store.bulk.rollback import RetractCreated
-
-
-class CancelRecollections(RetractCreated):
-    table = schema.recollection_requests
-    key = "recollection_request_id"
-
-    def retraction(self, row: sa.Row) -> tuple[dict[str, Any], dict[str, Any], bool]:
-        return {"status": row.status}, {"status": "cancelled"}, row.status == "requested"
-
-    def retracted(self) -> dict[str, Any]:
-        return {"status": "cancelled"}
-
-    def audited(self, item: Item, row: sa.Row) -> tuple[str, uuid.UUID]:
-        return self.batch.entity_type, item.entity_id
 
 
 class Recollection(Operation):
     name = "recollection"
-    undo = CancelRecollections
+    creates = (schema.recollection_requests, "application_id")
 
     @classmethod
     def validate(cls, entity_type: str, params: dict[str, Any], settings: Mapping[str, Any] | None) -> dict[str, Any]:

@@ -11,7 +11,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from connectors.store import schema
-from connectors.store.bulk.dialect import dialect_of
+from connectors.store.dialect import dialect_of
 
 
 def jsonable(value: Any) -> Any:
@@ -35,13 +35,6 @@ def jsonable(value: Any) -> Any:
 def image(row: sa.Row, cols: Iterable[str]) -> dict[str, Any]:
     """The JSON image of some columns of a record."""
     return {c: jsonable(getattr(row, c)) for c in cols}
-
-
-def from_json(table: sa.Table, column: str, value: Any) -> Any:
-    """A column value back from its JSON image."""
-    if value is not None and isinstance(table.c[column].type, sa.DateTime):
-        return datetime.fromisoformat(value)
-    return value
 
 
 def load_records(

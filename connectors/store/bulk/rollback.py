@@ -1,118 +1,147 @@
-"""The rollback of a bulk job: a job of its own that reverses another job's succeeded items.
+"""The rollback of a bulk job: a bulk job of its own, whose work is the spine's one rollback.
 
-Each operation says how it is reversed (its `undo`: restore before-images, restore tags, retract
-what it created); `Rollback` finds the original job's succeeded items and hands them to that
-undo. A record changed since the job is skipped and reported (`changed_since_job`).
+`create_rollback` (pipelines/bulk/service.py) makes a bulk job of operation `rollback` with one
+item per record the original bulk job changed. Its first batch runs `changes.rollback` on the
+original's change set, as the rollback's own change set (so its audit rows name the rollback
+bulk job, `bulk_job.rollback.restore | delete | close`), and in the same transaction gives every
+item its outcome, from what that rollback wrote:
+
+- succeeded: the rollback wrote the record back (the item's before/after are its audit row's);
+- skipped, "changed since the bulk job": another change set changed the record since
+  (`changes.changed_since`, the conflict the rollback leaves alone);
+- skipped, "nothing left to undo": an earlier rollback or a later change already did;
+- failed, "not found": the record is gone.
+
+Later batches count their items' outcomes, so the counters move as for any bulk job. Like an
+import's rollback it is one transaction and set-based (a few statements per entity and one
+UPDATE of the items per outcome): no record passes through Python.
 """
 
 from __future__ import annotations
 
-import json
-import operator
 import uuid
-from collections.abc import Callable, Mapping, Sequence
-from typing import Any, ClassVar
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import sqlalchemy as sa
 
-from connectors.store import schema
-from connectors.store.bulk.base import NOT_FOUND, Evaluation, Item, Operation, Outcome, Undo
+from connectors.store import changes, schema
+from connectors.store.bulk import jobs
+from connectors.store.bulk.base import NOT_FOUND, Counts, Evaluation, Item, Operation
+from connectors.store.bulk.outcomes import change_set, db_error_text
+from connectors.store.faults import is_transient
 
 ROLLBACK = "rollback"
+CHANGED_SINCE = "changed since the bulk job: another change set changed the record after it"
+NOTHING_LEFT = "nothing left to undo: already rolled back or changed back"
 
 items_t = schema.bulk_job_items
-jobs_t = schema.bulk_jobs
-
-
-def changed_since_job(wrote: Any, now: Any, *, unchanged: Callable[[Any, Any], bool] = operator.eq) -> str | None:
-    """Why a record is not rolled back: it no longer holds what the job wrote; None when it does."""
-    if unchanged(now, wrote):
-        return None
-    return f"changed since the job: expected {json.dumps(wrote)}, now {json.dumps(now)}"
+_ENTITY_OF_TABLE = {t.name: name for name, t in schema.ENTITY_TABLES.items()}
 
 
 class Rollback(Operation):
-    """Reverses the job `params.rollback_of` with that job's operation's `undo`."""
+    """Undoes the bulk job `params.rollback_of` with `changes.rollback`."""
 
     name = ROLLBACK
+    # a rollback is not rolled back: run the original bulk job again instead
+    reversible = False
 
     @classmethod
     def validate(cls, entity_type: str, params: dict[str, Any], settings: Mapping[str, Any] | None) -> dict[str, Any]:
         return params
 
     def evaluate(self, items: Sequence[Item]) -> Evaluation:
-        # the catalog imports every operation, this one included
-        from connectors.store.bulk.catalog import operation_class
+        raise TypeError("a bulk job's rollback runs as one change set (apply_set_based), not item by item")
 
+    def apply_set_based(self, lo: int, hi: int) -> Counts:
         b = self.batch
-        original = b.conn.execute(sa.select(jobs_t).where(jobs_t.c.id == uuid.UUID(str(b.params["rollback_of"])))).one()
-        undo = operation_class(original.operation, original.params or {}).undo
-        if undo is None:
-            raise ValueError(f"bulk job {original.id}: {original.operation} cannot be rolled back")
-        self._undo = undo(b, original)
-        return self._undo.evaluate(items, _succeeded_items(b.conn, original.id, [i.entity_id for i in items]))
+        pending = sa.exists().where(
+            items_t.c.bulk_job_id == b.job.id, items_t.c.seq >= lo, items_t.c.seq < hi, items_t.c.status == "pending"
+        )
+        if b.conn.scalar(sa.select(pending)):
+            self._roll_back()
+        return _counts(b.conn, b.job.id, lo, hi)
 
-    def apply(self, evaluation: Evaluation) -> None:
-        self._undo.apply(evaluation)
+    def _roll_back(self) -> None:
+        b = self.batch
+        from connectors.store.bulk.catalog import operation_class  # the catalog imports this module
+
+        original = jobs.summary_row(b.conn, uuid.UUID(str(b.params["rollback_of"])))
+        cs = change_set(b.job)
+        try:
+            with b.conn.begin_nested():
+                changes.rollback(b.conn, original.id, account_id=b.account_id, actor=cs.actor, change_set=cs)
+        except (sa.exc.IntegrityError, sa.exc.DataError) as exc:
+            # the rollback is one change set: a record it cannot write back fails all of it
+            if is_transient(exc):
+                raise
+            _fail_pending(b.conn, b.job.id, db_error_text(exc), b.now)
+            return
+        creates = operation_class(original.operation, original.params or {}).creates
+        _decide(b.conn, b.job, original, creates, b.now)
 
 
-def _succeeded_items(conn: sa.Connection, job_id: uuid.UUID, ids: list[uuid.UUID]) -> dict[uuid.UUID, sa.Row]:
-    # the status inline, not a bind parameter: a generic plan must still match the partial index
-    succeeded = sa.bindparam("succeeded", "succeeded", literal_execute=True)
-    stmt = sa.select(items_t.c.entity_id, items_t.c.before, items_t.c.after).where(
-        items_t.c.bulk_job_id == job_id, items_t.c.entity_id.in_(ids), items_t.c.status == succeeded
+def _counts(conn: sa.Connection, job_id: uuid.UUID, lo: int, hi: int) -> Counts:
+    rows = conn.execute(
+        sa.select(items_t.c.status, sa.func.count())
+        .where(items_t.c.bulk_job_id == job_id, items_t.c.seq >= lo, items_t.c.seq < hi)
+        .group_by(items_t.c.status)
     )
-    return {r.entity_id: r for r in conn.execute(stmt)}
+    n = dict(rows.all())
+    return n.get("succeeded", 0), n.get("failed", 0), n.get("skipped", 0)
 
 
-class RetractCreated(Undo):
-    """Retracts the rows a job created (one per item), unless already retracted."""
+def _fail_pending(conn: sa.Connection, job_id: uuid.UUID, error: str, now: Any) -> None:
+    conn.execute(
+        items_t.update()
+        .where(items_t.c.bulk_job_id == job_id, items_t.c.status == "pending")
+        .values(status="failed", error=error, updated_at=now)
+    )
 
-    table: ClassVar[sa.Table]
-    # the key of the item's after-image that holds the created row's id
-    key: ClassVar[str]
 
-    def retraction(self, row: sa.Row) -> tuple[dict[str, Any], dict[str, Any], bool]:
-        """(before, after, whether the row is still live) of retracting `row`."""
-        raise NotImplementedError
+def _decide(conn: sa.Connection, job: sa.Row, original: sa.Row, creates: tuple[sa.Table, str] | None, now: Any) -> None:
+    """Every pending item's outcome, from the rollback's audit rows and the conflict check."""
+    i, acct = items_t, job.account_id
+    if creates is None:
+        # the item's record is the record the original bulk job changed
+        table, entity_type = schema.ENTITY_TABLES[original.entity_type], original.entity_type
+        record: sa.ColumnElement = i.c.entity_id
+        exists = sa.exists().where(table.c.id == i.c.entity_id, table.c.account_id == acct)
+    else:
+        # the row the original bulk job created for the item's record
+        table, owner = creates
+        entity_type = _ENTITY_OF_TABLE.get(table.name, table.name)
+        made = sa.and_(
+            table.c[owner] == i.c.entity_id, table.c.account_id == acct, changes.provenance(table) == original.id
+        )
+        record = sa.select(table.c.id).where(made).limit(1).scalar_subquery()
+        exists = sa.exists().where(made)
+    a = schema.audit_log.alias("undo")
+    wrote = (
+        sa.select(sa.func.min(a.c.id))
+        .where(
+            a.c.account_id == acct,
+            a.c.entity_type == entity_type,
+            a.c.entity_id == record,
+            a.c.change_set_id == job.id,
+        )
+        .scalar_subquery()
+    )
+    img = schema.audit_log.alias("img")
 
-    def retracted(self) -> dict[str, Any]:
-        """The column values a retracted row gets."""
-        raise NotImplementedError
+    def image(column: str) -> sa.ScalarSelect:
+        return sa.select(img.c[column]).where(img.c.id == wrote).scalar_subquery()
 
-    def audited(self, item: Item, row: sa.Row) -> tuple[str, uuid.UUID]:
-        """The (entity type, id) the audit row of a retraction names."""
-        raise NotImplementedError
-
-    def evaluate(self, items: Sequence[Item], done: Mapping[uuid.UUID, sa.Row]) -> Evaluation:
-        b, t, key = self.batch, self.table, self.key
-        created = [uuid.UUID(r.after[key]) for r in done.values()]
-        rows = {}
-        if created:
-            rows = {
-                r.id: r for r in b.conn.execute(sa.select(t).where(t.c.id.in_(created), t.c.account_id == b.account_id))
-            }
-        outcomes: list[Outcome] = []
-        retract: list[uuid.UUID] = []
-        for item in items:
-            orig = done.get(item.entity_id)
-            row = rows.get(uuid.UUID(orig.after[key])) if orig else None
-            if row is None:
-                outcomes.append(Outcome(item.seq, item.entity_id, "failed", NOT_FOUND))
-                continue
-            before, after, live = self.retraction(row)
-            if not live:
-                outcomes.append(Outcome(item.seq, item.entity_id, "skipped", f"already undone: {json.dumps(before)}"))
-                continue
-            entity_type, entity_id = self.audited(item, row)
-            audit = (entity_type, entity_id, {key: str(row.id), **before}, {key: str(row.id), **after})
-            outcomes.append(Outcome(item.seq, item.entity_id, "succeeded", None, before, after, [audit]))
-            retract.append(row.id)
-        return Evaluation(outcomes, retract)
-
-    def apply(self, evaluation: Evaluation) -> None:
-        b, t = self.batch, self.table
-        if evaluation.changes:
-            b.conn.execute(
-                t.update().where(t.c.id.in_(evaluation.changes)).values(**self.retracted(), updated_at=b.now)
-            )
+    mine = [i.c.bulk_job_id == job.id, i.c.status == "pending"]
+    conn.execute(
+        i.update()
+        .where(*mine, wrote.is_not(None))
+        .values(status="succeeded", error=None, before=image("before"), after=image("after"), updated_at=now)
+    )
+    changed = changes.changed_since(original.id, entity_type, record, account_id=acct)
+    for where, status, error in (
+        (sa.and_(exists, changed), "skipped", CHANGED_SINCE),
+        (sa.not_(exists), "failed", NOT_FOUND),
+        (sa.true(), "skipped", NOTHING_LEFT),
+    ):
+        conn.execute(i.update().where(*mine, where).values(status=status, error=error, updated_at=now))

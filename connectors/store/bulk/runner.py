@@ -20,8 +20,8 @@ import sqlalchemy as sa
 from connectors.store import schema
 from connectors.store.bulk.base import NOT_FOUND, Batch, Counts, Item, Operation, Outcome, utcnow
 from connectors.store.bulk.catalog import operation_for
-from connectors.store.bulk.dialect import dialect_named, dialect_of
-from connectors.store.bulk.outcomes import count, failure_outcome, write_bulk_audit, write_outcomes
+from connectors.store.bulk.outcomes import count, db_error_text, failure_outcome, write_bulk_audit, write_outcomes
+from connectors.store.dialect import dialect_named, dialect_of
 from connectors.store.faults import is_transient
 from connectors.store.store import RecordStore
 
@@ -98,16 +98,11 @@ def _apply_one_by_one(batch: Batch, lo: int, hi: int) -> Counts:
         except sa.exc.DBAPIError as exc:
             if is_transient(exc):
                 raise
-            outcomes = [Outcome(item.seq, item.entity_id, "failed", _db_error_text(exc), before=item.planned)]
+            outcomes = [Outcome(item.seq, item.entity_id, "failed", db_error_text(exc), before=item.planned)]
             write_outcomes(conn, batch.job, outcomes, batch.now)
         for i, n in enumerate(count(outcomes)):
             totals[i] += n
     return totals[0], totals[1], totals[2]
-
-
-def _db_error_text(exc: sa.exc.DBAPIError) -> str:
-    text = str(exc.orig).strip().splitlines()[0] if exc.orig is not None else str(exc)
-    return text[:500]
 
 
 def _run_batch(conn: sa.Connection, job: sa.Row, lo: int, hi: int, now: datetime) -> Counts:
@@ -252,7 +247,7 @@ def run_job(
     """Process a job to its end outside Dagster (tests, CLI); returns its final status."""
     if start_job(store, job_id, run_id) is None:
         return None
-    size = batch_size or dialect_named(store.dialect).batch_size()
+    size = batch_size or dialect_named(store.dialect).bulk_batch_size
     while True:
         if should_stop is not None and should_stop():
             finish_job(store, job_id, "cancelled")

@@ -3,7 +3,7 @@
 The one raw SQL statement of the bulk package, kept because it is faster than evaluating the
 batch in Python and writing it with executemany (`SetFields.evaluate` and `apply`, which SQLite
 runs): a status_update of 100,000 applications ran in 9.3 s set-based against 64.6 s through
-the Core path (`PostgresBulk.set_based_batches = False`), about 7x (PostgreSQL 15, the seed
+the Core path (`PostgresDialect.set_based_batches = False`), about 7x (PostgreSQL 15, the seed
 and job of benchmarks/bench_bulk_ops.py, 20,000 per batch, best of two).
 """
 

@@ -1,4 +1,5 @@
-"""`tags_add`, `tags_remove`, `tags_set`: a record's tags; the before/after images are its sorted tags."""
+"""`tags_add`, `tags_remove`, `tags_set`: a record's tags; the before/after images are its sorted tags
+(a rollback gives a record exactly the tags of its before-image)."""
 
 from __future__ import annotations
 
@@ -6,12 +7,9 @@ import uuid
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-import sqlalchemy as sa
-
-from connectors.store.bulk.base import NOT_FOUND, Evaluation, Item, Operation, Outcome, Undo, succeeded
+from connectors.store.bulk.base import Evaluation, Item, Operation, evaluate_each
 from connectors.store.bulk.params import str_list
 from connectors.store.bulk.records import load_records, load_tags, write_tags
-from connectors.store.bulk.rollback import changed_since_job
 
 # (record id, tag) pairs to add, and to remove
 TagChanges = tuple[list[tuple[uuid.UUID, str]], list[tuple[uuid.UUID, str]]]
@@ -21,41 +19,8 @@ def _diff(entity_id: uuid.UUID, have: list[str], new: list[str]) -> TagChanges:
     return [(entity_id, t) for t in new if t not in have], [(entity_id, t) for t in have if t not in new]
 
 
-class RestoreTags(Undo):
-    """Gives each record its tags from before the job, unless they changed since."""
-
-    def evaluate(self, items: Sequence[Item], done: Mapping[uuid.UUID, sa.Row]) -> Evaluation:
-        b = self.batch
-        records = load_records(b.conn, b.table, b.account_id, [i.entity_id for i in items])
-        tags = load_tags(b.conn, b.account_id, b.entity_type, list(records))
-        outcomes: list[Outcome] = []
-        to_add: list[tuple[uuid.UUID, str]] = []
-        to_remove: list[tuple[uuid.UUID, str]] = []
-        for item in items:
-            orig = done.get(item.entity_id)
-            if item.entity_id not in records or orig is None:
-                outcomes.append(Outcome(item.seq, item.entity_id, "failed", NOT_FOUND))
-                continue
-            now = {"tags": tags[item.entity_id]}
-            conflict = changed_since_job(orig.after, now)
-            if conflict:
-                outcomes.append(Outcome(item.seq, item.entity_id, "skipped", conflict, before=now))
-                continue
-            add, remove = _diff(item.entity_id, now["tags"], orig.before["tags"])
-            to_add += add
-            to_remove += remove
-            outcomes.append(succeeded(item, now, orig.before, b.entity_type))
-        return Evaluation(outcomes, (to_add, to_remove))
-
-    def apply(self, evaluation: Evaluation) -> None:
-        b = self.batch
-        write_tags(b.conn, b.account_id, b.entity_type, b.now, *evaluation.changes)
-
-
 class Tags(Operation):
     """Gives each record found the tags `new_tags` decides."""
-
-    undo = RestoreTags
 
     @classmethod
     def validate(cls, entity_type: str, params: dict[str, Any], settings: Mapping[str, Any] | None) -> dict[str, Any]:
@@ -70,24 +35,19 @@ class Tags(Operation):
         wanted = b.params["tags"]
         records = load_records(b.conn, b.table, b.account_id, [i.entity_id for i in items])
         current = load_tags(b.conn, b.account_id, b.entity_type, list(records))
-        outcomes: list[Outcome] = []
+        outcomes, changed = evaluate_each(
+            b,
+            items,
+            records,
+            lambda entity_id, _: {"tags": current[entity_id]},
+            lambda before: {"tags": self.new_tags(before["tags"], wanted)},
+        )
         to_add: list[tuple[uuid.UUID, str]] = []
         to_remove: list[tuple[uuid.UUID, str]] = []
-        for item in items:
-            if item.entity_id not in records:
-                outcomes.append(Outcome(item.seq, item.entity_id, "failed", NOT_FOUND, before=item.planned))
-                continue
-            have = current[item.entity_id]
-            before = {"tags": have}
-            mismatch = b.planned_mismatch(item, before)
-            if mismatch:
-                outcomes.append(Outcome(item.seq, item.entity_id, "skipped", mismatch, before=item.planned))
-                continue
-            new = self.new_tags(have, wanted)
-            add, remove = _diff(item.entity_id, have, new)
+        for o in changed:
+            add, remove = _diff(o.entity_id, o.before["tags"], o.after["tags"])
             to_add += add
             to_remove += remove
-            outcomes.append(succeeded(item, before, {"tags": new}, b.entity_type))
         return Evaluation(outcomes, (to_add, to_remove))
 
     def apply(self, evaluation: Evaluation) -> None:

@@ -1,0 +1,92 @@
+"""The asset, `bulkops stats` and the API's stats-get give the same numbers, from the same function."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from datetime import timedelta
+from pathlib import Path
+
+import dagster as dg
+import httpx
+import pytest
+from click.testing import CliRunner
+
+from connectors.store import RecordStore
+from pipelines.cli import main
+from pipelines.definitions import defs
+from pipelines.monitoring.assets import bulk_operations_stats
+from resources import RecordStoreResource
+from tests.monitoring.helpers import add_bulk_job, add_import, slug
+
+# real runs, a real API server and files: each takes seconds
+pytestmark = pytest.mark.slow
+
+
+def _seed(store: RecordStore, account: uuid.UUID) -> None:
+    for s in (2.0, 4.0, 6.0):
+        add_import(store, account, seconds=s, created=10)
+    add_import(store, account, status="failed", seconds=8.0, created=0, errors=3)
+    add_import(store, account, status="processing", seconds=None, created=4)
+    add_bulk_job(store, account, seconds=30.0, processed=100, failed=1)
+    add_bulk_job(store, account, started=timedelta(days=3), seconds=10.0, processed=50)
+
+
+def test_the_asset_plots_each_number_and_shows_a_summary_table(
+    store: RecordStore, account: uuid.UUID, store_url: str, instance: dg.DagsterInstance
+) -> None:
+    _seed(store, account)
+    result = dg.materialize(
+        [bulk_operations_stats],
+        instance=instance,
+        resources={"record_store": RecordStoreResource(database_url=store_url)},
+    )
+    assert result.success
+    [mat] = result.asset_materializations_for_node("bulk_operations_stats")
+    md = mat.metadata
+    me = slug(store, account)
+    assert md[f"import/{me}/succeeded"] == dg.MetadataValue.int(3)
+    assert md[f"import/{me}/failed"] == dg.MetadataValue.int(1)
+    assert md[f"import/{me}/in_progress"] == dg.MetadataValue.int(1)
+    assert md[f"import/{me}/success_rate"] == dg.MetadataValue.float(0.75)
+    assert md[f"import/{me}/mean_seconds"] == dg.MetadataValue.float(5.0)
+    assert md[f"import/{me}/p95_seconds"] == dg.MetadataValue.float(8.0)
+    assert md[f"account/{me}/records"] == dg.MetadataValue.int(30 + 3 + 4 + 100 + 50)
+    assert md[f"bulk_job.status_update/{me}/records_per_day"] == dg.MetadataValue.float(round(150 / 7, 2))
+    assert isinstance(md["total/succeeded"], dg.IntMetadataValue)
+    summary = md["summary"].value
+    assert "| import | " + me + " | 1 | 3 | 1 | 0 | 75.0% | 5.0 s | 8.0 s |" in summary
+    # the schedule refreshes it every five minutes, running from the start
+    schedule = defs.get_repository_def().get_schedule_def("bulk_operations_stats_schedule")
+    assert schedule.cron_schedule == "*/5 * * * *"
+    assert schedule.default_status == dg.DefaultScheduleStatus.RUNNING
+
+
+def test_the_command_and_the_api_give_the_asset_s_numbers(
+    store: RecordStore, account: uuid.UUID, cli_env: Path, base_url: str
+) -> None:
+    _seed(store, account)
+    me = slug(store, account)
+    from pipelines.api.tokens import create_token
+
+    token = create_token(store, account, name="stats").token
+
+    out = CliRunner().invoke(main, ["stats", "--account", me, "--since", "7d", "--json"])
+    text = CliRunner().invoke(main, ["stats", "--account", me])
+    answer = httpx.get(
+        f"{base_url}/api/stats-get", params={"since": "7d"}, headers={"Authorization": f"Bearer {token}"}
+    )
+    bad = httpx.get(f"{base_url}/api/stats-get", params={"since": "soon"}, headers={"Authorization": f"Bearer {token}"})
+
+    assert out.exit_code == 0, out.output
+    cli = json.loads(out.output)
+    assert answer.status_code == 200 and answer.json()["ok"] is True
+    api = answer.json()["result"]
+    for got in (cli, api):
+        assert got["account"] == me
+        [imports] = [g for g in got["by_operation"] if g["operation"] == "import"]
+        assert (imports["succeeded"], imports["failed"], imports["in_progress"]) == (3, 1, 1)
+        assert imports["p95_seconds"] == 8.0 and imports["success_rate"] == 0.75
+        assert got["total"]["records"] == 187
+    assert text.exit_code == 0 and "import" in text.output and "75.0%" in text.output
+    assert bad.status_code == 422 and bad.json()["error"]["details"]["field"] == "since"
