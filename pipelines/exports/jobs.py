@@ -10,6 +10,7 @@ from connectors.store import registry
 from connectors.store.export import ExportError, ExportResult
 from pipelines.exports.config import ExportConfig, ExportRefused, run_export
 from pipelines.instance import record_process, run_terminating
+from pipelines.monitoring.tags import tag_run
 from pipelines.records import record_key
 from resources import RecordStoreResource
 
@@ -84,6 +85,9 @@ def materialization(
 def write_export(context: dg.OpExecutionContext, config: ExportConfig, record_store: RecordStoreResource) -> str:
     record_process(context)
     preset = context.run.tags.get("bulkops/preset", "")
+    # the Runs page filters by kind, account and entity, whoever launched the run
+    if config.entity in registry.ENTITY_NAMES or config.entity in registry.ALIASES:
+        tag_run(context, kind="export", account=config.account_slug(), entity=registry.canonical(config.entity))
 
     def progress(rows: int) -> None:
         # termination arrives as an interrupt where Dagster can send one; this stops the rest

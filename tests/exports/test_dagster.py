@@ -69,6 +69,12 @@ def test_the_launchpad_config_exports_and_records_a_materialization(
     }
     assert {r["Ref"] for r in rows} == expected and expected
     assert list(rows[0]) == ["Ref", "Email", "job_code", "tags"]
+    tags = instance.get_run_by_id(result.run_id).tags
+    assert (tags["bulkops/kind"], tags["bulkops/account"], tags["bulkops/entity"]) == (
+        "export",
+        dataset.slug,
+        "applications",
+    )
     [mat] = _materializations(instance, "applications")
     meta = mat.metadata
     assert meta["path"].value == str(path)
