@@ -39,6 +39,17 @@ def syncs_dir() -> Path:
     return Path(os.environ.get("BULKOPS_SYNCS_DIR") or "syncs").resolve()
 
 
+def exports_dir() -> Path:
+    """Where exports are written when not told a folder: `BULKOPS_EXPORTS_DIR`, else var/exports."""
+    return Path(os.environ.get("BULKOPS_EXPORTS_DIR") or var_dir() / "exports").resolve()
+
+
+def export_presets_dir() -> Path:
+    """The folder of saved export presets (YAML): `BULKOPS_EXPORT_PRESETS`, else presets/exports in the project."""
+    default = Path(__file__).resolve().parents[1] / "presets" / "exports"
+    return Path(os.environ.get("BULKOPS_EXPORT_PRESETS") or default).resolve()
+
+
 def default_account() -> str:
     """Account slug used when a command or Dagster job is not told one: `BULKOPS_ACCOUNT`, else demo."""
     return os.environ.get("BULKOPS_ACCOUNT", "demo")

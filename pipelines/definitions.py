@@ -7,6 +7,7 @@ import dagster as dg
 from pipelines import records
 from pipelines.bulk import definitions as bulk
 from pipelines.documents import definitions as documents
+from pipelines.exports import definitions as exports
 from pipelines.imports import definitions as imports
 from pipelines.monitoring import definitions as monitoring
 from pipelines.syncs import definitions as syncs
@@ -18,6 +19,7 @@ defs = dg.Definitions.merge(
     records.defs,
     imports.defs,
     bulk.defs,
+    exports.defs,
     monitoring.defs,
     documents.defs,
     syncs.defs,

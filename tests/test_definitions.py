@@ -26,13 +26,20 @@ ASSET_KEYS = [
     "bulkops/contracts",
     "bulkops/jobs",
     "documents/document_skills",
+    "exports/applications",
+    "exports/candidates",
+    "exports/contracts",
+    "exports/jobs",
     "imported_file",
 ]
+# export_weekly_review (and its schedule): the preset in presets/exports/
 JOB_NAMES = [
     "bulk_job",
     "bulk_operations_stats_job",
     "document_import_job",
     "document_skills_job",
+    "export_job",
+    "export_weekly_review",
     "import_job",
     "record_store_checks_job",
     "rollback_import_job",
@@ -53,7 +60,7 @@ SENSOR_NAMES = [
     "resumes_dropzone_sensor",
     "run_failure_alert_sensor",
 ]
-SCHEDULE_NAMES = ["bulk_operations_stats_schedule", "record_store_checks_schedule"]
+SCHEDULE_NAMES = ["bulk_operations_stats_schedule", "export_weekly_review_schedule", "record_store_checks_schedule"]
 # the UI's groups: one per capability, plus the record tables
 GROUPS = {"imports", "documents", "bulk", "exports", "syncs", "monitoring", "records"}
 # config fields that name the existing thing a run works on: no default could be right

@@ -35,6 +35,14 @@ def settings(conn: sa.Connection, account_id: uuid.UUID) -> dict[str, Any]:
     return dict(value or {})
 
 
+def slug(conn: sa.Connection, account_id: uuid.UUID) -> str:
+    """The account's slug; AccountNotFound when there is no such account."""
+    value = conn.scalar(sa.select(accounts_t.c.slug).where(accounts_t.c.id == account_id))
+    if value is None:
+        raise AccountNotFound(f"no account {account_id}")
+    return value
+
+
 def value_set_keys() -> list[str]:
     """Every `<entity>.<field>` with a declared value set, in registry order."""
     return [f"{e.name}.{f}" for e in registry.ENTITIES.values() for f in e.value_sets]

@@ -26,7 +26,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from fastapi_offline import FastAPIOffline
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.responses import StreamingResponse
+from starlette.responses import FileResponse, StreamingResponse
 
 from connectors import settings
 from connectors.store import RecordStore
@@ -388,6 +388,51 @@ def create_app(
             media_type="text/csv; charset=utf-8",
             headers={"Content-Disposition": f'attachment; filename="bulk-job-{job_id}-failed.csv"'},
         )
+
+    # exports: the same tokens and envelopes; an export is its export_job run (pipelines/exports/service.py)
+    async def export_call(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        from pipelines.exports.service import ExportApiError
+
+        try:
+            return await run_in_threadpool(fn, *args, **kwargs)
+        except ExportApiError as exc:
+            raise ApiError(exc.http_status, exc.code, str(exc), exc.details) from None
+
+    def dagster_instance() -> dg.DagsterInstance:
+        return api.instance if api.instance is not None else dg.DagsterInstance.get()
+
+    @app.post("/api/exports-create", **docs("exports-create", "post"))
+    async def exports_create(request: Request, who: tokens.Principal = Depends(principal)) -> EnvelopeResponse:
+        from pipelines.exports import service as exports
+
+        payload = await api.body(request)
+        try:
+            export = await export_call(
+                exports.create,
+                api.store,
+                who.account_id,
+                payload,
+                instance=api.instance,
+                database_url=api.database_url,
+            )
+        except RuntimeError as exc:
+            raise ApiError(503, "launch_failed", f"the export's Dagster run could not be submitted: {exc}") from None
+        return ok(export)
+
+    @get_and_post("/api/exports-get", "exports-get")
+    async def exports_get(request: Request, who: tokens.Principal = Depends(principal)) -> EnvelopeResponse:
+        from pipelines.exports import service as exports
+
+        export_id = str(uuid_value(await api.body(request), "id"))
+        return ok(await export_call(exports.get, dagster_instance(), who.account_id, export_id))
+
+    @get_and_post("/api/exports-download", "exports-download")
+    async def exports_download(request: Request, who: tokens.Principal = Depends(principal)) -> FileResponse:
+        from pipelines.exports import service as exports
+
+        export_id = str(uuid_value(await api.body(request), "id"))
+        path = await export_call(exports.file_of, dagster_instance(), who.account_id, export_id)
+        return FileResponse(path, filename=path.name, media_type=exports.media_type(path))
 
     @get_and_post("/api/stats-get", "stats")
     async def stats_get(request: Request, who: tokens.Principal = Depends(principal)) -> EnvelopeResponse:

@@ -108,6 +108,59 @@ class Plan(BaseModel):
     model_config = {"extra": "allow"}
 
 
+class ExportCondition(BaseModel):
+    field: str = Field(
+        description="A field of the entity: a column, a related field (job_code, candidate_email) or tags."
+    )
+    op: Literal["=", "!=", ">", ">=", "<", "<=", "~", "in", "not in"] = "="
+    value: str | list[str] = Field(default="", description="The value; a list for in / not in.")
+
+
+class CreateExportRequest(BaseModel):
+    """The exports-create body: which of the token's account's records, which columns, which format."""
+
+    entity: str = Field(default="applications", description="applications, candidates (contacts), jobs, contracts.")
+    where: list[str | ExportCondition] = Field(
+        default_factory=list,
+        description="Conditions, all of which must hold: texts like 'stage=review', 'applied_at>=2026-01-01', "
+        "'source~linked', 'stage in review,interview', 'tags=vip', or {field, op, value} objects.",
+    )
+    include_deleted: bool = Field(default=False, description="Also export soft-deleted records.")
+    columns: list[str] | str = Field(
+        default_factory=list,
+        description="Columns in order, FIELD or FIELD:Header (a list or a comma-separated text); empty: all fields.",
+    )
+    format: Literal["csv", "xlsx", "parquet"] = "csv"
+    name: str | None = Field(default=None, description="File name template ({entity} {date} {timestamp} ...).")
+    escape: bool = Field(default=True, description="CSV: neutralise formula cells (off only for programs).")
+    bom: bool = Field(default=False, description="CSV: UTF-8 with a byte-order mark, for Excel.")
+
+
+class ExportIdRequest(BaseModel):
+    id: UUID = Field(description="Export id (as exports-create answered it).")
+
+
+class Export(BaseModel):
+    """An export: its run's state and, once completed, its file."""
+
+    id: UUID
+    status: Status
+    entity: str | None = None
+    format: str | None = None
+    rows: int | None = None
+    size_bytes: int | None = None
+    filter: str | None = Field(default=None, description="The filter in words.")
+    file_name: str | None = Field(default=None, description="Download it with exports-download.")
+    error_message: str | None = None
+    dagster_run_id: str
+    model_config = {"extra": "allow"}
+
+
+class ExportEnvelope(BaseModel):
+    ok: Literal[True]
+    result: Export
+
+
 class Error(BaseModel):
     code: str = Field(description="Machine-readable: malformed_json, unauthorized, token_revoked, not_found, ...")
     message: str
@@ -138,11 +191,11 @@ _ERRORS = {
     400: "Malformed JSON (`malformed_json`) or a bad header (`bad_request`).",
     401: "Missing or unknown bearer token (`unauthorized`).",
     403: "Revoked token (`token_revoked`).",
-    404: "No such bulk job in the token's account (`not_found`).",
-    409: "The bulk job's status does not allow this (`invalid_state`).",
+    404: "No such bulk job or export in the token's account (`not_found`).",
+    409: "The bulk job's or export's status does not allow this (`invalid_state`).",
     413: "Body larger than the configured maximum (`payload_too_large`).",
     422: "Validation failed (`invalid_request`): the message and details name the field.",
-    503: "The bulk job was stored but its Dagster run could not be submitted (`launch_failed`).",
+    503: "The Dagster run could not be submitted (`launch_failed`).",
 }
 
 
@@ -241,6 +294,31 @@ _ROUTES: dict[str, dict[str, Any]] = {
         "ok": None,
         "errors": (400, 401, 403, 404, 422),
     },
+    "exports-create": {
+        "operation_id": "exports_create",
+        "summary": "Export the account's filtered records to CSV, Excel or Parquet (an export_job Dagster run)",
+        "body": CreateExportRequest,
+        "ok": ExportEnvelope,
+        "errors": (400, 401, 403, 413, 422, 503),
+        "tag": "exports",
+    },
+    "exports-get": {
+        "operation_id": "exports_get",
+        "summary": "An export's status and, once completed, its rows, size, filter and file name",
+        "body": ExportIdRequest,
+        "ok": ExportEnvelope,
+        "errors": (400, 401, 403, 404, 422),
+        "tag": "exports",
+    },
+    "exports-download": {
+        "operation_id": "exports_download",
+        "summary": "The file of a completed export, to its account only",
+        "body": ExportIdRequest,
+        "ok": None,
+        "errors": (400, 401, 403, 404, 409, 422),
+        "tag": "exports",
+        "file": "The export file (text/csv, Excel or Parquet).",
+    },
     "stats": {
         "summary": "Statistics of the account's bulk operations: in progress, success rate, durations, records per day",
         "body": StatsRequest,
@@ -271,7 +349,9 @@ def route_docs(name: str, method: str) -> dict[str, Any]:
     responses: dict[int | str, dict[str, Any]] = {
         status: {"model": ErrorEnvelope, "description": _ERRORS[status]} for status in spec["errors"]
     }
-    if spec["ok"] is None:
+    if spec["ok"] is None and "file" in spec:
+        responses[200] = {"description": spec["file"], "content": {"application/octet-stream": {}}}
+    elif spec["ok"] is None:
         responses[200] = {
             "description": spec.get("csv")
             or "CSV (entity_id, error, seq, status, _original), one row per failed record, streamed. "

@@ -1,0 +1,44 @@
+"""Exports: an account's records of any registry entity, filtered, streamed into CSV, Parquet or .xlsx.
+
+- `filters`: the filter language (also the selection of bulk operations by filter);
+- `fields`: what an entity's export can select and filter on, from the registry and the schema;
+- `query`: the SELECT (related fields joined, account always in the WHERE) and its streaming;
+- `run`: one export, written under a temporary name and renamed when complete.
+"""
+
+from connectors.store.export.fields import UnknownField, catalog
+from connectors.store.export.filters import Condition, Filter, FilterError, condition_from, make_filter, parse_condition
+from connectors.store.export.query import Column, build_query, parse_columns, stream_rows
+from connectors.store.export.run import (
+    DEFAULT_NAME,
+    ExportError,
+    ExportResult,
+    ExportSpec,
+    export,
+    file_name,
+    name_pattern,
+    prune,
+)
+
+__all__ = [
+    "DEFAULT_NAME",
+    "Column",
+    "Condition",
+    "ExportError",
+    "ExportResult",
+    "ExportSpec",
+    "Filter",
+    "FilterError",
+    "UnknownField",
+    "build_query",
+    "catalog",
+    "condition_from",
+    "export",
+    "file_name",
+    "make_filter",
+    "name_pattern",
+    "parse_columns",
+    "parse_condition",
+    "prune",
+    "stream_rows",
+]
