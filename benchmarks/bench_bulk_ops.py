@@ -77,7 +77,7 @@ def _bulk(
     assert done["status"] == "completed" and done["processed_count"] == len(ids) and done["failed_count"] == 0, done
     with store.engine.connect() as conn:
         audited = conn.scalar(
-            sa.text("SELECT count(*) FROM audit_log WHERE bulk_job_id = :j"), {"j": uuid.UUID(job["id"])}
+            sa.text("SELECT count(*) FROM audit_log WHERE change_set_id = :j"), {"j": uuid.UUID(job["id"])}
         )
     assert audited == len(ids), audited
     return t1 - t0, t2 - t1, done

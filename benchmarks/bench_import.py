@@ -167,7 +167,7 @@ def schema_floor(url: str, path: Path, account: uuid.UUID, *, bare: bool = False
     a = {"a": str(account)}
     t_users, t_apps, t_forms = (f"bare_{t}" if bare else t for t in ("users", "applications", "form_submissions"))
     audit = (
-        "INSERT INTO audit_log (account_id, occurred_at, actor, operation, entity_type, entity_id, import_id, before, after) "
+        "INSERT INTO audit_log (account_id, occurred_at, actor, operation, entity_type, entity_id, change_set_id, before, after) "
         "SELECT %(a)s, now(), 'bench', 'import.create', '{etype}', id, NULL, NULL, {after} FROM {src}"
     )
 
@@ -268,7 +268,7 @@ def schema_floor_reimport(url: str, path: Path, account: uuid.UUID) -> float:
         _stage_file(cur, path)
         cur.execute("ANALYZE raw")
         cur.execute(
-            "INSERT INTO audit_log (account_id, occurred_at, actor, operation, entity_type, entity_id, import_id, before, after) "
+            "INSERT INTO audit_log (account_id, occurred_at, actor, operation, entity_type, entity_id, change_set_id, before, after) "
             "SELECT %(a)s, now(), 'bench', 'import.update', 'applications', t.id, NULL, "
             "jsonb_build_object('stage', t.stage, 'source', t.source, 'data', t.data), "
             "jsonb_build_object('stage', lower(trim(s.c7)), 'source', s.c8, 'data', t.data || jsonb_build_object('years', s.c10)) "

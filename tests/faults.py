@@ -183,7 +183,7 @@ def records(acct: Account, import_id: uuid.UUID) -> dict[str, int]:
             .select_from(log)
             .where(
                 log.c.account_id == acct.id,
-                log.c.import_id == import_id,
+                log.c.change_set_id == import_id,
                 log.c.operation == "import.create",
                 log.c.entity_type == "applications",
             )

@@ -32,8 +32,6 @@ from connectors.store.dialect import ACCOUNT_WRITES, dialect_of
 audit_log = schema.audit_log
 change_sets = schema.change_sets
 TS = schema.TS
-# a kind backed by a capability row -> the audit_log column that also names it (see `links`)
-LINK_COLUMNS = {"import": "import_id", "bulk_job": "bulk_job_id", "sync": "sync_run_id"}
 # columns of a record a rollback never writes back: identity, bookkeeping and provenance
 NOT_RESTORED = frozenset({"id", "account_id", "created_at", "updated_at", "import_id", "bulk_job_id"})
 PROVENANCE = ("import_id", "bulk_job_id")
@@ -87,22 +85,9 @@ class ChangeSet:
     kind: str
     actor: str
     rollback_of: uuid.UUID | None = None
-    # audit_log columns the writer also fills, so readers not yet on change_set_id find the rows
-    links: Mapping[str, uuid.UUID] = field(default_factory=dict)
 
 
 # -- opening and finishing
-
-
-def _links(conn: sa.Connection, id_: uuid.UUID, kind: str, rollback_of: uuid.UUID | None) -> dict[str, uuid.UUID]:
-    if kind in LINK_COLUMNS:
-        return {LINK_COLUMNS[kind]: id_}
-    if kind == "rollback" and rollback_of is not None:
-        # an import's rollback rows carry the import's id, as they always have
-        target = conn.scalar(sa.select(change_sets.c.kind).where(change_sets.c.id == rollback_of))
-        if target in LINK_COLUMNS:
-            return {LINK_COLUMNS[target]: rollback_of}
-    return {}
 
 
 def open_change_set(
@@ -129,7 +114,7 @@ def open_change_set(
     if kind not in schema.BACKED_KINDS:
         values.update(actor=actor, dagster_run_id=dagster_run_id, status="processing", counts={})
     conn.execute(change_sets.insert().values(**values, opened_at=datetime.now(UTC)))
-    return ChangeSet(id_, account_id, kind, actor, rollback_of, _links(conn, id_, kind, rollback_of))
+    return ChangeSet(id_, account_id, kind, actor, rollback_of)
 
 
 def finish_change_set(conn: sa.Connection, cs: ChangeSet, *, status: str, counts: Mapping[str, Any]) -> None:
@@ -148,14 +133,7 @@ def load_change_set(conn: sa.Connection, id_: uuid.UUID, *, actor: str = "bulkop
     row = conn.execute(sa.select(change_sets).where(change_sets.c.id == id_)).first()
     if row is None:
         return None
-    return ChangeSet(
-        row.id,
-        row.account_id,
-        row.kind,
-        row.actor or actor,
-        row.rollback_of,
-        _links(conn, row.id, row.kind, row.rollback_of),
-    )
+    return ChangeSet(row.id, row.account_id, row.kind, row.actor or actor, row.rollback_of)
 
 
 def backed_change_set(
@@ -163,9 +141,9 @@ def backed_change_set(
 ) -> ChangeSet:
     """The change set a capability row backs (import, bulk job, sync run), from that row's own
     fields, without reading `change_sets` (a bulk batch has its job row at hand)."""
-    if kind not in LINK_COLUMNS:
+    if kind not in schema.BACKED_KINDS:
         raise ValueError(f"no capability row backs a {kind} change set")
-    return ChangeSet(id_, account_id, kind, actor, rollback_of, {LINK_COLUMNS[kind]: id_})
+    return ChangeSet(id_, account_id, kind, actor, rollback_of)
 
 
 def describe(conn: sa.Connection, id_: uuid.UUID) -> dict[str, Any] | None:
@@ -269,8 +247,6 @@ class AuditStamp:
     account_id: sa.ColumnElement
     actor: sa.ColumnElement
     change_set_id: sa.ColumnElement
-    # audit_log columns that also name the change set (`ChangeSet.links`)
-    links: Mapping[str, sa.ColumnElement] = field(default_factory=dict)
 
 
 def stamp(cs: ChangeSet) -> AuditStamp:
@@ -279,7 +255,6 @@ def stamp(cs: ChangeSet) -> AuditStamp:
         sa.literal(cs.account_id, sa.Uuid()),
         sa.literal(cs.actor, sa.String()),
         sa.literal(cs.id, sa.Uuid()),
-        {k: sa.literal(v, sa.Uuid()) for k, v in cs.links.items()},
     )
 
 
@@ -307,7 +282,6 @@ def audit_insert(
     too. Execute the result in the transaction of the change.
     """
     st = cs if isinstance(cs, AuditStamp) else stamp(cs)
-    links = sorted(st.links.items())
     if isinstance(source, sa.Select):
         c = source.selected_columns
         entity_id, before, after = c.entity_id, c.before, c.after
@@ -322,7 +296,6 @@ def audit_insert(
         _sql(entity_type, sa.String()),
         entity_id,
         st.change_set_id,
-        *(v for _, v in links),
         _Image(before),
         _Image(after),
     )
@@ -332,8 +305,7 @@ def audit_insert(
         select = sa.select(*columns).select_from(src)
     if where is not None:
         select = select.where(where)
-    names = [*AUDIT_COLUMNS[:7], *(k for k, _ in links), "before", "after"]
-    stmt = audit_log.insert().from_select(names, select)
+    stmt = audit_log.insert().from_select(AUDIT_COLUMNS, select)
     if isinstance(source, sa.CTE):
         stmt = stmt.add_cte(source)
     # the result's rowcount is the number of audit rows
@@ -358,7 +330,6 @@ def write_audit_rows(
             "entity_type": entity_type,
             "entity_id": entity_id,
             "change_set_id": cs.id,
-            **cs.links,
             "before": before,
             "after": after,
         }
@@ -373,18 +344,14 @@ def write_audit_rows(
 
 
 def writer_of(a: sa.FromClause) -> sa.ColumnElement:
-    """The change set that wrote audit row `a`: change_set_id, or for a row of a writer not yet on
-    the spine, the import or bulk job it names (their ids are their change sets' ids)."""
-    return sa.func.coalesce(a.c.change_set_id, a.c.import_id, a.c.bulk_job_id)
+    """The change set that wrote audit row `a`: its `change_set_id`, the row's one link (NULL only
+    for a row from before change sets that named nothing; migration 0013)."""
+    return a.c.change_set_id
 
 
 def written_by(a: sa.FromClause, change_set_id: Any) -> sa.ColumnElement[bool]:
-    """Audit row `a` was written by CHANGE_SET_ID, in a form the partial indexes serve."""
-    return sa.and_(
-        sa.or_(a.c.change_set_id == change_set_id, a.c.import_id == change_set_id, a.c.bulk_job_id == change_set_id),
-        # an import's rollback rows name the import too: they are the rollback's
-        writer_of(a) == change_set_id,
-    )
+    """Audit row `a` was written by CHANGE_SET_ID (the partial index on change_set_id serves it)."""
+    return a.c.change_set_id == change_set_id
 
 
 def provenance(table: sa.FromClause) -> sa.ColumnElement:

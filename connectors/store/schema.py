@@ -474,29 +474,14 @@ audit_log = sa.Table(
     sa.Column("operation", sa.String(64), nullable=False),
     sa.Column("entity_type", sa.String(32), nullable=False),
     sa.Column("entity_id", sa.Uuid(), nullable=False),
-    sa.Column("bulk_job_id", sa.Uuid(), nullable=True),
-    sa.Column("import_id", sa.Uuid(), nullable=True),
-    sa.Column("sync_run_id", sa.Uuid(), nullable=True),
     sa.Column("before", JSON, nullable=True),
     sa.Column("after", JSON, nullable=True),
-    # THE link to the change set that wrote the row (migration 0009); bulk_job_id, import_id and
-    # sync_run_id stay for the writers not yet on the spine's audit writer (changes.py)
+    # THE link to the change set that wrote the row (migration 0009), and the only one: the
+    # import_id, bulk_job_id and sync_run_id columns that named it too are gone (migration 0013).
+    # NULL only on a row from before change sets that named nothing.
     sa.Column("change_set_id", sa.Uuid(), nullable=True),
     sa.Index(None, "account_id", "entity_type", "entity_id"),
-    # partial: an audit row comes from a bulk job or an import, never both; indexing the NULLs
-    # cost every row of the other kind an index entry (migration 0005)
-    sa.Index(
-        None,
-        "bulk_job_id",
-        postgresql_where=sa.text("bulk_job_id IS NOT NULL"),
-        sqlite_where=sa.text("bulk_job_id IS NOT NULL"),
-    ),
-    sa.Index(
-        None,
-        "import_id",
-        postgresql_where=sa.text("import_id IS NOT NULL"),
-        sqlite_where=sa.text("import_id IS NOT NULL"),
-    ),
+    # partial, as the link columns' were (migration 0005)
     sa.Index(
         None,
         "change_set_id",

@@ -75,7 +75,7 @@ class Seeder:
     def audit(self, job_id: uuid.UUID | str) -> list[sa.Row]:
         a = schema.audit_log
         with self.store.engine.connect() as conn:
-            return list(conn.execute(sa.select(a).where(a.c.bulk_job_id == uuid.UUID(str(job_id))).order_by(a.c.id)))
+            return list(conn.execute(sa.select(a).where(a.c.change_set_id == uuid.UUID(str(job_id))).order_by(a.c.id)))
 
     def items(self, job_id: uuid.UUID | str) -> list[sa.Row]:
         t = schema.bulk_job_items

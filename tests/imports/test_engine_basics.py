@@ -40,7 +40,7 @@ def test_sample_file_imports_candidates_applications_and_form_submissions(store,
         ops = dict(
             c.execute(
                 sa.select(schema.audit_log.c.operation, sa.func.count())
-                .where(schema.audit_log.c.import_id == r.import_id)
+                .where(schema.audit_log.c.change_set_id == r.import_id)
                 .group_by(schema.audit_log.c.operation)
             ).all()
         )
@@ -287,9 +287,9 @@ def test_rollback_round_trip_leaves_other_accounts_alone(store, account, tmp_pat
     with store.engine.connect() as c:
         ops = (
             c.execute(
-                sa.select(schema.audit_log.c.operation).where(
-                    schema.audit_log.c.import_id == second.import_id, schema.audit_log.c.actor == "tester"
-                )
+                sa.select(schema.audit_log.c.operation)
+                .join(schema.change_sets, schema.change_sets.c.id == schema.audit_log.c.change_set_id)
+                .where(schema.change_sets.c.rollback_of == second.import_id, schema.audit_log.c.actor == "tester")
             )
             .scalars()
             .all()

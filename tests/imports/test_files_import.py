@@ -201,7 +201,7 @@ def test_extra_data_keeps_every_value_as_written(store, account, tmp_path) -> No
     with store.engine.connect() as c:
         after = c.execute(
             sa.select(schema.audit_log.c.after).where(
-                schema.audit_log.c.entity_type == "applications", schema.audit_log.c.import_id == r.import_id
+                schema.audit_log.c.entity_type == "applications", schema.audit_log.c.change_set_id == r.import_id
             )
         ).scalar()
     after = json.loads(after) if isinstance(after, str) else after

@@ -145,9 +145,9 @@ def test_rollback_is_audited_and_refused_twice(store, account, tmp_path) -> None
     a = schema.audit_log
     with store.engine.connect() as c:
         rows = c.execute(
-            sa.select(a.c.operation, a.c.entity_type, a.c.before, a.c.after).where(
-                a.c.import_id == second.import_id, a.c.actor == "tester"
-            )
+            sa.select(a.c.operation, a.c.entity_type, a.c.before, a.c.after)
+            .join(schema.change_sets, schema.change_sets.c.id == a.c.change_set_id)
+            .where(schema.change_sets.c.rollback_of == second.import_id, a.c.actor == "tester")
         ).all()
     restores = [r for r in rows if r.operation == "import.rollback.restore"]
     deletes = [r for r in rows if r.operation == "import.rollback.delete"]

@@ -37,7 +37,7 @@ FILES = {
 def _audit(store: RecordStore, import_id: uuid.UUID) -> list[sa.Row]:
     a = schema.audit_log
     with store.engine.connect() as c:
-        return c.execute(sa.select(a).where(a.c.import_id == import_id).order_by(a.c.id)).all()
+        return c.execute(sa.select(a).where(a.c.change_set_id == import_id).order_by(a.c.id)).all()
 
 
 def _records(store: RecordStore, entity: str, account: uuid.UUID) -> dict:

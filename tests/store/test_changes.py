@@ -77,17 +77,18 @@ def test_the_audit_writer_links_rows_to_their_change_set_from_a_select_and_from_
         slug = c.scalar(sa.select(schema.accounts.c.slug).where(schema.accounts.c.id == account))
     assert (got[0].entity_id, got[0].before, got[0].after) == (account, None, {"slug": slug})
     assert [r.after["phone"] for r in got[1:]] == ["0", "1", "2"]
-    # a document import names no import or bulk job: only the change set links its rows
-    assert {(r.import_id, r.bulk_job_id, r.sync_run_id) for r in got} == {(None, None, None)}
+    # the change set is the rows' one link (migration 0013)
+    assert {r.change_set_id for r in got} == {cs.id}
+    assert not {"import_id", "bulk_job_id", "sync_run_id"} & set(got[0]._fields)
 
 
-def test_an_imports_audit_rows_also_carry_the_import_id(store, account) -> None:
+def test_an_imports_audit_rows_name_the_import_as_their_change_set(store, account) -> None:
     import_id = uuid.uuid4()
     with store.begin() as conn:
         cs = changes.open_change_set(conn, id=import_id, account_id=account, kind="import", actor="bob")
         changes.write_audit_rows(conn, cs, "import.update", [("jobs", uuid.uuid4(), {}, {})], now=datetime.now(UTC))
     [row] = _audit(store, import_id)
-    assert (row.change_set_id, row.import_id, row.bulk_job_id) == (import_id, import_id, None)
+    assert (row.change_set_id, row.actor, row.operation) == (import_id, "bob", "import.update")
 
 
 @pytest.mark.postgres
@@ -154,8 +155,8 @@ def test_rollback_of_a_status_update_restores_every_record_and_is_a_change_set(s
     assert out.counts["restored"]["applications"] == 5 and out.conflicts == []
     assert set(_values(seed, schema.applications, ids, "status")) == {"active"}
     audit = _audit(store, out.change_set.id)
-    assert {(r.operation, r.before["status"], r.after["status"], r.bulk_job_id) for r in audit} == {
-        ("bulk_job.rollback.restore", "rejected", "active", job)
+    assert {(r.operation, r.before["status"], r.after["status"], r.change_set_id) for r in audit} == {
+        ("bulk_job.rollback.restore", "rejected", "active", out.change_set.id)
     }
     with store.engine.connect() as conn:
         shown = changes.describe(conn, out.change_set.id)
@@ -296,7 +297,7 @@ def test_every_writer_names_its_change_set_on_its_audit_rows(store, account, tmp
         rows = c.execute(sa.select(a).where(a.c.account_id == account)).all()
     by = {}
     for r in rows:
-        assert r.change_set_id is not None and r.change_set_id == (r.import_id or r.bulk_job_id), r
+        assert r.change_set_id in {imp.import_id, re.import_id, moved, tagged}, r
         by.setdefault(r.change_set_id, set()).add(r.operation)
     assert by[imp.import_id] == {"import.create"}
     assert by[re.import_id] == {"import.update"}

@@ -84,7 +84,6 @@ def _audit() -> str:
         account_id=sa.bindparam("acct"),
         actor=sa.bindparam("actor", type_=sa.String()),
         change_set_id=job,
-        links={changes.LINK_COLUMNS["bulk_job"]: job},
     )
     rows = (
         sa.select(

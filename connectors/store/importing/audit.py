@@ -8,10 +8,9 @@ from connectors.store import changes
 from connectors.store.dialect import inline
 from connectors.store.importing.staging import ACCT, ACTOR, IMP, NOW
 
-# the import's change set (its id is the import's), bound per batch like the rest of its statements
-STAMP = changes.AuditStamp(account_id=ACCT, actor=ACTOR, change_set_id=IMP, links={"import_id": IMP})
+# the import's change set (its id is the import's), bound per batch like the rest of its statements;
 # a sync run writes through the same writer: `:imp` is then the sync run (its change set)
-STAMPS = {"import": STAMP, "sync": changes.AuditStamp(ACCT, ACTOR, IMP, {"sync_run_id": IMP})}
+STAMP = changes.AuditStamp(account_id=ACCT, actor=ACTOR, change_set_id=IMP)
 
 
 def audit_rows(operation: str, entity_type: str, rows: sa.Select, stamp: changes.AuditStamp = STAMP) -> sa.Insert:

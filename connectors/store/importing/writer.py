@@ -22,7 +22,7 @@ import sqlalchemy as sa
 
 from connectors.store.dialect import ACCOUNT_WRITES, dialect_of, inline
 from connectors.store.importing import match, resolve, write
-from connectors.store.importing.audit import STAMPS
+from connectors.store.importing.audit import STAMP
 from connectors.store.importing.errors import WriteFailed, db_reason
 from connectors.store.importing.keys import Keys
 from connectors.store.importing.staging import STAGE_KEYS, STATE_COLUMNS, staging_table
@@ -81,7 +81,7 @@ class ImportWriter:
         self.conn = conn
         # the change set kind writing: "import", or "sync" (a sync run; IMPORT_ID is then its id)
         self.kind = kind
-        self.stamp = STAMPS[kind]
+        self.stamp = STAMP
         self.dialect = dialect_of(conn)
         self.entity = entity
         self.table = ENTITY_TABLES[entity]
