@@ -29,7 +29,7 @@ class NewFileImportConfig(ImportConfig):
     file_name: str = Field(
         default="",
         description="Instead of path: the name of a file waiting in the entity's drop folder "
-        "($BULKOPS_DROPZONE_DIR/<entity>/, e.g. applications.csv).",
+        "($BULKOPS_DROPZONE/<entity>/, e.g. applications.csv).",
     )
     wait: bool = Field(
         default=True,

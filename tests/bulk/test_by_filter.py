@@ -147,6 +147,7 @@ def _failure(result) -> str:
     return next(e for e in result.all_events if e.event_type_value == "STEP_FAILURE").step_failure_data.error.message
 
 
+@pytest.mark.slow
 def test_launchpad_preview_then_execute_applies_exactly_the_previewed_records(
     store, store_url, account, seed, instance
 ) -> None:
@@ -185,6 +186,7 @@ def test_launchpad_preview_then_execute_applies_exactly_the_previewed_records(
     assert not again.success and "already used" in _failure(again)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("plan", "change", "message"),
     [
@@ -212,6 +214,7 @@ def test_launchpad_execute_refuses_unknown_or_changed_plans(
     assert {r.status for r in seed.rows(schema.applications, ids).values()} == {"active"}
 
 
+@pytest.mark.slow
 def test_launchpad_execute_refuses_a_plan_replaced_by_a_new_preview(store, store_url, account, seed, instance) -> None:
     seed.applications(2, stage="review")
     config = {"account": _slug(store, account), "params": {"status": "rejected"}, "where": ["stage=review"]}
@@ -228,6 +231,7 @@ def test_launchpad_execute_refuses_a_plan_replaced_by_a_new_preview(store, store
     assert not result.success and "preview again" in _failure(result)
 
 
+@pytest.mark.slow
 def test_launchpad_dry_run_reports_and_writes_nothing(store, store_url, account, seed, instance) -> None:
     ids = seed.applications(2, stage="review")
     result = _run(
@@ -243,6 +247,7 @@ def test_launchpad_dry_run_reports_and_writes_nothing(store, store_url, account,
     assert {r.status for r in seed.rows(schema.applications, ids).values()} == {"active"}
 
 
+@pytest.mark.slow
 def test_api_create_with_filter(store, store_url, account, seed, instance) -> None:
     review = seed.applications(2, stage="review")
     seed.applications(1, stage="interview")
@@ -271,6 +276,7 @@ def test_api_create_with_filter(store, store_url, account, seed, instance) -> No
     assert both.status_code == 422 and "not both" in both.json()["error"]["message"]
 
 
+@pytest.mark.slow
 def test_cli_create_with_where(cli_env, store, account, seed) -> None:
     review = seed.applications(2, stage="review")
     seed.applications(1, stage="interview")
