@@ -301,3 +301,32 @@ def test_cli_create_with_where(cli_env, store, account, seed) -> None:
     plan = json.loads(result.output[: result.output.rindex("}") + 1])
     assert plan["total"] == 2
     assert sorted(uuid.UUID(c["entity_id"]) for c in plan["changes"]) == sorted(review)
+
+
+@pytest.mark.slow
+def test_a_crashed_launchpad_execute_leaves_no_bulk_job_processing(store, store_url, account, seed, instance) -> None:
+    from pipelines.bulk.sensors import bulk_job_failure_sensor
+    from resources import RecordStoreResource
+
+    seed.applications(1, stage="review")
+    config = {"account": _slug(store, account), "params": {"status": "rejected"}, "where": ["stage=review"]}
+    job_id = _output(_run(instance, store_url, **config, mode="preview"))["bulk_job_id"].value
+    failed = _run(instance, store_url, **config, mode="execute", plan_id="0" * 32)
+    assert not failed.success
+    # as if that run had taken the bulk job and then died
+    with store.begin() as conn:
+        conn.execute(
+            schema.bulk_jobs.update()
+            .where(schema.bulk_jobs.c.id == uuid.UUID(job_id))
+            .values(status="processing", mode="execute", dagster_run_id=failed.run_id)
+        )
+    context = dg.build_run_status_sensor_context(
+        sensor_name=bulk_job_failure_sensor.name,
+        dagster_event=failed.get_run_failure_event(),
+        dagster_instance=instance,
+        dagster_run=failed.dagster_run.with_tags({"bulkops/bulk_job_id": job_id}),
+        resources={"record_store": RecordStoreResource(database_url=store_url)},
+    )
+    with context.for_run_failure() as ctx:
+        bulk_job_failure_sensor(ctx)
+    assert service.get_job(store, account, uuid.UUID(job_id))["status"] == "failed"
