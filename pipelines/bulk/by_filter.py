@@ -31,6 +31,7 @@ from pipelines.bulk.ops import _items_table, deliver_bulk_job_webhooks, run_bulk
 from pipelines.exports.config import WHERE_HELP, FilterItem
 from pipelines.instance import record_process
 from pipelines.monitoring.tags import tag_run
+from pipelines.retries import RETRY_POLICY
 from resources import RecordStoreResource
 
 BULK_OPERATION_JOB_NAME = "bulk_operation_job"
@@ -182,6 +183,8 @@ def _show_preview(context: dg.OpExecutionContext, store, account_id, job: dict, 
         "stores the plan (a bulk job awaiting confirmation) and shows its count and first records; execute applies "
         "exactly the previewed records named by plan_id, in batches with per-record outcomes and audit."
     ),
+    # a retry after a transient fault resumes the bulk job this run took, after its last committed batch
+    retry_policy=RETRY_POLICY,
     tags={"bulkops/kind": "bulk_job"},
     out=dg.Out(dict, description="The bulk job as the API returns it."),
 )
@@ -198,7 +201,7 @@ def bulk_operation(
         if config.mode == "execute":
             if not config.plan_id.strip():
                 raise _refuse("execute needs plan_id: run with mode: preview first, then execute the plan_id it shows")
-            job = service.find_plan(store, account_id, config.plan_id)
+            job = service.find_plan(store, account_id, config.plan_id, run_id=context.run.run_id)
             with store.engine.connect() as conn:
                 account_settings = accounts.settings(conn, account_id)
             differs = _same_as_plan(config, job, account_settings)
@@ -207,7 +210,12 @@ def bulk_operation(
                     f"the config's {', '.join(differs)} differ from plan {config.plan_id}'s: execute it with the "
                     "previewed config, or preview again"
                 )
-            job = service.confirm(store, account_id, uuid.UUID(job["id"]), plan_id=job["plan_id"])
+            if job["mode"] == "preview":
+                job = service.confirm(
+                    store, account_id, uuid.UUID(job["id"]), plan_id=job["plan_id"], run_id=context.run.run_id
+                )
+            else:
+                context.log.info(f"bulk job {job['id']}: resuming the execution this run started")
         else:
             job = _create(store, account_id, config, config.mode)
     except service.BulkJobError as exc:

@@ -320,8 +320,10 @@ def _create_by_filter(
     return get_job(store, account_id, job_id)
 
 
-def find_plan(store: RecordStore, account_id: uuid.UUID, plan: str) -> dict:
+def find_plan(store: RecordStore, account_id: uuid.UUID, plan: str, *, run_id: str | None = None) -> dict:
     """The account's previewed bulk job whose plan id (or bulk job id) is PLAN, ready to confirm.
+
+    A bulk job that RUN_ID already confirmed and started (a retry of that run) is returned as it is.
 
     Raises:
         JobNotFound: no bulk job of this account has that plan (a plan replaced by a new preview
@@ -338,7 +340,8 @@ def find_plan(store: RecordStore, account_id: uuid.UUID, plan: str) -> dict:
             f"no previewed plan {plan} in this account (a new preview replaces a plan): preview again",
             details={"plan_id": plan},
         )
-    if row.status != "pending" or row.mode != "preview":
+    resuming = run_id is not None and row.dagster_run_id == run_id and row.status in ("pending", "processing")
+    if (row.status != "pending" or row.mode != "preview") and not resuming:
         raise InvalidState(
             f"plan {plan} of bulk job {row.id} was already used: the bulk job is {row.status} ({row.mode}); "
             "preview again for a new plan",
@@ -458,7 +461,9 @@ def preview(store: RecordStore, account_id: uuid.UUID, job_id: uuid.UUID, *, lim
     }
 
 
-def confirm(store: RecordStore, account_id: uuid.UUID, job_id: uuid.UUID, *, plan_id: str) -> dict:
+def confirm(
+    store: RecordStore, account_id: uuid.UUID, job_id: uuid.UUID, *, plan_id: str, run_id: str | None = None
+) -> dict:
     """Release a previewed job for execution; the run applies exactly the previewed records.
 
     Records whose touched fields changed after the preview are skipped and reported per item
@@ -480,7 +485,9 @@ def confirm(store: RecordStore, account_id: uuid.UUID, job_id: uuid.UUID, *, pla
                 "plan_id does not match the job's current plan: preview again", details={"plan_id": job.plan_id}
             )
         now = bulk.utcnow()
-        jobs.update_job(conn, job.id, mode="execute", confirmed_at=now, updated_at=now)
+        # RUN_ID: the Dagster run that executes it, recorded with the confirmation (a retry of that run resumes)
+        extra = {"dagster_run_id": run_id} if run_id else {}
+        jobs.update_job(conn, job.id, mode="execute", confirmed_at=now, updated_at=now, **extra)
     return get_job(store, account_id, job_id)
 
 

@@ -126,8 +126,9 @@ def test_ids_and_filter_together_are_refused(store, account, seed) -> None:
         )
 
 
-def _run(instance, store_url, **config) -> dg.ExecuteInProcessResult:
+def _run(instance, store_url, run_id=None, **config) -> dg.ExecuteInProcessResult:
     return defs.resolve_job_def("bulk_operation_job").execute_in_process(
+        run_id=run_id,
         run_config={
             "ops": {"bulk_operation": {"config": config}},
             "resources": {"record_store": {"config": {"database_url": store_url}}},
@@ -330,3 +331,20 @@ def test_a_crashed_launchpad_execute_leaves_no_bulk_job_processing(store, store_
     with context.for_run_failure() as ctx:
         bulk_job_failure_sensor(ctx)
     assert service.get_job(store, account, uuid.UUID(job_id))["status"] == "failed"
+
+
+@pytest.mark.slow
+def test_a_retry_of_the_executing_run_resumes_its_bulk_job(store, store_url, account, seed, instance) -> None:
+    ids = seed.applications(2, stage="review")
+    config = {"account": _slug(store, account), "params": {"status": "rejected"}, "where": ["stage=review"]}
+    meta = _output(_run(instance, store_url, **config, mode="preview"))
+    job_id, plan_id = uuid.UUID(meta["bulk_job_id"].value), meta["plan_id"].value
+    # the first attempt of run R confirmed the plan, then a transient fault stopped it
+    run_id = str(uuid.uuid4())
+    service.confirm(store, account, job_id, plan_id=plan_id, run_id=run_id)
+    other = _run(instance, store_url, **config, mode="execute", plan_id=plan_id)
+    assert not other.success and "already used" in _failure(other)
+    resumed = _run(instance, store_url, run_id=run_id, **config, mode="execute", plan_id=plan_id)
+    assert resumed.success, _failure(resumed)
+    assert service.get_job(store, account, job_id)["status"] == "completed"
+    assert {r.status for r in seed.rows(schema.applications, ids).values()} == {"rejected"}
