@@ -875,18 +875,41 @@ def _launch_and_show(store, account_id, job_id: uuid.UUID | str, wait: bool) -> 
     "--params", type=JsonObject(), default="{}", help='Operation params as JSON, e.g. \'{"status": "rejected"}\'.'
 )
 @click.option("--mode", type=click.Choice(["execute", "preview", "dry_run"]), default="execute", show_default=True)
+@click.option(
+    "--where",
+    "where",
+    multiple=True,
+    metavar="CONDITION",
+    help="Instead of --ids: the records matching this filter, repeatable (all must hold): stage=review, "
+    "applied_at>=2026-01-01, source~linked, 'stage in review,interview', tags=vip, job=ENG-1 (as bulkops export).",
+)
+@click.option("--include-deleted", is_flag=True, help="With --where: also select soft-deleted records.")
 @click.option("--account", default=None, help="Account slug (default $BULKOPS_ACCOUNT or demo).")
 @click.option(
     "--wait/--no-wait", default=True, show_default=True, help="Wait for the run and print the finished bulk job."
 )
 def bulk_jobs_create(
-    entity_type: str, operation: str, ids_file, params: dict, mode: str, account: str | None, wait: bool
+    entity_type: str,
+    operation: str,
+    ids_file,
+    params: dict,
+    mode: str,
+    where: tuple[str, ...],
+    include_deleted: bool,
+    account: str | None,
+    wait: bool,
 ) -> None:  # type: ignore[no-untyped-def]
-    """Create a bulk job on ENTITY_TYPE records and launch its Dagster run (not for --mode preview)."""
+    """Create a bulk job on ENTITY_TYPE records and launch its Dagster run (not for --mode preview).
+
+    The records are the ids read from --ids (default: standard input), or those matching --where.
+    """
     from pipelines.bulk import service
 
     ids: list[uuid.UUID] = []
-    for n, line in enumerate(ids_file, start=1):
+    by_filter = bool(where)
+    if by_filter and click.get_current_context().get_parameter_source("ids_file") != click.core.ParameterSource.DEFAULT:
+        raise click.UsageError("give --ids or --where, not both")
+    for n, line in enumerate(() if by_filter else ids_file, start=1):
         cell = line.split(",", 1)[0].strip().strip('"')
         if not cell:
             continue
@@ -904,9 +927,10 @@ def bulk_jobs_create(
         created_by=None,
         entity_type=entity_type,
         operation=operation,
-        entity_ids=ids,
+        entity_ids=None if by_filter else ids,
         params=params,
         mode=mode,
+        filter={"where": list(where), "include_deleted": include_deleted} if by_filter else None,
     )
     if mode == "preview":
         _echo_bulk_job(service.preview(store, account_id, uuid.UUID(job["id"]), limit=20))

@@ -9,7 +9,7 @@ error)`, which ends the run's row unless it already ended (and says what it did,
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import dagster as dg
 
@@ -23,23 +23,26 @@ Finish = Callable[[RecordStore, dg.DagsterRun, str, str | None], str]
 def run_end_sensors(
     *,
     name: str,
-    job: dg.JobDefinition,
+    job: dg.JobDefinition | Sequence[dg.JobDefinition],
     group: str,
     finish: Finish,
     on_failure: str,
     on_cancel: str,
     cancel_error: Callable[[dg.DagsterRun], str | None] = lambda _: None,
 ) -> tuple[dg.RunStatusSensorDefinition, dg.RunStatusSensorDefinition]:
-    """(`<name>_failure_sensor`, `<name>_canceled_sensor`) for runs of JOB, running by default.
+    """(`<name>_failure_sensor`, `<name>_canceled_sensor`) for runs of JOB (or of several jobs), running by default.
 
     ON_FAILURE and ON_CANCEL describe them; a failed run's row gets the error "Dagster run <id>
     failed: <reason>", a cancelled run's `cancel_error(run)`.
     """
 
+    # a job definition can be a tuple underneath: tell it by its name
+    monitored = [job] if hasattr(job, "name") else list(job)
+
     @dg.run_failure_sensor(
         name=f"{name}_failure_sensor",
         description=on_failure,
-        monitored_jobs=[job],
+        monitored_jobs=monitored,
         default_status=dg.DefaultSensorStatus.RUNNING,
         tags={"bulkops/group": group},
     )
@@ -53,7 +56,7 @@ def run_end_sensors(
         name=f"{name}_canceled_sensor",
         description=on_cancel,
         run_status=dg.DagsterRunStatus.CANCELED,
-        monitored_jobs=[job],
+        monitored_jobs=monitored,
         default_status=dg.DefaultSensorStatus.RUNNING,
         tags={"bulkops/group": group},
     )

@@ -35,12 +35,14 @@ ASSET_KEYS = [
 # export_weekly_review (and its schedule): the preset in presets/exports/
 JOB_NAMES = [
     "bulk_job",
+    "bulk_operation_job",
     "bulk_operations_stats_job",
     "document_import_job",
     "document_skills_job",
     "export_job",
     "export_weekly_review",
     "import_job",
+    "import_new_file_job",
     "record_store_checks_job",
     "rollback_import_job",
 ]

@@ -147,7 +147,7 @@ def _flag(payload: dict[str, Any], field: str) -> bool:
 
 
 def _validate_create(payload: dict[str, Any]) -> dict[str, Any]:
-    unknown = sorted(set(payload) - {"entity_type", "operation", "entity_ids", "params", "mode", "dry_run"})
+    unknown = sorted(set(payload) - {"entity_type", "operation", "entity_ids", "params", "mode", "dry_run", "filter"})
     if unknown:
         raise invalid(f"unknown field(s): {', '.join(unknown)}", fields=unknown)
     entity_type = string_value(payload, "entity_type")
@@ -180,15 +180,17 @@ def _validate_create(payload: dict[str, Any]) -> dict[str, Any]:
         mode = "dry_run"
     if mode not in BULK_JOB_MODES:
         raise invalid(f"unknown mode {mode!r}", field="mode", value=mode, allowed=list(BULK_JOB_MODES))
+    spec: dict[str, Any] = {"entity_type": entity_type, "operation": operation, "params": params, "mode": mode}
+    if payload.get("filter") is not None:
+        # the records matching the filter (export filter language), resolved by the service in SQL
+        if payload.get("entity_ids"):
+            raise invalid("give entity_ids or filter, not both", field="filter")
+        if not isinstance(payload["filter"], list | dict | str):
+            raise invalid("filter must be a list of conditions or {where, include_deleted}", field="filter")
+        return {**spec, "entity_ids": None, "filter": payload["filter"]}
     # contracts `create` with no ids means every hired application without a contract
     entity_ids = uuid_list(payload, "entity_ids", allow_empty=(canonical, operation) == ("contracts", "create"))
-    return {
-        "entity_type": entity_type,
-        "operation": operation,
-        "entity_ids": entity_ids,
-        "params": params,
-        "mode": mode,
-    }
+    return {**spec, "entity_ids": entity_ids}
 
 
 def create_app(

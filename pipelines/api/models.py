@@ -23,14 +23,34 @@ Status = Literal["pending", "processing", "completed", "failed", "cancelled"]
 Mode = Literal["execute", "preview", "dry_run"]
 
 
+class FilterCondition(BaseModel):
+    field: str = Field(
+        description="A field of the entity: a column, a related field (job_code, candidate_email) or tags."
+    )
+    op: Literal["=", "!=", ">", ">=", "<", "<=", "~", "in", "not in"] = "="
+    value: str | list[str] = Field(default="", description="The value; a list for in / not in.")
+
+
+class FilterSpec(BaseModel):
+    where: list[str | FilterCondition] = Field(description="Conditions, all of which must hold.")
+    include_deleted: bool = Field(default=False, description="Also select soft-deleted records.")
+
+
 class CreateJobRequest(BaseModel):
     """The create body: what to do to which records, and how (mode)."""
 
     entity_type: str = Field(description="Record type: applications, contracts, candidates (contacts), jobs.")
     operation: str = Field(description="Operation to perform; allowed values depend on entity_type.")
-    entity_ids: list[UUID] = Field(
+    entity_ids: list[UUID] | None = Field(
+        default=None,
         description="Record ids, at least one (up to 2,000,000); contracts `create` with [] means every hired "
-        "application without a contract."
+        "application without a contract. Leave out when giving `filter`.",
+    )
+    filter: list[str | FilterCondition] | FilterSpec | None = Field(
+        default=None,
+        description="Instead of entity_ids: the account's records matching these conditions (the exports' filter "
+        "language: 'stage=review', 'applied_at>=2026-01-01', 'tags=vip', 'job=ENG-1', or {field, op, value}), "
+        "resolved to ids when the bulk job is created and shown as the bulk job's `filter`.",
     )
     params: dict[str, Any] | None = Field(
         default=None,
@@ -97,6 +117,11 @@ class BulkJob(BaseModel):
     updated_at: datetime
     mode: Mode | None = None
     dagster_run_id: str | None = None
+    filter: dict[str, Any] | None = Field(
+        default=None,
+        description="The filter that chose the records: {where: [{field, op, value}], include_deleted, words}; "
+        "null for a bulk job created with entity_ids.",
+    )
     model_config = {"extra": "allow"}
 
 

@@ -76,9 +76,17 @@ def apply_bulk_job(context: dg.OpExecutionContext, config: BulkJobConfig, record
     store = record_store.store
     try:
         job_id = uuid.UUID(config.bulk_job_id)
-        started = bulk.start_job(store, job_id, context.run.run_id)
-    except (ValueError, bulk.JobGone) as exc:
+    except ValueError as exc:
         raise dg.Failure(description=f"no bulk job {config.bulk_job_id!r}: {exc}", allow_retries=False) from exc
+    return run_bulk_job_in_op(context, store, job_id, config.batch_size)
+
+
+def run_bulk_job_in_op(context: dg.OpExecutionContext, store, job_id: uuid.UUID, batch_size: int = 0) -> dict:
+    """Apply bulk job JOB_ID in this op: the batch loop, progress observations, report metadata; the job."""
+    try:
+        started = bulk.start_job(store, job_id, context.run.run_id)
+    except bulk.JobGone as exc:
+        raise dg.Failure(description=f"no bulk job {job_id}: {exc}", allow_retries=False) from exc
     _tag(context, store, job_id)
     if started is None:
         return _report_unstarted(context, store, job_id)
@@ -113,7 +121,7 @@ def apply_bulk_job(context: dg.OpExecutionContext, config: BulkJobConfig, record
         bulk.run_job(
             store,
             job_id,
-            batch_size=config.batch_size or None,
+            batch_size=batch_size or None,
             run_id=context.run.run_id,
             on_batch=observe,
             should_stop=stop,

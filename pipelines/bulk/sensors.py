@@ -6,6 +6,7 @@ from typing import Any
 import dagster as dg
 
 from connectors.store import bulk
+from pipelines.bulk.by_filter import bulk_operation_job
 from pipelines.bulk.jobs import bulk_job
 from pipelines.run_end import run_end_sensors
 
@@ -36,7 +37,7 @@ def _finish(store: Any, run: dg.DagsterRun, status: str, error: str | None) -> s
 
 bulk_job_failure_sensor, bulk_job_canceled_sensor = run_end_sensors(
     name="bulk_job",
-    job=bulk_job,
+    job=[bulk_job, bulk_operation_job],
     group="bulk",
     finish=_finish,
     on_failure="Marks a bulk job failed when its run failed or its run worker crashed, so it never stays processing.",

@@ -16,7 +16,8 @@ from typing import TYPE_CHECKING, Any
 
 from connectors.files import csvsafe
 from connectors.store import RecordStore, accounts, bulk, schema
-from connectors.store.bulk import jobs
+from connectors.store.bulk import jobs, selection
+from connectors.store.export.filters import FilterError
 from connectors.store.ids import canonical_uuid_strings
 
 if TYPE_CHECKING:
@@ -119,6 +120,8 @@ def job_to_dict(row: Any) -> dict:
             "started_at": _iso(m["started_at"]),
             "finished_at": _iso(m["finished_at"]),
             "summary": m["summary"] or {},
+            # the filter that chose the records ({where, include_deleted, words}), null for a list of ids
+            "filter": (m["summary"] or {}).get("filter"),
         }
     )
     return out
@@ -154,9 +157,10 @@ def create_job(
     created_by: uuid.UUID | None,
     entity_type: str,
     operation: str,
-    entity_ids: Sequence[uuid.UUID],
+    entity_ids: Sequence[uuid.UUID] | None = None,
     params: dict | None = None,
     mode: str = "execute",
+    filter: Any = None,
 ) -> dict:
     """Store a bulk job and its items; a preview job also gets its plan.
 
@@ -172,13 +176,18 @@ def create_job(
         params: operation parameters (see docs/bulk-jobs.md).
         mode: "execute" (pending, ready to run), "preview" (plan computed now, runs only after
             `confirm`) or "dry_run" (the run reports outcomes and writes no record).
+        filter: instead of `entity_ids`, the records of the account matching this filter (the
+            export filter language: a list of conditions, texts like "stage=review" or
+            {field, op, value}, or {"where": [...], "include_deleted": bool}). It is resolved to
+            ids now, in SQL, and kept on the job (`filter` of the job object).
 
     Returns:
         The job as `job_to_dict`.
 
     Raises:
         InvalidRequest: unknown entity type, operation or mode; bad params or ids; too many ids;
-            a hard delete not created in preview or dry-run mode; unknown automations.
+            a hard delete not created in preview or dry-run mode; unknown automations; both
+            `entity_ids` and `filter`, a bad filter, or a filter that matches no record.
     """
     entity_type = bulk.canonical_entity_type(entity_type) if isinstance(entity_type, str) else entity_type
     if entity_type not in OPERATIONS:
@@ -205,6 +214,14 @@ def create_job(
         raise InvalidRequest(
             "a hard delete must be confirmed separately: create it with mode=preview, review the preview, then confirm",
             details={"field": "mode", "required": "preview"},
+        )
+    if filter is not None:
+        if entity_ids:
+            raise InvalidRequest(
+                "give entity_ids or filter, not both", details={"field": "filter", "conflicts_with": "entity_ids"}
+            )
+        return _create_by_filter(
+            store, account_id, created_by, entity_type, operation, clean, mode, filter, account_settings
         )
     if entity_ids is None or isinstance(entity_ids, (str, bytes)):
         raise InvalidRequest("entity_ids must be a list of UUIDs", details={"field": "entity_ids"})
@@ -248,6 +265,89 @@ def create_job(
     if mode == "preview":
         bulk.plan_job(store, job_id)
     return get_job(store, account_id, job_id)
+
+
+def _create_by_filter(
+    store: RecordStore,
+    account_id: uuid.UUID,
+    created_by: Any,
+    entity_type: str,
+    operation: str,
+    clean: dict[str, Any],
+    mode: str,
+    spec: Any,
+    account_settings: Any,
+) -> dict:
+    entity = selection.selected_entity(entity_type, operation)
+    try:
+        flt = selection.parse(spec)
+        ids = selection.id_select(entity, store.dialect, account_id, flt)
+    except FilterError as exc:
+        raise InvalidRequest(str(exc), details={"field": "filter"}) from None
+    if created_by is not None:
+        created_by = _as_uuid(created_by, "created_by")
+    kept = selection.stored(flt, entity)
+    with store.begin() as conn:
+        if operation == "trigger_automations":
+            try:
+                bulk.check_automations(conn, account_id, entity_type, clean["automations"], account_settings)
+            except bulk.ParamsError as exc:
+                raise InvalidRequest(str(exc), details=exc.details) from None
+        job_id = jobs.insert_job(
+            conn,
+            account_id,
+            created_by=created_by,
+            entity_type=entity_type,
+            operation=operation,
+            params=clean,
+            entity_ids=(),
+            mode=mode,
+            now=bulk.utcnow(),
+            selection=ids,
+            summary={"filter": kept},
+        )
+        total = jobs.find(conn, account_id, job_id).total_count
+        # raising rolls the job and its items back: nothing is stored
+        if total == 0:
+            raise InvalidRequest(f"no record matches the filter: {kept['words']}", details={"filter": kept})
+        if total > MAX_ENTITY_IDS:
+            raise InvalidRequest(
+                f"the filter matches {total} records: at most {MAX_ENTITY_IDS} per job; narrow it",
+                details={"field": "filter", "max": MAX_ENTITY_IDS, "got": total},
+            )
+    if mode == "preview":
+        bulk.plan_job(store, job_id)
+    return get_job(store, account_id, job_id)
+
+
+def find_plan(store: RecordStore, account_id: uuid.UUID, plan: str, *, run_id: str | None = None) -> dict:
+    """The account's previewed bulk job whose plan id (or bulk job id) is PLAN, ready to confirm.
+
+    A bulk job that RUN_ID already confirmed and started (a retry of that run) is returned as it is.
+
+    Raises:
+        JobNotFound: no bulk job of this account has that plan (a plan replaced by a new preview
+            of its bulk job is no longer found by its old id).
+        InvalidState: the bulk job is no longer a pending preview (already confirmed, run or cancelled).
+    """
+    plan = (plan or "").strip()
+    if not plan:
+        raise InvalidRequest("plan_id is empty: preview first, then execute with the plan_id it shows")
+    with store.engine.connect() as conn:
+        row = jobs.find_plan(conn, account_id, plan)
+    if row is None:
+        raise JobNotFound(
+            f"no previewed plan {plan} in this account (a new preview replaces a plan): preview again",
+            details={"plan_id": plan},
+        )
+    resuming = run_id is not None and row.dagster_run_id == run_id and row.status in ("pending", "processing")
+    if (row.status != "pending" or row.mode != "preview") and not resuming:
+        raise InvalidState(
+            f"plan {plan} of bulk job {row.id} was already used: the bulk job is {row.status} ({row.mode}); "
+            "preview again for a new plan",
+            details={"id": str(row.id), "status": row.status, "mode": row.mode},
+        )
+    return job_to_dict(row)
 
 
 def get_job(store: RecordStore, account_id: uuid.UUID, job_id: uuid.UUID, *, include_entity_ids: bool = False) -> dict:
@@ -361,7 +461,9 @@ def preview(store: RecordStore, account_id: uuid.UUID, job_id: uuid.UUID, *, lim
     }
 
 
-def confirm(store: RecordStore, account_id: uuid.UUID, job_id: uuid.UUID, *, plan_id: str) -> dict:
+def confirm(
+    store: RecordStore, account_id: uuid.UUID, job_id: uuid.UUID, *, plan_id: str, run_id: str | None = None
+) -> dict:
     """Release a previewed job for execution; the run applies exactly the previewed records.
 
     Records whose touched fields changed after the preview are skipped and reported per item
@@ -383,7 +485,9 @@ def confirm(store: RecordStore, account_id: uuid.UUID, job_id: uuid.UUID, *, pla
                 "plan_id does not match the job's current plan: preview again", details={"plan_id": job.plan_id}
             )
         now = bulk.utcnow()
-        jobs.update_job(conn, job.id, mode="execute", confirmed_at=now, updated_at=now)
+        # RUN_ID: the Dagster run that executes it, recorded with the confirmation (a retry of that run resumes)
+        extra = {"dagster_run_id": run_id} if run_id else {}
+        jobs.update_job(conn, job.id, mode="execute", confirmed_at=now, updated_at=now, **extra)
     return get_job(store, account_id, job_id)
 
 

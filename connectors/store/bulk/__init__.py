@@ -10,6 +10,7 @@
 | `runner.py` | start, batch loop, plan, finish |
 | `outcomes.py` | item outcomes, audit rows, failure summaries |
 | `jobs.py` | the job and item rows the service reads and writes |
+| `selection.py` | records chosen by filter (the export filter language): one INSERT ... SELECT of their ids into the items |
 | `records.py`, `params.py` | shared record access, param checks (PostgreSQL vs SQLite: `connectors/store/dialect.py`) |
 """
 

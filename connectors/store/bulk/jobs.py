@@ -5,6 +5,7 @@ scoped to an account unless said otherwise.
 
 from __future__ import annotations
 
+import contextlib
 import uuid
 from collections.abc import Iterator, Sequence
 from datetime import datetime
@@ -14,6 +15,7 @@ import sqlalchemy as sa
 
 from connectors.store import changes, schema
 from connectors.store.bulk.base import NOT_FOUND
+from connectors.store.bulk.selection import insert_items
 from connectors.store.dialect import dialect_of
 
 jobs_t = schema.bulk_jobs
@@ -35,8 +37,14 @@ def insert_job(
     mode: str,
     now: datetime,
     rollback_of: uuid.UUID | None = None,
+    selection: sa.Select | None = None,
+    summary: dict[str, Any] | None = None,
 ) -> uuid.UUID:
-    """A new pending job and its items, one per entity id (de-duplicated, valid uuids or canonical strings)."""
+    """A new pending job and its items, one per entity id (de-duplicated, valid uuids or canonical strings).
+
+    With `selection` (a SELECT of record ids, `selection.id_select`) the items are those ids instead,
+    written by one INSERT ... SELECT; `entity_ids` is then ignored.
+    """
     job_id = uuid.uuid4()
     changes.open_change_set(conn, id=job_id, account_id=account_id, kind="bulk_job", rollback_of=rollback_of)
     conn.execute(
@@ -52,12 +60,26 @@ def insert_job(
             total_count=len(entity_ids),
             mode=mode,
             rollback_of=rollback_of,
+            summary=summary or {},
             created_at=now,
             updated_at=now,
         )
     )
-    load_items(conn, job_id, entity_ids)
+    if selection is not None:
+        total = insert_items(conn, job_id, selection)
+        conn.execute(jobs_t.update().where(jobs_t.c.id == job_id).values(total_count=total))
+    else:
+        load_items(conn, job_id, entity_ids)
     return job_id
+
+
+def find_plan(conn: sa.Connection, account_id: uuid.UUID, plan: str) -> sa.Row | None:
+    """The account's job whose current plan id is PLAN, or whose id is PLAN (without `entity_ids`)."""
+    cond = jobs_t.c.plan_id == plan
+    with contextlib.suppress(ValueError):
+        cond = sa.or_(cond, jobs_t.c.id == uuid.UUID(plan))
+    stmt = sa.select(*SUMMARY_COLUMNS).where(jobs_t.c.account_id == account_id, cond)
+    return conn.execute(stmt.order_by(jobs_t.c.created_at.desc()).limit(1)).one_or_none()
 
 
 def load_items(conn: sa.Connection, job_id: uuid.UUID, entity_ids: Sequence[uuid.UUID | str]) -> None:

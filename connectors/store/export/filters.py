@@ -1,4 +1,4 @@
-"""The filter language: which records of an account an export (and, next, a bulk job by filter) takes.
+"""The filter language: which records of an account an export or a bulk job by filter takes.
 
 A filter is a list of conditions, all of which must hold, plus whether soft-deleted records are
 included. A condition is written as text (`--where` on the command line, `where:` in a preset or
@@ -19,7 +19,7 @@ operator, or a value of the wrong type, raises `FilterError` with one line namin
 
 `compile_filter` turns a filter into SQLAlchemy Core conditions with bound parameters. The
 account is not a condition one can write: `account_conditions` always adds it, and a condition
-on `account_id` is refused. Issue 14 (bulk operations by filter) reuses this module unchanged.
+on `account_id` is refused. Bulk jobs by filter (`connectors/store/bulk/selection.py`) reuse it as it is.
 """
 
 from __future__ import annotations
