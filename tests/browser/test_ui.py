@@ -25,13 +25,12 @@ from pathlib import Path
 import dagster as dg
 import pytest
 import sqlalchemy as sa
+from playwright.sync_api import Page, expect, sync_playwright
 
 from connectors.store import RecordStore, schema
 from pipelines.imports.launch import launch_import
 from tests.dagster_deployment import ROOT, Deployment
 from tests.faults import WAIT_S, wait_for
-
-playwright = pytest.importorskip("playwright.sync_api", reason="playwright is a dev dependency: pip install -e .[dev]")
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow, pytest.mark.xdist_group("dagster_dev")]
 
@@ -49,7 +48,7 @@ RUN_STATUS = "query Run($runId: ID!) { runOrError(runId: $runId) { ... on Run { 
 class Ui:
     """A browser page on the deployment, and where its screenshots go."""
 
-    page: playwright.Page
+    page: Page
     deployment: Deployment
     failures: Path
 
@@ -64,16 +63,12 @@ class Ui:
         """Open JOB's Launchpad and replace the config in its YAML editor (CodeMirror) by CONFIG_YAML."""
         self.open(f"/locations/bulkops/jobs/{job}/playground")
         editor = self.page.locator(".CodeMirror")
-        playwright.expect(editor, f"the Launchpad of {job} shows its scaffolded config").to_contain_text(
-            "ops", timeout=WAIT_MS
-        )
+        expect(editor, f"the Launchpad of {job} shows its scaffolded config").to_contain_text("ops", timeout=WAIT_MS)
         editor.click()
         self.page.keyboard.press("Control+A")
         # one input event, like a paste: CodeMirror does not re-indent it line by line as it would typed keys
         self.page.keyboard.insert_text(config_yaml)
-        playwright.expect(
-            self.page.get_by_text("No errors"), f"the Launchpad of {job} accepts the config"
-        ).to_be_visible()
+        expect(self.page.get_by_text("No errors"), f"the Launchpad of {job} accepts the config").to_be_visible()
 
     def launch(self) -> str:
         """Click Launch Run on the Launchpad; the id of the run the UI opens."""
@@ -86,9 +81,7 @@ class Ui:
         if f"/runs/{run_id}" not in self.page.url:
             self.open(f"/runs/{run_id}")
         status = self.page.get_by_text(TERMINAL).first
-        playwright.expect(status, f"{what}: run {run_id} reaches a final status on its page").to_be_visible(
-            timeout=WAIT_MS
-        )
+        expect(status, f"{what}: run {run_id} reaches a final status on its page").to_be_visible(timeout=WAIT_MS)
         shown = status.inner_text()
         known = self.deployment.graphql(RUN_STATUS, {"runId": run_id})["runOrError"].get("status")
         assert (shown, known) == ("Success", "SUCCESS"), (
@@ -113,7 +106,7 @@ def step(ui: Ui, name: str) -> Iterator[None]:
 def ui(deployment: Deployment, tmp_path: Path) -> Iterator[Ui]:
     if not Path(CHROMIUM).exists():
         pytest.fail(f"no Chromium at {CHROMIUM}: apt-get install chromium (.ci/run does), or set BULKOPS_CHROMIUM")
-    with playwright.sync_playwright() as p:
+    with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, headless=True)
         page = browser.new_page(viewport={"width": 1400, "height": 900})
         page.set_default_timeout(60_000)
@@ -173,7 +166,7 @@ def export_from_the_launchpad(ui: Ui, store: RecordStore, slug: str, account_id:
     ui.screenshot("launchpad-export.png")
     run_id = ui.launch()
     ui.wait_for_success(run_id, "the export launched from the Launchpad")
-    playwright.expect(
+    expect(
         ui.page.get_by_text(re.compile(r"exported \d+ rows of applications")).first,
         "the export run's log says how many rows it wrote",
     ).to_be_visible()
@@ -219,12 +212,12 @@ def stats_from_the_asset_page(ui: Ui, slug: str) -> None:
     value = materialization.metadata[metric].value
     assert value == 1, f"{metric} is {value} in the materialization, expected the one sample import"
 
-    playwright.expect(
+    expect(
         ui.page.get_by_text("Bulk operations since"), "the summary table of the latest materialization"
     ).to_be_visible(timeout=WAIT_MS)
     ui.page.get_by_placeholder("Filter metadata keys").fill(f"account/{slug}/")
     row = ui.page.get_by_role("row").filter(has_text=metric)
-    playwright.expect(row.locator("td").last, f"the metadata table lists {metric} = 1").to_have_text("1")
+    expect(row.locator("td").last, f"the metadata table lists {metric} = 1").to_have_text("1")
     ui.page.get_by_placeholder("Filter metadata keys").fill("")
     ui.screenshot("asset-stats.png")
 
