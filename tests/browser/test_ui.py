@@ -17,6 +17,7 @@ import csv
 import os
 import re
 import shutil
+import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -93,8 +94,10 @@ class Ui:
 @contextlib.contextmanager
 def step(ui: Ui, name: str) -> Iterator[None]:
     """Name the step in any failure, and keep a screenshot of the page as it was (under the test's tmp dir)."""
+    started = time.monotonic()
     try:
         yield
+        print(f"browser step '{name}': {time.monotonic() - started:.1f} s")
     except Exception as exc:
         shot = ui.failures / f"{re.sub(r'[^a-z0-9]+', '-', name.lower())}.png"
         with contextlib.suppress(Exception):
@@ -200,18 +203,22 @@ def stats_from_the_asset_page(ui: Ui, slug: str) -> None:
 
     def ours() -> dg.AssetMaterialization | None:
         # the schedule also materializes it every 5 minutes: ours is the new one no schedule launched
-        with ui.deployment.instance() as instance:
-            for record in instance.fetch_materializations(key, limit=20).records:
-                run = instance.get_run_by_id(record.run_id)
-                if record.run_id not in before and run and "dagster/schedule_name" not in run.tags:
-                    return record.asset_materialization
+        for record in instance.fetch_materializations(key, limit=20).records:
+            if record.run_id in before:
+                continue
+            run = instance.get_run_by_id(record.run_id)
+            if run and "dagster/schedule_name" not in run.tags:
+                return record.asset_materialization
         return None
 
-    materialization = wait_for(ours, "the materialization launched by the Materialize button")
+    with ui.deployment.instance() as instance:
+        materialization = wait_for(ours, "the materialization launched by the Materialize button")
     metric = f"account/{slug}/succeeded"
     value = materialization.metadata[metric].value
     assert value == 1, f"{metric} is {value} in the materialization, expected the one sample import"
 
+    # the open page picks a new materialization up late (minutes under load): load it again
+    ui.page.reload()
     expect(
         ui.page.get_by_text("Bulk operations since"), "the summary table of the latest materialization"
     ).to_be_visible(timeout=WAIT_MS)
