@@ -69,6 +69,9 @@ class Ui:
         self.page.keyboard.press("Control+A")
         # one input event, like a paste: CodeMirror does not re-indent it line by line as it would typed keys
         self.page.keyboard.insert_text(config_yaml)
+        # Launch Run is disabled while the new config is validated; enabled with "No errors", it is valid
+        launch = self.page.get_by_role("button", name="Launch Run")
+        expect(launch, f"the Launchpad of {job} validates the config").to_be_enabled(timeout=WAIT_MS)
         expect(self.page.get_by_text("No errors"), f"the Launchpad of {job} accepts the config").to_be_visible()
 
     def launch(self) -> str:
