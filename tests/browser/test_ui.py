@@ -1,7 +1,7 @@
 """The analyst's work in a real browser: headless Debian Chromium, driven by Playwright, on the session's `dagster dev`.
 
 One test walks the steps in order, each a function of its own that takes the `Ui` and what earlier
-steps made: records imported through an `import_job` run of the deployment, an export launched from
+steps made: a new file imported from the Launchpad of `import_new_file_job`, an export launched from
 the Launchpad of `export_job` (its file checked against the store), and `bulk_operations_stats`
 materialized from its asset page (its metadata read on the page). Screenshots go to docs/screenshots/.
 
@@ -29,7 +29,6 @@ import sqlalchemy as sa
 from playwright.sync_api import Page, expect, sync_playwright
 
 from connectors.store import RecordStore, schema
-from pipelines.imports.launch import launch_import
 from tests.dagster_deployment import ROOT, Deployment
 from tests.faults import WAIT_S, wait_for
 
@@ -137,21 +136,37 @@ def acct(deployment: Deployment) -> Iterator[tuple[RecordStore, str, uuid.UUID]]
 # -- the steps, in the order the test takes them ------------------------------------------------------------------
 
 
-def import_sample(ui: Ui, slug: str) -> str:
-    """samples/applications.csv imported for SLUG as an `import_job` run of the deployment, seen on its run page."""
-    run_id, result = launch_import(
-        SAMPLE,
-        "applications",
-        slug,
-        mapping_path=str(SAMPLE_MAPPING),
-        url=ui.deployment.url,
-        database_url=ui.deployment.store_url,
-        timeout=WAIT_S,
-    )
-    ui.wait_for_success(run_id, "the import of samples/applications.csv")
+def import_from_the_launchpad(ui: Ui, store: RecordStore, slug: str, account_id: uuid.UUID) -> None:
+    """samples/applications.csv imported for SLUG from the Launchpad of import_new_file_job (a path, no partition
+    key typed): the request run and the import_job run it launches succeed, and the store holds the file's rows."""
+    config = f"""ops:
+  import_new_file:
+    config:
+      path: {SAMPLE}
+      entity: applications
+      account: {slug}
+      mapping_path: {SAMPLE_MAPPING}
+"""
+    ui.fill_launchpad("import_new_file_job", config)
+    ui.screenshot("launchpad-import.png")
+    run_id = ui.launch()
+    ui.wait_for_success(run_id, "the import of a new file launched from the Launchpad")
     ui.screenshot("run-import.png")
-    assert result is not None and result.errors == 0, f"the sample import reported {result}"
-    return run_id
+    with ui.deployment.instance() as instance:
+        imports = instance.get_run_records(
+            dg.RunsFilter(job_name="import_job", tags={"bulkops/requested_by_run": run_id})
+        )
+    assert len(imports) == 1, f"expected one import_job run requested by {run_id}, found {len(imports)}"
+    ui.wait_for_success(imports[0].dagster_run.run_id, "the import_job run the Launchpad import started")
+    # an application is one candidate (email) for one job: the file's later rows for the same pair update it
+    with SAMPLE.open(newline="", encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))
+    pairs = {(r["Email"].strip().lower(), r["Job Code"].strip().upper()) for r in rows}
+    apps = schema.applications
+    with store.engine.connect() as conn:
+        stored = list(conn.execute(sa.select(apps.c.external_id).where(apps.c.account_id == account_id)).scalars())
+    assert len(stored) == len(pairs), f"the store holds {len(stored)} applications for {slug}, the file {len(pairs)}"
+    assert set(stored) <= {r["Application ID"] for r in rows}, f"{slug} holds applications not in the file: {stored}"
 
 
 def export_from_the_launchpad(ui: Ui, store: RecordStore, slug: str, account_id: uuid.UUID, out: Path) -> Path:
@@ -243,8 +258,8 @@ def test_the_analyst_imports_exports_and_reads_statistics_in_the_dagster_ui(
     monkeypatch.setenv("BULKOPS_VAR_DIR", ui.deployment.env["BULKOPS_VAR_DIR"])
     out = tmp_path / "exports"
 
-    with step(ui, "1 import the sample file"):
-        import_sample(ui, slug)
+    with step(ui, "1 import a new file from the Launchpad"):
+        import_from_the_launchpad(ui, store, slug, account_id)
     with step(ui, "2 export from the Launchpad"):
         export_from_the_launchpad(ui, store, slug, account_id, out)
     with step(ui, "3 statistics on the asset page"):
