@@ -1,0 +1,267 @@
+"""The analyst's work in a real browser: headless Debian Chromium, driven by Playwright, on the session's `dagster dev`.
+
+One test walks the steps in order, each a function of its own that takes the `Ui` and what earlier
+steps made: a new file imported from the Launchpad of `import_new_file_job`, an export launched from
+the Launchpad of `export_job` (its file checked against the store), and `bulk_operations_stats`
+materialized from its asset page (its metadata read on the page). Screenshots go to docs/screenshots/.
+
+No browser is downloaded: Playwright drives the system's Chromium (`CHROMIUM`, Debian's `chromium`
+package, which `.ci/run` installs). Every wait is a Playwright auto-waiting locator or `expect`, or
+a poll of the deployment; none is a fixed sleep.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import os
+import re
+import shutil
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import dagster as dg
+import pytest
+import sqlalchemy as sa
+from playwright.sync_api import Page, expect, sync_playwright
+
+from connectors.store import RecordStore, schema
+from tests.dagster_deployment import ROOT, Deployment
+from tests.faults import WAIT_S, wait_for
+
+pytestmark = [pytest.mark.postgres, pytest.mark.slow, pytest.mark.xdist_group("dagster_dev")]
+
+CHROMIUM = os.environ.get("BULKOPS_CHROMIUM", "/usr/bin/chromium")
+SCREENSHOTS = ROOT / "docs" / "screenshots"
+WAIT_MS = WAIT_S * 1000
+SAMPLE = ROOT / "samples" / "applications.csv"
+SAMPLE_MAPPING = ROOT / "samples" / "applications.mapping.yaml"
+TERMINAL = re.compile(r"^(Success|Failure|Canceled)$")
+
+RUN_STATUS = "query Run($runId: ID!) { runOrError(runId: $runId) { ... on Run { status } } }"
+
+
+@dataclass
+class Ui:
+    """A browser page on the deployment, and where its screenshots go."""
+
+    page: Page
+    deployment: Deployment
+    failures: Path
+
+    def open(self, path: str) -> None:
+        self.page.goto(self.deployment.url + path)
+
+    def screenshot(self, name: str) -> None:
+        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+        self.page.screenshot(path=SCREENSHOTS / name)
+
+    def fill_launchpad(self, job: str, config_yaml: str) -> None:
+        """Open JOB's Launchpad and replace the config in its YAML editor (CodeMirror) by CONFIG_YAML."""
+        self.open(f"/locations/bulkops/jobs/{job}/playground")
+        editor = self.page.locator(".CodeMirror")
+        expect(editor, f"the Launchpad of {job} shows its scaffolded config").to_contain_text("ops", timeout=WAIT_MS)
+        editor.click()
+        self.page.keyboard.press("Control+A")
+        # one input event, like a paste: CodeMirror does not re-indent it line by line as it would typed keys
+        self.page.keyboard.insert_text(config_yaml)
+        # Launch Run is disabled while the new config is validated; enabled with "No errors", it is valid
+        launch = self.page.get_by_role("button", name="Launch Run")
+        expect(launch, f"the Launchpad of {job} validates the config").to_be_enabled(timeout=WAIT_MS)
+        expect(self.page.get_by_text("No errors"), f"the Launchpad of {job} accepts the config").to_be_visible()
+
+    def launch(self) -> str:
+        """Click Launch Run on the Launchpad; the id of the run the UI opens."""
+        self.page.get_by_role("button", name="Launch Run").click()
+        self.page.wait_for_url(re.compile(r"/runs/[0-9a-f-]{36}"), timeout=WAIT_MS)
+        return self.page.url.rsplit("/runs/", 1)[1].split("?")[0]
+
+    def wait_for_success(self, run_id: str, what: str) -> None:
+        """On the run's page, wait until its status is final, then insist it is Success (here and in GraphQL)."""
+        if f"/runs/{run_id}" not in self.page.url:
+            self.open(f"/runs/{run_id}")
+        status = self.page.get_by_text(TERMINAL).first
+        expect(status, f"{what}: run {run_id} reaches a final status on its page").to_be_visible(timeout=WAIT_MS)
+        shown = status.inner_text()
+        known = self.deployment.graphql(RUN_STATUS, {"runId": run_id})["runOrError"].get("status")
+        assert (shown, known) == ("Success", "SUCCESS"), (
+            f"{what}: run {run_id} shows {shown!r} on its page and is {known} in GraphQL; "
+            f"its events: {self.deployment.url}/runs/{run_id}"
+        )
+
+
+@contextlib.contextmanager
+def step(ui: Ui, name: str) -> Iterator[None]:
+    """Name the step in any failure, and keep a screenshot of the page as it was (under the test's tmp dir)."""
+    started = time.monotonic()
+    try:
+        yield
+        print(f"browser step '{name}': {time.monotonic() - started:.1f} s")
+    except Exception as exc:
+        shot = ui.failures / f"{re.sub(r'[^a-z0-9]+', '-', name.lower())}.png"
+        with contextlib.suppress(Exception):
+            ui.page.screenshot(path=shot, full_page=True)
+        raise AssertionError(f"browser step '{name}' failed (page {ui.page.url}, screenshot {shot}): {exc}") from exc
+
+
+@pytest.fixture
+def ui(deployment: Deployment, tmp_path: Path) -> Iterator[Ui]:
+    if not Path(CHROMIUM).exists():
+        pytest.fail(f"no Chromium at {CHROMIUM}: apt-get install chromium (.ci/run does), or set BULKOPS_CHROMIUM")
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True)
+        page = browser.new_page(viewport={"width": 1400, "height": 900})
+        page.set_default_timeout(60_000)
+        # the webserver's "join the community" dialog is marked seen as its Skip button does, so no
+        # screenshot shows it; should it show up anyway, it is dismissed before the next action
+        assert deployment.graphql("mutation { setNuxSeen }")["setNuxSeen"] is True
+        page.add_locator_handler(page.get_by_role("button", name="Skip"), lambda skip: skip.click())
+        try:
+            yield Ui(page, deployment, tmp_path)
+        finally:
+            browser.close()
+
+
+@pytest.fixture
+def acct(deployment: Deployment) -> Iterator[tuple[RecordStore, str, uuid.UUID]]:
+    store = RecordStore(deployment.store_url)
+    slug = f"browser-{uuid.uuid4().hex[:6]}"
+    yield store, slug, store.ensure_account(slug)
+    store.dispose()
+
+
+# -- the steps, in the order the test takes them ------------------------------------------------------------------
+
+
+def import_from_the_launchpad(ui: Ui, store: RecordStore, slug: str, account_id: uuid.UUID) -> None:
+    """samples/applications.csv imported for SLUG from the Launchpad of import_new_file_job (a path, no partition
+    key typed): the request run and the import_job run it launches succeed, and the store holds the file's rows."""
+    config = f"""ops:
+  import_new_file:
+    config:
+      path: {SAMPLE}
+      entity: applications
+      account: {slug}
+      mapping_path: {SAMPLE_MAPPING}
+"""
+    ui.fill_launchpad("import_new_file_job", config)
+    ui.screenshot("launchpad-import.png")
+    run_id = ui.launch()
+    ui.wait_for_success(run_id, "the import of a new file launched from the Launchpad")
+    ui.screenshot("run-import.png")
+    with ui.deployment.instance() as instance:
+        imports = instance.get_run_records(
+            dg.RunsFilter(job_name="import_job", tags={"bulkops/requested_by_run": run_id})
+        )
+    assert len(imports) == 1, f"expected one import_job run requested by {run_id}, found {len(imports)}"
+    ui.wait_for_success(imports[0].dagster_run.run_id, "the import_job run the Launchpad import started")
+    # an application is one candidate (email) for one job: the file's later rows for the same pair update it
+    with SAMPLE.open(newline="", encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))
+    pairs = {(r["Email"].strip().lower(), r["Job Code"].strip().upper()) for r in rows}
+    apps = schema.applications
+    with store.engine.connect() as conn:
+        stored = list(conn.execute(sa.select(apps.c.external_id).where(apps.c.account_id == account_id)).scalars())
+    assert len(stored) == len(pairs), f"the store holds {len(stored)} applications for {slug}, the file {len(pairs)}"
+    assert set(stored) <= {r["Application ID"] for r in rows}, f"{slug} holds applications not in the file: {stored}"
+
+
+def export_from_the_launchpad(ui: Ui, store: RecordStore, slug: str, account_id: uuid.UUID, out: Path) -> Path:
+    """The applications in review, exported from export_job's Launchpad; the file holds exactly the store's rows."""
+    config = f"""ops:
+  write_export:
+    config:
+      account: {slug}
+      entity: applications
+      where:
+        - stage=review
+      columns:
+        - external_id:Ref
+        - candidate_email:Email
+        - stage
+      format: csv
+      out_dir: {out}
+"""
+    ui.fill_launchpad("export_job", config)
+    ui.screenshot("launchpad-export.png")
+    run_id = ui.launch()
+    ui.wait_for_success(run_id, "the export launched from the Launchpad")
+    expect(
+        ui.page.get_by_text(re.compile(r"exported \d+ rows of applications")).first,
+        "the export run's log says how many rows it wrote",
+    ).to_be_visible()
+    ui.screenshot("run-export.png")
+
+    files = sorted(out.glob("*.csv"))
+    assert len(files) == 1, f"expected one CSV in {out}, found {[f.name for f in files]}"
+    with files[0].open(newline="", encoding="utf-8") as f:
+        exported = list(csv.reader(f))
+    apps, users = schema.applications, schema.users
+    query = (
+        sa.select(apps.c.external_id, users.c.email, apps.c.stage)
+        .join(users, users.c.id == apps.c.candidate_id)
+        .where(apps.c.account_id == account_id, apps.c.stage == "review", apps.c.deleted_at.is_(None))
+    )
+    with store.engine.connect() as conn:
+        expected = sorted([list(row) for row in conn.execute(query)])
+    assert expected, "the sample import left no application in review to export"
+    assert exported[0] == ["Ref", "Email", "stage"], f"{files[0].name}: header {exported[0]}"
+    assert sorted(exported[1:]) == expected, f"{files[0].name} does not hold the store's applications in review"
+    return files[0]
+
+
+def stats_from_the_asset_page(ui: Ui, slug: str) -> None:
+    """bulk_operations_stats materialized from its asset page; the page shows this account's numbers."""
+    key = dg.AssetKey("bulk_operations_stats")
+    with ui.deployment.instance() as instance:
+        before = {r.run_id for r in instance.fetch_materializations(key, limit=1000).records}
+    ui.open("/assets/bulk_operations_stats")
+    ui.page.get_by_role("button", name=re.compile(r"Materialize$")).click()
+
+    def ours() -> dg.AssetMaterialization | None:
+        # the schedule also materializes it every 5 minutes: ours is the new one no schedule launched
+        for record in instance.fetch_materializations(key, limit=20).records:
+            if record.run_id in before:
+                continue
+            run = instance.get_run_by_id(record.run_id)
+            if run and "dagster/schedule_name" not in run.tags:
+                return record.asset_materialization
+        return None
+
+    with ui.deployment.instance() as instance:
+        materialization = wait_for(ours, "the materialization launched by the Materialize button")
+    metric = f"account/{slug}/succeeded"
+    value = materialization.metadata[metric].value
+    assert value == 1, f"{metric} is {value} in the materialization, expected the one sample import"
+
+    # the open page picks a new materialization up late (minutes under load): load it again
+    ui.page.reload()
+    expect(
+        ui.page.get_by_text("Bulk operations since"), "the summary table of the latest materialization"
+    ).to_be_visible(timeout=WAIT_MS)
+    ui.page.get_by_placeholder("Filter metadata keys").fill(f"account/{slug}/")
+    row = ui.page.get_by_role("row").filter(has_text=metric)
+    expect(row.locator("td").last, f"the metadata table lists {metric} = 1").to_have_text("1")
+    ui.page.get_by_placeholder("Filter metadata keys").fill("")
+    ui.screenshot("asset-stats.png")
+
+
+def test_the_analyst_imports_exports_and_reads_statistics_in_the_dagster_ui(
+    ui: Ui, acct: tuple[RecordStore, str, uuid.UUID], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store, slug, account_id = acct
+    # this process launches the import on the deployment's instance, like `bulkops import` beside `make dev`
+    monkeypatch.setenv("DAGSTER_HOME", str(ui.deployment.home))
+    monkeypatch.setenv("BULKOPS_VAR_DIR", ui.deployment.env["BULKOPS_VAR_DIR"])
+    out = tmp_path / "exports"
+
+    with step(ui, "1 import a new file from the Launchpad"):
+        import_from_the_launchpad(ui, store, slug, account_id)
+    with step(ui, "2 export from the Launchpad"):
+        export_from_the_launchpad(ui, store, slug, account_id, out)
+    with step(ui, "3 statistics on the asset page"):
+        stats_from_the_asset_page(ui, slug)
+    shutil.rmtree(out)
