@@ -3,7 +3,7 @@
 One test walks the steps in order, each a function of its own that takes the `Ui` and what earlier
 steps made: a new file imported from the Launchpad of `import_new_file_job`, an export launched from
 the Launchpad of `export_job` (its file checked against the store), and `bulk_operations_stats`
-materialized from its asset page (its metadata read on the page). Screenshots go to docs/screenshots/.
+materialized from its asset page (its metadata read on the page). Screenshots go to the test's temporary folder, or to docs/screenshots/ with BULKOPS_SCREENSHOTS=1.
 
 No browser is downloaded: Playwright drives the system's Chromium (`CHROMIUM`, Debian's `chromium`
 package, which `.ci/run` installs). Every wait is a Playwright auto-waiting locator or `expect`, or
@@ -35,7 +35,8 @@ from tests.faults import WAIT_S, wait_for
 pytestmark = [pytest.mark.postgres, pytest.mark.slow, pytest.mark.xdist_group("dagster_dev")]
 
 CHROMIUM = os.environ.get("BULKOPS_CHROMIUM", "/usr/bin/chromium")
-SCREENSHOTS = ROOT / "docs" / "screenshots"
+# the README's screenshots are rewritten only on request (BULKOPS_SCREENSHOTS=1), so a test run leaves the tree clean
+PUBLISHED = ROOT / "docs" / "screenshots"
 WAIT_MS = WAIT_S * 1000
 SAMPLE = ROOT / "samples" / "applications.csv"
 SAMPLE_MAPPING = ROOT / "samples" / "applications.mapping.yaml"
@@ -56,8 +57,9 @@ class Ui:
         self.page.goto(self.deployment.url + path)
 
     def screenshot(self, name: str) -> None:
-        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-        self.page.screenshot(path=SCREENSHOTS / name)
+        folder = PUBLISHED if os.environ.get("BULKOPS_SCREENSHOTS") == "1" else self.failures / "screenshots"
+        folder.mkdir(parents=True, exist_ok=True)
+        self.page.screenshot(path=folder / name)
 
     def fill_launchpad(self, job: str, config_yaml: str) -> None:
         """Open JOB's Launchpad and replace the config in its YAML editor (CodeMirror) by CONFIG_YAML."""
