@@ -63,8 +63,9 @@ def sniff(path: Path, limits: Limits) -> None:
         elif low.startswith(b"pk\x03\x04"):
             what = "a zip archive (a .docx?)"
         else:
-            what = "not a PDF"
-        raise DocumentError("not_pdf", f"{path.name} is {what}, not a PDF, despite its name (no %PDF- header)")
+            what = None
+        kind = f"is {what}, " if what else ""
+        raise DocumentError("not_pdf", f"{path.name} {kind}has no %PDF- header: not a PDF despite its name")
     if b"%%EOF" not in tail:
         raise DocumentError("corrupt", f"{path.name} is truncated: it ends before the PDF's end marker (%%EOF)")
 
