@@ -246,11 +246,7 @@ def create_job(
                 ids = bulk.hiring_completions(conn, account_id)
             else:
                 raise InvalidRequest("entity_ids must not be empty", details={"field": "entity_ids"})
-        if operation == "trigger_automations":
-            try:
-                bulk.check_automations(conn, account_id, entity_type, clean["automations"], account_settings)
-            except bulk.ParamsError as exc:
-                raise InvalidRequest(str(exc), details=exc.details) from None
+        _check_automations(conn, account_id, entity_type, operation, clean, account_settings)
         job_id = jobs.insert_job(
             conn,
             account_id,
@@ -265,6 +261,18 @@ def create_job(
     if mode == "preview":
         bulk.plan_job(store, job_id)
     return get_job(store, account_id, job_id)
+
+
+def _check_automations(
+    conn: Any, account_id: uuid.UUID, entity_type: str, operation: str, clean: dict[str, Any], account_settings: Any
+) -> None:
+    """trigger_automations only: the automations must exist for the account (else a 422 naming them)."""
+    if operation != "trigger_automations":
+        return
+    try:
+        bulk.check_automations(conn, account_id, entity_type, clean["automations"], account_settings)
+    except bulk.ParamsError as exc:
+        raise InvalidRequest(str(exc), details=exc.details) from None
 
 
 def _create_by_filter(
@@ -288,11 +296,7 @@ def _create_by_filter(
         created_by = _as_uuid(created_by, "created_by")
     kept = selection.stored(flt, entity)
     with store.begin() as conn:
-        if operation == "trigger_automations":
-            try:
-                bulk.check_automations(conn, account_id, entity_type, clean["automations"], account_settings)
-            except bulk.ParamsError as exc:
-                raise InvalidRequest(str(exc), details=exc.details) from None
+        _check_automations(conn, account_id, entity_type, operation, clean, account_settings)
         job_id = jobs.insert_job(
             conn,
             account_id,
