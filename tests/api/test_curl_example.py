@@ -7,9 +7,9 @@ import shutil
 import subprocess
 
 import httpx
-import pytest
 
 from tests.api.helpers import wait_for
+from tests.faults import skip_unless
 
 # the create call exactly as the API's clients write it, against the hosted API
 CURL_EXAMPLE = """\
@@ -27,8 +27,8 @@ curl -X POST https://api.driftwoodapp.com/api/bulk-jobs-create \\
   }'"""
 
 
-@pytest.mark.skipif(shutil.which("curl") is None, reason="curl is not installed")
 def test_the_curl_example_works_against_a_local_server(base_url: str, token: str, client: httpx.Client) -> None:
+    skip_unless(shutil.which("curl") is not None, "curl is not installed")
     command = CURL_EXAMPLE.replace("https://api.driftwoodapp.com", base_url).replace("YOUR_TOKEN", token)
     out = subprocess.run(
         ["bash", "-c", command + " --silent --show-error"], capture_output=True, text=True, timeout=120

@@ -32,6 +32,7 @@ from connectors.store.export import (
     prune,
 )
 from tests.exports.conftest import Dataset
+from tests.faults import skip_unless
 
 COLUMNS = "id,external_id,stage,status,source,applied_at,candidate_email,candidate_first_name,job_code,job_title,tags"
 
@@ -323,8 +324,7 @@ def _mounted(folder: Path, options: str):
     """A tmpfs at FOLDER with OPTIONS (root only), unmounted afterwards."""
     folder.mkdir()
     done = subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(folder)], capture_output=True)
-    if done.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.decode().strip()}")
+    skip_unless(done.returncode == 0, f"cannot mount a tmpfs here: {done.stderr.decode().strip()}")
     try:
         yield folder
     finally:
@@ -356,8 +356,7 @@ def test_a_read_only_folder_fails_clearly_with_no_file(dataset: Dataset, tmp_pat
 @pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
 @pytest.mark.parametrize("fmt", ["csv", "parquet", "xlsx"])
 def test_a_full_tmpfs_fails_clearly_with_no_file(dataset: Dataset, tmp_path: Path, fmt: str) -> None:
-    if os.geteuid() != 0:
-        pytest.skip("mounting a tmpfs needs root")
+    skip_unless(os.geteuid() == 0, "mounting a tmpfs needs root")
     with _mounted(tmp_path / "small", "size=64k") as folder:
         filler = folder / "filler"
         fd = os.open(filler, os.O_WRONLY | os.O_CREAT)
@@ -373,8 +372,7 @@ def test_a_full_tmpfs_fails_clearly_with_no_file(dataset: Dataset, tmp_path: Pat
 
 
 def test_a_full_disk_fails_clearly_with_no_file(dataset: Dataset, tmp_path: Path) -> None:
-    if not Path("/dev/full").exists():
-        pytest.skip("no /dev/full")
+    skip_unless(Path("/dev/full").exists(), "no /dev/full")
     # every write to /dev/full fails with ENOSPC: the writer fails as on a full disk
     from connectors.files import writers
 
