@@ -180,18 +180,25 @@ class BulkopsGroup(click.Group):
             traceback.print_exc(file=sys.stderr)
 
 
-class JsonObject(click.ParamType):
-    """A JSON object given on the command line (bad JSON is a usage error naming the option)."""
+class _Json(click.ParamType):
+    """A JSON value given on the command line: bad JSON is a usage error naming the option."""
 
     name = "json"
+
+    def parse(self, value: Any, param: Any, ctx: Any) -> Any:
+        try:
+            return json.loads(value)
+        except json.JSONDecodeError as exc:
+            self.fail(f"not valid JSON ({exc.msg} at character {exc.pos}): {value!r}", param, ctx)
+
+
+class JsonObject(_Json):
+    """A JSON object given on the command line."""
 
     def convert(self, value: Any, param: Any, ctx: Any) -> dict:
         if isinstance(value, dict):
             return value
-        try:
-            parsed = json.loads(value)
-        except json.JSONDecodeError as exc:
-            self.fail(f"not valid JSON ({exc.msg} at character {exc.pos}): {value!r}", param, ctx)
+        parsed = self.parse(value, param, ctx)
         if not isinstance(parsed, dict):
             self.fail(f'expected a JSON object such as \'{{"status": "rejected"}}\', got {value!r}', param, ctx)
         return parsed
@@ -498,18 +505,13 @@ def _rejected(errors: int, rows_read: int, failed_rows_path: str | None) -> str:
     return f"{errors} of {rows_read} rows were rejected (--fail-on-rejected){where}"
 
 
-class JsonRules(click.ParamType):
+class JsonRules(_Json):
     """A JSON object, or a list of them, given on the command line (auto-advance rules)."""
-
-    name = "json"
 
     def convert(self, value: Any, param: Any, ctx: Any) -> list:
         if isinstance(value, list):
             return value
-        try:
-            parsed = json.loads(value)
-        except json.JSONDecodeError as exc:
-            self.fail(f"not valid JSON ({exc.msg} at character {exc.pos}): {value!r}", param, ctx)
+        parsed = self.parse(value, param, ctx)
         if isinstance(parsed, dict):
             parsed = [parsed]
         if not isinstance(parsed, list) or not all(isinstance(r, dict) for r in parsed):
