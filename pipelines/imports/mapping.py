@@ -432,9 +432,46 @@ def _strptime_any(arr: pa.Array, formats: tuple[str, ...], tz: str, day: pa.Arra
                 )
             parsed = pc.if_else(pc.fill_null(pc.equal(pc.day(local), day), False), parsed, pa.scalar(None, parsed.type))
         if parsed.type.tz is None:
-            parsed = pc.assume_timezone(parsed, tz, ambiguous="earliest", nonexistent="latest")
+            parsed = assume_timezone(parsed, tz)
         out = pc.coalesce(out, pc.cast(parsed, utc))
     return out
+
+
+# Arrow's time zone rules end with the explicit transitions of the tz database (2037): later
+# wall-clock times are read with Python's zoneinfo, which follows the zone's rule for every year
+ZONE_RULES_END_YEAR = 2037
+
+
+def assume_timezone(naive: pa.Array, tz: str) -> pa.Array:
+    """Wall-clock timestamps in `tz` -> timestamp[us, UTC]. A time that occurs twice (autumn) is the
+    earlier; one that does not exist (spring gap) is the first instant after the gap."""
+    out = pc.cast(pc.assume_timezone(naive, tz, ambiguous="earliest", nonexistent="latest"), pa.timestamp("us", "UTC"))
+    late = pc.fill_null(pc.greater(pc.year(naive), ZONE_RULES_END_YEAR), False)
+    if not pc.any(late).as_py():
+        return out
+    zone = ZoneInfo(tz)
+    fixed = [_zoned(v, zone) for v in naive.filter(late).to_pylist()]
+    return pc.replace_with_mask(out, late, pa.array(fixed, pa.timestamp("us", "UTC")))
+
+
+def _zoned(v: Any, zone: ZoneInfo) -> Any:
+    """One wall-clock time in `zone` as UTC, by the same rules as `assume_timezone`."""
+    from datetime import timedelta
+
+    earliest = v.replace(tzinfo=zone, fold=0).astimezone(UTC)
+    if earliest.astimezone(zone).replace(tzinfo=None) == v:
+        return earliest
+    # in a gap: fold=1 reads it with the offset before the gap, so the transition lies between the two
+    lo, hi = v.replace(tzinfo=zone, fold=1).astimezone(UTC), earliest
+    lo, hi = min(lo, hi), max(lo, hi)
+    before = lo.astimezone(zone).utcoffset()
+    while hi - lo > timedelta(microseconds=1):
+        mid = lo + (hi - lo) / 2
+        if mid.astimezone(zone).utcoffset() == before:
+            lo = mid
+        else:
+            hi = mid
+    return hi
 
 
 def _day(arr: pa.Array, pattern: str, group: str = "d") -> tuple[pa.Array, pa.Array]:
@@ -467,8 +504,7 @@ def _iso(arr: pa.Array, tz: str) -> pa.Array:
         naive = pc.cast(naive_src, pa.timestamp("us"))
     except pa.ArrowInvalid:
         return _parse_slow(iso, tz)
-    local = pc.assume_timezone(naive, tz, ambiguous="earliest", nonexistent="latest")
-    return pc.coalesce(aware, pc.cast(local, utc))
+    return pc.coalesce(aware, assume_timezone(naive, tz))
 
 
 def parse_datetimes(
@@ -535,9 +571,7 @@ def parse_datetimes(
             pc.multiply(pc.round(pc.multiply(pc.subtract(days, EXCEL_EPOCH), 86_400_000.0)), 1000.0), pa.int64()
         )
         naive = pc.cast(micros, pa.timestamp("us"))
-        got = pc.cast(
-            pc.assume_timezone(naive, tz, ambiguous="earliest", nonexistent="latest"), pa.timestamp("us", "UTC")
-        )
+        got = assume_timezone(naive, tz)
         if pc.sum(pc.is_valid(got)).as_py():
             col.used.add(EXCEL)
         out = pc.coalesce(out, got)
@@ -571,7 +605,7 @@ def _parse_slow(arr: pa.Array, tz: str) -> pa.Array:
         except ValueError:
             d = None
         if d is not None and d.tzinfo is None:
-            d = d.replace(tzinfo=zone)
+            d = _zoned(d, zone)
         out.append(d.astimezone(UTC) if d else None)
     return pa.array(out, pa.timestamp("us", "UTC"))
 
