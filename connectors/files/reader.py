@@ -22,6 +22,7 @@ already yielded, which reports the problem exactly as before.
 from __future__ import annotations
 
 import codecs
+import contextlib
 import csv
 import io
 import math
@@ -190,15 +191,15 @@ def detect_encoding(sample: bytes, stream: Iterable[bytes] | None = None) -> str
 
 def sniff_delimiter(text: str) -> str:
     """The candidate delimiter most frequent outside quotes on the header line, consistent below."""
-    lines = text.splitlines()[:20]
-    if not lines:
+    if not text.strip():
         return ","
     best, best_score = ",", 0
     for d in DELIMITERS:
-        try:
-            rows = list(csv.reader(io.StringIO("\n".join(lines)), delimiter=d))
-        except csv.Error:
-            continue
+        # records as the csv module reads them: a line break or a form feed inside quotes is a value's;
+        # the sample may end inside a quoted value, so the records before that are what counts
+        rows: list[list[str]] = []
+        with contextlib.suppress(csv.Error):
+            rows.extend(islice(csv.reader(io.StringIO(text, newline=""), delimiter=d), 20))
         # the widest line decides: title lines above the header are narrower
         widths = [len(r) for r in rows if r]
         if not widths or max(widths) < 2:
