@@ -53,9 +53,12 @@ class Matcher:
         self.skills: dict[str, Skill] = {}
         # folded spelling -> (skill name, the spelling as written in the taxonomy)
         self.spellings: dict[str, tuple[str, str]] = {}
-        for name, aliases, source, uri, mode in rows:
+        for name, _aliases, source, uri, mode in rows:
             self.skills[name] = Skill(name, source, uri, mode)
-            for spelling in (name, *aliases):
+            self.spellings[_key(name)] = (name, name)
+        # a skill's own name wins over the same words listed as another skill's alias
+        for name, aliases, *_ in rows:
+            for spelling in aliases:
                 self.spellings.setdefault(_key(spelling), (name, spelling))
         alts = sorted(self.spellings, key=len, reverse=True)
         body = "|".join(r"\s+".join(re.escape(w) for w in k.split()) for k in alts)

@@ -656,6 +656,10 @@ def _blank_to_null(arr: pa.Array) -> pa.Array:
     return pc.if_else(pc.equal(arr, ""), pa.scalar(None, pa.string()), arr)
 
 
+# every character Python's str.isspace() calls a space: RE2's \s is ASCII only (no-break space, em space...)
+ANY_SPACE = r"[\s\p{Z}\x{1c}-\x{1f}\x{85}]+"
+
+
 def _transform(arr: pa.Array, name: str) -> pa.Array:
     if name == "trim":
         return arr
@@ -666,7 +670,7 @@ def _transform(arr: pa.Array, name: str) -> pa.Array:
     if name == "title":
         return pc.utf8_title(arr)
     if name == "collapse_whitespace":
-        return pc.replace_substring_regex(arr, r"\s+", " ")
+        return pc.replace_substring_regex(arr, ANY_SPACE, " ")
     if name == "digits":
         return pc.replace_substring_regex(arr, r"[^0-9+]", "")
     if name == "slug":
@@ -675,8 +679,9 @@ def _transform(arr: pa.Array, name: str) -> pa.Array:
 
 
 def slug(arr: pa.Array) -> pa.Array:
-    """'In Review' -> 'in_review'."""
-    out = pc.replace_substring_regex(pc.utf8_lower(arr), r"[^0-9a-z]+", "_")
+    """'In Review' -> 'in_review', 'Entrevista Técnica' -> 'entrevista_tecnica' (accents dropped)."""
+    letters = pc.replace_substring_regex(pc.utf8_normalize(arr, "NFKD"), r"\p{Mn}+", "")
+    out = pc.replace_substring_regex(pc.utf8_lower(letters), r"[^0-9a-z]+", "_")
     return pc.utf8_trim(out, "_")
 
 
