@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import hmac
 import secrets
 import uuid
 from dataclasses import dataclass
@@ -118,13 +119,20 @@ def authenticate(store: RecordStore, token: str) -> Principal:
         TokenNotFound: no token has this digest.
         TokenRevoked: the token was revoked.
     """
+    # The index finds the row by the token's sha256, never by the secret: how long that lookup takes
+    # tells nothing an attacker can steer towards the secret. The match is then confirmed in constant time.
+    presented = digest(token)
     with store.engine.connect() as conn:
         row = conn.execute(
-            sa.select(api_tokens.c.id, api_tokens.c.account_id, api_tokens.c.user_id, api_tokens.c.revoked_at).where(
-                api_tokens.c.token_sha256 == digest(token)
-            )
+            sa.select(
+                api_tokens.c.id,
+                api_tokens.c.account_id,
+                api_tokens.c.user_id,
+                api_tokens.c.revoked_at,
+                api_tokens.c.token_sha256,
+            ).where(api_tokens.c.token_sha256 == presented)
         ).first()
-    if row is None:
+    if row is None or not hmac.compare_digest(row.token_sha256, presented):
         raise TokenNotFound("unknown token")
     if row.revoked_at is not None:
         raise TokenRevoked("token was revoked")

@@ -66,3 +66,26 @@ def test_tokens_never_look_like_command_line_options(store: RecordStore, account
     tokens = [create_token(store, account, name=f"t{i}").token for i in range(200)]
     assert all(t.startswith(TOKEN_PREFIX) for t in tokens)
     assert len(set(tokens)) == len(tokens)
+
+
+def test_a_token_is_confirmed_by_a_constant_time_comparison(
+    store: RecordStore, account: uuid.UUID, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import hmac
+
+    from pipelines.api import tokens
+
+    compared: list[tuple[str, str]] = []
+    constant_time = hmac.compare_digest
+
+    def compare_digest(a: str, b: str) -> bool:
+        compared.append((a, b))
+        return constant_time(a, b)
+
+    monkeypatch.setattr(tokens.hmac, "compare_digest", compare_digest)
+    issued = create_token(store, account, name="timing")
+    assert authenticate(store, issued.token).account_id == account
+    expected = hashlib.sha256(issued.token.encode()).hexdigest()
+    assert compared == [(expected, expected)]
+    with pytest.raises(tokens.TokenNotFound):
+        authenticate(store, issued.token[:-1] + ("A" if issued.token[-1] != "A" else "B"))
