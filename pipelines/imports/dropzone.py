@@ -24,7 +24,8 @@ SHA_PREFIX_LEN = 12
 # writers that write to a temporary name and rename are never seen half-written
 IN_PROGRESS_SUFFIXES = (".tmp", ".part", ".partial", ".crdownload", ".filepart", ".swp", ".lock")
 _UNSAFE = re.compile(r"[^A-Za-z0-9._+-]+")
-_MOVED = re.compile(r"^(?P<stem>.*)@(?P<sha>[0-9a-f]{12})(?P<suffix>\.[^.]*)?$")
+_MOVED = re.compile(r"^(?P<stem>.*)@(?P<sha>[0-9a-f]{12})(?P<suffix>\.[^.]*)?$", re.DOTALL)
+NAME_MAX_BYTES = 255  # a file name's limit on Linux and macOS file systems
 _KEY = re.compile(r"^(?P<entity>[a-z_]+)/(?P<slug>.+)@(?P<sha>[0-9a-f]{12})$")
 
 
@@ -67,14 +68,22 @@ def is_candidate(name: str) -> bool:
     return not (name.startswith((".", "~")) or name.endswith(IN_PROGRESS_SUFFIXES))
 
 
+def fit_name(stem: str, tail: str, limit: int = NAME_MAX_BYTES) -> str:
+    """`stem + tail`, the stem shortened (never inside a character) so the name fits the file system."""
+    room = limit - len(tail.encode("utf-8"))
+    cut = stem.encode("utf-8")[: max(room, 1)].decode("utf-8", "ignore")
+    return cut + tail
+
+
 def moved_name(name: str, sha256: str) -> str:
     p = Path(name)
     if _MOVED.match(name):
         return name
-    return f"{p.stem}@{sha256[:SHA_PREFIX_LEN]}{p.suffix}"
+    return fit_name(p.stem, f"@{sha256[:SHA_PREFIX_LEN]}{p.suffix}")
 
 
 def original_name(moved: str) -> str:
+    """The name a moved file was dropped with (a name shortened to fit keeps its shortened stem)."""
     m = _MOVED.match(moved)
     return f"{m['stem']}{m['suffix'] or ''}" if m else moved
 

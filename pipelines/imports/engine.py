@@ -33,6 +33,7 @@ from connectors.files import FileReadError, RawBatch, csvsafe, open_tabular
 from connectors.store import accounts, changes, history
 from connectors.store.errors import add_context, describe_error
 from connectors.store.imports import ImportWriter, serialized_batches
+from pipelines.imports import dropzone
 from pipelines.imports.errors import FileFormatError, ImportFailed, MappingError
 from pipelines.imports.mapping import apply_mapping, bind_mapping, check_identity_key, date_report, mapping_report
 from pipelines.imports.options import ImportOptions
@@ -125,7 +126,7 @@ class FailedRows:
         directory.mkdir(parents=True, exist_ok=True)
         self.columns = columns
         self.part = directory / f".{import_id}.failed.csv.part"
-        self.final = directory / f"{Path(source).stem}-{import_id.hex[:8]}-failed.csv"
+        self.final = directory / dropzone.fit_name(Path(source).stem, f"-{import_id.hex[:8]}-failed.csv")
         self.header = [*FAILED_COLUMNS, *columns, "_raw", csvsafe.ORIGINAL_COLUMN]
         self.count = 0
         if self.part.exists() and keep_until > 0:

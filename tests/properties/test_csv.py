@@ -6,10 +6,13 @@ from __future__ import annotations
 import tempfile
 from pathlib import Path
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from connectors.files.reader import open_tabular
+
+pytestmark = pytest.mark.slow
 
 # any character but NUL and lone surrogates; cells may hold delimiters, quotes and line breaks
 CELL = st.text(st.characters(exclude_categories=("Cs",), exclude_characters="\x00"), max_size=12)
