@@ -155,7 +155,8 @@ def launcher_home(home: Path) -> Path:
         rendered = yaml.safe_dump(content, sort_keys=False)
         target = path / name
         if not target.exists() or target.read_text() != rendered:
-            tmp = target.with_suffix(f".{os.getpid()}.tmp")
+            # unique per process and thread: the API launches runs from many threads at once
+            tmp = target.with_suffix(f".{os.getpid()}.{threading.get_ident()}.tmp")
             tmp.write_text(rendered)
             tmp.replace(target)
     return path
