@@ -123,6 +123,23 @@ class FailedRows:
     """
 
     def __init__(self, directory: Path, import_id: uuid.UUID, source: str, columns: list[str], keep_until: int) -> None:
+        with self._writing(directory):
+            self._open(directory, import_id, source, columns, keep_until)
+
+    @staticmethod
+    @contextlib.contextmanager
+    def _writing(directory: Path) -> Iterator[None]:
+        """A failed write (a full disk, a read-only folder) says which file, where and why."""
+        try:
+            yield
+        except OSError as exc:
+            raise OSError(
+                exc.errno,
+                f"cannot write the failed-rows file in {directory}: {exc.strerror or exc}; "
+                "the batches committed so far are kept and a re-run resumes after them",
+            ) from exc
+
+    def _open(self, directory: Path, import_id: uuid.UUID, source: str, columns: list[str], keep_until: int) -> None:
         directory.mkdir(parents=True, exist_ok=True)
         self.columns = columns
         self.part = directory / f".{import_id}.failed.csv.part"
@@ -154,6 +171,10 @@ class FailedRows:
         """errors: row number -> [(column, reason)]."""
         if not errors and not raw.issues:
             return
+        with self._writing(self.part.parent):
+            self._add(raw, errors)
+
+    def _add(self, raw: RawBatch, errors: dict[int, list[tuple[str, str]]]) -> None:
         lines = raw.lines.to_pylist() if raw.lines is not None else None
         if errors:
             nums = pa.array(sorted(errors), pa.int64())
@@ -173,13 +194,16 @@ class FailedRows:
         self._f.flush()
 
     def finish(self) -> Path:
-        self._f.close()
-        os.replace(self.part, self.final)
+        with self._writing(self.part.parent):
+            self._f.close()
+            os.replace(self.part, self.final)
         return self.final
 
     def close(self) -> None:
         if not self._f.closed:
-            self._f.close()
+            # rows that could not be written (a full disk) are dropped: a resumed import rewrites them
+            with contextlib.suppress(OSError):
+                self._f.close()
 
 
 def _prefetch(produce: Callable[[], Iterator[Any]], depth: int = 1) -> Iterator[Any]:
