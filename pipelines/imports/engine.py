@@ -338,6 +338,12 @@ def _begin(
         return import_id, (done.id if done is not None else None)
 
 
+def _identity(path: Path) -> tuple[int, int, int, int]:
+    """What tells a file's content apart without reading it: device, inode, size, modification time."""
+    st = os.stat(path)
+    return st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns
+
+
 def _cancelled(conn: sa.Connection, import_id: uuid.UUID, why: str) -> None:
     """End the history row 'cancelled', saying where a re-run resumes."""
     committed = history.row(conn, import_id).rows_committed
@@ -384,7 +390,12 @@ def run_import(
     failed_dir = Path(failed_rows_dir)
     if not path.is_file():
         raise FileFormatError(f"{name}: no such file {path}")
+    seen = _identity(path)
     sha = file_sha256(path)
+    if _identity(path) != seen:
+        raise FileFormatError(
+            f"{name}: the file changed while its content hash was taken; import it once it is complete"
+        )
     run = {"dagster_run_id": dagster_run_id, "partition_key": partition_key}
     import_id, duplicate_of = _begin(store, account_id, path, name, sha, options, run)
     if duplicate_of is not None:
@@ -571,6 +582,12 @@ def run_import(
                 if writer is not None and outer is None:
                     with conn.begin():
                         writer.drop_stage()
+        if not options.dry_run and _identity(path) != seen:
+            raise ImportFailed(
+                f"{name} was replaced or changed while it was being imported: the rows committed so far "
+                "may mix the old and the new content; import the new file (its own import, matched by key, "
+                "so nothing is duplicated)"
+            )
         final = failed.finish()
         with store.begin() as conn:
             values: dict[str, Any] = {"status": "completed", "finished_at": _now(), "failed_rows_path": str(final)}

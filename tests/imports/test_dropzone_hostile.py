@@ -103,3 +103,43 @@ def test_a_moved_name_fits_the_file_system_and_never_splits_a_character(stem: st
     assert moved.endswith("@ffffffffffff.csv")
     assert stem.startswith(dropzone.original_name(moved).removesuffix(".csv"))
     assert dropzone.moved_name(moved, "f" * 64) == moved
+
+
+@pytest.mark.parametrize("how", ["rewritten-in-place", "renamed-over"])
+def test_a_file_replaced_while_it_is_imported_fails_saying_so_and_the_new_file_imports_without_duplicates(
+    store: RecordStore, account: uuid.UUID, tmp_path: Path, how: str
+) -> None:
+    from pipelines.imports.engine import ImportOptions, run_import
+    from pipelines.imports.errors import ImportFailed
+    from tests.imports.helpers import apps_csv, count
+
+    def rows(stage: str) -> list[str]:
+        return [f"R-{i},F{i},L{i},r{i}@example.com,JOB-1,{stage},2026-01-02,1" for i in range(120)]
+
+    path = apps_csv(tmp_path, rows("Applied"), name="people.csv")
+    newer = (
+        apps_csv(tmp_path / "next", rows("Interview"), name="people.csv")
+        if (tmp_path / "next").mkdir() is None
+        else None
+    )
+    replaced: list[int] = []
+
+    def replace(progress: object) -> None:
+        if replaced:
+            return
+        replaced.append(1)
+        if how == "renamed-over":
+            os.replace(newer, path)
+        else:
+            path.write_bytes(newer.read_bytes())
+
+    with pytest.raises(ImportFailed, match=r"people\.csv was replaced or changed while it was being imported"):
+        run_import(store, account, path, ImportOptions(batch_size=40), failed_rows_dir=tmp_path, on_progress=replace)
+    assert 0 < count(store, "applications", account) <= 120
+
+    again = run_import(store, account, path, ImportOptions(batch_size=40), failed_rows_dir=tmp_path)
+    assert again.status == "completed"
+    a = schema.applications
+    with store.engine.connect() as conn:
+        stages = conn.scalars(sa.select(a.c.stage).where(a.c.account_id == account)).all()
+    assert len(stages) == 120 and set(stages) == {"interview"}
