@@ -51,14 +51,16 @@ class Source:
         hr.drop_all(self.engine)
         hr.create_all(self.engine)
 
-    def add(self, n: int, *, start: int = 1, at: datetime | None = None, stage: str = "applied") -> None:
+    def add(
+        self, n: int, *, start: int = 1, at: datetime | None = None, stage: str = "applied", job_code: str | None = None
+    ) -> None:
         rows = [
             {
                 "id": f"A{i:06d}",
                 "email": f"person{i}@example.com",
                 "first_name": f"First{i}",
                 "last_name": f"Last{i}",
-                "job_code": f"ENG-{i % 3}",
+                "job_code": job_code or f"ENG-{i % 3}",
                 "stage": stage,
                 "updated_at": at or BASE + timedelta(minutes=i),
             }
