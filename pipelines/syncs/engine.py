@@ -32,7 +32,7 @@ from connectors.store.imports import ImportWriter, serialized_batches
 from connectors.sync import Position, SqlConnector, SyncSourceError, ats
 from connectors.sync.folder import FolderConnector
 from connectors.sync.http import HttpConnector
-from pipelines.imports.engine import _prefetch as prefetch
+from pipelines.imports.engine import prefetch
 from pipelines.imports.errors import MappingError
 from pipelines.imports.mapping import apply_mapping, bind_mapping
 from pipelines.imports.validation import prepare
