@@ -32,15 +32,15 @@ from typing import Any
 import dagster as dg
 import yaml
 
-from connectors.store import registry
+from connectors.store import registry, schema
 from pipelines.imports.errors import MappingError
 from pipelines.imports.mapping import parse_mapping
 
 DIRECTIONS = ("in", "out", "two_way")
 CONFLICTS = ("source_wins", "target_wins", "newest_wins", "merge_non_empty", "manual")
 DELETES = ("ignore", "soft_delete", "mirror")
-# strategies that can decide one field of a record (the others decide the whole record)
-FIELD_CONFLICTS = ("source_wins", "target_wins", "merge_non_empty")
+# strategies that can decide one field of a record: all of them
+FIELD_CONFLICTS = CONFLICTS
 SOURCE_TYPES = ("sql", "files", "http", "greenhouse", "lever")
 TOP_LEVEL = {
     "name": "the connection's name (default: the file's name)",
@@ -125,6 +125,10 @@ class Connection:
     timezone: str = "UTC"
     # per field, where it makes sense: a strategy that decides field by field
     field_conflicts: dict[str, str] = field(default_factory=dict)
+
+    def strategy_of(self, field_name: str) -> str:
+        """The conflict strategy deciding FIELD_NAME: its own, else the connection's."""
+        return self.field_conflicts.get(field_name, self.conflict)
 
     def secrets(self) -> list[Secret]:
         return [v for v in self.source.values() if isinstance(v, Secret)]
@@ -235,7 +239,7 @@ def load_connection(path: str | Path, *, check_env: bool = True) -> Connection:
     direction = choice("direction", DIRECTIONS, "in")
     field_conflicts: dict[str, str] = {}
     if isinstance(raw.get("conflict"), dict):
-        # {default: <strategy>, fields: {field: source_wins | target_wins | merge_non_empty}}
+        # {default: <strategy>, fields: {field: <strategy>}}
         spec = raw["conflict"]
         for k in spec:
             if k not in ("default", "fields"):
@@ -246,6 +250,14 @@ def load_connection(path: str | Path, *, check_env: bool = True) -> Connection:
                 raise fail(("conflict", "fields", f), f"conflict of field {f!r}: one of {', '.join(FIELD_CONFLICTS)}")
             if f not in registry.get(entity).fields:
                 raise fail(("conflict", "fields", f), f"conflict of field {f!r}: not a field of {entity}")
+            own = [c.name for c in schema.ENTITY_TABLES[entity].c if c.name in registry.get(entity).fields]
+            if f not in own or f == "external_id":
+                decided = ", ".join(c for c in own if c != "external_id")
+                raise fail(
+                    ("conflict", "fields", f),
+                    f"conflict of field {f!r}: a field of the {entity} record itself decides on its own ({decided}); "
+                    "the connection's strategy decides the others",
+                )
             field_conflicts[str(f)] = str(strategy)
     conflict = choice("conflict", CONFLICTS, "source_wins")
     delete = choice("delete", DELETES, "ignore")
