@@ -41,6 +41,8 @@ CONFLICTS = ("source_wins", "target_wins", "newest_wins", "merge_non_empty", "ma
 DELETES = ("ignore", "soft_delete", "mirror")
 # strategies that can decide one field of a record: all of them
 FIELD_CONFLICTS = CONFLICTS
+# the directions each source type syncs
+WRITABLE = {"sql": DIRECTIONS, "files": ("in", "out"), "http": DIRECTIONS}
 SOURCE_TYPES = ("sql", "files", "http", "greenhouse", "lever")
 TOP_LEVEL = {
     "name": "the connection's name (default: the file's name)",
@@ -60,7 +62,7 @@ TOP_LEVEL = {
 }
 SOURCE_KEYS = {
     "sql": {"type", "url", "table", "key", "cursor"},
-    "files": {"type", "path", "key"},
+    "files": {"type", "path", "key", "format"},
     "http": {
         "type",
         "url",
@@ -75,6 +77,7 @@ SOURCE_KEYS = {
         "fields",
         "explode",
         "since_param",
+        "write",
     },
     "greenhouse": {"type", "token", "resource", "base_url"},
     "lever": {"type", "token", "resource", "base_url"},
@@ -323,8 +326,29 @@ def load_connection(path: str | Path, *, check_env: bool = True) -> Connection:
     batch_size = raw.get("batch_size", 10_000)
     if not isinstance(batch_size, int) or batch_size < 1:
         raise fail(("batch_size",), f"batch_size {batch_size!r} is not a positive whole number")
-    if direction != "in" and kind != "sql":
-        raise fail(("direction",), f"direction {direction!r} needs a sql source (files and HTTP APIs are read)")
+    allowed = WRITABLE.get(kind, ("in",))
+    if direction not in allowed:
+        raise fail(
+            ("direction",),
+            f"direction {direction!r}: a {kind} source is synced {', '.join(allowed)}"
+            + (
+                " (a folder's files must all have one set of columns: it is read or written, not both)"
+                if kind == "files"
+                else ""
+            ),
+        )
+    if direction != "in" and kind != "sql" and mapping is None:
+        raise fail(
+            ("direction",), f"direction {direction!r} to a {kind} source needs a mapping: it names the columns written"
+        )
+    if kind == "files" and str(source.get("format", "csv")) not in ("csv", "parquet"):
+        raise fail(("source", "format"), f"format {source['format']!r}: csv or parquet (what a sync out writes)")
+    if kind == "http" and "write" in source:
+        w = source["write"]
+        if not isinstance(w, dict) or set(w) - {"method", "url", "records"}:
+            raise fail(("source", "write"), "write: a mapping of method (POST, PUT, PATCH), url, records")
+        if str(w.get("method", "POST")).upper() not in ("POST", "PUT", "PATCH"):
+            raise fail(("source", "write", "method"), f"write method {w['method']!r}: one of POST, PUT, PATCH")
     return Connection(
         name=name,
         path=str(p),

@@ -39,7 +39,18 @@ from pipelines.imports.mapping import apply_mapping, bind_mapping
 from pipelines.imports.validation import prepare
 from pipelines.syncs.config import Connection, SyncConfigError
 
-HTTP_OPTIONS = ("token", "username", "password", "pagination", "records", "fields", "explode", "params", "since_param")
+HTTP_OPTIONS = (
+    "token",
+    "username",
+    "password",
+    "pagination",
+    "records",
+    "fields",
+    "explode",
+    "params",
+    "since_param",
+    "write",
+)
 # errors listed in a run's details (all are counted)
 ERRORS_LISTED = 20
 
@@ -79,7 +90,9 @@ def make_connector(connection: Connection) -> Any:
         extra = {"base_url": src["base_url"]} if src.get("base_url") else {}
         return make(str(src["resource"]), src["token"], name=connection.name, **extra)
     if src["type"] == "files":
-        return FolderConnector(str(src["path"]), key=src["key"], name=connection.name)
+        return FolderConnector(
+            str(src["path"]), key=src["key"], name=connection.name, write_format=str(src.get("format", "csv"))
+        )
     if src["type"] == "http":
         options = {k: src[k] for k in HTTP_OPTIONS if k in src}
         return HttpConnector(src["url"], key=src["key"], cursor=src.get("cursor"), name=connection.name, **options)
@@ -114,7 +127,11 @@ def run_sync(
     try:
         if connector is None:
             connector = make_connector(connection)
-        columns = connector.columns()
+        if connection.direction == "out" and connection.source["type"] != "sql":
+            # a folder or an API written to only: the mapping names the columns it gets
+            columns = list((connection.mapping or {}).get("columns") or {})
+        else:
+            columns = connector.columns()
         try:
             mapping = bind_mapping(connection.mapping, columns, connection.entity)
         except MappingError as exc:
@@ -319,8 +336,9 @@ def _push_out(
             row[cursor_col] = now
         rows.append(row)
     inserted = updated = 0
-    for i in range(0, len(rows), connection.batch_size):
-        n_in, n_up = connector.write_batches(rows[i : i + connection.batch_size])
+    for n, i in enumerate(range(0, len(rows), connection.batch_size)):
+        batch = f"{run_id}-{n + 1:05d}"
+        n_in, n_up = connector.write_batches(rows[i : i + connection.batch_size], batch=batch)
         inserted, updated = inserted + n_in, updated + n_up
     return {"written": len(rows), "inserted": inserted, "updated": updated, "position": upto}
 
