@@ -275,11 +275,26 @@ def _audit_images(
     def plain(v: Any) -> Any:
         return v.isoformat() if isinstance(v, datetime) else str(v) if isinstance(v, uuid.UUID) else v
 
+    records = conn.execute(sa.select(table).where(where)).all()
+    tags: dict[Any, list[str]] = {}
+    if entity_type in schema.ENTITY_TABLES:
+        # the record's tags go with it (deleted next); the image brings them back on rollback
+        t = schema.tags
+        q = sa.select(t.c.entity_id, t.c.tag).where(
+            t.c.entity_type == entity_type, t.c.entity_id.in_([r.id for r in records])
+        )
+        for entity_id, tag in conn.execute(q.order_by(t.c.tag)):
+            tags.setdefault(entity_id, []).append(tag)
     rows = [
-        (entity_type, r.id, {k: plain(v) for k, v in r._mapping.items()}, None)
-        for r in conn.execute(sa.select(table).where(where))
+        (
+            entity_type,
+            r.id,
+            {k: plain(v) for k, v in r._mapping.items()} | ({"tags": tags[r.id]} if r.id in tags else {}),
+            None,
+        )
+        for r in records
     ]
-    changes.write_audit_rows(conn, cs, "sync.delete", rows, now=now)
+    changes.write_audit_rows(conn, cs, changes.HARD_DELETE, rows, now=now)
 
 
 # -- manual conflicts
