@@ -1478,7 +1478,8 @@ def conflicts_show(conflict_id: uuid.UUID, account: str | None) -> None:
 )
 @click.option("--account", default=None, help="Account slug (default $BULKOPS_ACCOUNT or demo).")
 def conflicts_resolve(conflict_id: uuid.UUID, take: str, values: tuple[str, ...], account: str | None) -> None:
-    """Resolve conflict CONFLICT_ID; a write is a sync run of its own (audited, rollback-able)."""
+    """Resolve conflict CONFLICT_ID as a sync run of its own (audited, rollback-able); the record is then
+    in step with the source, so the conflict does not come back on the next run."""
     from pipelines.syncs.engine import get_conflict, resolve_conflict
 
     store, account_id = _store_and_account(account)

@@ -38,6 +38,8 @@ PROVENANCE = ("import_id", "bulk_job_id")
 # held by each import batch and each rollback until it commits, per account (same key as imports.py)
 # at most this many conflicting records are listed by a rollback (all are counted)
 CONFLICTS_LISTED = 100
+# the audit operation of a record deleted for good with its whole image (a sync's mirror delete)
+HARD_DELETE = "sync.delete"
 OUTCOMES = ("deleted", "restored", "kept", "conflicts", "closed")
 
 
@@ -481,6 +483,9 @@ def rollback(
       with them (`PARTS`); a record that other rows still point at stays (`kept`), and so do the
       records it points at; parts it created under records it did not create are deleted or
       closed on their own;
+    - records it deleted for good (a sync's mirror delete, `HARD_DELETE` rows holding the whole
+      record) are inserted again from their image, with their tags, unless what they pointed at
+      is gone or a live record holds their key (a conflict);
     - a record another change set changed since (`changed_since`) is a conflict: left as it is,
       counted and listed, unless FORCE. Records an earlier rollback of it already wrote back are
       not written again, so a forced pass after one with conflicts undoes only what was left.
@@ -569,6 +574,12 @@ class _Rollback:
                 self._restore(entity_type, table)
             self._remove_created()
             self._undo_parts()
+            if self._deleted_for_good():
+                for table in schema.metadata.sorted_tables:
+                    # parents before their parts: an application before its form submissions
+                    entity_type = next((e for e, t in self.tables.items() if t is table), None)
+                    if entity_type is not None:
+                        self._recreate(entity_type, table)
         finally:
             self.d.release_temp_table(self.conn, self.tmp)
         if self.cs.kind not in schema.BACKED_KINDS:
@@ -819,6 +830,84 @@ class _Rollback:
         if n:
             self.conn.execute(table.update().where(todo).values(deleted_at=self.now, updated_at=self.now))
         return n
+
+    # -- records it deleted for good
+
+    def _deleted_for_good(self) -> bool:
+        """Whether the change set deleted records for good: only a sync's `mirror` deletes do."""
+        if self.kind != "sync":
+            return False
+        a = audit_log
+        q = sa.select(1).where(written_by(a, self.cs_target), a.c.operation == HARD_DELETE).limit(1)
+        return self.conn.execute(q).first() is not None
+
+    def _recreate(self, entity_type: str, table: sa.Table) -> None:
+        """Insert again the records of TABLE the change set deleted (an audit row whose before-image
+        is the whole record and whose after-image is empty: a sync's `mirror` delete), from that
+        image, with the tags it holds. A record that cannot come back as it was is a conflict, left out: what it pointed
+        at is gone, or a live record holds its key (its external id, a unique value)."""
+        a, d = audit_log.alias("rc"), self.d
+        deleted = [
+            written_by(a, self.cs_target),
+            a.c.operation == HARD_DELETE,
+            a.c.account_id == self.acct,
+            a.c.entity_type == entity_type,
+            d.image_is_object(a.c.before),
+            sa.not_(sa.func.coalesce(d.image_is_object(a.c.after), sa.false())),
+            ~sa.exists(sa.select(1).where(table.c.id == a.c.entity_id)),
+        ]
+        if self.conn.execute(sa.select(1).select_from(a).where(*deleted).limit(1)).first() is None:
+            return
+        columns = [c for c in table.c if c.computed is None]
+
+        def value(c: sa.Column) -> sa.ColumnElement:
+            v = d.image_value(a.c.before, c)
+            return sa.cast(v, c.type) if isinstance(c.type, (sa.Integer, sa.Numeric, sa.Boolean)) else v
+
+        clashes = []
+        for fk in table.foreign_keys:
+            if fk.parent.name != "account_id":
+                parent = fk.column.table
+                gone = ~sa.exists(sa.select(1).where(fk.column == value(fk.parent)))
+                clashes.append(sa.and_(value(fk.parent).is_not(None), gone) if parent is not table else sa.false())
+        unique = [list(u.columns) for u in table.constraints if isinstance(u, sa.UniqueConstraint)]
+        if "external_id" in table.c:
+            unique.append([table.c.account_id, table.c.external_id])
+        for cols in unique:
+            same = [
+                sa.func.lower(c) == sa.func.lower(value(c)) if c.name == "external_id" else c == value(c) for c in cols
+            ]
+            # a unique constraint counts every row; an external id only the live records
+            live = [table.c.deleted_at.is_(None)] if "deleted_at" in table.c else []
+            keyed = any(c.name == "external_id" for c in cols)
+            clashes.append(sa.exists(sa.select(1).where(*same, *(live if keyed else []))))
+        flag = sa.case((sa.or_(sa.false(), *clashes), 1), else_=0)
+        if not self._refill(sa.select(a.c.entity_id, a.c.before, a.c.id, flag).where(*deleted)):
+            return
+        self.counts["conflicts"][entity_type] += self._flagged(1)
+        room = CONFLICTS_LISTED - len(self.listed)
+        if room > 0:
+            ids = self.conn.scalars(sa.select(self.tmp.c.entity_id).where(self.tmp.c.flag == 1).limit(room))
+            self.listed += [(entity_type, i) for i in ids]
+        todo = sa.select(self.tmp).where(self.tmp.c.flag == 0).subquery("todo")
+        image = todo.c.image
+        values = []
+        for c in columns:
+            v = d.image_value(image, c)
+            values.append(sa.cast(v, c.type) if isinstance(c.type, (sa.Integer, sa.Numeric, sa.Boolean)) else v)
+        self.conn.execute(table.insert().from_select([c.name for c in columns], sa.select(*values)))
+        if table.name in {t.name for t in schema.ENTITY_TABLES.values()}:
+            # the tags the image holds (a sync's mirror delete images them)
+            tg, t = d.image_tags(image), schema.tags
+            back = (
+                sa.select(sa.literal(self.acct, sa.Uuid()), sa.literal(entity_type), todo.c.entity_id, tg.c.value)
+                .select_from(todo.join(tg, sa.true()))
+                .where(d.image_has(image, "tags"))
+            )
+            self.conn.execute(t.insert().from_select(["account_id", "entity_type", "entity_id", "tag"], back))
+        src = sa.select(todo.c.entity_id.label("entity_id"), d.image_null().label("before"), image.label("after"))
+        n = self.conn.execute(audit_insert(self.cs, self._op("restore"), entity_type, src, now=self.now)).rowcount
+        self.counts["restored"][entity_type] += n
 
     def _undo_parts(self) -> None:
         """Parts it created under records it did not create: deleted, or closed."""

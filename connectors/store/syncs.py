@@ -22,6 +22,8 @@ from connectors.store.schema import sync_runs as s
 
 # statuses of a run the next run of its connection picks up after its committed batches
 RESUMABLE = ("processing", "failed", "cancelled")
+# the audit operation of a record a resolved conflict put back in step (`mark_in_step`)
+BASELINE = "sync.baseline"
 COUNTS = ("records_read", "created", "updated", "skipped", "unchanged", "deleted", "conflicts", "errors")
 LISTED = ("id", "sync_name", "started_at", "finished_at", *COUNTS, "status", "error_message", "full_refresh")
 
@@ -273,11 +275,26 @@ def _audit_images(
     def plain(v: Any) -> Any:
         return v.isoformat() if isinstance(v, datetime) else str(v) if isinstance(v, uuid.UUID) else v
 
+    records = conn.execute(sa.select(table).where(where)).all()
+    tags: dict[Any, list[str]] = {}
+    if entity_type in schema.ENTITY_TABLES:
+        # the record's tags go with it (deleted next); the image brings them back on rollback
+        t = schema.tags
+        q = sa.select(t.c.entity_id, t.c.tag).where(
+            t.c.entity_type == entity_type, t.c.entity_id.in_([r.id for r in records])
+        )
+        for entity_id, tag in conn.execute(q.order_by(t.c.tag)):
+            tags.setdefault(entity_id, []).append(tag)
     rows = [
-        (entity_type, r.id, {k: plain(v) for k, v in r._mapping.items()}, None)
-        for r in conn.execute(sa.select(table).where(where))
+        (
+            entity_type,
+            r.id,
+            {k: plain(v) for k, v in r._mapping.items()} | ({"tags": tags[r.id]} if r.id in tags else {}),
+            None,
+        )
+        for r in records
     ]
-    changes.write_audit_rows(conn, cs, "sync.delete", rows, now=now)
+    changes.write_audit_rows(conn, cs, changes.HARD_DELETE, rows, now=now)
 
 
 # -- manual conflicts
@@ -319,6 +336,15 @@ def conflict(conn: sa.Connection, account_id: uuid.UUID, conflict_id: uuid.UUID)
     return None if r is None else dict(r._mapping)
 
 
+def mark_in_step(conn: sa.Connection, run_id: uuid.UUID, entity: str, entity_id: uuid.UUID) -> None:
+    """An audit row `sync.baseline` of RUN_ID (a run of the connection) on the record, changing
+    nothing: the connection's last sync of the record is now, so the store's changes before it are
+    no conflict any more (a resolved conflict does not come back), and a sync out sends the record."""
+    cs = changes.load_change_set(conn, run_id)
+    assert cs is not None
+    changes.write_audit_rows(conn, cs, BASELINE, [(entity, entity_id, None, None)], now=datetime.now(UTC))
+
+
 def resolve_conflict(conn: sa.Connection, conflict_id: uuid.UUID, resolution: str, actor: str) -> None:
     conn.execute(
         k.update()
@@ -347,11 +373,13 @@ def changed_in_store(
     key_field: str,
     keys: list[str],
     fields: tuple[str, ...],
+    changed_only: bool = True,
 ) -> dict[str, dict[str, Any]]:
     """Of the records whose KEY_FIELD is one of KEYS (compared folded), those something other than
     this connection changed after the connection's last write of them (`changes.changed_since`
     from that write: undone changes and rollbacks do not count). A record the connection never
-    wrote has no last sync to compare with: not a conflict.
+    wrote has no last sync to compare with: not a conflict. CHANGED_ONLY False: every record of
+    KEYS, changed or not.
 
     Returns folded key -> {"id", "updated_at", FIELDS...}: the store's side of each conflict.
     """
@@ -377,8 +405,9 @@ def changed_in_store(
         sa.select(table.c.id, folded.label("k"), table.c.updated_at, *cols)
         .where(table.c.account_id == account_id, table.c.deleted_at.is_(None))
         .where(folded.in_([x.strip().lower() for x in keys]))
-        .where(last_id.is_not(None), changed)
     )
+    if changed_only:
+        q = q.where(last_id.is_not(None), changed)
     return {r.k: dict(r._mapping) for r in conn.execute(q)}
 
 
@@ -402,7 +431,8 @@ def changed_for_out(
     key_field: str,
 ) -> list[dict[str, Any]]:
     """Records of ENTITY with an audit row in (AFTER, UPTO] written by anything but this
-    connection's runs (so what the connection wrote itself is never sent back: no echo), as
+    connection's runs (so what the connection wrote itself is never sent back: no echo), or put
+    back in step by a conflict's resolution (`mark_in_step`: the record's values win), as
     they are now, with a non-empty KEY_FIELD and no open conflict of the connection. Applications
     carry their candidate's email and names and their job's code."""
     table = schema.ENTITY_TABLES[entity]
@@ -411,7 +441,7 @@ def changed_for_out(
     changed = (
         sa.select(a.c.entity_id)
         .where(a.c.account_id == account_id, a.c.entity_type == entity, a.c.id > after, a.c.id <= upto)
-        .where(sa.or_(changes.writer_of(a).is_(None), changes.writer_of(a).not_in(runs)))
+        .where(sa.or_(changes.writer_of(a).is_(None), changes.writer_of(a).not_in(runs), a.c.operation == BASELINE))
         .distinct()
     )
     open_keys = sa.select(k.c.key).where(k.c.account_id == account_id, k.c.sync_name == name, k.c.resolved_at.is_(None))

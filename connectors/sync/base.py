@@ -65,6 +65,15 @@ class Connector(Protocol):
         """Every key the source holds now (for delete handling), in batches."""
         ...
 
+    def write_batches(self, rows: list[dict[str, Any]], *, batch: str | None = None) -> tuple[int, int]:
+        """Write ROWS (column -> value) to the system (a sync out); (inserted, updated).
+
+        BATCH names the batch (the run and its number): a batch sent again after a resume is
+        recognised where the system allows (a folder replaces the batch's file, an API gets the
+        same Idempotency-Key, a database upserts by key).
+        """
+        ...
+
     def close(self) -> None: ...
 
 

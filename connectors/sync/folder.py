@@ -6,13 +6,22 @@ delimiter and encoding, Parquet, .xlsx, compressed). The incremental position is
 completed run, in that order. Only a file's last batch carries the position: a run killed inside
 a file reads that file again, and the rows it already wrote are unchanged. Every file must have
 the columns of the first (the mapping binds to them).
+
+A sync out (`write_batches`) writes each batch as a new CSV or Parquet file, under a temporary
+name renamed when complete: the folder never holds a partial file.
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
 
 from connectors.files import FileReadError, open_tabular
 from connectors.sync.base import Batch, Position, SyncSourceError
@@ -20,11 +29,16 @@ from connectors.sync.base import Batch, Position, SyncSourceError
 PATTERNS = ("*.csv", "*.parquet", "*.xlsx", "*.csv.gz", "*.zip")
 
 
+FORMATS = ("csv", "parquet")
+
+
 class FolderConnector:
-    def __init__(self, path: str, *, key: str, name: str = "files") -> None:
+    def __init__(self, path: str, *, key: str, name: str = "files", write_format: str = "csv") -> None:
         self.name = name
         self.folder = Path(path)
         self.key = key
+        # what a sync out writes
+        self.format = write_format
         if not self.folder.is_dir():
             raise SyncSourceError(f"{name}: no folder {path}", transient=True)
         self._columns: list[str] | None = None
@@ -72,5 +86,40 @@ class FolderConnector:
                 if self.key in raw.table.column_names:
                     yield [k for k in raw.table.column(self.key).to_pylist() if k is not None]
 
+    def write_batches(self, rows: list[dict[str, Any]], *, batch: str | None = None) -> tuple[int, int]:
+        """Write ROWS (column -> value) as one new file of the folder; (rows written, 0).
+
+        The file is written under a temporary name (`.<name>.partial`, which no reader picks up)
+        and renamed when complete, so the folder never holds a partial file. BATCH names the file
+        (`<connection>-<batch>.csv`): a batch sent again replaces its file instead of adding one.
+        """
+        if not rows:
+            return 0, 0
+        columns = list(dict.fromkeys(c for r in rows for c in r))
+        table = pa.table({c: pa.array([_cell(r.get(c)) for r in rows], pa.string()) for c in columns})
+        stem = f"{self.name}-{batch or datetime.now(UTC).strftime('%Y%m%dT%H%M%S%f')}"
+        final = self.folder / f"{stem}.{self.format}"
+        partial = self.folder / f".{final.name}.partial"
+        try:
+            if self.format == "parquet":
+                pq.write_table(table, partial)
+            else:
+                pacsv.write_csv(table, partial)
+            os.replace(partial, final)
+        except OSError as exc:
+            raise SyncSourceError(f"{self.name}: writing {final.name} failed: {exc.strerror}", transient=True) from None
+        finally:
+            partial.unlink(missing_ok=True)
+        return len(rows), 0
+
     def close(self) -> None:
         pass
+
+
+def _cell(value: Any) -> str | None:
+    """A value as the text a file holds (timestamps in ISO 8601)."""
+    if value is None:
+        return None
+    if isinstance(value, (datetime, date)):
+        return value.isoformat()
+    return str(value)

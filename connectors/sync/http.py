@@ -15,6 +15,9 @@ Rows are flattened to text columns by `fields` (column -> path such as `emails[0
 `current_stage.name`), or else the record's top-level values (objects and lists as JSON text).
 `explode` turns each element of a list field into a row, its parent's values under `parent.`.
 
+Writes (a sync out, `write_batches`): JSON POST, PUT or PATCH, per batch or per record, with the
+same auth, retries and 429 handling; each request carries an `Idempotency-Key`.
+
 Incremental reads: `since_param` carries the last completed run's cursor value to the API
 (Greenhouse `updated_after`, Lever `updated_at_start`); rows at or before the position are
 dropped client-side. An API's pages are not in cursor order, so the position is committed when
@@ -29,8 +32,9 @@ import json
 import re
 import time
 from collections.abc import Callable, Iterator
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 import pyarrow as pa
@@ -84,6 +88,12 @@ def _retry_after(response: httpx.Response, default: float) -> float:
         return default
 
 
+def _json_default(value: Any) -> Any:
+    if isinstance(value, (datetime, date)):
+        return value.isoformat()
+    return str(value)
+
+
 def _order(value: Any) -> Any:
     """A cursor value in comparable form (numbers as numbers, ISO text as aware datetimes)."""
     if isinstance(value, (int, float)):
@@ -117,6 +127,7 @@ class HttpConnector:
         params: dict[str, Any] | None = None,
         since_param: str | None = None,
         since_format: Callable[[Any], Any] | None = None,
+        write: dict[str, Any] | None = None,
         max_retries: int = 5,
         backoff: float = 0.5,
         timeout: float = 30.0,
@@ -133,6 +144,8 @@ class HttpConnector:
         self.params = dict(params or {})
         self.since_param = since_param
         self.since_format = since_format or (lambda v: v)
+        # a sync out: method (POST, PUT, PATCH), url (`{key}`: one request per record), records
+        self.write = dict(write or {})
         self.max_retries = max_retries
         self.backoff = backoff
         self.sleep = sleep
@@ -149,26 +162,46 @@ class HttpConnector:
     # -- HTTP
 
     def _get(self, url: str, params: dict[str, Any] | None) -> tuple[httpx.Response, Any]:
+        return self._request("GET", url, params=params)
+
+    def _request(
+        self,
+        method: str,
+        url: str,
+        *,
+        params: dict[str, Any] | None = None,
+        body: Any = None,
+        headers: dict[str, str] | None = None,
+    ) -> tuple[httpx.Response, Any]:
+        """One request, retried: a 429 after its Retry-After, a 5xx, a timeout or a dropped
+        connection with backoff; the response and its JSON body (None for an empty write answer)."""
         attempt = 0
+        content = None if body is None else json.dumps(body, default=_json_default).encode()
+        if content is not None:
+            headers = {"Content-Type": "application/json", **(headers or {})}
         while True:
             self.requests += 1
             try:
-                response = self.client.get(url, params=params)
+                response = self.client.request(method, url, params=params, content=content, headers=headers)
             except httpx.TransportError as exc:
                 # timeouts, refused and dropped connections, truncated bodies
                 why = type(exc).__name__
                 response = None
             else:
                 if response.status_code < 400:
+                    if method != "GET" and not response.content.strip():
+                        return response, None
                     try:
                         return response, response.json()
                     except ValueError:
+                        if method != "GET":
+                            return response, None
                         why = "a body that is not JSON"
                 elif response.status_code == 429 or response.status_code >= 500:
                     why = f"HTTP {response.status_code}"
                 else:
                     raise SyncSourceError(
-                        f"{self.name}: the API refused the request: HTTP {response.status_code}"
+                        f"{self.name}: the API refused the {method}: HTTP {response.status_code}"
                         + (" (check the credentials)" if response.status_code in (401, 403) else "")
                     )
             attempt += 1
@@ -281,6 +314,34 @@ class HttpConnector:
                 keys = []
         if keys:
             yield keys
+
+    # -- writes (a sync out)
+
+    def write_batches(self, rows: list[dict[str, Any]], *, batch: str | None = None) -> tuple[int, int]:
+        """Send ROWS (column -> value) as JSON with the connection's `write` settings; (inserted, updated).
+
+        With `{key}` in the write URL, one request per row (the row as the body, the URL naming
+        its key); else one request for the batch: a JSON list, or `{records: [...]}` when
+        `records` is set. BATCH names the batch: sent as the `Idempotency-Key` header, so an API
+        that honours it does not apply a re-sent batch twice. A POST counts as inserted, a PUT or
+        PATCH as updated.
+        """
+        if not rows:
+            return 0, 0
+        w = self.write
+        method = str(w.get("method", "POST")).upper()
+        url = str(w.get("url") or self.url)
+        headers = {"Idempotency-Key": batch} if batch else None
+        if "{key}" in url:
+            for i, row in enumerate(rows):
+                one = {"Idempotency-Key": f"{batch}-{i}"} if batch else None
+                self._request(
+                    method, url.replace("{key}", quote(str(row.get(self.key, "")), safe="")), body=row, headers=one
+                )
+        else:
+            body: Any = {w["records"]: rows} if w.get("records") else rows
+            self._request(method, url, body=body, headers=headers)
+        return (len(rows), 0) if method == "POST" else (0, len(rows))
 
     def close(self) -> None:
         self.client.close()

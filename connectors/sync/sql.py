@@ -125,8 +125,9 @@ class SqlConnector:
                 f"{self.name}: reading {self.table.name} failed: {why}", transient=is_transient(exc)
             ) from None
 
-    def write_batches(self, rows: Sequence[dict[str, Any]]) -> tuple[int, int]:
-        """Upsert ROWS (column -> value) by key in one transaction; (inserted, updated)."""
+    def write_batches(self, rows: Sequence[dict[str, Any]], *, batch: str | None = None) -> tuple[int, int]:
+        """Upsert ROWS (column -> value) by key in one transaction; (inserted, updated). An upsert
+        is idempotent: BATCH (the batch's name) is not needed."""
         t, key = self.table, self.key
         if not rows:
             return 0, 0

@@ -49,6 +49,7 @@ __all__ = [
     "file_sha256",
     "get_import",
     "list_imports",
+    "prefetch",
     "rollback_import",
     "run_import",
 ]
@@ -206,12 +207,27 @@ class FailedRows:
                 self._f.close()
 
 
-def _prefetch(produce: Callable[[], Iterator[Any]], depth: int = 1) -> Iterator[Any]:
+def prefetch(produce: Callable[[], Iterator[Any]], depth: int = 1) -> Iterator[Any]:
     """Run a generator in a worker thread, `depth` items ahead of the consumer.
 
     Reading, mapping and validating the next batch (Python and Arrow work) overlaps the database
-    writing the current one. The worker's exceptions re-raise in the consumer, in order; when the
-    consumer stops early (error, cancellation) the worker stops at its next item and closes the file.
+    writing the current one. The import and the sync engine (`pipelines.syncs.engine`) both read
+    this way.
+
+    Args:
+        produce: makes the generator to run (called once, in the worker thread).
+        depth: how many items the worker may hold ready ahead of the consumer.
+
+    Yields:
+        The generator's items, in order.
+
+    Raises:
+        BaseException: whatever the generator raised, re-raised in the consumer at the point it
+            was raised (the items before it are yielded first).
+
+    When the consumer stops early (an error, a cancellation, `close()`), the worker stops at its
+    next item and closes the generator (its `finally` runs, a file it reads is closed). The
+    consumer wakes every 0.5 s while it waits, so a signal (Dagster's cancellation) reaches it.
     """
     q: queue.Queue = queue.Queue(maxsize=depth)
     stop = threading.Event()
@@ -235,7 +251,7 @@ def _prefetch(produce: Callable[[], Iterator[Any]], depth: int = 1) -> Iterator[
         finally:
             gen.close()
 
-    worker = threading.Thread(target=work, name="import-prefetch", daemon=True)
+    worker = threading.Thread(target=work, name="prefetch", daemon=True)
     worker.start()
     try:
         while True:
@@ -483,7 +499,7 @@ def run_import(
                     )
 
             try:
-                for raw, prep in _prefetch(prepared):
+                for raw, prep in prefetch(prepared):
                     if should_stop is not None and should_stop():
                         raise _Stopped()
                     batch_at = f"rows {committed + 1}-{raw.last_row}"

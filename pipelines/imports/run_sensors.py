@@ -32,8 +32,8 @@ import_failure_sensor, import_canceled_sensor = run_end_sensors(
 @dg.sensor(
     name="dead_run_sensor",
     description=(
-        "Marks failed every started import or bulk-job run whose process on this host is gone (killed with -9, "
-        "its deployment stopped), naming the pid; the failure sensors then end its import or bulk job."
+        "Marks failed every started import, bulk-job or sync run whose process on this host is gone (killed with -9, "
+        "its deployment stopped), naming the pid; the failure sensors then end its import, bulk job or sync run."
     ),
     minimum_interval_seconds=30,
     default_status=dg.DefaultSensorStatus.RUNNING,

@@ -17,7 +17,7 @@ from connectors import settings
 from connectors.store.errors import describe_error
 from connectors.store.faults import is_transient
 from connectors.sync import SyncSourceError
-from pipelines.instance import run_terminating
+from pipelines.instance import reap_dead_runs, record_process, run_terminating
 from pipelines.retries import RETRY_POLICY
 from pipelines.syncs.config import Connection, load_folder
 from resources import RecordStoreResource
@@ -44,6 +44,9 @@ class SyncRunConfig(dg.Config):
 
 def _busy(context: dg.AssetExecutionContext, name: str) -> str | None:
     """Another run of the connection in progress, else None."""
+    # a run whose process is gone (killed with -9) is failed now, so this run resumes it at once
+    for dead in reap_dead_runs(context.instance, tags={SYNC_TAG: name}):
+        context.log.info(f"run {dead} was syncing {name} but its process is gone: marked failed")
     live = [dg.DagsterRunStatus.STARTING, dg.DagsterRunStatus.STARTED, dg.DagsterRunStatus.CANCELING]
     runs = context.instance.get_runs(filters=dg.RunsFilter(tags={SYNC_TAG: name}, statuses=live))
     others = [r.run_id for r in runs if r.run_id != context.run.run_id]
@@ -83,6 +86,7 @@ def sync_asset(connection: Connection) -> dg.AssetsDefinition:
     def _sync(context: dg.AssetExecutionContext, config: SyncRunConfig, record_store: RecordStoreResource) -> Any:
         from pipelines.syncs.engine import SyncFailed, run_sync
 
+        record_process(context)
         busy = _busy(context, name)
         if busy is not None:
             context.log.info(f"run {busy} is syncing {name}; waiting {BUSY_WAIT_SECONDS}s")

@@ -32,15 +32,17 @@ from typing import Any
 import dagster as dg
 import yaml
 
-from connectors.store import registry
+from connectors.store import registry, schema
 from pipelines.imports.errors import MappingError
 from pipelines.imports.mapping import parse_mapping
 
 DIRECTIONS = ("in", "out", "two_way")
 CONFLICTS = ("source_wins", "target_wins", "newest_wins", "merge_non_empty", "manual")
 DELETES = ("ignore", "soft_delete", "mirror")
-# strategies that can decide one field of a record (the others decide the whole record)
-FIELD_CONFLICTS = ("source_wins", "target_wins", "merge_non_empty")
+# strategies that can decide one field of a record: all of them
+FIELD_CONFLICTS = CONFLICTS
+# the directions each source type syncs
+WRITABLE = {"sql": DIRECTIONS, "files": ("in", "out"), "http": DIRECTIONS}
 SOURCE_TYPES = ("sql", "files", "http", "greenhouse", "lever")
 TOP_LEVEL = {
     "name": "the connection's name (default: the file's name)",
@@ -60,7 +62,7 @@ TOP_LEVEL = {
 }
 SOURCE_KEYS = {
     "sql": {"type", "url", "table", "key", "cursor"},
-    "files": {"type", "path", "key"},
+    "files": {"type", "path", "key", "format"},
     "http": {
         "type",
         "url",
@@ -75,6 +77,7 @@ SOURCE_KEYS = {
         "fields",
         "explode",
         "since_param",
+        "write",
     },
     "greenhouse": {"type", "token", "resource", "base_url"},
     "lever": {"type", "token", "resource", "base_url"},
@@ -125,6 +128,10 @@ class Connection:
     timezone: str = "UTC"
     # per field, where it makes sense: a strategy that decides field by field
     field_conflicts: dict[str, str] = field(default_factory=dict)
+
+    def strategy_of(self, field_name: str) -> str:
+        """The conflict strategy deciding FIELD_NAME: its own, else the connection's."""
+        return self.field_conflicts.get(field_name, self.conflict)
 
     def secrets(self) -> list[Secret]:
         return [v for v in self.source.values() if isinstance(v, Secret)]
@@ -235,7 +242,7 @@ def load_connection(path: str | Path, *, check_env: bool = True) -> Connection:
     direction = choice("direction", DIRECTIONS, "in")
     field_conflicts: dict[str, str] = {}
     if isinstance(raw.get("conflict"), dict):
-        # {default: <strategy>, fields: {field: source_wins | target_wins | merge_non_empty}}
+        # {default: <strategy>, fields: {field: <strategy>}}
         spec = raw["conflict"]
         for k in spec:
             if k not in ("default", "fields"):
@@ -246,6 +253,14 @@ def load_connection(path: str | Path, *, check_env: bool = True) -> Connection:
                 raise fail(("conflict", "fields", f), f"conflict of field {f!r}: one of {', '.join(FIELD_CONFLICTS)}")
             if f not in registry.get(entity).fields:
                 raise fail(("conflict", "fields", f), f"conflict of field {f!r}: not a field of {entity}")
+            own = [c.name for c in schema.ENTITY_TABLES[entity].c if c.name in registry.get(entity).fields]
+            if f not in own or f == "external_id":
+                decided = ", ".join(c for c in own if c != "external_id")
+                raise fail(
+                    ("conflict", "fields", f),
+                    f"conflict of field {f!r}: a field of the {entity} record itself decides on its own ({decided}); "
+                    "the connection's strategy decides the others",
+                )
             field_conflicts[str(f)] = str(strategy)
     conflict = choice("conflict", CONFLICTS, "source_wins")
     delete = choice("delete", DELETES, "ignore")
@@ -311,8 +326,29 @@ def load_connection(path: str | Path, *, check_env: bool = True) -> Connection:
     batch_size = raw.get("batch_size", 10_000)
     if not isinstance(batch_size, int) or batch_size < 1:
         raise fail(("batch_size",), f"batch_size {batch_size!r} is not a positive whole number")
-    if direction != "in" and kind != "sql":
-        raise fail(("direction",), f"direction {direction!r} needs a sql source (files and HTTP APIs are read)")
+    allowed = WRITABLE.get(kind, ("in",))
+    if direction not in allowed:
+        raise fail(
+            ("direction",),
+            f"direction {direction!r}: a {kind} source is synced {', '.join(allowed)}"
+            + (
+                " (a folder's files must all have one set of columns: it is read or written, not both)"
+                if kind == "files"
+                else ""
+            ),
+        )
+    if direction != "in" and kind != "sql" and mapping is None:
+        raise fail(
+            ("direction",), f"direction {direction!r} to a {kind} source needs a mapping: it names the columns written"
+        )
+    if kind == "files" and str(source.get("format", "csv")) not in ("csv", "parquet"):
+        raise fail(("source", "format"), f"format {source['format']!r}: csv or parquet (what a sync out writes)")
+    if kind == "http" and "write" in source:
+        w = source["write"]
+        if not isinstance(w, dict) or set(w) - {"method", "url", "records"}:
+            raise fail(("source", "write"), "write: a mapping of method (POST, PUT, PATCH), url, records")
+        if str(w.get("method", "POST")).upper() not in ("POST", "PUT", "PATCH"):
+            raise fail(("source", "write", "method"), f"write method {w['method']!r}: one of POST, PUT, PATCH")
     return Connection(
         name=name,
         path=str(p),

@@ -8,10 +8,12 @@ starts from the last *completed* run's cursor), and `changes.rollback` undoes a 
 
 Conflicts: a row read from the source (it changed there since the last cursor) whose record
 something else changed in the store since this connection last wrote it
-(`syncs.changed_in_store`). The connection's strategy decides: source_wins writes the source's
-values; target_wins keeps the record; newest_wins compares the source row's cursor time with the
-record's `updated_at`; merge_non_empty writes only the fields the record has empty; manual keeps
-the record and queues the conflict (`bulkops conflicts`).
+(`syncs.changed_in_store`). Each field's strategy (its own, else the connection's) decides it:
+source_wins takes the source's value; target_wins keeps the record's; newest_wins compares the
+source row's cursor time with the record's `updated_at`; merge_non_empty takes the source's only
+where the record's is empty; manual keeps the record's and queues the conflict (`bulkops
+conflicts`). Where the source's value is taken, an empty one clears the field (`clear_fields`),
+except under merge_non_empty.
 """
 
 from __future__ import annotations
@@ -24,21 +26,31 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pyarrow as pa
-import pyarrow.compute as pc
 
-from connectors.store import accounts, changes, syncs
+from connectors.store import accounts, changes, schema, syncs
 from connectors.store.errors import describe_error
 from connectors.store.imports import ImportWriter, serialized_batches
 from connectors.sync import Position, SqlConnector, SyncSourceError, ats
 from connectors.sync.folder import FolderConnector
 from connectors.sync.http import HttpConnector
-from pipelines.imports.engine import _prefetch as prefetch
+from pipelines.imports.engine import prefetch
 from pipelines.imports.errors import MappingError
 from pipelines.imports.mapping import apply_mapping, bind_mapping
 from pipelines.imports.validation import prepare
 from pipelines.syncs.config import Connection, SyncConfigError
 
-HTTP_OPTIONS = ("token", "username", "password", "pagination", "records", "fields", "explode", "params", "since_param")
+HTTP_OPTIONS = (
+    "token",
+    "username",
+    "password",
+    "pagination",
+    "records",
+    "fields",
+    "explode",
+    "params",
+    "since_param",
+    "write",
+)
 # errors listed in a run's details (all are counted)
 ERRORS_LISTED = 20
 
@@ -78,7 +90,9 @@ def make_connector(connection: Connection) -> Any:
         extra = {"base_url": src["base_url"]} if src.get("base_url") else {}
         return make(str(src["resource"]), src["token"], name=connection.name, **extra)
     if src["type"] == "files":
-        return FolderConnector(str(src["path"]), key=src["key"], name=connection.name)
+        return FolderConnector(
+            str(src["path"]), key=src["key"], name=connection.name, write_format=str(src.get("format", "csv"))
+        )
     if src["type"] == "http":
         options = {k: src[k] for k in HTTP_OPTIONS if k in src}
         return HttpConnector(src["url"], key=src["key"], cursor=src.get("cursor"), name=connection.name, **options)
@@ -113,7 +127,11 @@ def run_sync(
     try:
         if connector is None:
             connector = make_connector(connection)
-        columns = connector.columns()
+        if connection.direction == "out" and connection.source["type"] != "sql":
+            # a folder or an API written to only: the mapping names the columns it gets
+            columns = list((connection.mapping or {}).get("columns") or {})
+        else:
+            columns = connector.columns()
         try:
             mapping = bind_mapping(connection.mapping, columns, connection.entity)
         except MappingError as exc:
@@ -179,6 +197,7 @@ def run_sync(
                             on_duplicate="update",
                             duplicate_keys=(connection.key_field,),
                             kind="sync",
+                            clear=clear_fields(connection, mapping),
                         )
                         with conn.begin():
                             writer.create_stage()
@@ -195,7 +214,7 @@ def run_sync(
                             kept, found, merged = _resolve_conflicts(
                                 conn, connection, account_id, run_id, mapping, batch.table, keys, keep, prep.table
                             )
-                            table = _blank(table, merged).filter(kept)
+                            table = _keep(table, merged).filter(kept)
                         else:
                             found = 0
                             table = table.filter(keep)
@@ -317,8 +336,9 @@ def _push_out(
             row[cursor_col] = now
         rows.append(row)
     inserted = updated = 0
-    for i in range(0, len(rows), connection.batch_size):
-        n_in, n_up = connector.write_batches(rows[i : i + connection.batch_size])
+    for n, i in enumerate(range(0, len(rows), connection.batch_size)):
+        batch = f"{run_id}-{n + 1:05d}"
+        n_in, n_up = connector.write_batches(rows[i : i + connection.batch_size], batch=batch)
         inserted, updated = inserted + n_in, updated + n_up
     return {"written": len(rows), "inserted": inserted, "updated": updated, "position": upto}
 
@@ -333,6 +353,39 @@ def _transient(exc: Exception) -> bool:
     return is_transient(exc)
 
 
+# staged fields the writer needs to find the record and its candidate: never blanked
+IDENTITY = frozenset({"external_id", "email", "email_norm", "candidate_external_id", "application_external_id", "code"})
+
+
+def clear_fields(connection: Connection, mapping: Any) -> tuple[str, ...]:
+    """The mapped fields whose empty source value clears the record's value: the record's own
+    columns that may be empty (not its key), unless the field's strategy is merge_non_empty."""
+    table = schema.ENTITY_TABLES[connection.entity]
+    return tuple(
+        f
+        for f in _mapped(mapping)
+        if f in table.c
+        and table.c[f].nullable
+        and f not in (connection.key_field, "external_id")
+        and connection.strategy_of(f) != "merge_non_empty"
+    )
+
+
+def _mapped(mapping: Any) -> tuple[str, ...]:
+    return tuple(dict.fromkeys(r.target for r in mapping.rules if r.target and "." not in r.target))
+
+
+def _decide(strategy: str, stored: Any, source_newer: bool) -> str:
+    """Whose value one field of a conflicting record takes: source, target or manual (held)."""
+    if strategy == "source_wins":
+        return "source"
+    if strategy == "newest_wins":
+        return "source" if source_newer else "target"
+    if strategy == "merge_non_empty":
+        return "target" if stored not in (None, "") else "source"
+    return "manual" if strategy == "manual" else "target"
+
+
 def _resolve_conflicts(
     conn: Any,
     connection: Connection,
@@ -343,61 +396,73 @@ def _resolve_conflicts(
     keys: list[Any],
     keep: pa.Array,
     staged: pa.Table,
-) -> tuple[pa.Array, int, dict[str, list[int]]]:
-    """Which rows of the batch to write, after the connection's conflict strategy.
+) -> tuple[pa.Array, int, dict[str, dict[int, Any]]]:
+    """Which rows of the batch to write, after the conflict strategies (the connection's and its
+    fields' own).
 
-    Returns (mask, conflicts, kept): KEPT names, per staged field, the rows whose record keeps
-    its own non-empty value (merge_non_empty).
+    A conflicting record's fields are decided one by one: a field of the record's own table by its
+    strategy, the others (an application's candidate and job) by the connection's. A record where
+    nothing takes the source's value is not written at all. A field held for a manual decision
+    stays held while its conflict is open, whatever later runs read.
+
+    Returns (mask, conflicts, kept): KEPT names, per staged field, the rows that keep the record's
+    value there, with that value (None: leave the cell empty, so the writer keeps the record's).
     """
-    fields = tuple(r.target for r in mapping.rules if r.target and "." not in r.target)
+    fields = _mapped(mapping)
     text_keys = [str(k) for k in keys if k is not None]
-    found = syncs.changed_in_store(
-        conn,
-        account_id,
-        connection.name,
-        entity=connection.entity,
-        key_field=connection.key_field,
-        keys=text_keys,
-        fields=fields,
-    )
-    kept: dict[str, list[int]] = {}
-    if not found:
+    lookup = {"entity": connection.entity, "key_field": connection.key_field, "keys": text_keys, "fields": fields}
+    found = syncs.changed_in_store(conn, account_id, connection.name, **lookup)
+    strategies = {connection.conflict, *connection.field_conflicts.values()}
+    held: dict[str, dict[str, Any]] = {}
+    if "manual" in strategies:
+        open_keys = {x.strip().lower() for x in syncs.open_conflict_keys(conn, account_id, connection.name)}
+        pending = [x for x in text_keys if x.strip().lower() in open_keys and x.strip().lower() not in found]
+        if pending:
+            held = syncs.changed_in_store(
+                conn, account_id, connection.name, **{**lookup, "keys": pending}, changed_only=False
+            )
+    kept: dict[str, dict[int, Any]] = {}
+    if not found and not held:
         return keep, 0, kept
-    strategy = connection.conflict
     mask = keep.to_pylist()
     queued = []
     conflicts = 0
     compared = [f for f in fields if f in staged.column_names and f != connection.key_field]
+    others = [f for f in compared if f not in schema.ENTITY_TABLES[connection.entity].c and f not in IDENTITY]
     cursor_col = connection.source.get("cursor")
     for i, k in enumerate(keys):
-        rec = found.get(str(k).strip().lower()) if k is not None else None
+        folded = str(k).strip().lower() if k is not None else None
+        rec = found.get(folded) if folded is not None else None
+        still_open = rec is None and folded in held
+        if still_open:
+            # its conflict is open: what is held stays held, the rest follows the source
+            rec = held[folded]
+            decisions = {f: "manual" if connection.strategy_of(f) == "manual" else "source" for f in compared}
+            rest = "manual" if connection.conflict == "manual" else "source"
         if rec is None or not mask[i]:
             continue
-        if all(_same(staged.column(f)[i].as_py(), rec.get(f)) for f in compared if f in rec):
-            # both sides hold the same values (a two-way sync's own write coming back): no conflict
-            continue
-        conflicts += 1
-        for f, how in connection.field_conflicts.items():
-            # a field's own strategy: the record keeps its value there (target) or keeps it when set (merge)
-            if f in staged.column_names and (
-                how == "target_wins" or (how == "merge_non_empty" and rec.get(f) not in (None, ""))
-            ):
-                kept.setdefault(f, []).append(i)
-        if strategy == "merge_non_empty":
-            # the record keeps what it has; the source fills only its empty fields
-            for f in compared:
-                if f not in connection.field_conflicts and rec.get(f) not in (None, ""):
-                    kept.setdefault(f, []).append(i)
-            continue
-        if strategy == "source_wins":
-            continue
-        if strategy == "newest_wins" and cursor_col:
-            at = source.column(cursor_col)[i].as_py()
-            src_time = _parse_time(at)
-            if src_time is not None and rec["updated_at"] is not None and src_time > _aware(rec["updated_at"]):
+        if not still_open:
+            if all(_same(staged.column(f)[i].as_py(), rec.get(f)) for f in compared if f in rec):
+                # both sides hold the same values (a two-way sync's own write coming back): no conflict
                 continue
-        mask[i] = False
-        if strategy == "manual":
+            newer = False
+            if cursor_col:
+                src_time = _parse_time(source.column(cursor_col)[i].as_py())
+                newer = src_time is not None and rec["updated_at"] is not None and src_time > _aware(rec["updated_at"])
+            decisions = {f: _decide(connection.strategy_of(f), rec.get(f), newer) for f in compared if f in rec}
+            # fields outside the record's table (its candidate's, its job): the connection's strategy
+            rest = _decide(connection.conflict, None, newer)
+        conflicts += 1
+        if rest != "source" and "source" not in decisions.values():
+            mask[i] = False  # nothing takes the source's value: the record stays as it is
+        else:
+            for f, whose in decisions.items():
+                if whose != "source":
+                    kept.setdefault(f, {})[i] = rec.get(f)
+            if rest != "source":
+                for f in others:
+                    kept.setdefault(f, {})[i] = None
+        if "manual" in decisions.values() or rest == "manual":
             row = {c: source.column(c)[i].as_py() for c in source.column_names}
             target = {c: _jsonable(v) for c, v in rec.items() if c not in ("k",)}
             queued.append(
@@ -417,13 +482,15 @@ def _resolve_conflicts(
     return pa.array(mask, pa.bool_()), conflicts, kept
 
 
-def _blank(table: pa.Table, kept: dict[str, list[int]]) -> pa.Table:
-    """TABLE with the KEPT cells empty: the writer then keeps the record's value there."""
+def _keep(table: pa.Table, kept: dict[str, dict[int, Any]]) -> pa.Table:
+    """TABLE with the KEPT cells set to the record's value (or empty: the writer keeps the record's)."""
     for f, rows in kept.items():
         i = table.column_names.index(f)
-        hit = pa.array([n in set(rows) for n in range(table.num_rows)], pa.bool_())
         column = table.column(f).combine_chunks()
-        table = table.set_column(i, f, pc.if_else(hit, pa.scalar(None, column.type), column))
+        values = column.to_pylist()
+        for n, value in rows.items():
+            values[n] = str(value) if value is not None and pa.types.is_string(column.type) else value
+        table = table.set_column(i, f, pa.array(values, column.type))
     return table
 
 
@@ -510,7 +577,11 @@ def resolve_conflict(
     """Resolve a queued conflict: keep the record (`target`), write the source's values (`source`),
     or write the source's values with VALUES (record field -> value) in place (`value`).
 
-    A write is a sync run of the connection of its own (a change set: audited, rollback-able).
+    Either way a sync run of the connection of its own (a change set: audited, rollback-able)
+    records the record as in step with the source (`syncs.mark_in_step`), so the conflict does not
+    come back on the next run, and a sync out sends the record's values. Taking the source writes
+    the fields the conflict held (all of them when the connection's strategy is manual, else the
+    fields whose own strategy is manual); an empty source value clears such a field.
     """
     if take not in ("source", "target", "value"):
         raise SyncFailed(f"--take {take!r}: one of source, target, value")
@@ -523,14 +594,31 @@ def resolve_conflict(
         raise SyncFailed(f"no conflict {conflict_id} of sync {connection.name} in this account")
     if found["resolved_at"] is not None:
         raise SyncFailed(f"conflict {conflict_id} is already resolved ({found['resolution']})")
-    written: dict[str, Any] = {"conflict_id": conflict_id, "resolution": take, "sync_run_id": None}
-    if take == "target":
-        with store.begin() as conn:
-            syncs.resolve_conflict(conn, conflict_id, take, actor)
-        return written
     row = {k: (None if v is None else str(v)) for k, v in found["source_values"].items()}
     columns = list(row)
-    mapping = bind_mapping(connection.mapping, columns, connection.entity)
+    try:
+        mapping = bind_mapping(connection.mapping, columns, connection.entity)
+    except MappingError as exc:
+        raise SyncFailed(f"{connection.name}: {exc.message}") from None
+    entity_id = found["entity_id"]
+    if take == "target":
+        with store.begin() as conn:
+            run_id = syncs.open_resolution_run(conn, account_id, connection.name, conflict_id)
+            if entity_id is not None:
+                syncs.mark_in_step(conn, run_id, connection.entity, entity_id)
+            syncs.update(conn, run_id, records_read=1, skipped=1, unchanged=1)
+            syncs.resolve_conflict(conn, conflict_id, take, actor)
+            syncs.finish(conn, run_id, "completed")
+        return {"conflict_id": conflict_id, "resolution": take, "sync_run_id": run_id}
+    table_columns = schema.ENTITY_TABLES[connection.entity].c
+    if connection.conflict == "manual":
+        held = set(_mapped(mapping))
+    else:
+        held = {f for f in _mapped(mapping) if connection.strategy_of(f) == "manual"}
+        # the fields the sync already decided stay as the record has them
+        for r in mapping.rules:
+            if r.target and r.target in table_columns and r.target not in held and r.target != connection.key_field:
+                row[r.source] = None
     for field_name, value in (values or {}).items():
         rule = next((r for r in mapping.rules if r.target == field_name), None)
         if rule is None:
@@ -538,10 +626,15 @@ def resolve_conflict(
                 f"{field_name!r} is not a field this sync maps (one of {', '.join(r.target for r in mapping.rules if r.target)})"
             )
         row[rule.source] = value
+        held.add(field_name)
+    clear = tuple(
+        f
+        for f in held
+        if f in table_columns and table_columns[f].nullable and f not in (connection.key_field, "external_id")
+    )
     table = pa.table({c: pa.array([row[c]], pa.string()) for c in columns})
     with store.begin() as conn:
         run_id = syncs.open_resolution_run(conn, account_id, connection.name, conflict_id)
-    settings_ = None
     with store.engine.connect() as conn, serialized_batches(conn):
         settings_ = accounts.settings(conn, account_id)
         conn.rollback()
@@ -560,6 +653,7 @@ def resolve_conflict(
             on_duplicate="update",
             duplicate_keys=(connection.key_field,),
             kind="sync",
+            clear=clear,
         )
         with conn.begin():
             writer.create_stage()
@@ -569,6 +663,8 @@ def resolve_conflict(
                 counts = {"records_read": 1, **{k: outcome.counts[k] for k in ("created", "updated")}}
                 counts["unchanged"] = outcome.details.get("unchanged", 0)
                 counts["errors"] = len(outcome.errors)
+                if entity_id is not None:
+                    syncs.mark_in_step(conn, run_id, connection.entity, entity_id)
                 syncs.update(conn, run_id, **counts)
                 syncs.resolve_conflict(conn, conflict_id, take, actor)
         finally:
@@ -576,8 +672,7 @@ def resolve_conflict(
                 writer.drop_stage()
     with store.begin() as conn:
         syncs.finish(conn, run_id, "completed")
-    written["sync_run_id"] = run_id
-    return written
+    return {"conflict_id": conflict_id, "resolution": take, "sync_run_id": run_id}
 
 
 __all__ = [

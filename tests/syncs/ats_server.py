@@ -22,6 +22,8 @@ class State:
         self.opportunities: list[dict] = []
         self.faults: list[str] = []  # consumed one per request: "429", "500", "drop"
         self.requests: list[str] = []
+        # writes received: (method, path, Idempotency-Key, JSON body)
+        self.received: list[tuple[str, str, str | None, object]] = []
         self.lock = threading.Lock()
 
 
@@ -119,6 +121,37 @@ def _handler(state: State) -> type[BaseHTTPRequestHandler]:
                     body["next"] = str(offset + limit)
                 return self._send(200, body)
             return self._send(404, {"message": "not found"})
+
+        def _write(self) -> None:
+            # a sync out: JSON bodies POSTed, PUT or PATCHed to /v1/inbox[/<key>], kept once per Idempotency-Key
+            length = int(self.headers.get("Content-Length", 0))
+            body = json.loads(self.rfile.read(length) or b"null")
+            with state.lock:
+                state.requests.append(f"{self.command} {self.path}")
+                fault = state.faults.pop(0) if state.faults else None
+            if fault == "drop":
+                self.connection.shutdown(socket.SHUT_RDWR)
+                self.close_connection = True
+                return
+            if fault in ("429", "500"):
+                return self._send(int(fault), {"message": "try later"}, {"Retry-After": "3"} if fault == "429" else {})
+            expected = "Basic " + base64.b64encode(f"{TOKEN}:".encode()).decode()
+            if self.headers.get("Authorization", "") != expected:
+                return self._send(401, {"message": "Invalid Basic Auth credentials"})
+            if not urlparse(self.path).path.startswith("/v1/inbox"):
+                return self._send(404, {"message": "not found"})
+            key = self.headers.get("Idempotency-Key")
+            with state.lock:
+                if key is None or all(r[2] != key for r in state.received):
+                    state.received.append((self.command, self.path, key, body))
+            if fault == "lost":
+                # applied, but the answer never arrives: the client sends it again
+                self.connection.shutdown(socket.SHUT_RDWR)
+                self.close_connection = True
+                return
+            return self._send(201 if self.command == "POST" else 200, {"ok": True})
+
+        do_POST = do_PUT = do_PATCH = _write
 
     return Handler
 

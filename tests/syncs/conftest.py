@@ -22,6 +22,7 @@ SOURCE_MAPPING = {
         "last_name": "last_name",
         "job_code": "job_code",
         "stage": "stage",
+        "channel": "source",
         "updated_at": None,
     }
 }
@@ -36,6 +37,7 @@ hr_applications = sa.Table(
     sa.Column("last_name", sa.String(100)),
     sa.Column("job_code", sa.String(40)),
     sa.Column("stage", sa.String(40)),
+    sa.Column("channel", sa.String(40)),
     sa.Column("updated_at", sa.DateTime(timezone=True), index=True),
 )
 
@@ -51,15 +53,18 @@ class Source:
         hr.drop_all(self.engine)
         hr.create_all(self.engine)
 
-    def add(self, n: int, *, start: int = 1, at: datetime | None = None, stage: str = "applied") -> None:
+    def add(
+        self, n: int, *, start: int = 1, at: datetime | None = None, stage: str = "applied", job_code: str | None = None
+    ) -> None:
         rows = [
             {
                 "id": f"A{i:06d}",
                 "email": f"person{i}@example.com",
                 "first_name": f"First{i}",
                 "last_name": f"Last{i}",
-                "job_code": f"ENG-{i % 3}",
+                "job_code": job_code or f"ENG-{i % 3}",
                 "stage": stage,
+                "channel": "career site",
                 "updated_at": at or BASE + timedelta(minutes=i),
             }
             for i in range(start, start + n)
@@ -67,7 +72,7 @@ class Source:
         with self.engine.begin() as c:
             c.execute(hr_applications.insert(), rows)
 
-    def edit(self, ids: list[str], *, at: datetime, **values: str) -> None:
+    def edit(self, ids: list[str], *, at: datetime, **values: str | None) -> None:
         with self.engine.begin() as c:
             c.execute(hr_applications.update().where(hr_applications.c.id.in_(ids)).values(updated_at=at, **values))
 

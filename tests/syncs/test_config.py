@@ -55,6 +55,8 @@ def test_a_good_file_loads_with_its_secret_by_name_only(tmp_path, monkeypatch) -
         (("url: {env: HR_DB_URL}", "url: {env: NOT_SET_ANYWHERE}"), 5, "NOT_SET_ANYWHERE is not set"),
         (("entity: applications", "entity: aplications"), 2, "entity 'aplications' is not one of"),
         (("email: email}", "email: emial}"), 11, "unknown target field 'emial'"),
+        (("key_field: external_id", "conflict: {fields: {stage: newest}}"), 9, "one of source_wins, target_wins"),
+        (("key_field: external_id", "conflict:\n  fields: {email: manual}"), 10, "the connection's strategy decides"),
     ],
 )
 def test_a_bad_file_fails_with_file_line_and_problem(tmp_path, monkeypatch, change, line, problem) -> None:

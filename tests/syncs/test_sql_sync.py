@@ -160,11 +160,60 @@ def test_rows_deleted_in_the_source_follow_the_delete_mode(
     assert sum(1 for r in records.values() if r.deleted_at is not None) == deleted_at_set
     assert result.counts["deleted"] == (0 if mode == "ignore" else 2)
     if mode != "ignore":
-        # the run is a change set: its rollback brings them back
+        # the run is a change set: its rollback brings them back (mirror: inserted again from the audit images)
         rollback_sync(store, account, result.run_id, actor="tester")
         records = _apps(store, account)
-        assert len(records) == 10 or mode == "mirror"
+        assert len(records) == 10
         assert all(r.deleted_at is None for r in records.values())
+
+
+def test_a_mirror_delete_rolls_back_with_the_records_parts_and_tags(
+    store, account, pg_source, tmp_path, monkeypatch
+) -> None:
+    tags, forms = schema.tags, schema.form_submissions
+    pg_source.add(4)
+    conn = _connection(tmp_path, monkeypatch, store, account, pg_source, delete="mirror")
+    run_sync(store, conn)
+    before = _apps(store, account)
+    gone = before["A000001"]
+    with store.begin() as c:
+        c.execute(
+            tags.insert(),
+            [
+                {"account_id": account, "entity_type": "applications", "entity_id": gone.id, "tag": t}
+                for t in ("vip", "x")
+            ],
+        )
+        n_forms = c.scalar(sa.select(sa.func.count()).select_from(forms).where(forms.c.application_id == gone.id))
+    assert n_forms, "a synced application has its form submission"
+
+    pg_source.delete(["A000001", "A000002"])
+    deleting = run_sync(store, conn)
+    assert deleting.counts["deleted"] == 2 and set(_apps(store, account)) == {"A000003", "A000004"}
+    # the source brings A000002 back before the rollback: a new record holds its key now
+    pg_source.add(1, start=2, at=BASE + timedelta(days=5))
+    run_sync(store, conn)
+
+    undone = rollback_sync(store, account, deleting.run_id, actor="tester")
+
+    assert undone["restored"]["applications"] == 1 and undone["conflicts"]["applications"] == 1
+    after = _apps(store, account)
+    assert set(after) == {"A000001", "A000002", "A000003", "A000004"}
+    back = after["A000001"]
+    assert (back.id, back.stage, back.candidate_id, back.job_id) == (
+        gone.id,
+        gone.stage,
+        gone.candidate_id,
+        gone.job_id,
+    )
+    # SQLite restores timestamps from images to the millisecond (the dialect's image_value)
+    assert abs(back.created_at - gone.created_at) < timedelta(milliseconds=1)
+    assert after["A000002"].id != before["A000002"].id  # the new record stays; the old one is not doubled
+    with store.engine.connect() as c:
+        assert sorted(c.scalars(sa.select(tags.c.tag).where(tags.c.entity_id == gone.id))) == ["vip", "x"]
+        assert (
+            c.scalar(sa.select(sa.func.count()).select_from(forms).where(forms.c.application_id == gone.id)) == n_forms
+        )
 
 
 def test_a_folder_of_files_syncs_the_files_written_since_the_last_run(store, account, tmp_path, monkeypatch) -> None:

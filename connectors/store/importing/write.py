@@ -35,6 +35,9 @@ def spec(w: ImportWriter) -> Spec:
     s, t, d = w.stage.c, w.table.c, w.dialect
 
     def kept(column: str) -> sa.ColumnElement:
+        # an empty value keeps the record's, unless the writer clears that column (and it may be empty)
+        if column in w.clear and t[column].nullable:
+            return s[column]
         return sa.func.coalesce(s[column], t[column])
 
     def merged(column: str, kind: str) -> sa.ColumnElement:

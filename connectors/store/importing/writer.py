@@ -77,8 +77,12 @@ class ImportWriter:
         form_name: str = "application",
         case_sensitive_keys: bool = False,
         kind: str = "import",
+        clear: tuple[str, ...] = (),
     ) -> None:
         self.conn = conn
+        # columns whose empty staged value clears the record's value on update (a sync taking the
+        # source's values); elsewhere an empty value keeps the record's
+        self.clear = frozenset(clear)
         # the change set kind writing: "import", or "sync" (a sync run; IMPORT_ID is then its id)
         self.kind = kind
         self.stamp = STAMP
