@@ -216,6 +216,24 @@ def test_launchpad_execute_refuses_unknown_or_changed_plans(
 
 
 @pytest.mark.slow
+def test_launchpad_execute_of_a_plan_by_ids_refuses_other_ids(store, store_url, account, seed, instance) -> None:
+    planned, other = seed.applications(2, stage="review"), seed.applications(1, stage="review")
+    config = {"account": _slug(store, account), "params": {"status": "rejected"}}
+    plan_id = _output(_run(instance, store_url, **config, ids=[str(i) for i in planned], mode="preview"))["plan_id"]
+    for ids in ([planned[0], other[0]], [*planned, other[0]], planned[:1], []):
+        result = _run(instance, store_url, **config, ids=[str(i) for i in ids], mode="execute", plan_id=plan_id.value)
+        assert not result.success, f"execute with ids {ids} ran plan {plan_id.value}"
+        assert "the config's ids differ from plan" in _failure(result)
+    assert {r.status for r in seed.rows(schema.applications, planned + other).values()} == {"active"}
+    # the same ids in another order, one repeated, are the plan's
+    same = [str(planned[1]), str(planned[0]).upper(), str(planned[1])]
+    done = _run(instance, store_url, **config, ids=same, mode="execute", plan_id=plan_id.value)
+    assert done.success, _failure(done)
+    rows = seed.rows(schema.applications, planned + other)
+    assert {i for i, r in rows.items() if r.status == "rejected"} == set(planned)
+
+
+@pytest.mark.slow
 def test_launchpad_execute_refuses_a_plan_replaced_by_a_new_preview(store, store_url, account, seed, instance) -> None:
     seed.applications(2, stage="review")
     config = {"account": _slug(store, account), "params": {"status": "rejected"}, "where": ["stage=review"]}
