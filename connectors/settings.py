@@ -85,6 +85,12 @@ def dropzone_max_bytes_per_tick() -> int:
     return int(_number("BULKOPS_DROPZONE_MAX_BYTES_PER_TICK", 2 * 1024**3, int))
 
 
+def preview_ttl_hours() -> float:
+    """Hours a bulk job's preview plan can be executed after it was computed:
+    `BULKOPS_PREVIEW_TTL_HOURS`, else 24; 0 keeps previews forever."""
+    return _number("BULKOPS_PREVIEW_TTL_HOURS", 24.0, float)
+
+
 def dropzone_sensors_running() -> bool:
     """Whether the drop-folder sensors start running when the code location loads:
     `BULKOPS_DROPZONE_SENSORS=stopped` starts them stopped (a sensor's default status is part of its definition)."""

@@ -410,7 +410,9 @@ def tokens_list(account_slug: str) -> None:
 
 
 def _print_history(rows: list[dict]) -> None:
-    # the import history's columns; a line under a row that did not complete says why
+    from connectors.store import history
+
+    # the import history's columns (type in the users' word); a line under a row that did not complete says why
     headers = ("date/time", "type", "file", "created", "updated", "skipped", "errors", "status", "id")
     table = []
     for row in rows:
@@ -418,7 +420,7 @@ def _print_history(rows: list[dict]) -> None:
         table.append(
             (
                 f"{when:%Y-%m-%d %H:%M:%S}" if hasattr(when, "strftime") else str(when or ""),
-                str(row.get("type", "")),
+                history.type_word(row.get("type")),
                 str(row.get("file") or "--"),
                 *(str(row.get(k, 0)) for k in ("created", "updated", "skipped", "errors")),
                 str(row.get("status", "")),

@@ -127,3 +127,19 @@ def test_a_dry_run_with_rejected_rows_also_exits_3_on_request(env: Path, store_u
 
     assert out.exit_code == 3, out.output
     assert "dry run: nothing was written" in out.stdout
+
+
+def test_an_import_whose_every_row_was_rejected_fails_with_exit_1(env: Path, store_url: str) -> None:
+    path = env / "people.csv"
+    path.write_text("First Name,Last Name,Email,Phone\nA,B,not-an-email,123\nC,D,,456\n")
+
+    out = CliRunner().invoke(main, ["import", str(path), "--entity", "candidates"])
+
+    assert out.exit_code == 1, out.output
+    assert out.stderr.startswith("error: import of people.csv failed: all 2 rows failed: email: "), out.stderr
+    [row] = history(store_url)
+    assert (row.status, row.created, row.errors) == ("failed", 0, 2)
+    assert row.error_message.startswith("all 2 rows failed: email: "), row.error_message
+    listed = CliRunner().invoke(main, ["imports", "list"])
+    assert re.search(r"\bapplicants +people\.csv +0 +0 +0 +2 +failed\b", listed.output), listed.output
+    assert listed.output.splitlines()[2].startswith("    failed: all 2 rows failed: ")

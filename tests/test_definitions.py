@@ -54,6 +54,7 @@ SENSOR_NAMES = [
     "candidates_dropzone_sensor",
     "contracts_dropzone_sensor",
     "dead_run_sensor",
+    "expired_previews_sensor",
     "import_canceled_sensor",
     "import_failure_sensor",
     "job_descriptions_dropzone_sensor",

@@ -130,6 +130,41 @@ def finish_change_set(conn: sa.Connection, cs: ChangeSet, *, status: str, counts
     )
 
 
+# -- how a change set that ran to its end finishes, whatever its kind
+
+REASONS_LISTED = 5
+OTHER_REASONS = "other reasons"
+
+
+def ends_failed(*, attempted: int, failed: int) -> bool:
+    """The one rule of every kind: a change set in which at least one record was attempted and every
+    one failed ends `failed`; one in which any record succeeded or was skipped ends `completed`."""
+    return attempted > 0 and failed >= attempted
+
+
+def counted_reasons(reasons: Mapping[str, int] | Iterable[tuple[str, int]], failed: int) -> list[dict[str, Any]]:
+    """The most frequent reasons of FAILED failed records, most frequent first, at most REASONS_LISTED,
+    then `other reasons` for the records the listed ones do not cover: [{"error", "count"}]."""
+    pairs = reasons.items() if isinstance(reasons, Mapping) else reasons
+    top = sorted(((str(e or "unknown error"), int(n)) for e, n in pairs if n), key=lambda p: (-p[1], p[0]))
+    listed = [{"error": e, "count": n} for e, n in top[:REASONS_LISTED] if e != OTHER_REASONS]
+    other = failed - sum(r["count"] for r in listed)
+    if other > 0:
+        listed.append({"error": OTHER_REASONS, "count": other})
+    return listed
+
+
+def all_failed_message(failed: int, reasons: list[dict[str, Any]], what: str = "records") -> str:
+    """`all 3 records failed: not found (2), other reasons (1)`: a failed change set's error_message."""
+    listed = ", ".join(f"{_short(r['error'])} ({r['count']})" for r in reasons)
+    return f"all {failed} {what} failed" + (f": {listed}" if listed else "")
+
+
+def _short(text: str, limit: int = 160) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
 def load_change_set(conn: sa.Connection, id_: uuid.UUID, *, actor: str = "bulkops") -> ChangeSet | None:
     """The change set ID as the audit writer needs it (None when there is none)."""
     row = conn.execute(sa.select(change_sets).where(change_sets.c.id == id_)).first()

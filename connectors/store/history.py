@@ -39,6 +39,16 @@ LISTED = (
 )
 
 
+# the word users say for an import's records, where it is not the entity's name: a resume import
+# (or a spreadsheet of candidates) makes applicants
+TYPE_WORDS = {"candidates": "applicants"}
+
+
+def type_word(type_: str | None) -> str:
+    """The import type as history output shows it: `applicants` for candidates, else the entity's name."""
+    return TYPE_WORDS.get(type_ or "", type_ or "")
+
+
 def row(conn: sa.Connection, import_id: uuid.UUID) -> sa.Row:
     """The history row of IMPORT_ID (it must exist)."""
     return conn.execute(sa.select(h).where(h.c.id == import_id)).one()

@@ -133,7 +133,8 @@ def operations() -> sa.Subquery:
         sa.case((waiting, sa.literal(WAITING)), else_=b.c.status).label("raw_status"),
         b.c.dagster_run_id,
         sa.func.coalesce(b.c.started_at, b.c.created_at).label("started_at"),
-        b.c.finished_at,
+        # a bulk job that never started (a preview that expired, a pending one cancelled) has no duration
+        sa.case((b.c.started_at.is_(None), sa.null()), else_=b.c.finished_at).label("finished_at"),
         b.c.processed_count.label("records"),
         b.c.failed_count.label("failed_records"),
     )

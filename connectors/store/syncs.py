@@ -49,7 +49,10 @@ def begin(
     last = conn.execute(
         sa.select(s).where(s.c.account_id == account_id, s.c.sync_name == name).order_by(s.c.started_at.desc()).limit(1)
     ).first()
-    if last is not None and last.status in RESUMABLE and not full_refresh:
+    # a run that read to its end and failed every record (`failed_reasons` counted) is over, not unfinished:
+    # the next run starts again from the last completed position, so those records are read again
+    ran_to_end = last is not None and "failed_reasons" in (last.details or {})
+    if last is not None and last.status in RESUMABLE and not full_refresh and not ran_to_end:
         conn.execute(
             s.update()
             .where(s.c.id == last.id)

@@ -23,7 +23,7 @@ from pydantic import Field
 
 from connectors import settings
 from connectors.store import accounts, bulk, registry
-from connectors.store.bulk import selection
+from connectors.store.bulk import jobs, selection
 from connectors.store.export.filters import FilterError
 from connectors.store.store import AccountNotFound
 from pipelines.bulk import service
@@ -102,7 +102,20 @@ def _refuse(message: str) -> dg.Failure:
     return dg.Failure(description=message, allow_retries=False)
 
 
-def _same_as_plan(config: BulkOperationConfig, job: dict[str, Any], account_settings: Any) -> list[str]:
+def _ids_differ(config: BulkOperationConfig, job: dict[str, Any], conn) -> bool:
+    """Whether the config's ids are not the ids the plan by ids JOB resolved (order and duplicates aside)."""
+    if not config.ids:
+        # only a contracts create may name no id: every eligible application, resolved at preview
+        return not (job["entity_type"] == "contracts" and job["operation"] == "create")
+    try:
+        mine = {uuid.UUID(str(i).strip()) for i in config.ids}
+    except ValueError:
+        return True
+    # counts first: a plan of another size differs without reading its items
+    return len(mine) != job["total_count"] or mine != set(jobs.entity_ids(conn, uuid.UUID(job["id"])))
+
+
+def _same_as_plan(config: BulkOperationConfig, job: dict[str, Any], account_settings: Any, conn) -> list[str]:
     """The config's differences from the previewed bulk job JOB (names of what differs)."""
     entity = bulk.canonical_entity_type(config.entity)
     differs = []
@@ -122,6 +135,8 @@ def _same_as_plan(config: BulkOperationConfig, job: dict[str, Any], account_sett
     if spec is None or planned is None:
         if (spec is None) != (planned is None):
             differs.append("filter")
+        elif _ids_differ(config, job, conn):
+            differs.append("ids")
     else:
         try:
             mine = selection.stored(selection.parse(spec), selection.selected_entity(entity, config.operation))
@@ -203,8 +218,7 @@ def bulk_operation(
                 raise _refuse("execute needs plan_id: run with mode: preview first, then execute the plan_id it shows")
             job = service.find_plan(store, account_id, config.plan_id, run_id=context.run.run_id)
             with store.engine.connect() as conn:
-                account_settings = accounts.settings(conn, account_id)
-            differs = _same_as_plan(config, job, account_settings)
+                differs = _same_as_plan(config, job, accounts.settings(conn, account_id), conn)
             if differs:
                 raise _refuse(
                     f"the config's {', '.join(differs)} differ from plan {config.plan_id}'s: execute it with the "

@@ -5,10 +5,12 @@ from typing import Any
 
 import dagster as dg
 
+from connectors import settings
 from connectors.store import bulk
 from pipelines.bulk.by_filter import bulk_operation_job
 from pipelines.bulk.jobs import bulk_job
 from pipelines.run_end import run_end_sensors
+from resources import RecordStoreResource
 
 
 def bulk_job_id_of(run: dg.DagsterRun) -> uuid.UUID | None:
@@ -43,3 +45,19 @@ bulk_job_failure_sensor, bulk_job_canceled_sensor = run_end_sensors(
     on_failure="Marks a bulk job failed when its run failed or its run worker crashed, so it never stays processing.",
     on_cancel="Marks a bulk job cancelled when its run was cancelled before the bulk job could record it itself.",
 )
+
+
+@dg.sensor(
+    name="expired_previews_sensor",
+    minimum_interval_seconds=300,
+    description=(
+        "Cancels the bulk job previews nobody executed within BULKOPS_PREVIEW_TTL_HOURS (default 24) of their plan, "
+        "so none stays pending: listings and statistics show them cancelled, 'preview expired'."
+    ),
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    tags={"bulkops/group": "bulk"},
+)
+def expired_previews_sensor(context: dg.SensorEvaluationContext, record_store: RecordStoreResource) -> dg.SkipReason:
+    hours = settings.preview_ttl_hours()
+    expired = bulk.expire_previews(record_store.store, ttl_hours=hours)
+    return dg.SkipReason(f"{expired} preview(s) older than {hours:g} h cancelled")

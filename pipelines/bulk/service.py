@@ -14,6 +14,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+from connectors import settings
 from connectors.files import csvsafe
 from connectors.store import RecordStore, accounts, bulk, schema
 from connectors.store.bulk import jobs, selection
@@ -324,6 +325,21 @@ def _create_by_filter(
     return get_job(store, account_id, job_id)
 
 
+def _expired(plan: str, row: Any) -> InvalidState:
+    hours = settings.preview_ttl_hours()
+    return InvalidState(
+        f"plan {plan} of bulk job {row.id} expired: a preview can be executed for {hours:g} h "
+        "(BULKOPS_PREVIEW_TTL_HOURS); preview again",
+        details={"id": str(row.id), "status": "cancelled", "planned_at": _iso(row.planned_at)},
+    )
+
+
+def _refuse_if_expired(store_or_conn: Any, row: Any) -> None:
+    """Cancel the pending preview ROW and refuse it when its plan is older than the preview TTL."""
+    if bulk.expire_previews(store_or_conn, ttl_hours=settings.preview_ttl_hours(), job_id=row.id):
+        raise _expired(row.plan_id, row)
+
+
 def find_plan(store: RecordStore, account_id: uuid.UUID, plan: str, *, run_id: str | None = None) -> dict:
     """The account's previewed bulk job whose plan id (or bulk job id) is PLAN, ready to confirm.
 
@@ -345,6 +361,10 @@ def find_plan(store: RecordStore, account_id: uuid.UUID, plan: str, *, run_id: s
             details={"plan_id": plan},
         )
     resuming = run_id is not None and row.dagster_run_id == run_id and row.status in ("pending", "processing")
+    if not resuming and row.status == "pending" and row.mode == "preview":
+        _refuse_if_expired(store, row)
+    if row.status == "cancelled" and (row.error_message or "").startswith(bulk.PREVIEW_EXPIRED):
+        raise _expired(plan, row)
     if (row.status != "pending" or row.mode != "preview") and not resuming:
         raise InvalidState(
             f"plan {plan} of bulk job {row.id} was already used: the bulk job is {row.status} ({row.mode}); "
@@ -488,10 +508,15 @@ def confirm(
             raise InvalidState(
                 "plan_id does not match the job's current plan: preview again", details={"plan_id": job.plan_id}
             )
-        now = bulk.utcnow()
-        # RUN_ID: the Dagster run that executes it, recorded with the confirmation (a retry of that run resumes)
-        extra = {"dagster_run_id": run_id} if run_id else {}
-        jobs.update_job(conn, job.id, mode="execute", confirmed_at=now, updated_at=now, **extra)
+        expired = bulk.expire_previews(conn, ttl_hours=settings.preview_ttl_hours(), job_id=job.id)
+        if not expired:
+            now = bulk.utcnow()
+            # RUN_ID: the Dagster run that executes it, recorded with the confirmation (a retry of that run resumes)
+            extra = {"dagster_run_id": run_id} if run_id else {}
+            jobs.update_job(conn, job.id, mode="execute", confirmed_at=now, updated_at=now, **extra)
+    if expired:
+        # the preview is cancelled (committed above), and stays so
+        raise _expired(plan_id, job)
     return get_job(store, account_id, job_id)
 
 

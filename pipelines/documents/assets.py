@@ -139,6 +139,8 @@ def import_documents(
     context.add_output_metadata(
         {
             "import_id": str(result.import_id),
+            "type": "applicants" if result.kind == "resume" else "jobs",
+            "status": result.status,
             "created": result.created,
             "updated": result.updated,
             "skipped": result.skipped,
@@ -147,7 +149,7 @@ def import_documents(
         }
     )
     context.log.info(
-        f"import {result.import_id}: {result.created} created, {result.updated} updated, "
+        f"import {result.import_id} {result.status}: {result.created} created, {result.updated} updated, "
         f"{result.skipped} skipped, {result.errors} errors in {result.elapsed_s:.1f} s"
     )
 

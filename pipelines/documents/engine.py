@@ -27,6 +27,7 @@ import shutil
 import tempfile
 import time
 import uuid
+from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -42,7 +43,7 @@ from connectors.documents.errors import DocumentError
 from connectors.documents.pdf import Limits
 from connectors.store import changes, history
 from connectors.store import documents as store_docs
-from pipelines.imports.engine import ImportOptions, run_import
+from pipelines.imports.engine import ImportOptions, end_if_all_failed, run_import
 
 KINDS = {"resume": "candidates", "job_description": "jobs"}
 # the words users pick a kind by
@@ -443,6 +444,8 @@ def import_documents(
                 else None
             ),
         )
+        reasons = Counter(o.error_kind or "unreadable" for o in outcomes if o.status == "failed")
+        end_if_all_failed(conn, import_id, reasons, what="documents")
         h = history.row(conn, import_id)
     return DocumentImportResult(
         import_id,

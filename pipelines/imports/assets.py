@@ -10,8 +10,10 @@ import dagster as dg
 from pydantic import Field
 
 from connectors import settings
+from connectors.store.changes import all_failed_message
 from connectors.store.errors import describe_error
 from connectors.store.faults import is_transient
+from connectors.store.history import type_word
 from pipelines.imports import dropzone
 from pipelines.imports.options import ImportFields, ImportOptions, load_mapping
 from pipelines.instance import reap_dead_runs, record_process, run_terminating
@@ -159,7 +161,7 @@ def _earlier_run_importing(context: dg.AssetExecutionContext, sha: str) -> str |
 def _history_metadata(result: Any, started: float) -> dict[str, Any]:
     return {
         "date_time": dg.MetadataValue.timestamp(started),
-        "type": result.type,
+        "type": type_word(result.type),
         "file": result.file or "--",
         "created": result.created,
         "updated": result.updated,
@@ -304,8 +306,15 @@ def _import_partition(
             )
         if result.status == "failed":
             outcome = dropzone.FAILED
+            reasons = result.details.get("failed_reasons")
+            # every row failed: the reasons, counted, as the history row says them
+            why = (
+                all_failed_message(result.errors, reasons, "rows")
+                if reasons
+                else f"{result.errors} bad rows of {result.rows_read}"
+            )
             raise dg.Failure(
-                description=f"import of {source_name} {result.status}: {result.errors} bad rows of {result.rows_read}"
+                description=f"import of {source_name} {result.status}: {why}"
                 + (f"; see {result.failed_rows_path}" if result.failed_rows_path else ""),
                 metadata={
                     "file": str(path),

@@ -19,7 +19,8 @@ import queue
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections import Counter
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -205,6 +206,38 @@ class FailedRows:
             # rows that could not be written (a full disk) are dropped: a resumed import rewrites them
             with contextlib.suppress(OSError):
                 self._f.close()
+
+
+def failed_rows_reasons(path: Path) -> Counter[str]:
+    """How many rows of the failed-rows file PATH failed for each reason (`column: error`)."""
+    reasons: Counter[str] = Counter()
+    with open(path, newline="", encoding="utf-8") as f:
+        for rec in csv.DictReader(f):
+            column, error = rec.get("_column") or "", rec.get("_error") or "unknown error"
+            reasons[f"{column}: {error}" if column else error] += 1
+    return reasons
+
+
+def end_if_all_failed(conn: Any, import_id: uuid.UUID, reasons: Mapping[str, int], what: str = "rows") -> None:
+    """Settle the status of an import that ran to its end: `failed` when every row failed (`changes.ends_failed`,
+    the rule of every change set), its error_message and `details.failed_reasons` counting the reasons; else
+    `completed`. Called again after counters changed (a document import adds its documents), it decides again."""
+    h = history.row(conn, import_id)
+    details = dict(h.details or {})
+    decided_here = h.status == "failed" and "failed_reasons" in details
+    if h.status != "completed" and not decided_here:
+        return
+    if changes.ends_failed(attempted=h.created + h.updated + h.skipped + h.errors, failed=h.errors):
+        listed = changes.counted_reasons(reasons, h.errors)
+        message = changes.all_failed_message(h.errors, listed, what)
+        history.update(
+            conn, import_id, status="failed", error_message=message, details={**details, "failed_reasons": listed}
+        )
+    elif decided_here:
+        details.pop("failed_reasons")
+        # the rule's message goes with its status; a message the caller wrote since stays
+        keep = h.error_message if not (h.error_message or "").startswith("all ") else None
+        history.update(conn, import_id, status="completed", error_message=keep, details=details)
 
 
 def prefetch(produce: Callable[[], Iterator[Any]], depth: int = 1) -> Iterator[Any]:
@@ -610,6 +643,7 @@ def run_import(
             if options.dry_run:
                 values.update(rows_committed=committed, details=details, **totals)
             history.update(conn, import_id, **values)
+            end_if_all_failed(conn, import_id, failed_rows_reasons(final))
             return _result(history.row(conn, import_id), elapsed=time.monotonic() - t0, sample=sample)
     except _Stopped:
         if failed is not None:

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -78,6 +78,19 @@ class SyncResult:
     elapsed_s: float = 0.0
     cursor: dict | None = None
     details: dict[str, Any] = field(default_factory=dict)
+
+
+# distinct error reasons a run counts (the rest are counted as other reasons)
+REASONS_KEPT = 50
+
+
+def _count_reasons(reasons: dict[str, int], errors: Iterable[tuple[str, str]]) -> None:
+    """Count ERRORS ((column, reason) per failed record) into REASONS, at most REASONS_KEPT distinct ones."""
+    for col, reason in errors:
+        key = f"{col}: {reason}" if col else reason
+        if key not in reasons and len(reasons) >= REASONS_KEPT:
+            key = changes.OTHER_REASONS
+        reasons[key] = reasons.get(key, 0) + 1
 
 
 def make_connector(connection: Connection) -> Any:
@@ -154,6 +167,7 @@ def run_sync(
         counts = {k: getattr(row, k) for k in syncs.COUNTS}
         details: dict[str, Any] = dict(row.details or {})
         errors: list[str] = list(details.get("errors_listed", []))
+        reasons: dict[str, int] = dict(details.get("error_reasons", {}))
         position = Position.from_json(since)
         # where the last sync out's scan of the store's audit log stopped
         out_after = int((since or {}).get("out") or 0)
@@ -204,6 +218,7 @@ def run_sync(
                     with conn.begin():
                         writer.refresh_statistics()
                     bad = {i for i, _, _ in prep.errors}
+                    _count_reasons(reasons, {i: (col, reason) for i, col, reason in prep.errors}.values())
                     for i, col, reason in prep.errors[: max(0, ERRORS_LISTED - len(errors))]:
                         errors.append(f"row {row_no - n + i + 1}, {col}: {reason}")
                     table = prep.table.append_column("row_no", rows)
@@ -229,9 +244,11 @@ def run_sync(
                             counts["skipped"] += outcome.counts["skipped"] + outcome.counts["flagged"]
                             counts["unchanged"] += outcome.details.get("unchanged", 0)
                             counts["errors"] += len(outcome.errors)
+                            _count_reasons(reasons, ((col, reason) for _, col, reason in outcome.errors))
                             for row_n, col, reason in outcome.errors[: max(0, ERRORS_LISTED - len(errors))]:
                                 errors.append(f"row {row_n}, {col}: {reason}")
                         details["errors_listed"] = errors
+                        details["error_reasons"] = reasons
                         values: dict[str, Any] = {**counts, "details": details}
                         if batch.last is not None:
                             values["cursor"] = {**batch.last.to_json(), "out": out_after}
@@ -268,11 +285,19 @@ def run_sync(
                 if writer is not None:
                     with conn.begin():
                         writer.drop_stage()
+        status, message = "completed", None
+        if changes.ends_failed(attempted=counts["records_read"], failed=counts["errors"]):
+            # every record read failed: the run failed, and the next one reads them again
+            listed = changes.counted_reasons(reasons, counts["errors"])
+            status, message = "failed", changes.all_failed_message(counts["errors"], listed)
+            details["failed_reasons"] = listed
         with store.begin() as conn:
-            syncs.finish(conn, run_id, "completed")
+            if status == "failed":
+                syncs.update(conn, run_id, details=details)
+            syncs.finish(conn, run_id, status, message)
             cursor = syncs.row(conn, run_id).cursor
         return SyncResult(
-            run_id, connection.name, "completed", counts, resumed, round(time.monotonic() - t0, 3), cursor, details
+            run_id, connection.name, status, counts, resumed, round(time.monotonic() - t0, 3), cursor, details
         )
     except BaseException as exc:
         if isinstance(exc, SyncFailed):

@@ -1,9 +1,10 @@
 """The analyst's work in a real browser: headless Debian Chromium, driven by Playwright, on the session's `dagster dev`.
 
 One test walks the steps in order, each a function of its own that takes the `Ui` and what earlier
-steps made: a new file imported from the Launchpad of `import_new_file_job`, an export launched from
-the Launchpad of `export_job` (its file checked against the store), and `bulk_operations_stats`
-materialized from its asset page (its metadata read on the page). Screenshots go to the test's temporary folder, or to docs/screenshots/ with BULKOPS_SCREENSHOTS=1.
+steps made: a new file imported from the Launchpad of `import_new_file_job`, a bulk status update by
+filter from the Launchpad of `bulk_operation_job` (preview, then execute that plan; the rows checked),
+an export launched from the Launchpad of `export_job` (its file checked against the store), and
+`bulk_operations_stats` materialized from its asset page (its metadata read on the page). Screenshots go to the test's temporary folder, or to docs/screenshots/ with BULKOPS_SCREENSHOTS=1.
 
 No browser is downloaded: Playwright drives the system's Chromium (`CHROMIUM`, Debian's `chromium`
 package, which `.ci/run` installs). Every wait is a Playwright auto-waiting locator or `expect`, or
@@ -26,7 +27,7 @@ from pathlib import Path
 import dagster as dg
 import pytest
 import sqlalchemy as sa
-from playwright.sync_api import Page, expect, sync_playwright
+from playwright.sync_api import Locator, Page, expect, sync_playwright
 
 from connectors.store import RecordStore, schema
 from tests.dagster_deployment import ROOT, Deployment
@@ -171,6 +172,75 @@ def import_from_the_launchpad(ui: Ui, store: RecordStore, slug: str, account_id:
     assert set(stored) <= {r["Application ID"] for r in rows}, f"{slug} holds applications not in the file: {stored}"
 
 
+def _applications(store: RecordStore, account_id: uuid.UUID) -> dict[str, tuple[str, str]]:
+    """The account's applications: id -> (stage, status)."""
+    apps = schema.applications
+    query = sa.select(apps.c.id, apps.c.stage, apps.c.status).where(apps.c.account_id == account_id)
+    with store.engine.connect() as conn:
+        return {str(id_): (stage, status) for id_, stage, status in conn.execute(query)}
+
+
+def _metadata_row(ui: Ui, key: str) -> Locator:
+    """The row of metadata entry KEY in the run page's event log (the step output's metadata table)."""
+    row = ui.page.locator("tr").filter(has=ui.page.locator("td", has_text=re.compile(rf"^{re.escape(key)}$"))).first
+    expect(row, f"the run page shows the metadata entry {key}").to_be_visible(timeout=WAIT_MS)
+    return row
+
+
+def _metadata_value(ui: Ui, key: str) -> str:
+    return _metadata_row(ui, key).locator("> td").last.inner_text().strip()
+
+
+def bulk_update_by_filter_from_the_launchpad(ui: Ui, store: RecordStore, slug: str, account_id: uuid.UUID) -> None:
+    """The applications in review put on hold from bulk_operation_job's Launchpad: a preview run shows the count and
+    a sample of what would change and writes nothing; an execute run of that plan_id changes exactly those rows."""
+    before = _applications(store, account_id)
+    chosen = {id_ for id_, (stage, status) in before.items() if stage == "review" and status != "on_hold"}
+    assert chosen, f"the sample import left no application in review for {slug}"
+    config = f"""ops:
+  bulk_operation:
+    config:
+      account: {slug}
+      entity: applications
+      operation: status_update
+      params:
+        status: on_hold
+      where:
+        - stage=review
+"""
+    ui.fill_launchpad("bulk_operation_job", config + "      mode: preview\n")
+    ui.screenshot("launchpad-bulk.png")
+    run_id = ui.launch()
+    ui.wait_for_success(run_id, "the preview of the bulk status update by filter")
+    count = _metadata_value(ui, "count")
+    assert count == str(len(chosen)), f"the preview shows count {count}, the store has {len(chosen)} in review"
+    plan_id = _metadata_value(ui, "plan_id")
+    assert re.fullmatch(r"[0-9a-f]{32}", plan_id), f"the preview shows plan_id {plan_id!r}"
+    # the sample: each record with its status before and after (all of them: fewer than the sample's 20)
+    sample = _metadata_row(ui, "sample (first 20)").locator("tbody tr")
+    shown = {row.locator("td").first.inner_text().strip(): row.inner_text() for row in sample.all()}
+    assert set(shown) == chosen, f"the preview's sample lists {sorted(shown)}, the store's records in review {chosen}"
+    assert all("on_hold" in text for text in shown.values()), f"the sample's after columns: {shown}"
+    assert _applications(store, account_id) == before, "the preview changed records"
+    # the whole output, metadata and sample, in the event's message dialog
+    output = ui.page.locator("div").filter(has=sample.first).filter(has=ui.page.get_by_text("View full message")).last
+    output.get_by_text("View full message").click()
+    dialog = ui.page.get_by_role("dialog")
+    expect(dialog.get_by_text(plan_id).first, "the full message of the preview's output").to_be_visible()
+    ui.screenshot("run-bulk-preview.png")
+    ui.page.keyboard.press("Escape")
+
+    ui.fill_launchpad("bulk_operation_job", config + f"      mode: execute\n      plan_id: {plan_id}\n")
+    run_id = ui.launch()
+    ui.wait_for_success(run_id, "the execution of the previewed bulk status update")
+    processed = _metadata_value(ui, "processed_count")
+    assert processed == str(len(chosen)), f"the execute run shows processed_count {processed}, expected {len(chosen)}"
+    after = _applications(store, account_id)
+    changed = {id_ for id_ in before if after[id_] != before[id_]}
+    assert changed == chosen, f"the bulk job changed {sorted(changed)}, the preview chose {sorted(chosen)}"
+    assert {after[id_] for id_ in chosen} == {(stage, "on_hold") for stage in ["review"]}, f"after: {after}"
+
+
 def export_from_the_launchpad(ui: Ui, store: RecordStore, slug: str, account_id: uuid.UUID, out: Path) -> Path:
     """The applications in review, exported from export_job's Launchpad; the file holds exactly the store's rows."""
     config = f"""ops:
@@ -237,7 +307,7 @@ def stats_from_the_asset_page(ui: Ui, slug: str) -> None:
         materialization = wait_for(ours, "the materialization launched by the Materialize button")
     metric = f"account/{slug}/succeeded"
     value = materialization.metadata[metric].value
-    assert value == 1, f"{metric} is {value} in the materialization, expected the one sample import"
+    assert value == 2, f"{metric} is {value} in the materialization, expected 2: the sample import and the bulk job"
 
     # the open page picks a new materialization up late (minutes under load): load it again
     ui.page.reload()
@@ -246,12 +316,12 @@ def stats_from_the_asset_page(ui: Ui, slug: str) -> None:
     ).to_be_visible(timeout=WAIT_MS)
     ui.page.get_by_placeholder("Filter metadata keys").fill(f"account/{slug}/")
     row = ui.page.get_by_role("row").filter(has_text=metric)
-    expect(row.locator("td").last, f"the metadata table lists {metric} = 1").to_have_text("1")
+    expect(row.locator("td").last, f"the metadata table lists {metric} = 2").to_have_text("2")
     ui.page.get_by_placeholder("Filter metadata keys").fill("")
     ui.screenshot("asset-stats.png")
 
 
-def test_the_analyst_imports_exports_and_reads_statistics_in_the_dagster_ui(
+def test_the_analyst_imports_updates_exports_and_reads_statistics_in_the_dagster_ui(
     ui: Ui, acct: tuple[RecordStore, str, uuid.UUID], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     store, slug, account_id = acct
@@ -262,8 +332,10 @@ def test_the_analyst_imports_exports_and_reads_statistics_in_the_dagster_ui(
 
     with step(ui, "1 import a new file from the Launchpad"):
         import_from_the_launchpad(ui, store, slug, account_id)
-    with step(ui, "2 export from the Launchpad"):
+    with step(ui, "2 bulk status update by filter: preview, then execute that plan"):
+        bulk_update_by_filter_from_the_launchpad(ui, store, slug, account_id)
+    with step(ui, "3 export from the Launchpad"):
         export_from_the_launchpad(ui, store, slug, account_id, out)
-    with step(ui, "3 statistics on the asset page"):
+    with step(ui, "4 statistics on the asset page"):
         stats_from_the_asset_page(ui, slug)
     shutil.rmtree(out)

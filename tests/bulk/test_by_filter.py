@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import json
 import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 import dagster as dg
 import pytest
@@ -35,18 +38,56 @@ def _items(seed: Seeder, job_id) -> list[uuid.UUID]:
     return [r.entity_id for r in seed.items(job_id)]
 
 
-def test_filter_selects_exactly_the_matching_records_of_the_account(store, account, seed, other_seed) -> None:
+@pytest.fixture
+def create(store, account) -> Callable[..., dict]:
+    """service.create_job of a status update (to archived) of the account's applications; keywords override."""
+
+    def create(**kw: Any) -> dict:
+        spec = {"entity_type": "applications", "operation": "status_update", "params": {"status": "archived"}, **kw}
+        return service.create_job(store, account, created_by=None, **spec)
+
+    return create
+
+
+@dataclass
+class Launchpad:
+    """bulk_operation_job as the Launchpad launches it, on the test's store and instance. CONFIG is a status
+    update (to rejected) of the account's applications in review; a run's keywords add to it or override it."""
+
+    instance: dg.DagsterInstance
+    store_url: str
+    config: dict[str, Any]
+
+    def run(self, run_id: str | None = None, **config: Any) -> dg.ExecuteInProcessResult:
+        return defs.resolve_job_def("bulk_operation_job").execute_in_process(
+            run_id=run_id,
+            run_config={
+                "ops": {"bulk_operation": {"config": {**self.config, **config}}},
+                "resources": {"record_store": {"config": {"database_url": self.store_url}}},
+            },
+            instance=self.instance,
+            raise_on_error=False,
+        )
+
+    def preview(self, **config: Any) -> dict:
+        """The preview run's output metadata (it must succeed)."""
+        result = self.run(mode="preview", **config)
+        assert result.success, _failure(result)
+        return _output(result)
+
+
+@pytest.fixture
+def launchpad(store, store_url, account, instance) -> Launchpad:
+    config = {"account": _slug(store, account), "params": {"status": "rejected"}, "where": ["stage=review"]}
+    return Launchpad(instance, store_url, config)
+
+
+def test_filter_selects_exactly_the_matching_records_of_the_account(store, account, seed, other_seed, create) -> None:
     review = seed.applications(3, stage="review")
     seed.applications(2, stage="interview")
     seed.applications(1, stage="review", deleted_at=datetime.now(UTC))
     other_seed.applications(2, stage="review")
-    job = service.create_job(
-        store,
-        account,
-        created_by=None,
-        entity_type="applications",
-        operation="status_update",
-        params={"status": "archived"},
+    job = create(
         filter=["stage=review", {"field": "status", "op": "=", "value": "active"}],
         mode="dry_run",
     )
@@ -58,26 +99,14 @@ def test_filter_selects_exactly_the_matching_records_of_the_account(store, accou
     assert service.get_job(store, account, uuid.UUID(job["id"]))["filter"] == job["filter"]
 
 
-def test_filter_never_selects_another_accounts_records(store, account, seed, other_seed) -> None:
+def test_filter_never_selects_another_accounts_records(store, account, seed, other_seed, create) -> None:
     theirs = other_seed.applications(2, stage="review")
     with pytest.raises(service.InvalidRequest, match="no record matches the filter"):
-        service.create_job(
-            store,
-            account,
-            created_by=None,
-            entity_type="applications",
-            operation="status_update",
-            params={"status": "archived"},
+        create(
             filter=["stage=review"],
         )
     with pytest.raises(service.InvalidRequest, match="account_id"):
-        service.create_job(
-            store,
-            account,
-            created_by=None,
-            entity_type="applications",
-            operation="status_update",
-            params={"status": "archived"},
+        create(
             filter=[f"account_id={other_seed.account_id}"],
         )
     assert {r.status for r in other_seed.rows(schema.applications, theirs).values()} == {"active"}
@@ -96,46 +125,19 @@ def test_filter_never_selects_another_accounts_records(store, account, seed, oth
         pytest.param([], "no condition", id="empty"),
     ],
 )
-def test_bad_filter_is_one_clear_line(store, account, seed, spec, message) -> None:
+def test_bad_filter_is_one_clear_line(seed, create, spec, message) -> None:
     seed.applications(1, stage="review")
     with pytest.raises(service.InvalidRequest, match=message) as exc:
-        service.create_job(
-            store,
-            account,
-            created_by=None,
-            entity_type="applications",
-            operation="status_update",
-            params={"status": "archived"},
+        create(
             filter=spec,
         )
     assert "\n" not in exc.value.message
 
 
-def test_ids_and_filter_together_are_refused(store, account, seed) -> None:
+def test_ids_and_filter_together_are_refused(seed, create) -> None:
     ids = seed.applications(1, stage="review")
     with pytest.raises(service.InvalidRequest, match="not both"):
-        service.create_job(
-            store,
-            account,
-            created_by=None,
-            entity_type="applications",
-            operation="status_update",
-            params={"status": "archived"},
-            entity_ids=ids,
-            filter=["stage=review"],
-        )
-
-
-def _run(instance, store_url, run_id=None, **config) -> dg.ExecuteInProcessResult:
-    return defs.resolve_job_def("bulk_operation_job").execute_in_process(
-        run_id=run_id,
-        run_config={
-            "ops": {"bulk_operation": {"config": config}},
-            "resources": {"record_store": {"config": {"database_url": store_url}}},
-        },
-        instance=instance,
-        raise_on_error=False,
-    )
+        create(filter=["stage=review"], entity_ids=ids)
 
 
 def _output(result) -> dict:
@@ -150,19 +152,10 @@ def _failure(result) -> str:
 
 @pytest.mark.slow
 def test_launchpad_preview_then_execute_applies_exactly_the_previewed_records(
-    store, store_url, account, seed, instance
+    store, account, seed, instance, launchpad
 ) -> None:
     review = seed.applications(3, stage="review")
-    config = {
-        "account": _slug(store, account),
-        "entity": "applications",
-        "operation": "status_update",
-        "params": {"status": "rejected"},
-        "where": ["stage=review"],
-    }
-    preview = _run(instance, store_url, **config, mode="preview")
-    assert preview.success
-    meta = _output(preview)
+    meta = launchpad.preview()
     assert meta["count"].value == 3 and meta["would_change"].value == 3
     assert sorted(r.data["entity_id"] for r in meta["sample (first 20)"].value.records) == sorted(map(str, review))
     plan_id = meta["plan_id"].value
@@ -172,7 +165,7 @@ def test_launchpad_preview_then_execute_applies_exactly_the_previewed_records(
     _set(store, review[:1], stage="interview")
     newcomer = seed.applications(1, stage="review")
 
-    done = _run(instance, store_url, **config, mode="execute", plan_id=plan_id)
+    done = launchpad.run(mode="execute", plan_id=plan_id)
     assert done.success, _failure(done)
     rows = seed.rows(schema.applications, review + newcomer)
     assert {i for i, r in rows.items() if r.status == "rejected"} == set(review)
@@ -183,7 +176,7 @@ def test_launchpad_preview_then_execute_applies_exactly_the_previewed_records(
     assert instance.get_run_by_id(done.run_id).tags["bulkops/bulk_job_id"] == job["id"]
 
     # a plan runs once
-    again = _run(instance, store_url, **config, mode="execute", plan_id=plan_id)
+    again = launchpad.run(mode="execute", plan_id=plan_id)
     assert not again.success and "already used" in _failure(again)
 
 
@@ -197,29 +190,36 @@ def test_launchpad_preview_then_execute_applies_exactly_the_previewed_records(
         pytest.param(None, {"where": ["stage=interview"]}, "filter differ", id="changed-filter"),
     ],
 )
-def test_launchpad_execute_refuses_unknown_or_changed_plans(
-    store, store_url, account, seed, instance, plan, change, message
-) -> None:
+def test_launchpad_execute_refuses_unknown_or_changed_plans(seed, launchpad, plan, change, message) -> None:
     ids = seed.applications(2, stage="review")
-    config = {
-        "account": _slug(store, account),
-        "operation": "status_update",
-        "params": {"status": "rejected"},
-        "where": ["stage=review"],
-    }
-    preview = _run(instance, store_url, **config, mode="preview")
-    plan_id = _output(preview)["plan_id"].value if plan is None else plan
-    result = _run(instance, store_url, **{**config, **change}, mode="execute", plan_id=plan_id)
+    plan_id = launchpad.preview()["plan_id"].value if plan is None else plan
+    result = launchpad.run(**change, mode="execute", plan_id=plan_id)
     assert not result.success
     assert message in _failure(result)
     assert {r.status for r in seed.rows(schema.applications, ids).values()} == {"active"}
 
 
 @pytest.mark.slow
-def test_launchpad_execute_refuses_a_plan_replaced_by_a_new_preview(store, store_url, account, seed, instance) -> None:
+def test_launchpad_execute_of_a_plan_by_ids_refuses_other_ids(seed, launchpad) -> None:
+    planned, other = seed.applications(2, stage="review"), seed.applications(1, stage="review")
+    plan_id = launchpad.preview(where=[], ids=[str(i) for i in planned])["plan_id"].value
+    for ids in ([planned[0], other[0]], [*planned, other[0]], planned[:1], []):
+        result = launchpad.run(where=[], ids=[str(i) for i in ids], mode="execute", plan_id=plan_id)
+        assert not result.success, f"execute with ids {ids} ran plan {plan_id}"
+        assert "the config's ids differ from plan" in _failure(result)
+    assert {r.status for r in seed.rows(schema.applications, planned + other).values()} == {"active"}
+    # the same ids in another order, one repeated, are the plan's
+    same = [str(planned[1]), str(planned[0]).upper(), str(planned[1])]
+    done = launchpad.run(where=[], ids=same, mode="execute", plan_id=plan_id)
+    assert done.success, _failure(done)
+    rows = seed.rows(schema.applications, planned + other)
+    assert {i for i, r in rows.items() if r.status == "rejected"} == set(planned)
+
+
+@pytest.mark.slow
+def test_launchpad_execute_refuses_a_plan_replaced_by_a_new_preview(store, account, seed, launchpad) -> None:
     seed.applications(2, stage="review")
-    config = {"account": _slug(store, account), "params": {"status": "rejected"}, "where": ["stage=review"]}
-    meta = _output(_run(instance, store_url, **config, mode="preview"))
+    meta = launchpad.preview()
     # previewing the bulk job again replaces its plan
     service.preview(store, account, uuid.UUID(meta["bulk_job_id"].value))
     with store.begin() as conn:
@@ -228,21 +228,14 @@ def test_launchpad_execute_refuses_a_plan_replaced_by_a_new_preview(store, store
             .where(schema.bulk_jobs.c.id == uuid.UUID(meta["bulk_job_id"].value))
             .values(plan_id=uuid.uuid4().hex)
         )
-    result = _run(instance, store_url, **config, mode="execute", plan_id=meta["plan_id"].value)
+    result = launchpad.run(mode="execute", plan_id=meta["plan_id"].value)
     assert not result.success and "preview again" in _failure(result)
 
 
 @pytest.mark.slow
-def test_launchpad_dry_run_reports_and_writes_nothing(store, store_url, account, seed, instance) -> None:
+def test_launchpad_dry_run_reports_and_writes_nothing(seed, launchpad) -> None:
     ids = seed.applications(2, stage="review")
-    result = _run(
-        instance,
-        store_url,
-        account=_slug(store, account),
-        params={"status": "rejected"},
-        where=["stage=review"],
-        mode="dry_run",
-    )
+    result = launchpad.run(mode="dry_run")
     assert result.success
     assert _output(result)["processed_count"].value == 2
     assert {r.status for r in seed.rows(schema.applications, ids).values()} == {"active"}
@@ -305,14 +298,15 @@ def test_cli_create_with_where(cli_env, store, account, seed) -> None:
 
 
 @pytest.mark.slow
-def test_a_crashed_launchpad_execute_leaves_no_bulk_job_processing(store, store_url, account, seed, instance) -> None:
+def test_a_crashed_launchpad_execute_leaves_no_bulk_job_processing(
+    store, store_url, account, seed, instance, launchpad
+) -> None:
     from pipelines.bulk.sensors import bulk_job_failure_sensor
     from resources import RecordStoreResource
 
     seed.applications(1, stage="review")
-    config = {"account": _slug(store, account), "params": {"status": "rejected"}, "where": ["stage=review"]}
-    job_id = _output(_run(instance, store_url, **config, mode="preview"))["bulk_job_id"].value
-    failed = _run(instance, store_url, **config, mode="execute", plan_id="0" * 32)
+    job_id = launchpad.preview()["bulk_job_id"].value
+    failed = launchpad.run(mode="execute", plan_id="0" * 32)
     assert not failed.success
     # as if that run had taken the bulk job and then died
     with store.begin() as conn:
@@ -334,17 +328,16 @@ def test_a_crashed_launchpad_execute_leaves_no_bulk_job_processing(store, store_
 
 
 @pytest.mark.slow
-def test_a_retry_of_the_executing_run_resumes_its_bulk_job(store, store_url, account, seed, instance) -> None:
+def test_a_retry_of_the_executing_run_resumes_its_bulk_job(store, account, seed, launchpad) -> None:
     ids = seed.applications(2, stage="review")
-    config = {"account": _slug(store, account), "params": {"status": "rejected"}, "where": ["stage=review"]}
-    meta = _output(_run(instance, store_url, **config, mode="preview"))
+    meta = launchpad.preview()
     job_id, plan_id = uuid.UUID(meta["bulk_job_id"].value), meta["plan_id"].value
     # the first attempt of run R confirmed the plan, then a transient fault stopped it
     run_id = str(uuid.uuid4())
     service.confirm(store, account, job_id, plan_id=plan_id, run_id=run_id)
-    other = _run(instance, store_url, **config, mode="execute", plan_id=plan_id)
+    other = launchpad.run(mode="execute", plan_id=plan_id)
     assert not other.success and "already used" in _failure(other)
-    resumed = _run(instance, store_url, run_id=run_id, **config, mode="execute", plan_id=plan_id)
+    resumed = launchpad.run(run_id=run_id, mode="execute", plan_id=plan_id)
     assert resumed.success, _failure(resumed)
     assert service.get_job(store, account, job_id)["status"] == "completed"
     assert {r.status for r in seed.rows(schema.applications, ids).values()} == {"rejected"}

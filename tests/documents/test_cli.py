@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 import pytest
@@ -39,8 +40,11 @@ def test_documents_import_from_the_cli_makes_applicants_and_lists_them(cli_env: 
     finally:
         store.dispose()
     assert (row["type"], row["created"], row["errors"]) == ("candidates", 2, 1)
+    # history output says the users' word, the stored row the entity's name
+    assert re.search(r"\bapplicants +resumes/ \(3 files\)", out.output), out.output
     listed = CliRunner().invoke(main, ["imports", "list", "--type", "applicants"])
-    assert "resumes/ (3 files)" in listed.output
+    assert re.search(r"\bapplicants +resumes/ \(3 files\)", listed.output), listed.output
+    assert "candidates" not in listed.output
     assert "resumes/" not in CliRunner().invoke(main, ["imports", "list", "--type", "jobs"]).output
     tasks = CliRunner().invoke(main, ["documents", "tasks"])
     assert "not_pdf" in tasks.output and tasks.output.count("completed") == 2

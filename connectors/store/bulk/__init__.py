@@ -32,8 +32,10 @@ from connectors.store.bulk.params import declared_value
 from connectors.store.bulk.records import jsonable
 from connectors.store.bulk.rollback import ROLLBACK
 from connectors.store.bulk.runner import (
+    PREVIEW_EXPIRED,
     BatchResult,
     JobGone,
+    expire_previews,
     finish_job,
     plan_job,
     process_next_batch,
@@ -66,6 +68,7 @@ __all__ = [
     "HIRED_STAGES",
     "NOT_FOUND",
     "OPERATIONS",
+    "PREVIEW_EXPIRED",
     "ROLLBACK",
     "ROLLBACKABLE",
     "BatchResult",
@@ -77,6 +80,7 @@ __all__ = [
     "canonical_entity_type",
     "check_automations",
     "declared_value",
+    "expire_previews",
     "failure_reasons",
     "finish_job",
     "hiring_completions",

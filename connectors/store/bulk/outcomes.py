@@ -12,7 +12,7 @@ import sqlalchemy as sa
 from connectors.store import changes, schema
 from connectors.store.bulk.base import Counts, Outcome
 
-FAILURE_REASONS_SHOWN = 5
+FAILURE_REASONS_SHOWN = changes.REASONS_LISTED
 
 items_t = schema.bulk_job_items
 
@@ -101,27 +101,16 @@ def failure_reasons(
 
 
 def failure_outcome(conn: sa.Connection, job: sa.Row, failed_count: int) -> dict[str, Any]:
-    """How a job with failed records ends: `failed` when every record failed, else `completed`.
+    """How a job with failed records ends: `failed` when every record failed, else `completed`
+    (`changes.ends_failed`, the rule of every change set).
 
     Either way `summary.failed_reasons` lists the most frequent errors with their counts; a
     failed job also says them in `error_message`. A completed job's `error_message` stays empty:
     it names a job-level failure, and per-record failures are `failed_count`.
     """
-    reasons = failure_reasons(conn, job.id)
-    other = failed_count - sum(n for _, n in reasons)
-    summary = dict(job.summary or {})
-    summary["failed_reasons"] = [{"error": e, "count": n} for e, n in reasons]
-    if other:
-        summary["failed_reasons"].append({"error": "other reasons", "count": other})
+    reasons = changes.counted_reasons(failure_reasons(conn, job.id), failed_count)
+    summary = {**(job.summary or {}), "failed_reasons": reasons}
     out: dict[str, Any] = {"summary": summary}
-    if failed_count >= job.total_count:
-        listed = ", ".join(f"{_short(e)} ({n})" for e, n in reasons)
-        if other:
-            listed += f", other reasons ({other})"
-        out.update(status="failed", error_message=f"all {failed_count} records failed: {listed}")
+    if changes.ends_failed(attempted=job.total_count, failed=failed_count):
+        out.update(status="failed", error_message=changes.all_failed_message(failed_count, reasons))
     return out
-
-
-def _short(text: str, limit: int = 160) -> str:
-    text = " ".join(text.split())
-    return text if len(text) <= limit else text[: limit - 1] + "…"

@@ -12,7 +12,7 @@ import time
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
@@ -200,6 +200,42 @@ def finish_job(
         if error is not None:
             values["error_message"] = error[:4000]
         return conn.execute(stmt.values(**values)).rowcount > 0
+
+
+PREVIEW_EXPIRED = "preview expired"
+
+
+def preview_expired_message(ttl_hours: float) -> str:
+    return f"{PREVIEW_EXPIRED}: not executed within {ttl_hours:g} h of its plan; preview again"
+
+
+def expire_previews(
+    store_or_conn: RecordStore | sa.Connection,
+    *,
+    ttl_hours: float,
+    job_id: uuid.UUID | None = None,
+    now: datetime | None = None,
+) -> int:
+    """Cancel the pending previews whose plan is older than TTL_HOURS (only JOB_ID if given), in one UPDATE;
+    how many. A TTL of 0 expires nothing."""
+    if ttl_hours <= 0:
+        return 0
+    now = now or utcnow()
+    stmt = (
+        jobs_t.update()
+        .where(
+            jobs_t.c.status == "pending",
+            jobs_t.c.mode == "preview",
+            sa.func.coalesce(jobs_t.c.planned_at, jobs_t.c.created_at) < now - timedelta(hours=ttl_hours),
+        )
+        .values(status="cancelled", finished_at=now, updated_at=now, error_message=preview_expired_message(ttl_hours))
+    )
+    if job_id is not None:
+        stmt = stmt.where(jobs_t.c.id == job_id)
+    if isinstance(store_or_conn, sa.Connection):
+        return store_or_conn.execute(stmt).rowcount
+    with store_or_conn.begin() as conn:
+        return conn.execute(stmt).rowcount
 
 
 def plan_job(store: RecordStore, job_id: uuid.UUID, *, batch_size: int = 2000) -> str:
