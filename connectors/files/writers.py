@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import functools
 import gc
 import json
 import os
@@ -34,7 +35,9 @@ from connectors.files.csvsafe import TRIGGERS, is_formula
 FORMATS = ("csv", "xlsx", "parquet")
 EXCEL_MAX_ROWS = 1_048_576
 EXCEL_MAX_STRING = 32_767
-ROW_GROUP_ROWS = 65_536
+# a row group is written when the rows held for it reach this much Arrow data (about 16k rows of
+# eight columns): what a Parquet export holds at once, whatever its row count
+ROW_GROUP_BYTES = 2 << 20
 
 
 def _iso(value: datetime) -> str:
@@ -124,12 +127,26 @@ _ARROW = {
 }
 
 
+@functools.cache
+def arrow_pool() -> pa.MemoryPool:
+    """The memory pool of a Parquet export's parsing and row groups: Arrow's default (jemalloc, chosen in
+    `connectors/__init__.py`), or jemalloc itself where pyarrow was imported first and chose mimalloc,
+    which keeps what it freed (Parquet's own column buffers then stay in mimalloc: about 20 MB more)."""
+    pool = pa.default_memory_pool()
+    if pool.backend_name == "mimalloc":
+        try:
+            pool = pa.jemalloc_memory_pool()
+        except NotImplementedError:
+            pool = pa.system_memory_pool()
+    return pool
+
+
 def _utc(value: datetime) -> datetime:
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value
 
 
 class ParquetWriter:
-    """Parquet with typed columns (timestamps in UTC, ids and JSON as text), snappy, row groups of ~64k rows."""
+    """Parquet with typed columns (timestamps in UTC, ids and JSON as text), snappy, row groups of ~2 MB."""
 
     suffix = ".parquet"
 
@@ -140,10 +157,14 @@ class ParquetWriter:
         self._schema = pa.schema([pa.field(h, _ARROW[k]) for h, k in zip(headers, kinds, strict=True)])
         # dictionary-encode only the columns of few values (DICTIONARY): on ids and emails it costs half the write
         self._writer = pq.ParquetWriter(
-            str(path), self._schema, compression="snappy", use_dictionary=list(dictionary) or False
+            str(path),
+            self._schema,
+            compression="snappy",
+            use_dictionary=list(dictionary) or False,
+            memory_pool=arrow_pool(),
         )
         self._pending: list[pa.RecordBatch] = []
-        self._pending_rows = 0
+        self._pending_bytes = 0
 
     def write(self, rows: Sequence[tuple]) -> None:
         if not rows:
@@ -157,24 +178,24 @@ class ParquetWriter:
                 values = [None if v is None else _json(v) for v in values]
             elif kind == "datetime":
                 values = [None if v is None else _utc(v) for v in values]
-            arrays.append(pa.array(values, type=field.type))
-        self._writer.write_batch(pa.record_batch(arrays, schema=self._schema))
+            arrays.append(pa.array(values, type=field.type, memory_pool=arrow_pool()))
+        self.write_arrow(pa.record_batch(arrays, schema=self._schema))
 
     @property
     def schema(self) -> pa.Schema:
         return self._schema
 
     def write_arrow(self, batch: pa.RecordBatch) -> None:
-        # row groups of about ROW_GROUP_ROWS rows, whatever size the batches come in
+        # row groups of about ROW_GROUP_BYTES, whatever size the batches come in
         self._pending.append(batch)
-        self._pending_rows += batch.num_rows
-        if self._pending_rows >= ROW_GROUP_ROWS:
+        self._pending_bytes += batch.nbytes
+        if self._pending_bytes >= ROW_GROUP_BYTES:
             self._flush()
 
     def _flush(self) -> None:
         if self._pending:
             self._writer.write_table(pa.Table.from_batches(self._pending, schema=self._schema))
-            self._pending, self._pending_rows = [], 0
+            self._pending, self._pending_bytes = [], 0
 
     def close(self) -> None:
         try:

@@ -18,11 +18,13 @@ import pyarrow.parquet as pq
 import pytest
 import sqlalchemy as sa
 
+from connectors.files import writers
 from connectors.files.csvsafe import is_formula
 from connectors.store.export import (
     ExportError,
     ExportSpec,
     FilterError,
+    copy,
     export,
     file_name,
     make_filter,
@@ -261,6 +263,25 @@ def test_parquet_reads_back_typed(dataset: Dataset, tmp_path: Path) -> None:
         for name, value in want.items():
             assert row[name] == value, (name, row[name], value)
         assert json.loads(row["data"]) == {"note": dataset.apps[uuid.UUID(row["id"])]["data"]["note"]}
+
+
+def test_parquet_in_many_blocks_and_row_groups_reads_back_the_same(
+    dataset: Dataset, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """COPY's stream (PostgreSQL) or the cursor's batches (SQLite) parsed a few rows at a time (each block
+    ending at a row's end, text with line breaks and quotes included) and written in many row groups hold
+    the same rows as one block and one row group."""
+    spec = ExportSpec(
+        "applications", dataset.account_id, columns=tuple(parse_columns(COLUMNS)), format="parquet", batch_rows=3
+    )
+    whole = pq.read_table(export(dataset.store.engine, spec, tmp_path / "whole.parquet").path)
+    monkeypatch.setattr(copy, "CHUNK_BYTES", 200)
+    monkeypatch.setattr(writers, "ROW_GROUP_BYTES", 1000)
+    result = export(dataset.store.engine, spec, tmp_path / "parts.parquet")
+    parts = pq.ParquetFile(result.path)
+    assert parts.metadata.num_row_groups > 1
+    assert parts.read().to_pylist() == whole.to_pylist()
+    assert len(whole) == result.rows == len(_expected_rows(dataset))
 
 
 def test_xlsx_reads_back_with_text_cells_never_formulas(dataset: Dataset, tmp_path: Path) -> None:

@@ -15,13 +15,13 @@ from __future__ import annotations
 import csv
 import io
 from collections.abc import Iterator
-from typing import Any
 
 import pyarrow as pa
 import pyarrow.csv as pcsv
 import sqlalchemy as sa
 
 from connectors.files.csvsafe import TRIGGERS
+from connectors.files.writers import arrow_pool
 from connectors.store.export import fields as F
 from connectors.store.export.query import Query
 
@@ -108,49 +108,36 @@ class CopyStream:
                 raw.invalidate()
 
 
-class _ChunkReader(io.RawIOBase):
-    def __init__(self, chunks: Iterator[bytes]) -> None:
-        self._chunks = chunks
-        self._buf = memoryview(b"")
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, b: Any) -> int:
-        while not self._buf:
-            try:
-                self._buf = memoryview(next(self._chunks))
-            except StopIteration:
-                return 0
-        n = min(len(b), len(self._buf))
-        b[:n] = self._buf[:n]
-        self._buf = self._buf[n:]
-        return n
-
-
 def arrow_batches(chunks: Iterator[bytes], headers: list[str], schema: pa.Schema) -> Iterator[pa.RecordBatch]:
-    """COPY's CSV parsed by Arrow into SCHEMA's types, block by block, in this thread."""
+    """COPY's CSV parsed by Arrow into SCHEMA's types, chunk by chunk (each ends at a row's end), in this
+    thread: no reader thread reading ahead, no copy of the bytes."""
     names = [f"c{i}" for i in range(len(headers))]
     stamps = {i for i, f in enumerate(schema) if pa.types.is_timestamp(f.type)}
     read_types = {
         n: (pa.int64() if i in stamps else f.type) for i, (n, f) in enumerate(zip(names, schema, strict=True))
     }
-    reader = pcsv.open_csv(
-        io.BufferedReader(_ChunkReader(chunks), buffer_size=1 << 20),
-        read_options=pcsv.ReadOptions(column_names=names, use_threads=False, block_size=1 << 20),
-        parse_options=pcsv.ParseOptions(newlines_in_values=True),
-        convert_options=pcsv.ConvertOptions(
-            column_types=read_types,
-            # COPY writes NULL unquoted and an empty text as "": keep them apart
-            null_values=[""],
-            strings_can_be_null=True,
-            quoted_strings_can_be_null=False,
-        ),
+    pool = arrow_pool()
+    read_options = pcsv.ReadOptions(column_names=names, use_threads=False, block_size=CHUNK_BYTES << 2)
+    parse_options = pcsv.ParseOptions(newlines_in_values=True)
+    convert_options = pcsv.ConvertOptions(
+        column_types=read_types,
+        # COPY writes NULL unquoted and an empty text as "": keep them apart
+        null_values=[""],
+        strings_can_be_null=True,
+        quoted_strings_can_be_null=False,
     )
-    for batch in reader:
-        columns = list(batch.columns)
-        for i in stamps:
-            # the same 64-bit integers, seen as timestamps: no copy, and no compute function (whose first
-            # call with a Python scalar imports pandas, seconds and 100 MB)
-            columns[i] = columns[i].view(schema.field(i).type)
-        yield pa.RecordBatch.from_arrays(columns, schema=schema)
+    for chunk in chunks:
+        table = pcsv.read_csv(
+            pa.BufferReader(chunk),
+            read_options=read_options,
+            parse_options=parse_options,
+            convert_options=convert_options,
+            memory_pool=pool,
+        )
+        for batch in table.to_batches():
+            columns = list(batch.columns)
+            for i in stamps:
+                # the same 64-bit integers, seen as timestamps: no copy, and no compute function (whose first
+                # call with a Python scalar imports pandas, seconds and 100 MB)
+                columns[i] = columns[i].view(schema.field(i).type)
+            yield pa.RecordBatch.from_arrays(columns, schema=schema)
