@@ -38,6 +38,10 @@ EXCEL_MAX_STRING = 32_767
 # a row group is written when the rows held for it reach this much Arrow data (about 16k rows of
 # eight columns): what a Parquet export holds at once, whatever its row count
 ROW_GROUP_BYTES = 2 << 20
+# a record's tags as the store hands them over (kind "tags"): one text, joined by the unit separator;
+# CSV and Excel show them joined by TAGS_SEPARATOR, Parquet as a list
+TAGS_DELIMITER = "\x1f"
+TAGS_SEPARATOR = ", "
 
 
 def _iso(value: datetime) -> str:
@@ -50,8 +54,18 @@ def _json(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False, default=str, sort_keys=True)
 
 
+def _tags_text(value: str) -> str:
+    return value.replace(TAGS_DELIMITER, TAGS_SEPARATOR)
+
+
+def tags_list(value: str | None) -> list[str]:
+    """Tags as the store hands them over -> a list (untagged: empty)."""
+    return value.split(TAGS_DELIMITER) if value else []
+
+
 _TEXT = {
     "datetime": _iso,
+    "tags": _tags_text,
     "uuid": str,
     "json": _json,
     "bool": lambda v: "true" if v else "false",
@@ -124,6 +138,7 @@ _ARROW = {
     "int": pa.int64(),
     "float": pa.float64(),
     "bool": pa.bool_(),
+    "tags": pa.list_(pa.string()),
 }
 
 
@@ -146,7 +161,8 @@ def _utc(value: datetime) -> datetime:
 
 
 class ParquetWriter:
-    """Parquet with typed columns (timestamps in UTC, ids and JSON as text), snappy, row groups of ~2 MB."""
+    """Parquet with typed columns (timestamps in UTC, ids and JSON as text, tags as a list of texts), snappy,
+    row groups of ~2 MB."""
 
     suffix = ".parquet"
 
@@ -178,6 +194,8 @@ class ParquetWriter:
                 values = [None if v is None else _json(v) for v in values]
             elif kind == "datetime":
                 values = [None if v is None else _utc(v) for v in values]
+            elif kind == "tags":
+                values = [tags_list(v) for v in values]
             arrays.append(pa.array(values, type=field.type, memory_pool=arrow_pool()))
         self.write_arrow(pa.record_batch(arrays, schema=self._schema))
 
@@ -221,7 +239,7 @@ class XlsxWriter(_Converting):
     ) -> None:
         import xlsxwriter
 
-        super().__init__(kinds, {"uuid": str, "json": _json})
+        super().__init__(kinds, {"uuid": str, "json": _json, "tags": _tags_text})
         self._book = xlsxwriter.Workbook(
             str(path),
             {
