@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import functools
 import gc
 import json
 import os
@@ -34,7 +35,13 @@ from connectors.files.csvsafe import TRIGGERS, is_formula
 FORMATS = ("csv", "xlsx", "parquet")
 EXCEL_MAX_ROWS = 1_048_576
 EXCEL_MAX_STRING = 32_767
-ROW_GROUP_ROWS = 65_536
+# a row group is written when the rows held for it reach this much Arrow data (about 16k rows of
+# eight columns): what a Parquet export holds at once, whatever its row count
+ROW_GROUP_BYTES = 2 << 20
+# a record's tags as the store hands them over (kind "tags"): one text, joined by the unit separator;
+# CSV and Excel show them joined by TAGS_SEPARATOR, Parquet as a list
+TAGS_DELIMITER = "\x1f"
+TAGS_SEPARATOR = ", "
 
 
 def _iso(value: datetime) -> str:
@@ -47,8 +54,18 @@ def _json(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False, default=str, sort_keys=True)
 
 
+def _tags_text(value: str) -> str:
+    return value.replace(TAGS_DELIMITER, TAGS_SEPARATOR)
+
+
+def tags_list(value: str | None) -> list[str]:
+    """Tags as the store hands them over -> a list (untagged: empty)."""
+    return value.split(TAGS_DELIMITER) if value else []
+
+
 _TEXT = {
     "datetime": _iso,
+    "tags": _tags_text,
     "uuid": str,
     "json": _json,
     "bool": lambda v: "true" if v else "false",
@@ -121,7 +138,22 @@ _ARROW = {
     "int": pa.int64(),
     "float": pa.float64(),
     "bool": pa.bool_(),
+    "tags": pa.list_(pa.string()),
 }
+
+
+@functools.cache
+def arrow_pool() -> pa.MemoryPool:
+    """The memory pool of a Parquet export's parsing and row groups: Arrow's default (jemalloc, chosen in
+    `connectors/__init__.py`), or jemalloc itself where pyarrow was imported first and chose mimalloc,
+    which keeps what it freed (Parquet's own column buffers then stay in mimalloc: about 20 MB more)."""
+    pool = pa.default_memory_pool()
+    if pool.backend_name == "mimalloc":
+        try:
+            pool = pa.jemalloc_memory_pool()
+        except NotImplementedError:
+            pool = pa.system_memory_pool()
+    return pool
 
 
 def _utc(value: datetime) -> datetime:
@@ -129,7 +161,8 @@ def _utc(value: datetime) -> datetime:
 
 
 class ParquetWriter:
-    """Parquet with typed columns (timestamps in UTC, ids and JSON as text), snappy, row groups of ~64k rows."""
+    """Parquet with typed columns (timestamps in UTC, ids and JSON as text, tags as a list of texts), snappy,
+    row groups of ~2 MB."""
 
     suffix = ".parquet"
 
@@ -140,10 +173,14 @@ class ParquetWriter:
         self._schema = pa.schema([pa.field(h, _ARROW[k]) for h, k in zip(headers, kinds, strict=True)])
         # dictionary-encode only the columns of few values (DICTIONARY): on ids and emails it costs half the write
         self._writer = pq.ParquetWriter(
-            str(path), self._schema, compression="snappy", use_dictionary=list(dictionary) or False
+            str(path),
+            self._schema,
+            compression="snappy",
+            use_dictionary=list(dictionary) or False,
+            memory_pool=arrow_pool(),
         )
         self._pending: list[pa.RecordBatch] = []
-        self._pending_rows = 0
+        self._pending_bytes = 0
 
     def write(self, rows: Sequence[tuple]) -> None:
         if not rows:
@@ -157,24 +194,26 @@ class ParquetWriter:
                 values = [None if v is None else _json(v) for v in values]
             elif kind == "datetime":
                 values = [None if v is None else _utc(v) for v in values]
-            arrays.append(pa.array(values, type=field.type))
-        self._writer.write_batch(pa.record_batch(arrays, schema=self._schema))
+            elif kind == "tags":
+                values = [tags_list(v) for v in values]
+            arrays.append(pa.array(values, type=field.type, memory_pool=arrow_pool()))
+        self.write_arrow(pa.record_batch(arrays, schema=self._schema))
 
     @property
     def schema(self) -> pa.Schema:
         return self._schema
 
     def write_arrow(self, batch: pa.RecordBatch) -> None:
-        # row groups of about ROW_GROUP_ROWS rows, whatever size the batches come in
+        # row groups of about ROW_GROUP_BYTES, whatever size the batches come in
         self._pending.append(batch)
-        self._pending_rows += batch.num_rows
-        if self._pending_rows >= ROW_GROUP_ROWS:
+        self._pending_bytes += batch.nbytes
+        if self._pending_bytes >= ROW_GROUP_BYTES:
             self._flush()
 
     def _flush(self) -> None:
         if self._pending:
             self._writer.write_table(pa.Table.from_batches(self._pending, schema=self._schema))
-            self._pending, self._pending_rows = [], 0
+            self._pending, self._pending_bytes = [], 0
 
     def close(self) -> None:
         try:
@@ -200,7 +239,7 @@ class XlsxWriter(_Converting):
     ) -> None:
         import xlsxwriter
 
-        super().__init__(kinds, {"uuid": str, "json": _json})
+        super().__init__(kinds, {"uuid": str, "json": _json, "tags": _tags_text})
         self._book = xlsxwriter.Workbook(
             str(path),
             {

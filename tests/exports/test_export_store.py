@@ -18,11 +18,14 @@ import pyarrow.parquet as pq
 import pytest
 import sqlalchemy as sa
 
+from connectors.files import writers
 from connectors.files.csvsafe import is_formula
+from connectors.store import schema
 from connectors.store.export import (
     ExportError,
     ExportSpec,
     FilterError,
+    copy,
     export,
     file_name,
     make_filter,
@@ -254,14 +257,72 @@ def test_parquet_reads_back_typed(dataset: Dataset, tmp_path: Path) -> None:
     result = export(dataset.store.engine, spec, tmp_path / "a.parquet")
     table = pq.read_table(result.path)
     assert str(table.schema.field("applied_at").type) == "timestamp[us, tz=UTC]"
+    assert str(table.schema.field("tags").type) == "list<element: string>"
     rows = table.to_pylist()
     expected = _expected_rows(dataset)
     assert result.rows == len(rows) == len(expected)
     for row in rows:
         want = expected[row["id"]]
+        # tags: a list, sorted; untagged: an empty list
+        want["tags"] = dataset.tags.get(uuid.UUID(row["id"]), [])
         for name, value in want.items():
             assert row[name] == value, (name, row[name], value)
         assert json.loads(row["data"]) == {"note": dataset.apps[uuid.UUID(row["id"])]["data"]["note"]}
+
+
+def test_parquet_in_many_blocks_and_row_groups_reads_back_the_same(
+    dataset: Dataset, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """COPY's stream (PostgreSQL) or the cursor's batches (SQLite) parsed a few rows at a time (each block
+    ending at a row's end, text with line breaks and quotes included) and written in many row groups hold
+    the same rows as one block and one row group."""
+    spec = ExportSpec(
+        "applications", dataset.account_id, columns=tuple(parse_columns(COLUMNS)), format="parquet", batch_rows=3
+    )
+    whole = pq.read_table(export(dataset.store.engine, spec, tmp_path / "whole.parquet").path)
+    monkeypatch.setattr(copy, "CHUNK_BYTES", 200)
+    monkeypatch.setattr(writers, "ROW_GROUP_BYTES", 1000)
+    result = export(dataset.store.engine, spec, tmp_path / "parts.parquet")
+    parts = pq.ParquetFile(result.path)
+    assert parts.metadata.num_row_groups > 1
+    assert sorted(parts.read().to_pylist(), key=lambda r: r["id"]) == sorted(whole.to_pylist(), key=lambda r: r["id"])
+    assert len(whole) == result.rows == len(_expected_rows(dataset))
+
+
+@pytest.mark.parametrize("fmt", ["csv", "parquet", "xlsx"])
+def test_tags_are_a_list_in_parquet_and_one_text_elsewhere(dataset: Dataset, tmp_path: Path, fmt: str) -> None:
+    """A tag holding the text form's separator stays one tag in Parquet; a tag that starts like a formula
+    is neutralised in CSV like any other cell."""
+    app = next(a for a in dataset.apps.values() if a["id"] in dataset.tags and a["deleted_at"] is None)
+    extra = ["=1+1", "Paris, France"]
+    with dataset.store.begin() as conn:
+        conn.execute(
+            sa.insert(schema.tags),
+            [
+                {"account_id": dataset.account_id, "entity_type": "applications", "entity_id": app["id"], "tag": t}
+                for t in extra
+            ],
+        )
+    tags = sorted(dataset.tags[app["id"]] + extra)
+    spec = ExportSpec(
+        "applications", dataset.account_id, columns=tuple(parse_columns("id,tags")), format=fmt, batch_rows=3
+    )
+    result = export(dataset.store.engine, spec, tmp_path / f"a.{fmt}")
+    if fmt == "parquet":
+        got = {r["id"]: r["tags"] for r in pq.read_table(result.path).to_pylist()}
+        want = {r: dataset.tags.get(uuid.UUID(r), []) for r in got} | {str(app["id"]): tags}
+    elif fmt == "csv":
+        with open(result.path, newline="", encoding="utf-8") as f:
+            got = {r["id"]: r["tags"] for r in csv.DictReader(f)}
+        want = {r: ", ".join(dataset.tags.get(uuid.UUID(r), [])) for r in got} | {str(app["id"]): "'" + ", ".join(tags)}
+    else:
+        sheet = openpyxl.load_workbook(result.path, read_only=True).worksheets[0]
+        got = {r[0]: r[1] for r in sheet.iter_rows(min_row=2, values_only=True)}
+        want = {r: ", ".join(dataset.tags.get(uuid.UUID(r), [])) or None for r in got} | {
+            str(app["id"]): ", ".join(tags)
+        }
+    assert got == want
+    assert len(got) == result.rows == len(_expected_rows(dataset))
 
 
 def test_xlsx_reads_back_with_text_cells_never_formulas(dataset: Dataset, tmp_path: Path) -> None:
@@ -472,7 +533,7 @@ def test_the_preview_is_the_files_first_rows_as_text(dataset: Dataset, tmp_path:
     spec = ExportSpec(
         "applications",
         dataset.account_id,
-        columns=tuple(parse_columns("id,source,applied_at")),
+        columns=tuple(parse_columns("id,source,applied_at,tags")),
         format=fmt,
         preview_rows=50,
     )
@@ -483,6 +544,7 @@ def test_the_preview_is_the_files_first_rows_as_text(dataset: Dataset, tmp_path:
     for row in result.preview:
         want = expected[row["id"]]
         assert row["applied_at"] == _iso(want["applied_at"])
+        assert row["tags"] == (want["tags"] or "")
         source = want["source"] or ""
         # CSV shows the cell as written (neutralised); the other formats hold the value itself
         assert row["source"] == ("'" + source if fmt == "csv" and is_formula(source) else source)

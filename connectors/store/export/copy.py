@@ -15,13 +15,13 @@ from __future__ import annotations
 import csv
 import io
 from collections.abc import Iterator
-from typing import Any
 
 import pyarrow as pa
 import pyarrow.csv as pcsv
 import sqlalchemy as sa
 
 from connectors.files.csvsafe import TRIGGERS
+from connectors.files.writers import TAGS_DELIMITER, TAGS_SEPARATOR, arrow_pool
 from connectors.store.export import fields as F
 from connectors.store.export.query import Query
 
@@ -54,6 +54,9 @@ def _text(kind: str, v: sa.ColumnElement, escape: bool, arrow: bool) -> sa.Colum
         return sa.cast(v, sa.Text)
     if kind == F.BOOL:
         return sa.case((v.is_(True), "true"), (v.is_(False), "false"))
+    if kind == F.TAGS and not arrow:
+        text = sa.func.replace(v, TAGS_DELIMITER, TAGS_SEPARATOR)
+        return _neutralised(text) if escape else text
     if kind == F.TEXT:
         return _neutralised(v) if escape else v
     return v
@@ -61,7 +64,7 @@ def _text(kind: str, v: sa.ColumnElement, escape: bool, arrow: bool) -> sa.Colum
 
 def text_statement(query: Query, *, escape: bool, arrow: bool = False) -> sa.Select:
     """The query's columns as the text a CSV cell holds (formula cells neutralised when ESCAPE); for ARROW
-    (`arrow_batches`), timestamps as seconds since the epoch."""
+    (`arrow_batches`), timestamps as microseconds since the epoch and tags as the store joins them."""
     inner = query.statement.subquery("export")
     return sa.select(*[_text(k, inner.c[f"c{i}"], escape, arrow).label(f"c{i}") for i, k in enumerate(query.kinds)])
 
@@ -108,49 +111,47 @@ class CopyStream:
                 raw.invalidate()
 
 
-class _ChunkReader(io.RawIOBase):
-    def __init__(self, chunks: Iterator[bytes]) -> None:
-        self._chunks = chunks
-        self._buf = memoryview(b"")
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, b: Any) -> int:
-        while not self._buf:
-            try:
-                self._buf = memoryview(next(self._chunks))
-            except StopIteration:
-                return 0
-        n = min(len(b), len(self._buf))
-        b[:n] = self._buf[:n]
-        self._buf = self._buf[n:]
-        return n
-
-
 def arrow_batches(chunks: Iterator[bytes], headers: list[str], schema: pa.Schema) -> Iterator[pa.RecordBatch]:
-    """COPY's CSV parsed by Arrow into SCHEMA's types, block by block, in this thread."""
+    """COPY's CSV parsed by Arrow into SCHEMA's types, chunk by chunk (each ends at a row's end), in this
+    thread: no reader thread reading ahead, no copy of the bytes."""
     names = [f"c{i}" for i in range(len(headers))]
     stamps = {i for i, f in enumerate(schema) if pa.types.is_timestamp(f.type)}
+    lists = {i for i, f in enumerate(schema) if pa.types.is_list(f.type)}
     read_types = {
-        n: (pa.int64() if i in stamps else f.type) for i, (n, f) in enumerate(zip(names, schema, strict=True))
+        n: (pa.int64() if i in stamps else pa.string() if i in lists else f.type)
+        for i, (n, f) in enumerate(zip(names, schema, strict=True))
     }
-    reader = pcsv.open_csv(
-        io.BufferedReader(_ChunkReader(chunks), buffer_size=1 << 20),
-        read_options=pcsv.ReadOptions(column_names=names, use_threads=False, block_size=1 << 20),
-        parse_options=pcsv.ParseOptions(newlines_in_values=True),
-        convert_options=pcsv.ConvertOptions(
-            column_types=read_types,
-            # COPY writes NULL unquoted and an empty text as "": keep them apart
-            null_values=[""],
-            strings_can_be_null=True,
-            quoted_strings_can_be_null=False,
-        ),
+    if lists:
+        import pyarrow.compute as pc  # 45 ms to import: only for an export with tags
+
+        split = pc.SplitPatternOptions(TAGS_DELIMITER)
+    pool = arrow_pool()
+    read_options = pcsv.ReadOptions(column_names=names, use_threads=False, block_size=CHUNK_BYTES << 2)
+    parse_options = pcsv.ParseOptions(newlines_in_values=True)
+    convert_options = pcsv.ConvertOptions(
+        column_types=read_types,
+        # COPY writes NULL unquoted and an empty text as "": keep them apart
+        null_values=[""],
+        strings_can_be_null=True,
+        quoted_strings_can_be_null=False,
     )
-    for batch in reader:
-        columns = list(batch.columns)
-        for i in stamps:
-            # the same 64-bit integers, seen as timestamps: no copy, and no compute function (whose first
-            # call with a Python scalar imports pandas, seconds and 100 MB)
-            columns[i] = columns[i].view(schema.field(i).type)
-        yield pa.RecordBatch.from_arrays(columns, schema=schema)
+    for chunk in chunks:
+        table = pcsv.read_csv(
+            pa.BufferReader(chunk),
+            read_options=read_options,
+            parse_options=parse_options,
+            convert_options=convert_options,
+            memory_pool=pool,
+        )
+        for batch in table.to_batches():
+            columns = list(batch.columns)
+            for i in stamps:
+                # the same 64-bit integers, seen as timestamps: no copy, and no compute function (whose first
+                # call with a Python scalar imports pandas, seconds and 100 MB)
+                columns[i] = columns[i].view(schema.field(i).type)
+            for i in lists:
+                # tags joined by TAGS_DELIMITER -> a list; untagged (NULL) -> an empty list: the split
+                # leaves a NULL's slot empty, and offsets without a validity bitmap make it []
+                parts = pc.split_pattern(columns[i], options=split, memory_pool=pool)
+                columns[i] = pa.ListArray.from_arrays(parts.offsets, parts.values, pool=pool)
+            yield pa.RecordBatch.from_arrays(columns, schema=schema)

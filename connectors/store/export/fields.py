@@ -2,7 +2,7 @@
 
 Nothing here names an entity: the fields of an entity are its table's columns (less `account_id`),
 the display fields of the records its foreign keys point at (`candidate_email`, `job_code`,
-`application_external_id`, ...) and its tags as one text. A new entity in the registry is
+`application_external_id`, ...) and its tags. A new entity in the registry is
 exportable with no code of its own.
 """
 
@@ -15,10 +15,13 @@ from functools import cache
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
 
+from connectors.files.writers import TAGS_DELIMITER
 from connectors.store import registry, schema
 
 # kinds: how a value is filtered, written to a text cell and typed in Parquet
 TEXT, DATETIME, INT, FLOAT, BOOL, UUID, JSON = "text", "datetime", "int", "float", "bool", "uuid", "json"
+# a record's tags: one text in CSV and Excel ("urgent, vip"), a list of texts in Parquet
+TAGS = "tags"
 
 # the fields a related record lends the records pointing at it, by its table
 RELATED_FIELDS: Mapping[str, tuple[str, ...]] = {
@@ -34,7 +37,6 @@ ENTITY_ROWS: Mapping[str, Callable[[sa.FromClause], sa.ColumnElement[bool]]] = {
 ALIASES: Mapping[str, str] = {"job": "job_code", "candidate": "candidate_email", "tag": "tags"}
 # a field everyone filters on but nobody wants in a default column list
 HIDDEN_BY_DEFAULT = frozenset({"data", "answers", "terms", "import_id", "bulk_job_id"})
-TAGS_SEPARATOR = ", "
 
 
 def kind_of(column: sa.ColumnElement) -> str:
@@ -68,7 +70,7 @@ class Field:
     kind: str
     expr: sa.ColumnElement
     join: Join | None = None
-    # tags: a text of the record's tags; filters test membership instead of the text
+    # tags: the record's tags (kind TAGS); filters test membership
     tags: bool = False
 
 
@@ -96,14 +98,15 @@ class UnknownField(ValueError):
         self.name = name
 
 
-def _tags_text(entity: str, table: sa.Table, dialect: str) -> sa.ColumnElement:
+def _tags(entity: str, table: sa.Table, dialect: str) -> sa.ColumnElement:
+    """The record's tags, sorted, joined by TAGS_DELIMITER (NULL when untagged): the writers make a text or a list."""
     t = schema.tags
     owned = sa.and_(t.c.account_id == table.c.account_id, t.c.entity_type == entity, t.c.entity_id == table.c.id)
     if dialect == "postgresql":
-        agg = sa.func.string_agg(t.c.tag, postgresql.aggregate_order_by(sa.literal(TAGS_SEPARATOR), t.c.tag))
+        agg = sa.func.string_agg(t.c.tag, postgresql.aggregate_order_by(sa.literal(TAGS_DELIMITER), t.c.tag))
         return sa.select(agg).where(owned).scalar_subquery()
     # the lookup walks the tags primary key (account, entity type, entity, tag): in tag order
-    return sa.select(sa.func.group_concat(t.c.tag, TAGS_SEPARATOR)).where(owned).scalar_subquery()
+    return sa.select(sa.func.group_concat(t.c.tag, TAGS_DELIMITER)).where(owned).scalar_subquery()
 
 
 @cache
@@ -131,6 +134,6 @@ def catalog(entity_name: str, dialect: str) -> Catalog:
                 sa.func.coalesce(alias.c.first_name, "") + " " + sa.func.coalesce(alias.c.last_name, "")
             )
             fields.setdefault(f"{prefix}_name", Field(f"{prefix}_name", TEXT, sa.func.nullif(full, ""), join))
-    fields["tags"] = Field("tags", TEXT, _tags_text(entity.name, table, dialect), tags=True)
+    fields["tags"] = Field("tags", TAGS, _tags(entity.name, table, dialect), tags=True)
     defaults = tuple(n for n in fields if n not in HIDDEN_BY_DEFAULT and n != "email_normalized")
     return Catalog(entity.name, table, fields, defaults)

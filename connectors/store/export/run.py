@@ -207,11 +207,13 @@ def _copy_into(
     for cells in stream.head:
         row = dict(zip(headers, (c[:200] for c in cells), strict=True))
         if not csv:
-            # the Parquet stream carries timestamps as microseconds since the epoch
+            # the Parquet stream carries timestamps as microseconds since the epoch, tags as the store joins them
             for header, kind in zip(headers, query.kinds, strict=True):
                 if kind == "datetime" and row[header]:
                     moment = datetime(1970, 1, 1, tzinfo=UTC) + timedelta(microseconds=int(row[header]))
                     row[header] = writers.text_of(kind, moment)
+                elif kind == "tags":
+                    row[header] = writers.text_of(kind, row[header])
         preview.append(row)
     return (stream.rows if stream.rows is not None else rows), preview
 
