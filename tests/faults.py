@@ -216,3 +216,22 @@ def exactly(n: int) -> dict[str, int]:
 
 def event_types(instance: dg.DagsterInstance, run_id: str) -> list[str]:
     return [r.dagster_event.event_type_value for r in instance.all_logs(run_id) if r.dagster_event is not None]
+
+
+def rerun_after_kill(
+    command: list[str], *, env: dict[str, str], cwd: Path, home: Path, killed_run_id: str, killed_pids: list[int]
+) -> dg.DagsterRun:
+    """Run COMMAND again after its first run's worker was killed: it must exit 0 through a new run
+    that succeeded in processes other than the killed ones. Returns that run."""
+    import subprocess
+
+    again = subprocess.run(
+        command, check=False, env=env, cwd=cwd, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=WAIT_S
+    )
+    assert again.returncode == 0, again.stdout + again.stderr
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        [rerun] = [r for r in instance.get_runs() if r.run_id != killed_run_id]
+        assert rerun.status == dg.DagsterRunStatus.SUCCESS
+        pids = run_pids(instance, rerun.run_id)
+        assert pids and not set(pids) & set(killed_pids)
+    return rerun

@@ -40,7 +40,7 @@ from tests.faults import (
     new_account,
     process_gone,
     records,
-    run_pids,
+    rerun_after_kill,
     wait_for,
 )
 
@@ -242,22 +242,7 @@ def test_a_killed_run_worker_fails_the_run_and_the_same_command_resumes(acct: Ac
     with dg.DagsterInstance.from_config(str(home)) as instance:
         assert instance.get_run_by_id(killed.run_id).status == dg.DagsterRunStatus.FAILURE
 
-    again = subprocess.run(
-        command,
-        check=False,
-        env=env,
-        cwd=tmp_path,
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        text=True,
-        timeout=WAIT_S,
-    )
-
-    assert again.returncode == 0, again.stdout + again.stderr
-    with dg.DagsterInstance.from_config(str(home)) as instance:
-        [rerun] = [r for r in instance.get_runs() if r.run_id != killed.run_id]
-        assert rerun.status == dg.DagsterRunStatus.SUCCESS
-        assert run_pids(instance, rerun.run_id) and not set(run_pids(instance, rerun.run_id)) & set(pids)
+    rerun = rerun_after_kill(command, env=env, cwd=tmp_path, home=home, killed_run_id=killed.run_id, killed_pids=pids)
     [done] = history(acct)
     assert done.id == before.id, "the re-run resumed the killed import"
     assert done.dagster_run_id == rerun.run_id

@@ -28,7 +28,7 @@ from tests.faults import (
     kill_run,
     new_account,
     process_gone,
-    run_pids,
+    rerun_after_kill,
     wait_for,
 )
 from tests.syncs.conftest import write_connection
@@ -117,22 +117,7 @@ def test_a_killed_sync_run_worker_fails_the_run_and_the_next_run_resumes_it(
     assert (stopped.records_read, stopped.created, stopped.updated) == (2 * BATCH, 2 * BATCH, 0)
     assert _held(acct, stopped.id) == dict.fromkeys(("applications", "external_ids", "audited"), 2 * BATCH)
 
-    again = subprocess.run(
-        command,
-        check=False,
-        env=env,
-        cwd=tmp_path,
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        text=True,
-        timeout=WAIT_S,
-    )
-
-    assert again.returncode == 0, again.stdout + again.stderr
-    with dg.DagsterInstance.from_config(str(home)) as instance:
-        [rerun] = [r for r in instance.get_runs() if r.run_id != killed.run_id]
-        assert rerun.status == dg.DagsterRunStatus.SUCCESS
-        assert run_pids(instance, rerun.run_id) and not set(run_pids(instance, rerun.run_id)) & set(pids)
+    rerun = rerun_after_kill(command, env=env, cwd=tmp_path, home=home, killed_run_id=killed.run_id, killed_pids=pids)
     [done] = _sync_runs(acct)
     assert done.id == before.id, "the next run resumed the killed sync run"
     assert done.dagster_run_id == rerun.run_id
