@@ -119,6 +119,8 @@ def bulkops_run(drop_root: Path, db_url: str, n: int, workers: int) -> tuple[flo
         while True:
             # a tick sends at most 1,000 documents into one run; the next tick takes the rest
             tick = sensor(dg.build_sensor_context(instance=instance, cursor=cursor))
+            if runs == 0:
+                tick0_s = time.perf_counter() - t0
             cursor = tick.cursor
             if not tick.run_requests:
                 break
@@ -158,12 +160,12 @@ def bulkops_run(drop_root: Path, db_url: str, n: int, workers: int) -> tuple[flo
                 sa.select(sa.func.count()).select_from(schema.documents).where(schema.documents.c.account_id == acct)
             ).scalar()
             h = schema.import_history
-            peaks = [
-                (d or {}).get("documents", {}).get("worker_peak_mib", 0)
-                for d in c.execute(sa.select(h.c.details).where(h.c.account_id == acct)).scalars()
-            ]
+            details = [(d or {}).get("documents", {}) for d in c.execute(sa.select(h.c.details).where(h.c.account_id == acct)).scalars()]
         global WORKER_PEAK_MIB
-        WORKER_PEAK_MIB = max(peaks, default=0)
+        WORKER_PEAK_MIB = max((d.get("worker_peak_mib", 0) for d in details), default=0)
+        for d in details:
+            print(f"import timings: {d.get('timings')}")
+        print(f"first tick {tick0_s:.2f} s after the drop")
     store.dispose()
     return elapsed, run_s, found, f"{users} applicants, {docs} documents, {runs} run(s)"
 

@@ -1,6 +1,7 @@
 """Documents read in worker processes, each bounded in time and memory.
 
-`read_all(paths, kind, limits, workers)` yields one `Read` per file, in completion order. Each worker
+`read_all(paths, kind, limits, workers)` yields one `Read` per file, in completion order (`Pool` starts
+the workers ahead, so that their start-up overlaps the caller's own work). Each worker
 is a fresh Python process (`python -m connectors.documents.worker`, one per core by default: it
 imports only this package, not the caller's modules) that extracts a PDF's text, parses its fields and
 matches its skills, then takes the next file. Its address space is capped (`RLIMIT_AS`), and each
@@ -202,16 +203,44 @@ def read_all(
     paths: Iterable[str | Path], kind: str, limits: Limits | None = None, *, workers: int | None = None
 ) -> Iterator[Read]:
     """Each document's outcome (completion order); at most `workers` documents at a time."""
-    limits = limits or Limits()
-    todo = [(Path(p), kind) for p in paths]
-    todo.reverse()
+    todo = [Path(p) for p in paths]
     if not todo:
         return
-    n = min(workers or default_workers(), len(todo))
-    slots = [_Slot(limits) for _ in range(n)]
-    pending = len(todo)
-    failed_starts = 0
-    try:
+    with Pool(limits, workers=min(workers or default_workers(), len(todo))) as p:
+        yield from p.read(todo, kind)
+
+
+class Pool:
+    """Document workers, started when the pool is entered: their start-up (Python, pypdfium2, the skills
+    pattern) runs while the caller does other work, such as hashing and storing the files."""
+
+    def __init__(self, limits: Limits | None = None, *, workers: int | None = None) -> None:
+        self.limits = limits or Limits()
+        self.size = max(1, workers or default_workers())
+        self.slots: list[_Slot] = []
+
+    def __enter__(self) -> Pool:
+        self.slots = [_Slot(self.limits) for _ in range(self.size)]
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        slots, self.slots = self.slots, []
+        for slot in slots:
+            with contextlib.suppress(OSError, ValueError):
+                slot.send(None)
+        for slot in slots:
+            slot.retire()
+
+    def read(self, paths: Iterable[str | Path], kind: str) -> Iterator[Read]:
+        """Each document's outcome (completion order), one document per worker at a time."""
+        limits, slots = self.limits, self.slots
+        todo = [(Path(p), kind) for p in paths]
+        todo.reverse()
+        pending = len(todo)
+        failed_starts = 0
         while pending:
             now = time.monotonic()
             for i, slot in enumerate(slots):
@@ -260,10 +289,9 @@ def read_all(
                     # a fresh worker now and then: memory stays what one document needs
                     slot.retire()
                     slots[i] = _Slot(limits)
+                elif todo:
+                    # its next document before the caller gets this one: the worker never waits for the caller
+                    slot.task = todo.pop()
+                    slot.deadline = time.monotonic() + limits.seconds * 1.5 + 5
+                    slot.send((str(slot.task[0]), slot.task[1]))
                 yield result
-    finally:
-        for slot in slots:
-            with contextlib.suppress(OSError, ValueError):
-                slot.send(None)
-        for slot in slots:
-            slot.retire()

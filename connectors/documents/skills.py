@@ -120,3 +120,9 @@ def load_rows(path: Path = TAXONOMY) -> list[tuple[str, list[str], str, str, str
 def matcher() -> Matcher:
     """The matcher of the shipped taxonomy (built once per process)."""
     return Matcher(load_rows())
+
+
+@cache
+def taxonomy() -> dict[str, Skill]:
+    """The shipped taxonomy's skills by canonical name, without compiling the matcher's pattern."""
+    return {name: Skill(name, source, uri, mode) for name, _, source, uri, mode in load_rows()}
