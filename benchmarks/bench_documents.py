@@ -116,6 +116,7 @@ def bulkops_run(drop_root: Path, db_url: str, n: int, workers: int) -> tuple[flo
         watcher.start()
         cursor = None
         runs = 0
+        phases: list[str] = []
         while True:
             # a tick sends at most 1,000 documents into one run; the next tick takes the rest
             tick = sensor(dg.build_sensor_context(instance=instance, cursor=cursor))
@@ -127,6 +128,7 @@ def bulkops_run(drop_root: Path, db_url: str, n: int, workers: int) -> tuple[flo
             [request] = tick.run_requests
             run_config = dict(request.run_config)
             run_config["ops"]["import_documents"]["config"]["workers"] = workers
+            t_launch = time.time()
             result = document_import_job.execute_in_process(
                 run_config=run_config,
                 instance=instance,
@@ -134,6 +136,7 @@ def bulkops_run(drop_root: Path, db_url: str, n: int, workers: int) -> tuple[flo
             )
             assert result.success
             runs += 1
+            phases.append(_run_phases(instance, result.run_id, t_launch))
         run_s = time.perf_counter() - t0
         watcher.join(30)
         stop.set()
@@ -160,14 +163,36 @@ def bulkops_run(drop_root: Path, db_url: str, n: int, workers: int) -> tuple[flo
                 sa.select(sa.func.count()).select_from(schema.documents).where(schema.documents.c.account_id == acct)
             ).scalar()
             h = schema.import_history
-            details = [(d or {}).get("documents", {}) for d in c.execute(sa.select(h.c.details).where(h.c.account_id == acct)).scalars()]
+            details = [
+                (d or {}).get("documents", {})
+                for d in c.execute(sa.select(h.c.details).where(h.c.account_id == acct)).scalars()
+            ]
         global WORKER_PEAK_MIB
         WORKER_PEAK_MIB = max((d.get("worker_peak_mib", 0) for d in details), default=0)
         for d in details:
             print(f"import timings: {d.get('timings')}")
         print(f"first tick {tick0_s:.2f} s after the drop")
+        for p in phases:
+            print(f"run: {p}")
     store.dispose()
     return elapsed, run_s, found, f"{users} applicants, {docs} documents, {runs} run(s)"
+
+
+def _run_phases(instance: dg.DagsterInstance, run_id: str, t_launch: float) -> str:
+    """Seconds from the launch to the step's start, in the step, and in the events after the import."""
+    logs = instance.all_logs(run_id)
+    first = {}
+    for e in logs:
+        first.setdefault(e.dagster_event_type, e.timestamp) if e.dagster_event_type else None
+    T = dg.DagsterEventType
+    start = first.get(T.STEP_START, t_launch)
+    asset = first.get(T.ASSET_MATERIALIZATION) or first.get(T.ASSET_OBSERVATION) or start
+    end = first.get(T.RUN_SUCCESS) or first.get(T.RUN_FAILURE) or logs[-1].timestamp
+    events = sum(1 for e in logs if e.dagster_event_type in (T.ASSET_MATERIALIZATION, T.ASSET_OBSERVATION))
+    return (
+        f"launch -> step start {start - t_launch:.2f} s; step start -> first document event {asset - start:.2f} s; "
+        f"{events} document events and the run's end {end - asset:.2f} s"
+    )
 
 
 def main() -> None:
