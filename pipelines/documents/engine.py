@@ -3,10 +3,11 @@
 One launch (many files and URLs) is one import: one `import_history` row of type candidates
 (shown as Applicants) or jobs, backed by its change set. Its steps:
 
-1. every file is hashed and stored by content hash (`settings.documents_dir()/<sha256>`); a file
-   this account already imported (same kind, same bytes) is a skipped document;
+1. every file is hashed (the worker processes start meanwhile); a file this account already
+   imported (same kind, same bytes) is a skipped document;
 2. the rest are read in worker processes (`connectors.documents.pool`: text, OCR for scans,
-   fields, skills), URLs fetched and parsed (`connectors.documents.urls`);
+   fields, skills) and, as each comes back, stored by content hash
+   (`settings.documents_dir()/<sha256>`); URLs are fetched and parsed (`connectors.documents.urls`);
 3. the records go through the import writer as one batch of parsed rows (Parquet), so matching
    (email for applicants, code for jobs), updates, audit rows and the history counters are the
    import's own: a newer resume of the same person updates them, never a second applicant;
