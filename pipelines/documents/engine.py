@@ -28,9 +28,7 @@ import json
 import os
 import re
 import shutil
-import sys
 import tempfile
-import threading
 import time
 import uuid
 from collections.abc import Callable, Iterable
@@ -225,13 +223,13 @@ def import_documents(
         raise ValueError("URLs are imported as jobs: use --type job")
     docs_dir = documents_dir or settings.documents_dir()
     limits = limits or Limits()
-    if "pandas" not in sys.modules:
-        # pyarrow imports pandas on the import writer's first `pa.array` (a second or more of CPU):
-        # load it now, while the workers read, rather than after them
-        threading.Thread(target=importlib.import_module, args=("pandas",), name="import-pandas", daemon=True).start()
-    # the workers start now: their start-up overlaps hashing and storing the files
+    # the workers start now: their start-up overlaps hashing the files
     readers = pool.Pool(limits, workers=min(workers or pool.default_workers(), len(files))) if files else None
     with readers or contextlib.nullcontext():
+        if readers is not None:
+            # pyarrow imports pandas on the import writer's first `pa.array` (up to a second of CPU under
+            # load): load it while the workers start up rather than after they have read everything
+            importlib.import_module("pandas")
         outcomes: list[DocumentOutcome] = []
         # name, sha, stored path, media type, url, size
         stored: list[tuple[str, str, Path, str, str | None, int]] = []
