@@ -28,7 +28,9 @@ import json
 import os
 import re
 import shutil
+import sys
 import tempfile
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterable
@@ -226,10 +228,10 @@ def import_documents(
     # the workers start now: their start-up overlaps hashing the files
     readers = pool.Pool(limits, workers=min(workers or pool.default_workers(), len(files))) if files else None
     with readers or contextlib.nullcontext():
-        if readers is not None:
+        if readers is not None and "pandas" not in sys.modules:
             # pyarrow imports pandas on the import writer's first `pa.array` (up to a second of CPU under
-            # load): load it while the workers start up rather than after they have read everything
-            importlib.import_module("pandas")
+            # load): a thread loads it while the workers read, rather than after them
+            threading.Thread(target=importlib.import_module, args=("pandas",), daemon=True).start()
         outcomes: list[DocumentOutcome] = []
         # name, sha, stored path, media type, url, size
         stored: list[tuple[str, str, Path, str, str | None, int]] = []
