@@ -1,6 +1,7 @@
 """Documents read in worker processes, each bounded in time and memory.
 
-`read_all(paths, kind, limits, workers)` yields one `Read` per file, in completion order. Each worker
+`read_all(paths, kind, limits, workers)` yields one `Read` per file, in completion order (`Pool` starts
+the workers ahead, so that their start-up overlaps the caller's own work). Each worker
 is a fresh Python process (`python -m connectors.documents.worker`, one per core by default: it
 imports only this package, not the caller's modules) that extracts a PDF's text, parses its fields and
 matches its skills, then takes the next file. Its address space is capped (`RLIMIT_AS`), and each
@@ -20,6 +21,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections import deque
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from multiprocessing.connection import wait
@@ -76,8 +78,8 @@ def analyse(path: Path, kind: str, limits: Limits) -> Read:
 def worker_main() -> None:
     """A worker process (`python -m connectors.documents.worker`): limits, then one document per message.
 
-    Messages are pickles on stdin/stdout; the protocol keeps its own copy of stdout, and fd 1 points
-    at stderr, so nothing a library prints can corrupt it.
+    Tasks are pickles on stdin, results length-prefixed pickles on stdout; the protocol keeps its own
+    copy of stdout, and fd 1 points at stderr, so nothing a library prints can corrupt it.
     """
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     out = os.fdopen(os.dup(1), "wb")
@@ -91,7 +93,8 @@ def worker_main() -> None:
     skills.matcher()
 
     def send(what: str, result: Any) -> None:
-        pickle.dump((what, result), out, protocol=pickle.HIGHEST_PROTOCOL)
+        data = pickle.dumps((what, result), protocol=pickle.HIGHEST_PROTOCOL)
+        out.write(len(data).to_bytes(8, "little") + data)
         out.flush()
 
     send("ready", None)
@@ -147,15 +150,24 @@ class _Slot:
         self.send(limits)
         self.ready = False
         self.done = 0
-        self.task: tuple[Path, str] | None = None
+        # the documents sent to it, oldest (the one it is reading) first
+        self.queue: deque[tuple[Path, str]] = deque()
         self.deadline = 0.0
+
+    @property
+    def task(self) -> tuple[Path, str] | None:
+        return self.queue[0] if self.queue else None
 
     def send(self, message: Any) -> None:
         pickle.dump(message, self.proc.stdin, protocol=pickle.HIGHEST_PROTOCOL)
         self.proc.stdin.flush()
 
     def receive(self) -> tuple[str, Any]:
-        return pickle.load(self.stdout)
+        # one length-prefixed message, read from the pipe itself: nothing is left in a buffer that
+        # `wait()` cannot see when the worker has sent the next one already
+        fd = self.stdout.fileno()
+        n = int.from_bytes(_read_exactly(fd, 8), "little")
+        return pickle.loads(_read_exactly(fd, n))
 
     def retire(self) -> None:
         """Ask the worker to exit, and make sure it has."""
@@ -172,6 +184,17 @@ class _Slot:
         for f in (self.proc.stdin, self.proc.stdout):
             with contextlib.suppress(OSError):
                 f.close()
+
+
+def _read_exactly(fd: int, n: int) -> bytes:
+    parts = []
+    while n:
+        chunk = os.read(fd, min(n, 1 << 20))
+        if not chunk:
+            raise EOFError("the worker closed its pipe")
+        parts.append(chunk)
+        n -= len(chunk)
+    return b"".join(parts)
 
 
 def _died(slot: _Slot, limits: Limits) -> DocumentError:
@@ -192,6 +215,8 @@ def _died(slot: _Slot, limits: Limits) -> DocumentError:
 RECYCLE_AFTER = 250
 # workers that die before taking a document, in one call, before it gives up
 MAX_FAILED_STARTS = 3
+# documents sent ahead to each worker
+QUEUED = 2
 
 
 def default_workers() -> int:
@@ -202,68 +227,115 @@ def read_all(
     paths: Iterable[str | Path], kind: str, limits: Limits | None = None, *, workers: int | None = None
 ) -> Iterator[Read]:
     """Each document's outcome (completion order); at most `workers` documents at a time."""
-    limits = limits or Limits()
-    todo = [(Path(p), kind) for p in paths]
-    todo.reverse()
+    todo = [Path(p) for p in paths]
     if not todo:
         return
-    n = min(workers or default_workers(), len(todo))
-    slots = [_Slot(limits) for _ in range(n)]
-    pending = len(todo)
-    failed_starts = 0
-    try:
+    with Pool(limits, workers=min(workers or default_workers(), len(todo))) as p:
+        yield from p.read(todo, kind)
+
+
+class Pool:
+    """Document workers, started when the pool is entered: their start-up (Python, pypdfium2, the skills
+    pattern) runs while the caller does other work, such as hashing and storing the files."""
+
+    def __init__(self, limits: Limits | None = None, *, workers: int | None = None) -> None:
+        self.limits = limits or Limits()
+        self.size = max(1, workers or default_workers())
+        self.slots: list[_Slot] = []
+
+    def __enter__(self) -> Pool:
+        self.slots = [_Slot(self.limits) for _ in range(self.size)]
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        slots, self.slots = self.slots, []
+        for slot in slots:
+            with contextlib.suppress(OSError, ValueError):
+                slot.send(None)
+        for slot in slots:
+            slot.retire()
+
+    def read(self, paths: Iterable[str | Path], kind: str) -> Iterator[Read]:
+        """Each document's outcome (completion order).
+
+        Each worker has up to `QUEUED` documents sent ahead, so that it goes on to the next while the
+        caller is busy with a result; the time limit runs from when a worker starts a document.
+        """
+        limits = self.limits
+        todo = [(Path(p), kind) for p in paths]
+        todo.reverse()
+        pending = len(todo)
+        failed_starts = 0
+
+        def fill(slot: _Slot, now: float) -> None:
+            while slot.ready and todo and len(slot.queue) < QUEUED and slot.done + len(slot.queue) < RECYCLE_AFTER:
+                if not slot.queue:
+                    slot.deadline = now + limits.seconds * 1.5 + 5
+                slot.queue.append(todo.pop())
+                slot.send((str(slot.queue[-1][0]), kind))
+
+        def replace(i: int) -> None:
+            # the documents queued behind the one that failed go back to the others
+            old = self.slots[i]
+            todo.extend(reversed(list(old.queue)[1:]))
+            self.slots[i] = _Slot(limits)
+
         while pending:
             now = time.monotonic()
-            for i, slot in enumerate(slots):
-                if slot.task is None and slot.ready and todo:
-                    slot.task = todo.pop()
-                    slot.deadline = now + limits.seconds * 1.5 + 5
-                    slot.send((str(slot.task[0]), slot.task[1]))
-                elif slot.task is not None and now > slot.deadline:
+            for i, slot in enumerate(self.slots):
+                if slot.task is not None and now > slot.deadline:
                     slot.kill()
                     pending -= 1
+                    path = slot.task[0]
+                    replace(i)
                     yield Read(
-                        slot.task[0],
-                        error=DocumentError("timeout", f"{slot.task[0].name} took more than {limits.seconds:.0f} s"),
+                        path, error=DocumentError("timeout", f"{path.name} took more than {limits.seconds:.0f} s")
                     )
-                    slots[i] = _Slot(limits)
-            busy = [s.stdout for s in slots if s.task is not None or not s.ready]
-            timeout = max(0.05, min((s.deadline for s in slots if s.task is not None), default=now + 1) - now)
+                else:
+                    fill(slot, now)
+            busy = [s.stdout for s in self.slots if s.task is not None or not s.ready]
+            timeout = max(0.05, min((s.deadline for s in self.slots if s.task is not None), default=now + 1) - now)
             for conn in wait(busy, timeout=min(timeout, 1.0)):
-                i = next(j for j, s in enumerate(slots) if s.stdout is conn)
-                slot = slots[i]
+                i = next(j for j, s in enumerate(self.slots) if s.stdout is conn)
+                slot = self.slots[i]
                 try:
                     what, result = slot.receive()
                 except (EOFError, OSError, pickle.UnpicklingError):
                     with contextlib.suppress(subprocess.TimeoutExpired):
                         slot.proc.wait(5)
-                    if slot.task is not None:
-                        pending -= 1
-                        yield Read(slot.task[0], error=_died(slot, limits))
-                    else:
+                    died = slot.task
+                    if died is None:
                         failed_starts += 1
                         if failed_starts > MAX_FAILED_STARTS:
                             raise RuntimeError(
                                 f"document worker processes do not start (exit {slot.proc.returncode}); "
                                 f"is the memory limit ({limits.memory_bytes // 2**20} MiB) too low?"
                             ) from None
+                    error = _died(slot, limits) if died is not None else None
                     slot.kill()
-                    slots[i] = _Slot(limits)
+                    replace(i)
+                    if died is not None:
+                        pending -= 1
+                        yield Read(died[0], error=error)
                     continue
                 if what == "ready":
                     slot.ready = True
+                    fill(slot, time.monotonic())
                     continue
-                slot.task = None
+                slot.queue.popleft()
                 slot.done += 1
                 pending -= 1
-                if slot.done >= RECYCLE_AFTER and len(todo) > len(slots):
+                now = time.monotonic()
+                if slot.done >= RECYCLE_AFTER and not slot.queue and todo:
                     # a fresh worker now and then: memory stays what one document needs
                     slot.retire()
-                    slots[i] = _Slot(limits)
+                    self.slots[i] = _Slot(limits)
+                else:
+                    if slot.queue:
+                        slot.deadline = now + limits.seconds * 1.5 + 5
+                    # its next documents before the caller gets this one: the worker never waits for the caller
+                    fill(slot, now)
                 yield result
-    finally:
-        for slot in slots:
-            with contextlib.suppress(OSError, ValueError):
-                slot.send(None)
-        for slot in slots:
-            slot.retire()

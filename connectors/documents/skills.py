@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import csv
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -60,8 +61,7 @@ class Matcher:
         for name, aliases, *_ in rows:
             for spelling in aliases:
                 self.spellings.setdefault(_key(spelling), (name, spelling))
-        alts = sorted(self.spellings, key=len, reverse=True)
-        body = "|".join(r"\s+".join(re.escape(w) for w in k.split()) for k in alts)
+        body = _trie_pattern(self.spellings)
         # not inside a word: no letter/digit before; after, no letter/digit nor a name's + or #
         self.pattern = re.compile(rf"(?<![\w+#.])(?:{body})(?![\w+#])|(?<=\w\.)(?:{body})(?![\w+#])", re.IGNORECASE)
 
@@ -111,6 +111,32 @@ class Matcher:
         ]
 
 
+def _trie_pattern(keys: Iterable[str]) -> str:
+    """One pattern matching any of KEYS (words separated by any whitespace), as a trie of characters.
+
+    It matches what the alternation of the keys, longest first, matches (at most one branch can go on
+    at each character, and the longer branch is tried before stopping), but tries a position in one
+    pass instead of once per key: a large taxonomy is matched several times faster.
+    """
+    trie: dict[str, dict] = {}
+    for key in keys:
+        node = trie
+        for ch in " ".join(key.split()):
+            node = node.setdefault(ch, {})
+        node[""] = {}
+
+    def emit(node: dict[str, dict]) -> str:
+        branches = [(r"\s+" if ch == " " else re.escape(ch)) + emit(child) for ch, child in node.items() if ch]
+        if not branches:
+            return ""
+        body = "|".join(branches)
+        if "" in node:
+            return f"(?:{body})?"
+        return body if len(branches) == 1 else f"(?:{body})"
+
+    return emit(trie)
+
+
 def load_rows(path: Path = TAXONOMY) -> list[tuple[str, list[str], str, str, str]]:
     with open(path, encoding="utf-8", newline="") as f:
         return [
@@ -123,3 +149,9 @@ def load_rows(path: Path = TAXONOMY) -> list[tuple[str, list[str], str, str, str
 def matcher() -> Matcher:
     """The matcher of the shipped taxonomy (built once per process)."""
     return Matcher(load_rows())
+
+
+@cache
+def taxonomy() -> dict[str, Skill]:
+    """The shipped taxonomy's skills by canonical name, without compiling the matcher's pattern."""
+    return {name: Skill(name, source, uri, mode) for name, _, source, uri, mode in load_rows()}

@@ -32,6 +32,8 @@ from resources import RecordStoreResource
 
 document_partitions = dg.DynamicPartitionsDefinition(name="documents")
 SKILLS_KEY = dg.AssetKey(["documents", "document_skills"])
+# the check that fails, per document partition, when the document cannot be read
+READABLE_CHECK = "readable"
 # drop folders of documents, under the drop-zone root
 FOLDERS = {"resume": "resumes", "job_description": "job_descriptions"}
 
@@ -123,18 +125,31 @@ def import_documents(
         workers=config.workers or None,
         failed_rows_dir=settings.var_dir() / "imports" / "failed-rows",
     )
-    keys = [o.partition_key for o in result.documents if o.partition_key]
-    new = [k for k in dict.fromkeys(keys) if not context.instance.has_dynamic_partition(document_partitions.name, k)]
-    if new:
-        context.instance.add_dynamic_partitions(document_partitions.name, new)
+    keys = list(dict.fromkeys(o.partition_key for o in result.documents if o.partition_key))
+    if keys:
+        # one call: it adds only the keys that are new
+        context.instance.add_dynamic_partitions(document_partitions.name, keys)
+    _move_dropped(config.paths, kind, result.documents, Path(config.dropzone) if config.dropzone else None)
+    # one event per document: its status in the partitions view (the event store's write is the cost)
     for o in result.documents:
         if not o.partition_key:
             continue
         if o.status in ("created", "updated"):
             context.log_event(dg.AssetMaterialization(SKILLS_KEY, partition=o.partition_key, metadata=_metadata(o)))
         else:
+            # a failed document: its `readable` check fails for its partition (the partitions view shows
+            # no failure for a partition of a run that succeeded), and an observation keeps its counts
+            context.log_event(
+                dg.AssetCheckEvaluation(
+                    SKILLS_KEY,
+                    READABLE_CHECK,
+                    passed=False,
+                    partition=o.partition_key,
+                    metadata={"reason": dg.MetadataValue.text(o.error or o.status), "kind": o.error_kind or ""},
+                    description=o.error,
+                )
+            )
             context.log_event(dg.AssetObservation(SKILLS_KEY, partition=o.partition_key, metadata=_metadata(o)))
-    _move_dropped(config.paths, kind, result.documents, Path(config.dropzone) if config.dropzone else None)
     failed = [o for o in result.documents if o.status == "failed"]
     context.add_output_metadata(
         {
@@ -174,6 +189,15 @@ def document_import_job() -> None:
     "partition re-runs that document's extraction from its stored original.",
     retry_policy=dg.RetryPolicy(max_retries=2, delay=2, backoff=dg.Backoff.EXPONENTIAL),
     kinds={"pdf"},
+    check_specs=[
+        dg.AssetCheckSpec(
+            READABLE_CHECK,
+            asset=SKILLS_KEY,
+            partitions_def=document_partitions,
+            description="The document could be read and its skills stored; fails with the reason (encrypted, "
+            "corrupt, not a PDF, a limit...) in the import that read it, passes when a re-run succeeds.",
+        )
+    ],
 )
 def document_skills(context: dg.AssetExecutionContext, record_store: RecordStoreResource) -> dg.MaterializeResult:
     key = context.partition_key
@@ -216,7 +240,14 @@ def document_skills(context: dg.AssetExecutionContext, record_store: RecordStore
             conn, doc.id, status="completed", error_kind=None, error_message=None, pages=len(pages), ocr_pages=ocr
         )
     return dg.MaterializeResult(
-        metadata={"status": "completed", "skills": n, "pages": len(pages), "ocr_pages": ocr, "document_id": str(doc.id)}
+        metadata={
+            "status": "completed",
+            "skills": n,
+            "pages": len(pages),
+            "ocr_pages": ocr,
+            "document_id": str(doc.id),
+        },
+        check_results=[dg.AssetCheckResult(check_name=READABLE_CHECK, passed=True)],
     )
 
 

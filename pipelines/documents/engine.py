@@ -3,10 +3,11 @@
 One launch (many files and URLs) is one import: one `import_history` row of type candidates
 (shown as Applicants) or jobs, backed by its change set. Its steps:
 
-1. every file is hashed and stored by content hash (`settings.documents_dir()/<sha256>`); a file
-   this account already imported (same kind, same bytes) is a skipped document;
+1. every file is hashed (the worker processes start meanwhile); a file this account already
+   imported (same kind, same bytes) is a skipped document;
 2. the rest are read in worker processes (`connectors.documents.pool`: text, OCR for scans,
-   fields, skills), URLs fetched and parsed (`connectors.documents.urls`);
+   fields, skills) and, as each comes back, stored by content hash
+   (`settings.documents_dir()/<sha256>`); URLs are fetched and parsed (`connectors.documents.urls`);
 3. the records go through the import writer as one batch of parsed rows (Parquet), so matching
    (email for applicants, code for jobs), updates, audit rows and the history counters are the
    import's own: a newer resume of the same person updates them, never a second applicant;
@@ -21,10 +22,15 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import importlib
+import io
+import json
 import os
 import re
 import shutil
+import sys
 import tempfile
+import threading
 import time
 import uuid
 from collections import Counter
@@ -35,6 +41,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import pyarrow as pa
+import pyarrow.json as pj
 import pyarrow.parquet as pq
 
 from connectors import settings
@@ -121,6 +128,28 @@ def partition_key(kind: str, name: str, sha: str) -> str:
     return f"{kind}/{clean}@{sha[:12]}"
 
 
+def store_file(path: Path, directory: Path) -> tuple[str, Path, int]:
+    """The file stored under DIRECTORY/<sha256>, hashed while it is copied (one read): (sha256, path, size)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    h = hashlib.sha256()
+    size = 0
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".import.", suffix=".part")
+    try:
+        with os.fdopen(fd, "wb") as out, open(path, "rb") as src:
+            while chunk := src.read(1 << 20):
+                h.update(chunk)
+                out.write(chunk)
+                size += len(chunk)
+        sha = h.hexdigest()
+        target = directory / sha
+        if not target.exists():
+            os.replace(tmp, target)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+    return sha, target, size
+
+
 def store_original(data_or_path: bytes | Path, sha: str, directory: Path) -> Path:
     """The file stored under DIRECTORY/<sha256> (written to a temporary name, then renamed)."""
     directory.mkdir(parents=True, exist_ok=True)
@@ -197,57 +226,72 @@ def import_documents(
         raise ValueError("URLs are imported as jobs: use --type job")
     docs_dir = documents_dir or settings.documents_dir()
     limits = limits or Limits()
-    outcomes: list[DocumentOutcome] = []
-    # name, sha, stored path, media type, url, size
-    stored: list[tuple[str, str, Path, str, str | None, int]] = []
-    for f in files:
-        sha = sha256_of(f)
-        stored.append((f.name, sha, store_original(f, sha, docs_dir), "application/pdf", None, f.stat().st_size))
-    fetched: dict[str, urls.Posting | DocumentError] = {}
-    for u in url_list:
-        try:
-            page = (fetch or urls.fetch)(u)
-            sha = hashlib.sha256(page.body).hexdigest()
-            stored.append((u, sha, store_original(page.body, sha, docs_dir), "text/html", u, len(page.body)))
-            fetched[u] = urls.parse_posting(page.body.decode("utf-8", "replace"), page.final_url)
-        except DocumentError as exc:
-            fetched[u] = exc
-            outcomes.append(DocumentOutcome(u, "", "failed", error_kind=exc.kind, error=str(exc), source_url=u))
+    # the workers start now: their start-up overlaps hashing the files
+    readers = pool.Pool(limits, workers=min(workers or pool.default_workers(), len(files))) if files else None
+    with readers or contextlib.nullcontext():
+        if readers is not None and "pandas" not in sys.modules:
+            # pyarrow imports pandas on the import writer's first `pa.array` (up to a second of CPU under
+            # load): a thread loads it while the workers read, rather than after them
+            threading.Thread(target=importlib.import_module, args=("pandas",), daemon=True).start()
+        outcomes: list[DocumentOutcome] = []
+        # name, sha, stored path, media type, url, size
+        stored: list[tuple[str, str, Path, str, str | None, int]] = []
+        # hashed now; stored (copied by content hash) as the workers read them
+        for f in files:
+            stored.append((f.name, sha256_of(f), f, "application/pdf", None, f.stat().st_size))
+        fetched: dict[str, urls.Posting | DocumentError] = {}
+        for u in url_list:
+            try:
+                page = (fetch or urls.fetch)(u)
+                sha = hashlib.sha256(page.body).hexdigest()
+                stored.append((u, sha, store_original(page.body, sha, docs_dir), "text/html", u, len(page.body)))
+                fetched[u] = urls.parse_posting(page.body.decode("utf-8", "replace"), page.final_url)
+            except DocumentError as exc:
+                fetched[u] = exc
+                outcomes.append(DocumentOutcome(u, "", "failed", error_kind=exc.kind, error=str(exc), source_url=u))
 
-    with store.begin() as conn:
-        known = store_docs.by_sha(conn, account_id, kind, [s for _, s, *_ in stored])
-    todo, seen = [], set()
-    for name, sha, path, media, url, size in stored:
-        prior = known.get(sha)
-        if sha in seen or (prior is not None and (prior.candidate_id or prior.job_id)):
-            why = "the same content is in this import twice" if sha in seen else f"already imported ({prior.filename})"
-            outcomes.append(
-                DocumentOutcome(name, sha, "skipped", prior.id if prior else None, error=why, source_url=url)
-            )
-            continue
-        seen.add(sha)
-        todo.append((name, sha, path, media, url, size))
+        with store.begin() as conn:
+            known = store_docs.by_sha(conn, account_id, kind, [s for _, s, *_ in stored])
+        todo, seen = [], set()
+        for name, sha, path, media, url, size in stored:
+            prior = known.get(sha)
+            if sha in seen or (prior is not None and (prior.candidate_id or prior.job_id)):
+                why = (
+                    "the same content is in this import twice"
+                    if sha in seen
+                    else f"already imported ({prior.filename})"
+                )
+                outcomes.append(
+                    DocumentOutcome(name, sha, "skipped", prior.id if prior else None, error=why, source_url=url)
+                )
+                continue
+            seen.add(sha)
+            todo.append((name, sha, path, media, url, size))
 
-    timings = {"stored_s": round(time.monotonic() - t0, 3)}
-    # read the PDFs in worker processes; parse the fetched pages here
-    reads: dict[str, pool.Read] = {}
-    pdfs = [(name, sha, path) for name, sha, path, _, url, _ in todo if url is None]
-    by_path = {str(path): (name, sha) for name, sha, path in pdfs}
-    worker_peak = 0
-    for r in pool.read_all([p for _, _, p in pdfs], "resume" if kind == "resume" else "job", limits, workers=workers):
-        worker_peak = max(worker_peak, r.worker_peak_kib)
-        name, sha = by_path[str(r.path)]
-        if r.error is not None:
-            r.error = DocumentError(r.error.kind, r.error.message.replace(r.path.name, name))
-        reads[sha] = r
-    matcher = skills.matcher()
+        timings = {"stored_s": round(time.monotonic() - t0, 3)}
+        # read the PDFs in worker processes; parse the fetched pages here
+        reads: dict[str, pool.Read] = {}
+        pdfs = [(name, sha, path) for name, sha, path, _, url, _ in todo if url is None]
+        by_path = {str(path): (name, sha) for name, sha, path in pdfs}
+        worker_peak = 0
+        stored_at: dict[str, Path] = {}
+        for r in readers.read([p for _, _, p in pdfs], "resume" if kind == "resume" else "job") if readers else ():
+            worker_peak = max(worker_peak, r.worker_peak_kib)
+            name, sha = by_path[str(r.path)]
+            copied, stored_at[sha], _ = store_file(r.path, docs_dir)
+            if copied != sha:
+                r.error = DocumentError("unreadable", f"{name} changed while it was being imported: drop it again")
+            elif r.error is not None:
+                r.error = DocumentError(r.error.kind, r.error.message.replace(r.path.name, name))
+            reads[sha] = r
+        todo = [(name, sha, stored_at.get(sha, path), *rest) for name, sha, path, *rest in todo]
     for name, sha, _, _, url, _ in todo:
         if url is None:
             continue
         post = fetched[url]
         if isinstance(post, DocumentError):
             continue
-        found = matcher.find([post.description])
+        found = skills.matcher().find([post.description])
         reads[sha] = pool.Read(
             Path(name),
             pages=[post.description],
@@ -298,7 +342,7 @@ def import_documents(
         if kind == "resume"
         else ["code", "title", "location", "description", "source_url"]
     )
-    table = pa.table({c: pa.array([r[c] for r in rows], pa.string()) for c in columns})
+    table = _string_table(rows, columns)
     work = docs_dir / "imports"
     work.mkdir(parents=True, exist_ok=True)
     batch = work / f"{uuid.uuid4().hex}.parquet"
@@ -327,7 +371,7 @@ def import_documents(
     timings["records_s"] = round(time.monotonic() - t0 - sum(timings.values()), 3)
 
     # documents and skills, in the import's change set
-    meta = matcher.skills
+    meta = skills.taxonomy()
     with store.begin() as conn:
         cs = changes.load_change_set(conn, import_id, actor=actor)
         assert cs is not None
@@ -458,6 +502,16 @@ def import_documents(
         outcomes,
         round(time.monotonic() - t0, 3),
     )
+
+
+def _string_table(rows: list[dict[str, Any]], columns: list[str]) -> pa.Table:
+    """ROWS as a table of string columns. Built through pyarrow's JSON reader, as `pa.array` of Python
+    objects imports pandas (a second or more of a run's start) to check for pandas objects."""
+    schema = pa.schema([(c, pa.string()) for c in columns])
+    if not rows:
+        return schema.empty_table()
+    data = "".join(json.dumps({c: r[c] for c in columns}) + "\n" for r in rows).encode()
+    return pj.read_json(io.BytesIO(data), parse_options=pj.ParseOptions(explicit_schema=schema))
 
 
 def urlsplit_host(url: str) -> str:

@@ -1,12 +1,15 @@
-"""Drop-folder sensors: one per entity type, each watching `<dropzone>/<entity>/`."""
+"""Drop-folder sensors: one per entity type, each watching `<dropzone>/<entity>/`.
+
+`build_drop_folder_sensor` is the scan they share with the document drop folders (settled files,
+the watermark cursor); each kind says what runs its new files become."""
 
 from __future__ import annotations
 
 import json
 import os
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -41,9 +44,109 @@ class Watermark:
         return json.dumps({"t": self.stamp_ns, "n": self.name}, separators=(",", ":"))
 
 
+@dataclass(frozen=True, order=True)
+class Arrival:
+    """A settled file of a drop folder, newer than the cursor: (arrival time, name) order, and its size."""
+
+    stamp_ns: int
+    name: str
+    size: int
+
+    @property
+    def mark(self) -> Watermark:
+        return Watermark(self.stamp_ns, self.name)
+
+
+@dataclass
+class Requests:
+    """What a drop-folder sensor asks for in one tick: the runs, partitions, and the new watermark."""
+
+    run_requests: list[dg.RunRequest]
+    mark: Watermark
+    partitions: list[dg.AddDynamicPartitionsRequest] = field(default_factory=list)
+    message: str = ""
+
+
 def _arrival_ns(st: os.stat_result) -> int:
     # ctime moves on rename, so a file `mv`-ed in with an old mtime still counts as new
     return max(st.st_mtime_ns, st.st_ctime_ns)
+
+
+def settled_arrivals(
+    folder: Path, mark: Watermark, horizon_ns: int, skip: Iterable[str] = ()
+) -> tuple[list[Arrival], int]:
+    """The files of FOLDER newer than MARK that have not changed since HORIZON_NS (oldest first), and
+    how many newer ones are still being written. Hidden, temporary and partial names are left alone."""
+    skip = set(skip)
+    fresh: list[Arrival] = []
+    settling = 0
+    with os.scandir(folder) as entries:
+        for entry in entries:
+            if entry.name in skip or not dropzone.is_candidate(entry.name):
+                continue
+            if not entry.is_file(follow_symlinks=False):
+                continue
+            st = entry.stat(follow_symlinks=False)
+            stamp = _arrival_ns(st)
+            if (stamp, entry.name) <= (mark.stamp_ns, mark.name):
+                continue
+            if stamp > horizon_ns:
+                settling += 1
+                continue
+            fresh.append(Arrival(stamp, entry.name, st.st_size))
+    # settled files all arrived before any settling one, so the watermark never passes a file being written
+    fresh.sort()
+    return fresh, settling
+
+
+def build_drop_folder_sensor(
+    *,
+    name: str,
+    job: Any,  # a job, or an asset job not yet resolved
+    group: str,
+    description: str,
+    folder: Callable[[], Path],
+    request: Callable[[dg.SensorEvaluationContext, Path, list[Arrival], Watermark], Requests],
+    clock: Callable[[], float] = time.time,
+    settle_seconds: float | None = None,
+    skip: Iterable[str] = (),
+) -> dg.SensorDefinition:
+    """A sensor watching one drop folder: each tick lists the files that have stopped changing since the
+    cursor (a small (arrival time, name) watermark) and hands them, oldest first, to REQUEST, which
+    says what runs to request and how far the watermark moves (files it leaves wait for the next tick).
+
+    `settle_seconds`, when not given, is read from `connectors.settings` at every evaluation, so a
+    changed environment applies from the next tick on; `clock` is injectable so tests need no sleeping.
+    """
+
+    @dg.sensor(
+        name=name,
+        job=job,
+        minimum_interval_seconds=15,
+        tags={"bulkops/group": group},
+        default_status=(
+            dg.DefaultSensorStatus.RUNNING if settings.dropzone_sensors_running() else dg.DefaultSensorStatus.STOPPED
+        ),
+        description=description,
+    )
+    def _sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult:
+        settle_ns = int((settings.dropzone_settle_seconds() if settle_seconds is None else settle_seconds) * 1e9)
+        where = folder()
+        where.mkdir(parents=True, exist_ok=True)
+        mark = Watermark.parse(context.cursor)
+        fresh, settling = settled_arrivals(where, mark, int(clock() * 1e9) - settle_ns, skip)
+        if not fresh:
+            return dg.SensorResult(
+                skip_reason=f"{settling} file(s) still being written" if settling else "no new files"
+            )
+        out = request(context, where, fresh, mark)
+        if out.message:
+            context.log.info(out.message)
+        return dg.SensorResult(
+            run_requests=out.run_requests, dynamic_partitions_requests=out.partitions, cursor=out.mark.dump()
+        )
+
+    return _sensor
 
 
 def _folder_config(folder: Path) -> dict[str, Any]:
@@ -84,68 +187,25 @@ def build_dropzone_sensor(
     so a changed environment applies from the next tick on, without reloading the code location.
     """
 
-    @dg.sensor(
-        name=f"{entity}_dropzone_sensor",
-        job=import_job,
-        minimum_interval_seconds=15,
-        tags={"bulkops/group": "imports"},
-        default_status=(
-            dg.DefaultSensorStatus.RUNNING if settings.dropzone_sensors_running() else dg.DefaultSensorStatus.STOPPED
-        ),
-        description=(
-            f"Watches {entity} drop folder (<dropzone>/{entity}/, default var/dropzone/{entity}/): every new file "
-            "that has stopped changing becomes an `import_files` partition and an import_job run "
-            "(run key from its content hash and arrival). Files move to processed/ or failed/ after the run; "
-            f"an optional {FOLDER_CONFIG} in the folder sets the launch config."
-        ),
-    )
-    def _sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult:
-        settle_ns = int((settings.dropzone_settle_seconds() if settle_seconds is None else settle_seconds) * 1e9)
+    def request(context: dg.SensorEvaluationContext, folder: Path, fresh: list[Arrival], mark: Watermark) -> Requests:
         max_files = max_files_per_tick or settings.dropzone_max_files_per_tick()
         max_bytes = max_bytes_per_tick or settings.dropzone_max_bytes_per_tick()
-        folder = dropzone.entity_dir(entity, root)
-        folder.mkdir(parents=True, exist_ok=True)
-        mark = Watermark.parse(context.cursor)
-        horizon_ns = int(clock() * 1e9) - settle_ns
-
-        fresh: list[tuple[int, str, int]] = []
-        settling = 0
-        with os.scandir(folder) as entries:
-            for entry in entries:
-                if entry.name == FOLDER_CONFIG or not dropzone.is_candidate(entry.name):
-                    continue
-                if not entry.is_file(follow_symlinks=False):
-                    continue
-                st = entry.stat(follow_symlinks=False)
-                stamp = _arrival_ns(st)
-                if (stamp, entry.name) <= (mark.stamp_ns, mark.name):
-                    continue
-                if stamp > horizon_ns:
-                    settling += 1
-                    continue
-                fresh.append((stamp, entry.name, st.st_size))
-        if not fresh:
-            reason = f"{settling} file(s) still being written" if settling else "no new files"
-            return dg.SensorResult(skip_reason=reason)
-
-        # settled files all arrived before any settling one, so the watermark never passes a file being written
-        fresh.sort()
         overrides = _folder_config(folder)
         requests: list[dg.RunRequest] = []
         keys: list[str] = []
         budget = max_bytes
-        for stamp, name, size in fresh[:max_files]:
-            if requests and size > budget:
+        for f in fresh[:max_files]:
+            if requests and f.size > budget:
                 break
-            path = folder / name
+            path = folder / f.name
             try:
                 sha = dropzone.file_sha256(path)
             except FileNotFoundError:
                 # moved away between listing and hashing
-                mark = max(mark, Watermark(stamp, name))
+                mark = max(mark, f.mark)
                 continue
-            budget -= size
-            key = dropzone.partition_key(entity, name, sha)
+            budget -= f.size
+            key = dropzone.partition_key(entity, f.name, sha)
             config = ImportConfig(
                 **{"actor": f"sensor:{entity}_dropzone_sensor", **overrides, "path": str(path), "entity": entity}
             )
@@ -154,25 +214,37 @@ def build_dropzone_sensor(
                     partition_key=key,
                     # content hash plus arrival: a re-evaluated tick never launches twice, a re-drop
                     # launches once and the engine records it as a skipped duplicate
-                    run_key=f"{entity}:{sha}:{stamp}:{name}",
+                    run_key=f"{entity}:{sha}:{f.stamp_ns}:{f.name}",
                     run_config=dg.RunConfig(ops={"imported_file": config}),
-                    tags={"bulkops/entity": entity, "bulkops/file": name[:200], "bulkops/sha256": sha},
+                    tags={"bulkops/entity": entity, "bulkops/file": f.name[:200], "bulkops/sha256": sha},
                 )
             )
             if key not in keys:
                 keys.append(key)
-            mark = max(mark, Watermark(stamp, name))
-
-        context.log.info(
-            f"{len(requests)} new file(s) in {folder}; {len(fresh) - len(requests)} left for the next tick"
-        )
-        return dg.SensorResult(
-            run_requests=requests,
-            dynamic_partitions_requests=[import_files.build_add_request(keys)] if keys else [],
-            cursor=mark.dump(),
+            mark = max(mark, f.mark)
+        return Requests(
+            requests,
+            mark,
+            [import_files.build_add_request(keys)] if keys else [],
+            f"{len(requests)} new file(s) in {folder}; {len(fresh) - len(requests)} left for the next tick",
         )
 
-    return _sensor
+    return build_drop_folder_sensor(
+        name=f"{entity}_dropzone_sensor",
+        job=import_job,
+        group="imports",
+        description=(
+            f"Watches {entity} drop folder (<dropzone>/{entity}/, default var/dropzone/{entity}/): every new file "
+            "that has stopped changing becomes an `import_files` partition and an import_job run "
+            "(run key from its content hash and arrival). Files move to processed/ or failed/ after the run; "
+            f"an optional {FOLDER_CONFIG} in the folder sets the launch config."
+        ),
+        folder=lambda: dropzone.entity_dir(entity, root),
+        request=request,
+        clock=clock,
+        settle_seconds=settle_seconds,
+        skip=[FOLDER_CONFIG],
+    )
 
 
 dropzone_sensors = [build_dropzone_sensor(entity) for entity in ENTITY_NAMES]

@@ -14,7 +14,13 @@ import pytest
 import sqlalchemy as sa
 
 from connectors.store import RecordStore, schema
-from pipelines.documents.assets import SKILLS_KEY, document_import_job, document_partitions, document_skills
+from pipelines.documents.assets import (
+    READABLE_CHECK,
+    SKILLS_KEY,
+    document_import_job,
+    document_partitions,
+    document_skills,
+)
 from pipelines.documents.sensors import build_document_sensor
 from pipelines.imports.engine import list_imports
 from resources import RecordStoreResource
@@ -92,6 +98,11 @@ def test_dropped_resumes_share_one_run_and_each_gets_a_partition(
     [obs] = _skill_events(instance, dg.DagsterEventType.ASSET_OBSERVATION)
     assert obs.metadata["status"].value == "failed"
     assert "truncated" in obs.metadata["reason"].value
+    # the failed document's partition fails its `readable` check; the others have no check event
+    [check] = result.get_asset_check_evaluations()
+    assert (check.check_name, check.passed, check.partition) == (READABLE_CHECK, False, obs.partition)
+    assert check.partition.startswith("resume/scan-of-nothing.pdf@")
+    assert "truncated" in check.metadata["reason"].value
     assert sorted(p.name for p in (folder / "processed").iterdir()) == [
         f"one@{shas['one.pdf'][:12]}.pdf",
         f"two@{shas['two.pdf'][:12]}.pdf",
@@ -148,6 +159,8 @@ def test_a_partition_re_runs_its_document_and_a_failed_one_fails_with_its_reason
     assert rerun.success
     [mat] = rerun.asset_materializations_for_node("documents__document_skills")
     assert mat.metadata["skills"].value == 3
+    [check] = rerun.get_asset_check_evaluations()
+    assert (check.check_name, check.passed, check.partition) == (READABLE_CHECK, True, keys["cv.pdf"])
     with store.engine.connect() as c:
         n = c.execute(
             sa.select(sa.func.count())

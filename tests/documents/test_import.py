@@ -10,6 +10,7 @@ import sqlalchemy as sa
 
 from connectors.store import RecordStore, schema
 from connectors.store import documents as store_docs
+from pipelines.documents import engine
 from pipelines.documents.engine import import_documents
 from pipelines.imports.engine import list_imports, rollback_import
 from tests.documents import pdfgen
@@ -175,6 +176,31 @@ def test_each_failure_is_named_and_never_stops_the_others(
     row = list_imports(store, account, limit=1)[0]
     assert (row["created"], row["errors"]) == (2, 4)
     assert "4 of 6 documents failed" in row["error_message"]
+
+
+def test_a_file_that_changes_after_it_was_hashed_fails_and_the_others_are_imported(
+    store: RecordStore, account: uuid.UUID, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    folder = tmp_path / "resumes"
+    pdfgen.write(folder / "steady.pdf", pdfgen.resume_pdf(71, ["Python"]))
+    moving = pdfgen.write(folder / "moving.pdf", pdfgen.resume_pdf(72, ["Java"]))
+    hashed = engine.sha256_of
+
+    def then_rewritten(path: Path) -> str:
+        # the file is replaced between the hash and the copy made when its read comes back
+        sha = hashed(path)
+        if path.name == "moving.pdf":
+            pdfgen.write(moving, pdfgen.resume_pdf(73, ["Rust"]))
+        return sha
+
+    monkeypatch.setattr(engine, "sha256_of", then_rewritten)
+
+    result = _import(store, account, tmp_path, folder)
+
+    assert (result.created, result.errors) == (1, 1)
+    [failed] = [o for o in result.documents if o.status == "failed"]
+    assert failed.name == "moving.pdf" and "changed while it was being imported" in failed.error
+    assert [u.email for u in _users(store, account)] == [pdfgen.person(71)[2]]
 
 
 def test_limits_are_named(store: RecordStore, account: uuid.UUID, tmp_path: Path) -> None:

@@ -138,6 +138,20 @@ def test_a_document_over_its_time_limit_is_stopped_and_the_others_go_on(tmp_path
     assert got["fine.pdf"].error is None
 
 
+@needs_tesseract
+def test_the_documents_queued_behind_one_that_is_stopped_are_read_by_a_fresh_worker(tmp_path: Path) -> None:
+    slow = pdfgen.write(
+        tmp_path / "slow.pdf", pdfgen.build([pdfgen.scanned_page([f"Page {i} of a long scan"] * 20) for i in range(12)])
+    )
+    fine = [pdfgen.write(tmp_path / f"r{i}.pdf", pdfgen.resume_pdf(i)) for i in range(3)]
+
+    # one worker: the first fine file is sent to it while it reads the slow one
+    got = {r.path.name: r for r in pool.read_all([slow, *fine], "resume", Limits(seconds=1), workers=1)}
+
+    assert got["slow.pdf"].error.kind == "timeout"
+    assert all(got[f.name].error is None for f in fine)
+
+
 def test_workers_are_replaced_after_many_documents_and_every_document_is_read(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
