@@ -15,7 +15,7 @@ from pipelines.instance import record_process, run_terminating
 from pipelines.monitoring.errors import failed_records_metadata
 from pipelines.monitoring.tags import tag_run
 from pipelines.records import bulk_job_changes
-from pipelines.retries import RETRY_POLICY
+from pipelines.retries import RETRY_POLICY, last_attempt, retries_exhausted
 from resources import RecordStoreResource
 
 # the bulk_jobs table, whose rows' progress every batch reports as an observation
@@ -133,6 +133,14 @@ def run_bulk_job_in_op(context: dg.OpExecutionContext, store, job_id: uuid.UUID,
         raise
     except Exception as exc:
         if is_transient(exc):
+            if last_attempt(context, context.op_def.retry_policy):
+                raise retries_exhausted(
+                    context,
+                    exc,
+                    what=f"bulk job {job_id}",
+                    resume="its committed batches are kept and running it again resumes",
+                    url=store.engine.url,
+                ) from exc
             raise
         reason = describe_error(exc, url=store.engine.url)
         bulk.finish_job(store, job_id, "failed", error=reason)
