@@ -9,10 +9,14 @@ step turns the fault into a failure that says what failed, after how many attemp
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 import dagster as dg
 import sqlalchemy as sa
 
 from connectors.store.errors import describe_error
+from connectors.store.faults import is_transient
 
 RETRY_POLICY = dg.RetryPolicy(max_retries=3, delay=2, backoff=dg.Backoff.EXPONENTIAL, jitter=dg.Jitter.PLUS_MINUS)
 
@@ -41,3 +45,19 @@ def retries_exhausted(
         metadata={**(metadata or {}), "attempts": attempts, "reason": reason},
         allow_retries=False,
     )
+
+
+@contextmanager
+def said_when_exhausted(
+    context: dg.OpExecutionContext, *, what: str, resume: str, url: str | sa.URL | None
+) -> Iterator[None]:
+    """Around an op's body: a transient fault on the op's last attempt becomes `retries_exhausted`'s failure;
+    earlier ones pass on to the op's retry policy."""
+    try:
+        yield
+    except (dg.Failure, dg.RetryRequested):
+        raise
+    except Exception as exc:
+        if is_transient(exc) and last_attempt(context, context.op_def.retry_policy):
+            raise retries_exhausted(context, exc, what=what, resume=resume, url=url) from exc
+        raise

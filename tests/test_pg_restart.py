@@ -202,3 +202,66 @@ def test_a_bulk_job_rides_out_a_postgresql_restart_and_completes_exactly(
     rows = seed.rows(schema.applications, ids)
     assert {rows[i].status for i in ids} == {"archived"}
     store.dispose()
+
+
+def test_a_bulk_job_whose_server_stays_down_fails_saying_so_and_a_rerun_resumes(
+    pg_cluster: Cluster, instance: dg.DagsterInstance
+) -> None:
+    url = pg_cluster.database()
+    store = RecordStore(url)
+    account = store.ensure_account("down")
+    seed = Seeder(store, account)
+    ids = seed.applications(10)
+    job_id = service.create_job(
+        store,
+        account,
+        created_by=None,
+        entity_type="applications",
+        operation="status_update",
+        entity_ids=ids,
+        params={"status": "archived"},
+    )["id"]
+    job_def = defs.resolve_job_def("bulk_job")
+
+    def run() -> dg.ExecuteInProcessResult:
+        return job_def.execute_in_process(
+            run_config=launch.run_config_for(job_id, url, 2), instance=instance, raise_on_error=False
+        )
+
+    with row_locked(store, schema.applications, ids[6]) as lock:
+        errors: list[BaseException] = []
+
+        def stop() -> None:
+            try:
+                wait_for(lock.waiters, "the run to wait on the held record")
+                pg_cluster.stop()
+            except BaseException as exc:
+                errors.append(exc)
+
+        thread = threading.Thread(target=stop)
+        thread.start()
+        try:
+            # the production retry policy: four attempts over about 14 s
+            failed = run()
+        finally:
+            thread.join()
+    assert errors == []
+    assert not failed.success
+    assert len(_retries(failed.all_events)) == 3
+    [failure] = [e for e in failed.all_events if e.event_type_value == "STEP_FAILURE"]
+    message = failure.event_specific_data.error.message
+    where = f"PostgreSQL 127.0.0.1:{pg_cluster.port}/bulkops"
+    assert f"bulk job {job_id} failed after 4 attempts: cannot reach the record store at {where}" in message
+    assert "Exceeded max_retries" not in message
+
+    pg_cluster.start()
+    store.dispose()
+    half = service.get_job(store, account, job_id)
+    assert (half["status"], half["processed_count"]) == ("processing", 6)
+    again = run()
+
+    assert again.success
+    job = service.get_job(store, account, job_id)
+    assert (job["status"], job["processed_count"], job["failed_count"]) == ("completed", 10, 0)
+    assert sorted(a.entity_id for a in seed.audit(job_id)) == sorted(ids)
+    store.dispose()

@@ -281,7 +281,7 @@ def _import_partition(
                         exc,
                         what=f"import of {source_name}",
                         resume="its committed batches are kept and a re-run of the partition resumes",
-                        url=record_store.database_url,
+                        url=record_store.url,
                         metadata={"file": str(path), "partition": key, "error": type(exc).__name__},
                     ) from exc
                 context.log.warning(f"will retry: {describe_error(exc, url=record_store.database_url)}")
