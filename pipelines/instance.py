@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import os
-import socket
 from importlib.resources import files
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 from connectors import settings
+from connectors.processes import process_gone, process_id, this_process
 
 if TYPE_CHECKING:
     import dagster as dg
@@ -71,47 +70,6 @@ def code_location() -> str:
 # run whose processes died is found
 PROCESS_TAG = "bulkops/process"
 ACTIVE_STATUSES = ("STARTED", "CANCELING")
-
-
-def _start_time(pid: int) -> str | None:
-    """The kernel's start time of PID (tells a reused pid apart); None when no such process."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except FileNotFoundError:
-        return None
-    except OSError:
-        return ""
-    return stat.rsplit(")", 1)[1].split()[19]
-
-
-def this_process() -> str:
-    """host:pid:start-time of the calling process."""
-    return process_id(os.getpid())
-
-
-def process_id(pid: int) -> str:
-    """host:pid:start-time of process PID (no start time when there is no such process)."""
-    return f"{socket.gethostname()}:{pid}:{_start_time(pid) or ''}"
-
-
-def process_gone(tag: str) -> bool:
-    """Whether the process a PROCESS_TAG value names is certainly gone (False when on another host)."""
-    host, _, rest = tag.partition(":")
-    pid_text, _, started = rest.partition(":")
-    if host != socket.gethostname() or not pid_text.isdigit():
-        return False
-    now = _start_time(int(pid_text))
-    if now is None:
-        return True
-    if now == "" or not started:
-        try:
-            os.kill(int(pid_text), 0)
-        except ProcessLookupError:
-            return True
-        except PermissionError:
-            return False
-        return False
-    return now != started
 
 
 def record_process(context: dg.OpExecutionContext | dg.AssetExecutionContext) -> None:

@@ -231,3 +231,12 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:  # ty
                 counts[outcome] = counts.get(outcome, 0) + 1
     summary = ", ".join(f"{n} {k}" for k, n in counts.items()) or "none ran"
     terminalreporter.write_line(f"PostgreSQL ({PG_ADMIN_URL}): {summary}")
+
+
+@pytest.fixture
+def pg_cluster() -> Iterator:
+    """A private PostgreSQL server of the test's own, which it may restart or stop (tests/pg_cluster.py)."""
+    from tests.pg_cluster import pg_cluster as start
+
+    with start() as cluster:
+        yield cluster

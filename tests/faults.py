@@ -72,7 +72,12 @@ class RowLock:
 
     def release(self) -> None:
         if self.tx.is_active:
-            self.tx.rollback()
+            try:
+                self.tx.rollback()
+            except sa.exc.DBAPIError as exc:
+                # the server ended the session (a restart): the lock went with it
+                if not exc.connection_invalidated:
+                    raise
 
     def close(self) -> None:
         self.release()

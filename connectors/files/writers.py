@@ -10,7 +10,9 @@ rows as tuples, batch by batch. Spreadsheet safety:
 
 `atomic_path` gives the temporary name a file is written under and renames it when complete:
 a failure or a cancelled run (any BaseException) removes it, so no partial file is ever left
-under the final name, nor under any other.
+under the final name, nor under any other. The temporary name records the writing process: the file
+of a process killed mid-write is removed by `remove_stale_temporaries`, which the next export into
+the folder calls.
 """
 
 from __future__ import annotations
@@ -21,6 +23,8 @@ import functools
 import gc
 import json
 import os
+import re
+import time
 import uuid
 from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
@@ -30,6 +34,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from connectors import processes
 from connectors.files.csvsafe import TRIGGERS, is_formula
 
 FORMATS = ("csv", "xlsx", "parquet")
@@ -315,14 +320,64 @@ class XlsxWriter(_Converting):
 WRITERS = {"csv": CsvWriter, "parquet": ParquetWriter, "xlsx": XlsxWriter}
 
 
+# .<final name>.<host>-<pid>-<start time>-<random>.tmp: the writer is named, so a dead one's file is found
+_TEMPORARY = re.compile(r"^\..+\.(?P<host>[0-9a-f]{8})-(?P<pid>[0-9]+)-(?P<started>[0-9]*)-[0-9a-f]{8}\.tmp$")
+# before writers were named: .<final name>.<random>.tmp
+_UNNAMED_TEMPORARY = re.compile(r"^\..+\.[0-9a-f]{8}\.tmp$")
+# a temporary file of a writer on another host (or unnamed) untouched this long is stale
+STALE_TEMPORARY_SECONDS = 24 * 3600
+
+
+def temporary_path(final: Path) -> Path:
+    """The temporary name FINAL is written under, naming the writing process."""
+    pid = os.getpid()
+    owner = f"{processes.host_token()}-{pid}-{processes.start_time(pid) or ''}-{uuid.uuid4().hex[:8]}"
+    return final.with_name(f".{final.name}.{owner}.tmp")
+
+
+def remove_stale_temporaries(folder: Path, *, max_age: float = STALE_TEMPORARY_SECONDS) -> list[Path]:
+    """Delete the temporary files in FOLDER left by writers that died (kill -9, a lost host); the deleted.
+
+    A file of a process on this host goes once that process is gone; one of another host, or of
+    unknown writer, once untouched for MAX_AGE seconds. Live writers' files and other files stay.
+    """
+    gone = []
+    here = processes.host_token()
+    try:
+        entries = list(os.scandir(folder))
+    except OSError:
+        return []
+    for entry in entries:
+        named = _TEMPORARY.match(entry.name)
+        if named is None and not _UNNAMED_TEMPORARY.match(entry.name):
+            continue
+        try:
+            if not entry.is_file(follow_symlinks=False):
+                continue
+            if named is not None and named["host"] == here:
+                stale = processes.gone_here(int(named["pid"]), named["started"])
+            else:
+                stale = time.time() - entry.stat(follow_symlinks=False).st_mtime > max_age
+            if stale:
+                os.unlink(entry.path)
+                gone.append(Path(entry.path))
+        except OSError:
+            # vanished meanwhile (its writer finished) or not ours to delete
+            continue
+    return gone
+
+
 @contextlib.contextmanager
 def atomic_path(final: Path) -> Iterator[Path]:
     """A temporary path next to FINAL, renamed to FINAL when the block completes, removed otherwise.
 
+    Only a killed process (kill -9, a lost host) leaves its temporary file: `remove_stale_temporaries`
+    finds it by the writer its name records.
+
     Raises:
         OSError: the folder cannot be written (read-only, full disk), with the folder in the message.
     """
-    tmp = final.with_name(f".{final.name}.{uuid.uuid4().hex[:8]}.tmp")
+    tmp = temporary_path(final)
     try:
         yield tmp
         os.replace(tmp, final)

@@ -22,7 +22,7 @@ import dagster as dg
 from pydantic import Field
 
 from connectors import settings
-from connectors.store import accounts, bulk, registry
+from connectors.store import RecordStore, accounts, bulk, registry
 from connectors.store.bulk import jobs, selection
 from connectors.store.export.filters import FilterError
 from connectors.store.store import AccountNotFound
@@ -31,7 +31,7 @@ from pipelines.bulk.ops import _items_table, deliver_bulk_job_webhooks, run_bulk
 from pipelines.exports.config import WHERE_HELP, FilterItem
 from pipelines.instance import record_process
 from pipelines.monitoring.tags import tag_run
-from pipelines.retries import RETRY_POLICY
+from pipelines.retries import RETRY_POLICY, said_when_exhausted
 from resources import RecordStoreResource
 
 BULK_OPERATION_JOB_NAME = "bulk_operation_job"
@@ -207,7 +207,16 @@ def bulk_operation(
     context: dg.OpExecutionContext, config: BulkOperationConfig, record_store: RecordStoreResource
 ) -> dict:
     record_process(context)
-    store = record_store.store
+    with said_when_exhausted(
+        context,
+        what=f"bulk {config.operation} ({config.mode})",
+        resume="its committed batches are kept and running it again resumes",
+        url=record_store.url,
+    ):
+        return _bulk_operation(context, config, record_store.store)
+
+
+def _bulk_operation(context: dg.OpExecutionContext, config: BulkOperationConfig, store: RecordStore) -> dict:
     try:
         account_id = store.account_id(config.account_slug())
     except AccountNotFound as exc:

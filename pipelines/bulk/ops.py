@@ -15,7 +15,7 @@ from pipelines.instance import record_process, run_terminating
 from pipelines.monitoring.errors import failed_records_metadata
 from pipelines.monitoring.tags import tag_run
 from pipelines.records import bulk_job_changes
-from pipelines.retries import RETRY_POLICY
+from pipelines.retries import RETRY_POLICY, said_when_exhausted
 from resources import RecordStoreResource
 
 # the bulk_jobs table, whose rows' progress every batch reports as an observation
@@ -73,12 +73,17 @@ def _items_table(rows: list[dict], columns: list[str]) -> dg.MetadataValue:
 )
 def apply_bulk_job(context: dg.OpExecutionContext, config: BulkJobConfig, record_store: RecordStoreResource) -> dict:
     record_process(context)
-    store = record_store.store
     try:
         job_id = uuid.UUID(config.bulk_job_id)
     except ValueError as exc:
         raise dg.Failure(description=f"no bulk job {config.bulk_job_id!r}: {exc}", allow_retries=False) from exc
-    return run_bulk_job_in_op(context, store, job_id, config.batch_size)
+    with said_when_exhausted(
+        context,
+        what=f"bulk job {job_id}",
+        resume="its committed batches are kept and running it again resumes",
+        url=record_store.url,
+    ):
+        return run_bulk_job_in_op(context, record_store.store, job_id, config.batch_size)
 
 
 def run_bulk_job_in_op(context: dg.OpExecutionContext, store, job_id: uuid.UUID, batch_size: int = 0) -> dict:

@@ -28,6 +28,7 @@ from connectors.store import changes
 from connectors.store import documents as store_docs
 from pipelines.documents import engine
 from pipelines.imports import dropzone
+from pipelines.instance import record_process
 from resources import RecordStoreResource
 
 document_partitions = dg.DynamicPartitionsDefinition(name="documents")
@@ -101,6 +102,8 @@ def _move_dropped(paths: list[str], kind: str, outcomes: list[engine.DocumentOut
 def import_documents(
     context: dg.OpExecutionContext, config: DocumentImportConfig, record_store: RecordStoreResource
 ) -> None:
+    # the run's processes, so a killed run is found dead (dead_run_sensor) and its import row ended
+    record_process(context)
     store = record_store.store
     account_id = store.account_id(config.account)
     try:

@@ -99,6 +99,8 @@ def write_export(context: dg.OpExecutionContext, config: ExportConfig, record_st
         result = run_export(record_store.store, config, run_id=context.run.run_id, preset=preset, on_batch=progress)
     except (ExportRefused, ExportError) as exc:
         raise dg.Failure(description=str(exc), allow_retries=False) from None
+    for stale in result.removed:
+        context.log.warning(f"removed {stale.name}, the temporary file of an export whose process died")
     entity = registry.canonical(config.entity)
     context.log_event(materialization(result, config, entity, preset))
     context.log.info(f"exported {result.rows} rows of {result.filter_words} to {result.path} ({result.size} bytes)")

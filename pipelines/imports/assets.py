@@ -20,7 +20,7 @@ from pipelines.instance import reap_dead_runs, record_process, run_terminating
 from pipelines.monitoring.errors import failed_records_metadata
 from pipelines.monitoring.tags import tag_run
 from pipelines.records import import_changes
-from pipelines.retries import RETRY_POLICY
+from pipelines.retries import RETRY_POLICY, retries_exhausted
 from resources import RecordStoreResource
 
 import_files = dg.DynamicPartitionsDefinition(name="import_files")
@@ -276,8 +276,15 @@ def _import_partition(
             if is_transient(exc):
                 if last_attempt:
                     outcome = dropzone.FAILED
-                reason = describe_error(exc, url=record_store.database_url)
-                context.log.warning(f"{'giving up' if last_attempt else 'will retry'}: {reason}")
+                    raise retries_exhausted(
+                        context,
+                        exc,
+                        what=f"import of {source_name}",
+                        resume="its committed batches are kept and a re-run of the partition resumes",
+                        url=record_store.url,
+                        metadata={"file": str(path), "partition": key, "error": type(exc).__name__},
+                    ) from exc
+                context.log.warning(f"will retry: {describe_error(exc, url=record_store.database_url)}")
                 raise
             outcome = dropzone.FAILED
             reason = describe_error(exc, url=record_store.database_url)

@@ -5,6 +5,7 @@ from typing import Any
 import dagster as dg
 
 from connectors.store.imports import finish_run_imports
+from pipelines.documents.assets import document_import_job
 from pipelines.imports.jobs import import_job
 from pipelines.instance import reap_dead_runs
 from pipelines.run_end import run_end_sensors
@@ -17,14 +18,18 @@ def _finish(store: Any, run: dg.DagsterRun, status: str, error: str | None) -> s
 
 import_failure_sensor, import_canceled_sensor = run_end_sensors(
     name="import",
-    job=import_job,
+    job=[import_job, document_import_job],
     group="imports",
     finish=_finish,
     on_failure=(
-        "Ends the import-history row of a failed import run `failed` with the run's reason (retries exhausted, "
-        "run worker crashed, process gone), so no row stays processing; a re-run resumes after its committed batches."
+        "Ends the import-history row of a failed import or document import run `failed` with the run's reason "
+        "(retries exhausted, run worker crashed, process gone), so no row stays processing; a re-run resumes after "
+        "its committed batches."
     ),
-    on_cancel="Ends the import-history row of a cancelled import run `cancelled` when the import could not record it.",
+    on_cancel=(
+        "Ends the import-history row of a cancelled import or document import run `cancelled` when the import could "
+        "not record it."
+    ),
     cancel_error=lambda run: f"Dagster run {run.run_id} was terminated; a re-run resumes",
 )
 

@@ -1,7 +1,8 @@
 """One export: the account's filtered records of an entity, streamed into a CSV, Parquet or .xlsx file.
 
 The file is written under a temporary name and renamed when complete (`writers.atomic_path`),
-so a failure or a cancelled run leaves no file. File names come from a template; dated names
+so a failure or a cancelled run leaves no file; the temporary file of an export killed mid-write
+(kill -9, a lost host) is removed by the next export into the same folder. File names come from a template; dated names
 and `prune` give a scheduled export its retention (keep the last N).
 """
 
@@ -59,6 +60,8 @@ class ExportResult:
     preview: list[dict[str, str]]
     filter_words: str
     sheets: int | None = None
+    # temporary files of killed exports found in the folder and removed before this one was written
+    removed: list[Path] = field(default_factory=list)
 
 
 def file_name(template: str, fmt: str, *, now: datetime | None = None, **values: str) -> str:
@@ -131,6 +134,7 @@ def export(
     headers = [c.header for c in query.columns]
     path = Path(path)
     _writable(path.parent)
+    removed = writers.remove_stale_temporaries(path.parent)
     rows = 0
     preview: list[dict[str, str]] = []
     sheets = None
@@ -170,6 +174,7 @@ def export(
         preview=preview,
         filter_words=spec.filter.words(spec.entity),
         sheets=sheets,
+        removed=removed,
     )
 
 
