@@ -333,6 +333,11 @@ def main() -> None:
     dev = None
     try:
         print(f"load average at start: {' '.join(f'{x:.1f}' for x in os.getloadavg())}")
+        if args.webserver:
+            # as `make dev` (pipelines.devserver) does before starting dagster dev: run workers read cached bytecode
+            from pipelines.devserver import compile_bytecode
+
+            compile_bytecode(ROOT)
         if args.imports:
             print("imports in a fresh interpreter:")
             import_times(env, args.rounds)
