@@ -9,12 +9,18 @@ This launcher runs `dagster dev` in a process group of its own with the default 
 On the first signal it sends SIGINT to the whole group, as a terminal's Ctrl-C does, and waits
 `--grace` seconds for a clean exit; then, or on a second signal, it kills whatever is left.
 
+Before starting it, it compiles the code location's bytecode (`compile_bytecode`): every run is a
+fresh run worker that imports the code location, and where no `.pyc` is cached (an environment
+with `PYTHONDONTWRITEBYTECODE=1`, a read-only install) each one compiles about 130 modules from
+source first, about half a second per run on the 2-core machine.
+
     python -m pipelines.devserver [--grace SECONDS] -- DAGSTER_DEV_ARGS...
 """
 
 from __future__ import annotations
 
 import argparse
+import compileall
 import contextlib
 import os
 import signal
@@ -22,9 +28,26 @@ import subprocess
 import sys
 import time
 from collections.abc import Sequence
+from pathlib import Path
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 DEFAULT_GRACE_SECONDS = 5.0
+# the packages a run worker imports from this source tree
+CODE_PACKAGES = ("connectors", "pipelines", "resources")
+
+
+def compile_bytecode(root: Path | None = None) -> bool:
+    """Write the `.pyc` files of the code location's packages under ROOT (default: this source tree)
+    where missing or stale, even under `PYTHONDONTWRITEBYTECODE`; False when one could not be written."""
+    root = root or Path(__file__).resolve().parents[1]
+    ok = True
+    for package in CODE_PACKAGES:
+        if (root / package).is_dir():
+            try:
+                ok = compileall.compile_dir(root / package, quiet=2) and ok
+            except OSError:
+                ok = False
+    return ok
 
 
 def _group_alive(pgid: int) -> bool:
@@ -93,6 +116,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("dagster_dev_args", nargs=argparse.REMAINDER, help="arguments of `dagster dev`, after --")
     args = parser.parse_args(argv)
     rest = args.dagster_dev_args[1:] if args.dagster_dev_args[:1] == ["--"] else args.dagster_dev_args
+    # a read-only tree only costs each run worker the compile: start anyway
+    compile_bytecode()
     return run(rest, args.grace)
 
 

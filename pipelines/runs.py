@@ -343,9 +343,9 @@ def wait_for_run(
     instance: dg.DagsterInstance | None = None,
     url: str | None = None,
     timeout: float | None = None,
-    poll: float = 0.25,
+    poll: float = 0.1,
 ) -> dg.DagsterRunStatus:
-    """Poll until RUN_ID ends; SUCCESS, FAILURE or CANCELED.
+    """Poll until RUN_ID ends (every POLL seconds: one status query each); SUCCESS, FAILURE or CANCELED.
 
     Raises:
         TimeoutError: still going after TIMEOUT seconds (None: wait as long as it takes).

@@ -164,6 +164,7 @@ def test_the_local_instance_config_loads_with_its_settings(tmp_path: Path) -> No
         assert per_file == {"key": "bulkops/sha256", "value": {"applyLimitPerUniqueValue": True}, "limit": 1}
         assert per_sync == {"key": "bulkops/sync", "value": {"applyLimitPerUniqueValue": True}, "limit": 1}
         assert instance.run_monitoring_enabled
+        assert instance.run_coordinator.dequeue_interval_seconds == 1
 
 
 def test_each_entity_of_the_registry_has_its_record_asset_with_the_tables_columns() -> None:

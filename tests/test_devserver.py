@@ -128,3 +128,22 @@ def test_sigint_to_make_dev_stops_every_process_within_seconds(tmp_path: Path, s
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(sid, signal.SIGKILL)
         make.wait(timeout=30)
+
+
+def test_the_code_location_bytecode_is_written_even_where_python_would_not(tmp_path: Path) -> None:
+    # run workers import the code location afresh: with no .pyc each compiles every module first
+    (tmp_path / "pipelines").mkdir()
+    (tmp_path / "pipelines" / "__init__.py").write_text("")
+    (tmp_path / "pipelines" / "definitions.py").write_text("X = 1\n")
+    (tmp_path / "elsewhere").mkdir()
+    (tmp_path / "elsewhere" / "other.py").write_text("Y = 2\n")
+    code = "import sys; sys.dont_write_bytecode = True; from pathlib import Path; from pipelines.devserver import compile_bytecode"
+    done = subprocess.run(
+        [sys.executable, "-c", f"{code}; sys.exit(0 if compile_bytecode(Path({str(tmp_path)!r})) else 1)"],
+        env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1", "PYTHONPATH": str(ROOT)},
+        check=False,
+    )
+    assert done.returncode == 0
+    cached = {p.name.split(".")[0] for p in (tmp_path / "pipelines" / "__pycache__").iterdir()}
+    assert cached == {"__init__", "definitions"}
+    assert not (tmp_path / "elsewhere" / "__pycache__").exists()

@@ -35,6 +35,8 @@ def test_production_instance_stores_runs_in_postgresql(
 
     with dg.DagsterInstance.from_config(str(tmp_path)) as instance:
         assert type(instance.run_storage).__name__ == "PostgresRunStorage"
+        # a queued run waits at most about a second (Dagster's default is 5 s)
+        assert instance.run_coordinator.dequeue_interval_seconds == 1
         result = trivial_job.execute_in_process(instance=instance)
         assert result.success
         assert instance.get_run_by_id(result.run_id).status == dg.DagsterRunStatus.SUCCESS
