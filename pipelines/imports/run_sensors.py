@@ -6,6 +6,7 @@ import dagster as dg
 
 from connectors.store.imports import finish_run_imports
 from pipelines.imports.jobs import import_job
+from pipelines.imports.shared import shared_import_job
 from pipelines.instance import reap_dead_runs
 from pipelines.run_end import run_end_sensors
 
@@ -17,7 +18,7 @@ def _finish(store: Any, run: dg.DagsterRun, status: str, error: str | None) -> s
 
 import_failure_sensor, import_canceled_sensor = run_end_sensors(
     name="import",
-    job=import_job,
+    job=[import_job, shared_import_job],
     group="imports",
     finish=_finish,
     on_failure=(
