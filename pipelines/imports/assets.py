@@ -185,13 +185,15 @@ def _import_partition(
     last_attempt: bool,
     attempt: int = 1,
     tag_change_set: bool = True,
+    quiet: bool = False,
 ) -> dg.MaterializeResult:
     """Import the file of partition KEY; its materialization's metadata and error-rate check.
 
     The step of `imported_file` runs it for its one partition; a shared run (`shared_import_job`)
     runs it for each of its files, logging what it returns as that partition's events.
     LAST_ATTEMPT: a transient error moves the file to failed/. TAG_CHANGE_SET: tag the run with
-    the import's change set (a shared run has many, so it does not).
+    the import's change set (a shared run has many, so it does not). QUIET: no log lines and no
+    progress event for the first batch (a shared run's small files: each event is a write).
     """
     from pipelines.imports.engine import run_import
     from pipelines.imports.errors import ImportFailed
@@ -216,11 +218,14 @@ def _import_partition(
     source_name = (
         dropzone.original_name(path.name) if path.parent.name in (dropzone.PROCESSED, dropzone.FAILED) else path.name
     )
-    context.log.info(f"importing {path} as {entity} into account {config.account} (attempt {attempt})")
+    if not quiet:
+        context.log.info(f"importing {path} as {entity} into account {config.account} (attempt {attempt})")
 
     tag_run(context, kind="import", account=config.account, entity=entity)
 
     def on_progress(p: Any) -> None:
+        if quiet and p.batches_committed <= 1:
+            return
         if tag_change_set:
             tag_run(context, kind="import", account=config.account, entity=entity, change_set_id=p.import_id)
         metadata = {
@@ -342,7 +347,8 @@ def _import_partition(
         if in_dropzone and outcome is not None:
             moved = dropzone.move_claimed(path, entity, sha, outcome)
             if moved != path:
-                context.log.info(f"moved {path.name} to {moved}")
+                if not quiet:
+                    context.log.info(f"moved {path.name} to {moved}")
                 _record_move(context, record_store, path, moved, sha)
                 path = moved
 

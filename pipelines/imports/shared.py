@@ -128,6 +128,7 @@ def _import_one(
                 last_attempt=attempt >= retries,
                 attempt=attempt + 1,
                 tag_change_set=False,
+                quiet=True,
             )
         except dg.RetryRequested:
             return BUSY, ""
