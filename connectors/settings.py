@@ -75,7 +75,8 @@ def dropzone_settle_seconds() -> float:
 
 
 def dropzone_max_files_per_tick() -> int:
-    """Run requests one drop-folder sensor evaluation makes at most: `BULKOPS_DROPZONE_MAX_FILES_PER_TICK`, else 100."""
+    """Files one drop-folder sensor evaluation takes at most (the rest wait for the next tick):
+    `BULKOPS_DROPZONE_MAX_FILES_PER_TICK`, else 100."""
     return max(1, int(_number("BULKOPS_DROPZONE_MAX_FILES_PER_TICK", 100, int)))
 
 
@@ -83,6 +84,18 @@ def dropzone_max_bytes_per_tick() -> int:
     """Bytes one drop-folder sensor evaluation hashes at most (one file is always taken):
     `BULKOPS_DROPZONE_MAX_BYTES_PER_TICK`, else 2 GiB."""
     return int(_number("BULKOPS_DROPZONE_MAX_BYTES_PER_TICK", 2 * 1024**3, int))
+
+
+def import_files_per_run() -> int:
+    """Small files a drop-folder sensor puts in one shared import run: `BULKOPS_IMPORT_FILES_PER_RUN`,
+    else 50; 1 gives every file its own run."""
+    return max(1, int(_number("BULKOPS_IMPORT_FILES_PER_RUN", 50, int)))
+
+
+def import_shared_run_max_bytes() -> int:
+    """Size above which a dropped file gets a run of its own instead of sharing one:
+    `BULKOPS_IMPORT_SHARED_RUN_MAX_BYTES`, else 10 MiB."""
+    return int(_number("BULKOPS_IMPORT_SHARED_RUN_MAX_BYTES", 10 * 1024**2, int))
 
 
 def preview_ttl_hours() -> float:

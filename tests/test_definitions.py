@@ -45,6 +45,7 @@ JOB_NAMES = [
     "import_new_file_job",
     "record_store_checks_job",
     "rollback_import_job",
+    "shared_import_job",
 ]
 SENSOR_NAMES = [
     "alert_delivery_sensor",

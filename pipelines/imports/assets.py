@@ -26,6 +26,7 @@ from resources import RecordStoreResource
 import_files = dg.DynamicPartitionsDefinition(name="import_files")
 
 ERROR_RATE_CHECK = "error_rate_under_threshold"
+IMPORTED_FILE_KEY = dg.AssetKey("imported_file")
 
 SHA_TAG = "bulkops/sha256"
 ACTIVE_STATUSES = [dg.DagsterRunStatus.STARTING, dg.DagsterRunStatus.STARTED, dg.DagsterRunStatus.CANCELING]
@@ -137,7 +138,7 @@ def _resolve_path(config: ImportConfig, partition_key: str, ref: dropzone.Partit
     )
 
 
-def _earlier_run_importing(context: dg.AssetExecutionContext, sha: str) -> str | None:
+def _earlier_run_importing(context: dg.OpExecutionContext | dg.AssetExecutionContext, sha: str) -> str | None:
     """The id of an earlier, still active run importing the same content, if any."""
     instance, me = context.instance, context.run.run_id
     if context.run.tags.get(SHA_TAG) != sha:
@@ -176,17 +177,28 @@ def _jsonable(value: Any) -> Any:
 
 
 def _import_partition(
-    context: dg.AssetExecutionContext,
+    context: dg.OpExecutionContext | dg.AssetExecutionContext,
     config: ImportConfig,
     record_store: RecordStoreResource,
-    retry_policy: dg.RetryPolicy | None,
+    *,
+    key: str,
+    last_attempt: bool,
+    attempt: int = 1,
+    tag_change_set: bool = True,
+    quiet: bool = False,
 ) -> dg.MaterializeResult:
+    """Import the file of partition KEY; its materialization's metadata and error-rate check.
+
+    The step of `imported_file` runs it for its one partition; a shared run (`shared_import_job`)
+    runs it for each of its files, logging what it returns as that partition's events.
+    LAST_ATTEMPT: a transient error moves the file to failed/. TAG_CHANGE_SET: tag the run with
+    the import's change set (a shared run has many, so it does not). QUIET: no log lines and no
+    progress event for the first batch (a shared run's small files: each event is a write).
+    """
     from pipelines.imports.engine import run_import
     from pipelines.imports.errors import ImportFailed
 
     started = time.time()
-    record_process(context)
-    key = context.partition_key
     ref = dropzone.parse_partition_key(key)
     entity = _resolve_entity(config, ref)
     path = _resolve_path(config, key, ref, entity)
@@ -206,13 +218,16 @@ def _import_partition(
     source_name = (
         dropzone.original_name(path.name) if path.parent.name in (dropzone.PROCESSED, dropzone.FAILED) else path.name
     )
-    last_attempt = retry_policy is None or context.retry_number >= retry_policy.max_retries
-    context.log.info(f"importing {path} as {entity} into account {config.account} (attempt {context.retry_number + 1})")
+    if not quiet:
+        context.log.info(f"importing {path} as {entity} into account {config.account} (attempt {attempt})")
 
     tag_run(context, kind="import", account=config.account, entity=entity)
 
     def on_progress(p: Any) -> None:
-        tag_run(context, kind="import", account=config.account, entity=entity, change_set_id=p.import_id)
+        if quiet and p.batches_committed <= 1:
+            return
+        if tag_change_set:
+            tag_run(context, kind="import", account=config.account, entity=entity, change_set_id=p.import_id)
         metadata = {
             "import_id": str(p.import_id),
             "rows_read": p.rows_read,
@@ -222,7 +237,7 @@ def _import_partition(
             "errors": p.errors,
             "batches_committed": p.batches_committed,
         }
-        context.log_event(dg.AssetObservation(asset_key=context.asset_key, partition=key, metadata=metadata))
+        context.log_event(dg.AssetObservation(asset_key=IMPORTED_FILE_KEY, partition=key, metadata=metadata))
         context.log.info(
             f"batch {p.batches_committed}: {p.rows_read} rows read, {p.created} created, "
             f"{p.updated} updated, {p.skipped} skipped, {p.errors} errors"
@@ -295,7 +310,8 @@ def _import_partition(
             ) from exc
 
         _report_records(context, entity, result, key)
-        tag_run(context, kind="import", account=config.account, entity=entity, change_set_id=result.import_id)
+        if tag_change_set:
+            tag_run(context, kind="import", account=config.account, entity=entity, change_set_id=result.import_id)
         if result.status == "cancelled":
             # terminated: the file stays where it is and a re-run of the partition resumes
             raise dg.Failure(
@@ -338,7 +354,8 @@ def _import_partition(
         if in_dropzone and outcome is not None:
             moved = dropzone.move_claimed(path, entity, sha, outcome)
             if moved != path:
-                context.log.info(f"moved {path.name} to {moved}")
+                if not quiet:
+                    context.log.info(f"moved {path.name} to {moved}")
                 _record_move(context, record_store, path, moved, sha)
                 path = moved
 
@@ -400,14 +417,20 @@ def _import_partition(
     return dg.MaterializeResult(metadata=metadata, check_results=[check])
 
 
-def _report_records(context: dg.AssetExecutionContext, entity: str, result: Any, key: str) -> None:
+def _report_records(
+    context: dg.OpExecutionContext | dg.AssetExecutionContext, entity: str, result: Any, key: str
+) -> None:
     """Materializations of the record assets the import wrote (committed batches count, even of an import that then failed)."""
     for event in import_changes(entity, result, key):
         context.log_event(event)
 
 
 def _record_move(
-    context: dg.AssetExecutionContext, record_store: RecordStoreResource, old: Path, new: Path, sha: str
+    context: dg.OpExecutionContext | dg.AssetExecutionContext,
+    record_store: RecordStoreResource,
+    old: Path,
+    new: Path,
+    sha: str,
 ) -> None:
     """The history rows of the file say where it is now (the materialization's source_path does too)."""
     from pipelines.imports.engine import record_file_moved
@@ -445,8 +468,17 @@ def _build_imported_file(retry_policy: dg.RetryPolicy | None) -> dg.AssetsDefini
     def imported_file(
         context: dg.AssetExecutionContext, config: ImportConfig, record_store: RecordStoreResource
     ) -> dg.MaterializeResult:
+        record_process(context)
+        last_attempt = retry_policy is None or context.retry_number >= retry_policy.max_retries
         try:
-            return _import_partition(context, config, record_store, retry_policy)
+            return _import_partition(
+                context,
+                config,
+                record_store,
+                key=context.partition_key,
+                last_attempt=last_attempt,
+                attempt=context.retry_number + 1,
+            )
         except (dg.Failure, dg.RetryRequested):
             raise
         except Exception as exc:

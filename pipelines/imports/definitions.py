@@ -8,9 +8,10 @@ from pipelines.imports.new_file import import_new_file_job
 from pipelines.imports.rollback import rollback_import_job
 from pipelines.imports.run_sensors import dead_run_sensor, import_canceled_sensor, import_failure_sensor
 from pipelines.imports.sensors import dropzone_sensors
+from pipelines.imports.shared import shared_import_job
 
 defs = dg.Definitions(
     assets=[imported_file],
-    jobs=[import_job, rollback_import_job, import_new_file_job],
+    jobs=[import_job, shared_import_job, rollback_import_job, import_new_file_job],
     sensors=[*dropzone_sensors, import_failure_sensor, import_canceled_sensor, dead_run_sensor],
 )

@@ -7,6 +7,7 @@ import dagster as dg
 from connectors.store.imports import finish_run_imports
 from pipelines.documents.assets import document_import_job
 from pipelines.imports.jobs import import_job
+from pipelines.imports.shared import shared_import_job
 from pipelines.instance import reap_dead_runs
 from pipelines.run_end import run_end_sensors
 
@@ -18,11 +19,11 @@ def _finish(store: Any, run: dg.DagsterRun, status: str, error: str | None) -> s
 
 import_failure_sensor, import_canceled_sensor = run_end_sensors(
     name="import",
-    job=[import_job, document_import_job],
+    job=[import_job, shared_import_job, document_import_job],
     group="imports",
     finish=_finish,
     on_failure=(
-        "Ends the import-history row of a failed import or document import run `failed` with the run's reason "
+        "Ends the import-history row of a failed import, shared import or document import run `failed` with the run's reason "
         "(retries exhausted, run worker crashed, process gone), so no row stays processing; a re-run resumes after "
         "its committed batches."
     ),

@@ -5,10 +5,11 @@ the watermark cursor); each kind says what runs its new files become."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,7 @@ from connectors.store.registry import ENTITY_NAMES
 from pipelines.imports import dropzone
 from pipelines.imports.assets import ImportConfig, import_files
 from pipelines.imports.jobs import import_job
+from pipelines.imports.shared import OP_NAME, SharedImportConfig, shared_import_job
 
 # optional per-folder launch config (account, mapping_path, on_duplicate, ...): never imported itself
 FOLDER_CONFIG = "bulkops.yaml"
@@ -104,6 +106,7 @@ def build_drop_folder_sensor(
     name: str,
     job: Any,  # a job, or an asset job not yet resolved
     group: str,
+    jobs: Sequence[Any] = (),
     description: str,
     folder: Callable[[], Path],
     request: Callable[[dg.SensorEvaluationContext, Path, list[Arrival], Watermark], Requests],
@@ -114,6 +117,7 @@ def build_drop_folder_sensor(
     """A sensor watching one drop folder: each tick lists the files that have stopped changing since the
     cursor (a small (arrival time, name) watermark) and hands them, oldest first, to REQUEST, which
     says what runs to request and how far the watermark moves (files it leaves wait for the next tick).
+    With JOBS (JOB among them), REQUEST names the job of each run request.
 
     `settle_seconds`, when not given, is read from `connectors.settings` at every evaluation, so a
     changed environment applies from the next tick on; `clock` is injectable so tests need no sleeping.
@@ -121,7 +125,8 @@ def build_drop_folder_sensor(
 
     @dg.sensor(
         name=name,
-        job=job,
+        job=None if jobs else job,
+        jobs=list(jobs) or None,
         minimum_interval_seconds=15,
         tags={"bulkops/group": group},
         default_status=(
@@ -164,6 +169,22 @@ def _folder_config(folder: Path) -> dict[str, Any]:
     return data
 
 
+@dataclass(frozen=True)
+class _Taken:
+    """A file a tick takes: its arrival, path, content hash and partition."""
+
+    arrival: Arrival
+    path: Path
+    sha: str
+    key: str
+
+    @property
+    def run_key(self) -> str:
+        # content hash plus arrival: a re-evaluated tick never launches twice, a re-drop launches
+        # once and the engine records it as a skipped duplicate
+        return f"{self.sha}:{self.arrival.stamp_ns}:{self.arrival.name}"
+
+
 def build_dropzone_sensor(
     entity: str,
     *,
@@ -171,6 +192,8 @@ def build_dropzone_sensor(
     settle_seconds: float | None = None,
     max_files_per_tick: int | None = None,
     max_bytes_per_tick: int | None = None,
+    files_per_run: int | None = None,
+    shared_run_max_bytes: int | None = None,
     root: Path | None = None,
 ) -> dg.SensorDefinition:
     """The drop-folder sensor of one entity type.
@@ -179,23 +202,67 @@ def build_dropzone_sensor(
         entity: record type whose folder (`<dropzone>/<entity>/`) is watched.
         clock: seconds since the epoch; injectable so tests need no sleeping.
         settle_seconds: a file is picked up once it has not changed (mtime or ctime) for this long.
-        max_files_per_tick: run requests per evaluation; the rest wait for the next tick.
+        max_files_per_tick: files taken per evaluation; the rest wait for the next tick.
         max_bytes_per_tick: bytes hashed per evaluation (at least one file is always taken).
+        files_per_run: small files that share one `shared_import_job` run (1: a run per file).
+        shared_run_max_bytes: a file larger than this gets an `import_job` run of its own.
         root: drop-zone root.
 
-    Each of the last four, when not given, is read from `connectors.settings` at every evaluation,
-    so a changed environment applies from the next tick on, without reloading the code location.
+    Each of the last six (but root), when not given, is read from `connectors.settings` at every
+    evaluation, so a changed environment applies from the next tick on, without reloading the code
+    location. A tick taking one small file, or a big one, requests an `import_job` run of its
+    partition as before; several small files are requested in shared runs of up to `files_per_run`.
     """
+
+    def single(t: _Taken, overrides: dict[str, Any]) -> dg.RunRequest:
+        config = ImportConfig(
+            **{"actor": f"sensor:{entity}_dropzone_sensor", **overrides, "path": str(t.path), "entity": entity}
+        )
+        return dg.RunRequest(
+            job_name=import_job.name,
+            partition_key=t.key,
+            run_key=f"{entity}:{t.run_key}",
+            run_config=dg.RunConfig(ops={"imported_file": config}),
+            tags={"bulkops/entity": entity, "bulkops/file": t.arrival.name[:200], "bulkops/sha256": t.sha},
+        )
+
+    def shared(chunk: list[_Taken], overrides: dict[str, Any]) -> dg.RunRequest:
+        if len(chunk) == 1:
+            return single(chunk[0], overrides)
+        config = SharedImportConfig(
+            **{
+                "actor": f"sensor:{entity}_dropzone_sensor",
+                **overrides,
+                "entity": entity,
+                "files": [str(t.path) for t in chunk],
+                "partitions": [t.key for t in chunk],
+            }
+        )
+        # the same files in the same order: the same key, so a re-evaluated tick never launches twice
+        digest = hashlib.sha256("\n".join(t.run_key for t in chunk).encode()).hexdigest()[:32]
+        return dg.RunRequest(
+            job_name=shared_import_job.name,
+            run_key=f"{entity}:files:{digest}",
+            run_config=dg.RunConfig(ops={OP_NAME: config}),
+            # no bulkops/sha256 here (a tag holds one value): the run tags itself with the content it
+            # is importing, file by file, and waits for an earlier run importing the same content
+            tags={
+                "bulkops/entity": entity,
+                "bulkops/files": str(len(chunk)),
+                "bulkops/file": f"{chunk[0].arrival.name[:150]} (+{len(chunk) - 1} more)",
+            },
+        )
 
     def request(context: dg.SensorEvaluationContext, folder: Path, fresh: list[Arrival], mark: Watermark) -> Requests:
         max_files = max_files_per_tick or settings.dropzone_max_files_per_tick()
         max_bytes = max_bytes_per_tick or settings.dropzone_max_bytes_per_tick()
+        per_run = files_per_run or settings.import_files_per_run()
+        big = settings.import_shared_run_max_bytes() if shared_run_max_bytes is None else shared_run_max_bytes
         overrides = _folder_config(folder)
-        requests: list[dg.RunRequest] = []
-        keys: list[str] = []
+        taken: list[_Taken] = []
         budget = max_bytes
         for f in fresh[:max_files]:
-            if requests and f.size > budget:
+            if taken and f.size > budget:
                 break
             path = folder / f.name
             try:
@@ -205,39 +272,40 @@ def build_dropzone_sensor(
                 mark = max(mark, f.mark)
                 continue
             budget -= f.size
-            key = dropzone.partition_key(entity, f.name, sha)
-            config = ImportConfig(
-                **{"actor": f"sensor:{entity}_dropzone_sensor", **overrides, "path": str(path), "entity": entity}
-            )
-            requests.append(
-                dg.RunRequest(
-                    partition_key=key,
-                    # content hash plus arrival: a re-evaluated tick never launches twice, a re-drop
-                    # launches once and the engine records it as a skipped duplicate
-                    run_key=f"{entity}:{sha}:{f.stamp_ns}:{f.name}",
-                    run_config=dg.RunConfig(ops={"imported_file": config}),
-                    tags={"bulkops/entity": entity, "bulkops/file": f.name[:200], "bulkops/sha256": sha},
-                )
-            )
-            if key not in keys:
-                keys.append(key)
+            taken.append(_Taken(f, path, sha, dropzone.partition_key(entity, f.name, sha)))
             mark = max(mark, f.mark)
+        requests: list[dg.RunRequest] = []
+        chunk: list[_Taken] = []
+        for t in taken:
+            if t.arrival.size > big:
+                requests.append(single(t, overrides))
+                continue
+            chunk.append(t)
+            if len(chunk) == per_run:
+                requests.append(shared(chunk, overrides))
+                chunk = []
+        if chunk:
+            requests.append(shared(chunk, overrides))
+        keys = list(dict.fromkeys(t.key for t in taken))
         return Requests(
             requests,
             mark,
             [import_files.build_add_request(keys)] if keys else [],
-            f"{len(requests)} new file(s) in {folder}; {len(fresh) - len(requests)} left for the next tick",
+            f"{len(taken)} new file(s) in {folder} in {len(requests)} run(s); "
+            f"{len(fresh) - len(taken)} left for the next tick",
         )
 
     return build_drop_folder_sensor(
         name=f"{entity}_dropzone_sensor",
         job=import_job,
+        jobs=[import_job, shared_import_job],
         group="imports",
         description=(
             f"Watches {entity} drop folder (<dropzone>/{entity}/, default var/dropzone/{entity}/): every new file "
-            "that has stopped changing becomes an `import_files` partition and an import_job run "
-            "(run key from its content hash and arrival). Files move to processed/ or failed/ after the run; "
-            f"an optional {FOLDER_CONFIG} in the folder sets the launch config."
+            "that has stopped changing becomes an `import_files` partition. Small files found together share "
+            "shared_import_job runs (up to BULKOPS_IMPORT_FILES_PER_RUN each); a lone or big file gets an "
+            "import_job run (run keys from content hashes and arrival). Files move to processed/ or failed/ "
+            f"after their import; an optional {FOLDER_CONFIG} in the folder sets the launch config."
         ),
         folder=lambda: dropzone.entity_dir(entity, root),
         request=request,

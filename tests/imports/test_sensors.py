@@ -38,6 +38,18 @@ def tick(sensor: dg.SensorDefinition, cursor: str | None = None) -> dg.SensorRes
     return sensor(dg.build_sensor_context(cursor=cursor))
 
 
+def requested_files(result: dg.SensorResult) -> list[str]:
+    """The files a tick's run requests import: one per import_job run, several per shared run."""
+    names = []
+    for r in result.run_requests:
+        ops = r.run_config["ops"]
+        if "imported_file" in ops:
+            names.append(Path(ops["imported_file"]["config"]["path"]).name)
+        else:
+            names += [Path(f).name for f in ops["import_dropped_files"]["config"]["files"]]
+    return names
+
+
 def test_a_new_file_becomes_a_partition_and_a_run_request(tmp_path: Path) -> None:
     path = drop(tmp_path, "spring hires.csv")
     sensor = build_dropzone_sensor("applications", clock=later, root=tmp_path)
@@ -90,8 +102,8 @@ def test_requests_per_tick_are_capped_and_the_rest_wait_for_the_next_tick(tmp_pa
     cursor = None
     for _ in range(3):
         result = tick(sensor, cursor)
-        assert 1 <= len(result.run_requests) <= 2
-        seen += [r.tags["bulkops/file"] for r in result.run_requests]
+        assert 1 <= len(requested_files(result)) <= 2
+        seen += requested_files(result)
         cursor = result.cursor
     assert sorted(seen) == [f"f{i}.csv" for i in range(5)]
     assert tick(sensor, cursor).skip_reason.skip_message == "no new files"
@@ -115,7 +127,9 @@ def test_thousands_of_files_keep_a_small_cursor_and_a_capped_tick(tmp_path: Path
 
     result = tick(sensor)
 
-    assert len(result.run_requests) == 100
+    assert len(requested_files(result)) == 100
+    # small files share runs of BULKOPS_IMPORT_FILES_PER_RUN (50)
+    assert [r.job_name for r in result.run_requests] == ["shared_import_job"] * 2
     assert len(result.dynamic_partitions_requests[0].partition_keys) == 100
     assert len(result.cursor) < 100
 
@@ -186,7 +200,7 @@ def test_every_entity_of_the_registry_has_a_described_running_sensor() -> None:
     sensors = {s.name: s for s in defs.sensors if s.name.endswith("_dropzone_sensor")}
     assert set(sensors) == {f"{e}_dropzone_sensor" for e in ENTITY_NAMES}
     for s in sensors.values():
-        assert s.description and s.job_name == "import_job"
+        assert s.description and {j.name for j in s.jobs} == {"import_job", "shared_import_job"}
         assert s.default_status == dg.DefaultSensorStatus.RUNNING
 
 
@@ -202,6 +216,8 @@ def test_the_settle_time_and_caps_are_read_at_each_tick(tmp_path: Path, monkeypa
 
     monkeypatch.setenv("BULKOPS_DROPZONE_SETTLE_SECONDS", "5")
     monkeypatch.setenv("BULKOPS_DROPZONE_MAX_FILES_PER_TICK", "2")
+    assert len(requested_files(tick(sensor))) == 2
+    monkeypatch.setenv("BULKOPS_IMPORT_FILES_PER_RUN", "1")
     assert len(tick(sensor).run_requests) == 2
 
     monkeypatch.setenv("BULKOPS_DROPZONE_MAX_FILES_PER_TICK", "100")
