@@ -144,8 +144,9 @@ def write_shard(
 
         account_settings = accounts.settings(conn, p.account_id)
     mapping, default_stage, auto_advance, null_columns = engine._bind(tab, name, options, account_settings, p.import_id)
-    # every shard reads batches of the same rows, so dates settle as in an unsharded import
-    size = options.batch_size * p.count
+    # every shard reads the file in batches of the same rows (so dates settle as in an unsharded
+    # import, and each holds no more than one) and writes its share of each, about 1/count
+    size = options.batch_size
     mapping.lookahead = lambda after: engine._read_ahead(tab, size, 0 if start > 0 else after, null_columns)
     failed = engine.FailedRows(p.failed_dir, p.import_id, name, tab.columns, start, part=p.part(k))
     mine = dict.fromkeys(COUNTERS, 0)

@@ -17,7 +17,7 @@ from connectors.store import schema
 from pipelines.imports import shards
 from pipelines.imports.engine import ImportOptions, list_imports, rollback_import, run_import
 from tests import faults
-from tests.imports.helpers import apps_csv, count
+from tests.imports.helpers import apps_csv, count, file_materializations
 
 OUTCOME = ("rows_read", "created", "updated", "skipped", "flagged", "errors", "status")
 
@@ -178,3 +178,20 @@ def test_a_killed_shard_process_fails_the_import_and_a_rerun_resumes_exactly(pg_
     assert faults.completed(row) == (400, 400, 400, 0, 0)
     assert faults.records(acct, r.import_id) == faults.exactly(400)
     acct.store.dispose()
+
+
+def test_imported_file_writes_a_sharded_import_as_one_materialization(store, store_url, tmp_path, instance) -> None:
+    from tests.imports import test_assets as assets
+
+    slug = f"t-{uuid.uuid4().hex[:10]}"
+    store.ensure_account(slug)
+    path = apps_csv(tmp_path, mixed_rows())
+    result = assets.materialize(instance, store_url, path, account=slug, shards=2, batch_size=20)
+    assert result.success
+    [row] = assets.history(store, result.run_id)
+    assert (row["status"], row["rows_read"], row["errors"]) == ("completed", 160, 2)
+    assert row["details"]["shards"]["count"] == 2
+    [mat] = file_materializations(result)
+    assert mat.metadata["created"].value == row["created"] == assets.count(store, schema.applications, slug)
+    progress = [e for e in result.all_events if e.event_type_value == "ASSET_OBSERVATION"]
+    assert progress and progress[-1].asset_observation_data.asset_observation.metadata["rows_read"].value == 160
