@@ -37,6 +37,8 @@ ACCOUNT_WRITES = "bulkops.import"
 # a shard's batch that creates jobs
 SHARDED_IMPORT = "bulkops.import.sharded"
 JOB_CODES = "bulkops.import.jobs"
+# held by the process writing one shard of a sharded import (key: import id and shard)
+IMPORT_SHARD = "bulkops.import.shard"
 # jsonb_build_object takes at most 100 arguments: objects are built from chunks of pairs
 JSON_PAIRS_PER_CALL = 40
 # a bulk job with this many items gets fresh statistics of bulk_job_items (PostgreSQL)
@@ -321,7 +323,10 @@ class StoreDialect:
         """
 
     def session_lock(self, conn: sa.Connection, scope: str, key: str) -> None:
-        """Wait for, then hold until CONN closes, the lock of (SCOPE, KEY)."""
+        """Wait for, then hold until `session_unlock` (or until CONN's session ends), the lock of (SCOPE, KEY)."""
+
+    def session_unlock(self, conn: sa.Connection, scope: str, key: str) -> None:
+        """Release the lock `session_lock` took."""
 
     @contextlib.contextmanager
     def serialized_batches(self, conn: sa.Connection) -> Iterator[None]:
@@ -480,6 +485,9 @@ class PostgresDialect(StoreDialect):
 
     def session_lock(self, conn: sa.Connection, scope: str, key: str) -> None:
         conn.execute(sa.select(sa.func.pg_advisory_lock(sa.func.hashtext(scope), sa.func.hashtext(key))))
+
+    def session_unlock(self, conn: sa.Connection, scope: str, key: str) -> None:
+        conn.execute(sa.select(sa.func.pg_advisory_unlock(sa.func.hashtext(scope), sa.func.hashtext(key))))
 
     def release_temp_table(self, conn: sa.Connection, table: sa.Table) -> None:
         # dropped at commit; a statement now would fail in a transaction an error aborted

@@ -505,9 +505,7 @@ def run_import(
         plan = None if options.dry_run else shards.plan(store, h, options, account_id, path, name, failed_dir)
         if plan is not None:
             # the file is written by parallel shards: one import, its counters summed by the shards' batches
-            details["shards"] = plan.state()
-            with store.begin() as conn:
-                history.update(conn, import_id, details=details)
+            shards.record(store, plan, {k: v for k, v in details.items() if not isinstance(v, int)})
             failed = shards.FailedParts(plan, tab.columns)
             shards.run(store, plan, on_progress=on_progress, should_stop=should_stop)
             if _identity(path) != seen:

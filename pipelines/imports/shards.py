@@ -37,7 +37,7 @@ import pyarrow.compute as pc
 import sqlalchemy as sa
 
 from connectors.store import RecordStore, history
-from connectors.store.dialect import SHARDED_IMPORT, dialect_of
+from connectors.store.dialect import IMPORT_SHARD, SHARDED_IMPORT, dialect_of
 from connectors.store.errors import add_context, describe_error
 from connectors.store.imports import ImportWriter, serialized_batches
 from connectors.store.schema import import_history
@@ -106,6 +106,19 @@ def plan(
     return Plan(url, account_id, h.id, path, name, options, failed_dir, count, base, committed)
 
 
+def record(store: Any, p: Plan, described: dict[str, Any]) -> None:
+    """Put DESCRIBED (how the file was read and mapped) and, on a first run, the shard plan in the history row's details.
+
+    Under the row's lock, over what is there now: a worker of an earlier run may still be
+    committing a batch (its counts and position stay).
+    """
+    with store.begin() as conn:
+        h = conn.execute(sa.select(import_history).where(import_history.c.id == p.import_id).with_for_update()).one()
+        details = {**dict(h.details or {}), **described}
+        details.setdefault("shards", p.state())
+        history.update(conn, p.import_id, details=details)
+
+
 def shard_numbers(table: pa.Table, rows: pa.Array, count: int, case_sensitive: bool) -> list[int]:
     """The shard of each row of a prepared batch: a hash of its identity key, else of its row number."""
     names = table.column_names
@@ -121,6 +134,30 @@ def shard_numbers(table: pa.Table, rows: pa.Array, count: int, case_sensitive: b
     ]
 
 
+@contextlib.contextmanager
+def _turn(store: Any, p: Plan, k: int) -> Iterator[int]:
+    """Hold shard K's lock while it is written; the shard's committed position, read once the lock is held.
+
+    A worker left running by a parent that was killed writes its current batch, sees the parent
+    gone and stops; the re-run's worker for the same shard waits for it here, then starts after
+    the batch it committed.
+    """
+    with store.engine.connect() as conn:
+        d, key = dialect_of(conn), f"{p.import_id}:{k}"
+        d.session_lock(conn, IMPORT_SHARD, key)
+        conn.commit()
+        try:
+            with conn.begin():
+                state = (history.row(conn, p.import_id).details or {}).get("shards") or {}
+            yield max(p.base, int((state.get("committed") or {}).get(str(k), 0)))
+        finally:
+            try:
+                with conn.begin():
+                    d.session_unlock(conn, IMPORT_SHARD, key)
+            except Exception:
+                conn.invalidate()  # never back to the pool holding the lock
+
+
 def write_shard(
     store: Any, p: Plan, k: int, *, stop: Callable[[], bool], report: Callable[[dict[str, int]], None]
 ) -> None:
@@ -132,12 +169,18 @@ def write_shard(
         Stopped: `stop()` said so before a batch.
         Aborted: the error policy aborted at one of the shard's rows.
     """
+    with _turn(store, p, k) as start:
+        _write_shard(store, p, k, start, stop=stop, report=report)
+
+
+def _write_shard(
+    store: Any, p: Plan, k: int, start: int, *, stop: Callable[[], bool], report: Callable[[dict[str, int]], None]
+) -> None:
     from pipelines.imports import engine
     from pipelines.imports.mapping import date_report
     from pipelines.imports.validation import prepare
 
     options, name = p.options, p.name
-    start = p.committed[k]
     tab = engine._open_file(p.path, name, options, p.import_id)
     with store.begin() as conn:
         from connectors.store import accounts
@@ -287,8 +330,14 @@ def _check_policy(options: Any, name: str, h: sa.Row, batch: dict, row_errors: d
 def _process(p: Plan, k: int, stop: Any, out: Any) -> None:
     """A shard's worker process: write it, then say how it ended on OUT."""
     store = RecordStore(p.url, check=False)
+    parent = multiprocessing.parent_process()
+
+    def stopping() -> bool:
+        # asked to, or the process that started it is gone (killed): a re-run writes the rest
+        return stop.is_set() or (parent is not None and not parent.is_alive())
+
     try:
-        write_shard(store, p, k, stop=stop.is_set, report=lambda c: out.put(("progress", k, c)))
+        write_shard(store, p, k, stop=stopping, report=lambda c: out.put(("progress", k, c)))
         out.put(("end", k, "done", ""))
     except Stopped:
         out.put(("end", k, "stopped", ""))
@@ -344,10 +393,10 @@ def run(
             _run_processes(p, progress, stop)
         finally:
             try:
-                lock.execute(sa.select(sa.func.pg_advisory_unlock_all()))
+                dialect_of(lock).session_unlock(lock, SHARDED_IMPORT, str(p.account_id))
                 lock.commit()
             except Exception:
-                lock.invalidate()
+                lock.invalidate()  # never back to the pool holding the lock
 
 
 def _run_processes(p: Plan, progress: Callable[[int, dict], None], stop: Callable[[], bool]) -> None:

@@ -195,3 +195,48 @@ def test_imported_file_writes_a_sharded_import_as_one_materialization(store, sto
     assert mat.metadata["created"].value == row["created"] == assets.count(store, schema.applications, slug)
     progress = [e for e in result.all_events if e.event_type_value == "ASSET_OBSERVATION"]
     assert progress and progress[-1].asset_observation_data.asset_observation.metadata["rows_read"].value == 160
+
+
+def shard_lock_waiters(acct) -> int:
+    """Backends waiting for a shard's lock (`pg_advisory_lock`) in the account's database."""
+    query = sa.text(
+        "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event = 'advisory' "
+        "AND query LIKE '%pg_advisory_lock(%'"
+    )
+    with acct.store.engine.connect() as c:
+        return c.execute(query).scalar()
+
+
+def _import_in_a_process(url: str, account: uuid.UUID, path: str, failed_dir: str) -> None:
+    from connectors.store import RecordStore
+
+    run_import(RecordStore(url), account, path, ImportOptions(batch_size=20, shards=2), failed_rows_dir=failed_dir)
+
+
+@pytest.mark.postgres
+def test_shards_left_running_by_a_killed_import_stop_and_a_rerun_waits_for_them(pg_url, tmp_path) -> None:
+    acct = faults.new_account(pg_url)
+    path = faults.applicants_csv(tmp_path / "apps.csv", 400, late_from=201)
+    ctx = multiprocessing.get_context("spawn")
+    parent = ctx.Process(target=_import_in_a_process, args=(pg_url, acct.id, str(path), str(tmp_path)))
+    with faults.job_row_locked(acct) as lock:
+        parent.start()
+        faults.wait_for(lambda: len(lock.waiters()) == 2, "both shards at the held job", parent.is_alive)
+        os.kill(parent.pid, signal.SIGKILL)  # its shard processes are left running, inside their batch
+        parent.join()
+        outcome: dict = {}
+
+        def rerun() -> None:
+            outcome["result"] = run_import(
+                acct.store, acct.id, path, ImportOptions(batch_size=20, shards=2), failed_rows_dir=tmp_path
+            )
+
+        again = threading.Thread(target=rerun)
+        again.start()
+        # the re-run's shards wait for the ones left running (each shard's lock) before reading their position
+        faults.wait_for(lambda: shard_lock_waiters(acct) == 2, "the re-run's shards to wait for the ones left running")
+    again.join(faults.WAIT_S)
+    r = outcome["result"]
+    assert (r.status, r.rows_read, r.created, r.errors) == ("completed", 400, 400, 0)
+    assert faults.records(acct, r.import_id) == faults.exactly(400)
+    acct.store.dispose()
