@@ -272,7 +272,11 @@ def _write_shard(
                         h = conn.execute(
                             sa.select(import_history).where(import_history.c.id == p.import_id).with_for_update()
                         ).one()
-                        _check_policy(options, name, h, batch, row_errors, raw_k)
+                        try:
+                            _check_policy(options, name, h, batch, row_errors, raw_k)
+                        except Aborted:
+                            failed.add(raw_k, row_errors)  # the batch is not written; its bad rows are listed
+                            raise
                         details = dict(h.details or {})
                         for key, v in extra.items():
                             details[key] = details.get(key, 0) + v

@@ -15,7 +15,7 @@ import sqlalchemy as sa
 
 from connectors.store import schema
 from pipelines.imports import shards
-from pipelines.imports.engine import ImportOptions, list_imports, rollback_import, run_import
+from pipelines.imports.engine import ImportFailed, ImportOptions, list_imports, rollback_import, run_import
 from tests import faults
 from tests.imports.helpers import apps_csv, count, file_materializations
 
@@ -240,3 +240,15 @@ def test_shards_left_running_by_a_killed_import_stop_and_a_rerun_waits_for_them(
     assert (r.status, r.rows_read, r.created, r.errors) == ("completed", 400, 400, 0)
     assert faults.records(acct, r.import_id) == faults.exactly(400)
     acct.store.dispose()
+
+
+def test_error_policy_abort_fails_a_sharded_import_at_its_first_bad_row(store, account, tmp_path) -> None:
+    path = apps_csv(tmp_path, mixed_rows())
+    with pytest.raises(ImportFailed, match=r"row 18, column 'email'.*error_policy abort") as failed:
+        run_import(
+            store, account, path, ImportOptions(batch_size=10, shards=2, error_policy="abort"), failed_rows_dir=tmp_path
+        )
+    (row,) = list_imports(store, account)
+    assert row["status"] == "failed" and row["rows_read"] < 160
+    assert "18" in [r["_row"] for r in failed_rows(row["failed_rows_path"])]
+    assert failed.value.import_id == row["id"]
