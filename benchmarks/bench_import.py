@@ -419,6 +419,9 @@ def run_size(
             figures["update_vs_floor"] = round(floor_re_s / figures["update_s"], 2)
         figures["load_avg"] = [round(x, 1) for x in os.getloadavg()]
         by_shards.append(figures)
+        # each import's figures as it ends (a long run stopped half way still tells something)
+        shown = {k: v for k, v in figures.items() if not k.endswith("_details")}
+        print(json.dumps({"rows": rows, "bare_floor_s": round(bare_s, 2), **shown}), file=sys.stderr, flush=True)
     # the first count's figures at the top, as before; every count's under by_shards, in run order
     out.update(by_shards[0])
     if len(shards) > 1:
