@@ -1,6 +1,7 @@
 """Import benchmark on PostgreSQL: raw COPY vs bulkops first import vs re-import.
 
     .venv/bin/python benchmarks/bench_import.py --rows 1000000 --rows-small 250000
+    .venv/bin/python benchmarks/bench_import.py --rows 200000 --rows-small 0 --shards 1,2,1,2 --first-only
 
 Generates an applications CSV (about 5% duplicate emails, messy values: upper case and padded
 emails, mixed stages, a few bad dates and bad emails, quoted newlines), then on a throwaway
@@ -284,7 +285,7 @@ def schema_floor_reimport(url: str, path: Path, account: uuid.UUID) -> float:
         return time.perf_counter() - t
 
 
-def _child(url: str, account: str, path: str, force: bool, batch: int, q: mp.Queue) -> None:
+def _child(url: str, account: str, path: str, force: bool, batch: int, shards: int, q: mp.Queue) -> None:
     from connectors.store import RecordStore
     from pipelines.imports.engine import ImportOptions, run_import
 
@@ -294,15 +295,18 @@ def _child(url: str, account: str, path: str, force: bool, batch: int, q: mp.Que
         store,
         uuid.UUID(account),
         path,
-        ImportOptions(force=force, batch_size=batch),
+        ImportOptions(force=force, batch_size=batch, shards=shards),
         failed_rows_dir=tempfile.gettempdir(),
     )
     elapsed = time.perf_counter() - t
     rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    # the shards' worker processes (the largest of them)
+    shard_rss_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
     q.put(
         {
             "elapsed": elapsed,
             "rss_mb": rss_mb,
+            "shard_rss_mb": shard_rss_mb,
             "created": r.created,
             "updated": r.updated,
             "skipped": r.skipped,
@@ -344,11 +348,20 @@ def _in_child(target, *args) -> dict:  # type: ignore[no-untyped-def]
     return out
 
 
-def bulkops_import(url: str, account: uuid.UUID, path: Path, force: bool, batch: int) -> dict:
-    return _in_child(_child, url, str(account), str(path), force, batch)
+def bulkops_import(url: str, account: uuid.UUID, path: Path, force: bool, batch: int, shards: int = 1) -> dict:
+    return _in_child(_child, url, str(account), str(path), force, batch, shards)
 
 
-def run_size(url: str, rows: int, batch: int, workdir: Path) -> dict:
+def run_size(
+    url: str,
+    rows: int,
+    batch: int,
+    workdir: Path,
+    shards: tuple[int, ...] = (1,),
+    first_only: bool = False,
+    bare_only: bool = False,
+) -> dict:
+    """The figures of ROWS rows; the imports once per entry of SHARDS (its count of shards), each into an account of its own."""
     from connectors.store import RecordStore
 
     path = workdir / f"applications_{rows}.csv"
@@ -361,25 +374,20 @@ def run_size(url: str, rows: int, batch: int, workdir: Path) -> dict:
     plain = url.replace("+psycopg", "")
     copy_s = raw_copy(plain, path)
     copy_unlogged_s = raw_copy(plain, path, unlogged=True)
-    upsert_s = single_table_upsert(plain, path)
+    upsert_s = float("nan") if bare_only else single_table_upsert(plain, path)
     store = RecordStore(url)
-    account = store.ensure_account(f"bench-{uuid.uuid4().hex[:8]}")
     floor_account = store.ensure_account(f"floor-{uuid.uuid4().hex[:8]}")
+    accounts = [store.ensure_account(f"bench-{n}-{uuid.uuid4().hex[:8]}") for n in shards]
     store.dispose()
-    floor_s = schema_floor(plain, path, floor_account)
     bare_s = schema_floor(plain, path, floor_account, bare=True)
-    floor_re_s = schema_floor_reimport(plain, path, floor_account)
-    first = bulkops_import(url, account, path, False, batch)
-    again = bulkops_import(url, account, path, True, batch)
-    update = bulkops_import(url, account, changed_path, False, batch)
-    # undo the changed file's import (every application gets its before-image back), the
-    # re-import, then the first import (everything it created is deleted): set-based, audited
-    undo_update = _in_child(_rollback_child, url, str(account), update["import_id"])
-    undo_re = _in_child(_rollback_child, url, str(account), again["import_id"])
-    undo_first = _in_child(_rollback_child, url, str(account), first["import_id"])
+    # bare_only: the bare floor alone (the schema floors take minutes at 1M rows on a loaded machine)
+    floor_s = float("nan") if bare_only else schema_floor(plain, path, floor_account)
+    floor_re_s = float("nan") if bare_only else schema_floor_reimport(plain, path, floor_account)
     raw_rps = rows / copy_s
 
-    def rate(seconds: float) -> dict:
+    def rate(seconds: float) -> dict | None:
+        if seconds != seconds:  # not measured (--bare-only)
+            return None
         return {"s": round(seconds, 2), "rows_s": round(rows / seconds), "x_copy": round(copy_s / seconds, 3)}
 
     out = {
@@ -393,43 +401,85 @@ def run_size(url: str, rows: int, batch: int, workdir: Path) -> dict:
         "single_table_upsert": rate(upsert_s),
         "schema_floor": rate(floor_s),
         "bare_floor": rate(bare_s),
+        "schema_floor_reimport": rate(floor_re_s),
+    }
+    by_shards = []
+    for n, account in zip(shards, accounts, strict=True):
+        figures = imports(url, account, path, changed_path, batch, n, first_only)
+        figures["first_vs_bare"] = round(bare_s / figures["first_s"], 3)
+        figures["first_vs_floor"] = round(floor_s / figures["first_s"], 2)
+        figures["first_ratio"] = round(rows / figures["first_s"] / raw_rps, 3)
+        figures["first_rows_s"] = round(rows / figures["first_s"])
+        if not first_only:
+            figures["reimport_rows_s"] = round(rows / figures["reimport_s"])
+            figures["reimport_ratio"] = round(rows / figures["reimport_s"] / raw_rps, 3)
+            figures["reimport_vs_floor"] = round(floor_re_s / figures["reimport_s"], 2)
+            figures["update_rows_s"] = round(rows / figures["update_s"])
+            figures["update_ratio"] = round(rows / figures["update_s"] / raw_rps, 3)
+            figures["update_vs_floor"] = round(floor_re_s / figures["update_s"], 2)
+        figures["load_avg"] = [round(x, 1) for x in os.getloadavg()]
+        by_shards.append(figures)
+        # each import's figures as it ends (a long run stopped half way still tells something)
+        shown = {k: v for k, v in figures.items() if not k.endswith("_details")}
+        print(json.dumps({"rows": rows, "bare_floor_s": round(bare_s, 2), **shown}), file=sys.stderr, flush=True)
+    # the first count's figures at the top, as before; every count's under by_shards, in run order
+    out.update(by_shards[0])
+    if len(shards) > 1:
+        out["by_shards"] = [
+            {k: v for k, v in f.items() if not k.endswith("_details") and not k.startswith("rollback")}
+            for f in by_shards
+        ]
+    return out
+
+
+def imports(
+    url: str, account: uuid.UUID, path: Path, changed_path: Path, batch: int, shards: int, first_only: bool
+) -> dict:
+    """The first import, a re-import, an all-updates import and their rollbacks (newest first), with SHARDS."""
+    first = bulkops_import(url, account, path, False, batch, shards)
+    out = {
+        "shards": shards,
         "first_s": round(first["elapsed"], 2),
-        "first_rows_s": round(rows / first["elapsed"]),
-        "first_ratio": round(rows / first["elapsed"] / raw_rps, 3),
-        "first_vs_floor": round(floor_s / first["elapsed"], 2),
         "first_rss_mb": round(first["rss_mb"]),
+        "first_shard_rss_mb": round(first["shard_rss_mb"]),
         "first_counts": {k: first[k] for k in ("created", "updated", "skipped", "errors")},
         "first_details": first["details"],
-        "reimport_s": round(again["elapsed"], 2),
-        "reimport_rows_s": round(rows / again["elapsed"]),
-        "reimport_ratio": round(rows / again["elapsed"] / raw_rps, 3),
-        "reimport_vs_floor": round(floor_re_s / again["elapsed"], 2),
-        "reimport_rss_mb": round(again["rss_mb"]),
-        "schema_floor_reimport": rate(floor_re_s),
-        "reimport_counts": {k: again[k] for k in ("created", "updated", "skipped", "errors")},
-        "reimport_details": again["details"],
-        "update_s": round(update["elapsed"], 2),
-        "update_rows_s": round(rows / update["elapsed"]),
-        "update_ratio": round(rows / update["elapsed"] / raw_rps, 3),
-        "update_vs_floor": round(floor_re_s / update["elapsed"], 2),
-        "update_rss_mb": round(update["rss_mb"]),
-        "update_counts": {k: update[k] for k in ("created", "updated", "skipped", "errors")},
-        "rollback_update": {
-            "s": round(undo_update["elapsed"], 2),
-            "rss_mb": round(undo_update["rss_mb"]),
-            "restored": undo_update["restored"].get("applications"),
-        },
-        "rollback_reimport": {
-            "s": round(undo_re["elapsed"], 2),
-            "restored": undo_re["restored"].get("applications"),
-            "rss_mb": round(undo_re["rss_mb"]),
-        },
-        "rollback_first": {
-            "s": round(undo_first["elapsed"], 2),
-            "deleted": undo_first["deleted"],
-            "rss_mb": round(undo_first["rss_mb"]),
-        },
     }
+    if first_only:
+        return out
+    again = bulkops_import(url, account, path, True, batch, shards)
+    update = bulkops_import(url, account, changed_path, False, batch, shards)
+    # undo the changed file's import (every application gets its before-image back), the
+    # re-import, then the first import (everything it created is deleted): set-based, audited
+    undo_update = _in_child(_rollback_child, url, str(account), update["import_id"])
+    undo_re = _in_child(_rollback_child, url, str(account), again["import_id"])
+    undo_first = _in_child(_rollback_child, url, str(account), first["import_id"])
+    out.update(
+        {
+            "reimport_s": round(again["elapsed"], 2),
+            "reimport_rss_mb": round(again["rss_mb"]),
+            "reimport_counts": {k: again[k] for k in ("created", "updated", "skipped", "errors")},
+            "reimport_details": again["details"],
+            "update_s": round(update["elapsed"], 2),
+            "update_rss_mb": round(update["rss_mb"]),
+            "update_counts": {k: update[k] for k in ("created", "updated", "skipped", "errors")},
+            "rollback_update": {
+                "s": round(undo_update["elapsed"], 2),
+                "rss_mb": round(undo_update["rss_mb"]),
+                "restored": undo_update["restored"].get("applications"),
+            },
+            "rollback_reimport": {
+                "s": round(undo_re["elapsed"], 2),
+                "restored": undo_re["restored"].get("applications"),
+                "rss_mb": round(undo_re["rss_mb"]),
+            },
+            "rollback_first": {
+                "s": round(undo_first["elapsed"], 2),
+                "deleted": undo_first["deleted"],
+                "rss_mb": round(undo_first["rss_mb"]),
+            },
+        }
+    )
     return out
 
 
@@ -439,7 +489,17 @@ def main() -> None:
     ap.add_argument("--rows-small", type=int, default=250_000, help="second size, to show memory stays flat (0 = skip)")
     ap.add_argument("--batch-size", type=int, default=20_000)
     ap.add_argument("--workdir", default=None)
+    ap.add_argument(
+        "--shards",
+        default="1",
+        help="comma-separated shard counts (e.g. 1,2,1,2): the imports run once per entry, each into its own account",
+    )
+    ap.add_argument("--first-only", action="store_true", help="only the first import (no re-import, update, rollback)")
+    ap.add_argument(
+        "--bare-only", action="store_true", help="of the floors, only the bare floor (no schema floors, no upsert)"
+    )
     args = ap.parse_args()
+    shards = tuple(int(n) for n in args.shards.split(","))
     from connectors.store import make_engine, migrate
 
     name = f"bulkops_importbench_{uuid.uuid4().hex[:8]}"
@@ -458,7 +518,10 @@ def main() -> None:
         migrate.upgrade(engine)
         engine.dispose()
         for rows in [r for r in (args.rows_small, args.rows) if r]:
-            print(json.dumps(run_size(url, rows, args.batch_size, workdir)), flush=True)
+            print(
+                json.dumps(run_size(url, rows, args.batch_size, workdir, shards, args.first_only, args.bare_only)),
+                flush=True,
+            )
     finally:
         with admin.connect() as c:
             c.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))

@@ -33,6 +33,12 @@ from connectors.store import schema
 
 # the lock scope of writes to an account's records: import batches and rollbacks take turns (PostgreSQL)
 ACCOUNT_WRITES = "bulkops.import"
+# held by a sharded import for its whole run (its shards' batches share ACCOUNT_WRITES), and by
+# a shard's batch that creates jobs
+SHARDED_IMPORT = "bulkops.import.sharded"
+JOB_CODES = "bulkops.import.jobs"
+# held by the process writing one shard of a sharded import (key: import id and shard)
+IMPORT_SHARD = "bulkops.import.shard"
 # jsonb_build_object takes at most 100 arguments: objects are built from chunks of pairs
 JSON_PAIRS_PER_CALL = 40
 # a bulk job with this many items gets fresh statistics of bulk_job_items (PostgreSQL)
@@ -310,8 +316,17 @@ class StoreDialect:
         """NAME = VALUE inside the block, then the value it had (the server's or the session's)."""
         yield
 
-    def lock(self, conn: sa.Connection, scope: str, key: str) -> None:
-        """Wait for, then hold until commit, the lock of (SCOPE, KEY): writers of one key take turns."""
+    def lock(self, conn: sa.Connection, scope: str, key: str, *, shared: bool = False) -> None:
+        """Wait for, then hold until commit, the lock of (SCOPE, KEY): writers of one key take turns.
+
+        `shared`: holders of the shared lock go together; they wait for an exclusive holder and it for them.
+        """
+
+    def session_lock(self, conn: sa.Connection, scope: str, key: str) -> None:
+        """Wait for, then hold until `session_unlock` (or until CONN's session ends), the lock of (SCOPE, KEY)."""
+
+    def session_unlock(self, conn: sa.Connection, scope: str, key: str) -> None:
+        """Release the lock `session_lock` took."""
 
     @contextlib.contextmanager
     def serialized_batches(self, conn: sa.Connection) -> Iterator[None]:
@@ -464,9 +479,15 @@ class PostgresDialect(StoreDialect):
         # back to the value it had (the server's or the session's), not to PostgreSQL's default
         self.set_local(conn, **{name: was})
 
-    def lock(self, conn: sa.Connection, scope: str, key: str) -> None:
-        hashed = sa.func.pg_advisory_xact_lock(sa.func.hashtext(scope), sa.func.hashtext(key))
-        conn.execute(sa.select(hashed))
+    def lock(self, conn: sa.Connection, scope: str, key: str, *, shared: bool = False) -> None:
+        take = sa.func.pg_advisory_xact_lock_shared if shared else sa.func.pg_advisory_xact_lock
+        conn.execute(sa.select(take(sa.func.hashtext(scope), sa.func.hashtext(key))))
+
+    def session_lock(self, conn: sa.Connection, scope: str, key: str) -> None:
+        conn.execute(sa.select(sa.func.pg_advisory_lock(sa.func.hashtext(scope), sa.func.hashtext(key))))
+
+    def session_unlock(self, conn: sa.Connection, scope: str, key: str) -> None:
+        conn.execute(sa.select(sa.func.pg_advisory_unlock(sa.func.hashtext(scope), sa.func.hashtext(key))))
 
     def release_temp_table(self, conn: sa.Connection, table: sa.Table) -> None:
         # dropped at commit; a statement now would fail in a transaction an error aborted

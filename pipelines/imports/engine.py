@@ -34,7 +34,7 @@ from connectors.files import FileReadError, RawBatch, csvsafe, open_tabular
 from connectors.store import accounts, changes, history
 from connectors.store.errors import add_context, describe_error
 from connectors.store.imports import ImportWriter, serialized_batches
-from pipelines.imports import dropzone
+from pipelines.imports import dropzone, shards
 from pipelines.imports.errors import FileFormatError, ImportFailed, MappingError
 from pipelines.imports.mapping import apply_mapping, bind_mapping, check_identity_key, date_report, mapping_report
 from pipelines.imports.options import ImportOptions
@@ -124,9 +124,18 @@ class FailedRows:
     import ends; a resumed import drops the part file's rows past the committed point.
     """
 
-    def __init__(self, directory: Path, import_id: uuid.UUID, source: str, columns: list[str], keep_until: int) -> None:
+    def __init__(
+        self,
+        directory: Path,
+        import_id: uuid.UUID,
+        source: str,
+        columns: list[str],
+        keep_until: int,
+        *,
+        part: Path | None = None,
+    ) -> None:
         with self._writing(directory):
-            self._open(directory, import_id, source, columns, keep_until)
+            self._open(directory, import_id, source, columns, keep_until, part)
 
     @staticmethod
     @contextlib.contextmanager
@@ -141,10 +150,13 @@ class FailedRows:
                 "the batches committed so far are kept and a re-run resumes after them",
             ) from exc
 
-    def _open(self, directory: Path, import_id: uuid.UUID, source: str, columns: list[str], keep_until: int) -> None:
+    def _open(
+        self, directory: Path, import_id: uuid.UUID, source: str, columns: list[str], keep_until: int, part: Path | None
+    ) -> None:
         directory.mkdir(parents=True, exist_ok=True)
         self.columns = columns
-        self.part = directory / f".{import_id}.failed.csv.part"
+        # a shard of a sharded import writes a part of its own (`shards.FailedParts` merges them)
+        self.part = part or directory / f".{import_id}.failed.csv.part"
         self.final = directory / dropzone.fit_name(Path(source).stem, f"-{import_id.hex[:8]}-failed.csv")
         self.header = [*FAILED_COLUMNS, *columns, "_raw", csvsafe.ORIGINAL_COLUMN]
         self.count = 0
@@ -405,6 +417,54 @@ def _cancelled(conn: sa.Connection, import_id: uuid.UUID, why: str) -> None:
     )
 
 
+_CHANGED = (
+    "{name} was replaced or changed while it was being imported: the rows committed so far "
+    "may mix the old and the new content; import the new file (its own import, matched by key, "
+    "so nothing is duplicated)"
+)
+
+
+def _open_file(path: Path, name: str, options: ImportOptions, import_id: uuid.UUID) -> Any:
+    """The file opened for reading with the import's options (`FileFormatError` when it cannot be)."""
+    try:
+        return open_tabular(
+            path,
+            file_format=options.file_format,
+            encoding=options.encoding,
+            delimiter=options.delimiter,
+            decode_fallback=options.decode_fallback,
+            skip_rows=options.skip_rows,
+            comment=options.comment,
+            sheet=options.sheet,
+            null_values=options.null_values,
+            max_cell_bytes=options.max_cell_bytes,
+        )
+    except FileReadError as exc:
+        raise FileFormatError(f"{name}: {exc}".replace(f"{path.name}: ", "", 1), import_id=import_id) from exc
+
+
+def _bind(
+    tab: Any, name: str, options: ImportOptions, account_settings: Any, import_id: uuid.UUID
+) -> tuple[Any, str, Any, list[str]]:
+    """The mapping bound to the file's columns and checked; (mapping, default stage, auto-advance, null columns)."""
+    try:
+        mapping = bind_mapping(options.mapping, tab.columns, options.entity)
+        check_identity_key(
+            mapping,
+            duplicate_keys=options.duplicate_keys,
+            on_duplicate=options.on_duplicate,
+            allow=options.allow_update_without_key,
+        )
+    except MappingError as exc:
+        raise MappingError(f"{name}: {exc.message}", import_id=import_id) from None
+    default_stage, auto_advance = check_stage_options(
+        options.entity, options.default_stage, options.auto_advance, account_settings
+    )
+    # null spellings ('N/A', 'NULL', '-') empty the columns mapped to record fields; data keeps the text
+    null_columns = [r.source for r in mapping.rules if r.target and "." not in r.target]
+    return mapping, default_stage, auto_advance, null_columns
+
+
 def run_import(
     store: Any,
     account_id: uuid.UUID,
@@ -450,46 +510,18 @@ def run_import(
     if duplicate_of is not None:
         with store.begin() as conn:
             return _result(history.row(conn, import_id), elapsed=time.monotonic() - t0, duplicate_of=duplicate_of)
-    failed: FailedRows | None = None
+    failed: FailedRows | shards.FailedParts | None = None
     sample: list[dict] = []
     batch_at = ""  # "rows 20001-40000" while a batch is being written: what a database error names
     try:
-        try:
-            tab = open_tabular(
-                path,
-                file_format=options.file_format,
-                encoding=options.encoding,
-                delimiter=options.delimiter,
-                decode_fallback=options.decode_fallback,
-                skip_rows=options.skip_rows,
-                comment=options.comment,
-                sheet=options.sheet,
-                null_values=options.null_values,
-                max_cell_bytes=options.max_cell_bytes,
-            )
-        except FileReadError as exc:
-            raise FileFormatError(f"{name}: {exc}".replace(f"{path.name}: ", "", 1), import_id=import_id) from exc
+        tab = _open_file(path, name, options, import_id)
         with store.begin() as conn:
             h = history.row(conn, import_id)
             account_settings = accounts.settings(conn, account_id)
             # how the file was read (format, encoding, header, renamed columns), before the first batch
             history.update(conn, import_id, details={**dict(h.details or {}), "file": tab.detected})
         # everything about the mapping is decided, and refused, before the first write
-        try:
-            mapping = bind_mapping(options.mapping, tab.columns, options.entity)
-            check_identity_key(
-                mapping,
-                duplicate_keys=options.duplicate_keys,
-                on_duplicate=options.on_duplicate,
-                allow=options.allow_update_without_key,
-            )
-        except MappingError as exc:
-            raise MappingError(f"{name}: {exc.message}", import_id=import_id) from None
-        default_stage, auto_advance = check_stage_options(
-            options.entity, options.default_stage, options.auto_advance, account_settings
-        )
-        # null spellings ('N/A', 'NULL', '-') empty the columns mapped to record fields; data keeps the text
-        null_columns = [r.source for r in mapping.rules if r.target and "." not in r.target]
+        mapping, default_stage, auto_advance, null_columns = _bind(tab, name, options, account_settings, import_id)
 
         committed, batches = h.rows_committed, 0
         # a resumed import settles date columns from the start of the file, as the first run did
@@ -503,6 +535,18 @@ def run_import(
             details["entity_fit"] = mapping.fit  # automatic mapping: columns each entity would map
         if mapping.dates:
             details["date_formats"] = date_report(mapping)
+        plan = None if options.dry_run else shards.plan(store, h, options, account_id, path, name, failed_dir)
+        if plan is not None:
+            # the file is written by parallel shards: one import, its counters summed by the shards' batches
+            shards.record(store, plan, {k: v for k, v in details.items() if not isinstance(v, int)})
+            failed = shards.FailedParts(plan, tab.columns)
+            shards.run(store, plan, on_progress=on_progress, should_stop=should_stop)
+            if _identity(path) != seen:
+                raise ImportFailed(_CHANGED.format(name=name))
+            final = failed.finish()
+            with store.begin() as conn:
+                history.update(conn, import_id, status="completed", finished_at=_now(), failed_rows_path=str(final))
+                return _result(history.row(conn, import_id), elapsed=time.monotonic() - t0)
         failed = FailedRows(failed_dir, import_id, name, tab.columns, committed)
         if committed == 0:
             failed.count = 0
@@ -632,11 +676,7 @@ def run_import(
                     with conn.begin():
                         writer.drop_stage()
         if not options.dry_run and _identity(path) != seen:
-            raise ImportFailed(
-                f"{name} was replaced or changed while it was being imported: the rows committed so far "
-                "may mix the old and the new content; import the new file (its own import, matched by key, "
-                "so nothing is duplicated)"
-            )
+            raise ImportFailed(_CHANGED.format(name=name))
         final = failed.finish()
         with store.begin() as conn:
             values: dict[str, Any] = {"status": "completed", "finished_at": _now(), "failed_rows_path": str(final)}
@@ -645,13 +685,13 @@ def run_import(
             history.update(conn, import_id, **values)
             end_if_all_failed(conn, import_id, failed_rows_reasons(final))
             return _result(history.row(conn, import_id), elapsed=time.monotonic() - t0, sample=sample)
-    except _Stopped:
+    except (_Stopped, shards.Stopped):
         if failed is not None:
             failed.close()  # the part file stays: the resumed import appends to it
         with store.begin() as conn:
             _cancelled(conn, import_id, "stopped on request")
             return _result(history.row(conn, import_id), elapsed=time.monotonic() - t0, sample=sample)
-    except _Abort as exc:
+    except (_Abort, shards.Aborted) as exc:
         final_path = failed.finish() if failed is not None else None
         with store.begin() as conn:
             history.update(

@@ -84,6 +84,12 @@ class ImportFields(BaseModel):
     batch_size: int = Field(
         default=5000, description="Rows per committed batch; a killed run resumes after the last one."
     )
+    shards: int = Field(
+        default=1,
+        description="Write the file as this many shards in parallel worker processes (PostgreSQL; SQLite writes "
+        "them one after another). Rows are split by a hash of the normalised email, so two shards never touch the "
+        "same candidate; one import, one history row, resumed shard by shard.",
+    )
     create_missing_jobs: bool = Field(
         default=True,
         description="Create a job on the fly when an application names an unknown job code; off: reject the row.",
@@ -171,6 +177,8 @@ class ImportOptions(ImportFields):
     def _check_values(self) -> ImportOptions:
         if not 0 <= self.error_threshold <= 1:
             _bad("error_threshold must be between 0 and 1")
+        if not 1 <= self.shards <= 16:
+            _bad("shards must be between 1 and 16")
         if self.batch_size < 1:
             _bad("batch_size must be positive")
         if self.skip_rows is not None and self.skip_rows < 0:

@@ -138,7 +138,7 @@ def test_cli_flags_and_the_same_launchpad_config_give_the_engine_the_same_option
         *("--format", "csv", "--decode-errors", "latin-1", "--skip-rows", "2", "--comment", "#"),
         *("--null-values", "?,n.a.", "--max-cell-kib", "64", "--force", "--dry-run"),
         *("--allow-update-without-key", "--form-name", "intake", "--actor", "ann"),
-        *("--default-stage", "new", "--sheet", "People"),
+        *("--default-stage", "new", "--sheet", "People", "--shards", "2"),
     )
     from_launchpad = launchpad_config(
         {
@@ -168,6 +168,7 @@ def test_cli_flags_and_the_same_launchpad_config_give_the_engine_the_same_option
             "actor": "ann",
             "default_stage": "new",
             "sheet": "People",
+            "shards": 2,
         }
     )
 

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 import sqlalchemy as sa
 
-from connectors.store.dialect import inline
+from connectors.store.dialect import JOB_CODES, inline
 from connectors.store.importing.audit import audit_rows
 from connectors.store.importing.staging import ACCT, IMP, NOW, ROUND, probe
 from connectors.store.schema import applications, jobs, users
@@ -44,6 +44,10 @@ def resolve_jobs(w: ImportWriter) -> int:
             w.run(w.stage.update().values(job_id=found.c.id).where(need, found.c.id.is_not(None), found.c.k == k))
 
     lookup()
+    if w.shard and w.create_missing_jobs and w.run(sa.select(sa.func.count()).where(need)).scalar():
+        # shards take turns creating jobs: after the turn, the jobs another shard created are found
+        d.lock(w.conn, JOB_CODES, str(w.account_id))
+        lookup()
     if not w.create_missing_jobs:
         message = inline("unknown job code ") + s.job_code + inline(" (create_missing_jobs is off)")
         w.run(w.stage.update().values(err=message, err_col=inline("job_code")).where(need))

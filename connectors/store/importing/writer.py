@@ -78,8 +78,12 @@ class ImportWriter:
         case_sensitive_keys: bool = False,
         kind: str = "import",
         clear: tuple[str, ...] = (),
+        shard: bool = False,
     ) -> None:
         self.conn = conn
+        # one shard of a sharded import: its batches share the account's lock with the other
+        # shards (their rows never touch the same candidate) and take turns creating jobs
+        self.shard = shard
         # columns whose empty staged value clears the record's value on update (a sync taking the
         # source's values); elsewhere an empty value keeps the record's
         self.clear = frozenset(clear)
@@ -178,7 +182,8 @@ class ImportWriter:
         # again and fail on the unique key, or duplicate an application that has none. The
         # lock waits for the other batch's commit; the statements below then see its rows.
         self.step = "waiting for the account's other imports"
-        self.dialect.lock(self.conn, ACCOUNT_WRITES, str(self.account_id))
+        # The shards of one import hold it shared: they write together.
+        self.dialect.lock(self.conn, ACCOUNT_WRITES, str(self.account_id), shared=self.shard)
         self.params["now"] = datetime.now(UTC)
         details: dict[str, int] = {}
         if e == "applications":
