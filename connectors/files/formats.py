@@ -134,7 +134,18 @@ def _binary(h: bytes) -> bool:
     if not h or utf16_or_32(h):
         return False
     control = len(h) - len(h.translate(None, _CONTROL))
-    return h.count(0) > len(h) // 20 or control > len(h) // 10
+    if h.count(0) > len(h) // 20 or control > len(h) // 10:
+        return True
+    # random-looking bytes: some control bytes among mostly non-ASCII ones that are not UTF-8
+    # (text in a legacy multibyte encoding has many high bytes but no control bytes)
+    high = sum(1 for b in h if b >= 0x80)
+    if control <= len(h) // 40 or high <= len(h) // 4:
+        return False
+    try:
+        h.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        return exc.start < len(h) - 3  # not only a character cut at the end of the sample
+    return False
 
 
 def utf16_or_32(h: bytes) -> bool:

@@ -6,6 +6,7 @@ import bz2
 import gzip
 import io
 import lzma
+import random
 import zipfile
 from datetime import datetime
 from pathlib import Path
@@ -134,6 +135,8 @@ OLE2 = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1" + b"\x00" * 200 + "Workbook".encode("
         ),
         pytest.param(b"Rar!\x1a\x07\x01\x00" + b"\x00" * 40, "this is a RAR archive", id="rar"),
         pytest.param(bytes(range(256)) * 8, "this is binary data", id="binary"),
+        # few NULs and control bytes, mostly high bytes: random data, not text in some encoding
+        pytest.param(random.Random(7).randbytes(100), "this is binary data", id="random-bytes"),
         pytest.param(gzip.compress(b"%PDF-1.4\n..."), r"the gzip content is a PDF document", id="gzipped-pdf"),
     ],
 )
