@@ -405,6 +405,35 @@ def _identity(path: Path) -> tuple[int, int, int, int]:
     return st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns
 
 
+def prepared_batches(
+    tab: Any,
+    mapping: Any,
+    options: ImportOptions,
+    *,
+    size: int,
+    start_after: int,
+    null_columns: list[str],
+    auto_advance: Any,
+    account_settings: Any,
+) -> Iterator[tuple[Any, Any]]:
+    """(raw batch, its mapped and validated rows) for each batch of the file after `start_after`:
+    the reading half of an import, shared by the import and each of its shards."""
+    for raw in tab.batches(size, start_after=start_after, null_columns=null_columns):
+        mapped = apply_mapping(mapping, raw.table, raw.rows)
+        yield (
+            raw,
+            prepare(
+                options.entity,
+                mapped,
+                raw.num_rows,
+                auto_advance=auto_advance,
+                duplicate_keys=options.duplicate_keys,
+                account_settings=account_settings,
+                case_sensitive_keys=options.case_sensitive_keys,
+            ),
+        )
+
+
 def _cancelled(conn: sa.Connection, import_id: uuid.UUID, why: str) -> None:
     """End the history row 'cancelled', saying where a re-run resumes."""
     committed = history.row(conn, import_id).rows_committed
@@ -560,20 +589,16 @@ def run_import(
                 return conn.begin() if outer is None else contextlib.nullcontext()
 
             def prepared(start_after: int = committed) -> Iterator[tuple[Any, Any]]:
-                for raw in tab.batches(options.batch_size, start_after=start_after, null_columns=null_columns):
-                    mapped = apply_mapping(mapping, raw.table, raw.rows)
-                    yield (
-                        raw,
-                        prepare(
-                            options.entity,
-                            mapped,
-                            raw.num_rows,
-                            auto_advance=auto_advance,
-                            duplicate_keys=options.duplicate_keys,
-                            account_settings=account_settings,
-                            case_sensitive_keys=options.case_sensitive_keys,
-                        ),
-                    )
+                return prepared_batches(
+                    tab,
+                    mapping,
+                    options,
+                    size=options.batch_size,
+                    start_after=start_after,
+                    null_columns=null_columns,
+                    auto_advance=auto_advance,
+                    account_settings=account_settings,
+                )
 
             try:
                 for raw, prep in prefetch(prepared):

@@ -178,7 +178,6 @@ def _write_shard(
 ) -> None:
     from pipelines.imports import engine
     from pipelines.imports.mapping import date_report
-    from pipelines.imports.validation import prepare
 
     options, name = p.options, p.name
     tab = engine._open_file(p.path, name, options, p.import_id)
@@ -197,20 +196,16 @@ def _write_shard(
     position, batch_at = start, ""
 
     def prepared() -> Iterator[tuple[Any, Any]]:
-        for raw in tab.batches(size, start_after=start, null_columns=null_columns):
-            mapped = engine.apply_mapping(mapping, raw.table, raw.rows)
-            yield (
-                raw,
-                prepare(
-                    options.entity,
-                    mapped,
-                    raw.num_rows,
-                    auto_advance=auto_advance,
-                    duplicate_keys=options.duplicate_keys,
-                    account_settings=account_settings,
-                    case_sensitive_keys=options.case_sensitive_keys,
-                ),
-            )
+        return engine.prepared_batches(
+            tab,
+            mapping,
+            options,
+            size=size,
+            start_after=start,
+            null_columns=null_columns,
+            auto_advance=auto_advance,
+            account_settings=account_settings,
+        )
 
     try:
         with store.engine.connect() as conn, serialized_batches(conn):
