@@ -12,6 +12,7 @@ One file failing never stops the others; the run fails at the end saying how man
 
 import random
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -113,6 +114,19 @@ def _retry_wait(attempt: int) -> float:
     return delay * random.uniform(0.5, 1.5)
 
 
+def _failed(context: dg.OpExecutionContext, key: str, reason: str, metadata: Mapping[str, Any]) -> tuple[str, str]:
+    """Log a file's failure and observe it on its partition; (FAILED, reason)."""
+    context.log.error(f"{key}: {reason}")
+    context.log_event(
+        dg.AssetObservation(
+            IMPORTED_FILE_KEY,
+            partition=key,
+            metadata={"status": "failed", "reason": dg.MetadataValue.text(reason), **metadata},
+        )
+    )
+    return FAILED, reason
+
+
 def _import_one(
     context: dg.OpExecutionContext, config: ImportConfig, record_store: RecordStoreResource, key: str
 ) -> tuple[str, str]:
@@ -133,16 +147,7 @@ def _import_one(
         except dg.RetryRequested:
             return BUSY, ""
         except dg.Failure as exc:
-            reason = exc.description or "failed"
-            context.log.error(f"{key}: {reason}")
-            context.log_event(
-                dg.AssetObservation(
-                    IMPORTED_FILE_KEY,
-                    partition=key,
-                    metadata={"status": "failed", "reason": dg.MetadataValue.text(reason), **exc.metadata},
-                )
-            )
-            return FAILED, reason
+            return _failed(context, key, exc.description or "failed", exc.metadata)
         except Exception as exc:
             reason = describe_error(exc, url=record_store.database_url)
             if is_transient(exc) and attempt < retries:
@@ -150,15 +155,7 @@ def _import_one(
                 context.log.warning(f"{key}: will retry in {wait:.0f}s: {reason}")
                 time.sleep(wait)
                 continue
-            context.log.error(f"{key}: {reason}")
-            context.log_event(
-                dg.AssetObservation(
-                    IMPORTED_FILE_KEY,
-                    partition=key,
-                    metadata={"status": "failed", "reason": dg.MetadataValue.text(reason)},
-                )
-            )
-            return FAILED, reason
+            return _failed(context, key, reason, {})
         _log_materialization(context, key, result)
         return IMPORTED, ""
     raise AssertionError("unreachable")
