@@ -50,6 +50,7 @@ from connectors.documents.errors import DocumentError
 from connectors.documents.pdf import Limits
 from connectors.store import changes, history
 from connectors.store import documents as store_docs
+from pipelines.imports import dropzone
 from pipelines.imports.engine import ImportOptions, end_if_all_failed, run_import
 
 KINDS = {"resume": "candidates", "job_description": "jobs"}
@@ -98,11 +99,7 @@ class DocumentImportResult:
 
 
 def sha256_of(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(1 << 20):
-            h.update(chunk)
-    return h.hexdigest()
+    return dropzone.file_sha256(path)
 
 
 def expand(paths: Iterable[str | Path]) -> list[Path]:

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import contextlib
 import csv
-import hashlib
 import os
 import queue
 import threading
@@ -92,12 +91,8 @@ class ImportResult:
 
 
 def file_sha256(path: str | Path) -> str:
-    """Hex SHA-256 of a file's bytes, read in 1 MiB chunks."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(1 << 20):
-            h.update(chunk)
-    return h.hexdigest()
+    """Hex SHA-256 of a file's bytes, streamed (the drop zone's partition keys hash the same way)."""
+    return dropzone.file_sha256(path)
 
 
 FAILED_COLUMNS = ("_row", "_line", "_column", "_error")
