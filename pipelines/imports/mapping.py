@@ -656,8 +656,8 @@ def _blank_to_null(arr: pa.Array) -> pa.Array:
     return pc.if_else(pc.equal(arr, ""), pa.scalar(None, pa.string()), arr)
 
 
-# every character Python's str.isspace() calls a space: RE2's \s is ASCII only (no-break space, em space...)
-ANY_SPACE = r"[\s\p{Z}\x{1c}-\x{1f}\x{85}]+"
+# every character Python's str.isspace() calls a space: RE2's \s is [\t\n\f\r ] (no vertical tab, no-break space...)
+ANY_SPACE = r"[\s\v\p{Z}\x{1c}-\x{1f}\x{85}]+"
 
 
 def _transform(arr: pa.Array, name: str) -> pa.Array:
