@@ -2,6 +2,7 @@
 
     .venv/bin/python benchmarks/bench_documents.py --count 200            # bulkops vs pdfplumber
     .venv/bin/python benchmarks/bench_documents.py --count 2000 --no-baseline   # peak memory at 2,000
+    .venv/bin/python benchmarks/bench_documents.py --count 2000 --no-baseline --launched  # as a user runs it
 
 Generates N resume PDFs (about 1.9 pages each, a mix of skills), drops them into a fresh drop
 folder and measures, in one process as a run worker would be:
@@ -16,11 +17,20 @@ Then it checks that the skills bulkops stored for each applicant are the ones th
 finds in pdfplumber's text. Peak memory: the benchmark process (sensor + run) and the largest
 document worker, from getrusage. The record store is a throwaway SQLite file (`--db` for another).
 Prints figures; nothing is asserted.
+
+`--launched` runs it as a user gets it: a throwaway Dagster instance (SQLite, in its own
+DAGSTER_HOME), the sensor's tick, and each run it requests launched through Dagster's default run
+launcher (`pipelines.runs.launch_run`: `dagster job launch`, a code server, a run worker process per
+run), so nothing of the run lives in this process. A sampler reads /proc every 50 ms: each run
+worker's own peak (VmHWM), the peak of its process tree (the run worker and its document workers,
+VmRSS summed) and each document worker's own peak (VmHWM).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import json
 import os
 import random
 import resource
@@ -29,6 +39,7 @@ import tempfile
 import threading
 import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -81,7 +92,9 @@ def pdfplumber_baseline(files: list[Path]) -> tuple[float, dict[str, set[str]]]:
     return elapsed, found
 
 
-def bulkops_run(drop_root: Path, db_url: str, n: int, workers: int) -> tuple[float, float, dict[str, set[str]], str]:
+def bulkops_run(
+    drop_root: Path, db_url: str, n: int, workers: int, *, launched: bool = False, per_run: int = 1000
+) -> tuple[float, float, dict[str, set[str]], str]:
     from pipelines.documents.assets import document_import_job
     from pipelines.documents.sensors import build_document_sensor
     from resources import RecordStoreResource
@@ -93,8 +106,10 @@ def bulkops_run(drop_root: Path, db_url: str, n: int, workers: int) -> tuple[flo
     staged = drop_root / "staged"
     folder = drop_root / "resumes"
     folder.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory() as home, dg.instance_for_test(temp_dir=home) as instance:
-        sensor = build_document_sensor("resume", clock=lambda: time.time() + 60, settle_seconds=10, root=drop_root)
+    with tempfile.TemporaryDirectory() as home, _instance(home, launched) as instance:
+        sensor = build_document_sensor(
+            "resume", clock=lambda: time.time() + 60, settle_seconds=10, root=drop_root, max_documents=per_run
+        )
         t0 = time.perf_counter()
         for f in sorted(staged.iterdir()):
             os.replace(f, folder / f.name)
@@ -117,10 +132,13 @@ def bulkops_run(drop_root: Path, db_url: str, n: int, workers: int) -> tuple[flo
         cursor = None
         runs = 0
         phases: list[str] = []
+        launched_ids: list[tuple[str, float]] = []
+        tick0_s: float | None = None
+        sampler = Sampler(instance) if launched else None
         while True:
             # a tick sends at most 1,000 documents into one run; the next tick takes the rest
             tick = sensor(dg.build_sensor_context(instance=instance, cursor=cursor))
-            if runs == 0:
+            if tick0_s is None:
                 tick0_s = time.perf_counter() - t0
             cursor = tick.cursor
             if not tick.run_requests:
@@ -129,6 +147,18 @@ def bulkops_run(drop_root: Path, db_url: str, n: int, workers: int) -> tuple[flo
             run_config = dict(request.run_config)
             run_config["ops"]["import_documents"]["config"]["workers"] = workers
             t_launch = time.time()
+            if sampler is not None:
+                from pipelines import runs as dagster_runs
+
+                # as the daemon launches a sensor's request: its run key and sensor in the tags
+                run_config["resources"] = {"record_store": {"config": {"database_url": db_url}}}
+                tags = {**request.tags, "dagster/run_key": request.run_key, "dagster/sensor_name": sensor.name}
+                run_id = dagster_runs.launch_run(
+                    document_import_job.name, run_config=run_config, tags=tags, instance=instance
+                )
+                launched_ids.append((run_id, t_launch))
+                sampler.watch(run_id)
+                continue
             result = document_import_job.execute_in_process(
                 run_config=run_config,
                 instance=instance,
@@ -137,6 +167,15 @@ def bulkops_run(drop_root: Path, db_url: str, n: int, workers: int) -> tuple[flo
             assert result.success
             runs += 1
             phases.append(_run_phases(instance, result.run_id, t_launch))
+        if sampler is not None:
+            from pipelines import runs as dagster_runs
+
+            for run_id, t_launch in launched_ids:
+                status = dagster_runs.wait_for_run(run_id, instance=instance, timeout=3600)
+                assert status == dg.DagsterRunStatus.SUCCESS, f"run {run_id}: {status}"
+                runs += 1
+                phases.append(_run_phases(instance, run_id, t_launch))
+            sampler.stop()
         run_s = time.perf_counter() - t0
         watcher.join(30)
         stop.set()
@@ -174,8 +213,158 @@ def bulkops_run(drop_root: Path, db_url: str, n: int, workers: int) -> tuple[flo
         print(f"first tick {tick0_s:.2f} s after the drop")
         for p in phases:
             print(f"run: {p}")
+        if sampler is not None:
+            sampler.report()
     store.dispose()
     return elapsed, run_s, found, f"{users} applicants, {docs} documents, {runs} run(s)"
+
+
+@contextlib.contextmanager
+def _instance(home: str, launched: bool) -> Iterator[dg.DagsterInstance]:
+    """A throwaway instance: in this process, or at HOME (DAGSTER_HOME) for launched runs."""
+    if not launched:
+        with dg.instance_for_test(temp_dir=home) as instance:
+            yield instance
+        return
+    Path(home, "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+    os.environ["DAGSTER_HOME"] = home
+    os.environ.pop("BULKOPS_DAGSTER_GRAPHQL_URL", None)
+    with dg.DagsterInstance.from_config(home) as instance:
+        yield instance
+
+
+def _status(pid: int) -> dict[str, int]:
+    """VmRSS and VmHWM of PID, KiB (empty when it is gone)."""
+    out = {}
+    with contextlib.suppress(OSError):
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith(("VmRSS:", "VmHWM:")):
+                out[line[:5]] = int(line.split()[1])
+    return out
+
+
+def _children() -> dict[int, list[int]]:
+    kids: dict[int, list[int]] = {}
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        with contextlib.suppress(OSError):
+            stat = Path(f"/proc/{entry.name}/stat").read_text()
+            ppid = int(stat[stat.rindex(")") + 2 :].split()[1])
+            kids.setdefault(ppid, []).append(int(entry.name))
+    return kids
+
+
+def _cmdline(pid: int) -> str:
+    with contextlib.suppress(OSError):
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+    return ""
+
+
+class Sampler:
+    """Peak memory of launched runs' process trees, from /proc every 50 ms (a thread of this process).
+
+    The run worker is found by the process tag the run writes at its step's start (pipelines.instance);
+    its tree is the run worker and its descendants (the document workers)."""
+
+    def __init__(self, instance: dg.DagsterInstance) -> None:
+        from pipelines.instance import PROCESS_TAG
+
+        self.instance, self.tag = instance, PROCESS_TAG
+        self.runs: dict[str, dict[str, float]] = {}
+        # each run worker's VmRSS over time: (time.time(), KiB)
+        self.rss: dict[str, list[tuple[float, int]]] = {}
+        self.pids: dict[str, int] = {}
+        self.doc_workers: dict[int, int] = {}  # pid -> VmHWM KiB
+        self.together = 0  # largest sum of all runs' trees at one moment, KiB
+        self.lock = threading.Lock()
+        self.done = threading.Event()
+        self.thread = threading.Thread(target=self._loop, daemon=True)
+        self.thread.start()
+
+    def watch(self, run_id: str) -> None:
+        with self.lock:
+            self.runs[run_id] = {"worker_hwm": 0, "tree": 0, "server_hwm": 0}
+
+    def _find(self) -> None:
+        for run_id in [r for r in self.runs if r not in self.pids]:
+            run = self.instance.get_run_by_id(run_id)
+            tag = (run.tags.get(self.tag) if run else None) or ""
+            if tag:
+                self.pids[run_id] = int(tag.partition("@")[0].split(",")[0].split(":")[1])
+
+    def _loop(self) -> None:
+        last_find = 0.0
+        while not self.done.is_set():
+            with self.lock:
+                if time.monotonic() - last_find > 0.25 and len(self.pids) < len(self.runs):
+                    last_find = time.monotonic()
+                    self._find()
+                kids = _children() if self.pids else {}
+                together = 0
+                for run_id, pid in self.pids.items():
+                    figures = self.runs[run_id]
+                    own = _status(pid)
+                    if not own:
+                        continue
+                    figures["worker_hwm"] = max(figures["worker_hwm"], own.get("VmHWM", 0))
+                    self.rss.setdefault(run_id, []).append((time.time(), own.get("VmRSS", 0)))
+                    parent = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+                    figures["server_hwm"] = max(figures["server_hwm"], _status(parent).get("VmHWM", 0))
+                    tree, stack = own.get("VmRSS", 0), list(kids.get(pid, []))
+                    while stack:
+                        child = stack.pop()
+                        stack.extend(kids.get(child, []))
+                        st = _status(child)
+                        tree += st.get("VmRSS", 0)
+                        if "connectors.documents.worker" in _cmdline(child):
+                            self.doc_workers[child] = max(self.doc_workers.get(child, 0), st.get("VmHWM", 0))
+                    figures["tree"] = max(figures["tree"], tree)
+                    together += tree
+                self.together = max(self.together, together)
+            self.done.wait(0.05)
+
+    def stop(self) -> None:
+        self.done.set()
+        self.thread.join(10)
+
+    def report(self) -> None:
+        for run_id, f in self.runs.items():
+            print(
+                f"launched run {run_id[:8]}: run worker peak (VmHWM) {f['worker_hwm'] / 1024:.0f} MiB; "
+                f"run worker + document workers (sampled VmRSS sum) {f['tree'] / 1024:.0f} MiB; "
+                f"its code server (VmHWM) {f['server_hwm'] / 1024:.0f} MiB"
+            )
+        for run_id, samples in self.rss.items():
+            # the run worker's resident memory before and during its per-document events
+            T = dg.DagsterEventType
+            stamps = [
+                e.timestamp
+                for e in self.instance.all_logs(
+                    run_id, of_type={T.ASSET_MATERIALIZATION, T.ASSET_OBSERVATION, T.STEP_SUCCESS}
+                )
+            ]
+            if len(stamps) < 2:
+                continue
+            before = [kib for t, kib in samples if t < stamps[0]]
+            during = [kib for t, kib in samples if stamps[0] <= t <= stamps[-1]]
+            if before and during:
+                print(
+                    f"launched run {run_id[:8]}: run worker VmRSS, largest before its first document event "
+                    f"{max(before) / 1024:.0f} MiB, at that event {before[-1] / 1024:.0f} MiB; during its "
+                    f"{len(stamps) - 1} document events: first {during[0] / 1024:.0f}, largest "
+                    f"{max(during) / 1024:.0f}, last {during[-1] / 1024:.0f} MiB"
+                )
+        workers = sorted(self.doc_workers.values())
+        if workers:
+            print(
+                f"document workers: {len(workers)}, peak (VmHWM) largest {workers[-1] / 1024:.0f} MiB, "
+                f"median {workers[len(workers) // 2] / 1024:.0f} MiB"
+            )
+        print(f"all launched runs' trees at one moment, largest: {self.together / 1024:.0f} MiB")
+        print(
+            "launched: " + json.dumps({r[:8]: {k: round(v / 1024) for k, v in f.items()} for r, f in self.runs.items()})
+        )
 
 
 def _run_phases(instance: dg.DagsterInstance, run_id: str, t_launch: float) -> str:
@@ -201,6 +390,13 @@ def main() -> None:
     ap.add_argument("--no-baseline", action="store_true")
     ap.add_argument("--workers", type=int, default=0, help="document workers (0: one per core)")
     ap.add_argument("--db", default=None, help="record store URL (default: a throwaway SQLite file)")
+    ap.add_argument(
+        "--launched",
+        action="store_true",
+        help="launch the sensor's runs through Dagster's run launcher (a run worker process each) and "
+        "measure the run workers' memory, instead of executing them in this process",
+    )
+    ap.add_argument("--per-run", type=int, default=1000, help="documents a sensor tick sends into one run")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         tmp_path = Path(tmp)
@@ -226,7 +422,9 @@ def main() -> None:
                 f"pdfplumber extract_text, one process: {base_s:.1f} s ({pages / base_s:.1f} pages/s); "
                 f"load {os.getloadavg()[0]:.2f}"
             )
-        wall, run_s, found, what = bulkops_run(tmp_path / "drop", db_url, args.count, args.workers)
+        wall, run_s, found, what = bulkops_run(
+            tmp_path / "drop", db_url, args.count, args.workers, launched=args.launched, per_run=args.per_run
+        )
         print(f"bulkops drop -> all applicants with skills: {wall:.2f} s ({pages / wall:.0f} pages/s; {what})")
         print(
             f"bulkops drop -> run finished (one event per document partition logged): {run_s:.2f} s; "
@@ -245,7 +443,7 @@ def main() -> None:
             print(f"same skills as from pdfplumber's text: {same} of {len(base_found)} applicants")
         me = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         print(
-            f"peak RSS: benchmark process (sensor + run) {me:.0f} MiB; "
+            f"peak RSS: benchmark process ({'sensor' if args.launched else 'sensor + run'}) {me:.0f} MiB; "
             f"largest document worker {WORKER_PEAK_MIB:.0f} MiB (its own VmHWM, after exec)"
         )
         print(f"load average after: {os.getloadavg()[0]:.2f}")

@@ -16,7 +16,9 @@ submissions, an audit row each) and the rows a re-import writes (application upd
 audit row holding before and after), written set-based with no logic at all, and the bare
 floor: the first import's user, application and form-submission rows into copies of those tables
 with primary keys only (no foreign keys, other indexes or audit rows), the bound for any design of
-constraints, indexes and audit. Each bulkops import runs in a child process so its peak RSS is
+constraints, indexes and audit; and the bare re-import floor: COPY of the changed file into
+staging, then one UPDATE of the applications by external id (no audit row), what the all-updates
+import (c') is measured against (`update_vs_bare_re`). Each bulkops import runs in a child process so its peak RSS is
 its own. Prints figures; nothing is asserted.
 """
 
@@ -29,8 +31,10 @@ import multiprocessing as mp
 import os
 import random
 import resource
+import shutil
 import sys
 import tempfile
+import threading
 import time
 import uuid
 from pathlib import Path
@@ -285,6 +289,32 @@ def schema_floor_reimport(url: str, path: Path, account: uuid.UUID) -> float:
         return time.perf_counter() - t
 
 
+def bare_floor_reimport(url: str, path: Path, account: uuid.UUID) -> float:
+    """The bare re-import floor: COPY into staging, then one UPDATE ... FROM by external id.
+
+    Run after `schema_floor_reimport` on the same account, with the changed file (every
+    application's stage and data differ): the applications' update alone, no audit row, no
+    mapping, validation, matching or error handling. What a re-import in which every row is an
+    update is measured against.
+    """
+    a = {"a": str(account)}
+    with psycopg.connect(url) as conn, conn.cursor() as cur:
+        cur.execute("ANALYZE applications")
+        conn.commit()
+        cur.execute("CHECKPOINT")
+        t = time.perf_counter()
+        cur.execute("SET LOCAL synchronous_commit = off")
+        _stage_file(cur, path)
+        cur.execute("ANALYZE raw")
+        cur.execute(
+            "UPDATE applications t SET stage = lower(trim(s.c7)), source = s.c8, data = t.data || jsonb_build_object('years', s.c10), "
+            "updated_at = now() FROM raw s WHERE t.account_id = %(a)s AND t.external_id = s.c0",
+            a,
+        )
+        conn.commit()
+        return time.perf_counter() - t
+
+
 def _child(url: str, account: str, path: str, force: bool, batch: int, shards: int, q: mp.Queue) -> None:
     from connectors.store import RecordStore
     from pipelines.imports.engine import ImportOptions, run_import
@@ -302,11 +332,15 @@ def _child(url: str, account: str, path: str, force: bool, batch: int, shards: i
     rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     # the shards' worker processes (the largest of them)
     shard_rss_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    # CPU of the importing process and of its shards' worker processes (all of them, joined)
+    own, workers = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
     q.put(
         {
             "elapsed": elapsed,
             "rss_mb": rss_mb,
             "shard_rss_mb": shard_rss_mb,
+            "cpu_s": own.ru_utime + own.ru_stime,
+            "shard_cpu_s": workers.ru_utime + workers.ru_stime,
             "created": r.created,
             "updated": r.updated,
             "skipped": r.skipped,
@@ -360,6 +394,7 @@ def run_size(
     shards: tuple[int, ...] = (1,),
     first_only: bool = False,
     bare_only: bool = False,
+    no_rollback: bool = False,
 ) -> dict:
     """The figures of ROWS rows; the imports once per entry of SHARDS (its count of shards), each into an account of its own."""
     from connectors.store import RecordStore
@@ -383,6 +418,7 @@ def run_size(
     # bare_only: the bare floor alone (the schema floors take minutes at 1M rows on a loaded machine)
     floor_s = float("nan") if bare_only else schema_floor(plain, path, floor_account)
     floor_re_s = float("nan") if bare_only else schema_floor_reimport(plain, path, floor_account)
+    bare_re_s = float("nan") if bare_only else bare_floor_reimport(plain, changed_path, floor_account)
     raw_rps = rows / copy_s
 
     def rate(seconds: float) -> dict | None:
@@ -402,10 +438,15 @@ def run_size(
         "schema_floor": rate(floor_s),
         "bare_floor": rate(bare_s),
         "schema_floor_reimport": rate(floor_re_s),
+        "bare_floor_reimport": rate(bare_re_s),
+        # the bounds of the targets: the schema floors (these records with their keys, indexes and
+        # audit, no logic) against the bare floors; no import keeping those guarantees beats them
+        "schema_floor_vs_bare": round(bare_s / floor_s, 3),
+        "schema_floor_reimport_vs_bare_re": round(bare_re_s / floor_re_s, 3),
     }
     by_shards = []
     for n, account in zip(shards, accounts, strict=True):
-        figures = imports(url, account, path, changed_path, batch, n, first_only)
+        figures = imports(url, account, path, changed_path, batch, n, first_only, no_rollback)
         figures["first_vs_bare"] = round(bare_s / figures["first_s"], 3)
         figures["first_vs_floor"] = round(floor_s / figures["first_s"], 2)
         figures["first_ratio"] = round(rows / figures["first_s"] / raw_rps, 3)
@@ -417,11 +458,15 @@ def run_size(
             figures["update_rows_s"] = round(rows / figures["update_s"])
             figures["update_ratio"] = round(rows / figures["update_s"] / raw_rps, 3)
             figures["update_vs_floor"] = round(floor_re_s / figures["update_s"], 2)
+            # the issue 15 target: an all-updates re-import against the bare re-import floor
+            figures["update_vs_bare_re"] = round(bare_re_s / figures["update_s"], 3)
+            figures["reimport_vs_bare_re"] = round(bare_re_s / figures["reimport_s"], 3)
         figures["load_avg"] = [round(x, 1) for x in os.getloadavg()]
         by_shards.append(figures)
         # each import's figures as it ends (a long run stopped half way still tells something)
         shown = {k: v for k, v in figures.items() if not k.endswith("_details")}
-        print(json.dumps({"rows": rows, "bare_floor_s": round(bare_s, 2), **shown}), file=sys.stderr, flush=True)
+        floors = {"bare_floor_s": round(bare_s, 2), "bare_floor_reimport_s": round(bare_re_s, 2)}
+        print(json.dumps({"rows": rows, **floors, **shown}), file=sys.stderr, flush=True)
     # the first count's figures at the top, as before; every count's under by_shards, in run order
     out.update(by_shards[0])
     if len(shards) > 1:
@@ -432,16 +477,90 @@ def run_size(
     return out
 
 
+def _import_figures(name: str, r: dict) -> dict:
+    out = {
+        f"{name}_s": round(r["elapsed"], 2),
+        f"{name}_rss_mb": round(r["rss_mb"]),
+        f"{name}_counts": {k: r[k] for k in ("created", "updated", "skipped", "errors")},
+    }
+    if name == "reimport":
+        out["reimport_details"] = r["details"]
+    return out
+
+
+class BackendCpu:
+    """CPU seconds of the server backends serving one database (with their parallel workers).
+
+    Sampled from /proc every 0.1 s while the tool runs (the server is on this machine): a
+    backend's last sample stands for its total, so up to 0.1 s of each may be missed.
+    """
+
+    def __init__(self, database: str) -> None:
+        self.title = f" {database} ".encode()
+        self.seen: dict[tuple[int, int], int] = {}  # (pid, start time) -> clock ticks
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _sample(self) -> None:
+        ours = {pid for pid, _ in self.seen}
+        for entry in os.scandir("/proc"):
+            if not entry.name.isdigit():
+                continue
+            try:
+                with open(f"/proc/{entry.name}/cmdline", "rb") as f:
+                    title = f.read()
+                if not title.startswith(b"postgres: "):
+                    continue
+                worker = b"parallel worker for PID " in title
+                if worker and int(title.split(b"PID ")[1].split()[0].strip(b"\0")) not in ours:
+                    continue
+                if not worker and self.title not in title:
+                    continue
+                with open(f"/proc/{entry.name}/stat", "rb") as f:
+                    fields = f.read().rsplit(b")", 1)[1].split()
+            except (OSError, IndexError, ValueError):
+                continue  # ended between the listing and the read
+            self.seen[(int(entry.name), int(fields[19]))] = int(fields[11]) + int(fields[12])
+
+    def _run(self) -> None:
+        while not self._stop.wait(0.1):
+            self._sample()
+
+    def __enter__(self) -> BackendCpu:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    @property
+    def seconds(self) -> float:
+        return sum(self.seen.values()) / os.sysconf("SC_CLK_TCK")
+
+
 def imports(
-    url: str, account: uuid.UUID, path: Path, changed_path: Path, batch: int, shards: int, first_only: bool
+    url: str,
+    account: uuid.UUID,
+    path: Path,
+    changed_path: Path,
+    batch: int,
+    shards: int,
+    first_only: bool,
+    no_rollback: bool = False,
 ) -> dict:
-    """The first import, a re-import, an all-updates import and their rollbacks (newest first), with SHARDS."""
-    first = bulkops_import(url, account, path, False, batch, shards)
+    """The first import, a re-import, an all-updates import and their rollbacks (newest first, unless
+    NO_ROLLBACK), with SHARDS."""
+    with BackendCpu(sa.make_url(url).database) as backends:
+        first = bulkops_import(url, account, path, False, batch, shards)
     out = {
         "shards": shards,
         "first_s": round(first["elapsed"], 2),
         "first_rss_mb": round(first["rss_mb"]),
         "first_shard_rss_mb": round(first["shard_rss_mb"]),
+        "first_cpu_s": round(first["cpu_s"], 1),
+        "first_shard_cpu_s": round(first["shard_cpu_s"], 1),
+        "first_backend_cpu_s": round(backends.seconds, 1),
         "first_counts": {k: first[k] for k in ("created", "updated", "skipped", "errors")},
         "first_details": first["details"],
     }
@@ -449,6 +568,9 @@ def imports(
         return out
     again = bulkops_import(url, account, path, True, batch, shards)
     update = bulkops_import(url, account, changed_path, False, batch, shards)
+    out.update(_import_figures("reimport", again) | _import_figures("update", update))
+    if no_rollback:
+        return out
     # undo the changed file's import (every application gets its before-image back), the
     # re-import, then the first import (everything it created is deleted): set-based, audited
     undo_update = _in_child(_rollback_child, url, str(account), update["import_id"])
@@ -456,13 +578,6 @@ def imports(
     undo_first = _in_child(_rollback_child, url, str(account), first["import_id"])
     out.update(
         {
-            "reimport_s": round(again["elapsed"], 2),
-            "reimport_rss_mb": round(again["rss_mb"]),
-            "reimport_counts": {k: again[k] for k in ("created", "updated", "skipped", "errors")},
-            "reimport_details": again["details"],
-            "update_s": round(update["elapsed"], 2),
-            "update_rss_mb": round(update["rss_mb"]),
-            "update_counts": {k: update[k] for k in ("created", "updated", "skipped", "errors")},
             "rollback_update": {
                 "s": round(undo_update["elapsed"], 2),
                 "rss_mb": round(undo_update["rss_mb"]),
@@ -488,13 +603,18 @@ def main() -> None:
     ap.add_argument("--rows", type=int, default=1_000_000)
     ap.add_argument("--rows-small", type=int, default=250_000, help="second size, to show memory stays flat (0 = skip)")
     ap.add_argument("--batch-size", type=int, default=20_000)
-    ap.add_argument("--workdir", default=None)
+    ap.add_argument("--workdir", default=None, help="where the files are generated (kept if given, and reused)")
     ap.add_argument(
         "--shards",
         default="1",
         help="comma-separated shard counts (e.g. 1,2,1,2): the imports run once per entry, each into its own account",
     )
     ap.add_argument("--first-only", action="store_true", help="only the first import (no re-import, update, rollback)")
+    ap.add_argument(
+        "--no-rollback",
+        action="store_true",
+        help="skip the rollbacks (the longest part of a 1M run on a loaded machine)",
+    )
     ap.add_argument(
         "--bare-only", action="store_true", help="of the floors, only the bare floor (no schema floors, no upsert)"
     )
@@ -519,12 +639,19 @@ def main() -> None:
         engine.dispose()
         for rows in [r for r in (args.rows_small, args.rows) if r]:
             print(
-                json.dumps(run_size(url, rows, args.batch_size, workdir, shards, args.first_only, args.bare_only)),
+                json.dumps(
+                    run_size(
+                        url, rows, args.batch_size, workdir, shards, args.first_only, args.bare_only, args.no_rollback
+                    )
+                ),
                 flush=True,
             )
     finally:
         with admin.connect() as c:
             c.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+        if args.workdir is None:
+            shutil.rmtree(workdir, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -6,13 +6,15 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import httpx
 import sqlalchemy as sa
 
 from connectors import mail, webhooks
 from connectors.store import RecordStore, alerts, deliveries, schema
+
+if TYPE_CHECKING:
+    import httpx
 
 QUEUE = deliveries.ALERTS
 
@@ -80,6 +82,8 @@ def deliver(
     result = AlertResult()
     started = time.monotonic()
     token, rows = deliveries.claim(store, queue, limit=limit, now=clock(), policy=policy)
+    import httpx  # here, not at the top: the sensors that call this load with every run worker
+
     try:
         with httpx.Client(timeout=timeout) as client, _mailer(smtp) as mailer:
             for row in rows:

@@ -11,9 +11,12 @@ def var_dir() -> Path:
     return Path(os.environ.get("BULKOPS_VAR_DIR", "var")).resolve()
 
 
+DATABASE_URL_ENV = "BULKOPS_DATABASE_URL"
+
+
 def database_url() -> str:
     """The record store URL: `BULKOPS_DATABASE_URL`, else a SQLite file under var/."""
-    url = os.environ.get("BULKOPS_DATABASE_URL")
+    url = os.environ.get(DATABASE_URL_ENV)
     if url:
         return url
     return f"sqlite:///{var_dir() / 'bulkops.db'}"
@@ -96,6 +99,13 @@ def import_shared_run_max_bytes() -> int:
     """Size above which a dropped file gets a run of its own instead of sharing one:
     `BULKOPS_IMPORT_SHARED_RUN_MAX_BYTES`, else 10 MiB."""
     return int(_number("BULKOPS_IMPORT_SHARED_RUN_MAX_BYTES", 10 * 1024**2, int))
+
+
+def direct_launches() -> int:
+    """Runs one process launches with `dagster job launch` at once, when no webserver queues them:
+    `BULKOPS_DIRECT_LAUNCHES`, else 2. The next waits (its bulk job or export stays pending) until
+    an earlier one's run worker has started: each launch starts a code server and a run worker."""
+    return max(1, int(_number("BULKOPS_DIRECT_LAUNCHES", 2, int)))
 
 
 def preview_ttl_hours() -> float:

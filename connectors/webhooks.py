@@ -12,12 +12,14 @@ import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import httpx
 import sqlalchemy as sa
 
 from connectors.store import RecordStore, schema
+
+if TYPE_CHECKING:
+    import httpx
 
 RETRY_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504})
 
@@ -43,6 +45,8 @@ def deliver(
     headers: Mapping[str, str] | None = None,
 ) -> Delivery:
     """POST `payload` as JSON to `url`, retrying transient failures with jittered exponential backoff."""
+    import httpx
+
     own = client is None
     client = client or httpx.Client(timeout=timeout)
     error: str | None = None
@@ -88,6 +92,11 @@ def deliver_pending(
     with store.engine.connect() as conn:
         events = conn.execute(stmt).all()
     counts = {"delivered": 0, "failed": 0}
+    if not events:
+        return counts
+    # httpx is imported when there is something to send: most bulk jobs have no webhook
+    import httpx
+
     with httpx.Client(timeout=deliver_options.pop("timeout", 10.0)) as client:
         for event in events:
             url = (event.payload or {}).get("config", {}).get("url")

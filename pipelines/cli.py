@@ -80,7 +80,7 @@ def explain(exc: BaseException) -> tuple[str, int] | None:
     from alembic.util.exc import CommandError as MigrationError
 
     from connectors.files import FileReadError
-    from connectors.store import AccountNotFound, SchemaOutOfDate
+    from connectors.store import AccountNotFound, SchemaOutOfDate, UnsupportedDatabase
     from connectors.store.bulk import ParamsError
     from connectors.store.changes import RollbackRefused
     from connectors.store.errors import describe_error, is_unreachable
@@ -102,7 +102,10 @@ def explain(exc: BaseException) -> tuple[str, int] | None:
         return exc.message, EXIT_FAILED
     if isinstance(exc, SyncConfigError):
         return str(exc), EXIT_FAILED
-    if isinstance(exc, (FileReadError, AccountNotFound, SchemaOutOfDate, UnknownEntity, ParamsError, TokenError)):
+    if isinstance(
+        exc,
+        (FileReadError, AccountNotFound, SchemaOutOfDate, UnsupportedDatabase, UnknownEntity, ParamsError, TokenError),
+    ):
         return str(exc.args[0] if exc.args else exc), EXIT_FAILED
     if isinstance(exc, MigrationError):
         return f"cannot migrate the record store: {exc} (bulkops db current shows where it is)", EXIT_FAILED
@@ -854,6 +857,16 @@ def _echo_bulk_job(job: dict) -> None:
     click.echo(json.dumps(job, indent=2, default=str))
 
 
+def _parallel(value: int) -> int:
+    # the service's bounds, told as the option's
+    from pipelines.bulk import service
+
+    try:
+        return service.check_parallel(value)
+    except service.InvalidRequest as exc:
+        raise click.BadParameter(exc.message, param_hint="--parallel") from None
+
+
 def _launch_and_show(store, account_id, job_id: uuid.UUID | str, wait: bool) -> None:  # type: ignore[no-untyped-def]
     from pipelines.bulk import launch, service
 
@@ -888,6 +901,15 @@ def _launch_and_show(store, account_id, job_id: uuid.UUID | str, wait: bool) -> 
     "applied_at>=2026-01-01, source~linked, 'stage in review,interview', tags=vip, job=ENG-1 (as bulkops export).",
 )
 @click.option("--include-deleted", is_flag=True, help="With --where: also select soft-deleted records.")
+@click.option(
+    "--parallel",
+    type=int,
+    default=1,
+    show_default=True,
+    callback=lambda _ctx, _param, value: _parallel(value),
+    metavar="N",
+    help="Apply the records in N ranges at once (1 to 16), each a step of a sharded_bulk_job run; 1: one cursor.",
+)
 @click.option("--account", default=None, help="Account slug (default $BULKOPS_ACCOUNT or demo).")
 @click.option(
     "--wait/--no-wait", default=True, show_default=True, help="Wait for the run and print the finished bulk job."
@@ -900,6 +922,7 @@ def bulk_jobs_create(
     mode: str,
     where: tuple[str, ...],
     include_deleted: bool,
+    parallel: int,
     account: str | None,
     wait: bool,
 ) -> None:  # type: ignore[no-untyped-def]
@@ -935,6 +958,7 @@ def bulk_jobs_create(
         params=params,
         mode=mode,
         filter={"where": list(where), "include_deleted": include_deleted} if by_filter else None,
+        parallel=parallel,
     )
     if mode == "preview":
         _echo_bulk_job(service.preview(store, account_id, uuid.UUID(job["id"]), limit=20))

@@ -35,6 +35,19 @@ def run_terminating(context: dg.OpExecutionContext | dg.AssetExecutionContext) -
     return run is not None and run.status in (dg.DagsterRunStatus.CANCELING, dg.DagsterRunStatus.CANCELED)
 
 
+class TerminationWatch:
+    """A batch loop's `should_stop`: asks `run_terminating` and remembers the last answer (`terminated`),
+    so the step can tell a loop stopped by Terminate from one that ran to its end."""
+
+    def __init__(self, context: dg.OpExecutionContext | dg.AssetExecutionContext) -> None:
+        self.context = context
+        self.terminated = False
+
+    def __call__(self) -> bool:
+        self.terminated = run_terminating(self.context)
+        return self.terminated
+
+
 # the running Dagster webserver that queued submissions go to (bulk jobs, `bulkops import --submit`)
 GRAPHQL_URL_ENV = "BULKOPS_DAGSTER_GRAPHQL_URL"
 LOCATION_ENV = "BULKOPS_DAGSTER_LOCATION"

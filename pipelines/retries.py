@@ -34,11 +34,12 @@ def retries_exhausted(
     resume: str,
     url: str | sa.URL | None,
     metadata: dict | None = None,
+    reason: str | None = None,
 ) -> dg.Failure:
     """The failure of a step whose last attempt met transient fault EXC: '<what> failed after N attempts: <why>;
-    <resume>'."""
+    <resume>'. <why> is REASON, by default EXC told as a record-store error (`describe_error`)."""
     attempts = context.retry_number + 1
-    reason = describe_error(exc, url=url)
+    reason = reason or describe_error(exc, url=url)
     plural = "s" if attempts > 1 else ""
     return dg.Failure(
         description=f"{what} failed after {attempts} attempt{plural}: {reason}; {resume}",

@@ -10,7 +10,9 @@ job's page, and Terminate in the UI stops it. Two routes to the same kind of run
   configuration next to the instance's (`$DAGSTER_HOME/launcher/`: the same storage, the default run
   coordinator), as no daemon is there to dequeue it. The command exits once the run is launched;
   its code server runs the run worker, answers Terminate, and exits when the run ends. No process of
-  ours outlives the launch.
+  ours outlives the launch. A process launches a few runs this way at a time
+  (`BULKOPS_DIRECT_LAUNCHES`, 2): the next launch waits until an earlier run's worker has started,
+  so a burst of API requests does not start forty Python processes at once.
 """
 
 from __future__ import annotations
@@ -31,9 +33,9 @@ from pathlib import Path
 from typing import Any
 
 import dagster as dg
-import httpx
 import yaml
 
+from connectors import settings
 from pipelines.instance import (
     DEFAULT_GRAPHQL_URL,
     GRAPHQL_URL_ENV,
@@ -52,6 +54,10 @@ TERMINAL = frozenset({dg.DagsterRunStatus.SUCCESS, dg.DagsterRunStatus.FAILURE, 
 # a webserver answers this in milliseconds; anything slower is not `make dev` on this machine
 PROBE_TIMEOUT_S = 2.0
 LAUNCH_TIMEOUT_S = 600.0
+# a launched run whose worker has not started by then no longer holds back the next launch
+STARTED_WAIT_S = 120.0
+# run statuses before the run worker has started
+_STARTING = frozenset({dg.DagsterRunStatus.NOT_STARTED, dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.STARTING})
 # how often a wait looks whether the processes of the run it waits for are gone
 DEAD_CHECK_S = 10.0
 
@@ -93,6 +99,8 @@ def webserver(home: Path, url: str | None = None) -> str | None:
 
 def _serves(url: str, home: Path) -> bool:
     """Whether the webserver at URL answers and keeps its runs where the instance at HOME does."""
+    import httpx
+
     try:
         response = httpx.post(f"{url}/graphql", json={"query": _INSTANCE_INFO}, timeout=PROBE_TIMEOUT_S)
         info = response.json()["data"]["instance"]["info"]
@@ -170,6 +178,7 @@ def launch_run(
     instance: dg.DagsterInstance | None = None,
     url: str | None = None,
     on_failure: Callable[[str, BaseException], None] | None = None,
+    still_wanted: Callable[[], bool] | None = None,
 ) -> str:
     """Launch a run of JOB_NAME through the instance's run launcher; its run id.
 
@@ -180,6 +189,8 @@ def launch_run(
         url: a webserver to submit to instead of finding one (see `webserver`).
         on_failure: given, a launch with `dagster job launch` returns the run id at once and goes on
             in a thread (which reaps the command), calling ON_FAILURE(run_id, error) if it fails.
+        still_wanted: asked once a background launch has its slot (`BULKOPS_DIRECT_LAUNCHES`):
+            False (say, its bulk job was cancelled meanwhile) and no run is launched.
 
     Raises:
         RuntimeError: the webserver or `dagster job launch` refused the run (its message included).
@@ -195,7 +206,7 @@ def launch_run(
 
     def launch() -> None:
         try:
-            _launch_directly(home, job_name, run_config, tags, run_id)
+            _launch_directly(home, job_name, run_config, tags, run_id, still_wanted)
         except Exception as exc:
             on_failure(run_id, exc)
 
@@ -205,6 +216,7 @@ def launch_run(
 
 def submit_run(url: str, job_name: str, *, run_config: dict[str, Any], tags: dict[str, str]) -> str:
     """Submit a run of JOB_NAME to the webserver at URL (queued; its daemon starts it); its run id."""
+    import httpx
     from dagster_graphql import DagsterGraphQLClientError
 
     try:
@@ -219,7 +231,40 @@ def submit_run(url: str, job_name: str, *, run_config: dict[str, Any], tags: dic
         raise RuntimeError(graphql_failure(url, exc)) from exc
 
 
-def _launch_directly(home: Path, job_name: str, run_config: dict[str, Any], tags: dict[str, str], run_id: str) -> None:
+@functools.cache
+def _launch_slots(count: int) -> threading.BoundedSemaphore:
+    """The COUNT launches this process may have under way (one semaphore per setting's value)."""
+    return threading.BoundedSemaphore(count)
+
+
+def _launch_directly(
+    home: Path,
+    job_name: str,
+    run_config: dict[str, Any],
+    tags: dict[str, str],
+    run_id: str,
+    still_wanted: Callable[[], bool] | None = None,
+) -> None:
+    """`dagster job launch` RUN_ID, in one of the process's launch slots, held until its worker started."""
+    with _launch_slots(settings.direct_launches()):
+        if still_wanted is not None and not still_wanted():
+            return
+        _launch_command(home, job_name, run_config, tags, run_id)
+        _wait_until_started(home, run_id)
+
+
+def _wait_until_started(home: Path, run_id: str) -> None:
+    """Return once RUN_ID's worker has started (or the run ended), or after STARTED_WAIT_S."""
+    deadline = time.monotonic() + STARTED_WAIT_S
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        while time.monotonic() < deadline:
+            run = instance.get_run_by_id(run_id)
+            if run is not None and run.status not in _STARTING:
+                return
+            time.sleep(0.1)
+
+
+def _launch_command(home: Path, job_name: str, run_config: dict[str, Any], tags: dict[str, str], run_id: str) -> None:
     launcher = launcher_home(home)
     logs = launcher / "logs"
     logs.mkdir(exist_ok=True)
@@ -375,6 +420,8 @@ def wait_for_run(
 
 def graphql(url: str, query: str, variables: dict[str, Any]) -> dict[str, Any]:
     """The data of a GraphQL operation the client has no method for, posted as plain HTTP to URL/graphql."""
+    import httpx
+
     try:
         response = httpx.post(f"{url.rstrip('/')}/graphql", json={"query": query, "variables": variables}, timeout=60)
         response.raise_for_status()
@@ -390,6 +437,8 @@ def graphql(url: str, query: str, variables: dict[str, Any]) -> dict[str, Any]:
 
 def graphql_failure(url: str, exc: BaseException) -> str:
     """What went wrong talking to the webserver, without the GraphQL query the client's message holds."""
+    import httpx
+
     chain: list[BaseException] = []
     e: BaseException | None = exc
     while e is not None and e not in chain:

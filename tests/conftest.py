@@ -133,10 +133,15 @@ SLOW_SECONDS = 0.5
 SLOW_TESTS_FILE = Path(__file__).with_name("slow_tests.txt")
 
 
-def _slow_tests() -> frozenset[str]:
-    """Node ids listed in SLOW_TESTS_FILE (lines `<seconds>\t<node id>`; `#` starts a comment line)."""
+def _slow_test_seconds() -> dict[str, float]:
+    """Seconds per node id listed in SLOW_TESTS_FILE (lines `<seconds>\t<node id>`; `#` starts a comment line)."""
     lines = SLOW_TESTS_FILE.read_text(encoding="utf-8").splitlines() if SLOW_TESTS_FILE.exists() else []
-    return frozenset(line.split("\t", 1)[1] for line in lines if line.strip() and not line.startswith("#"))
+    pairs = (line.split("\t", 1) for line in lines if line.strip() and not line.startswith("#"))
+    return {node: float(seconds) for seconds, node in pairs}
+
+
+def _slow_tests() -> frozenset[str]:
+    return frozenset(_slow_test_seconds())
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -149,6 +154,20 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 
 def pytest_configure(config: pytest.Config) -> None:
+    # --dist loadgroup keeps a group's tests on one worker through a `@group` suffix on their node ids;
+    # pytest 9.2's structured node ids drop it (pytest-xdist#1386, open in xdist 3.8): the groups would be
+    # spread silently and every worker would start its own `dagster dev` for the `deployment` tests
+    if config.getoption("dist", "no") == "loadgroup" and not hasattr(config, "workerinput"):
+        from importlib.metadata import version
+
+        pytest_version = tuple(int(p) for p in pytest.__version__.split(".")[:2] if p.isdigit())
+        xdist_version = tuple(int(p) for p in version("pytest-xdist").split(".")[:2] if p.isdigit())
+        if pytest_version >= (9, 2) and xdist_version <= (3, 8):
+            raise pytest.UsageError(
+                f"pytest {pytest.__version__} with pytest-xdist {version('pytest-xdist')} ignores xdist_group under "
+                "--dist loadgroup (pytest-xdist#1386): install the versions pyproject.toml pins "
+                "(pip install -e '.[dev]')"
+            )
     # under xdist the controller receives every worker's reports: it alone records
     if config.getoption("record_slow") and not hasattr(config, "workerinput"):
         config.pluginmanager.register(SlowRecorder(config), "bulkops-slow-recorder")
@@ -181,11 +200,26 @@ SLOW_MODULES = frozenset(
 )
 
 
+def _plain(nodeid: str) -> str:
+    """NODEID without the `@group` suffix xdist's --dist loadgroup adds (before or after our hook runs)."""
+    at = nodeid.rfind("@")
+    return nodeid[:at] if at > nodeid.rfind("]") else nodeid
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    slow = _slow_tests()
+    seconds = _slow_test_seconds()
     for item in items:
-        if item.nodeid in slow or item.nodeid.split("::", 1)[0] in SLOW_MODULES:
+        if _plain(item.nodeid) in seconds or item.nodeid.split("::", 1)[0] in SLOW_MODULES:
             item.add_marker(pytest.mark.slow)
+    # The longest modules first (by the seconds SLOW_TESTS_FILE measured), each module's tests kept
+    # together and in their order: with two xdist workers a long module started last would leave
+    # one worker idle at the end of the run. Every worker sorts the same collection the same way.
+    module_seconds: dict[str, float] = {}
+    for item in items:
+        module = item.nodeid.split("::", 1)[0]
+        module_seconds[module] = module_seconds.get(module, 0.0) + seconds.get(_plain(item.nodeid), 0.0)
+    first_seen = {m: i for i, m in reversed(list(enumerate(it.nodeid.split("::", 1)[0] for it in items)))}
+    items.sort(key=lambda it: (-module_seconds[m := it.nodeid.split("::", 1)[0]], first_seen[m]))
 
 
 class SlowRecorder:
@@ -196,7 +230,8 @@ class SlowRecorder:
         self.durations: dict[str, float] = {}
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
-        self.durations[report.nodeid] = self.durations.get(report.nodeid, 0.0) + report.duration
+        nodeid = _plain(report.nodeid)
+        self.durations[nodeid] = self.durations.get(nodeid, 0.0) + report.duration
 
     def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
         config = self.config

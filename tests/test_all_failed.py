@@ -12,9 +12,9 @@ import sqlalchemy as sa
 from connectors.store import RecordStore, changes, schema, stats
 from pipelines.bulk import service
 from pipelines.documents.engine import import_documents
-from pipelines.imports.engine import ImportOptions, list_imports, run_import
+from pipelines.imports.engine import ImportOptions, failed_rows_reasons, list_imports, run_import
 from pipelines.syncs.config import load_connection
-from pipelines.syncs.engine import run_sync
+from pipelines.syncs.engine import count_reasons, run_sync
 from tests.documents import pdfgen
 from tests.imports.helpers import apps_csv
 from tests.syncs.conftest import Source, write_connection
@@ -34,6 +34,19 @@ def test_reasons_are_counted_most_frequent_first_then_other_reasons() -> None:
     assert [r["error"] for r in listed] == ["b", "c", "d", "a", "e", "other reasons"]
     assert listed[-1]["count"] == 2 and sum(r["count"] for r in listed) == 13
     assert changes.all_failed_message(2, [{"error": "not found", "count": 2}]) == "all 2 records failed: not found (2)"
+
+
+def test_a_failed_record_is_counted_under_one_key_for_imports_and_syncs(tmp_path: Path) -> None:
+    assert changes.reason_key("email", "not an email address") == "email: not an email address"
+    assert changes.reason_key("", "duplicate row") == "duplicate row"
+    assert changes.reason_key(None, None) == "unknown error"
+    # an import counts its failed-rows file with it; a sync counts each batch's (column, error) pairs with it
+    failed_rows = tmp_path / "failed.csv"
+    failed_rows.write_text("email,_row,_column,_error\nx,2,email,not an email address\ny,3,,duplicate row\n")
+    assert failed_rows_reasons(failed_rows) == {"email: not an email address": 1, "duplicate row": 1}
+    counted: dict[str, int] = {}
+    count_reasons(counted, [("email", "not an email address"), ("", "duplicate row")])
+    assert counted == failed_rows_reasons(failed_rows)
 
 
 def _stats(store: RecordStore, account: uuid.UUID) -> dict:

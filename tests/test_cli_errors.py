@@ -134,6 +134,26 @@ def test_an_unreachable_record_store_is_named_without_a_traceback(env: Path, mon
     assert "[SQL" not in out.stderr and "sqlalche.me" not in out.stderr
 
 
+@pytest.mark.parametrize(
+    ("url", "needles"),
+    [
+        pytest.param(
+            "mysql://app:pw-9@127.0.0.1/hr", ("SQLite or PostgreSQL, not mysql", "mysql://app:***@"), id="mysql"
+        ),
+        pytest.param("not a url", ("not a database URL", "BULKOPS_DATABASE_URL"), id="garbage"),
+    ],
+)
+def test_a_record_store_of_another_kind_is_named_with_what_to_use(
+    env: Path, monkeypatch: pytest.MonkeyPatch, url: str, needles: tuple[str, ...]
+) -> None:
+    monkeypatch.setenv("BULKOPS_DATABASE_URL", url)
+
+    out = CliRunner().invoke(main, ["imports", "list"])
+
+    assert_one_error_line(out, 1, *needles)
+    assert "pw-9" not in out.stderr
+
+
 def test_a_record_store_behind_the_code_says_to_upgrade(env: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     url = f"sqlite:///{env / 'blank.db'}"
     sa.create_engine(url).connect().close()

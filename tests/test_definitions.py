@@ -37,6 +37,8 @@ JOB_NAMES = [
     "bulk_job",
     "bulk_operation_job",
     "bulk_operations_stats_job",
+    "celery_sharded_bulk_job",
+    "celery_sharded_import_job",
     "document_import_job",
     "document_skills_job",
     "export_job",
@@ -45,6 +47,8 @@ JOB_NAMES = [
     "import_new_file_job",
     "record_store_checks_job",
     "rollback_import_job",
+    "sharded_bulk_job",
+    "sharded_import_job",
     "shared_import_job",
 ]
 SENSOR_NAMES = [
@@ -63,12 +67,17 @@ SENSOR_NAMES = [
     "outbox_email_sensor",
     "resumes_dropzone_sensor",
     "run_failure_alert_sensor",
+    "shared_import_canceled_sensor",
 ]
 SCHEDULE_NAMES = ["bulk_operations_stats_schedule", "export_weekly_review_schedule", "record_store_checks_schedule"]
 # the UI's groups: one per capability, plus the record tables
 GROUPS = {"imports", "documents", "bulk", "exports", "syncs", "monitoring", "records"}
 # config fields that name the existing thing a run works on: no default could be right
-REQUIRED_CONFIG = {("BulkJobConfig", "bulk_job_id"), ("RollbackImportConfig", "import_id")}
+REQUIRED_CONFIG = {
+    ("BulkJobConfig", "bulk_job_id"),
+    ("ShardedBulkJobConfig", "bulk_job_id"),
+    ("RollbackImportConfig", "import_id"),
+}
 RESOURCE_KEYS = ["record_store"]
 GROUP_TAG = "bulkops/group"
 

@@ -6,6 +6,7 @@ are job postings, so the bulk-job commands are `bulkops bulk-jobs`.
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,12 +20,19 @@ CITATIONS = re.compile(r"\bseed 0\d\d\b|\bthe brief\b|\bthe issue's\b|\bthis ses
 OLD_BULK_JOB_COMMAND = re.compile(r"\bbulkops jobs\b")
 
 
+def _python_files(folder: Path) -> Iterator[Path]:
+    """FOLDER's .py files, hidden folders left out: a benchmark's own .venv holds other projects' code."""
+    for parent, dirs, files in os.walk(folder):
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        yield from (Path(parent) / name for name in sorted(files) if name.endswith(".py"))
+
+
 def _product_files() -> Iterator[Path]:
     yield ROOT / "README.md"
     yield ROOT / "BENCHMARKS.md"
     yield from sorted((ROOT / "docs").glob("*.md"))
     for folder in ("pipelines", "connectors", "resources", "benchmarks"):
-        yield from sorted((ROOT / folder).rglob("*.py"))
+        yield from _python_files(ROOT / folder)
 
 
 def _lines_matching(pattern: re.Pattern[str]) -> list[str]:

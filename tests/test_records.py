@@ -10,9 +10,10 @@ import pytest
 import sqlalchemy as sa
 
 from connectors.store import RecordStore, schema
-from pipelines.bulk import launch, service
+from pipelines.bulk import launch
 from pipelines.definitions import defs
 from pipelines.imports.launch import launch_import
+from tests.bulk.conftest import archive_job
 
 CSV = "Application ID,First Name,Last Name,Email,Job Code,Job Title\n" + "".join(
     f"REC-{i},First{i},Last{i},rec{i}@example.com,ENG-1,Engineer\n" for i in range(4)
@@ -66,17 +67,9 @@ def test_imports_rollbacks_and_bulk_jobs_report_changes_on_declared_assets_only(
     import_run, imported = launch_import(path, "applications", slug, instance=instance)
     with store.engine.connect() as conn:
         ids = conn.scalars(sa.select(schema.applications.c.id).where(schema.applications.c.account_id == account)).all()
-    job = service.create_job(
-        store,
-        account,
-        created_by=None,
-        entity_type="applications",
-        operation="status_update",
-        entity_ids=ids,
-        params={"status": "archived"},
-    )
+    job_id = archive_job(store, account, ids)
     bulk = defs.resolve_job_def("bulk_job").execute_in_process(
-        run_config=launch.run_config_for(uuid.UUID(job["id"]), store_url, 2), instance=instance
+        run_config=launch.run_config_for(job_id, store_url, 2), instance=instance
     )
     rollback = defs.resolve_job_def("rollback_import_job").execute_in_process(
         run_config={

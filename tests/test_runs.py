@@ -9,8 +9,8 @@ job's runs, Terminate) is sent to the webserver as GraphQL, as the UI sends it.
 
 from __future__ import annotations
 
+import itertools
 import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -22,7 +22,7 @@ from pipelines import runs
 from pipelines.bulk import launch, service
 from pipelines.imports.assets import ImportConfig
 from pipelines.imports.launch import launch_import, start_import
-from tests.bulk.conftest import Seeder
+from tests.bulk.conftest import Seeder, archive_job
 from tests.dagster_deployment import Deployment
 from tests.faults import (
     BATCH,
@@ -95,17 +95,7 @@ def test_a_bulk_job_run_is_on_its_job_page_and_terminate_in_the_ui_cancels_it(
 ) -> None:
     seed = Seeder(acct.store, acct.id)
     ids = seed.applications(10)
-    job_id = uuid.UUID(
-        service.create_job(
-            acct.store,
-            acct.id,
-            created_by=None,
-            entity_type="applications",
-            operation="status_update",
-            entity_ids=ids,
-            params={"status": "archived"},
-        )["id"]
-    )
+    job_id = archive_job(acct.store, acct.id, ids)
     # the 7th record held: the run commits three batches of two, then waits on it
     with row_locked(acct.store, schema.applications, ids[6]) as lock:
         run_id = launch.launch_bulk_job(job_id, database_url=deployment.store_url, batch_size=2)
@@ -122,6 +112,39 @@ def test_a_bulk_job_run_is_on_its_job_page_and_terminate_in_the_ui_cancels_it(
     assert len(seed.audit(job_id)) == 6
     rows = seed.rows(schema.applications, ids)
     assert [rows[i].status for i in ids] == ["archived"] * 6 + ["active"] * 4
+
+
+def test_without_a_webserver_a_burst_of_bulk_jobs_is_launched_one_slot_at_a_time(
+    deployment: Deployment, monkeypatch: pytest.MonkeyPatch, acct: Account
+) -> None:
+    monkeypatch.setenv("DAGSTER_HOME", str(deployment.home))
+    monkeypatch.delenv("BULKOPS_DAGSTER_GRAPHQL_URL", raising=False)
+    monkeypatch.setenv("BULKOPS_DIRECT_LAUNCHES", "1")
+    seed = Seeder(acct.store, acct.id)
+    ids = seed.applications(4)
+    job_ids = [archive_job(acct.store, acct.id, [record]) for record in ids]
+    # as the API launches: each in a thread of its own, returning at once
+    run_ids = [launch.launch_bulk_job(j, database_url=deployment.store_url, background=True) for j in job_ids]
+    # the second is cancelled while its launch waits for the first one's slot: it gets no run
+    assert service.request_cancel(acct.store, acct.id, job_ids[1])["status"] == "cancelled"
+    launched = [run_ids[0], *run_ids[2:]]
+    with deployment.instance() as instance:
+        for run_id in launched:
+            # a launch waiting for the slot has not created its run yet
+            wait_for(lambda: instance.get_run_by_id(run_id), f"run {run_id} to be launched")  # noqa: B023
+            assert runs.wait_for_run(run_id, instance=instance, timeout=WAIT_S) == dg.DagsterRunStatus.SUCCESS
+        made = sorted((instance.get_run_record_by_id(r) for r in launched), key=lambda r: r.create_timestamp)
+        # the launches take the slot in turn: the cancelled one's turn came before the third's
+        assert instance.get_run_by_id(run_ids[1]) is None
+    # one slot: each run was created only once the one before it had started its worker
+    for before, after in itertools.pairwise(made):
+        assert after.create_timestamp.timestamp() >= before.start_time, (
+            before.dagster_run.run_id,
+            after.dagster_run.run_id,
+        )
+    statuses = [service.get_job(acct.store, acct.id, j)["status"] for j in job_ids]
+    assert statuses == ["completed", "cancelled", "completed", "completed"]
+    assert seed.rows(schema.applications, [ids[1]])[ids[1]].status == "active"
 
 
 def test_an_import_run_is_on_its_job_page_and_terminate_in_the_ui_cancels_it_keeping_whole_batches(

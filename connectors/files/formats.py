@@ -231,6 +231,11 @@ def identify(path: Path, name: str | None = None) -> Source:
     elif kind in COMPRESSED:
         src.compression = kind
     elif kind == "refused":
+        if name.lower().endswith(".parquet") and what.startswith("binary data"):
+            raise UnreadableFile(
+                f"{name}: not a Parquet file (a Parquet file starts with PAR1): damaged, or another kind of "
+                "file under a .parquet name; write it again as Parquet, or export the table as CSV"
+            )
         raise UnreadableFile(f"{name}: this is {what}, not a table this import can read; {todo}")
     else:
         src.format = "parquet" if kind == "parquet" else "csv"

@@ -602,8 +602,10 @@ class TabularFile:
                 table = pa.Table.from_arrays(arrays, names=self.columns)
                 rows = pa.array(range(first, pos + 1), pa.int64())
                 yield RawBatch(table, rows, None, [], pos)
-        except pa.ArrowException as exc:
-            raise FileReadError(f"{self.name}: cannot read parquet data after row {pos}: {exc}") from exc
+        except (pa.ArrowException, OSError) as exc:
+            # a damaged page header is a plain OSError ("Couldn't deserialize thrift")
+            msg = " ".join(str(exc).split())
+            raise FileReadError(f"{self.name}: cannot read parquet data after row {pos}: {msg}") from exc
 
     def _arrow_ok(self) -> bool:
         return (

@@ -35,18 +35,14 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from connectors import processes
+from connectors.files.conventions import EXCEL_MAX_ROWS, TAGS_DELIMITER, TAGS_SEPARATOR
 from connectors.files.csvsafe import TRIGGERS, is_formula
 
 FORMATS = ("csv", "xlsx", "parquet")
-EXCEL_MAX_ROWS = 1_048_576
 EXCEL_MAX_STRING = 32_767
 # a row group is written when the rows held for it reach this much Arrow data (about 16k rows of
 # eight columns): what a Parquet export holds at once, whatever its row count
 ROW_GROUP_BYTES = 2 << 20
-# a record's tags as the store hands them over (kind "tags"): one text, joined by the unit separator;
-# CSV and Excel show them joined by TAGS_SEPARATOR, Parquet as a list
-TAGS_DELIMITER = "\x1f"
-TAGS_SEPARATOR = ", "
 
 
 def _iso(value: datetime) -> str:

@@ -142,6 +142,13 @@ def ends_failed(*, attempted: int, failed: int) -> bool:
     return attempted > 0 and failed >= attempted
 
 
+def reason_key(column: str | None, error: str | None) -> str:
+    """What a failed record is counted under: `column: error`, or the error alone when no column is to blame
+    (imports count their failed-rows file's `_column`/`_error` this way, syncs each batch's errors)."""
+    error = error or "unknown error"
+    return f"{column}: {error}" if column else error
+
+
 def counted_reasons(reasons: Mapping[str, int] | Iterable[tuple[str, int]], failed: int) -> list[dict[str, Any]]:
     """The most frequent reasons of FAILED failed records, most frequent first, at most REASONS_LISTED,
     then `other reasons` for the records the listed ones do not cover: [{"error", "count"}]."""
@@ -420,6 +427,10 @@ def changed_since(
     audit log by (account_id, entity_type, entity_id).
     """
     later, s = audit_log.alias("cs_l"), change_sets.alias("cs_s")
+    # The subqueries below name the record by `later`'s entity_id (equal to ENTITY_ID by the outer
+    # WHERE), never by ENTITY_ID itself: SQLAlchemy correlates a subquery with the SELECT it is in,
+    # not with the statement two levels up, so ENTITY_ID's table would join them uncorrelated
+    # (every record of the table in each probe: slow, and an undo of any record would count).
     if after is None:
         own = audit_log.alias("cs_own")
         after = sa.func.coalesce(
@@ -427,7 +438,7 @@ def changed_since(
             .where(
                 own.c.account_id == account_id,
                 own.c.entity_type == entity_type,
-                own.c.entity_id == entity_id,
+                own.c.entity_id == later.c.entity_id,
                 writer_of(own) == change_set_id,
             )
             .scalar_subquery(),
@@ -437,7 +448,8 @@ def changed_since(
     d = audit_log.alias("cs_d")
 
     def on_record(a: sa.FromClause) -> list[sa.ColumnElement[bool]]:
-        return [a.c.account_id == account_id, a.c.entity_type == entity_type, a.c.entity_id == entity_id]
+        record = entity_id if a is later else later.c.entity_id
+        return [a.c.account_id == account_id, a.c.entity_type == entity_type, a.c.entity_id == record]
 
     undone = sa.exists(
         sa.select(1)

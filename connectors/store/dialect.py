@@ -21,13 +21,15 @@ import io
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import pyarrow as pa
-import pyarrow.compute as pc
-import pyarrow.csv as pcsv
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
+
+if TYPE_CHECKING:
+    # pyarrow is imported where a staging table is loaded: a run that never loads one (a bulk job,
+    # a rollback) does not pay for it when its worker starts
+    import pyarrow as pa
 
 from connectors.store import schema
 
@@ -189,20 +191,6 @@ class StoreDialect:
         """
         raise NotImplementedError
 
-    def select_then(
-        self,
-        conn: sa.Connection,
-        rows: sa.Select,
-        first: Callable[[sa.FromClause], sa.Executable],
-        then: Callable[[sa.FromClause], sa.Executable],
-        params: dict[str, Any],
-    ) -> int:
-        """Run FIRST, then THEN, each over ROWS (computed once where the database can); THEN's rowcount.
-
-        FIRST must not change which of ROWS THEN acts on (it may change what ROWS selects next).
-        """
-        raise NotImplementedError
-
     def for_update(self, rows: sa.Select) -> sa.Select:
         """ROWS, locked until the transaction ends (SQLite: its write lock, taken by a write, is the lock)."""
         return rows
@@ -269,6 +257,14 @@ class StoreDialect:
         """The tags of IMAGE's "tags" array, one row (column `value`) each."""
         raise NotImplementedError
 
+    def texts(self, array: sa.BindParameter, name: str) -> sa.TableValuedAlias:
+        """The rows (column `value`) of the texts of ARRAY, a parameter bound to a JSON array of strings.
+
+        One parameter, not one per value: the statement is the same whatever the values, so it
+        is compiled once (a VALUES list of a thousand parameters was compiled on every call).
+        """
+        raise NotImplementedError
+
     def tags_image(self, tags: sa.Select, tag: sa.ColumnElement) -> sa.ColumnElement:
         """SQL: the image {"tags": [...]} of the TAG values TAGS selects, sorted."""
         raise NotImplementedError
@@ -322,11 +318,14 @@ class StoreDialect:
         `shared`: holders of the shared lock go together; they wait for an exclusive holder and it for them.
         """
 
-    def session_lock(self, conn: sa.Connection, scope: str, key: str) -> None:
-        """Wait for, then hold until `session_unlock` (or until CONN's session ends), the lock of (SCOPE, KEY)."""
+    def session_lock(self, conn: sa.Connection, scope: str, key: str, *, shared: bool = False) -> None:
+        """Wait for, then hold until `session_unlock` (or until CONN's session ends), the lock of (SCOPE, KEY).
 
-    def session_unlock(self, conn: sa.Connection, scope: str, key: str) -> None:
-        """Release the lock `session_lock` took."""
+        `shared`: holders of the shared lock go together; they wait for an exclusive holder and it for them.
+        """
+
+    def session_unlock(self, conn: sa.Connection, scope: str, key: str, *, shared: bool = False) -> None:
+        """Release the lock `session_lock` took (`shared` as it was taken)."""
 
     @contextlib.contextmanager
     def serialized_batches(self, conn: sa.Connection) -> Iterator[None]:
@@ -381,12 +380,6 @@ class PostgresDialect(StoreDialect):
         rows = insert.returning(*returning).cte("inserted_rows")
         more = [statement.cte(f"also_{i}") for i, statement in enumerate(also)]
         return _counted(conn, then(rows).add_cte(rows, *more), params)
-
-    def select_then(self, conn, rows, first, then, params) -> int:  # type: ignore[no-untyped-def]
-        # one pass over ROWS (materialized), FIRST as a data-modifying CTE of THEN
-        picked = rows.cte("picked_rows").prefix_with("MATERIALIZED")
-        before = first(picked).cte("first_step")
-        return _counted(conn, then(picked).add_cte(picked, before), params)
 
     def uuid_text(self, column: sa.ColumnElement) -> sa.ColumnElement:
         return sa.cast(column, sa.Text)
@@ -444,6 +437,8 @@ class PostgresDialect(StoreDialect):
         conn.exec_driver_sql(f"TRUNCATE {self._quote(conn, table.name)}")
 
     def bulk_load(self, conn: sa.Connection, table: sa.Table, data: pa.Table) -> None:
+        import pyarrow.csv as pcsv
+
         buf = io.BytesIO()
         pcsv.write_csv(data, buf, pcsv.WriteOptions(include_header=False, batch_size=65536))
         names = ", ".join(self._quote(conn, c) for c in data.column_names)
@@ -483,11 +478,13 @@ class PostgresDialect(StoreDialect):
         take = sa.func.pg_advisory_xact_lock_shared if shared else sa.func.pg_advisory_xact_lock
         conn.execute(sa.select(take(sa.func.hashtext(scope), sa.func.hashtext(key))))
 
-    def session_lock(self, conn: sa.Connection, scope: str, key: str) -> None:
-        conn.execute(sa.select(sa.func.pg_advisory_lock(sa.func.hashtext(scope), sa.func.hashtext(key))))
+    def session_lock(self, conn: sa.Connection, scope: str, key: str, *, shared: bool = False) -> None:
+        take = sa.func.pg_advisory_lock_shared if shared else sa.func.pg_advisory_lock
+        conn.execute(sa.select(take(sa.func.hashtext(scope), sa.func.hashtext(key))))
 
-    def session_unlock(self, conn: sa.Connection, scope: str, key: str) -> None:
-        conn.execute(sa.select(sa.func.pg_advisory_unlock(sa.func.hashtext(scope), sa.func.hashtext(key))))
+    def session_unlock(self, conn: sa.Connection, scope: str, key: str, *, shared: bool = False) -> None:
+        release = sa.func.pg_advisory_unlock_shared if shared else sa.func.pg_advisory_unlock
+        conn.execute(sa.select(release(sa.func.hashtext(scope), sa.func.hashtext(key))))
 
     def release_temp_table(self, conn: sa.Connection, table: sa.Table) -> None:
         # dropped at commit; a statement now would fail in a transaction an error aborted
@@ -533,6 +530,13 @@ class PostgresDialect(StoreDialect):
             sa.func.jsonb_array_elements_text(image.op("->")(inline("tags", sa.String())))
             .table_valued("value")
             .render_derived(name="tg", with_types=False)
+        )
+
+    def texts(self, array: sa.BindParameter, name: str) -> sa.TableValuedAlias:
+        return (
+            sa.func.jsonb_array_elements_text(sa.cast(array, postgresql.JSONB))
+            .table_valued("value")
+            .render_derived(name=name, with_types=False)
         )
 
     def tags_image(self, tags: sa.Select, tag: sa.ColumnElement) -> sa.ColumnElement:
@@ -605,10 +609,6 @@ class SqliteDialect(StoreDialect):
                 conn.execute(statement, params)
         return n
 
-    def select_then(self, conn, rows, first, then, params) -> int:  # type: ignore[no-untyped-def]
-        conn.execute(first(rows.subquery("picked_rows")), params)
-        return _counted(conn, then(rows.subquery("picked_rows")), params)
-
     def staging_type(self, type_: sa.types.TypeEngine) -> sa.types.TypeEngine:
         if isinstance(type_, sa.Integer):
             return type_
@@ -616,6 +616,9 @@ class SqliteDialect(StoreDialect):
         return type_.with_variant(Untyped(), "sqlite")
 
     def bulk_load(self, conn: sa.Connection, table: sa.Table, data: pa.Table) -> None:
+        import pyarrow as pa
+        import pyarrow.compute as pc
+
         arrays = []
         for name in data.column_names:
             col = data.column(name)
@@ -664,6 +667,9 @@ class SqliteDialect(StoreDialect):
 
     def image_tags(self, image: sa.ColumnElement) -> sa.TableValuedAlias:
         return sa.func.json_each(image, "$.tags").table_valued("value").alias("tg")
+
+    def texts(self, array: sa.BindParameter, name: str) -> sa.TableValuedAlias:
+        return sa.func.json_each(array).table_valued("value").alias(name)
 
     def tags_image(self, tags: sa.Select, tag: sa.ColumnElement) -> sa.ColumnElement:
         # SELECT's order hands the tags over sorted (the tags' primary key serves it)

@@ -14,12 +14,25 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 
 from connectors.store.dialect import dialect_of
-from connectors.store.importing import OUTCOMES, BatchOutcome, ImportWriter, WriteFailed
+from connectors.store.importing import WriteFailed
+
+if TYPE_CHECKING:
+    from connectors.store.importing import OUTCOMES, BatchOutcome, ImportWriter
+
+
+def __getattr__(name: str) -> Any:
+    # the writer's names load it (and Arrow) on first use: `finish_run_imports` does not need it
+    if name in ("OUTCOMES", "BatchOutcome", "ImportWriter"):
+        from connectors.store import importing
+
+        return getattr(importing, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "OUTCOMES",

@@ -53,9 +53,25 @@ def json_dumps(value: Any) -> str:
     return json.dumps(value, default=_json_default, ensure_ascii=False)
 
 
+class UnsupportedDatabase(ValueError):
+    """The record store URL is not a SQLite or PostgreSQL database URL."""
+
+
 def make_engine(url: str | None = None) -> sa.Engine:
     url = normalize_url(url or settings.database_url())
-    parsed = sa.make_url(url)
+    try:
+        parsed = sa.make_url(url)
+    except sa.exc.ArgumentError:
+        raise UnsupportedDatabase(
+            "the record store URL is not a database URL: use sqlite:///PATH or postgresql://USER@HOST/DB "
+            f"({settings.DATABASE_URL_ENV})"
+        ) from None
+    if parsed.get_backend_name() not in ("sqlite", "postgresql"):
+        raise UnsupportedDatabase(
+            f"the record store is SQLite or PostgreSQL, not {parsed.get_backend_name()} "
+            f"({parsed.render_as_string(hide_password=True)}): set {settings.DATABASE_URL_ENV} to "
+            "sqlite:///PATH or postgresql://USER@HOST/DB"
+        )
     if parsed.get_backend_name() == "sqlite":
         if parsed.database and parsed.database != ":memory:":
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)

@@ -6,9 +6,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
-import pyarrow as pa
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 
 class SyncSourceError(Exception):
@@ -88,6 +89,8 @@ def jsonable(value: Any) -> Any:
 
 def text_table(columns: list[str], rows: list[tuple]) -> pa.Table:
     """ROWS as an Arrow table of text columns (timestamps in ISO 8601, NULL kept)."""
+    import pyarrow as pa  # here: the sync definitions load with every run worker, Arrow only where rows are read
+
     arrays = []
     for values in zip(*rows, strict=True) if rows else [() for _ in columns]:
         arrays.append(_text_array(list(values)))
@@ -96,6 +99,8 @@ def text_table(columns: list[str], rows: list[tuple]) -> pa.Table:
 
 def _text_array(values: list[Any]) -> pa.Array:
     # Arrow converts and casts a column at once; Python per value only for what it cannot type
+    import pyarrow as pa
+
     try:
         arr = pa.array(values)
         if pa.types.is_timestamp(arr.type) or pa.types.is_date(arr.type):

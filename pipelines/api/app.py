@@ -147,7 +147,8 @@ def _flag(payload: dict[str, Any], field: str) -> bool:
 
 
 def _validate_create(payload: dict[str, Any]) -> dict[str, Any]:
-    unknown = sorted(set(payload) - {"entity_type", "operation", "entity_ids", "params", "mode", "dry_run", "filter"})
+    fields = {"entity_type", "operation", "entity_ids", "params", "mode", "dry_run", "filter", "parallel"}
+    unknown = sorted(set(payload) - fields)
     if unknown:
         raise invalid(f"unknown field(s): {', '.join(unknown)}", fields=unknown)
     entity_type = string_value(payload, "entity_type")
@@ -180,7 +181,14 @@ def _validate_create(payload: dict[str, Any]) -> dict[str, Any]:
         mode = "dry_run"
     if mode not in BULK_JOB_MODES:
         raise invalid(f"unknown mode {mode!r}", field="mode", value=mode, allowed=list(BULK_JOB_MODES))
-    spec: dict[str, Any] = {"entity_type": entity_type, "operation": operation, "params": params, "mode": mode}
+    parallel = int_value(payload, "parallel", default=1, low=1, high=service.MAX_PARALLEL)
+    spec: dict[str, Any] = {
+        "entity_type": entity_type,
+        "operation": operation,
+        "params": params,
+        "mode": mode,
+        "parallel": parallel,
+    }
     if payload.get("filter") is not None:
         # the records matching the filter (export filter language), resolved by the service in SQL
         if payload.get("entity_ids"):

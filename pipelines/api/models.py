@@ -10,6 +10,8 @@ from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 from pydantic import BaseModel, Field
 
+from pipelines.bulk.service import MAX_PARALLEL
+
 API_DESCRIPTION = """\
 Bulk jobs over recruiting records: one operation applied to many records of one account, run by Dagster.
 
@@ -62,6 +64,14 @@ class CreateJobRequest(BaseModel):
         description="execute runs now; preview stores a plan to confirm; dry_run reports without writing.",
     )
     dry_run: bool = Field(default=False, description="Shorthand for mode=dry_run.")
+    parallel: int = Field(
+        default=1,
+        ge=1,
+        le=MAX_PARALLEL,
+        description="Apply the records in this many ranges at once, each a step of a `sharded_bulk_job` run "
+        "(exact counters, audit and outcomes as with one cursor); 1, the default, is one cursor (`bulk_job`). "
+        f"Kept by the bulk job: a relaunch runs the same ranges. Out of 1..{MAX_PARALLEL}: 422 naming `parallel`.",
+    )
 
 
 class JobIdRequest(BaseModel):
@@ -121,6 +131,9 @@ class BulkJob(BaseModel):
         default=None,
         description="The filter that chose the records: {where: [{field, op, value}], include_deleted, words}; "
         "null for a bulk job created with entity_ids.",
+    )
+    parallel: int = Field(
+        default=1, description="Ranges of records applied at once (`sharded_bulk_job`); 1: one cursor (`bulk_job`)."
     )
     model_config = {"extra": "allow"}
 

@@ -27,7 +27,7 @@ from connectors.store.bulk import jobs, selection
 from connectors.store.export.filters import FilterError
 from connectors.store.store import AccountNotFound
 from pipelines.bulk import service
-from pipelines.bulk.ops import _items_table, deliver_bulk_job_webhooks, run_bulk_job_in_op
+from pipelines.bulk.ops import RESUME, _items_table, deliver_bulk_job_webhooks, run_bulk_job_in_op
 from pipelines.exports.config import WHERE_HELP, FilterItem
 from pipelines.instance import record_process
 from pipelines.monitoring.tags import tag_run
@@ -210,7 +210,7 @@ def bulk_operation(
     with said_when_exhausted(
         context,
         what=f"bulk {config.operation} ({config.mode})",
-        resume="its committed batches are kept and running it again resumes",
+        resume=RESUME,
         url=record_store.url,
     ):
         return _bulk_operation(context, config, record_store.store)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import dagster as dg
 
 from pipelines.bulk.ops import apply_bulk_job, deliver_bulk_job_webhooks
+from pipelines.bulk.sharded import sharded_bulk_job
+from pipelines.celery_jobs import celery_jobs
 
 BULK_JOB_NAME = "bulk_job"
 
@@ -22,3 +24,8 @@ BULK_JOB_NAME = "bulk_job"
 )
 def bulk_job() -> None:
     deliver_bulk_job_webhooks(apply_bulk_job())
+
+
+# the jobs that apply a bulk job in ranges, each range a step (`sharded.py`): under the multiprocess
+# executor, and under Celery's where dagster-celery is installed
+RANGED_BULK_JOBS = [sharded_bulk_job, *celery_jobs("pipelines.bulk.celery_jobs", "celery_sharded_bulk_job")]

@@ -1,6 +1,9 @@
 """Ops of the bulk job: apply the bulk job's records in committed batches, then deliver its webhooks."""
 
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
 
 import dagster as dg
 from pydantic import Field
@@ -11,11 +14,11 @@ from connectors.store.bulk import jobs
 from connectors.store.errors import describe_error
 from connectors.store.faults import is_transient
 from pipelines.bulk import service
-from pipelines.instance import record_process, run_terminating
+from pipelines.instance import TerminationWatch, record_process, run_terminating
 from pipelines.monitoring.errors import failed_records_metadata
 from pipelines.monitoring.tags import tag_run
 from pipelines.records import bulk_job_changes
-from pipelines.retries import RETRY_POLICY, said_when_exhausted
+from pipelines.retries import RETRY_POLICY, last_attempt, retries_exhausted, said_when_exhausted
 from resources import RecordStoreResource
 
 # the bulk_jobs table, whose rows' progress every batch reports as an observation
@@ -29,6 +32,7 @@ bulk_jobs_table = dg.AssetSpec(
     kinds={"sql"},
 )
 PROGRESS_ASSET = bulk_jobs_table.key
+RESUME = "its committed batches are kept and running it again resumes"
 
 
 class BulkJobConfig(dg.Config):
@@ -42,7 +46,8 @@ class BulkJobConfig(dg.Config):
     )
 
 
-def _terminated(job_id: uuid.UUID) -> dg.Failure:
+def terminated_failure(job_id: uuid.UUID) -> dg.Failure:
+    """The failure a step of a terminated run raises: the bulk job is cancelled, its committed batches kept."""
     return dg.Failure(
         description=f"run terminated: bulk job {job_id} cancelled, its committed batches are kept",
         allow_retries=False,
@@ -73,17 +78,37 @@ def _items_table(rows: list[dict], columns: list[str]) -> dg.MetadataValue:
 )
 def apply_bulk_job(context: dg.OpExecutionContext, config: BulkJobConfig, record_store: RecordStoreResource) -> dict:
     record_process(context)
-    try:
-        job_id = uuid.UUID(config.bulk_job_id)
-    except ValueError as exc:
-        raise dg.Failure(description=f"no bulk job {config.bulk_job_id!r}: {exc}", allow_retries=False) from exc
+    job_id = bulk_job_id(config.bulk_job_id)
     with said_when_exhausted(
         context,
         what=f"bulk job {job_id}",
-        resume="its committed batches are kept and running it again resumes",
+        resume=RESUME,
         url=record_store.url,
     ):
         return run_bulk_job_in_op(context, record_store.store, job_id, config.batch_size)
+
+
+def bulk_job_id(value: str) -> uuid.UUID:
+    """The bulk job id of a step's config; a value that is no uuid fails the step for good."""
+    try:
+        return uuid.UUID(value)
+    except ValueError as exc:
+        raise dg.Failure(description=f"no bulk job {value!r}: {exc}", allow_retries=False) from exc
+
+
+def progress_observation(job_id: uuid.UUID, result: bulk.BatchResult, **more: Any) -> dg.AssetObservation:
+    """A batch's progress as an observation of the bulk-jobs progress asset (the run's live counters)."""
+    return dg.AssetObservation(
+        asset_key=PROGRESS_ASSET,
+        metadata={
+            "bulk_job_id": str(job_id),
+            "total_count": result.total_count,
+            "processed_count": result.processed_count,
+            "failed_count": result.failed_count,
+            "batch": f"{result.lo}..{result.hi}",
+            **more,
+        },
+    )
 
 
 def run_bulk_job_in_op(context: dg.OpExecutionContext, store, job_id: uuid.UUID, batch_size: int = 0) -> dict:
@@ -92,36 +117,21 @@ def run_bulk_job_in_op(context: dg.OpExecutionContext, store, job_id: uuid.UUID,
         started = bulk.start_job(store, job_id, context.run.run_id)
     except bulk.JobGone as exc:
         raise dg.Failure(description=f"no bulk job {job_id}: {exc}", allow_retries=False) from exc
-    _tag(context, store, job_id)
+    except bulk.SplitInRanges as exc:
+        raise dg.Failure(description=str(exc), allow_retries=False) from exc
+    tag_bulk_job_run(context, store, job_id)
     if started is None:
-        return _report_unstarted(context, store, job_id)
+        return report_unstarted_bulk_job(context, store, job_id)
     context.log.info(
         f"bulk job {job_id}: {started.operation} on {started.total_count} {started.entity_type} "
         f"({started.mode}), resuming at record {started.next_seq}"
     )
 
     def observe(result: bulk.BatchResult) -> None:
-        context.log_event(
-            dg.AssetObservation(
-                asset_key=PROGRESS_ASSET,
-                metadata={
-                    "bulk_job_id": str(job_id),
-                    "total_count": result.total_count,
-                    "processed_count": result.processed_count,
-                    "failed_count": result.failed_count,
-                    "batch": f"{result.lo}..{result.hi}",
-                },
-            )
-        )
+        context.log_event(progress_observation(job_id, result))
 
-    terminated = False
-
-    def stop() -> bool:
-        nonlocal terminated
-        terminated = run_terminating(context)
-        return terminated
-
-    try:
+    stop = TerminationWatch(context)
+    with ending_bulk_job_on_error(context, store, job_id):
         # the one batch loop of bulk jobs; a transient fault is not retried in place but by the step's retry policy
         bulk.run_job(
             store,
@@ -132,37 +142,65 @@ def run_bulk_job_in_op(context: dg.OpExecutionContext, store, job_id: uuid.UUID,
             should_stop=stop,
             transient_retries=0,
         )
-        if terminated:
-            raise _terminated(job_id)
-    except dg.Failure:
+        if stop.terminated:
+            raise terminated_failure(job_id)
+    return report_bulk_job(context, store, job_id)
+
+
+@contextmanager
+def ending_bulk_job_on_error(
+    context: dg.OpExecutionContext, store, job_id: uuid.UUID, part: str | None = None
+) -> Iterator[None]:
+    """Around a step's batch loop of bulk job JOB_ID (or of its PART, "range 2 of 4"): an error ends the bulk job.
+
+    A transient fault passes on to the step's retry policy, but on the last attempt fails the bulk job
+    as any other error does: failed with the reason (PART first), and the step fails for good. A
+    terminated run leaves the bulk job cancelled, its committed batches kept.
+    """
+    what = f"{part} of bulk job {job_id}" if part else f"bulk job {job_id}"
+    try:
+        yield
+    except (dg.Failure, dg.RetryRequested):
         raise
     except Exception as exc:
-        if is_transient(exc):
-            raise
         reason = describe_error(exc, url=store.engine.url)
-        bulk.finish_job(store, job_id, "failed", error=reason)
-        raise dg.Failure(description=f"bulk job {job_id} failed: {reason}", allow_retries=False) from exc
+        if is_transient(exc):
+            if not last_attempt(context, RETRY_POLICY):
+                context.log.warning(f"{what}: will retry: {reason}")
+                raise
+            failure = retries_exhausted(context, exc, what=what, resume=RESUME, url=store.engine.url, reason=reason)
+        else:
+            failure = dg.Failure(description=f"{what} failed: {reason}", allow_retries=False)
+        bulk.finish_job(store, job_id, "failed", error=f"{part}: {reason}" if part else reason)
+        raise failure from exc
     except BaseException as exc:
-        # run terminated: committed batches stay, the bulk job stops here
+        # run terminated: committed batches stay, the bulk job stops here (once: only from processing)
         bulk.finish_job(store, job_id, "cancelled")
         if run_terminating(context):
             # a failed step of a CANCELING run ends CANCELED; re-raising would be retried in-process
-            raise _terminated(job_id) from exc
+            raise terminated_failure(job_id) from exc
         raise
-    job = _report(context, store, job_id)
-    for event in bulk_job_changes(job):
-        context.log_event(event)
-    return job
 
 
-def _tag(context: dg.OpExecutionContext, store, job_id: uuid.UUID) -> None:
+def tag_bulk_job_run(context: dg.OpExecutionContext, store, job_id: uuid.UUID) -> None:
+    """Tag the step's run with the bulk job's kind, account, entity and change set (the UI's run filters)."""
     row = _job_row(store, job_id)
     with store.engine.connect() as conn:
         account = accounts.slug_of(conn, row.account_id)
     tag_run(context, kind="bulk_job", account=account, entity=row.entity_type, change_set_id=job_id)
 
 
-def _report_unstarted(context: dg.OpExecutionContext, store, job_id: uuid.UUID) -> dict:
+def report_unstarted_bulk_job(
+    context: dg.OpExecutionContext, store, job_id: uuid.UUID, output_name: str | None = None
+) -> dict:
+    """Report a bulk job a run found nothing to apply of: its preview when it awaits confirmation; the job.
+
+    Args:
+        context: the step reporting it (its output metadata gets the preview).
+        store: the record store.
+        job_id: the bulk job.
+        output_name: the step's output the metadata goes to, when it has several.
+    """
     row = _job_row(store, job_id)
     job = service.job_to_dict(row)
     if row.mode == "preview" and row.status == "pending":
@@ -174,7 +212,8 @@ def _report_unstarted(context: dg.OpExecutionContext, store, job_id: uuid.UUID) 
                 "not_found": plan["not_found"],
                 "skipped": plan["skipped"],
                 "preview": _items_table(plan["changes"], ["entity_id", "before", "after"]),
-            }
+            },
+            output_name=output_name,
         )
         context.log.info(f"bulk job {job_id} awaits confirmation of plan {plan['plan_id']}: nothing applied")
     else:
@@ -182,7 +221,16 @@ def _report_unstarted(context: dg.OpExecutionContext, store, job_id: uuid.UUID) 
     return job
 
 
-def _report(context: dg.OpExecutionContext, store, job_id: uuid.UUID) -> dict:
+def report_bulk_job(context: dg.OpExecutionContext, store, job_id: uuid.UUID, output_name: str | None = None) -> dict:
+    """Report a bulk job a run applied: counters, first changes and problems as output metadata, and its
+    record changes as asset events; the job.
+
+    Args:
+        context: the step that ended it.
+        store: the record store.
+        job_id: the bulk job.
+        output_name: the step's output the metadata goes to, when it has several.
+    """
     row = _job_row(store, job_id)
     job = service.job_to_dict(row)
     with store.engine.connect() as conn:
@@ -199,12 +247,15 @@ def _report(context: dg.OpExecutionContext, store, job_id: uuid.UUID) -> dict:
             "changes (first 100)": _items_table(changes, ["entity_id", "before", "after"]),
             "failed and skipped (first 100)": _items_table(problems, ["entity_id", "status", "error"]),
             **(failed_records_metadata(store, job_id, kind="bulk_job") if row.failed_count else {}),
-        }
+        },
+        output_name=output_name,
     )
     context.log.info(
         f"bulk job {job_id} {row.status}: {row.processed_count}/{row.total_count} processed, "
         f"{row.failed_count} failed, {row.skipped_count} skipped"
     )
+    for event in bulk_job_changes(job):
+        context.log_event(event)
     return job
 
 

@@ -8,17 +8,21 @@ import dagster as dg
 from connectors import settings
 from connectors.store import bulk
 from pipelines.bulk.by_filter import bulk_operation_job
-from pipelines.bulk.jobs import bulk_job
+from pipelines.bulk.jobs import RANGED_BULK_JOBS, bulk_job
 from pipelines.run_end import run_end_sensors
 from resources import RecordStoreResource
 
+# the steps whose config names the run's bulk job: bulk_job's, and the ranged jobs' planning step
+CONFIGURED_STEPS = ("apply_bulk_job", "plan_bulk_job_ranges")
+
 
 def bulk_job_id_of(run: dg.DagsterRun) -> uuid.UUID | None:
+    """The bulk job a run applies: its `bulkops/bulk_job_id` tag, else its step config's `bulk_job_id`."""
     tag = run.tags.get("bulkops/bulk_job_id")
-    if tag is None:
-        tag = ((run.run_config or {}).get("ops", {}).get("apply_bulk_job", {}).get("config", {}) or {}).get(
-            "bulk_job_id"
-        )
+    ops = (run.run_config or {}).get("ops", {})
+    for step in CONFIGURED_STEPS:
+        if tag is None:
+            tag = ((ops.get(step) or {}).get("config") or {}).get("bulk_job_id")
     try:
         return uuid.UUID(str(tag)) if tag else None
     except ValueError:
@@ -39,11 +43,17 @@ def _finish(store: Any, run: dg.DagsterRun, status: str, error: str | None) -> s
 
 bulk_job_failure_sensor, bulk_job_canceled_sensor = run_end_sensors(
     name="bulk_job",
-    job=[bulk_job, bulk_operation_job],
+    job=[bulk_job, bulk_operation_job, *RANGED_BULK_JOBS],
     group="bulk",
     finish=_finish,
-    on_failure="Marks a bulk job failed when its run failed or its run worker crashed, so it never stays processing.",
-    on_cancel="Marks a bulk job cancelled when its run was cancelled before the bulk job could record it itself.",
+    on_failure=(
+        "Marks a bulk job failed when its run (one cursor or ranges) failed or its run worker crashed, so it never "
+        "stays processing."
+    ),
+    on_cancel=(
+        "Marks a bulk job cancelled when its run (one cursor or ranges) was cancelled before the bulk job could "
+        "record it itself."
+    ),
 )
 
 

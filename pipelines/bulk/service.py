@@ -26,6 +26,8 @@ if TYPE_CHECKING:
 
 MODES = ("execute", "preview", "dry_run")
 MAX_ENTITY_IDS = 2_000_000
+# ranges a bulk job's records may be applied in at once (`parallel`): 1 is one cursor
+MAX_PARALLEL = 16
 STATUSES = schema.BULK_JOB_STATUSES
 TERMINAL = ("completed", "failed", "cancelled")
 
@@ -123,6 +125,8 @@ def job_to_dict(row: Any) -> dict:
             "summary": m["summary"] or {},
             # the filter that chose the records ({where, include_deleted, words}), null for a list of ids
             "filter": (m["summary"] or {}).get("filter"),
+            # ranges applied at once (sharded_bulk_job); 1: one cursor (bulk_job)
+            "parallel": parallel_of(m),
         }
     )
     return out
@@ -151,6 +155,27 @@ def _as_job_id(job_id: Any) -> uuid.UUID:
         raise JobNotFound(f"no bulk job {job_id}", details={"id": str(job_id)}) from None
 
 
+def check_parallel(parallel: Any) -> int:
+    """PARALLEL as the ranges count of a bulk job: an integer from 1 to MAX_PARALLEL.
+
+    Raises:
+        InvalidRequest: anything else, naming the field `parallel`.
+    """
+    if isinstance(parallel, bool) or not isinstance(parallel, int) or not 1 <= parallel <= MAX_PARALLEL:
+        raise InvalidRequest(
+            f"parallel must be an integer from 1 to {MAX_PARALLEL}, not {parallel!r}",
+            details={"field": "parallel", "value": parallel, "min": 1, "max": MAX_PARALLEL},
+        )
+    return parallel
+
+
+def parallel_of(row: Any) -> int:
+    """The ranges count a bulk job asked for (`summary.parallel`), else its ranges' count when a run split it
+    (the Launchpad's `sharded_bulk_job`); 1: one cursor."""
+    summary = (row._mapping if hasattr(row, "_mapping") else row)["summary"] or {}
+    return summary.get("parallel") or len(summary.get("ranges") or ()) or 1
+
+
 def create_job(
     store: RecordStore,
     account_id: uuid.UUID,
@@ -162,6 +187,7 @@ def create_job(
     params: dict | None = None,
     mode: str = "execute",
     filter: Any = None,
+    parallel: int = 1,
 ) -> dict:
     """Store a bulk job and its items; a preview job also gets its plan.
 
@@ -181,6 +207,9 @@ def create_job(
             export filter language: a list of conditions, texts like "stage=review" or
             {field, op, value}, or {"where": [...], "include_deleted": bool}). It is resolved to
             ids now, in SQL, and kept on the job (`filter` of the job object).
+        parallel: apply the records in this many ranges at once (1 to MAX_PARALLEL), each a step
+            of the `sharded_bulk_job` run `launch.launch_bulk_job` launches; 1 (the default) is
+            the one-cursor `bulk_job`. Kept on the job (`summary.parallel`), so a relaunch keeps it.
 
     Returns:
         The job as `job_to_dict`.
@@ -188,8 +217,10 @@ def create_job(
     Raises:
         InvalidRequest: unknown entity type, operation or mode; bad params or ids; too many ids;
             a hard delete not created in preview or dry-run mode; unknown automations; both
-            `entity_ids` and `filter`, a bad filter, or a filter that matches no record.
+            `entity_ids` and `filter`, a bad filter, or a filter that matches no record; a
+            `parallel` out of 1..MAX_PARALLEL.
     """
+    summary = {"parallel": parallel} if check_parallel(parallel) > 1 else {}
     entity_type = bulk.canonical_entity_type(entity_type) if isinstance(entity_type, str) else entity_type
     if entity_type not in OPERATIONS:
         raise InvalidRequest(
@@ -222,7 +253,7 @@ def create_job(
                 "give entity_ids or filter, not both", details={"field": "filter", "conflicts_with": "entity_ids"}
             )
         return _create_by_filter(
-            store, account_id, created_by, entity_type, operation, clean, mode, filter, account_settings
+            store, account_id, created_by, entity_type, operation, clean, mode, filter, account_settings, summary
         )
     if entity_ids is None or isinstance(entity_ids, (str, bytes)):
         raise InvalidRequest("entity_ids must be a list of UUIDs", details={"field": "entity_ids"})
@@ -258,6 +289,7 @@ def create_job(
             entity_ids=ids,
             mode=mode,
             now=bulk.utcnow(),
+            summary=summary,
         )
     if mode == "preview":
         bulk.plan_job(store, job_id)
@@ -286,6 +318,7 @@ def _create_by_filter(
     mode: str,
     spec: Any,
     account_settings: Any,
+    summary: dict[str, Any],
 ) -> dict:
     entity = selection.selected_entity(entity_type, operation)
     try:
@@ -309,7 +342,7 @@ def _create_by_filter(
             mode=mode,
             now=bulk.utcnow(),
             selection=ids,
-            summary={"filter": kept},
+            summary={**summary, "filter": kept},
         )
         total = jobs.find(conn, account_id, job_id).total_count
         # raising rolls the job and its items back: nothing is stored

@@ -14,8 +14,9 @@
   the document cannot be read.
 """
 
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import dagster as dg
 from pydantic import Field
@@ -26,10 +27,14 @@ from connectors.documents.errors import DocumentError
 from connectors.documents.pdf import Limits
 from connectors.store import changes
 from connectors.store import documents as store_docs
-from pipelines.documents import engine
 from pipelines.imports import dropzone
 from pipelines.instance import record_process
+from pipelines.partition_checks import partition_check
 from resources import RecordStoreResource
+
+if TYPE_CHECKING:
+    # the import engine (Arrow, httpx) loads when a document import runs, not with the code location
+    from pipelines.documents import engine
 
 document_partitions = dg.DynamicPartitionsDefinition(name="documents")
 SKILLS_KEY = dg.AssetKey(["documents", "document_skills"])
@@ -69,7 +74,7 @@ class DocumentImportConfig(dg.Config):
         )
 
 
-def _metadata(o: engine.DocumentOutcome) -> dict[str, Any]:
+def _metadata(o: "engine.DocumentOutcome") -> dict[str, Any]:
     meta: dict[str, Any] = {"status": o.status, "skills": o.skills, "pages": o.pages, "ocr_pages": o.ocr_pages}
     if o.document_id:
         meta["document_id"] = str(o.document_id)
@@ -80,8 +85,10 @@ def _metadata(o: engine.DocumentOutcome) -> dict[str, Any]:
     return meta
 
 
-def _move_dropped(paths: list[str], kind: str, outcomes: list[engine.DocumentOutcome], root: Path | None) -> None:
+def _move_dropped(paths: list[str], kind: str, outcomes: "list[engine.DocumentOutcome]", root: Path | None) -> None:
     """Files of the kind's drop folder move to processed/ or failed/ (a given path outside it stays)."""
+    from pipelines.documents import engine
+
     folder = FOLDERS[kind]
     by_name = {o.name: o for o in outcomes}
     for given in paths:
@@ -101,7 +108,9 @@ def _move_dropped(paths: list[str], kind: str, outcomes: list[engine.DocumentOut
 )
 def import_documents(
     context: dg.OpExecutionContext, config: DocumentImportConfig, record_store: RecordStoreResource
-) -> None:
+) -> Iterator[dg.AssetMaterialization | dg.AssetCheckEvaluation | dg.AssetObservation | dg.Output]:
+    from pipelines.documents import engine
+
     # the run's processes, so a killed run is found dead (dead_run_sensor) and its import row ended
     record_process(context)
     store = record_store.store
@@ -133,29 +142,34 @@ def import_documents(
         # one call: it adds only the keys that are new
         context.instance.add_dynamic_partitions(document_partitions.name, keys)
     _move_dropped(config.paths, kind, result.documents, Path(config.dropzone) if config.dropzone else None)
-    # one event per document: its status in the partitions view (the event store's write is the cost)
+    # one event per document: its status in the partitions view (the event store's write is the cost).
+    # Yielded, not `context.log_event`-ed: Dagster keeps logged events in a list until the op returns,
+    # a yielded one is stored and let go at once, so the run holds no event per document
     for o in result.documents:
         if not o.partition_key:
             continue
         if o.status in ("created", "updated"):
-            context.log_event(dg.AssetMaterialization(SKILLS_KEY, partition=o.partition_key, metadata=_metadata(o)))
+            yield dg.AssetMaterialization(SKILLS_KEY, partition=o.partition_key, metadata=_metadata(o))
         else:
             # a failed document: its `readable` check fails for its partition (the partitions view shows
             # no failure for a partition of a run that succeeded), and an observation keeps its counts
-            context.log_event(
-                dg.AssetCheckEvaluation(
-                    SKILLS_KEY,
-                    READABLE_CHECK,
-                    passed=False,
-                    partition=o.partition_key,
-                    metadata={"reason": dg.MetadataValue.text(o.error or o.status), "kind": o.error_kind or ""},
-                    description=o.error,
-                )
+            yield dg.AssetCheckEvaluation(
+                SKILLS_KEY,
+                READABLE_CHECK,
+                passed=False,
+                partition=o.partition_key,
+                metadata={"reason": dg.MetadataValue.text(o.error or o.status), "kind": o.error_kind or ""},
+                description=o.error,
             )
-            context.log_event(dg.AssetObservation(SKILLS_KEY, partition=o.partition_key, metadata=_metadata(o)))
+            yield dg.AssetObservation(SKILLS_KEY, partition=o.partition_key, metadata=_metadata(o))
     failed = [o for o in result.documents if o.status == "failed"]
-    context.add_output_metadata(
-        {
+    context.log.info(
+        f"import {result.import_id} {result.status}: {result.created} created, {result.updated} updated, "
+        f"{result.skipped} skipped, {result.errors} errors in {result.elapsed_s:.1f} s"
+    )
+    yield dg.Output(
+        None,
+        metadata={
             "import_id": str(result.import_id),
             "type": "applicants" if result.kind == "resume" else "jobs",
             "status": result.status,
@@ -164,11 +178,7 @@ def import_documents(
             "skipped": result.skipped,
             "errors": result.errors,
             "failed": dg.MetadataValue.md("\n".join(f"- {o.name}: {o.error}" for o in failed[:50]) or "none"),
-        }
-    )
-    context.log.info(
-        f"import {result.import_id} {result.status}: {result.created} created, {result.updated} updated, "
-        f"{result.skipped} skipped, {result.errors} errors in {result.elapsed_s:.1f} s"
+        },
     )
 
 
@@ -193,7 +203,7 @@ def document_import_job() -> None:
     retry_policy=dg.RetryPolicy(max_retries=2, delay=2, backoff=dg.Backoff.EXPONENTIAL),
     kinds={"pdf"},
     check_specs=[
-        dg.AssetCheckSpec(
+        partition_check(
             READABLE_CHECK,
             asset=SKILLS_KEY,
             partitions_def=document_partitions,

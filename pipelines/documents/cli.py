@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from connectors import settings
+from resources import store_run_config
 
 
 @click.group("documents")
@@ -57,7 +58,7 @@ def documents_import(
     }
     run_config = {
         "ops": {"import_documents": {"config": config}},
-        "resources": {"record_store": {"config": {"database_url": settings.database_url()}}},
+        "resources": store_run_config(settings.database_url()),
     }
     use_local_dagster_home()
     with dg.DagsterInstance.get() as instance:

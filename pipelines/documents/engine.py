@@ -15,6 +15,11 @@ One launch (many files and URLs) is one import: one `import_history` row of type
    versioned, with its task status and partition key) and the skills found, with evidence;
    documents that could not be read are stored with their reason and counted as errors.
 
+Memory does not grow with the number of documents: each document's text and skills go to a
+temporary file (`_Spool`) as it is read, the records' rows go to the Parquet batch in chunks, and
+step 4 writes `CHUNK` documents per statement, loading only their text and skills. What stays in
+memory for the whole import is a few small fields per document (name, hash, counts, outcome).
+
 `changes.rollback` (`bulkops imports rollback`) undoes all of it: records, documents, skills.
 """
 
@@ -26,6 +31,7 @@ import importlib
 import io
 import json
 import os
+import pickle
 import re
 import shutil
 import sys
@@ -34,10 +40,10 @@ import threading
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 from urllib.parse import urlsplit
 
 import pyarrow as pa
@@ -58,6 +64,9 @@ KINDS = {"resume": "candidates", "job_description": "jobs"}
 KIND_ALIASES = {"resume": "resume", "resumes": "resume", "job": "job_description", "jobs": "job_description",
                 "job_description": "job_description", "job_descriptions": "job_description"}  # fmt: skip
 IGNORED = re.compile(r"^(\.|~\$)|\.(part|partial|crdownload|tmp)$", re.I)
+# documents written per statement (and record rows per Parquet row group): the import holds one
+# chunk's text, skills and audit images at a time, whatever the number of documents
+CHUNK = 100
 
 
 def kind_of(word: str) -> str:
@@ -96,6 +105,31 @@ class DocumentImportResult:
     errors: int = 0
     documents: list[DocumentOutcome] = field(default_factory=list)
     elapsed_s: float = 0.0
+
+
+class _Spool:
+    """Each read document's text and skills in a temporary file, from its read until its rows are
+    written: what the import keeps in memory per document is its page count, not its text."""
+
+    def __init__(self, file: IO[bytes]) -> None:
+        self.file = file
+        self.at: dict[str, int] = {}
+        self.pages: dict[str, int] = {}
+
+    def put(self, sha: str, read: pool.Read) -> None:
+        """Move READ's pages and skills to the file (READ keeps its fields, OCR pages and error)."""
+        self.file.seek(0, os.SEEK_END)
+        self.at[sha] = self.file.tell()
+        self.pages[sha] = len(read.pages)
+        pickle.dump((read.pages, read.skills), self.file, pickle.HIGHEST_PROTOCOL)
+        read.pages, read.skills = [], []
+
+    def take(self, sha: str) -> tuple[list[str], list[Any]]:
+        """The document's pages and skills (none for a document that was not read)."""
+        if sha not in self.at:
+            return [], []
+        self.file.seek(self.at[sha])
+        return pickle.load(self.file)
 
 
 def sha256_of(path: Path) -> str:
@@ -225,6 +259,31 @@ def import_documents(
     limits = limits or Limits()
     # the workers start now: their start-up overlaps hashing the files
     readers = pool.Pool(limits, workers=min(workers or pool.default_workers(), len(files))) if files else None
+    with tempfile.TemporaryFile(prefix="bulkops-documents-") as spooled:
+        return _import(
+            store, account_id, kind, entity, given, files, url_list, actor, dagster_run_id, docs_dir,
+            failed_rows_dir, source_name, fetch, readers, _Spool(spooled), t0,
+        )  # fmt: skip
+
+
+def _import(
+    store: Any,
+    account_id: uuid.UUID,
+    kind: str,
+    entity: str,
+    given: list[str],
+    files: list[Path],
+    url_list: list[str],
+    actor: str,
+    dagster_run_id: str | None,
+    docs_dir: Path,
+    failed_rows_dir: Path | None,
+    source_name: str | None,
+    fetch: Callable[[str], urls.Page] | None,
+    readers: pool.Pool | None,
+    spool: _Spool,
+    t0: float,
+) -> DocumentImportResult:
     with readers or contextlib.nullcontext():
         if readers is not None and "pandas" not in sys.modules:
             # pyarrow imports pandas on the import writer's first `pa.array` (up to a second of CPU under
@@ -280,6 +339,7 @@ def import_documents(
                 r.error = DocumentError("unreadable", f"{name} changed while it was being imported: drop it again")
             elif r.error is not None:
                 r.error = DocumentError(r.error.kind, r.error.message.replace(r.path.name, name))
+            spool.put(sha, r)
             reads[sha] = r
         todo = [(name, sha, stored_at.get(sha, path), *rest) for name, sha, path, *rest in todo]
     for name, sha, _, _, url, _ in todo:
@@ -295,55 +355,19 @@ def import_documents(
             fields={"title": post.title, "location": post.location, "description": post.description},
             skills=found,
         )
+        spool.put(sha, reads[sha])
 
     timings["read_s"] = round(time.monotonic() - t0 - sum(timings.values()), 3)
-    # the records, through the import writer
-    rows: list[dict[str, Any]] = []
-    key_of: dict[str, str] = {}  # sha -> email (normalised) or job code
-    for name, sha, _, _, url, _ in todo:
-        r = reads.get(sha)
-        if r is None or r.error is not None:
-            continue
-        if kind == "resume":
-            email = r.fields.get("email")
-            if not email:
-                r.error = DocumentError("no_text", f"{name}: no email address found: an applicant needs one")
-                continue
-            key_of[sha] = email.lower()
-            rows.append(
-                {
-                    "email": email,
-                    "first_name": _clean(r.fields.get("first_name")),
-                    "last_name": _clean(r.fields.get("last_name")),
-                    "phone": _clean(r.fields.get("phone")),
-                    "links": " ".join(r.fields.get("links") or []) or None,
-                    "resume_file": name,
-                    # a newer resume is a change of the applicant even when its contact fields are the same
-                    "resume_sha256": sha,
-                }
-            )
-        else:
-            code = _code_for(name, url)
-            key_of[sha] = code.lower()
-            rows.append(
-                {
-                    "code": code,
-                    "title": _clean(r.fields.get("title")) or Path(name).stem,
-                    "location": _clean(r.fields.get("location")),
-                    "description": _clean(r.fields.get("description")),
-                    "source_url": url,
-                }
-            )
+    # the records, through the import writer: their rows go to the Parquet batch CHUNK at a time
     columns = (
         ["email", "first_name", "last_name", "phone", "links", "resume_file", "resume_sha256"]
         if kind == "resume"
         else ["code", "title", "location", "description", "source_url"]
     )
-    table = _string_table(rows, columns)
     work = docs_dir / "imports"
     work.mkdir(parents=True, exist_ok=True)
     batch = work / f"{uuid.uuid4().hex}.parquet"
-    pq.write_table(table, batch)
+    key_of: dict[str, str] = {}  # sha -> email (normalised) or job code
     label = source_name or source_label(files, given, len(url_list))
     options = ImportOptions(
         entity=entity,
@@ -353,6 +377,14 @@ def import_documents(
         force=True,  # duplicates are decided per document, above
     )
     try:
+        with pq.ParquetWriter(batch, pa.schema([(c, pa.string()) for c in columns])) as writer:
+            rows: list[dict[str, Any]] = []
+            for row in _record_rows(kind, todo, reads, key_of):
+                rows.append(row)
+                if len(rows) >= CHUNK:
+                    writer.write_table(_string_table(rows, columns))
+                    rows.clear()
+            writer.write_table(_string_table(rows, columns))
         result = run_import(
             store,
             account_id,
@@ -382,7 +414,17 @@ def import_documents(
         known = store_docs.by_sha(conn, account_id, kind, [s for _, s, *_ in todo])
         new_docs: list[dict[str, Any]] = []
         new_skills: list[tuple[uuid.UUID, uuid.UUID, list]] = []
+
+        def flush() -> None:
+            # CHUNK documents, their skills and audit rows: a few statements, and only their text in memory
+            store_docs.insert_documents(conn, cs, new_docs)
+            store_docs.insert_skills(conn, cs, kind, new_skills, meta)
+            new_docs.clear()
+            new_skills.clear()
+
         for name, sha, path, media, url, size in todo:
+            if len(new_docs) >= CHUNK:
+                flush()
             r = reads.get(sha)
             err = r.error if r is not None else (fetched.get(url) if url else None)
             owner = owners.get(key_of.get(sha, ""))
@@ -412,14 +454,16 @@ def import_documents(
                 values.update(status="failed", error_kind=err.kind, error_message=str(err)[:2000])
                 status = "failed"
             else:
+                pages, found = spool.take(sha)
                 values.update(
                     {owner_col: owner},
                     version=versions.get(owner, 1),
-                    pages=len(r.pages),
+                    pages=len(pages),
                     ocr_pages=len(r.ocr_pages),
-                    text=_clean("\n\f".join(r.pages)),
+                    text=_clean("\n\f".join(pages)),
                     status="completed",
                 )
+                del pages
                 versions[owner] = versions.get(owner, 1) + 1
                 status = "created" if values["version"] == 1 else "updated"
             prior = known.get(sha)
@@ -428,13 +472,13 @@ def import_documents(
                 store_docs.reuse_document(conn, cs, prior.id, values)
                 doc_id = prior.id
                 if status != "failed":
-                    n = store_docs.replace_skills(conn, cs, kind, owner, doc_id, r.skills, meta)
+                    n = store_docs.replace_skills(conn, cs, kind, owner, doc_id, found, meta)
             else:
                 doc_id = uuid.uuid4()
                 new_docs.append({"id": doc_id, **values})
                 if status != "failed":
-                    new_skills.append((owner, doc_id, r.skills))
-                    n = len(r.skills)
+                    new_skills.append((owner, doc_id, found))
+                    n = len(found)
             outcomes.append(
                 DocumentOutcome(
                     name,
@@ -444,15 +488,14 @@ def import_documents(
                     owner if status != "failed" else None,
                     pk,
                     n,
-                    len(r.pages) if r and status != "failed" else 0,
+                    spool.pages.get(sha, 0) if r and status != "failed" else 0,
                     len(r.ocr_pages) if r and status != "failed" else 0,
                     err.kind if isinstance(err, DocumentError) else None,
                     str(err) if isinstance(err, DocumentError) else None,
                     url,
                 )
             )
-        store_docs.insert_documents(conn, cs, new_docs)
-        store_docs.insert_skills(conn, cs, kind, new_skills, meta)
+        flush()
         failed = sum(1 for o in outcomes if o.status == "failed")
         skipped_docs = sum(1 for o in outcomes if o.status == "skipped")
         h = history.row(conn, import_id)
@@ -499,6 +542,47 @@ def import_documents(
         outcomes,
         round(time.monotonic() - t0, 3),
     )
+
+
+def _record_rows(
+    kind: str,
+    todo: list[tuple[str, str, Path, str, str | None, int]],
+    reads: dict[str, pool.Read],
+    key_of: dict[str, str],
+) -> Iterator[dict[str, Any]]:
+    """The import writer's row of each document read (KEY_OF gets its match key); a resume with no
+    email gets its error here. Each read's fields are dropped once in its row (a job's hold its text)."""
+    for name, sha, _, _, url, _ in todo:
+        r = reads.get(sha)
+        if r is None or r.error is not None:
+            continue
+        fields, r.fields = r.fields, {}
+        if kind == "resume":
+            email = fields.get("email")
+            if not email:
+                r.error = DocumentError("no_text", f"{name}: no email address found: an applicant needs one")
+                continue
+            key_of[sha] = email.lower()
+            yield {
+                "email": email,
+                "first_name": _clean(fields.get("first_name")),
+                "last_name": _clean(fields.get("last_name")),
+                "phone": _clean(fields.get("phone")),
+                "links": " ".join(fields.get("links") or []) or None,
+                "resume_file": name,
+                # a newer resume is a change of the applicant even when its contact fields are the same
+                "resume_sha256": sha,
+            }
+        else:
+            code = _code_for(name, url)
+            key_of[sha] = code.lower()
+            yield {
+                "code": code,
+                "title": _clean(fields.get("title")) or Path(name).stem,
+                "location": _clean(fields.get("location")),
+                "description": _clean(fields.get("description")),
+                "source_url": url,
+            }
 
 
 def _string_table(rows: list[dict[str, Any]], columns: list[str]) -> pa.Table:

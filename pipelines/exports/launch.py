@@ -19,6 +19,7 @@ from connectors.store.store import AccountNotFound
 from pipelines import runs
 from pipelines.exports.config import ExportConfig, ExportRefused
 from pipelines.exports.jobs import EXPORT_JOB_NAME, export_key
+from resources import store_run_config
 
 
 def check(store: RecordStore, config: ExportConfig, account_id: uuid.UUID | None = None) -> uuid.UUID:
@@ -37,7 +38,7 @@ def check(store: RecordStore, config: ExportConfig, account_id: uuid.UUID | None
 def run_config(config: ExportConfig, database_url: str | None = None) -> dict[str, Any]:
     out: dict[str, Any] = {"ops": {"write_export": {"config": config.model_dump()}}}
     if database_url:
-        out["resources"] = {"record_store": {"config": {"database_url": database_url}}}
+        out["resources"] = store_run_config(database_url)
     return out
 
 

@@ -19,6 +19,7 @@ from pipelines.imports.options import ImportFields, ImportOptions, load_mapping
 from pipelines.instance import reap_dead_runs, record_process, run_terminating
 from pipelines.monitoring.errors import failed_records_metadata
 from pipelines.monitoring.tags import tag_run
+from pipelines.partition_checks import partition_check
 from pipelines.records import import_changes
 from pipelines.retries import RETRY_POLICY, retries_exhausted
 from resources import RecordStoreResource
@@ -26,6 +27,9 @@ from resources import RecordStoreResource
 import_files = dg.DynamicPartitionsDefinition(name="import_files")
 
 ERROR_RATE_CHECK = "error_rate_under_threshold"
+# per partition: the file was imported; fails with the file's reason (the partitions view shows a partition of a
+# shared run that succeeded as missing, however its file ended)
+IMPORTED_CHECK = "imported"
 IMPORTED_FILE_KEY = dg.AssetKey("imported_file")
 
 SHA_TAG = "bulkops/sha256"
@@ -414,7 +418,25 @@ def _import_partition(
         severity=dg.AssetCheckSeverity.WARN,
         metadata={"error_rate": rate, "error_threshold": config.error_threshold, "errors": result.errors},
     )
-    return dg.MaterializeResult(metadata=metadata, check_results=[check])
+    imported = dg.AssetCheckResult(check_name=IMPORTED_CHECK, passed=True, metadata={"status": result.status})
+    return dg.MaterializeResult(metadata=metadata, check_results=[check, imported])
+
+
+def log_file_failed(context: dg.OpExecutionContext | dg.AssetExecutionContext, key: str, failure: dg.Failure) -> None:
+    """The `imported` check of partition KEY fails with FAILURE's reason, unless the run is being terminated (a
+    stopped import is cancelled, not failed: a re-run of the partition resumes it)."""
+    if run_terminating(context):
+        return
+    reason = failure.description or "failed"
+    metadata = {"reason": dg.MetadataValue.text(reason)}
+    for name in ("file", "import_id", "failed_rows"):
+        if name in failure.metadata:
+            metadata[name] = failure.metadata[name]
+    context.log_event(
+        dg.AssetCheckEvaluation(
+            IMPORTED_FILE_KEY, IMPORTED_CHECK, passed=False, partition=key, metadata=metadata, description=reason
+        )
+    )
 
 
 def _report_records(
@@ -455,7 +477,15 @@ def _build_imported_file(retry_policy: dg.RetryPolicy | None) -> dg.AssetsDefini
                 ERROR_RATE_CHECK,
                 asset="imported_file",
                 description="The share of rejected rows stays under the import's error_threshold.",
-            )
+            ),
+            partition_check(
+                IMPORTED_CHECK,
+                asset="imported_file",
+                partitions_def=import_files,
+                description="The partition's file was imported; fails with its reason (bad file, every row failed, "
+                "retries exhausted...) in the run that failed it, import_job's or a shared run's, and passes when a "
+                "re-run imports it.",
+            ),
         ],
         description=(
             "One imported file per partition (`<entity>/<file>@<sha12>`): its rows are mapped, validated, "
@@ -479,7 +509,10 @@ def _build_imported_file(retry_policy: dg.RetryPolicy | None) -> dg.AssetsDefini
                 last_attempt=last_attempt,
                 attempt=context.retry_number + 1,
             )
-        except (dg.Failure, dg.RetryRequested):
+        except dg.Failure as exc:
+            log_file_failed(context, context.partition_key, exc)
+            raise
+        except dg.RetryRequested:
             raise
         except Exception as exc:
             # only transient database faults reach the retry policy

@@ -221,7 +221,7 @@ def failed_rows_reasons(path: Path) -> Counter[str]:
     with open(path, newline="", encoding="utf-8") as f:
         for rec in csv.DictReader(f):
             column, error = rec.get("_column") or "", rec.get("_error") or "unknown error"
-            reasons[f"{column}: {error}" if column else error] += 1
+            reasons[changes.reason_key(column, error)] += 1
     return reasons
 
 
@@ -501,6 +501,7 @@ def run_import(
     partition_key: str | None = None,
     on_progress: Callable[[ImportProgress], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
+    shards_as_steps: bool = False,
 ) -> ImportResult:
     """Import one file into the account's records, batch by batch.
 
@@ -511,6 +512,11 @@ def run_import(
     True the import ends "cancelled" after its committed batches (a later run resumes it). Dry
     runs write no records: each runs in one transaction rolled back at the end, and leave a
     history row marked dry_run.
+
+    SHARDS_AS_STEPS: a sharded import stops once its shards are planned and returns status
+    "processing" (`details.shards` says how many); the caller writes each shard
+    (`write_import_shard`, anywhere: a step of its own on another worker) and then ends the
+    import (`finish_sharded_import`). An unsharded import runs whole, as without it.
 
     Raises:
         MappingError: the mapping does not fit the file; nothing was written.
@@ -563,6 +569,9 @@ def run_import(
         if plan is not None:
             # the file is written by parallel shards: one import, its counters summed by the shards' batches
             shards.record(store, plan, {k: v for k, v in details.items() if not isinstance(v, int)})
+            if shards_as_steps:
+                with store.begin() as conn:
+                    return _result(history.row(conn, import_id), elapsed=time.monotonic() - t0)
             failed = shards.FailedParts(plan, tab.columns)
             shards.run(store, plan, on_progress=on_progress, should_stop=should_stop)
             if _identity(path) != seen:
@@ -752,6 +761,138 @@ def run_import(
         except Exception:
             pass
         raise
+
+
+def file_identity(path: str | Path) -> list[int]:
+    """What tells a file replaced or changed from the one an import started with (device, inode, size, mtime)."""
+    return list(_identity(Path(path)))
+
+
+def _shard_plan(
+    store: Any, import_id: uuid.UUID, path: Path, options: ImportOptions, failed_dir: Path
+) -> tuple[Any, shards.Plan]:
+    with store.begin() as conn:
+        h = history.row(conn, import_id)
+    p = shards.plan(store, h, options, h.account_id, path, h.file or path.name, failed_dir)
+    if p is None:
+        raise ValueError(f"import {import_id} is not sharded")
+    return h, p
+
+
+def _columns(p: shards.Plan) -> list[str]:
+    return _open_file(p.path, p.name, p.options, p.import_id).columns
+
+
+def write_import_shard(
+    store: Any,
+    import_id: uuid.UUID,
+    k: int,
+    path: str | Path,
+    options: ImportOptions,
+    *,
+    failed_rows_dir: str | Path,
+    on_progress: Callable[[dict[str, int]], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
+) -> dict[str, int]:
+    """Write shard K of sharded import IMPORT_ID (started by `run_import(..., shards_as_steps=True)`);
+    its counters (this call's).
+
+    Resumes after the shard's committed position, so a retry, a re-run or a second worker given
+    the same shard writes no row twice (each shard holds its own lock while it is written). Stops
+    before its next batch when `should_stop` says so or the import has ended (another shard's
+    error policy failed it). The shards of one import hold the account's sharded-import lock
+    shared: an import writing all its shards in one place waits for them, and they for it.
+
+    Raises:
+        ImportFailed: the error policy aborted at one of the shard's rows: the import is failed and
+            its failed-rows file merged.
+        shards.Stopped: stopped on request, or the import ended elsewhere.
+    """
+    h, p = _shard_plan(store, import_id, Path(path), options, Path(failed_rows_dir))
+    mine: dict[str, int] = {}
+
+    def ended() -> bool:
+        with store.engine.connect() as conn:
+            return history.row(conn, import_id).status != "processing"
+
+    def stop() -> bool:
+        return (should_stop is not None and should_stop()) or ended()
+
+    def report(counts: dict[str, int]) -> None:
+        mine.update(counts)
+        if on_progress is not None:
+            on_progress(dict(counts))
+
+    if h.status != "processing":
+        raise shards.Stopped()
+    try:
+        with shards.account_turn(store, h.account_id, shared=True):
+            shards.write_shard(store, p, k, stop=stop, report=report)
+    except shards.Aborted as exc:
+        with store.begin() as conn:
+            history.update(conn, import_id, status="failed", finished_at=_now(), error_message=exc.message)
+        # the other shards stop before their next batch, seeing the import ended; their parts are complete then
+        shards.wait_for_shards(store, p)
+        final = shards.FailedParts(p, _columns(p)).finish()
+        with store.begin() as conn:
+            history.update(conn, import_id, failed_rows_path=str(final))
+            result = _result(history.row(conn, import_id), elapsed=0.0)
+        raise ImportFailed(exc.message, import_id=import_id, result=result) from None
+    return mine
+
+
+def finish_sharded_import(
+    store: Any,
+    import_id: uuid.UUID,
+    path: str | Path,
+    options: ImportOptions,
+    *,
+    failed_rows_dir: str | Path,
+    identity: list[int] | None = None,
+) -> ImportResult:
+    """End sharded import IMPORT_ID once `write_import_shard` wrote every shard: the failed-rows parts
+    merged into one file, the history row completed.
+
+    IDENTITY: `file_identity` of the file when the import started; a file replaced or changed
+    since fails the import, as an unsharded import does.
+
+    Raises:
+        ImportFailed: a shard is behind the others (not written to the end), or the file changed.
+    """
+    t0 = time.monotonic()
+    path = Path(path)
+    h, p = _shard_plan(store, import_id, path, options, Path(failed_rows_dir))
+    if h.status == "completed":
+        return _result(h, elapsed=0.0)
+    try:
+        if identity is not None and list(_identity(path)) != list(identity):
+            raise ImportFailed(_CHANGED.format(name=p.name))
+        columns = _columns(p)
+        # every shard commits every batch of the file (its share of it, maybe none): written to the end, they agree
+        committed = {k: int(at) for k, at in (h.details or {})["shards"]["committed"].items()}
+        behind = sorted(int(k) + 1 for k, at in committed.items() if at < max(committed.values()))
+        if len(committed) < p.count or behind:
+            raise ImportFailed(
+                f"{p.name}: not every shard of {p.count} is written to the end of the file "
+                f"(positions {committed}); a re-run resumes them"
+            )
+    except ImportFailed as exc:
+        exc.import_id = import_id
+        with store.begin() as conn:
+            history.update(conn, import_id, status="failed", finished_at=_now(), error_message=exc.message)
+            exc.result = _result(history.row(conn, import_id), elapsed=time.monotonic() - t0)
+        raise
+    final = shards.FailedParts(p, columns).finish()
+    with store.begin() as conn:
+        history.update(conn, import_id, status="completed", finished_at=_now(), failed_rows_path=str(final))
+        return _result(history.row(conn, import_id), elapsed=time.monotonic() - t0)
+
+
+def fail_import(store: Any, import_id: uuid.UUID, message: str) -> None:
+    """Mark an unfinished import failed with MESSAGE (its committed batches stay; a re-run resumes)."""
+    with store.begin() as conn:
+        if history.row(conn, import_id).status == "processing":
+            history.update(conn, import_id, status="failed", finished_at=_now(), error_message=message[:1900])
 
 
 def record_file_moved(store: Any, old: str | Path, new: str | Path, sha256: str) -> int:

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import dagster as dg
 
+from pipelines.celery_jobs import celery_jobs
 from pipelines.imports.assets import imported_file
+from pipelines.imports.sharded import sharded_import_job
 
 import_job = dg.define_asset_job(
     "import_job",
@@ -19,3 +21,10 @@ import_job = dg.define_asset_job(
     # worker is a kill of the import
     executor_def=dg.in_process_executor,
 )
+
+# the jobs that write an import's shards as steps (`sharded.py`): under the multiprocess executor,
+# and under Celery's where dagster-celery is installed
+SHARDED_IMPORT_JOBS = [
+    sharded_import_job,
+    *celery_jobs("pipelines.imports.celery_jobs", "celery_sharded_import_job"),
+]

@@ -19,6 +19,7 @@ from pipelines import runs
 from pipelines.imports import dropzone
 from pipelines.imports.assets import config_for, import_files, imported_file
 from pipelines.instance import code_location, graphql_url
+from resources import store_run_config
 
 JOB_NAME = "import_job"
 TERMINAL = ("SUCCESS", "FAILURE", "CANCELED")
@@ -89,7 +90,7 @@ def start_import(
     config = config_for(path, entity, account, options, mapping_path=mapping_path)
     run_config: dict[str, Any] = {"ops": {"imported_file": {"config": config.model_dump()}}}
     if database_url:
-        run_config["resources"] = {"record_store": {"config": {"database_url": database_url}}}
+        run_config["resources"] = store_run_config(database_url)
     return runs.launch_run(
         JOB_NAME,
         run_config=run_config,

@@ -12,10 +12,9 @@ from connectors import settings
 from connectors.store import history
 from connectors.store.faults import is_transient
 from pipelines.imports.assets import imported_file
-from pipelines.imports.engine import ImportFailed, rollback_import
 from pipelines.monitoring.tags import tag_run
 from pipelines.records import rollback_changes
-from pipelines.retries import RETRY_POLICY
+from pipelines.retries import RETRY_POLICY, said_when_exhausted
 from resources import RecordStoreResource
 
 
@@ -47,7 +46,9 @@ class RollbackImportConfig(dg.Config):
 def rollback_import_op(
     context: dg.OpExecutionContext, config: RollbackImportConfig, record_store: RecordStoreResource
 ) -> dict:
-    store = record_store.store
+    # the import engine (Arrow) loads when a rollback runs, not with the code location
+    from pipelines.imports.engine import ImportFailed, rollback_import
+
     try:
         import_id = uuid.UUID(config.import_id.strip())
     except ValueError:
@@ -56,24 +57,33 @@ def rollback_import_op(
         ) from None
     # the run is found by the import it undoes
     tag_run(context, kind="import", account=config.account, change_set_id=import_id)
-    try:
-        account_id = store.account_id(config.account)
-        out = rollback_import(
-            store,
-            account_id,
-            import_id,
-            actor=f"dagster:{context.run.run_id}",
-            force=config.force,
-            dagster_run_id=context.run.run_id,
-        )
-    except (LookupError, ImportFailed) as exc:
-        raise dg.Failure(description=str(exc), allow_retries=False) from exc
-    except Exception as exc:
-        if is_transient(exc):
-            raise  # the retry policy: the rollback is one transaction, so nothing half-done is left
-        raise dg.Failure(description=f"{type(exc).__name__}: {exc}", allow_retries=False) from exc
-    with store.engine.connect() as conn:
-        key = history.partition_key(conn, import_id)
+    # the retry policy, then a failure saying what failed after how many attempts and why
+    with said_when_exhausted(
+        context,
+        what=f"rollback of import {import_id}",
+        resume="the rollback is one transaction, so nothing of it was applied; launch it again",
+        url=record_store.url,
+    ):
+        try:
+            # the store connects (its schema check) here, inside the retry's reach
+            store = record_store.store
+            account_id = store.account_id(config.account)
+            out = rollback_import(
+                store,
+                account_id,
+                import_id,
+                actor=f"dagster:{context.run.run_id}",
+                force=config.force,
+                dagster_run_id=context.run.run_id,
+            )
+        except (LookupError, ImportFailed) as exc:
+            raise dg.Failure(description=str(exc), allow_retries=False) from exc
+        except Exception as exc:
+            if is_transient(exc):
+                raise  # the retry policy: the rollback is one transaction, so nothing half-done is left
+            raise dg.Failure(description=f"{type(exc).__name__}: {exc}", allow_retries=False) from exc
+        with store.engine.connect() as conn:
+            key = history.partition_key(conn, import_id)
     counts = {
         f"{what}.{entity}": n
         for what in ("deleted", "restored", "kept", "conflicts")

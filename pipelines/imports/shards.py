@@ -52,11 +52,17 @@ class Stopped(Exception):
 
 
 class Aborted(Exception):
-    """The error policy aborted a shard; the message says at which row."""
+    """The error policy aborted a shard; the message says at which row (ROW: the bad row, for `abort`)."""
 
-    def __init__(self, message: str) -> None:
+    def __init__(self, message: str, row: int | None = None) -> None:
         super().__init__(message)
         self.message = message
+        self.row = row
+
+
+def _first_abort(aborted: list[Aborted]) -> Aborted:
+    """Of the shards' aborts, the one at the earliest row of the file (a threshold's, with no row, first)."""
+    return min(aborted, key=lambda a: -1 if a.row is None else a.row)
 
 
 class ShardFailed(Exception):
@@ -158,23 +164,49 @@ def _turn(store: Any, p: Plan, k: int) -> Iterator[int]:
                 conn.invalidate()  # never back to the pool holding the lock
 
 
+def wait_for_shards(store: Any, p: Plan) -> None:
+    """Wait until no shard of P is being written (each writer stops at its next batch once the import has ended)."""
+    if store.engine.dialect.name != "postgresql":
+        return
+    for k in range(p.count):
+        with store.engine.connect() as conn:
+            d, key = dialect_of(conn), f"{p.import_id}:{k}"
+            d.session_lock(conn, IMPORT_SHARD, key)
+            d.session_unlock(conn, IMPORT_SHARD, key)
+            conn.commit()
+
+
 def write_shard(
-    store: Any, p: Plan, k: int, *, stop: Callable[[], bool], report: Callable[[dict[str, int]], None]
+    store: Any,
+    p: Plan,
+    k: int,
+    *,
+    stop: Callable[[], bool],
+    report: Callable[[dict[str, int]], None],
+    past: Callable[[int], bool] = lambda row: False,
 ) -> None:
     """Write shard K of plan P: its rows after its committed position, batch by batch.
 
-    `report` gets the shard's counters (this run's) after each committed batch.
+    `report` gets the shard's counters (this run's) after each committed batch. `past(row)`: the
+    batch starting at ROW lies after another shard's aborted row, so the shard stops before it.
 
     Raises:
-        Stopped: `stop()` said so before a batch.
+        Stopped: `stop()` or `past` said so before a batch.
         Aborted: the error policy aborted at one of the shard's rows.
     """
     with _turn(store, p, k) as start:
-        _write_shard(store, p, k, start, stop=stop, report=report)
+        _write_shard(store, p, k, start, stop=stop, report=report, past=past)
 
 
 def _write_shard(
-    store: Any, p: Plan, k: int, start: int, *, stop: Callable[[], bool], report: Callable[[dict[str, int]], None]
+    store: Any,
+    p: Plan,
+    k: int,
+    start: int,
+    *,
+    stop: Callable[[], bool],
+    report: Callable[[dict[str, int]], None],
+    past: Callable[[int], bool],
 ) -> None:
     from pipelines.imports import engine
     from pipelines.imports.mapping import date_report
@@ -212,7 +244,7 @@ def _write_shard(
             writer = None
             try:
                 for raw, prep in engine.prefetch(prepared):
-                    if stop():
+                    if stop() or past(position + 1):
                         raise Stopped()
                     batch_at = f"rows {position + 1}-{raw.last_row} (shard {k + 1} of {p.count})"
                     of = shard_numbers(prep.table, raw.rows, p.count, options.case_sensitive_keys)
@@ -317,7 +349,7 @@ def _check_policy(options: Any, name: str, h: sa.Row, batch: dict, row_errors: d
         why = row_errors.get(first) or [next((i.column, i.reason) for i in raw.issues if i.row == first)]
         col, reason = why[0]
         where = f", column {col!r}" if col else ""
-        raise Aborted(f"{name}: row {first}{where}: {reason} (error_policy abort)")
+        raise Aborted(f"{name}: row {first}{where}: {reason} (error_policy abort)", row=first)
     errors, read = h.errors + batch["errors"], h.rows_read + batch["rows_read"]
     if read and errors / read > options.error_threshold:
         raise Aborted(
@@ -326,8 +358,13 @@ def _check_policy(options: Any, name: str, h: sa.Row, batch: dict, row_errors: d
         )
 
 
-def _process(p: Plan, k: int, stop: Any, out: Any) -> None:
-    """A shard's worker process: write it, then say how it ended on OUT."""
+def _process(p: Plan, k: int, stop: Any, abort_at: Any, out: Any) -> None:
+    """A shard's worker process: write it, then say how it ended on OUT.
+
+    ABORT_AT (shared): the earliest row a shard's `abort` stopped at (0: none yet); this shard
+    writes its batches up to it, so the import fails at the file's first bad row whichever shard
+    met it first.
+    """
     store = RecordStore(p.url, check=False)
     parent = multiprocessing.parent_process()
 
@@ -335,15 +372,23 @@ def _process(p: Plan, k: int, stop: Any, out: Any) -> None:
         # asked to, or the process that started it is gone (killed): a re-run writes the rest
         return stop.is_set() or (parent is not None and not parent.is_alive())
 
+    def past(row: int) -> bool:
+        return 0 < abort_at.value < row
+
     try:
-        write_shard(store, p, k, stop=stopping, report=lambda c: out.put(("progress", k, c)))
-        out.put(("end", k, "done", ""))
+        write_shard(store, p, k, stop=stopping, report=lambda c: out.put(("progress", k, c)), past=past)
+        out.put(("end", k, "done", "", None))
     except Stopped:
-        out.put(("end", k, "stopped", ""))
+        # stopped by `past` (another shard aborted at an earlier row), or on request
+        out.put(("end", k, "stopped" if stopping() else "past", "", None))
     except Aborted as exc:
-        out.put(("end", k, "aborted", exc.message))
+        if exc.row is not None:
+            with abort_at.get_lock():
+                if not 0 < abort_at.value <= exc.row:
+                    abort_at.value = exc.row
+        out.put(("end", k, "aborted", exc.message, exc.row))
     except BaseException as exc:  # told to the parent, which fails the import
-        out.put(("end", k, "failed", describe_error(exc, url=store.engine.url)))
+        out.put(("end", k, "failed", describe_error(exc, url=store.engine.url), None))
     finally:
         store.engine.dispose()
 
@@ -359,7 +404,8 @@ def run(
 
     Raises:
         Stopped: `should_stop` said so; each shard stopped after its committed batches.
-        Aborted: the error policy aborted a shard (the others stopped at their next batch).
+        Aborted: the error policy aborted a shard at the earliest bad row of the file (the other
+            shards wrote their batches before it, and stopped at the next).
         ShardFailed: a shard failed or its process died, saying which and why.
     """
     from pipelines.imports.engine import ImportProgress
@@ -381,18 +427,48 @@ def run(
         return should_stop is not None and should_stop()
 
     if store.engine.dialect.name != "postgresql":
+        aborted: list[Aborted] = []
+
+        def past(row: int) -> bool:
+            return bool(aborted) and row > _first_abort(aborted).row
+
         for k in range(p.count):
-            write_shard(store, p, k, stop=stop, report=lambda c, k=k: progress(k, c))
+            try:
+                write_shard(store, p, k, stop=stop, report=lambda c, k=k: progress(k, c), past=past)
+            except Stopped:
+                if not aborted:
+                    raise
+            except Aborted as exc:
+                aborted.append(exc)
+                if exc.row is None:
+                    break
+        if aborted:
+            raise _first_abort(aborted)
+        return
+    # two sharded imports of one account take turns: their shards share the account's batch lock
+    with account_turn(store, p.account_id):
+        _run_processes(p, progress, stop)
+
+
+@contextlib.contextmanager
+def account_turn(store: Any, account_id: uuid.UUID, *, shared: bool = False) -> Iterator[None]:
+    """Hold the account's sharded-import lock (PostgreSQL; SQLite has one writer anyway).
+
+    Alone: an import writing all its shards, or the first step of an import whose shards are
+    steps (`pipelines/imports/sharded.py`) while it plans them. Shared: one such shard step, so
+    the shards of one import write together and an import holding the lock alone waits for them.
+    """
+    if store.engine.dialect.name != "postgresql":
+        yield
         return
     with store.engine.connect() as lock:
-        # two sharded imports of one account take turns: their shards share the account's batch lock
-        dialect_of(lock).session_lock(lock, SHARDED_IMPORT, str(p.account_id))
+        dialect_of(lock).session_lock(lock, SHARDED_IMPORT, str(account_id), shared=shared)
         lock.commit()
         try:
-            _run_processes(p, progress, stop)
+            yield
         finally:
             try:
-                dialect_of(lock).session_unlock(lock, SHARDED_IMPORT, str(p.account_id))
+                dialect_of(lock).session_unlock(lock, SHARDED_IMPORT, str(account_id), shared=shared)
                 lock.commit()
             except Exception:
                 lock.invalidate()  # never back to the pool holding the lock
@@ -400,9 +476,13 @@ def run(
 
 def _run_processes(p: Plan, progress: Callable[[int, dict], None], stop: Callable[[], bool]) -> None:
     ctx = multiprocessing.get_context("spawn")
-    halt, out = ctx.Event(), ctx.Queue()
-    procs = {k: ctx.Process(target=_process, args=(p, k, halt, out), name=f"import-shard-{k}") for k in range(p.count)}
-    ended: dict[int, tuple[str, str]] = {}
+    halt, out, abort_at = ctx.Event(), ctx.Queue(), ctx.Value("q", 0)
+    procs = {
+        k: ctx.Process(target=_process, args=(p, k, halt, abort_at, out), name=f"import-shard-{k}")
+        for k in range(p.count)
+    }
+    # shard -> how it ended: (kind, message, the row of an abort at a row)
+    ended: dict[int, tuple[str, str, int | None]] = {}
     try:
         for proc in procs.values():
             proc.start()
@@ -415,7 +495,7 @@ def _run_processes(p: Plan, progress: Callable[[int, dict], None], stop: Callabl
                 for k, proc in procs.items():
                     if k not in ended and not proc.is_alive() and out.empty():
                         # died without a word (killed): the others stop at their next batch
-                        ended[k] = ("failed", f"its worker process ended with exit code {proc.exitcode}")
+                        ended[k] = ("failed", f"its worker process ended with exit code {proc.exitcode}", None)
                         halt.set()
                 continue
             if msg[0] == "progress":
@@ -423,8 +503,11 @@ def _run_processes(p: Plan, progress: Callable[[int, dict], None], stop: Callabl
                 if stop():
                     halt.set()
             else:
-                ended[msg[1]] = (msg[2], msg[3])
-                if msg[2] != "done":
+                kind, message, row = msg[2:]
+                ended[msg[1]] = (kind, message, row)
+                # a stop, a failure or a threshold's abort stops the others; an abort at a row lets
+                # them write up to it (`past`)
+                if kind in ("stopped", "failed") or (kind == "aborted" and row is None):
                     halt.set()
     finally:
         halt.set()
@@ -436,11 +519,11 @@ def _run_processes(p: Plan, progress: Callable[[int, dict], None], stop: Callabl
                     proc.terminate()  # a batch is one transaction: the one it was writing rolls back
                     proc.join()
         out.close()
-    outcomes = {kind for kind, _ in ended.values()}
+    outcomes = {kind for kind, _, _ in ended.values()}
     if "aborted" in outcomes:
-        raise Aborted(next(m for kind, m in ended.values() if kind == "aborted"))
+        raise _first_abort([Aborted(m, row=row) for kind, m, row in ended.values() if kind == "aborted"])
     if "failed" in outcomes:
-        k, (_, message) = next((k, e) for k, e in sorted(ended.items()) if e[0] == "failed")
+        k, (_, message, _) = next((k, e) for k, e in sorted(ended.items()) if e[0] == "failed")
         raise ShardFailed(
             f"shard {k + 1} of {p.count} failed: {message}; the committed batches of every shard stay "
             "and a re-run resumes each shard after them"

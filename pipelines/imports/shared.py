@@ -25,10 +25,13 @@ from pipelines.imports import dropzone
 from pipelines.imports.assets import (
     BUSY_RETRIES,
     BUSY_WAIT_SECONDS,
+    IMPORTED_CHECK,
     IMPORTED_FILE_KEY,
+    SHA_TAG,
     ImportConfig,
     _import_partition,
     import_files,
+    log_file_failed,
 )
 from pipelines.instance import record_process, run_terminating
 from pipelines.monitoring.tags import tag_run
@@ -36,6 +39,8 @@ from pipelines.retries import RETRY_POLICY
 from resources import RecordStoreResource
 
 OP_NAME = "import_dropped_files"
+# on a run `shared_import_canceled_sensor` requested: the terminated run whose unreached files it imports
+RESUMES_TAG = "bulkops/resumes_run"
 # what `_import_one` tells the loop
 IMPORTED, FAILED, BUSY, EARLIER = "imported", "failed", "busy", "earlier"
 
@@ -104,6 +109,8 @@ def _log_materialization(context: dg.OpExecutionContext, key: str, result: dg.Ma
                 passed=bool(check.passed),
                 metadata=check.metadata,
                 severity=check.severity,
+                # the `imported` check is per partition (the error rate is the asset's)
+                partition=key if check.check_name == IMPORTED_CHECK else None,
             )
         )
 
@@ -147,6 +154,7 @@ def _import_one(
         except dg.RetryRequested:
             return BUSY, ""
         except dg.Failure as exc:
+            log_file_failed(context, key, exc)
             return _failed(context, key, exc.description or "failed", exc.metadata)
         except Exception as exc:
             reason = describe_error(exc, url=record_store.database_url)
@@ -155,10 +163,53 @@ def _import_one(
                 context.log.warning(f"{key}: will retry in {wait:.0f}s: {reason}")
                 time.sleep(wait)
                 continue
+            log_file_failed(context, key, dg.Failure(description=reason))
             return _failed(context, key, reason, {})
         _log_materialization(context, key, result)
         return IMPORTED, ""
     raise AssertionError("unreachable")
+
+
+def unreached_files(instance: dg.DagsterInstance, run: dg.DagsterRun) -> list[tuple[str, str]]:
+    """The (file, partition) pairs of terminated shared run RUN that it never started: still waiting in the drop
+    folder, not materialized by the run, and not the file it was importing when stopped (the run's `bulkops/sha256`
+    tag; that import is cancelled, and a re-run of its partition resumes it, as for an `import_job` run)."""
+    config = (run.run_config.get("ops") or {}).get(OP_NAME, {}).get("config") or {}
+    files = list(config.get("files") or [])
+    entity = config.get("entity") or "applications"
+    partitions = list(config.get("partitions") or [])
+    if len(partitions) != len(files):
+        return []
+    records = instance.get_records_for_run(run.run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION).records
+    done = {r.event_log_entry.dagster_event.partition for r in records}
+    stopped_at = (run.tags.get(SHA_TAG) or "")[: dropzone.SHA_PREFIX_LEN]
+    out = []
+    for path, key in zip(files, partitions, strict=True):
+        ref = dropzone.parse_partition_key(key)
+        if ref is None or key in done or ref.sha12 == stopped_at:
+            continue
+        if Path(path).is_file() and dropzone.is_in_dropzone(Path(path), entity):
+            out.append((path, key))
+    return out
+
+
+def resume_request(run: dg.DagsterRun, files: list[tuple[str, str]]) -> dg.RunRequest:
+    """A `shared_import_job` run of FILES (from `unreached_files`) with the launch config of terminated run RUN."""
+    config = dict(run.run_config["ops"][OP_NAME]["config"])
+    config.update(files=[f for f, _ in files], partitions=[k for _, k in files])
+    keep = ("bulkops/entity", "bulkops/account")
+    return dg.RunRequest(
+        job_name="shared_import_job",
+        # once per terminated run, however often the sensor sees it
+        run_key=f"resume:{run.run_id}",
+        run_config={**run.run_config, "ops": {**run.run_config["ops"], OP_NAME: {"config": config}}},
+        tags={
+            **{k: v for k, v in run.tags.items() if k in keep},
+            RESUMES_TAG: run.run_id,
+            "bulkops/files": str(len(files)),
+            "bulkops/file": Path(files[0][0]).name[:150] + (f" (+{len(files) - 1} more)" if len(files) > 1 else ""),
+        },
+    )
 
 
 @dg.op(
@@ -232,8 +283,9 @@ def import_dropped_files(
     )
     if done < len(config.files):
         raise dg.Failure(
-            description=f"run terminated after {done} of {len(config.files)} files; re-execute the run to "
-            "import the rest (files it already handled are skipped)",
+            description=f"run terminated after {done} of {len(config.files)} files; the files it did not reach "
+            "are imported by a new run (shared_import_canceled_sensor), or re-execute this one (files it already "
+            "handled are skipped)",
             metadata=summary,
             allow_retries=False,
         )

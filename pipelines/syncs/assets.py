@@ -14,11 +14,12 @@ import dagster as dg
 from pydantic import Field
 
 from connectors import settings
+from connectors.store.changes import all_failed_message
 from connectors.store.errors import describe_error
 from connectors.store.faults import is_transient
 from connectors.sync import SyncSourceError
 from pipelines.instance import reap_dead_runs, record_process, run_terminating
-from pipelines.retries import RETRY_POLICY
+from pipelines.retries import RETRY_POLICY, last_attempt, retries_exhausted
 from pipelines.syncs.config import Connection, load_folder
 from resources import RecordStoreResource
 
@@ -64,7 +65,8 @@ def history_metadata(result: Any) -> dict[str, Any]:
     }
 
 
-def sync_asset(connection: Connection) -> dg.AssetsDefinition:
+def sync_asset(connection: Connection, retry_policy: dg.RetryPolicy | None = RETRY_POLICY) -> dg.AssetsDefinition:
+    """The asset of CONNECTION; RETRY_POLICY: its step's (tests shorten it)."""
     name = connection.name
     src = connection.shown_source()
     what = src.get("table") or src.get("resource") or src.get("path") or src["type"]
@@ -79,7 +81,7 @@ def sync_asset(connection: Connection) -> dg.AssetsDefinition:
         key_prefix=["syncs"],
         group_name="syncs",
         description=description,
-        retry_policy=RETRY_POLICY,
+        retry_policy=retry_policy,
         kinds={"sql" if src["type"] == "sql" else "api"},
         tags={SYNC_TAG: name},
     )
@@ -94,6 +96,17 @@ def sync_asset(connection: Connection) -> dg.AssetsDefinition:
         context.log.info(
             f"syncing {name}: {src['type']} {what} -> {connection.entity} ({'full' if config.full_refresh else 'incremental'})"
         )
+
+        def exhausted(exc: BaseException, reason: str | None = None) -> dg.Failure:
+            # not Dagster's bare "Exceeded max_retries": what failed, after how many attempts, why
+            return retries_exhausted(
+                context,
+                exc,
+                what=f"sync {name}",
+                resume="its committed batches are kept and the connection's next run resumes after them",
+                url=record_store.url,
+                reason=reason,
+            )
 
         def on_batch(counts: dict[str, int]) -> None:
             context.log_event(dg.AssetObservation(asset_key=context.asset_key, metadata=dict(counts)))
@@ -116,13 +129,25 @@ def sync_asset(connection: Connection) -> dg.AssetsDefinition:
                 allow_retries=False,
             ) from None
         except SyncSourceError as exc:
-            # unreachable or overloaded: retried with backoff (RETRY_POLICY), then the run fails
+            # unreachable or overloaded: retried with backoff (RETRY_POLICY), then the run fails saying why
+            if exc.transient and last_attempt(context, retry_policy):
+                # the source's own message: the record store is not what failed
+                raise exhausted(exc, reason=str(exc)) from exc
             context.log.warning(f"sync {name}: {exc}; retried with backoff")
             raise
         except Exception as exc:
             if is_transient(exc):
+                if last_attempt(context, retry_policy):
+                    raise exhausted(exc) from exc
                 context.log.warning(f"will retry: {describe_error(exc, url=record_store.database_url)}")
             raise
+        if result.status == "failed":
+            # every record read failed (`changes.ends_failed`): the run fails like an import's, saying why;
+            # no retry reads the same records again, the next run does once they are fixed
+            why = all_failed_message(result.counts["errors"], result.details.get("failed_reasons") or [])
+            raise dg.Failure(
+                description=f"sync {name} failed: {why}", metadata=history_metadata(result), allow_retries=False
+            )
         return dg.MaterializeResult(metadata=history_metadata(result))
 
     return _sync

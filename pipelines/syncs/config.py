@@ -34,7 +34,6 @@ import yaml
 
 from connectors.store import registry, schema
 from pipelines.imports.errors import MappingError
-from pipelines.imports.mapping import parse_mapping
 
 DIRECTIONS = ("in", "out", "two_way")
 CONFLICTS = ("source_wins", "target_wins", "newest_wins", "merge_non_empty", "manual")
@@ -310,6 +309,9 @@ def load_connection(path: str | Path, *, check_env: bool = True) -> Connection:
     mapping = raw.get("mapping")
     if mapping is not None:
         try:
+            # the mapping module (Arrow) loads when a connection has a mapping to check
+            from pipelines.imports.mapping import parse_mapping
+
             mapping = parse_mapping({"entity": entity, **mapping} if isinstance(mapping, dict) else mapping)
         except MappingError as exc:
             # the line of the column or default the message names, else the mapping's

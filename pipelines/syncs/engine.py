@@ -84,10 +84,10 @@ class SyncResult:
 REASONS_KEPT = 50
 
 
-def _count_reasons(reasons: dict[str, int], errors: Iterable[tuple[str, str]]) -> None:
+def count_reasons(reasons: dict[str, int], errors: Iterable[tuple[str, str]]) -> None:
     """Count ERRORS ((column, reason) per failed record) into REASONS, at most REASONS_KEPT distinct ones."""
     for col, reason in errors:
-        key = f"{col}: {reason}" if col else reason
+        key = changes.reason_key(col, reason)
         if key not in reasons and len(reasons) >= REASONS_KEPT:
             key = changes.OTHER_REASONS
         reasons[key] = reasons.get(key, 0) + 1
@@ -218,7 +218,7 @@ def run_sync(
                     with conn.begin():
                         writer.refresh_statistics()
                     bad = {i for i, _, _ in prep.errors}
-                    _count_reasons(reasons, {i: (col, reason) for i, col, reason in prep.errors}.values())
+                    count_reasons(reasons, {i: (col, reason) for i, col, reason in prep.errors}.values())
                     for i, col, reason in prep.errors[: max(0, ERRORS_LISTED - len(errors))]:
                         errors.append(f"row {row_no - n + i + 1}, {col}: {reason}")
                     table = prep.table.append_column("row_no", rows)
@@ -244,7 +244,7 @@ def run_sync(
                             counts["skipped"] += outcome.counts["skipped"] + outcome.counts["flagged"]
                             counts["unchanged"] += outcome.details.get("unchanged", 0)
                             counts["errors"] += len(outcome.errors)
-                            _count_reasons(reasons, ((col, reason) for _, col, reason in outcome.errors))
+                            count_reasons(reasons, ((col, reason) for _, col, reason in outcome.errors))
                             for row_n, col, reason in outcome.errors[: max(0, ERRORS_LISTED - len(errors))]:
                                 errors.append(f"row {row_n}, {col}: {reason}")
                         details["errors_listed"] = errors

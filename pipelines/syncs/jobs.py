@@ -1,9 +1,11 @@
 """The Launchpad's way to resolve a sync conflict (the same as `bulkops conflicts resolve`)."""
 
+import uuid
+
 import dagster as dg
 from pydantic import Field
 
-from pipelines.retries import RETRY_POLICY
+from pipelines.retries import RETRY_POLICY, said_when_exhausted
 from resources import RecordStoreResource
 
 
@@ -24,17 +26,30 @@ class ResolveConflictConfig(dg.Config):
 def resolve_sync_conflict(
     context: dg.OpExecutionContext, config: ResolveConflictConfig, record_store: RecordStoreResource
 ) -> None:
-    import uuid
+    try:
+        conflict_id = uuid.UUID(config.conflict_id)
+    except ValueError:
+        raise dg.Failure(description=f"conflict_id {config.conflict_id!r} is not an id", allow_retries=False) from None
+    with said_when_exhausted(
+        context,
+        what=f"resolving conflict {conflict_id}",
+        resume="the conflict stays open until a run resolves it; launch it again",
+        url=record_store.url,
+    ):
+        _resolve(context, config, record_store, conflict_id)
 
+
+def _resolve(
+    context: dg.OpExecutionContext,
+    config: ResolveConflictConfig,
+    record_store: RecordStoreResource,
+    conflict_id: uuid.UUID,
+) -> None:
     from pipelines.syncs.assets import syncs_folder
     from pipelines.syncs.config import load_folder
     from pipelines.syncs.engine import SyncFailed, get_conflict, resolve_conflict
 
     store = record_store.store
-    try:
-        conflict_id = uuid.UUID(config.conflict_id)
-    except ValueError:
-        raise dg.Failure(description=f"conflict_id {config.conflict_id!r} is not an id", allow_retries=False) from None
     account_id = store.account_id(config.account)
     found = get_conflict(store, account_id, conflict_id)
     if found is None:

@@ -34,7 +34,9 @@ def _serve(app: Any) -> Server:
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))
+    # keep-alive well past a poll's gap on a loaded machine: at uvicorn's 5 s a client's next request
+    # can race the server closing the idle connection ("connection reset by peer")
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on", timeout_keep_alive=120))
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True, name=f"api-{port}")
     thread.start()
     deadline = time.monotonic() + 30

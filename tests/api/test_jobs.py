@@ -238,3 +238,43 @@ def test_concurrent_creates_all_complete_with_exact_counts(
     )
     assert all(all(deleted_flags(store, ids)) for ids in batches)
     assert len({j["dagster_run_id"] for j in jobs}) == len(batches)
+
+
+def test_create_with_parallel_runs_the_ranged_job_with_exact_counters(
+    client: httpx.Client, store: RecordStore, account: uuid.UUID, api_instance: dg.DagsterInstance
+) -> None:
+    ids = seed_applications(store, account, 30)
+    missing = [str(uuid.uuid4()) for _ in range(2)]
+    job = create(client, entity_type="applications", operation="delete", entity_ids=ids + missing, parallel=3)
+    assert job["parallel"] == 3 and job["summary"] == {"parallel": 3}
+
+    run = wait_for_run(api_instance, job["dagster_run_id"], timeout=240)
+    assert (run.job_name, run.status) == ("sharded_bulk_job", dg.DagsterRunStatus.SUCCESS)
+    done = wait_for(client, job["id"])
+    counts = ("status", "total_count", "processed_count", "failed_count", "skipped_count", "succeeded_count")
+    assert tuple(done[c] for c in counts) == ("completed", 32, 32, 2, 0, 30)
+    assert done["summary"]["ranges"] == [
+        {"lo": 0, "hi": 11, "next": 11},
+        {"lo": 11, "hi": 22, "next": 22},
+        {"lo": 22, "hi": 32, "next": 32},
+    ]
+    assert deleted_flags(store, ids) == [True] * 30
+
+
+@pytest.mark.parametrize("parallel", [0, 17, -1, "three", 2.5, True, None], ids=repr)
+def test_create_refuses_a_parallel_out_of_1_to_16_naming_it(
+    client: httpx.Client, store: RecordStore, account: uuid.UUID, parallel: object
+) -> None:
+    ids = seed_applications(store, account, 1)
+    refused = error(
+        client.post(
+            "/api/bulk-jobs-create",
+            json={"entity_type": "applications", "operation": "delete", "entity_ids": ids, "parallel": parallel},
+        ),
+        422,
+    )
+    assert refused["code"] == "invalid_request"
+    assert refused["details"]["field"] == "parallel"
+    assert "parallel must be an integer from 1 to 16" in refused["message"]
+    # nothing was stored
+    assert result(client.get("/api/bulk-jobs-list")) == []

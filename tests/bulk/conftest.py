@@ -94,6 +94,23 @@ class Seeder:
             )
 
 
+def archive_job(store: RecordStore, account: uuid.UUID, ids: list[uuid.UUID], parallel: int = 1) -> uuid.UUID:
+    """A bulk job archiving the applications IDS, PARALLEL ranges (pending, not launched)."""
+    from pipelines.bulk import service
+
+    job = service.create_job(
+        store,
+        account,
+        created_by=None,
+        entity_type="applications",
+        operation="status_update",
+        params={"status": "archived"},
+        entity_ids=ids,
+        parallel=parallel,
+    )
+    return uuid.UUID(job["id"])
+
+
 @pytest.fixture
 def seed(store: RecordStore, account: uuid.UUID) -> Seeder:
     return Seeder(store, account)

@@ -20,7 +20,7 @@ import sqlalchemy as sa
 from connectors.store import RecordStore, schema
 from pipelines import runs
 from pipelines.bulk import launch, service
-from pipelines.bulk.sensors import bulk_job_canceled_sensor, bulk_job_failure_sensor
+from pipelines.bulk.sensors import bulk_job_canceled_sensor, bulk_job_failure_sensor, bulk_job_id_of
 from pipelines.definitions import defs
 from resources import RecordStoreResource
 from tests.bulk.conftest import Seeder
@@ -142,6 +142,78 @@ def test_reconciliation_sensor_finishes_jobs_left_processing(
     )
     _evaluate(sensor, context)
     assert service.get_job(store, account, other)["status"] == "processing"
+
+
+def _tick(sensor, instance: dg.DagsterInstance, store_url: str, cursor: str | None) -> str | None:
+    """One tick of SENSOR as the daemon evaluates it (runs of jobs it does not watch are passed over); its cursor."""
+    resources = {"record_store": RecordStoreResource(database_url=store_url)}
+    with dg.build_sensor_context(instance=instance, cursor=cursor, resources=resources) as context:
+        return sensor.evaluate_tick(context).cursor
+
+
+def _processing(store: RecordStore, job_id: uuid.UUID, run_id: str) -> None:
+    with store.begin() as conn:
+        conn.execute(
+            schema.bulk_jobs.update()
+            .where(schema.bulk_jobs.c.id == job_id)
+            .values(status="processing", dagster_run_id=run_id)
+        )
+
+
+@pytest.mark.parametrize("parallel", [1, 4], ids=["bulk_job", "sharded_bulk_job"])
+def test_the_bulk_job_of_a_run_launched_from_the_launchpad_is_read_from_its_config(parallel: int) -> None:
+    job_id = uuid.uuid4()
+    # the Launchpad sets no bulkops tag: only the step config names the bulk job
+    run = dg.DagsterRun(job_name="any", run_config=launch.run_config_for(job_id, parallel=parallel))
+    assert bulk_job_id_of(run) == job_id
+
+
+@pytest.mark.parametrize("job_name", ["bulk_job", "sharded_bulk_job", "celery_sharded_bulk_job"])
+def test_a_failed_run_of_any_bulk_job_leaves_its_bulk_job_failed_at_the_next_tick(
+    seed, store, store_url, account, instance, job_name
+) -> None:
+    cursor = _tick(bulk_job_failure_sensor, instance, store_url, None)
+    job_id = _create(store, account, seed.applications(2))
+    # a run that died before it could record anything on its bulk job (its config names another one)
+    result = defs.resolve_job_def(job_name).execute_in_process(
+        run_config=launch.run_config_for(uuid.uuid4(), store_url, 2, parallel=1 if job_name == "bulk_job" else 2),
+        instance=instance,
+        raise_on_error=False,
+        tags={"bulkops/bulk_job_id": str(job_id)},
+    )
+    assert not result.success and result.dagster_run.job_name == job_name
+    _processing(store, job_id, result.run_id)
+
+    _tick(bulk_job_failure_sensor, instance, store_url, cursor)
+
+    job = service.get_job(store, account, job_id)
+    assert job["status"] == "failed"
+    assert f"Dagster run {result.run_id} failed" in job["error_message"]
+
+
+@pytest.mark.parametrize("job_name", ["bulk_job", "sharded_bulk_job", "celery_sharded_bulk_job", "export_job"])
+def test_a_cancelled_run_of_any_bulk_job_leaves_its_bulk_job_cancelled_at_the_next_tick(
+    seed, store, store_url, account, instance, job_name
+) -> None:
+    cursor = _tick(bulk_job_canceled_sensor, instance, store_url, None)
+    job_id = _create(store, account, seed.applications(2))
+    # a run terminated before its step could record it on its bulk job
+    run = instance.add_run(
+        dg.DagsterRun(
+            job_name=job_name,
+            run_id=str(uuid.uuid4()),
+            status=dg.DagsterRunStatus.STARTED,
+            tags={"bulkops/bulk_job_id": str(job_id)},
+        )
+    )
+    _processing(store, job_id, run.run_id)
+    instance.report_run_canceled(run, "terminated")
+
+    _tick(bulk_job_canceled_sensor, instance, store_url, cursor)
+
+    # a run of a job that applies no bulk job is none of the sensor's business
+    expected = "processing" if job_name == "export_job" else "cancelled"
+    assert service.get_job(store, account, job_id)["status"] == expected
 
 
 def _on_job_page(instance: dg.DagsterInstance, run_id: str) -> bool:

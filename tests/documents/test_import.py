@@ -253,3 +253,49 @@ def test_rollback_removes_applicants_documents_and_skills(
         ).all()
     assert (left, skills_left) == (0, 0)
     assert {op for op, _ in audit} >= {"document.create", "candidate_skills.create"}
+
+
+def test_an_import_larger_than_a_chunk_stores_every_document_its_text_skills_and_audit(
+    store: RecordStore, account: uuid.UUID, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # chunks of 2 documents (100 in use): 7 files are 4 chunks of records, documents and skills
+    monkeypatch.setattr(engine, "CHUNK", 2)
+    folder = tmp_path / "many"
+    given = {i: ["Python", "Go"] if i % 2 else ["Rust", "Kubernetes", "Excel"] for i in range(40, 46)}
+    for i, skills in given.items():
+        pdfgen.write(folder / f"cv-{i}.pdf", pdfgen.resume_pdf(i, skills, pages=1 + i % 2))
+    # a failed document between the others
+    pdfgen.write(folder / "cv-42b.pdf", b"")
+
+    result = _import(store, account, tmp_path, folder)
+
+    assert (result.created, result.errors) == (6, 1)
+    users = {u.email: u for u in _users(store, account)}
+    d, cs = schema.documents, schema.candidate_skills
+    with store.engine.connect() as c:
+        for i, skills in given.items():
+            user = users[pdfgen.person(i)[2]]
+            assert set(skills) <= set(_skills(store, user.id))
+            doc = c.execute(sa.select(d).where(d.c.candidate_id == user.id)).one()
+            assert (doc.status, doc.pages, doc.filename) == ("completed", 1 + i % 2, f"cv-{i}.pdf")
+            # every skill's evidence is where it says, in the document's stored text
+            for found in store_docs.skills_of(c, "resume", user.id):
+                page = doc.text.split("\n\f")[found["page"] - 1]
+                assert page[found["span_start"] : found["span_end"]] == found["evidence"]
+        failed = c.execute(sa.select(d.c.status, d.c.error_kind).where(d.c.filename == "cv-42b.pdf")).one()
+        stored_skills = c.execute(
+            sa.select(sa.func.count()).select_from(cs).where(cs.c.import_id == result.import_id)
+        ).scalar()
+        audit = dict(
+            c.execute(
+                sa.select(schema.audit_log.c.operation, sa.func.count())
+                .where(schema.audit_log.c.change_set_id == result.import_id)
+                .group_by(schema.audit_log.c.operation)
+            ).all()
+        )
+    assert tuple(failed) == ("failed", "empty")
+    assert audit["document.create"] == 7
+    assert audit["candidate_skills.create"] == stored_skills == sum(o.skills for o in result.documents)
+    assert [o.pages for o in sorted(result.documents, key=lambda o: o.name) if o.status == "created"] == [
+        1 + i % 2 for i in given
+    ]

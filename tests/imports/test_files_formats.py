@@ -147,6 +147,15 @@ def test_what_cannot_be_read_is_refused_by_what_it_is(tmp_path: Path, content: b
         open_tabular(path)
 
 
+def test_a_parquet_name_on_bytes_that_are_not_parquet_says_so(tmp_path: Path) -> None:
+    path = tmp_path / "export.parquet"
+    path.write_bytes(random.Random(3).randbytes(3000))
+    with pytest.raises(
+        FileReadError, match=r"^export\.parquet: not a Parquet file \(a Parquet file starts with PAR1\)"
+    ):
+        open_tabular(path)
+
+
 @pytest.mark.parametrize("trailing_newline", [True, False], ids=["newline", "no-newline"])
 def test_latin1_byte_in_the_last_row_is_detected(tmp_path: Path, trailing_newline: bool) -> None:
     path = tmp_path / "f.csv"
@@ -270,6 +279,26 @@ def test_the_default_cell_limit_is_128_kib(tmp_path: Path) -> None:
     f = open_tabular(path)
     assert [r["Email"] for r in _rows(f)] == ["a@x.org"]
     assert "5,242,880 bytes, over the limit of 131,072 bytes" in _issues(f)[0].reason
+
+
+def test_an_unterminated_quote_running_to_the_end_of_a_big_file_rejects_that_row(tmp_path: Path) -> None:
+    path = tmp_path / "f.csv"
+    path.write_text('Email,Notes\na@x.org,ok\nb@x.org,"' + "y" * (3 * 1024 * 1024))
+    f = open_tabular(path)
+    assert [r["Email"] for r in _rows(f)] == ["a@x.org"]
+    (issue,) = _issues(f)
+    assert issue.row == 2 and "over the limit of 131,072 bytes per cell" in issue.reason
+
+
+def test_a_row_of_thousands_of_columns_is_read_whole(tmp_path: Path) -> None:
+    n = 5_000
+    path = tmp_path / "wide.csv"
+    header = "Email," + ",".join(f"c{i}" for i in range(n))
+    path.write_text(
+        header + "\n" + "".join(f"p{r}@x.org," + ",".join(str(i) for i in range(n)) + "\n" for r in range(3))
+    )
+    rows = _rows(open_tabular(path))
+    assert len(rows) == 3 and len(rows[0]) >= n + 1 and rows[2]["c4999"] == "4999"
 
 
 def test_null_spellings_empty_only_the_columns_asked_for(tmp_path: Path) -> None:

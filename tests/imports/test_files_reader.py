@@ -86,6 +86,23 @@ def test_parquet_streams_batches_as_strings(tmp_path: Path) -> None:
     assert [r for b in batches for r in b.rows.to_pylist()] == [2, 3]
 
 
+def test_a_parquet_file_with_a_corrupt_row_group_names_the_file_and_the_last_good_row(tmp_path: Path) -> None:
+    path = tmp_path / "damaged.parquet"
+    emails = [f"c{i}@x.org" for i in range(200)]
+    pq.write_table(pa.table({"Email": emails}), path, row_group_size=100, compression="none")
+    second = pq.ParquetFile(path).metadata.row_group(1).column(0)
+    data = bytearray(path.read_bytes())
+    # the second row group's column chunk overwritten: its page header no longer parses
+    start = second.dictionary_page_offset or second.data_page_offset
+    data[start : start + 64] = b"\xff" * 64
+    path.write_bytes(bytes(data))
+    batches = open_tabular(path).batches(100)
+    assert next(batches).table.column("Email").to_pylist() == emails[:100]
+    with pytest.raises(FileReadError) as err:
+        next(batches)
+    assert str(err.value).startswith("damaged.parquet: cannot read parquet data after row 100:")
+
+
 def test_undecodable_bytes_reject_their_row_with_the_exact_line(tmp_path: Path) -> None:
     path = tmp_path / "f.csv"
     path.write_bytes(b"a,b\n" + b"x,y\n" * 30000 + b"\xff\xfe\xfa,1\n" + b"z,2\n")

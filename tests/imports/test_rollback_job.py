@@ -55,3 +55,21 @@ def test_rollback_job_fails_clearly_without_retrying(store_url, store: RecordSto
     failure = next(e for e in out.all_events if e.event_type_value == "STEP_FAILURE")
     assert why in failure.step_failure_data.user_failure_data.description
     assert not [e for e in out.all_events if e.event_type_value == "STEP_UP_FOR_RETRY"]
+
+
+@pytest.mark.slow
+def test_a_record_store_down_through_every_attempt_fails_the_rollback_saying_what_after_how_many_attempts_and_why(
+    instance,
+) -> None:
+    # nothing listens on port 1: every attempt is refused, a transient fault that persists through the
+    # production policy's four attempts (about 22 s of backoff)
+    down = "postgresql+psycopg://postgres@127.0.0.1:1/bulkops"
+    import_id = "00000000-0000-0000-0000-000000000002"
+    out = _run(instance, down, {"import_id": import_id, "account": "demo"})
+    assert instance.get_run_by_id(out.run_id).status == dg.DagsterRunStatus.FAILURE
+    assert len([e for e in out.all_events if e.event_type_value == "STEP_UP_FOR_RETRY"]) == 3
+    message = out.failure_data_for_node("rollback_import_op").error.message
+    assert f"rollback of import {import_id} failed after 4 attempts: cannot reach the record store at PostgreSQL" in (
+        message
+    ), message
+    assert "nothing of it was applied" in message and "Exceeded max_retries" not in message

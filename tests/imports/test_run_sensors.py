@@ -149,3 +149,34 @@ def test_a_run_that_ended_leaves_no_history_row_processing(
     assert ended.finished_at is not None and run.run_id in ended.error_message
     if status == "failed":
         assert "after its retries" in ended.error_message
+
+
+def tick(sensor, instance: dg.DagsterInstance, store_url: str, cursor: str | None) -> str | None:
+    """One tick of SENSOR as the daemon evaluates it (runs of jobs it does not watch are passed over); its cursor."""
+    resources = {"record_store": RecordStoreResource(database_url=store_url)}
+    with dg.build_sensor_context(instance=instance, cursor=cursor, resources=resources) as context:
+        return sensor.evaluate_tick(context).cursor
+
+
+@pytest.mark.parametrize("status", ["failed", "cancelled"])
+@pytest.mark.parametrize(
+    "job_name", ["import_job", "shared_import_job", "sharded_import_job", "celery_sharded_import_job", "export_job"]
+)
+def test_a_run_of_any_import_job_that_ended_leaves_no_history_row_processing_at_the_next_tick(
+    store: RecordStore, store_url: str, account: uuid.UUID, instance: dg.DagsterInstance, status: str, job_name: str
+) -> None:
+    sensor = import_failure_sensor if status == "failed" else import_canceled_sensor
+    cursor = tick(sensor, instance, store_url, None)
+    run = instance.add_run(
+        dg.DagsterRun(job_name=job_name, run_id=str(uuid.uuid4()), status=dg.DagsterRunStatus.STARTED)
+    )
+    import_id = history_row(store, account, run.run_id)
+    if status == "failed":
+        instance.report_run_failed(run, "a shard step's worker was killed")
+    else:
+        instance.report_run_canceled(run, "terminated")
+
+    tick(sensor, instance, store_url, cursor)
+
+    # a run of a job that imports nothing is none of the sensor's business
+    assert row(store, import_id).status == ("processing" if job_name == "export_job" else status)

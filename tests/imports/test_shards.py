@@ -8,6 +8,7 @@ import os
 import signal
 import threading
 import uuid
+import zlib
 
 import pyarrow as pa
 import pytest
@@ -252,3 +253,27 @@ def test_error_policy_abort_fails_a_sharded_import_at_its_first_bad_row(store, a
     assert row["status"] == "failed" and row["rows_read"] < 160
     assert "18" in [r["_row"] for r in failed_rows(row["failed_rows_path"])]
     assert failed.value.import_id == row["id"]
+
+
+def _email_of_shard(shard: int) -> str:
+    """An email the shards' hash gives to SHARD of two."""
+    n = 0
+    while zlib.crc32(f"s{n}@x.org".encode()) % 2 != shard:
+        n += 1
+    return f"s{n}@x.org"
+
+
+def test_abort_names_the_files_first_bad_row_whichever_shard_meets_a_bad_row_first(store, account, tmp_path) -> None:
+    # row 45 belongs to shard 1 of 2, written first on SQLite; row 12 to shard 2, which writes its
+    # batches up to row 45 and meets row 12 on the way (on PostgreSQL both shards run at once)
+    lines = [f"A-{i},F,L,e{i}@x.org,J-1,Applied,2026-01-01,1" for i in range(60)]
+    lines[11] = f"A-11,F,L,{_email_of_shard(1)},J-1,Applied,not-a-date,1"
+    lines[44] = f"A-44,F,L,{_email_of_shard(0)},J-1,Applied,2026-13-45,1"
+    path = apps_csv(tmp_path, lines)
+    with pytest.raises(ImportFailed, match=r"row 12, column 'Applied At'.*error_policy abort") as failed:
+        run_import(
+            store, account, path, ImportOptions(batch_size=10, shards=2, error_policy="abort"), failed_rows_dir=tmp_path
+        )
+    (row,) = list_imports(store, account)
+    assert (row["status"], row["error_message"]) == ("failed", failed.value.message)
+    assert "12" in [r["_row"] for r in failed_rows(row["failed_rows_path"])]

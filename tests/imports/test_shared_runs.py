@@ -12,8 +12,9 @@ import pytest
 import sqlalchemy as sa
 
 from connectors.store import RecordStore, schema
-from pipelines.imports import dropzone
-from pipelines.imports.assets import imported_file
+from pipelines.imports import dropzone, shared
+from pipelines.imports.assets import IMPORTED_CHECK, imported_file
+from pipelines.imports.run_sensors import shared_import_canceled_sensor
 from pipelines.imports.sensors import build_dropzone_sensor
 from pipelines.imports.shared import shared_import_job
 from resources import RecordStoreResource
@@ -155,9 +156,36 @@ def test_one_failing_file_never_stops_the_others_and_each_is_its_own_partition(
     assert sorted(p.name.split("@")[0] for p in (folder / "processed").iterdir()) == ["part-00000", "part-00002"]
     assert [p.name.split("@")[0] for p in (folder / "failed").iterdir()] == ["part-00001"]
 
+    # the partitions view: each file's `imported` check, the failed one's failing with its reason
+    checks = imported_checks(instance, run.run_id)
+    assert {k: c.passed for k, c in checks.items()} == {r.partition_key: r.status == "completed" for r in rows}
+    [bad] = [c for c in checks.values() if not c.passed]
+    assert bad.metadata["reason"].value.startswith("import of part-00001.csv failed: "), bad.metadata["reason"]
+
     # a re-execution of the run skips what it handled; the failed file is re-run as its own partition
     assert execute(request, instance, store_url)
     assert len(history(store, account)) == 3
+
+
+def test_a_file_whose_import_fails_in_its_own_run_fails_its_partitions_imported_check(
+    dropzone_env: tuple[Path, str], instance: dg.DagsterInstance, store: RecordStore, store_url: str
+) -> None:
+    root, _ = dropzone_env
+    (root / "applications" / "broken.csv").write_bytes(b"\x00\x01\x02 not a table \xff\xfe")
+    sensor = build_dropzone_sensor("applications", clock=later, root=root)
+    tick = sensor(dg.build_sensor_context(instance=instance))
+    for add in tick.dynamic_partitions_requests:
+        instance.add_dynamic_partitions(add.partitions_def_name, list(add.partition_keys))
+    [request] = tick.run_requests
+    assert request.job_name == "import_job"
+
+    assert not execute(request, instance, store_url)
+
+    [run] = instance.get_runs()
+    assert run.status == dg.DagsterRunStatus.FAILURE
+    [check] = imported_checks(instance, run.run_id).values()
+    assert (check.partition, check.passed) == (request.partition_key, False)
+    assert check.metadata["reason"].value.startswith("import of broken.csv failed: "), check.metadata["reason"]
 
 
 def _tick_timed(sensor: dg.SensorDefinition, instance: dg.DagsterInstance, cursor: str | None) -> dg.SensorResult:
@@ -215,3 +243,82 @@ def test_files_dropped_at_once_are_all_imported_exactly(
     assert materialized_partitions(instance) == {r.partition_key for r in rows}
     assert len(list((folder / "processed").iterdir())) == DROPPED
     assert sorted(p.name for p in folder.iterdir()) == ["bulkops.yaml", "processed"]
+
+
+def imported_checks(instance: dg.DagsterInstance, run_id: str) -> dict[str, dg.AssetCheckEvaluation]:
+    """The `imported` check evaluations run RUN_ID stored in the instance, by partition."""
+    records = instance.get_records_for_run(run_id, of_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION).records
+    evaluations = [r.event_log_entry.dagster_event.event_specific_data for r in records]
+    return {e.partition: e for e in evaluations if e.check_name == IMPORTED_CHECK}
+
+
+def canceled_sensor_requests(instance: dg.DagsterInstance, run_id: str) -> list[dg.RunRequest]:
+    """What `shared_import_canceled_sensor` requests for cancelled run RUN_ID."""
+    [record] = instance.get_records_for_run(run_id, of_type=dg.DagsterEventType.RUN_CANCELED).records
+    context = dg.build_run_status_sensor_context(
+        sensor_name=shared_import_canceled_sensor.name,
+        dagster_event=record.event_log_entry.dagster_event,
+        dagster_instance=instance,
+        dagster_run=instance.get_run_by_id(run_id),
+    )
+    out = shared_import_canceled_sensor(context)
+    return [out] if isinstance(out, dg.RunRequest) else []
+
+
+def test_files_a_terminated_shared_run_had_not_reached_are_imported_once_by_a_new_run(
+    dropzone_env: tuple[Path, str],
+    instance: dg.DagsterInstance,
+    store: RecordStore,
+    store_url: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    root, account = dropzone_env
+    folder = drop_many(root, 3)
+    sensor = build_dropzone_sensor("applications", clock=later, root=root)
+    tick = sensor(dg.build_sensor_context(instance=instance))
+    for add in tick.dynamic_partitions_requests:
+        instance.add_dynamic_partitions(add.partitions_def_name, list(add.partition_keys))
+    [request] = tick.run_requests
+
+    # someone terminates the run once its first file is imported (the run sees it before its next file)
+    real = shared.run_terminating
+
+    def terminated_after_the_first_file(context: dg.OpExecutionContext) -> bool:
+        if (folder / "processed").is_dir() and any((folder / "processed").iterdir()):
+            run = instance.get_run_by_id(context.run.run_id)
+            if run.status == dg.DagsterRunStatus.STARTED:
+                instance.report_run_canceling(run)
+        return real(context)
+
+    with monkeypatch.context() as m:
+        m.setattr(shared, "run_terminating", terminated_after_the_first_file)
+        assert not execute(request, instance, store_url)
+    [run] = instance.get_runs(dg.RunsFilter(job_name="shared_import_job"))
+    # the run ends CANCELED, as a run the launcher started does
+    assert run.status == dg.DagsterRunStatus.CANCELED
+    assert [r.file for r in history(store, account)] == ["part-00000.csv"]
+    # the drop-folder sensor's cursor is past them: it never asks for them again
+    assert sensor(dg.build_sensor_context(instance=instance, cursor=tick.cursor)).run_requests == []
+
+    [again] = canceled_sensor_requests(instance, run.run_id)
+    assert again.job_name == "shared_import_job" and again.tags[shared.RESUMES_TAG] == run.run_id
+    assert [Path(f).name for f in files_of(again)] == ["part-00001.csv", "part-00002.csv"]
+    assert execute(again, instance, store_url)
+
+    rows = sorted(history(store, account), key=lambda r: r.file)
+    assert [(r.file, r.status, r.created) for r in rows] == [
+        ("part-00000.csv", "completed", 2),
+        ("part-00001.csv", "completed", 2),
+        ("part-00002.csv", "completed", 2),
+    ]
+    with store.engine.connect() as conn:
+        apps = schema.metadata.tables["applications"]
+        query = sa.select(sa.func.count()).select_from(apps).where(apps.c.account_id == store.account_id(account))
+        assert conn.execute(query).scalar() == 6
+    assert sorted(p.name for p in folder.iterdir()) == ["bulkops.yaml", "processed"]
+    assert materialized_partitions(instance) == {r.partition_key for r in rows}
+
+    # a resumed run terminated too is not resumed again: terminating twice stops
+    [resumed] = instance.get_runs(dg.RunsFilter(tags={shared.RESUMES_TAG: run.run_id}))
+    instance.report_run_canceled(resumed, "terminated")
+    assert canceled_sensor_requests(instance, resumed.run_id) == []

@@ -142,6 +142,26 @@ def test_changed_since_sees_later_change_sets_and_not_undone_ones(store, account
     assert not _changed(store, account, first, ids[0])
 
 
+def test_an_undo_of_another_record_never_counts_as_an_undo_of_this_one(store, account, seed) -> None:
+    x, y = seed.applications(2, status="active")
+    first = _job(store, account, "applications", "status_update", [x, y], {"status": "on_hold"})
+    second = _job(store, account, "applications", "stage_transition", [x, y], {"stage": "interview"})
+    third = _job(store, account, "applications", "field_update", [x], {"fields": {"source": "referral"}})
+    # the second's rollback restores y only: x changed again since (the third), a conflict left alone
+    back = service.create_rollback(store, account, second)
+    assert service.run_job_now(store, account, uuid.UUID(back["id"]))["status"] == "completed"
+    back = service.create_rollback(store, account, third)
+    assert service.run_job_now(store, account, uuid.UUID(back["id"]))["status"] == "completed"
+    # x: the third's change is undone, the second's stands; y: the second's change is undone
+    assert _changed(store, account, first, x)
+    assert not _changed(store, account, first, y)
+    # the same check inside a rollback's statement over the records: x is a conflict, y is restored
+    back = service.run_job_now(store, account, uuid.UUID(service.create_rollback(store, account, first)["id"]))
+    assert (back["succeeded_count"], back["skipped_count"]) == (1, 1)
+    rows = seed.rows(schema.applications, [x, y])
+    assert (rows[x].status, rows[y].status) == ("on_hold", "active")
+
+
 # -- one rollback for bulk jobs
 
 

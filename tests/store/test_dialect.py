@@ -170,23 +170,14 @@ def test_insert_then_acts_on_the_inserted_rows_and_also_sees_them_as_before(conn
     assert conn.execute(sa.select(sa.func.count()).select_from(staged).where(staged.c.done == "yes")).scalar() == 3
 
 
-def test_select_then_runs_both_over_the_rows_selected_first(conn) -> None:
-    d, staged, target = _loaded(conn)
-    rows = sa.select(staged.c.row_no, (staged.c.k == inline("a")).label("is_a")).where(staged.c.done.is_(None))
-
-    def mark(picked: sa.FromClause) -> sa.Update:
-        chosen = sa.select(picked.c.row_no).where(picked.c.is_a)
-        return staged.update().values(done=inline("a")).where(staged.c.row_no.in_(chosen))
-
-    def copy(picked: sa.FromClause) -> sa.Insert:
-        others = sa.select(d.new_uuid(), inline("other"), picked.c.row_no).where(sa.not_(picked.c.is_a))
-        return target.insert().from_select(["id", "k", "row_no"], others)
-
-    assert d.select_then(conn, rows, mark, copy, {}) == 1
-    assert conn.execute(sa.select(target.c.row_no)).scalars().all() == [2]
-    assert conn.execute(
-        sa.select(staged.c.row_no).where(staged.c.done == "a").order_by(staged.c.row_no)
-    ).scalars().all() == [1, 3]
+def test_texts_are_the_rows_of_one_bound_json_array(conn) -> None:
+    d = dialect_of(conn)
+    t = d.texts(sa.bindparam("values", type_=sa.Text()), "vals")
+    query = sa.select(sa.type_coerce(t.c.value, sa.Text()))
+    values = ["A", 'q"x', "it's", "", "é"]
+    assert sorted(conn.execute(query, {"values": json.dumps(values)}).scalars()) == sorted(values)
+    # the same statement (compiled once) with other values
+    assert conn.execute(query, {"values": json.dumps(["b"])}).scalars().all() == ["b"]
 
 
 def test_raw_binds_are_what_the_schema_types_store(conn) -> None:

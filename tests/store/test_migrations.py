@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import subprocess
+import sys
 from collections.abc import Callable
 
 import pytest
@@ -71,3 +73,24 @@ def test_store_refuses_a_database_behind_the_code_and_names_the_command(empty_ur
     migrate.upgrade(engine)
     RecordStore(empty_url).dispose()
     engine.dispose()
+
+
+def test_the_head_known_without_alembic_is_alembics_head() -> None:
+    # a new migration must update migrate.HEAD: the store's open-time check reads only that
+    assert ScriptDirectory(str(migrate.MIGRATIONS_DIR)).get_current_head() == migrate.HEAD
+
+
+def test_opening_the_store_loads_neither_alembic_nor_arrow_nor_httpx(tmp_path) -> None:
+    # what a run worker pays before its first step: the code location and the store's schema check
+    url = f"sqlite:///{tmp_path / 'lean.db'}"
+    engine = make_engine(url)
+    migrate.upgrade(engine)
+    engine.dispose()
+    code = (
+        "import sys, warnings; warnings.simplefilter('ignore');"
+        "import pipelines.definitions; from connectors.store import RecordStore;"
+        f"RecordStore({url!r}).dispose();"
+        "print(sorted(m for m in ('alembic', 'pyarrow', 'httpx', 'pandas', 'numpy') if m in sys.modules))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120)
+    assert done.stdout.strip() == "[]", done.stdout

@@ -107,8 +107,10 @@ def summary_row(conn: sa.Connection, job_id: uuid.UUID) -> sa.Row:
 
 
 def launch_row(conn: sa.Connection, job_id: uuid.UUID) -> sa.Row | None:
-    """(id, account_id, entity_type, operation) of a job of any account, for launching its run."""
-    stmt = sa.select(jobs_t.c.id, jobs_t.c.account_id, jobs_t.c.entity_type, jobs_t.c.operation)
+    """(id, account_id, entity_type, operation, summary, status) of a job of any account, for launching its run."""
+    stmt = sa.select(
+        jobs_t.c.id, jobs_t.c.account_id, jobs_t.c.entity_type, jobs_t.c.operation, jobs_t.c.summary, jobs_t.c.status
+    )
     return conn.execute(stmt.where(jobs_t.c.id == job_id)).one_or_none()
 
 

@@ -33,6 +33,10 @@ class JobGone(LookupError):
     pass
 
 
+class SplitInRanges(ValueError):
+    """The job was split in ranges (`summary.ranges`, `ranges.py`): one cursor would not see them."""
+
+
 @dataclass
 class BatchResult:
     lo: int
@@ -121,8 +125,12 @@ def _run_batch(conn: sa.Connection, job: sa.Row, lo: int, hi: int, now: datetime
         return _apply_one_by_one(batch, lo, hi)
 
 
-def start_job(store: RecordStore, job_id: uuid.UUID, run_id: str | None = None) -> sa.Row | None:
-    """Move a job to processing for a run; None when it is finished or waits for a confirm."""
+def start_job(
+    store: RecordStore, job_id: uuid.UUID, run_id: str | None = None, *, in_ranges: bool = False
+) -> sa.Row | None:
+    """Move a job to processing for a run; None when it is finished or waits for a confirm.
+
+    Raises SplitInRanges for a one-cursor run (not IN_RANGES) of a job split in ranges."""
     now = utcnow()
     with store.begin() as conn:
         job = lock_job(conn, job_id)
@@ -132,6 +140,8 @@ def start_job(store: RecordStore, job_id: uuid.UUID, run_id: str | None = None) 
             return None
         if job.status == "pending" and job.cancel_requested_at is not None:
             return None
+        if not in_ranges and (job.summary or {}).get("ranges"):
+            raise SplitInRanges(f"bulk job {job_id} is split in ranges: run it with sharded_bulk_job")
         values: dict[str, Any] = {"status": "processing", "updated_at": now, "error_message": None}
         if run_id:
             values["dagster_run_id"] = run_id
@@ -141,6 +151,11 @@ def start_job(store: RecordStore, job_id: uuid.UUID, run_id: str | None = None) 
         return conn.execute(sa.select(jobs_t).where(jobs_t.c.id == job_id)).one()
 
 
+def not_processing_for(job: sa.Row, run_id: str | None) -> bool:
+    """The job may not take a batch from RUN_ID: not processing (ended, cancelled), or taken by another run."""
+    return job.status != "processing" or bool(run_id and job.dagster_run_id and job.dagster_run_id != run_id)
+
+
 def process_next_batch(
     store: RecordStore, job_id: uuid.UUID, batch_size: int, *, run_id: str | None = None
 ) -> BatchResult | None:
@@ -148,7 +163,7 @@ def process_next_batch(
     now = utcnow()
     with store.begin() as conn:
         job = lock_job(conn, job_id)
-        if job.status != "processing" or (run_id and job.dagster_run_id and job.dagster_run_id != run_id):
+        if not_processing_for(job, run_id):
             return None
         if job.cancel_requested_at is not None:
             conn.execute(

@@ -20,8 +20,9 @@ import pyarrow as pa
 import pyarrow.csv as pcsv
 import sqlalchemy as sa
 
+from connectors.files.conventions import TAGS_DELIMITER, TAGS_SEPARATOR
 from connectors.files.csvsafe import TRIGGERS
-from connectors.files.writers import TAGS_DELIMITER, TAGS_SEPARATOR, arrow_pool
+from connectors.files.writers import arrow_pool
 from connectors.store.export import fields as F
 from connectors.store.export.query import Query
 

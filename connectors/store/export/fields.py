@@ -15,7 +15,7 @@ from functools import cache
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
 
-from connectors.files.writers import TAGS_DELIMITER
+from connectors.files.conventions import TAGS_DELIMITER
 from connectors.store import registry, schema
 
 # kinds: how a value is filtered, written to a text cell and typed in Parquet

@@ -20,10 +20,9 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from connectors.files import writers
+from connectors.files.conventions import EXCEL_MAX_ROWS
 from connectors.files.csvsafe import is_formula
 from connectors.store import registry
-from connectors.store.export import copy
 from connectors.store.export.filters import Filter
 from connectors.store.export.query import DEFAULT_BATCH_ROWS, Column, Query, build_query, stream_rows
 
@@ -48,7 +47,7 @@ class ExportSpec:
     batch_rows: int = DEFAULT_BATCH_ROWS
     preview_rows: int = 10
     # xlsx only: rows per sheet, header included (Excel's limit unless a test says otherwise)
-    sheet_rows: int = writers.EXCEL_MAX_ROWS
+    sheet_rows: int = EXCEL_MAX_ROWS
 
 
 @dataclass
@@ -82,6 +81,8 @@ def file_name(template: str, fmt: str, *, now: datetime | None = None, **values:
     name = template.format(**known)
     if not name or "/" in name or "\\" in name or name.startswith("."):
         raise ExportError(f"file name template {template!r} gives {name!r}: a file name, without folders")
+    from connectors.files import writers
+
     suffix = writers.WRITERS[fmt].suffix
     return name if name.endswith(suffix) else name + suffix
 
@@ -90,6 +91,8 @@ def name_pattern(template: str, fmt: str, **values: str) -> str:
     """The glob that every file of TEMPLATE matches whatever its date (for retention)."""
     known = {"format": fmt, **{k: v for k, v in values.items() if v is not None}}
     pattern = _FIELD.sub(lambda m: known.get(m.group(1), "*") if m.group(1) in known else "*", template)
+    from connectors.files import writers
+
     suffix = writers.WRITERS[fmt].suffix
     return pattern if pattern.endswith(suffix) else pattern + suffix
 
@@ -128,6 +131,9 @@ def export(
         FilterError: a bad filter or column (before anything is written).
         ExportError: the file could not be written (read-only folder, full disk), one line.
     """
+    from connectors.files import writers
+    from connectors.store.export import copy
+
     if spec.format not in writers.WRITERS:
         raise ExportError(f"unknown format {spec.format!r}: choose one of {', '.join(writers.FORMATS)}")
     query = build_query(spec.entity, engine.dialect.name, spec.account_id, spec.filter, spec.columns)
@@ -190,6 +196,9 @@ def _copy_into(
     engine: sa.Engine, query: Query, writer: Any, spec: ExportSpec, on_batch: Callable[[int], None] | None
 ) -> tuple[int, list[dict[str, str]]]:
     """PostgreSQL: the rows through COPY, as CSV bytes or Arrow batches; the row count and the preview."""
+    from connectors.files import writers
+    from connectors.store.export import copy
+
     csv = spec.format == "csv"
     statement = copy.text_statement(query, escape=spec.escape and csv, arrow=not csv)
     stream = copy.CopyStream(engine, statement, head_rows=spec.preview_rows)
@@ -225,6 +234,8 @@ def _copy_into(
 
 def _preview_row(headers: Sequence[str], kinds: Sequence[str], row: tuple, neutralise: bool) -> dict[str, str]:
     """A row as the preview shows it: as the file holds it (a CSV's formula cells neutralised)."""
+    from connectors.files import writers
+
     out = {}
     for h, k, v in zip(headers, kinds, row, strict=True):
         text = writers.text_of(k, v)

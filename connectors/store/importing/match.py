@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 import sqlalchemy as sa
 
 from connectors.store.dialect import inline
-from connectors.store.importing.staging import ACCT, ROUND, probe
+from connectors.store.importing.staging import ACCT, ROUND
 from connectors.store.schema import applications, users
 
 if TYPE_CHECKING:
@@ -25,6 +25,10 @@ def match_duplicates(w: ImportWriter, r: int) -> bool:
     s, e, table = w.stage.c, w.entity, w.table
     t = table.alias("t")
     base = sa.and_(s.rnd == ROUND, s.err.is_(None), s.match_id.is_(None))
+    # each key's lookup, in order: a row takes the first one that finds a record. They go into
+    # one UPDATE of the staging table (coalesce evaluates a lookup only when the earlier ones
+    # found nothing), not one UPDATE per key: each pass over the staging table rewrites its rows.
+    found: list[sa.ColumnElement] = []
     if "external_id" in w.duplicate_keys or e == "contracts":
         # the oldest live record with the external id (the key is not unique in the store)
         oldest = (
@@ -33,7 +37,7 @@ def match_duplicates(w: ImportWriter, r: int) -> bool:
             .order_by(t.c.created_at, t.c.id)
             .limit(inline(1))
         )
-        w.run(probe(w.stage, "match_id", oldest, sa.and_(base, s.external_id.is_not(None))), r=r)
+        found.append(sa.case((s.external_id.is_not(None), oldest.scalar_subquery())))
     if e == "applications" and "email" in w.duplicate_keys:
         u, a = users.alias("u"), applications.alias("a")
         same_job = sa.or_(a.c.job_id == s.job_id, sa.and_(a.c.job_id.is_(None), s.job_id.is_(None)))
@@ -45,14 +49,22 @@ def match_duplicates(w: ImportWriter, r: int) -> bool:
             .order_by(a.c.created_at, a.c.id)
             .limit(inline(1))
         )
-        w.run(probe(w.stage, "match_id", oldest, base), r=r)
+        found.append(oldest.scalar_subquery())
     unique = UNIQUE_KEYS.get(e)
     same_key = _same_key(w, e)
     if same_key is not None:
         # the unique key matches whatever duplicate_keys say: the store allows one record per key
         # (the oldest, where codes differing only in case were stored before keys were folded)
         oldest = sa.select(t.c.id).where(t.c.account_id == ACCT, same_key(t, s)).order_by(t.c.created_at, t.c.id)
-        w.run(probe(w.stage, "match_id", oldest.limit(inline(1)), base), r=r)
+        found.append(oldest.limit(inline(1)).scalar_subquery())
+    values: dict[str, sa.ColumnElement] = {}
+    if found:
+        values["match_id"] = found[0] if len(found) == 1 else sa.func.coalesce(*found)
+    if e == "applications":
+        # the candidate by email, in the same pass (resolve_candidates creates the missing ones)
+        values["candidate_id"] = sa.func.coalesce(s.candidate_id, candidate_by_email(s))
+    if values:
+        w.run(w.stage.update().values(values).where(base), r=r)
     dup = DUPLICATE_OUTCOME[w.on_duplicate]
     if unique and dup == "created":
         matched = sa.and_(s.rnd == ROUND, s.err.is_(None), s.match_id.is_not(None))
@@ -81,6 +93,12 @@ def match_duplicates(w: ImportWriter, r: int) -> bool:
         refused = inline(f"another {e[:-1]} already has this {unique}")
         w.run(w.stage.update().values(err=refused, err_col=inline(unique), outcome=None).where(clash), r=r)
     return bool(bumped)
+
+
+def candidate_by_email(s: sa.ColumnCollection) -> sa.ScalarSelect:
+    """SQL: the id of the account's candidate with the staged row's normalised email (one index probe)."""
+    u = users.alias("u")
+    return sa.select(u.c.id).where(u.c.account_id == ACCT, u.c.email_normalized == s.email_norm).scalar_subquery()
 
 
 def _same_key(w: ImportWriter, entity: str) -> Callable[[sa.FromClause, sa.ColumnCollection], sa.ColumnElement] | None:

@@ -3,8 +3,11 @@ of applications (created when missing), the applications of contracts."""
 
 from __future__ import annotations
 
+import json
 from typing import TYPE_CHECKING
 
+import pyarrow as pa
+import pyarrow.compute as pc
 import sqlalchemy as sa
 
 from connectors.store.dialect import JOB_CODES, inline
@@ -17,6 +20,51 @@ if TYPE_CHECKING:
 
 # the created or updated rows of a round: the ones that need their candidate
 ROUND_WRITES = ("created", "updated")
+# job codes bound into one lookup
+CODES_PER_QUERY = 1000
+
+
+def job_ids(w: ImportWriter, codes: list[str]) -> dict[str, str | None]:
+    """The oldest job with each of CODES (as staged), as the text the database holds its id in; None where none has it.
+
+    Matched as the staging table's lookup matches them (`Keys.equal`: one probe of the folded
+    code index per code), so a code gets the same job either way.
+    """
+    found: dict[str, str | None] = {}
+    c = w.dialect.texts(sa.bindparam("job_codes", type_=sa.Text()), "job_codes")
+    code = sa.type_coerce(c.c.value, sa.Text())
+    lookup = sa.select(code, sa.cast(_oldest_job(w, code), sa.Text()))
+    for i in range(0, len(codes), CODES_PER_QUERY):
+        chunk = json.dumps(codes[i : i + CODES_PER_QUERY])
+        found.update((code, id_) for code, id_ in w.run(lookup, job_codes=chunk))
+    return found
+
+
+def _oldest_job(w: ImportWriter, code: sa.ColumnElement) -> sa.ScalarSelect:
+    """SQL: the id of the account's oldest job whose code equals CODE (`Keys.equal`: one probe of the folded code index)."""
+    j = jobs.alias("j")
+    return (
+        sa.select(j.c.id)
+        .where(j.c.account_id == ACCT, w.keys.equal(j.c.code, code))
+        .order_by(j.c.created_at, j.c.id)
+        .limit(inline(1))
+        .scalar_subquery()
+    )
+
+
+def with_job_ids(w: ImportWriter, batch: pa.Table) -> pa.Table:
+    """BATCH with `job_id`: each row's job by code, where one has it, looked up before the rows are staged.
+
+    The batch's distinct codes in one query instead of a pass over the staging table, which
+    rewrites every staged row; `resolve_jobs` checks them again under the account's lock.
+    """
+    codes = batch.column("job_code")
+    w.staged_jobs = job_ids(w, pc.unique(codes).drop_null().to_pylist())
+    found = {c: i for c, i in w.staged_jobs.items() if i is not None}
+    if not found:
+        return batch.append_column("job_id", pa.nulls(batch.num_rows, pa.string()))
+    at = pc.index_in(codes, value_set=pa.array(list(found), codes.type))
+    return batch.append_column("job_id", pc.take(pa.array(list(found.values()), pa.string()), at))
 
 
 def resolve_jobs(w: ImportWriter) -> int:
@@ -31,18 +79,22 @@ def resolve_jobs(w: ImportWriter) -> int:
         # codes, scans the batch once per code); materialized: inlined, the probe ran once per
         # row instead of once per code
         codes = sa.select(k.label("k"), sa.func.min(s.job_code).label("code")).where(need).group_by(k).subquery("d")
-        j = jobs.alias("j")
-        oldest = (
-            sa.select(j.c.id)
-            .where(j.c.account_id == ACCT, w.keys.equal(j.c.code, codes.c.code))
-            .order_by(j.c.created_at, j.c.id)
-            .limit(inline(1))
-            .scalar_subquery()
+        found = (
+            sa.select(codes.c.k, _oldest_job(w, codes.c.code).label("id")).cte("found_jobs").prefix_with("MATERIALIZED")
         )
-        found = sa.select(codes.c.k, oldest.label("id")).cte("found_jobs").prefix_with("MATERIALIZED")
         with d.setting(w.conn, "enable_nestloop", "off"):
             w.run(w.stage.update().values(job_id=found.c.id).where(need, found.c.id.is_not(None), found.c.k == k))
 
+    # the jobs found before the rows were staged, now the lock is held: another writer may have
+    # created, recoded or deleted one meanwhile. A row whose job changed is looked up again.
+    staged = w.staged_jobs
+    now = job_ids(w, list(staged))
+    changed = [c for c, i in staged.items() if i is not None and now[c] != i]
+    for i in range(0, len(changed), CODES_PER_QUERY):
+        w.run(w.stage.update().values(job_id=None).where(s.job_code.in_(changed[i : i + CODES_PER_QUERY])))
+    if not changed and all(i is not None for i in staged.values()):
+        # every code has its job: no pass over the staging table
+        return 0
     lookup()
     if w.shard and w.create_missing_jobs and w.run(sa.select(sa.func.count()).where(need)).scalar():
         # shards take turns creating jobs: after the turn, the jobs another shard created are found
@@ -113,10 +165,8 @@ def resolve_applications(w: ImportWriter) -> None:
 def resolve_candidates(w: ImportWriter, r: int) -> int:
     """Give round R's written applications their candidate by email, creating the missing ones; how many were."""
     s, d = w.stage.c, w.dialect
+    # the round's matching (match_duplicates) found the existing candidates in its pass
     need = sa.and_(s.rnd == ROUND, s.candidate_id.is_(None), s.outcome.in_([inline(o) for o in ROUND_WRITES]))
-    u = users.alias("u")
-    by_email = sa.select(u.c.id).where(u.c.account_id == ACCT, u.c.email_normalized == s.email_norm)
-    w.run(probe(w.stage, "candidate_id", by_email, need), r=r)
     # the first row per new email creates the user; its id derives from that row's number, so
     # the round's rows get it without a join with the inserted rows
     prefix = w.prefix["user"]

@@ -190,32 +190,17 @@ def update(w: ImportWriter, r: int) -> int:
     assignments = to_write.update
     json = tuple(c for c in ("data", "terms") if c in assignments)
     plain = tuple(c for c in to_write.audit if c in assignments)
+    matched = sa.and_(s.rnd == ROUND, s.outcome == inline("updated"))
+    # a row that would change no value is unchanged: no audit row, no UPDATE. Marked first, by
+    # one probe of its record per row (`same` evaluated once): the audit rows and the UPDATE
+    # then take the rows still `updated`, and build images for the changed rows only
+    same = sa.select(w.dialect.same_as_stored(table, table, assignments)).where(table.c.id == s.match_id)
+    w.run(w.stage.update().values(outcome=inline("unchanged")).where(matched, same.scalar_subquery()), r=r)
     before = _image(w, table, plain, json)
     after = w.dialect.json_object([(c, assignments[c]) for c in (*plain, *json)])
-    # a row that would change no value is unchanged: no audit row, no UPDATE
-    same = w.dialect.same_as_stored(table, table, assignments)
-    matched = sa.and_(s.rnd == ROUND, s.outcome == inline("updated"))
-    rows = (
-        sa.select(s.row_no, table.c.id, same.label("same"), before.label("before"), after.label("after"))
-        .select_from(w.stage.join(table, table.c.id == s.match_id))
-        .where(matched)
-    )
-
-    def unchanged(c: sa.FromClause) -> sa.Update:
-        return (
-            w.stage.update()
-            .values(outcome=inline("unchanged"))
-            .where(s.row_no.in_(sa.select(c.c.row_no).where(c.c.same)))
-        )
-
-    def audited(c: sa.FromClause) -> sa.Insert:
-        # before-image first: rollback restores it
-        return audit_rows(
-            f"{w.kind}.update", w.entity, sa.select(c.c.id, c.c.before, c.c.after).where(sa.not_(c.c.same)), w.stamp
-        )
-
-    params = {**w.params, "r": r}
-    n = w.dialect.select_then(w.conn, rows, unchanged, audited, params)
+    changed = sa.select(table.c.id, before, after).select_from(w.stage.join(table, table.c.id == s.match_id))
+    # before-image first: rollback restores it
+    n = w.run(audit_rows(f"{w.kind}.update", w.entity, changed.where(matched), w.stamp), r=r).rowcount
     if n:
         written = table.update().values({**assignments, "updated_at": NOW})
         w.run(written.where(matched, table.c.id == s.match_id), r=r)

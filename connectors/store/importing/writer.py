@@ -1,10 +1,10 @@
 """ImportWriter: one import's batches, staged and written set-based on one connection.
 
-Each batch: load it into the staging table, resolve references (jobs by code, candidates by
-normalised email, applications by external id), match duplicates, then per duplicate round
-insert new records, update matched ones, queue flagged rows, and report counts. The caller
-wraps a batch in one transaction together with the import's counters, so a batch is all or
-nothing.
+Each batch: load it into the staging table (applications with the jobs their codes have, found
+before the load), resolve references (jobs by code, candidates by normalised email,
+applications by external id), match duplicates, then per duplicate round insert new records,
+update matched ones, queue flagged rows, and report counts. The caller wraps a batch in one
+transaction together with the import's counters, so a batch is all or nothing.
 """
 
 from __future__ import annotations
@@ -32,6 +32,8 @@ from connectors.store.schema import ENTITY_TABLES
 # a matched row whose values equal its record's is `unchanged` in the staging table, reported
 # as skipped with details["unchanged"]
 OUTCOMES = ("created", "updated", "skipped", "flagged")
+# the statistics target of the staging table's ANALYZE (PostgreSQL samples 300 rows per unit)
+STAGE_STATISTICS = 10
 # held by each import batch and each rollback until it commits, per account (PostgreSQL)
 
 
@@ -113,6 +115,8 @@ class ImportWriter:
         self.statistics = LookupStatistics(self.dialect, entity)
         # what write_batch is doing, for the message of a WriteFailed
         self.step = ""
+        # the batch's job codes -> the id of their job when it was staged (None: no job had the code)
+        self.staged_jobs: dict[str, str | None] = {}
 
     def run(self, statement: sa.Executable, **extra: Any) -> sa.CursorResult:
         """Execute STATEMENT with the import's parameters (and EXTRA ones); its rowcount is kept."""
@@ -137,11 +141,17 @@ class ImportWriter:
 
     def load(self, table: pa.Table) -> None:
         names = ["row_no", "rnd", *self.columns]
+        batch = table.select(names)
+        if self.entity == "applications":
+            batch = resolve.with_job_ids(self, batch)
         self.dialect.empty_temp_table(self.conn, self.stage)
-        self.dialect.bulk_load(self.conn, self.stage, table.select(names))
-        # the planner needs the join keys' statistics, not those of every text column
+        self.dialect.bulk_load(self.conn, self.stage, batch)
+        # the planner needs the join keys' statistics, not those of every text column, and a
+        # sample of 3,000 rows tells it as much about a batch as all of them (the default target,
+        # 100, reads 30,000 rows: the whole batch)
         keys = [c for c in ("rnd", *STAGE_KEYS) if c in names]
-        self.dialect.analyze(self.conn, self.stage, ["row_no", *keys, *STATE_COLUMNS])
+        with self.dialect.setting(self.conn, "default_statistics_target", str(STAGE_STATISTICS)):
+            self.dialect.analyze(self.conn, self.stage, ["row_no", *keys, *STATE_COLUMNS])
 
     # -- planner statistics
 
