@@ -51,22 +51,57 @@ def _cell(key: str, value: Any) -> str:
     return f"{value:,}" if isinstance(value, int) else f"{value:,.1f}"
 
 
-def markdown(result: stats.Stats) -> str:
-    """A table per operation kind and account, and the totals, for the UI."""
-    heads = ["operation", "account", "in progress", "succeeded", "failed", "cancelled", "success rate"]
-    heads += ["mean", "p95", "records", "failed records", "records/day"]
-    lines = [
+def _title(result: stats.Stats) -> str:
+    return (
         f"**Bulk operations since {result.since:%Y-%m-%d %H:%M} UTC** ({result.window_days:g} days"
         + (f", account {result.account}" if result.account else "")
-        + ")",
-        "",
-        "| " + " | ".join(heads) + " |",
-        "|" + "---|" * len(heads),
+        + ")"
+    )
+
+
+# the summary table's columns: a name, its Dagster column type and what it counts
+SUMMARY_COLUMNS = (
+    ("operation", "string", "operation kind; `all` is the total"),
+    (stats.SUCCEEDED, "int", "started in the window and ended successfully"),
+    (stats.FAILED, "int", "started in the window and failed"),
+    (stats.CANCELLED, "int", "started in the window and cancelled"),
+    (stats.IN_PROGRESS, "int", "still running or waiting"),
+    ("success_rate", "float", "succeeded / (succeeded + failed)"),
+    ("mean_seconds", "float", "mean duration of those that ended"),
+    ("records", "int", "records processed"),
+    ("failed_records", "int", "records that failed"),
+)
+
+
+def summary_table(result: stats.Stats) -> dg.TableMetadataValue:
+    """The numbers per operation kind and of all, as a table the UI always shows inline.
+
+    (The UI hides a Markdown entry of 1,000 characters or more behind a button: a table per
+    account grows past that with the accounts, this one only with the operation kinds.)
+    """
+    rows = [*result.groups["by_operation"], {**result.groups["total"], "operation": "all"}]
+    records = [
+        dg.TableRecord(
+            {
+                name: (round(row[name], 3) if kind == "float" and row[name] is not None else row[name])
+                for name, kind, _ in SUMMARY_COLUMNS
+            }
+        )
+        for row in rows
     ]
+    schema = dg.TableSchema(columns=[dg.TableColumn(n, kind, description=d) for n, kind, d in SUMMARY_COLUMNS])
+    return dg.MetadataValue.table(records=records, schema=schema)
+
+
+def markdown(result: stats.Stats) -> str:
+    """A row per operation kind and account with every number, and the totals."""
+    heads = ["operation", "account", "in progress", "succeeded", "failed", "cancelled", "success rate"]
+    heads += ["mean", "p95", "records", "failed records", "records/day"]
     rows = [
         *result.groups["by_operation_and_account"],
         {"operation": "**all**", "account": "", **result.groups["total"]},
     ]
+    lines = [_title(result), "", "| " + " | ".join(heads) + " |", "|" + "---|" * len(heads)]
     for row in rows:
         cells = [str(row["operation"]), str(row["account"])] + [_cell(k, row[k]) for k in NUMBERS]
         lines.append("| " + " | ".join(cells) + " |")
@@ -108,10 +143,17 @@ def _metric(key: str, value: Any) -> dg.MetadataValue | None:
 def metadata(result: stats.Stats) -> dict[str, Any]:
     """Materialization metadata: every number as an int or float (the UI plots them over time).
 
+    `summary` is a table per operation kind, which the UI shows inline however many accounts there
+    are; `summary_by_account` the Markdown table per kind and account (behind a button once long).
+
     Keys: `<operation>/<number>`, `account/<slug>/<number>`, `<operation>/<slug>/<number>` and
     `total/<number>`; a rate or duration with nothing to measure is left out.
     """
-    out: dict[str, Any] = {"summary": dg.MetadataValue.md(markdown(result)), "window_days": result.window_days}
+    out: dict[str, Any] = {
+        "summary": summary_table(result),
+        "summary_by_account": dg.MetadataValue.md(markdown(result)),
+        "window_days": result.window_days,
+    }
     prefixed = [("total", result.groups["total"])]
     prefixed += [(row["operation"], row) for row in result.groups["by_operation"]]
     prefixed += [(f"account/{row['account']}", row) for row in result.groups["by_account"]]

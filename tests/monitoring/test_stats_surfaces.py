@@ -54,8 +54,17 @@ def test_the_asset_plots_each_number_and_shows_a_summary_table(
     assert md[f"account/{me}/records"] == dg.MetadataValue.int(30 + 3 + 4 + 100 + 50)
     assert md[f"bulk_job.status_update/{me}/records_per_day"] == dg.MetadataValue.float(round(150 / 7, 2))
     assert isinstance(md["total/succeeded"], dg.IntMetadataValue)
-    summary = md["summary"].value
-    assert "| import | " + me + " | 1 | 3 | 1 | 0 | 75.0% | 5.0 s | 8.0 s |" in summary
+    by_account = md["summary_by_account"].value
+    assert "| import | " + me + " | 1 | 3 | 1 | 0 | 75.0% | 5.0 s | 8.0 s |" in by_account
+    # the summary is a table per operation kind (the UI shows a table inline at any size, a long
+    # Markdown entry only behind a button): the kinds of every account, and `all` last
+    summary = md["summary"]
+    assert isinstance(summary, dg.TableMetadataValue)
+    assert [c.name for c in summary.schema.columns][:3] == ["operation", "succeeded", "failed"]
+    rows = {r.data["operation"]: r.data for r in summary.records}
+    assert list(rows)[-1] == "all"
+    assert {"import", "bulk_job.status_update"} <= set(rows)
+    assert rows["import"]["succeeded"] >= 3 and rows["all"]["records"] >= 30 + 3 + 4 + 100 + 50
     # the schedule refreshes it every five minutes, running from the start
     schedule = defs.get_repository_def().get_schedule_def("bulk_operations_stats_schedule")
     assert schedule.cron_schedule == "*/5 * * * *"
