@@ -104,13 +104,19 @@ class Celery:
             {"broker": BROKER, "backend": "rpc://", "include": [], "config_source": config["config_source"]}
         )
 
+    def node(self, name: str) -> str:
+        """The Celery node name of worker NAME: NAME-<this test's queue id>. A worker killed by an
+        earlier test leaves its exclusive control queue (`NODE.celery.pidbox`) on the broker until
+        the broker sees the connection dead; a later worker of the same node name would be refused."""
+        return f"{name}-{self.queue.rsplit('-', 1)[-1]}"
+
     def start(self, name: str) -> None:
         log = open(self.logs / f"{name}.log", "wb")  # noqa: SIM115 (the worker writes to it until it ends)
         self.workers[name] = subprocess.Popen(
             [
                 str(BIN / "dagster-celery"),
                 *("worker", "start", "-A", "dagster_celery.app", "-y", str(self.config), "-q", self.queue),
-                *("-n", name, "--", "--concurrency", "1", "--without-gossip", "--without-mingle"),
+                *("-n", self.node(name), "--", "--concurrency", "1", "--without-gossip", "--without-mingle"),
             ],
             env=self.env,
             stdout=log,
@@ -125,7 +131,7 @@ class Celery:
                 assert proc.poll() is None, f"worker {name} exited: {(self.logs / f'{name}.log').read_text()[-3000:]}"
             queues = app.control.inspect(timeout=1.0).active_queues() or {}
             on_mine = {w.split("@")[0] for w, qs in queues.items() if any(q["name"] == self.queue for q in qs)}
-            return on_mine >= set(self.workers)
+            return on_mine >= {self.node(name) for name in self.workers}
 
         wait_for(f"workers {sorted(self.workers)} consuming {self.queue}", consuming)
 
@@ -202,7 +208,8 @@ def shard_workers(instance: dg.DagsterInstance, run_id: str) -> dict[str, list[s
         event = record.event_log_entry.dagster_event
         metadata = event.engine_event_data.metadata if event and event.engine_event_data else {}
         if "Celery worker" in metadata:
-            worker = metadata["Celery worker"].value.split("@")[0]
+            # the node name NAME-<queue id>@host, as the test named the worker: NAME
+            worker = metadata["Celery worker"].value.split("@")[0].split("-")[0]
             taken.setdefault(event.step_key, []).append(worker)
     return taken
 
