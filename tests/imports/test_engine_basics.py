@@ -341,3 +341,23 @@ def test_contracts_reference_applications_by_external_id(store, account, tmp_pat
     assert (r.created, r.errors) == (1, 1)
     (k,) = rows(store, "contracts", account)
     assert k.terms == {"salary": "50000"} and k.status == "sent"
+
+
+def test_two_rows_matching_one_record_by_different_keys_are_written_as_if_one_after_the_other(
+    store, account, tmp_path
+) -> None:
+    """Row 1 finds Ann's application by its external id, row 2 by Ann's email: the same record.
+    Row 1 gives it to Zed; row 2, written after it, then finds no application of Ann's for the job
+    and creates one, as a row-by-row import would."""
+    a = apps_csv(tmp_path, ["A-1,Ann,One,ann@x.org,J-1,Applied,2026-01-01,1"], "a.csv")
+    run_import(store, account, a, ImportOptions(), failed_rows_dir=tmp_path)
+    b = apps_csv(
+        tmp_path,
+        ["A-1,Zed,Zee,zed@x.org,J-1,Interview,2026-01-02,2", "A-5,Ann,One,ann@x.org,J-1,Offer,2026-01-03,3"],
+        "b.csv",
+    )
+    r = run_import(store, account, b, ImportOptions(), failed_rows_dir=tmp_path)
+    assert (r.created, r.updated, r.skipped, r.errors) == (1, 1, 0, 0)
+    emails = {u.id: u.email_normalized for u in rows(store, "users", account, "email_normalized")}
+    got = {x.external_id: (emails[x.candidate_id], x.stage) for x in rows(store, "applications", account)}
+    assert got == {"A-1": ("zed@x.org", "interview"), "A-5": ("ann@x.org", "offer")}
