@@ -70,21 +70,13 @@ def match_duplicates(w: ImportWriter, r: int) -> bool:
         matched = sa.and_(s.rnd == ROUND, s.err.is_(None), s.match_id.is_not(None))
         refused = inline(f"{e} are unique by {unique}: a match cannot be created again")
         w.run(w.stage.update().values(err=refused, err_col=inline(unique)).where(matched), r=r)
-    # each row's outcome, in the same pass as the rule that two rows of a round matching one
-    # record (by different keys) are not written together: the later one waits a round
-    order = sa.func.row_number().over(partition_by=s.match_id, order_by=s.row_no)
-    n = sa.case((s.match_id.is_(None), inline(1)), else_=order).label("n")
-    d = sa.select(s.row_no, n).where(s.rnd == ROUND, s.err.is_(None)).subquery("d")
-    later = d.c.n > 1
-    outcome = sa.case((later, sa.null()), (s.match_id.is_(None), inline("created")), else_=inline(dup))
-    decided = w.stage.update().values(
-        outcome=outcome,
-        rnd=sa.case((later, s.rnd + 1), else_=s.rnd),
-        match_id=sa.case((later, sa.null()), else_=s.match_id),
-    )
-    w.run(decided.where(s.row_no == d.c.row_no), r=r)
-    # one probe of the round index: rows pushed to the next round (or staged there already)
-    bumped = w.run(sa.select(s.row_no).where(s.rnd == ROUND + 1).limit(inline(1)), r=r).first() is not None
+    # two rows of a round matching one record by different keys: the later one waits a round
+    order = sa.func.row_number().over(partition_by=s.match_id, order_by=s.row_no).label("n")
+    d = sa.select(s.row_no, order).where(s.rnd == ROUND, s.err.is_(None), s.match_id.is_not(None)).subquery("d")
+    later = w.stage.update().values(rnd=s.rnd + 1, match_id=None).where(s.row_no == d.c.row_no, d.c.n > 1)
+    bumped = w.run(later, r=r).rowcount
+    outcome = sa.case((s.match_id.is_(None), inline("created")), else_=inline(dup))
+    w.run(w.stage.update().values(outcome=outcome).where(s.rnd == ROUND, s.err.is_(None)), r=r)
     if unique and dup == "updated":
         # an external-id match whose new key belongs to another record would break uniqueness;
         # a scalar subquery, not EXISTS: the planner would turn EXISTS into a join (see probe)
