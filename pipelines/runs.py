@@ -178,7 +178,7 @@ def launch_run(
     instance: dg.DagsterInstance | None = None,
     url: str | None = None,
     on_failure: Callable[[str, BaseException], None] | None = None,
-    still_wanted: Callable[[], bool] | None = None,
+    still_wanted: Callable[[str], bool] | None = None,
 ) -> str:
     """Launch a run of JOB_NAME through the instance's run launcher; its run id.
 
@@ -189,8 +189,9 @@ def launch_run(
         url: a webserver to submit to instead of finding one (see `webserver`).
         on_failure: given, a launch with `dagster job launch` returns the run id at once and goes on
             in a thread (which reaps the command), calling ON_FAILURE(run_id, error) if it fails.
-        still_wanted: asked once a background launch has its slot (`BULKOPS_DIRECT_LAUNCHES`):
-            False (say, its bulk job was cancelled meanwhile) and no run is launched.
+        still_wanted: asked with the run id once a background launch has its slot
+            (`BULKOPS_DIRECT_LAUNCHES`): False (say, its bulk job was cancelled meanwhile) and no
+            run is launched; the caller forgets that run id.
 
     Raises:
         RuntimeError: the webserver or `dagster job launch` refused the run (its message included).
@@ -243,11 +244,11 @@ def _launch_directly(
     run_config: dict[str, Any],
     tags: dict[str, str],
     run_id: str,
-    still_wanted: Callable[[], bool] | None = None,
+    still_wanted: Callable[[str], bool] | None = None,
 ) -> None:
     """`dagster job launch` RUN_ID, in one of the process's launch slots, held until its worker started."""
     with _launch_slots(settings.direct_launches()):
-        if still_wanted is not None and not still_wanted():
+        if still_wanted is not None and not still_wanted(run_id):
             return
         _launch_command(home, job_name, run_config, tags, run_id)
         _wait_until_started(home, run_id)

@@ -142,8 +142,10 @@ def test_without_a_webserver_a_burst_of_bulk_jobs_is_launched_one_slot_at_a_time
             before.dagster_run.run_id,
             after.dagster_run.run_id,
         )
-    statuses = [service.get_job(acct.store, acct.id, j)["status"] for j in job_ids]
-    assert statuses == ["completed", "cancelled", "completed", "completed"]
+    final = [service.get_job(acct.store, acct.id, j) for j in job_ids]
+    assert [j["status"] for j in final] == ["completed", "cancelled", "completed", "completed"]
+    # the cancelled job names no run (its launch was skipped), the others their own
+    assert [j["dagster_run_id"] for j in final] == [run_ids[0], None, *run_ids[2:]]
     assert seed.rows(schema.applications, [ids[1]])[ids[1]].status == "active"
 
 

@@ -121,12 +121,15 @@ def launch_bulk_job(
                     only_if=("pending", "processing"),
                 )
 
-        def still_wanted() -> bool:
+        def still_wanted(run_id: str) -> bool:
             # a job cancelled while its launch waited for a slot needs no run (a failed job
-            # being launched again is still wanted)
-            with own_store() as checking, checking.engine.connect() as conn:
+            # being launched again is still wanted); it then names no run that never existed
+            with own_store() as checking, checking.begin() as conn:
                 row = jobs.launch_row(conn, job_id)
-            return row is not None and row.status not in ("cancelled", "completed")
+                wanted = row is not None and row.status not in ("cancelled", "completed")
+                if not wanted:
+                    jobs.forget_run_id(conn, job_id, run_id)
+            return wanted
 
         parallel = service.parallel_of(job)
         run_id = runs.launch_run(

@@ -94,3 +94,19 @@ def wait_for_run(instance: Any, run_id: str, timeout: float = 120) -> Any:
         if time.monotonic() > deadline:
             raise AssertionError(f"run {run_id} still {run.status if run else 'missing'} after {timeout}s")
         time.sleep(0.2)
+
+
+def wait_for_job_run(client: httpx.Client, instance: Any, job_id: str, timeout: float = 120) -> Any:
+    """Poll until the bulk job's run is finished (the run), or the job names no run (None).
+
+    A job cancelled while its launch waited for a slot never gets a run: its run id is cleared.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        run_id = result(client.get("/api/bulk-jobs-get", params={"id": job_id}))["dagster_run_id"]
+        run = instance.get_run_by_id(run_id) if run_id else None
+        if run_id is None or (run is not None and run.is_finished):
+            return run
+        if time.monotonic() > deadline:
+            raise AssertionError(f"run {run_id} of bulk job {job_id} still {run.status if run else 'missing'}")
+        time.sleep(0.2)

@@ -123,6 +123,13 @@ def set_run_id(conn: sa.Connection, job_id: uuid.UUID, run_id: str) -> None:
     )
 
 
+def forget_run_id(conn: sa.Connection, job_id: uuid.UUID, run_id: str) -> None:
+    """Clear the job's run id RUN_ID: that run was never launched (the job ended before its turn)."""
+    conn.execute(
+        jobs_t.update().where(jobs_t.c.id == job_id, jobs_t.c.dagster_run_id == run_id).values(dagster_run_id=None)
+    )
+
+
 def entity_ids(conn: sa.Connection, job_id: uuid.UUID) -> list[uuid.UUID]:
     """The job's record ids in item order."""
     return list(
