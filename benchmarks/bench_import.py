@@ -18,7 +18,10 @@ floor: the first import's user, application and form-submission rows into copies
 with primary keys only (no foreign keys, other indexes or audit rows), the bound for any design of
 constraints, indexes and audit; and the bare re-import floor: COPY of the changed file into
 staging, then one UPDATE of the applications by external id (no audit row), what the all-updates
-import (c') is measured against (`update_vs_bare_re`). The bare re-import floor runs
+import (c') is measured against (`update_vs_bare_re`). With `--shards` above 1, the schema
+floor is also written by that many backends at once, each staging the file and writing its part
+of the rows split by the email's hash as the shards are (`schema_floor_parallel`): the bound of a
+sharded first import (`first_vs_parallel_floor`). The bare re-import floor runs
 `--floor-runs` times (3) and its median is the one the ratio takes: one run moved by a quarter
 between idle-machine runs. Every floor and every bulkops import starts after a CHECKPOINT, so
 none pays for the dirty pages of the one before. Each bulkops import runs in a child process so
@@ -138,8 +141,9 @@ def raw_copy(url: str, path: Path, *, unlogged: bool = False) -> float:
     return elapsed
 
 
-def _stage_file(cur: psycopg.Cursor, path: Path) -> None:
-    cur.execute(f"CREATE TEMP TABLE raw ({TEXT_COLUMNS}) ON COMMIT DROP")
+def _stage_file(cur: psycopg.Cursor, path: Path, *, keep: bool = False) -> None:
+    # keep: the staging table outlives the transaction (dropped with the session)
+    cur.execute(f"CREATE TEMP TABLE raw ({TEXT_COLUMNS}){'' if keep else ' ON COMMIT DROP'}")
     _copy_file(cur, "raw", path)
 
 
@@ -167,6 +171,46 @@ def single_table_upsert(url: str, path: Path) -> float:
     return elapsed
 
 
+def schema_floor_parallel(url: str, path: Path, account: uuid.UUID, parts: int) -> float:
+    """The schema floor written by PARTS backends at once, as shards write: the bound of a sharded import.
+
+    Each connection stages the whole file (as each shard reads it), creates the jobs it needs
+    (committed at once, so the others wait for that only), then writes the users, applications,
+    form submissions and audit rows of its part of the rows, split by a hash of the normalised email
+    as the import's shards are: no two parts touch the same user. Wall time from the start of all
+    to the end of the last.
+    """
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("CHECKPOINT")
+    errors: list[BaseException] = []
+
+    def part(k: int) -> None:
+        try:
+            _schema_floor_rows(url, path, account, part=(k, parts))
+        except BaseException as exc:  # reported by the caller
+            errors.append(exc)
+
+    threads = [threading.Thread(target=part, args=(k,)) for k in range(parts)]
+    t = time.perf_counter()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    elapsed = time.perf_counter() - t
+    if errors:
+        raise errors[0]
+    return elapsed
+
+
+def _records(url: str, account: uuid.UUID) -> dict[str, int]:
+    """The users, applications, form submissions and audit rows of ACCOUNT."""
+    tables = ("users", "applications", "form_submissions", "audit_log")
+    with psycopg.connect(url) as conn:
+        return {
+            t: conn.execute(f"SELECT count(*) FROM {t} WHERE account_id = %s", (account,)).fetchone()[0] for t in tables
+        }
+
+
 def schema_floor(url: str, path: Path, account: uuid.UUID, *, bare: bool = False) -> float:
     """The rows a first import writes, written set-based with no logic at all.
 
@@ -179,6 +223,30 @@ def schema_floor(url: str, path: Path, account: uuid.UUID, *, bare: bool = False
     primary keys only (no foreign keys, no other index, no check) and no audit rows: a bound
     no design of constraints, indexes or audit could beat with these three tables.
     """
+    if bare:
+        with psycopg.connect(url) as conn, conn.cursor() as cur:
+            for t in ("users", "applications", "form_submissions"):
+                cur.execute(
+                    f"DROP TABLE IF EXISTS bare_{t}; CREATE TABLE bare_{t} (LIKE {t} INCLUDING DEFAULTS, PRIMARY KEY (id))"
+                )
+            conn.commit()
+            cur.execute("CHECKPOINT")
+    else:
+        with psycopg.connect(url, autocommit=True) as conn:
+            conn.execute("CHECKPOINT")
+    t = time.perf_counter()
+    _schema_floor_rows(url, path, account, bare=bare)
+    elapsed = time.perf_counter() - t
+    if bare:
+        with psycopg.connect(url, autocommit=True) as conn:
+            conn.execute("DROP TABLE bare_form_submissions, bare_applications, bare_users")
+    return elapsed
+
+
+def _schema_floor_rows(
+    url: str, path: Path, account: uuid.UUID, *, bare: bool = False, part: tuple[int, int] | None = None
+) -> None:
+    """Write the schema floor's rows (see `schema_floor`); PART = (k, n): only the rows of part k of n."""
     a = {"a": str(account)}
     t_users, t_apps, t_forms = (f"bare_{t}" if bare else t for t in ("users", "applications", "form_submissions"))
     audit = (
@@ -194,22 +262,17 @@ def schema_floor(url: str, path: Path, account: uuid.UUID, *, bare: bool = False
         )
 
     with psycopg.connect(url) as conn, conn.cursor() as cur:
-        if bare:
-            for t in ("users", "applications", "form_submissions"):
-                cur.execute(
-                    f"DROP TABLE IF EXISTS bare_{t}; CREATE TABLE bare_{t} (LIKE {t} INCLUDING DEFAULTS, PRIMARY KEY (id))"
-                )
-            conn.commit()
-        cur.execute("CHECKPOINT")
-        t = time.perf_counter()
-        cur.execute("SET LOCAL synchronous_commit = off")
-        _stage_file(cur, path)
+        cur.execute("SET synchronous_commit = off")
+        _stage_file(cur, path, keep=part is not None)
         cur.execute(
             "INSERT INTO jobs (id, account_id, code, title, status, origin, data, created_at, updated_at) "
             "SELECT gen_random_uuid(), %(a)s, c5, max(c6), 'open', 'uploaded', '{}', now(), now() FROM raw GROUP BY c5 "
             "ON CONFLICT DO NOTHING",
             a,
         )
+        if part is not None:
+            conn.commit()  # the other parts wait for these jobs, not for the whole part
+        only = "" if part is None else f" WHERE abs(hashtext(lower(trim(c3)))) %% {part[1]} = {part[0]}"
         # ascending ids, like the import's time-ordered ones (random ones would split index pages)
         ids = ", ".join(
             f"(left(md5(%(a)s || '{k}')::uuid::text, 24) || lpad(to_hex(n), 12, '0'))::uuid AS {k}"
@@ -217,7 +280,7 @@ def schema_floor(url: str, path: Path, account: uuid.UUID, *, bare: bool = False
         )
         cur.execute(
             f"CREATE TEMP TABLE s ON COMMIT DROP AS SELECT {ids}, lower(trim(c3)) AS email, * "
-            "FROM (SELECT row_number() OVER () AS n, * FROM raw) r",
+            f"FROM (SELECT row_number() OVER () AS n, * FROM raw) r{only}",
             a,
         )
         cur.execute(
@@ -259,11 +322,6 @@ def schema_floor(url: str, path: Path, account: uuid.UUID, *, bare: bool = False
             a,
         )
         conn.commit()
-        elapsed = time.perf_counter() - t
-        if bare:
-            cur.execute("DROP TABLE bare_form_submissions, bare_applications, bare_users")
-            conn.commit()
-        return elapsed
 
 
 def schema_floor_reimport(url: str, path: Path, account: uuid.UUID) -> float:
@@ -423,11 +481,19 @@ def run_size(
     upsert_s = float("nan") if bare_only else single_table_upsert(plain, path)
     store = RecordStore(url)
     floor_account = store.ensure_account(f"floor-{uuid.uuid4().hex[:8]}")
+    parallel_account = store.ensure_account(f"floor-parallel-{uuid.uuid4().hex[:8]}")
     accounts = [store.ensure_account(f"bench-{n}-{uuid.uuid4().hex[:8]}") for n in shards]
     store.dispose()
     bare_s = schema_floor(plain, path, floor_account, bare=True)
     # bare_only: the bare floor alone (the schema floors take minutes at 1M rows on a loaded machine)
     floor_s = float("nan") if bare_only else schema_floor(plain, path, floor_account)
+    # with shards, the schema floor written by as many backends at once (an account of its own)
+    parts = max(shards)
+    parallel_s = (
+        schema_floor_parallel(plain, path, parallel_account, parts) if parts > 1 and not bare_only else float("nan")
+    )
+    # the parallel floor wrote what the single one did (a part writing nothing would flatter it)
+    floor_rows = [] if parallel_s != parallel_s else [_records(plain, a) for a in (floor_account, parallel_account)]
     floor_re_s = float("nan") if bare_only else schema_floor_reimport(plain, path, floor_account)
     # the median of FLOOR_RUNS runs (each updates every application again)
     bare_re_runs = (
@@ -458,6 +524,10 @@ def run_size(
         # the bounds of the targets: the schema floors (these records with their keys, indexes and
         # audit, no logic) against the bare floors; no import keeping those guarantees beats them
         "schema_floor_vs_bare": round(bare_s / floor_s, 3),
+        # the bound of an import in that many shards (null without shards)
+        "schema_floor_parallel": None if parallel_s != parallel_s else {**(rate(parallel_s) or {}), "backends": parts},
+        "schema_floor_records": floor_rows,
+        "schema_floor_parallel_vs_bare": None if parallel_s != parallel_s else round(bare_s / parallel_s, 3),
         "schema_floor_reimport_vs_bare_re": round(bare_re_s / floor_re_s, 3),
     }
     by_shards = []
@@ -465,6 +535,8 @@ def run_size(
         figures = imports(url, account, path, changed_path, batch, n, first_only, no_rollback)
         figures["first_vs_bare"] = round(bare_s / figures["first_s"], 3)
         figures["first_vs_floor"] = round(floor_s / figures["first_s"], 2)
+        if n > 1 and parallel_s == parallel_s:
+            figures["first_vs_parallel_floor"] = round(parallel_s / figures["first_s"], 2)
         figures["first_ratio"] = round(rows / figures["first_s"] / raw_rps, 3)
         figures["first_rows_s"] = round(rows / figures["first_s"])
         if not first_only:
