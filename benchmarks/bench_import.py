@@ -177,8 +177,9 @@ def schema_floor_parallel(url: str, path: Path, account: uuid.UUID, parts: int) 
     Each connection stages the whole file (as each shard reads it), creates the jobs it needs
     (committed at once, so the others wait for that only), then writes the users, applications,
     form submissions and audit rows of its part of the rows, split by a hash of the normalised email
-    as the import's shards are: no two parts touch the same user. Wall time from the start of all
-    to the end of the last.
+    as the import's shards are: no two parts touch the same user. The users are committed before
+    their ANALYZE (two ANALYZEs of one table in open transactions would wait for each other). Wall
+    time from the start of all to the end of the last.
     """
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute("CHECKPOINT")
@@ -279,7 +280,7 @@ def _schema_floor_rows(
             for k in ("uid", "aid", "fid")
         )
         cur.execute(
-            f"CREATE TEMP TABLE s ON COMMIT DROP AS SELECT {ids}, lower(trim(c3)) AS email, * "
+            f"CREATE TEMP TABLE s{'' if part else ' ON COMMIT DROP'} AS SELECT {ids}, lower(trim(c3)) AS email, * "
             f"FROM (SELECT row_number() OVER () AS n, * FROM raw) r{only}",
             a,
         )
@@ -295,7 +296,13 @@ def _schema_floor_rows(
             ),
             a,
         )
+        if part is not None:
+            # ANALYZE holds its lock to the end of the transaction, and two ANALYZEs of one table
+            # wait for each other: a part analyzes in a transaction of its own, as the import does
+            conn.commit()
         cur.execute(f"ANALYZE {t_users}")
+        if part is not None:
+            conn.commit()
         cur.execute(
             audited(
                 f"INSERT INTO {t_apps} (id, account_id, candidate_id, job_id, stage, status, source, external_id, data, "
