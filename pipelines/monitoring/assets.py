@@ -17,6 +17,13 @@ class StatsConfig(dg.Config):
         default=report.DEFAULT_WINDOW,
         description="The window the numbers cover, back from now: a number and a unit (s, m, h, d, w), such as 7d.",
     )
+    plotted_accounts: int = Field(
+        default=report.PLOTTED_ACCOUNTS,
+        ge=0,
+        le=1000,
+        description="How many accounts get numbers of their own under Plots: the busiest ones (most records in the "
+        "window). Every account stays in summary_by_account and stats.",
+    )
 
 
 @dg.asset(
@@ -41,7 +48,7 @@ def bulk_operations_stats(
         f"since {result.since:%Y-%m-%d %H:%M}: {total['in_progress']} in progress, {total['succeeded']} succeeded, "
         f"{total['failed']} failed, {total['records']} records"
     )
-    return dg.MaterializeResult(metadata=report.metadata(result))
+    return dg.MaterializeResult(metadata=report.metadata(result, accounts_limit=config.plotted_accounts))
 
 
 stats_job = dg.define_asset_job(

@@ -30,6 +30,8 @@ NUMBERS = (
     "records_per_day",
 )
 FLOATS = frozenset({"success_rate", "mean_seconds", "p95_seconds", "records_per_day"})
+# accounts whose numbers get metadata keys of their own (the busiest ones)
+PLOTTED_ACCOUNTS = 25
 
 
 def stats_report(
@@ -140,24 +142,46 @@ def _metric(key: str, value: Any) -> dg.MetadataValue | None:
     return dg.MetadataValue.float(float(value)) if key in FLOATS else dg.MetadataValue.int(int(value))
 
 
-def metadata(result: stats.Stats) -> dict[str, Any]:
+def plotted_accounts(result: stats.Stats, limit: int) -> list[str]:
+    """The LIMIT busiest accounts of RESULT: most records in the window, then most operations, then by name."""
+
+    def busy(row: dict) -> tuple:
+        ran = sum(row[key] or 0 for key in (stats.IN_PROGRESS, stats.SUCCEEDED, stats.FAILED, stats.CANCELLED))
+        return (-(row["records"] or 0), -ran, row["account"])
+
+    return [row["account"] for row in sorted(result.groups["by_account"], key=busy)[:limit]]
+
+
+def metadata(result: stats.Stats, *, accounts_limit: int = PLOTTED_ACCOUNTS) -> dict[str, Any]:
     """Materialization metadata: every number as an int or float (the UI plots them over time).
 
     `summary` is a table per operation kind, which the UI shows inline however many accounts there
     are; `summary_by_account` the Markdown table per kind and account (behind a button once long).
 
     Keys: `<operation>/<number>`, `account/<slug>/<number>`, `<operation>/<slug>/<number>` and
-    `total/<number>`; a rate or duration with nothing to measure is left out.
+    `total/<number>`; a rate or duration with nothing to measure is left out. The per-account keys
+    are written for the ACCOUNTS_LIMIT busiest accounts only (`plotted_accounts`), so that a
+    deployment with thousands of accounts does not write tens of thousands of entries every 5
+    minutes; every account stays in `summary_by_account` and `stats`, and `accounts` /
+    `accounts_plotted` say how many there are and how many are plotted.
     """
+    plotted = plotted_accounts(result, accounts_limit)
+    shown = set(plotted)
     out: dict[str, Any] = {
         "summary": summary_table(result),
         "summary_by_account": dg.MetadataValue.md(markdown(result)),
         "window_days": result.window_days,
+        "accounts": len(result.groups["by_account"]),
+        "accounts_plotted": len(plotted),
     }
     prefixed = [("total", result.groups["total"])]
     prefixed += [(row["operation"], row) for row in result.groups["by_operation"]]
-    prefixed += [(f"account/{row['account']}", row) for row in result.groups["by_account"]]
-    prefixed += [(f"{row['operation']}/{row['account']}", row) for row in result.groups["by_operation_and_account"]]
+    prefixed += [(f"account/{row['account']}", row) for row in result.groups["by_account"] if row["account"] in shown]
+    prefixed += [
+        (f"{row['operation']}/{row['account']}", row)
+        for row in result.groups["by_operation_and_account"]
+        if row["account"] in shown
+    ]
     for prefix, row in prefixed:
         for key in NUMBERS:
             value = _metric(key, row[key])

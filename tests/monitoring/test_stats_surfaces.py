@@ -32,18 +32,28 @@ def _seed(store: RecordStore, account: uuid.UUID) -> None:
     add_bulk_job(store, account, started=timedelta(days=3), seconds=10.0, processed=50)
 
 
-def test_the_asset_plots_each_number_and_shows_a_summary_table(
-    store: RecordStore, account: uuid.UUID, store_url: str, instance: dg.DagsterInstance
-) -> None:
-    _seed(store, account)
+def _materialize_stats(store: RecordStore, instance: dg.DagsterInstance, **config: object) -> dict:
+    """Materialize bulk_operations_stats over STORE with CONFIG; its metadata."""
     result = dg.materialize(
         [bulk_operations_stats],
         instance=instance,
-        resources={"record_store": RecordStoreResource(database_url=store_url)},
+        resources={
+            "record_store": RecordStoreResource(database_url=store.engine.url.render_as_string(hide_password=False))
+        },
+        run_config={"ops": {"bulk_operations_stats": {"config": config}}} if config else None,
     )
     assert result.success
     [mat] = result.asset_materializations_for_node("bulk_operations_stats")
-    md = mat.metadata
+    return mat.metadata
+
+
+def test_the_asset_plots_each_number_and_shows_a_summary_table(
+    own_store: RecordStore, instance: dg.DagsterInstance
+) -> None:
+    store = own_store
+    account = store.ensure_account("acme")
+    _seed(store, account)
+    md = _materialize_stats(store, instance)
     me = slug(store, account)
     assert md[f"import/{me}/succeeded"] == dg.MetadataValue.int(3)
     assert md[f"import/{me}/failed"] == dg.MetadataValue.int(1)
@@ -65,10 +75,34 @@ def test_the_asset_plots_each_number_and_shows_a_summary_table(
     assert list(rows)[-1] == "all"
     assert {"import", "bulk_job.status_update"} <= set(rows)
     assert rows["import"]["succeeded"] >= 3 and rows["all"]["records"] >= 30 + 3 + 4 + 100 + 50
+    assert (md["accounts"], md["accounts_plotted"]) == (dg.MetadataValue.int(1), dg.MetadataValue.int(1))
     # the schedule refreshes it every five minutes, running from the start
     schedule = defs.get_repository_def().get_schedule_def("bulk_operations_stats_schedule")
     assert schedule.cron_schedule == "*/5 * * * *"
     assert schedule.default_status == dg.DefaultScheduleStatus.RUNNING
+
+
+def test_only_the_busiest_accounts_get_numbers_of_their_own(
+    own_store: RecordStore, instance: dg.DagsterInstance
+) -> None:
+    # a deployment with many accounts would write tens of thousands of entries every 5 minutes
+    store = own_store
+    records = {"busy": 50, "quiet": 5, "middling": 20}
+    accounts = {name: store.ensure_account(name) for name in records}
+    for name, created in records.items():
+        add_import(store, accounts[name], created=created)
+    slugs = {name: slug(store, account) for name, account in accounts.items()}
+    md = _materialize_stats(store, instance, plotted_accounts=2)
+    assert (md["accounts"], md["accounts_plotted"]) == (dg.MetadataValue.int(3), dg.MetadataValue.int(2))
+    for name in ("busy", "middling"):
+        assert md[f"account/{slugs[name]}/records"] == dg.MetadataValue.int(records[name])
+        assert md[f"import/{slugs[name]}/succeeded"] == dg.MetadataValue.int(1)
+    quiet = slugs["quiet"]
+    assert not [key for key in md if key.startswith(f"account/{quiet}/") or f"/{quiet}/" in key]
+    # every account is still in the table by account, the JSON and the totals
+    assert f"| import | {quiet} | " in md["summary_by_account"].value
+    assert quiet in {row["account"] for row in md["stats"].value["by_account"]}
+    assert md["total/records"] == dg.MetadataValue.int(75)
 
 
 def test_the_command_and_the_api_give_the_asset_s_numbers(
