@@ -33,6 +33,7 @@ from connectors.files import FileReadError, RawBatch, csvsafe, open_tabular
 from connectors.store import accounts, changes, history
 from connectors.store.errors import add_context, describe_error
 from connectors.store.imports import ImportWriter, serialized_batches
+from connectors.store.schema import import_history
 from pipelines.imports import dropzone, shards
 from pipelines.imports.errors import FileFormatError, ImportFailed, MappingError
 from pipelines.imports.mapping import apply_mapping, bind_mapping, check_identity_key, date_report, mapping_report
@@ -799,24 +800,37 @@ def write_import_shard(
 
     Resumes after the shard's committed position, so a retry, a re-run or a second worker given
     the same shard writes no row twice (each shard holds its own lock while it is written). Stops
-    before its next batch when `should_stop` says so or the import has ended (another shard's
-    error policy failed it). The shards of one import hold the account's sharded-import lock
-    shared: an import writing all its shards in one place waits for them, and they for it.
+    before its next batch when `should_stop` says so or the import has ended (another shard
+    failed it). The shards of one import hold the account's sharded-import lock shared: an import
+    writing all its shards in one place waits for them, and they for it.
+
+    `error_policy: abort` names the file's first bad row, as an import writing its shards in one
+    place does: a shard that meets a bad row records it on the import (`details.abort`, the
+    earliest recorded wins) and returns with `aborted_at`; the others write their batches up to
+    that row (one may meet an earlier one) and return with `stopped_before`; the finishing step
+    (`finish_sharded_import`) then fails the import naming the earliest. No shard waits for
+    another, so shards queued behind this one on a busy executor still run.
 
     Raises:
-        ImportFailed: the error policy aborted at one of the shard's rows: the import is failed and
-            its failed-rows file merged.
+        ImportFailed: the error policy's threshold was passed: the import is failed and its
+            failed-rows file merged.
         shards.Stopped: stopped on request, or the import ended elsewhere.
     """
     h, p = _shard_plan(store, import_id, Path(path), options, Path(failed_rows_dir))
     mine: dict[str, int] = {}
 
-    def ended() -> bool:
+    def state() -> tuple[bool, int | None]:
+        # (the import ended, the earliest row a shard's abort recorded)
         with store.engine.connect() as conn:
-            return history.row(conn, import_id).status != "processing"
+            row = history.row(conn, import_id)
+        return row.status != "processing", _abort_of(row.details).get("row")
 
     def stop() -> bool:
-        return (should_stop is not None and should_stop()) or ended()
+        return (should_stop is not None and should_stop()) or state()[0]
+
+    def past(row: int) -> bool:
+        at = state()[1]
+        return at is not None and row > at
 
     def report(counts: dict[str, int]) -> None:
         mine.update(counts)
@@ -827,8 +841,16 @@ def write_import_shard(
         raise shards.Stopped()
     try:
         with shards.account_turn(store, h.account_id, shared=True):
-            shards.write_shard(store, p, k, stop=stop, report=report)
+            shards.write_shard(store, p, k, stop=stop, report=report, past=past)
+    except shards.Stopped:
+        ended, at = state()
+        if at is not None and not ended and not (should_stop is not None and should_stop()):
+            return {**mine, "stopped_before": at}  # past another shard's bad row: done, as far as it goes
+        raise
     except shards.Aborted as exc:
+        if exc.row is not None:
+            _record_abort(store, import_id, exc.row, exc.message)
+            return {**mine, "aborted_at": exc.row}
         with store.begin() as conn:
             history.update(conn, import_id, status="failed", finished_at=_now(), error_message=exc.message)
         # the other shards stop before their next batch, seeing the import ended; their parts are complete then
@@ -839,6 +861,20 @@ def write_import_shard(
             result = _result(history.row(conn, import_id), elapsed=0.0)
         raise ImportFailed(exc.message, import_id=import_id, result=result) from None
     return mine
+
+
+def _abort_of(details: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The abort a shard recorded on a sharded import ({row, message}), or {}."""
+    return dict((details or {}).get("abort") or {})
+
+
+def _record_abort(store: Any, import_id: uuid.UUID, row: int, message: str) -> None:
+    """Record that a shard's error policy aborted at ROW, unless a shard recorded an earlier row."""
+    with store.begin() as conn:
+        h = conn.execute(sa.select(import_history).where(import_history.c.id == import_id).with_for_update()).one()
+        first = _abort_of(h.details)
+        if not first or row < int(first["row"]):
+            history.update(conn, import_id, details={**(h.details or {}), "abort": {"row": row, "message": message}})
 
 
 def finish_sharded_import(
@@ -857,13 +893,29 @@ def finish_sharded_import(
     since fails the import, as an unsharded import does.
 
     Raises:
-        ImportFailed: a shard is behind the others (not written to the end), or the file changed.
+        ImportFailed: a shard's error policy aborted at a row (the earliest any shard met is named),
+            a shard is behind the others (not written to the end), or the file changed.
     """
     t0 = time.monotonic()
     path = Path(path)
     h, p = _shard_plan(store, import_id, path, options, Path(failed_rows_dir))
     if h.status == "completed":
         return _result(h, elapsed=0.0)
+    abort = _abort_of(h.details)
+    if abort and h.status == "processing":
+        # every shard stopped at or before it: the parts are complete, the file's first bad row is known
+        final = shards.FailedParts(p, _columns(p)).finish()
+        with store.begin() as conn:
+            history.update(
+                conn,
+                import_id,
+                status="failed",
+                finished_at=_now(),
+                error_message=abort["message"],
+                failed_rows_path=str(final),
+            )
+            result = _result(history.row(conn, import_id), elapsed=time.monotonic() - t0)
+        raise ImportFailed(abort["message"], import_id=import_id, result=result)
     try:
         if identity is not None and list(_identity(path)) != list(identity):
             raise ImportFailed(_CHANGED.format(name=p.name))

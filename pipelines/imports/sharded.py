@@ -206,6 +206,13 @@ def write_import_shard(context: dg.OpExecutionContext, record_store: RecordStore
             description=f"interrupted: {what} stopped; its committed batches are kept and a re-run resumes it",
             allow_retries=False,
         ) from exc
+    if "aborted_at" in counts:
+        context.log.warning(
+            f"{what}: the error policy aborted at row {counts['aborted_at']}; the other shards write up to "
+            "the file's first bad row, then the finishing step fails the import naming it"
+        )
+    elif "stopped_before" in counts:
+        context.log.info(f"{what}: stopped before the batches after row {counts['stopped_before']}, a bad row")
     worker = {"host": socket.gethostname(), "pid": os.getpid()}
     context.add_output_metadata({"shard": k, **counts, **worker})
     return {**shard, "counts": counts, "worker": worker}

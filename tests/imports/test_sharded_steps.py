@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import uuid
+import zlib
 
 import dagster as dg
 import pytest
@@ -14,7 +15,7 @@ from pipelines.imports import shards
 from pipelines.imports.engine import ImportOptions, list_imports, run_import, write_import_shard
 from pipelines.imports.sharded import sharded_import_job
 from tests.imports.helpers import apps_csv
-from tests.imports.test_shards import OUTCOME, audit_counts, failed_rows, mixed_rows, records
+from tests.imports.test_shards import OUTCOME, _email_of_shard, audit_counts, failed_rows, mixed_rows, records
 
 # each runs a Dagster job of five or more steps: seconds, not the fast tier's milliseconds
 pytestmark = pytest.mark.slow
@@ -163,5 +164,41 @@ def test_the_error_policy_aborting_one_shard_step_fails_the_import(store, store_
     # the failed-rows file is merged once every shard stopped, and lists the row the import stopped at
     assert "18" in [r["_row"] for r in failed_rows(h["failed_rows_path"])]
     assert not list(settings.var_dir().joinpath("imports", "failed-rows").glob(f".{h['id']}*part"))
+    # the shards wrote up to the bad row and ended; the finishing step failed the import naming it
     failures = [e.step_key for e in result.all_events if e.event_type == dg.DagsterEventType.STEP_FAILURE]
-    assert "finish_sharded_import" not in failures and failures  # the shards failed; the finish never ran
+    assert failures == ["finish_sharded_import"]
+    written = {k: result.output_for_node("write_import_shard")[f"shard_{k}"]["counts"] for k in range(2)}
+    assert sorted(c.get("aborted_at", c.get("stopped_before")) for c in written.values()) == [18, 18]
+
+
+def test_abort_in_shard_steps_names_the_files_first_bad_row_whichever_step_meets_one_first(
+    store, store_url, tmp_path, instance
+) -> None:
+    # the in-process executor runs shard 1's step first: it meets row 45 and records it; shard 2's
+    # step writes its batches up to row 45 and meets row 12 on the way: the import names row 12
+    lines = [f"A-{i},F,L,e{i}@x.org,J-1,Applied,2026-01-01,1" for i in range(60)]
+    lines[11] = f"A-11,F,L,{_email_of_shard(1)},J-1,Applied,not-a-date,1"
+    lines[44] = f"A-44,F,L,{_email_of_shard(0)},J-1,Applied,2026-13-45,1"
+    path = apps_csv(tmp_path, lines)
+    account = f"t-{uuid.uuid4().hex[:10]}"
+    account_id = store.ensure_account(account)
+
+    result = sharded_import_job.execute_in_process(
+        run_config=run_config(path, account, store_url, batch_size=10, shards=2, error_policy="abort"),
+        instance=instance,
+        raise_on_error=False,
+    )
+
+    assert not result.success
+    written = {k: result.output_for_node("write_import_shard")[f"shard_{k}"]["counts"] for k in range(2)}
+    assert (written[0]["aborted_at"], written[1]["aborted_at"]) == (45, 12)
+    (h,) = list_imports(store, account_id)
+    assert h["status"] == "failed"
+    assert "row 12, column 'Applied At'" in h["error_message"] and "error_policy abort" in h["error_message"]
+    bad = {r["_row"] for r in failed_rows(h["failed_rows_path"])}
+    assert "12" in bad
+    # shard 1 wrote its rows of batches 1-4 (rows 1-40; row 45's batch not), shard 2 its rows of batch 1
+    emails = [line.split(",")[3] for line in lines]
+    shard = [zlib.crc32(e.encode()) % 2 for e in emails]
+    expected = sorted(f"A-{i}" for i in range(60) if (i < 40 and shard[i] == 0) or (i < 10 and shard[i] == 1))
+    assert sorted(a[0] for a in records(store, account_id)["applications"]) == expected
