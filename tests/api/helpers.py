@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 import uuid
 from typing import Any
@@ -110,3 +111,15 @@ def wait_for_job_run(client: httpx.Client, instance: Any, job_id: str, timeout: 
         if time.monotonic() > deadline:
             raise AssertionError(f"run {run_id} of bulk job {job_id} still {run.status if run else 'missing'}")
         time.sleep(0.2)
+
+
+def join_launch(run_id: str, timeout: float = 120) -> None:
+    """Wait for the API's background launch of RUN_ID (a thread of this process) to end.
+
+    The run can finish before the thread has reaped its `dagster job launch` process: until the
+    thread ends, that process may still be an exited child waiting to be reaped.
+    """
+    for thread in threading.enumerate():
+        if thread.name == f"launch-{run_id}":
+            thread.join(timeout)
+            assert not thread.is_alive(), f"the launch of run {run_id} still going after {timeout}s"
