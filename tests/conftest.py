@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import tempfile
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import dagster as dg
@@ -90,6 +90,26 @@ def store(store_url: str) -> Iterator[RecordStore]:
     s = RecordStore(store_url)
     yield s
     s.dispose()
+
+
+@pytest.fixture
+def own_store_at() -> Iterator[Callable[[str], RecordStore]]:
+    """Migrate the record store at a URL of the test's own and open it (disposed after the test).
+
+    For tests whose numbers span every account (statistics), which the shared database would skew.
+    """
+    opened: list[RecordStore] = []
+
+    def open_(url: str) -> RecordStore:
+        engine = make_engine(url)
+        migrate.upgrade(engine)
+        engine.dispose()
+        opened.append(RecordStore(url))
+        return opened[-1]
+
+    yield open_
+    for s in opened:
+        s.dispose()
 
 
 @pytest.fixture

@@ -724,14 +724,7 @@ def run_import(
     except (_Abort, shards.Aborted) as exc:
         final_path = failed.finish() if failed is not None else None
         with store.begin() as conn:
-            history.update(
-                conn,
-                import_id,
-                status="failed",
-                finished_at=_now(),
-                error_message=exc.message,
-                failed_rows_path=str(final_path) if final_path else None,
-            )
+            _failed(conn, import_id, exc.message, final_path)
             result = _result(history.row(conn, import_id), elapsed=time.monotonic() - t0, sample=sample)
         raise ImportFailed(exc.message, import_id=import_id, result=result) from None
     except ImportFailed as exc:
@@ -863,6 +856,18 @@ def write_import_shard(
     return mine
 
 
+def _failed(conn: sa.Connection, import_id: uuid.UUID, message: str, failed_rows: Path | None) -> None:
+    """End the import's history row failed with MESSAGE and its failed-rows file."""
+    history.update(
+        conn,
+        import_id,
+        status="failed",
+        finished_at=_now(),
+        error_message=message,
+        failed_rows_path=str(failed_rows) if failed_rows else None,
+    )
+
+
 def _abort_of(details: Mapping[str, Any] | None) -> dict[str, Any]:
     """The abort a shard recorded on a sharded import ({row, message}), or {}."""
     return dict((details or {}).get("abort") or {})
@@ -906,14 +911,7 @@ def finish_sharded_import(
         # every shard stopped at or before it: the parts are complete, the file's first bad row is known
         final = shards.FailedParts(p, _columns(p)).finish()
         with store.begin() as conn:
-            history.update(
-                conn,
-                import_id,
-                status="failed",
-                finished_at=_now(),
-                error_message=abort["message"],
-                failed_rows_path=str(final),
-            )
+            _failed(conn, import_id, abort["message"], final)
             result = _result(history.row(conn, import_id), elapsed=time.monotonic() - t0)
         raise ImportFailed(abort["message"], import_id=import_id, result=result)
     try:

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
 
-from connectors.store import RecordStore, imports, make_engine, migrate
+from connectors.store import RecordStore, imports
 from connectors.store.importing import statistics
 from pipelines.imports.engine import ImportOptions, run_import
 from tests.imports.helpers import apps_csv
@@ -17,15 +16,9 @@ pytestmark = pytest.mark.postgres
 
 
 @pytest.fixture
-def fresh_store(pg_database_factory) -> Iterator[RecordStore]:
+def fresh_store(pg_database_factory, own_store_at) -> RecordStore:
     """A store of its own: statistics are per database, the shared one's depend on other tests."""
-    url = pg_database_factory()
-    engine = make_engine(url)
-    migrate.upgrade(engine)
-    engine.dispose()
-    store = RecordStore(url)
-    yield store
-    store.dispose()
+    return own_store_at(pg_database_factory())
 
 
 def _reltuples(store: RecordStore, table: str) -> float:

@@ -146,18 +146,23 @@ def test_a_relaunch_resumes_each_shard_after_its_committed_batches(store, store_
     assert (written[0]["batches"], written[1]["batches"]) == (13, 16)
 
 
-def test_the_error_policy_aborting_one_shard_step_fails_the_import(store, store_url, tmp_path, instance) -> None:
-    path = apps_csv(tmp_path, mixed_rows())
+def _aborting(store, store_url, path, instance) -> tuple[uuid.UUID, dg.ExecuteInProcessResult, dict[int, dict]]:
+    """Run `sharded_import_job` on PATH in two shards with error_policy abort (it fails): the
+    account, the result and each shard step's counts."""
     account = f"t-{uuid.uuid4().hex[:10]}"
     account_id = store.ensure_account(account)
-
     result = sharded_import_job.execute_in_process(
         run_config=run_config(path, account, store_url, batch_size=10, shards=2, error_policy="abort"),
         instance=instance,
         raise_on_error=False,
     )
-
     assert not result.success
+    written = {k: result.output_for_node("write_import_shard")[f"shard_{k}"]["counts"] for k in range(2)}
+    return account_id, result, written
+
+
+def test_the_error_policy_aborting_one_shard_step_fails_the_import(store, store_url, tmp_path, instance) -> None:
+    account_id, result, written = _aborting(store, store_url, apps_csv(tmp_path, mixed_rows()), instance)
     (h,) = list_imports(store, account_id)
     assert h["status"] == "failed"
     assert "row 18" in h["error_message"] and "error_policy abort" in h["error_message"]
@@ -167,7 +172,6 @@ def test_the_error_policy_aborting_one_shard_step_fails_the_import(store, store_
     # the shards wrote up to the bad row and ended; the finishing step failed the import naming it
     failures = [e.step_key for e in result.all_events if e.event_type == dg.DagsterEventType.STEP_FAILURE]
     assert failures == ["finish_sharded_import"]
-    written = {k: result.output_for_node("write_import_shard")[f"shard_{k}"]["counts"] for k in range(2)}
     assert sorted(c.get("aborted_at", c.get("stopped_before")) for c in written.values()) == [18, 18]
 
 
@@ -179,18 +183,7 @@ def test_abort_in_shard_steps_names_the_files_first_bad_row_whichever_step_meets
     lines = [f"A-{i},F,L,e{i}@x.org,J-1,Applied,2026-01-01,1" for i in range(60)]
     lines[11] = f"A-11,F,L,{_email_of_shard(1)},J-1,Applied,not-a-date,1"
     lines[44] = f"A-44,F,L,{_email_of_shard(0)},J-1,Applied,2026-13-45,1"
-    path = apps_csv(tmp_path, lines)
-    account = f"t-{uuid.uuid4().hex[:10]}"
-    account_id = store.ensure_account(account)
-
-    result = sharded_import_job.execute_in_process(
-        run_config=run_config(path, account, store_url, batch_size=10, shards=2, error_policy="abort"),
-        instance=instance,
-        raise_on_error=False,
-    )
-
-    assert not result.success
-    written = {k: result.output_for_node("write_import_shard")[f"shard_{k}"]["counts"] for k in range(2)}
+    account_id, _, written = _aborting(store, store_url, apps_csv(tmp_path, lines), instance)
     assert (written[0]["aborted_at"], written[1]["aborted_at"]) == (45, 12)
     (h,) = list_imports(store, account_id)
     assert h["status"] == "failed"
