@@ -724,7 +724,7 @@ def run_import(
     except (_Abort, shards.Aborted) as exc:
         final_path = failed.finish() if failed is not None else None
         with store.begin() as conn:
-            _failed(conn, import_id, exc.message, final_path)
+            _failed(conn, import_id, exc.message, failed_rows_path=str(final_path) if final_path else None)
             result = _result(history.row(conn, import_id), elapsed=time.monotonic() - t0, sample=sample)
         raise ImportFailed(exc.message, import_id=import_id, result=result) from None
     except ImportFailed as exc:
@@ -732,7 +732,7 @@ def run_import(
             failed.close()
         exc.import_id = import_id
         with store.begin() as conn:
-            history.update(conn, import_id, status="failed", finished_at=_now(), error_message=exc.message)
+            _failed(conn, import_id, exc.message)
             exc.result = _result(history.row(conn, import_id), elapsed=time.monotonic() - t0)
         raise
     except BaseException as exc:
@@ -745,7 +745,7 @@ def run_import(
             with store.begin() as conn:
                 if isinstance(exc, Exception):
                     why = describe_error(exc, url=store.engine.url)
-                    history.update(conn, import_id, status="failed", finished_at=_now(), error_message=why)
+                    _failed(conn, import_id, why)
                 else:
                     _cancelled(
                         conn,
@@ -822,6 +822,9 @@ def write_import_shard(
         return (should_stop is not None and should_stop()) or state()[0]
 
     def past(row: int) -> bool:
+        # only `abort` records a row: other policies read nothing more per batch
+        if options.error_policy != "abort":
+            return False
         at = state()[1]
         return at is not None and row > at
 
@@ -845,7 +848,7 @@ def write_import_shard(
             _record_abort(store, import_id, exc.row, exc.message)
             return {**mine, "aborted_at": exc.row}
         with store.begin() as conn:
-            history.update(conn, import_id, status="failed", finished_at=_now(), error_message=exc.message)
+            _failed(conn, import_id, exc.message)
         # the other shards stop before their next batch, seeing the import ended; their parts are complete then
         shards.wait_for_shards(store, p)
         final = shards.FailedParts(p, _columns(p)).finish()
@@ -856,16 +859,9 @@ def write_import_shard(
     return mine
 
 
-def _failed(conn: sa.Connection, import_id: uuid.UUID, message: str, failed_rows: Path | None) -> None:
-    """End the import's history row failed with MESSAGE and its failed-rows file."""
-    history.update(
-        conn,
-        import_id,
-        status="failed",
-        finished_at=_now(),
-        error_message=message,
-        failed_rows_path=str(failed_rows) if failed_rows else None,
-    )
+def _failed(conn: sa.Connection, import_id: uuid.UUID, message: str, **values: Any) -> None:
+    """End the import's history row failed now with MESSAGE (and VALUES, such as its failed-rows file)."""
+    history.update(conn, import_id, status="failed", finished_at=_now(), error_message=message, **values)
 
 
 def _abort_of(details: Mapping[str, Any] | None) -> dict[str, Any]:
@@ -911,7 +907,7 @@ def finish_sharded_import(
         # every shard stopped at or before it: the parts are complete, the file's first bad row is known
         final = shards.FailedParts(p, _columns(p)).finish()
         with store.begin() as conn:
-            _failed(conn, import_id, abort["message"], final)
+            _failed(conn, import_id, abort["message"], failed_rows_path=str(final))
             result = _result(history.row(conn, import_id), elapsed=time.monotonic() - t0)
         raise ImportFailed(abort["message"], import_id=import_id, result=result)
     try:
@@ -929,7 +925,7 @@ def finish_sharded_import(
     except ImportFailed as exc:
         exc.import_id = import_id
         with store.begin() as conn:
-            history.update(conn, import_id, status="failed", finished_at=_now(), error_message=exc.message)
+            _failed(conn, import_id, exc.message)
             exc.result = _result(history.row(conn, import_id), elapsed=time.monotonic() - t0)
         raise
     final = shards.FailedParts(p, columns).finish()
@@ -942,7 +938,7 @@ def fail_import(store: Any, import_id: uuid.UUID, message: str) -> None:
     """Mark an unfinished import failed with MESSAGE (its committed batches stay; a re-run resumes)."""
     with store.begin() as conn:
         if history.row(conn, import_id).status == "processing":
-            history.update(conn, import_id, status="failed", finished_at=_now(), error_message=message[:1900])
+            _failed(conn, import_id, message[:1900])
 
 
 def record_file_moved(store: Any, old: str | Path, new: str | Path, sha256: str) -> int:
