@@ -496,11 +496,9 @@ def run_size(
     floor_s = float("nan") if bare_only else schema_floor(plain, path, floor_account)
     # with shards, the schema floor written by as many backends at once (an account of its own)
     parts = max(shards)
-    parallel_s = (
-        schema_floor_parallel(plain, path, parallel_account, parts) if parts > 1 and not bare_only else float("nan")
-    )
+    parallel_s = schema_floor_parallel(plain, path, parallel_account, parts) if parts > 1 and not bare_only else None
     # the parallel floor wrote what the single one did (a part writing nothing would flatter it)
-    floor_rows = [] if parallel_s != parallel_s else [_records(plain, a) for a in (floor_account, parallel_account)]
+    floor_rows = [] if parallel_s is None else [_records(plain, a) for a in (floor_account, parallel_account)]
     floor_re_s = float("nan") if bare_only else schema_floor_reimport(plain, path, floor_account)
     # the median of FLOOR_RUNS runs (each updates every application again)
     bare_re_runs = (
@@ -532,9 +530,9 @@ def run_size(
         # audit, no logic) against the bare floors; no import keeping those guarantees beats them
         "schema_floor_vs_bare": round(bare_s / floor_s, 3),
         # the bound of an import in that many shards (null without shards)
-        "schema_floor_parallel": None if parallel_s != parallel_s else {**(rate(parallel_s) or {}), "backends": parts},
+        "schema_floor_parallel": None if parallel_s is None else {**(rate(parallel_s) or {}), "backends": parts},
         "schema_floor_records": floor_rows,
-        "schema_floor_parallel_vs_bare": None if parallel_s != parallel_s else round(bare_s / parallel_s, 3),
+        "schema_floor_parallel_vs_bare": None if parallel_s is None else round(bare_s / parallel_s, 3),
         "schema_floor_reimport_vs_bare_re": round(bare_re_s / floor_re_s, 3),
     }
     by_shards = []
@@ -542,7 +540,7 @@ def run_size(
         figures = imports(url, account, path, changed_path, batch, n, first_only, no_rollback)
         figures["first_vs_bare"] = round(bare_s / figures["first_s"], 3)
         figures["first_vs_floor"] = round(floor_s / figures["first_s"], 2)
-        if n > 1 and parallel_s == parallel_s:
+        if n > 1 and parallel_s is not None:
             figures["first_vs_parallel_floor"] = round(parallel_s / figures["first_s"], 2)
         figures["first_ratio"] = round(rows / figures["first_s"] / raw_rps, 3)
         figures["first_rows_s"] = round(rows / figures["first_s"])
